@@ -1,0 +1,33 @@
+"""The public plugin API: everything a plugin author imports, and nothing else.
+
+    from edge_engine.api import BusinessPlugin, CapturePlugin, Input, Key, hookimpl
+
+Plugins in ``extensions/`` and ``plugins/`` import only this module (and third-party libraries).
+"""
+
+from edge_engine.config_keys import Key
+from edge_engine.errors import EndOfStream
+from edge_engine.hookspecs import hookimpl
+from edge_engine.messages import Notification, Payload
+from edge_engine.plugin_types import (
+    BusinessPlugin,
+    CapturePlugin,
+    Input,
+    PluginBase,
+    PluginContext,
+    ServingPlugin,
+)
+
+__all__ = [
+    "BusinessPlugin",
+    "CapturePlugin",
+    "EndOfStream",
+    "Input",
+    "Key",
+    "Notification",
+    "Payload",
+    "PluginBase",
+    "PluginContext",
+    "ServingPlugin",
+    "hookimpl",
+]

@@ -1,0 +1,89 @@
+"""Names shared across the node: environment variables, cache layout, defaults.
+
+No logic lives here. The repository's top-level ``constants.py`` re-exports this module so that
+``device.py``, ``cmds/`` and operators' scripts can use the same names.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+ENGINE_NAME: Final = "edge_engine"
+ENTRY_POINT_GROUP: Final = "edge_engine.plugins"
+
+# --- plugin kinds and folders -------------------------------------------------------------------
+KIND_CAPTURE: Final = "data"
+KIND_SERVING: Final = "serving"
+KIND_BUSINESS: Final = "business"
+PLUGIN_KINDS: Final = (KIND_CAPTURE, KIND_SERVING, KIND_BUSINESS)
+DEFAULT_PLUGIN_FOLDERS: Final = ("extensions", "plugins")
+
+# --- configuration files --------------------------------------------------------------------------
+STARTUP_CONFIG_FILE: Final = ".config_startup.json"
+APP_CONFIG_FILE: Final = ".config_app.json"
+DOTENV_FILE: Final = ".env"
+DEMO_PIPELINE_FILE: Final = "pipelines/demo.json"
+
+# --- local cache layout (Ratio1-compatible names) -------------------------------------------------
+DEFAULT_CACHE_DIR: Final = "_local_cache"
+IMAGE_CACHE_DIR: Final = "/edge_node/_local_cache"
+CACHE_DATA: Final = "_data"
+CACHE_LOGS: Final = "_logs"
+CACHE_OUTPUT: Final = "_output"
+CACHE_MODELS: Final = "_models"
+CACHED_STARTUP_CONFIG: Final = "config_startup.json"
+LOCAL_INFO_FILE: Final = "local_info.json"
+LOCAL_HISTORY_FILE: Final = "local_history.json"
+KEY_FILE: Final = "e2.pem"
+AUTHORIZED_ADDRS_FILE: Final = "authorized_addrs"
+CACHE_VERSION_FILE: Final = "cache_version"
+BOX_CONFIGURATION: Final = "box_configuration"
+STREAMS_DIR: Final = "streams"
+CACHED_APP_CONFIG: Final = "config_app.txt"
+CACHE_FORMAT_VERSION: Final = 1
+
+# --- identity -------------------------------------------------------------------------------------
+ADDRESS_PREFIX: Final = "0xai_"
+ALIAS_MAX_LEN: Final = 15
+ALIAS_PLACEHOLDERS: Final = ("", "XXXXXXXXXX", "HOSTNAME", "E2DKR")
+
+# --- defaults -------------------------------------------------------------------------------------
+DEFAULT_LOCAL_INFO_SECONDS: Final = 5.0
+DEFAULT_HISTORY_SAMPLE_SECONDS: Final = 10.0
+DEFAULT_HISTORY_SAVE_SECONDS: Final = 60.0
+DEFAULT_SHUTDOWN_SECONDS: Final = 5.0
+DEFAULT_LOG_MAX_BYTES: Final = 5 * 1024 * 1024
+DEFAULT_LOG_BACKUPS: Final = 5
+HISTORY_FINE_SPAN_SECONDS: Final = 3600
+HISTORY_COARSE_STEP_SECONDS: Final = 300
+HISTORY_COARSE_SPAN_SECONDS: Final = 86400
+
+# --- environment variables ------------------------------------------------------------------------
+# name -> one-line description. `.env.template` lists exactly these (a test keeps them in step).
+ENV_CACHE_DIR: Final = "EE_CACHE_DIR"
+ENV_CONFIG: Final = "EE_CONFIG"
+ENV_APP_CONFIG: Final = "EE_APP_CONFIG"
+ENV_ID: Final = "EE_ID"
+ENV_DEMO: Final = "EE_DEMO"
+ENV_LOG_LEVEL: Final = "EE_LOG_LEVEL"
+ENV_PLUGIN_FOLDERS: Final = "EE_PLUGIN_FOLDERS"
+ENV_LOAD_ENTRY_POINTS: Final = "EE_LOAD_ENTRY_POINTS"
+ENV_DISABLED_PLUGINS: Final = "EE_DISABLED_PLUGINS"
+ENV_SECONDS_LOCAL_INFO: Final = "EE_SECONDS_LOCAL_INFO"
+ENV_SHUTDOWN_SECONDS: Final = "EE_SHUTDOWN_SECONDS"
+ENV_RESTART_BACKOFF_MAX: Final = "EE_RESTART_BACKOFF_MAX"
+
+ENV_VARS: Final[dict[str, str]] = {
+    ENV_CACHE_DIR: "folder of the local cache (default ./_local_cache; /edge_node/_local_cache in the image)",
+    ENV_CONFIG: "startup config that seeds the cache at first start (default ./.config_startup.json)",
+    ENV_APP_CONFIG: "app (communication/upload) config file (default ./.config_app.json)",
+    ENV_ID: "node alias used at first start only; later the cached alias wins (change_alias)",
+    ENV_DEMO: "1 seeds the demo pipeline at first start, 0 does not (overrides DEMO_PIPELINE)",
+    ENV_LOG_LEVEL: "log level: DEBUG, INFO, WARNING or ERROR (overrides LOG_LEVEL)",
+    ENV_PLUGIN_FOLDERS: "plugin folders separated by ':' (overrides PLUGIN_FOLDERS)",
+    ENV_LOAD_ENTRY_POINTS: "0 skips plugins from installed packages' entry points",
+    ENV_DISABLED_PLUGINS: "comma-separated plugin signatures or module names not to load",
+    ENV_SECONDS_LOCAL_INFO: "seconds between local_info.json refreshes (overrides SECONDS_LOCAL_INFO)",
+    ENV_SHUTDOWN_SECONDS: "deadline in seconds for a clean stop on SIGTERM/SIGINT (overrides SHUTDOWN_SECONDS)",
+    ENV_RESTART_BACKOFF_MAX: "cap in seconds of the restart backoff for failed sources and instances",
+}

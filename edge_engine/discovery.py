@@ -1,0 +1,203 @@
+"""Finding plugins: folder modules, installed packages' entry points, in a fixed order.
+
+1. Folders, in the order configured (``extensions/`` first, then ``plugins/``): every ``*.py`` under
+   their ``data/``, ``serving/`` and ``business/`` subfolders, at any depth, is imported under a unique
+   module name; the plugin classes it defines are registered. Files starting with ``_`` or ``test_``
+   and ``conftest.py`` are skipped.
+2. Entry points of the ``edge_engine.plugins`` group: each loaded object is registered with the plugin
+   manager and its ``edge_register_plugins`` hook is called.
+
+A module that fails to import, a class without a signature, or a duplicate signature is recorded in
+``registry.failures`` with its file and name; everything else still loads.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import logging
+import re
+import sys
+import traceback
+from collections.abc import Iterable
+from importlib.metadata import entry_points
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pluggy
+
+from edge_engine.constants import ENTRY_POINT_GROUP, PLUGIN_KINDS
+from edge_engine.errors import PluginLoadError
+from edge_engine.plugin_types import PluginBase
+from edge_engine.registry import LoadFailure, PluginRegistry
+
+log = logging.getLogger(__name__)
+
+SKIPPED_FILES = re.compile(r"^(_.*|test_.*|.*_test|conftest)\.py$")
+
+
+def plugin_files(folder: Path) -> list[Path]:
+    """The plugin module files under ``folder``'s kind subfolders, sorted for a stable load order."""
+    files: list[Path] = []
+    for kind in PLUGIN_KINDS:
+        base = folder / kind
+        if base.is_dir():
+            files.extend(
+                p
+                for p in sorted(base.rglob("*.py"))
+                if not SKIPPED_FILES.match(p.name) and "__pycache__" not in p.parts
+            )
+    return files
+
+
+def module_name_for(path: Path, root: Path) -> str:
+    """A unique, importable module name for a plugin file (``edge_plugins.plugins.business.x``)."""
+    rel = path.relative_to(root.parent).with_suffix("")
+    parts = [re.sub(r"\W", "_", p) for p in rel.parts]
+    return "edge_plugins." + ".".join(parts)
+
+
+def import_file(path: Path, module_name: str) -> ModuleType:
+    """Import one file as ``module_name`` (replacing an earlier import of it)."""
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot import {path}")
+    module = importlib.util.module_from_spec(spec)
+    previous = sys.modules.get(module_name)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        if previous is not None:
+            sys.modules[module_name] = previous
+        else:
+            sys.modules.pop(module_name, None)
+        raise
+    return module
+
+
+def plugin_classes(module: ModuleType) -> list[type[PluginBase]]:
+    """Concrete plugin classes defined in ``module`` itself (not imported into it)."""
+    return [
+        obj
+        for obj in vars(module).values()
+        if inspect.isclass(obj)
+        and issubclass(obj, PluginBase)
+        and obj.__module__ == module.__name__
+        and not vars(obj).get("ABSTRACT", False)
+    ]
+
+
+class PluginLoader:
+    """Loads plugins into a registry and a plugin manager, recording every failure."""
+
+    def __init__(self, registry: PluginRegistry, pm: pluggy.PluginManager, disabled: Iterable[str] = ()):
+        self.registry = registry
+        self.pm = pm
+        self.disabled = {d.strip().lower() for d in disabled if d.strip()}
+        self.modules: dict[str, ModuleType] = {}
+
+    def _fail(self, source: str, name: str, reason: str) -> None:
+        failure = LoadFailure(source, name, reason)
+        self.registry.failures.append(failure)
+        log.error("plugin load failed: %s", failure)
+
+    def load_folder(self, folder: Path) -> int:
+        """Load every plugin module under ``folder``; returns the number of classes registered."""
+        count = 0
+        for path in plugin_files(folder):
+            count += self.load_file(path, folder)
+        return count
+
+    def load_file(self, path: Path, root: Path) -> int:
+        """Import one plugin file and register its classes; failures are recorded, not raised."""
+        source = str(path)
+        if path.stem.lower() in self.disabled:
+            log.info("plugin module %s disabled by EE_DISABLED_PLUGINS", path)
+            return 0
+        module_name = module_name_for(path, root)
+        try:
+            module = import_file(path, module_name)
+        except BaseException as exc:  # any error in user code, including SystemExit
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            self._fail(source, path.name, f"import failed: {_describe(exc, path)}")
+            return 0
+        self.modules[source] = module
+        count = 0
+        for cls in plugin_classes(module):
+            count += self.register_class(cls, source)
+        count += self._register_hooks(module, module_name, source)
+        return count
+
+    def register_class(self, cls: type, source: str) -> int:
+        """Register one class, honouring the disabled list; returns 1 when registered."""
+        signature = str(getattr(cls, "SIGNATURE", "") or "")
+        if signature.lower() in self.disabled:
+            log.info("plugin %s disabled by EE_DISABLED_PLUGINS", signature)
+            return 0
+        try:
+            self.registry.add(cls, source)
+        except PluginLoadError as exc:
+            self._fail(exc.source, exc.name, exc.reason)
+            return 0
+        return 1
+
+    def _register_hooks(self, plugin: Any, name: str, source: str) -> int:
+        """Register a module or object's hook implementations and call its registration hook."""
+        try:
+            if self.pm.get_plugin(name) is not None:
+                self.pm.unregister(name=name)
+            self.pm.register(plugin, name=name)
+        except (ValueError, pluggy.PluginValidationError) as exc:
+            self._fail(source, name, f"invalid hook implementation: {exc}")
+            return 0
+        count = 0
+        for impl in self.pm.hook.edge_register_plugins.get_hookimpls():
+            if impl.plugin_name != name:
+                continue
+            registered: list[int] = []
+
+            def register(cls: type, _registered: list[int] = registered) -> None:
+                _registered.append(self.register_class(cls, source))
+
+            try:
+                impl.function(register=register)
+            except Exception as exc:
+                self._fail(source, name, f"edge_register_plugins raised: {_describe(exc)}")
+            count += sum(registered)
+        return count
+
+    def load_entry_points(self, group: str = ENTRY_POINT_GROUP) -> int:
+        """Load installed packages that declare an entry point in ``group``."""
+        count = 0
+        for ep in entry_points(group=group):
+            source = f"entry point {ep.name} ({ep.value})"
+            if ep.name.lower() in self.disabled:
+                continue
+            try:
+                obj = ep.load()
+            except Exception as exc:
+                self._fail(source, ep.name, f"import failed: {_describe(exc)}")
+                continue
+            if inspect.isclass(obj) and issubclass(obj, PluginBase):
+                count += self.register_class(obj, source)
+                continue
+            if inspect.ismodule(obj):
+                for cls in plugin_classes(obj):
+                    count += self.register_class(cls, source)
+            count += self._register_hooks(obj, f"ep:{ep.name}", source)
+        return count
+
+
+def _describe(exc: BaseException, path: Path | None = None) -> str:
+    """``Type: message`` plus the line in the plugin file where it happened, when known."""
+    text = f"{type(exc).__name__}: {exc}"
+    if path is not None:
+        frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == str(path)]
+        if frames:
+            text += f" (line {frames[-1].lineno})"
+        elif isinstance(exc, SyntaxError) and exc.lineno:
+            text = f"SyntaxError: {exc.msg} (line {exc.lineno})"
+    return text

@@ -1,0 +1,113 @@
+"""Exceptions of the engine, one tree.
+
+    EdgeError                       base of everything the engine raises on purpose
+    ├── ConfigError                 one or more configuration problems (``.issues``: list of ConfigIssue)
+    ├── PluginLoadError             a plugin module or class could not be loaded (``.source``, ``.name``)
+    ├── PipelineError               a pipeline could not be added, updated or removed (``.pipeline``)
+    ├── CacheError                  the local cache is missing, unreadable or of a newer format
+    └── EndOfStream                 raised by a capture plugin when its source has no more data
+
+Configuration errors carry a full location so they can be printed as
+``file › pipeline 'x' › plugin 'SIG' › instance 'id' › key 'K': what is wrong (got V); hint``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+_SEP = " › "
+
+
+class EdgeError(Exception):
+    """Base class of the engine's own errors."""
+
+
+@dataclass(frozen=True)
+class ConfigIssue:
+    """One configuration problem and where it is."""
+
+    message: str
+    file: str | None = None
+    pipeline: str | None = None
+    plugin: str | None = None
+    instance: str | None = None
+    key: str | None = None
+    got: Any = field(default=None)
+    has_got: bool = False
+    hint: str | None = None
+
+    def location(self) -> str:
+        parts = []
+        if self.file:
+            parts.append(str(self.file))
+        if self.pipeline is not None:
+            parts.append(f"pipeline {self.pipeline!r}")
+        if self.plugin is not None:
+            parts.append(f"plugin {self.plugin!r}")
+        if self.instance is not None:
+            parts.append(f"instance {self.instance!r}")
+        if self.key is not None:
+            parts.append(f"key {self.key!r}")
+        return _SEP.join(parts)
+
+    def __str__(self) -> str:
+        text = self.message
+        if self.has_got:
+            text += f" (got {_short(self.got)})"
+        if self.hint:
+            text += f"; {self.hint}"
+        loc = self.location()
+        return f"{loc}: {text}" if loc else text
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "file": self.file,
+            "pipeline": self.pipeline,
+            "plugin": self.plugin,
+            "instance": self.instance,
+            "key": self.key,
+            "message": self.message,
+            "hint": self.hint,
+            "text": str(self),
+        }
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class ConfigError(EdgeError):
+    """Configuration problems, all of them at once."""
+
+    def __init__(self, issues: list[ConfigIssue]):
+        self.issues = list(issues)
+        super().__init__("\n".join(str(i) for i in self.issues))
+
+
+class PluginLoadError(EdgeError):
+    """A plugin module or class could not be loaded."""
+
+    def __init__(self, source: str, name: str, reason: str):
+        self.source = source
+        self.name = name
+        self.reason = reason
+        super().__init__(f"{source} › {name}: {reason}")
+
+
+class PipelineError(EdgeError):
+    """A pipeline could not be added, updated or removed."""
+
+    def __init__(self, pipeline: str, reason: str):
+        self.pipeline = pipeline
+        self.reason = reason
+        super().__init__(f"pipeline {pipeline!r}: {reason}")
+
+
+class CacheError(EdgeError):
+    """The local cache is missing, unreadable, or written by a newer node."""
+
+
+class EndOfStream(EdgeError):
+    """Raised by a capture plugin's ``read()`` when its source is exhausted (and not looping)."""

@@ -1,0 +1,36 @@
+"""Logging for the node: readable lines on stderr and a size-rotated file in ``_logs/``, secrets removed."""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+from pathlib import Path
+
+from edge_engine.redact import RedactingFilter
+
+FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+
+def configure_logging(level: str, log_dir: Path | None, max_bytes: int, backups: int) -> None:
+    """Set up the root logger once (idempotent: earlier handlers of ours are replaced)."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(handler, "_edge_engine", False):
+            root.removeHandler(handler)
+            handler.close()
+    formatter = logging.Formatter(FORMAT)
+    formatter.converter = __import__("time").gmtime
+    handlers: list[logging.Handler] = [logging.StreamHandler()]
+    if log_dir is not None:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        handlers.append(
+            logging.handlers.RotatingFileHandler(
+                log_dir / "node.log", maxBytes=max_bytes, backupCount=backups, encoding="utf-8"
+            )
+        )
+    for handler in handlers:
+        handler.setFormatter(formatter)
+        handler.addFilter(RedactingFilter())
+        handler._edge_engine = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+    root.setLevel(level.upper())

@@ -1,0 +1,416 @@
+"""The node: identity, plugins, pipelines, the local cache, and the housekeeping loop that reports on them.
+
+The engine API for pipelines lives here: :meth:`Node.add_pipeline` (add or replace),
+:meth:`Node.remove_pipeline`, :meth:`Node.update_instance` and :meth:`Node.instance_command`. Each
+accepted change is written to ``_data/box_configuration/streams/<NAME>.json`` at once, so pipelines come
+back after a restart. A pipeline that fails validation is reported and kept on disk, never deleted.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import platform
+import threading
+import time
+from concurrent.futures import Future
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from edge_engine import __version__
+from edge_engine import constants as C
+from edge_engine.cache import atomic_write_json, read_json
+from edge_engine.discovery import PluginLoader
+from edge_engine.errors import CacheError, ConfigError, ConfigIssue, PipelineError
+from edge_engine.history import NodeHistory
+from edge_engine.hooks import Hooks, get_plugin_manager
+from edge_engine.identity import Identity, default_alias, load_or_create_identity
+from edge_engine.local_output import LocalOutput
+from edge_engine.messages import utc_iso
+from edge_engine.pipeline_config import PipelineSpec, check_instance_update, validate_pipeline
+from edge_engine.redact import redact
+from edge_engine.registry import PluginRegistry
+from edge_engine.runtime.environment import RuntimeEnv
+from edge_engine.runtime.pipeline import PipelineRunner
+from edge_engine.settings import NodeSettings
+from edge_engine.supervisor import RestartPolicy, Supervisor
+
+log = logging.getLogger(__name__)
+REMOVE_JOIN_SECONDS = 2.0
+
+
+def ratio1_time(ts: float | None = None) -> str:
+    """Ratio1's ``LAST_UPDATE_TIME`` format (UTC): ``2026-11-23 14:00:00.000000``."""
+    moment = datetime.fromtimestamp(time.time() if ts is None else ts, tz=timezone.utc)
+    return moment.strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+class Node:
+    """One edge node process."""
+
+    def __init__(self, settings: NodeSettings):
+        self.settings = settings
+        self.layout = settings.layout
+        self.pm = get_plugin_manager()
+        self.hooks = Hooks(self.pm)
+        self.registry = PluginRegistry()
+        self.pipelines: dict[str, PipelineRunner] = {}
+        self.invalid: dict[str, dict[str, Any]] = {}
+        self.identity: Identity | None = None
+        self.alias = ""
+        self.started_at = time.time()
+        self.status = "starting"
+        self._stop = threading.Event()
+        self._stop_reason = ""
+        self._lock = threading.RLock()
+        self.output = LocalOutput(self.layout.output)
+        self.history: NodeHistory | None = None
+        self.env: RuntimeEnv | None = None
+
+    # --- start ---------------------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Load identity and plugins, start every valid pipeline, and write local_info.json."""
+        self.identity = load_or_create_identity(self.layout.key_file)
+        self.alias = self._resolve_alias(self.identity)
+        self.pm.register(self.output, name="edge_engine.local_output")
+        self._load_plugins()
+        policy = RestartPolicy(cap=float(self.settings.startup["RESTART_BACKOFF_MAX"]))
+        self.env = RuntimeEnv(self.alias, self.layout, self.hooks, Supervisor(policy))
+        self.history = NodeHistory(self._identity_fields(), self.layout.root, started_at=self.started_at,
+                                   sample_seconds=float(self.settings.startup["SECONDS_HISTORY_SAMPLE"]))  # fmt: skip
+        self.history.load(self.layout.local_history)
+        if self.settings.first_start:
+            self._seed_pipelines()
+        self._load_cached_pipelines()
+        self.status = "running"
+        self.write_local_info()
+        self.hooks.node_started(
+            {"address": self.identity.address, "alias": self.alias, "version": __version__,
+             "cache_dir": str(self.layout.root), "started_at": utc_iso(self.started_at)}
+        )  # fmt: skip
+        log.info(
+            "node %s (%s) running %d pipeline(s)%s; cache %s", self.alias, self.identity.address, len(self.pipelines),
+            f", {len(self.invalid)} invalid" if self.invalid else "", self.layout.root,
+        )  # fmt: skip
+
+    def _resolve_alias(self, identity: Identity) -> str:
+        """The cached alias wins; ``EE_ID`` seeds it at first start; else hostname + address."""
+        startup_file = self.layout.startup_config
+        stored = self.settings.startup.get("EE_ID") or ""
+        if stored.strip().upper() not in C.ALIAS_PLACEHOLDERS:
+            return stored.strip()[: C.ALIAS_MAX_LEN]
+        alias = (self.settings.env.get(C.ENV_ID) or "").strip()
+        if alias.upper() in C.ALIAS_PLACEHOLDERS:
+            alias = default_alias(identity.address)
+        alias = alias[: C.ALIAS_MAX_LEN]
+        try:
+            data = read_json(startup_file) if startup_file.exists() else {}
+        except CacheError:
+            data = {}
+        data["EE_ID"] = alias
+        atomic_write_json(startup_file, data)
+        self.settings.startup["EE_ID"] = alias
+        return alias
+
+    def _load_plugins(self) -> None:
+        loader = PluginLoader(self.registry, self.pm, self.settings.disabled_plugins)
+        started = time.perf_counter()
+        for folder in self.settings.plugin_folders():
+            if folder.is_dir():
+                loader.load_folder(folder)
+            else:
+                log.info("plugin folder %s does not exist; skipped", folder)
+        if self.settings.load_entry_points:
+            loader.load_entry_points()
+        self.pm.check_pending()
+        log.info(
+            "loaded %d plugin(s) in %.0f ms%s", len(self.registry.records()), 1000 * (time.perf_counter() - started),
+            f"; {len(self.registry.failures)} failed to load" if self.registry.failures else "",
+        )  # fmt: skip
+        for record in self.registry.records():
+            log.debug("plugin %s %s v%s from %s", record.kind, record.signature, record.version, record.source)
+
+    def _seed_pipelines(self) -> None:
+        """First start: copy the configured pipeline files (and the demo) into the cache."""
+        entries: list[tuple[str, Any]] = []
+        for item in self.settings.startup.get("PIPELINES", []):
+            entries.append(("startup config › PIPELINES", item))
+        if self.settings.startup.get("DEMO_PIPELINE"):
+            demo = self.settings.base_dir / C.DEMO_PIPELINE_FILE
+            if demo.exists():
+                entries.append(("demo", str(demo)))
+            else:
+                log.info("demo pipeline %s not found; not seeded", demo)
+        for label, item in entries:
+            if isinstance(item, str):
+                path = Path(item) if Path(item).is_absolute() else self.settings.base_dir / item
+                try:
+                    data = read_json(path)
+                except CacheError as exc:
+                    log.error("%s: %s", label, exc)
+                    self.invalid[path.stem] = {"name": path.stem, "file": str(path), "errors": [str(exc)]}
+                    continue
+                label = str(path)
+            else:
+                data = item
+            for raw in data if isinstance(data, list) else [data]:
+                name = raw.get("NAME") if isinstance(raw, dict) else None
+                if not isinstance(name, str) or not name:
+                    issue = ConfigIssue("missing required key (string)", file=label, key="NAME")
+                    self.invalid[f"unnamed:{label}"] = {"name": None, "file": label, "errors": [str(issue)]}
+                    log.error("%s", issue)
+                    continue
+                atomic_write_json(self.layout.stream_file(name), self._stamp(raw))
+                log.info("seeded pipeline %r from %s", name, label)
+
+    def _load_cached_pipelines(self) -> None:
+        for path in sorted(self.layout.streams.glob("*.json")):
+            try:
+                raw = read_json(path)
+            except CacheError as exc:
+                self.invalid[path.stem] = {"name": path.stem, "file": str(path), "errors": [str(exc)]}
+                log.error("%s", exc)
+                continue
+            spec, issues = validate_pipeline(raw, self.registry, str(path))
+            if spec is None:
+                self._record_invalid(path.stem, str(path), issues)
+                continue
+            if spec.name != path.stem:
+                log.warning("%s holds pipeline %r; it is kept under that name", path, spec.name)
+            if spec.name in self.pipelines:
+                self._record_invalid(path.stem, str(path), [ConfigIssue(
+                    "duplicate pipeline NAME (another file defines it)", file=str(path), key="NAME")])  # fmt: skip
+                continue
+            self._start_pipeline(spec)
+
+    def _record_invalid(self, name: str, file: str, issues: list[ConfigIssue]) -> None:
+        for issue in issues:
+            log.error("invalid pipeline: %s", issue)
+        self.invalid[name] = {"name": name, "file": file, "errors": [str(i) for i in issues]}
+
+    # --- engine API -----------------------------------------------------------------------------------------
+    def add_pipeline(self, raw: dict[str, Any], source: str = "api") -> PipelineSpec:
+        """Add a pipeline, or replace the one with the same NAME. Raises ConfigError and changes nothing."""
+        spec, issues = validate_pipeline(raw, self.registry, source)
+        if spec is None:
+            raise ConfigError(issues)
+        with self._lock:
+            stamped = self._stamp(spec.raw)
+            atomic_write_json(self.layout.stream_file(spec.name), stamped)
+            self.invalid.pop(spec.name, None)
+            current = self.pipelines.get(spec.name)
+            if current is not None and not current.stopping and current.can_update_live(spec):
+                report = current.update_live(spec)
+                log.info("pipeline %r updated live: %s", spec.name, report)
+                self.hooks.pipeline_started(spec.name, copy.deepcopy(stamped))
+                return spec
+            if current is not None:
+                self._stop_pipeline(current, "updated")
+            self._start_pipeline(spec)
+        return spec
+
+    def remove_pipeline(self, name: str) -> bool:
+        """Stop and forget a pipeline (its cache file is deleted). Returns False if it was not there."""
+        with self._lock:
+            runner = self.pipelines.get(name)
+            path = self.layout.stream_file(name)
+            existed = runner is not None or path.exists() or name in self.invalid
+            if runner is not None:
+                self._stop_pipeline(runner, "removed")
+            self.invalid.pop(name, None)
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass
+        if existed:
+            log.info("pipeline %r removed", name)
+        return existed
+
+    def update_instance(self, pipeline: str, signature: str, instance_id: str, changes: dict[str, Any]) -> None:
+        """Change some keys of one instance live (validated, persisted, applied between two inputs)."""
+        with self._lock:
+            runner = self._runner(pipeline)
+            instance = runner.instance(signature, instance_id)
+            if instance is None:
+                raise PipelineError(pipeline, f"no instance {signature}/{instance_id}")
+            where = {"file": "api", "pipeline": pipeline, "plugin": signature, "instance": instance_id}
+            issues = check_instance_update(instance.spec.record, changes, where)
+            if issues:
+                raise ConfigError(issues)
+            raw = copy.deepcopy(runner.spec.raw)
+            for entry in raw.get("PLUGINS", []):
+                if str(entry.get("SIGNATURE", "")).upper() != instance.spec.signature.upper():
+                    continue
+                for item in entry.get("INSTANCES", []):
+                    if item.get("INSTANCE_ID") == instance_id:
+                        item.update(copy.deepcopy(changes))
+            self.add_pipeline(raw, source="api")
+
+    def instance_command(self, pipeline: str, signature: str, instance_id: str, command: Any,
+                         **params: Any) -> Future[Any]:  # fmt: skip
+        """Send a command to one instance's ``on_command``; the future holds its result."""
+        runner = self._runner(pipeline)
+        instance = runner.instance(signature, instance_id)
+        if instance is None:
+            raise PipelineError(pipeline, f"no instance {signature}/{instance_id}")
+        return instance.command(command, params)
+
+    def _runner(self, name: str) -> PipelineRunner:
+        runner = self.pipelines.get(name)
+        if runner is None:
+            raise PipelineError(name, "no such pipeline")
+        return runner
+
+    def _stamp(self, raw: dict[str, Any]) -> dict[str, Any]:
+        stamped = copy.deepcopy(raw)
+        stamped["LAST_UPDATE_TIME"] = ratio1_time()
+        return stamped
+
+    def _start_pipeline(self, spec: PipelineSpec) -> None:
+        assert self.env is not None
+        runner = PipelineRunner(self.env, spec)
+        self.pipelines[spec.name] = runner
+        runner.start()
+        log.info(
+            "pipeline %r started: %s with %d instance(s)", spec.name, spec.capture.signature, len(spec.instances)
+        )
+        self.hooks.pipeline_started(spec.name, copy.deepcopy(spec.raw))
+
+    def _stop_pipeline(self, runner: PipelineRunner, reason: str) -> None:
+        runner.stop()
+        left = runner.join(time.monotonic() + REMOVE_JOIN_SECONDS)
+        if left:
+            log.warning("pipeline %r: threads still finishing after %.0f s: %s", runner.name, REMOVE_JOIN_SECONDS,
+                        left)  # fmt: skip
+        self.pipelines.pop(runner.name, None)
+        self.hooks.pipeline_stopped(runner.name, reason)
+
+    # --- reporting -------------------------------------------------------------------------------------------
+    def _identity_fields(self) -> dict[str, Any]:
+        assert self.identity is not None
+        return {
+            "address": self.identity.address,
+            "eth_address": self.identity.eth_address,
+            "alias": self.alias,
+            "version": f"v{__version__}",
+        }
+
+    def snapshot(self) -> dict[str, Any]:
+        """What local_info.json holds: Ratio1's fields first, ours beside them."""
+        assert self.identity is not None
+        now = time.time()
+        uptime = now - self.started_at
+        with self._lock:
+            pipelines = [runner.snapshot() for runner in self.pipelines.values()]
+            invalid = list(self.invalid.values())
+        return {
+            "address": self.identity.address,
+            "alias": self.alias,
+            "eth_address": self.identity.eth_address,
+            "version_long": f"v{__version__} | edge_engine {__version__} | python {platform.python_version()}",
+            "version_short": f"v{__version__}",
+            "info": {"whitelist": self._whitelist()},
+            "status": self.status,
+            "pid": os.getpid(),
+            "started_at": utc_iso(self.started_at),
+            "updated_at": utc_iso(now),
+            "uptime_seconds": round(uptime, 1),
+            "uptime": _hms(uptime),
+            "refresh_seconds": float(self.settings.startup["SECONDS_LOCAL_INFO"]),
+            "cache_dir": str(self.layout.root),
+            "pipelines": redact(pipelines),
+            "invalid_pipelines": invalid,
+            "plugins": {
+                "loaded": len(self.registry.records()),
+                "by_kind": {k: sorted(r.signature for r in self.registry.records(k)) for k in C.PLUGIN_KINDS},
+                "failed": [{"source": f.source, "name": f.name, "reason": f.reason} for f in self.registry.failures],
+            },
+        }
+
+    def _whitelist(self) -> list[str]:
+        path = self.layout.authorized_addrs
+        if not path.exists():
+            return []
+        addresses = []
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            parts = line.split("#", 1)[0].split()
+            if parts:
+                addr = parts[0]
+                addresses.append(addr if addr.startswith(C.ADDRESS_PREFIX) else C.ADDRESS_PREFIX + addr)
+        return addresses
+
+    def write_local_info(self) -> None:
+        atomic_write_json(self.layout.local_info, self.snapshot())
+
+    # --- run and stop -----------------------------------------------------------------------------------------
+    def request_stop(self, reason: str = "requested") -> None:
+        """Ask the node to stop (safe from signal handlers and other threads)."""
+        self._stop_reason = self._stop_reason or reason
+        self._stop.set()
+
+    def run_forever(self) -> None:
+        """Refresh local_info and history until a stop is requested, then stop everything."""
+        startup = self.settings.startup
+        info_every = float(startup["SECONDS_LOCAL_INFO"])
+        sample_every = float(startup["SECONDS_HISTORY_SAMPLE"])
+        save_every = float(startup["SECONDS_HISTORY_SAVE"])
+        now = time.monotonic()
+        next_info, next_sample, next_save = now + info_every, now, now + save_every
+        while True:
+            timeout = max(0.0, min(next_info, next_sample, next_save) - time.monotonic())
+            if self._stop.wait(timeout):
+                break
+            now = time.monotonic()
+            try:
+                if now >= next_sample and self.history is not None:
+                    rates = {name: runner.capture.stats.rate for name, runner in list(self.pipelines.items())}
+                    self.history.sample(rates)
+                    next_sample = now + sample_every
+                if now >= next_info:
+                    self.write_local_info()
+                    next_info = now + info_every
+                if now >= next_save and self.history is not None:
+                    self.history.save(self.layout.local_history)
+                    next_save = now + save_every
+            except OSError as exc:  # a full or read-only disk must not stop the pipelines
+                log.error("housekeeping write failed: %s", exc)
+                next_info = next_save = time.monotonic() + info_every
+        self.stop(self._stop_reason or "requested")
+
+    def stop(self, reason: str = "requested") -> list[str]:
+        """Stop every pipeline within the shutdown deadline; returns threads that did not finish in time."""
+        deadline = time.monotonic() + float(self.settings.startup["SHUTDOWN_SECONDS"]) - 0.5
+        self.status = "stopping"
+        log.info("node stopping (%s)", reason)
+        self.hooks.node_stopping(reason)
+        with self._lock:
+            runners = list(self.pipelines.values())
+            for runner in runners:
+                runner.stop()
+            left: list[str] = []
+            for runner in runners:
+                left.extend(runner.join(deadline))
+                self.hooks.pipeline_stopped(runner.name, "node stopping")
+        if left:
+            log.warning("threads still running at the stop deadline (abandoned): %s", left)
+        self.status = "stopped"
+        try:
+            self.write_local_info()
+            if self.history is not None:
+                self.history.save(self.layout.local_history)
+        except OSError as exc:
+            log.error("final cache write failed: %s", exc)
+        self.output.close()
+        log.info("node stopped")
+        return left
+
+
+def _hms(seconds: float) -> str:
+    seconds = int(seconds)
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    text = f"{hours}:{minutes:02d}:{secs:02d}"
+    return f"{days}d {text}" if days else text

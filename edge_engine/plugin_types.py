@@ -1,0 +1,225 @@
+"""Base classes of the three plugin kinds, the input they exchange, and the context the engine hands them.
+
+A plugin is a class with a ``SIGNATURE`` (unique, case-insensitive), a declared default ``CONFIG`` and
+lifecycle methods. The engine creates one object per pipeline (capture) or per instance (business),
+calls every method of that object from one thread, and never shares it between pipelines.
+Plugin authors import these names from :mod:`edge_engine.api`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, ClassVar
+
+from edge_engine.config_keys import Key, merged_schema
+from edge_engine.constants import KIND_BUSINESS, KIND_CAPTURE, KIND_SERVING
+
+
+@dataclass(slots=True)
+class Input:
+    """One unit of data on its way through a pipeline.
+
+    ``image`` is a numpy array (H×W×3, BGR, as OpenCV decodes) or None; ``data`` a structured
+    message (dict) or None; ``metadata`` what the source knows about it (frame index, fps, file...).
+    ``seq`` counts inputs of the pipeline from 1; ``timestamp`` is wall-clock seconds (``time.time()``)
+    at capture. ``inferences`` maps a serving plugin's signature to its result for this input.
+    """
+
+    image: Any = None
+    data: dict[str, Any] | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    seq: int = 0
+    timestamp: float = 0.0
+    inferences: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class PluginContext:
+    """What the engine hands a plugin: who it is, where it may write, and how it reports.
+
+    Plugins use only these helpers; they never reach into the engine.
+    """
+
+    node_alias: str
+    pipeline: str
+    signature: str
+    instance_id: str | None
+    log: logging.Logger
+    output_dir: Path
+    models_dir: Path
+    stop_event: threading.Event
+    emit_fn: Callable[..., None] = field(repr=False, default=lambda *a, **k: None)
+    notify_fn: Callable[..., None] = field(repr=False, default=lambda *a, **k: None)
+
+    def emit(self, payload: Mapping[str, Any], image: Any = None) -> None:
+        """Send a payload (a JSON-able mapping), optionally with a witness image (numpy BGR array)."""
+        self.emit_fn(dict(payload), image)
+
+    def notify(self, message: str, level: str = "info", **fields: Any) -> None:
+        """Send a notification (``level``: info, warning, error) about this plugin."""
+        self.notify_fn(message, level, fields)
+
+
+class PluginBase:
+    """Common part of every plugin class.
+
+    Class attributes a plugin sets:
+
+    * ``SIGNATURE`` – unique name, matched case-insensitively (``"MOTION_DETECTOR"``).
+    * ``ALIASES`` – other names it answers to (Ratio1 ``TYPE`` names such as ``"VideoStream"``).
+    * ``CONFIG`` – ``{"KEY": default or Key(...)}``; merged with the base class's keys.
+    * ``VERSION``, ``DESCRIPTION`` – shown by the ``plugins`` listing.
+    * ``ABSTRACT = True`` – for intermediate base classes that must not be registered.
+    """
+
+    KIND: ClassVar[str] = ""
+    SIGNATURE: ClassVar[str] = ""
+    ALIASES: ClassVar[tuple[str, ...]] = ()
+    VERSION: ClassVar[str] = "0.1.0"
+    DESCRIPTION: ClassVar[str] = ""
+    ABSTRACT: ClassVar[bool] = True
+    CONFIG: ClassVar[dict[str, Any]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "ABSTRACT" not in vars(cls):
+            cls.ABSTRACT = False
+
+    def __init__(self, config: Mapping[str, Any], context: PluginContext):
+        self._config: dict[str, Any] = dict(config)
+        self.context = context
+        self.log = context.log
+
+    @classmethod
+    def config_schema(cls) -> dict[str, Key]:
+        """All declared keys of this class and its bases."""
+        return merged_schema([c for c in reversed(cls.__mro__) if issubclass(c, PluginBase)])
+
+    @property
+    def config(self) -> Mapping[str, Any]:
+        """The effective config: defaults ← pipeline overrides ← live updates (read-only)."""
+        return MappingProxyType(self._config)
+
+    def _apply_config(self, changed: Mapping[str, Any]) -> None:
+        self._config.update(changed)
+
+    # --- lifecycle (override what you need) ---------------------------------------------------------
+    def on_init(self) -> None:
+        """Called once, in the plugin's own thread, before the first input. Raise to fail the start."""
+
+    def on_config(self, changed: dict[str, Any]) -> None:
+        """Called after a live config update; ``changed`` holds the keys whose values changed."""
+
+    def on_command(self, command: Any, **params: Any) -> Any:
+        """Called with an instance command sent by an owner; the return value is reported back."""
+        return None
+
+    def on_close(self) -> None:
+        """Called once when the plugin stops (pipeline removed or updated, node stopping)."""
+
+
+class CapturePlugin(PluginBase):
+    """A data-capture plugin: one per pipeline, it produces the pipeline's inputs.
+
+    The engine calls ``connect()``, then ``read()`` in a loop on the pipeline's capture thread, and
+    ``release()`` at the end. ``read()`` returns an :class:`Input`, a numpy image, a dict (structured
+    message) or None (nothing now: the engine waits briefly and calls again). It raises
+    :class:`~edge_engine.errors.EndOfStream` when a finite source is exhausted. Any other exception
+    counts as a source failure: the engine releases, waits with backoff and connects again.
+    """
+
+    KIND = KIND_CAPTURE
+    ABSTRACT = True
+    CONFIG: ClassVar[dict[str, Any]] = {
+        "LIVE_FEED": Key(False, type=bool, doc="live source: drop the oldest input when consumers lag"),
+        "CAP_RESOLUTION": Key(0.0, min=0, doc="max inputs per second; 0 = as fast as the source gives"),
+        "RECONNECTABLE": Key(True, type=(bool, str), doc="reconnect after a failure (Ratio1: YES/NO/KEEPALIVE)"),
+        "MAX_INPUTS_QUEUE_SIZE": Key(4, type=int, min=1, doc="inputs buffered between capture and plugins"),
+    }
+
+    def connect(self) -> None:
+        """Open the source. Raise to have the engine retry with backoff."""
+
+    def read(self) -> Any:
+        """Return the next input, or None when nothing is ready yet."""
+        raise NotImplementedError
+
+    def release(self) -> None:
+        """Close the source. Called after a failure, at end of stream, and at stop."""
+
+    def is_live(self) -> bool:
+        """Whether slow consumers make the engine drop old inputs (True) or wait (False)."""
+        return bool(self.config.get("LIVE_FEED", False))
+
+
+class ServingPlugin(PluginBase):
+    """A model-serving plugin: pre-process a batch, predict, post-process.
+
+    Business instances name the serving plugins they need in ``AI_ENGINE``; the serving stage runs them
+    and puts each result in ``Input.inferences[SIGNATURE]``.
+    """
+
+    KIND = KIND_SERVING
+    ABSTRACT = True
+    CONFIG: ClassVar[dict[str, Any]] = {
+        "MAX_BATCH_SIZE": Key(8, type=int, min=1, doc="largest batch the server runs"),
+        "MAX_WAIT_MS": Key(5.0, min=0, doc="longest wait to fill a batch"),
+    }
+
+    def pre_process(self, inputs: list[Input]) -> Any:
+        """Turn a list of inputs into the model's batch."""
+        return inputs
+
+    def predict(self, batch: Any) -> Any:
+        """Run the model on a batch."""
+        return batch
+
+    def post_process(self, predictions: Any, inputs: list[Input]) -> list[Any]:
+        """Return one result per input, in order."""
+        return [None for _ in inputs]
+
+
+class BusinessPlugin(PluginBase):
+    """A business plugin: one object per instance, it turns inputs into payloads.
+
+    ``process(inp)`` is called for each input (or with None every ``PROCESS_DELAY`` seconds when
+    ``ALLOW_EMPTY_INPUTS`` is true). It may return a payload dict (sent as is), or call
+    ``self.emit(payload, image=...)`` any number of times and return None. An exception is logged
+    with pipeline and instance, counted, and the instance goes on with the next input.
+    """
+
+    KIND = KIND_BUSINESS
+    ABSTRACT = True
+    CONFIG: ClassVar[dict[str, Any]] = {
+        "PROCESS_DELAY": Key(0.0, min=0, doc="minimum seconds between two process() calls"),
+        "ALLOW_EMPTY_INPUTS": Key(False, type=bool, doc="call process(None) when no input arrives"),
+        "MAX_INPUTS_QUEUE_SIZE": Key(2, type=int, min=1, doc="inputs waiting for this instance"),
+        "DISABLED": Key(False, type=bool, doc="keep the instance configured but do not run it"),
+        "AI_ENGINE": Key([], type=(list, str), doc="serving plugin signature(s) this instance needs"),
+        "INSTANCE_COMMAND": Key({}, type=(dict, str, list), doc="set to send a command to the instance"),
+        "ENCRYPT_PAYLOAD": Key(False, type=bool, doc="send payloads encrypted to the initiator"),
+    }
+
+    def process(self, inp: Input | None) -> Mapping[str, Any] | None:
+        """Handle one input; return a payload dict or None."""
+        raise NotImplementedError
+
+    def emit(self, payload: Mapping[str, Any], image: Any = None) -> None:
+        """Send a payload, optionally with a witness image."""
+        self.context.emit(payload, image)
+
+    def notify(self, message: str, level: str = "info", **fields: Any) -> None:
+        """Send a notification about this instance."""
+        self.context.notify(message, level, **fields)
+
+
+PLUGIN_BASES: dict[str, type[PluginBase]] = {
+    KIND_CAPTURE: CapturePlugin,
+    KIND_SERVING: ServingPlugin,
+    KIND_BUSINESS: BusinessPlugin,
+}

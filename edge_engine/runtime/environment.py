@@ -1,0 +1,94 @@
+"""What every runner of a node shares: identity names, cache paths, hooks, supervisor, and plugin creation.
+
+Runners receive this object instead of reaching for globals; tests build one with their own hooks.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from edge_engine.cache import CacheLayout
+from edge_engine.hooks import Hooks
+from edge_engine.messages import Notification
+from edge_engine.plugin_types import PluginBase, PluginContext
+from edge_engine.registry import PluginRecord
+from edge_engine.supervisor import Supervisor
+
+PLUGIN_LOG_PREFIX = "edge.plugin"
+
+
+@dataclass
+class RuntimeEnv:
+    """Shared services for pipeline, capture and instance runners."""
+
+    alias: str
+    layout: CacheLayout
+    hooks: Hooks
+    supervisor: Supervisor
+    log: logging.Logger = field(default_factory=lambda: logging.getLogger("edge_engine.runtime"))
+
+    def plugin_logger(self, pipeline: str, signature: str, instance_id: str | None) -> logging.Logger:
+        name = f"{PLUGIN_LOG_PREFIX}.{pipeline}.{signature}" + (f".{instance_id}" if instance_id else "")
+        return logging.getLogger(name)
+
+    def make_context(
+        self,
+        pipeline: str,
+        record: PluginRecord,
+        instance_id: str | None,
+        stop_event: threading.Event,
+        emit_fn: Callable[..., None] | None = None,
+    ) -> PluginContext:
+        """The context handed to one plugin object."""
+        output_dir = self.layout.output / pipeline
+        if instance_id:
+            output_dir = output_dir / f"{record.signature}_{instance_id}"
+        path: list[str | None] = [self.alias, pipeline, record.signature, instance_id]
+
+        def notify(message: str, level: str, fields: dict[str, Any]) -> None:
+            self.notify(level, message, path, **fields)
+
+        return PluginContext(
+            node_alias=self.alias,
+            pipeline=pipeline,
+            signature=record.signature,
+            instance_id=instance_id,
+            log=self.plugin_logger(pipeline, record.signature, instance_id),
+            output_dir=output_dir,
+            models_dir=self.layout.models,
+            stop_event=stop_event,
+            emit_fn=emit_fn or (lambda *a, **k: None),
+            notify_fn=notify,
+        )
+
+    def create(self, record: PluginRecord, config: dict[str, Any], context: PluginContext) -> PluginBase:
+        """Instantiate a plugin class with its effective config."""
+        return record.cls(dict(config), context)
+
+    def notify(self, level: str, message: str, path: list[str | None], **fields: Any) -> None:
+        """Raise a notification through the hooks (logged by the local output writer)."""
+        self.hooks.notification(Notification(level, message, list(path), fields, time.time()))
+
+
+class ErrorLogLimiter:
+    """Logs a plugin's repeated errors with a traceback the first time, then at most every ``interval`` s."""
+
+    def __init__(self, interval: float = 30.0):
+        self.interval = interval
+        self._last_text: str | None = None
+        self._last_time = 0.0
+        self.suppressed = 0
+
+    def should_log(self, text: str) -> bool:
+        now = time.monotonic()
+        if text != self._last_text or now - self._last_time >= self.interval:
+            self._last_text = text
+            self._last_time = now
+            return True
+        self.suppressed += 1
+        return False

@@ -1,0 +1,282 @@
+"""One business plugin instance: its thread, its mailbox, its config, and the payloads it emits.
+
+Every method of the plugin object is called from this thread. Inputs wait in a bounded mailbox (files:
+the dispatcher waits for room; live sources and instances with a PROCESS_DELAY keep only the newest).
+Config updates and commands arrive as control messages and are applied between two ``process()`` calls.
+An exception in ``process()`` is logged with pipeline and instance, counted, and the next input goes on.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from concurrent.futures import Future
+from typing import Any
+
+from edge_engine.messages import Payload
+from edge_engine.pipeline_config import InstanceSpec
+from edge_engine.plugin_types import BusinessPlugin, Input
+from edge_engine.runtime.environment import ErrorLogLimiter, RuntimeEnv
+from edge_engine.runtime.mailbox import BLOCK, CONTROL, DROP_OLDEST, Closed, Mailbox
+from edge_engine.runtime.stats import StageStats
+
+JPEG_QUALITY = 85
+
+
+def encode_jpeg(image: Any) -> bytes:
+    """Encode a numpy BGR image as JPEG bytes (OpenCV is imported only when an image is emitted)."""
+    import cv2
+
+    ok, buffer = cv2.imencode(".jpg", image, [int(cv2.IMWRITE_JPEG_QUALITY), JPEG_QUALITY])
+    if not ok:
+        raise ValueError("the witness image could not be encoded as JPEG")
+    return buffer.tobytes()
+
+
+class InstanceRunner:
+    """Runs one business plugin instance on its own thread."""
+
+    def __init__(self, env: RuntimeEnv, pipeline: str, spec: InstanceSpec, live_source: bool):
+        self.env = env
+        self.pipeline = pipeline
+        self.spec = spec
+        self.config = dict(spec.config)
+        self.live_source = live_source
+        self.stats = StageStats()
+        self.status = "starting"
+        self.stop_event = threading.Event()
+        self.part = f"{pipeline}/{spec.signature}/{spec.instance_id}"
+        self.mailbox = Mailbox(*self._mailbox_policy())
+        self._errors = ErrorLogLimiter()
+        self._payload_seq = 0
+        self._plugin: BusinessPlugin | None = None
+        self.thread = threading.Thread(target=self._run, name=f"instance:{self.part}", daemon=True)
+
+    # --- control from other threads ---------------------------------------------------------------------
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        """Stop soon: the current process() call finishes, queued inputs are discarded."""
+        self.stop_event.set()
+        self.mailbox.close()
+
+    def finish(self) -> None:
+        """The source ended: process what is queued, then stop."""
+        self.mailbox.close()
+
+    def offer(self, inp: Input) -> bool:
+        """Hand an input to the instance (may wait for room, for file sources)."""
+        before = self.mailbox.dropped
+        accepted = self.mailbox.put(inp)
+        if self.mailbox.dropped != before:
+            self.stats.dropped += self.mailbox.dropped - before
+        return accepted
+
+    def update_config(self, changes: dict[str, Any], spec: InstanceSpec | None = None) -> None:
+        """Apply a live config update between two process() calls."""
+        self.mailbox.put_control(("config", dict(changes), spec))
+
+    def command(self, command: Any, params: dict[str, Any] | None = None) -> Future[Any]:
+        """Deliver a command to ``on_command``; the future holds its return value or exception."""
+        future: Future[Any] = Future()
+        self.mailbox.put_control(("command", (command, params or {}), future))
+        return future
+
+    # --- the instance thread ------------------------------------------------------------------------------
+    def _mailbox_policy(self) -> tuple[int, str]:
+        delay = float(self.config.get("PROCESS_DELAY") or 0)
+        if delay > 0:
+            return 1, DROP_OLDEST
+        size = int(self.config.get("MAX_INPUTS_QUEUE_SIZE") or 1)
+        return size, (DROP_OLDEST if self.live_source else BLOCK)
+
+    def _context_emit(self, payload: dict[str, Any], image: Any) -> None:
+        self._emit(payload, image)
+
+    def _emit(self, payload: dict[str, Any], image: Any = None, input_seq: int | None = None) -> None:
+        jpeg = encode_jpeg(image) if image is not None else None
+        self._payload_seq += 1
+        message = Payload(
+            path=[self.env.alias, self.pipeline, self.spec.signature, self.spec.instance_id],
+            data=payload,
+            seq=self._payload_seq,
+            created=time.time(),
+            image_jpeg=jpeg,
+            input_seq=input_seq,
+        )
+        self.stats.outputs += 1
+        self.env.hooks.payload(message)
+
+    def _start_plugin(self) -> BusinessPlugin | None:
+        """Create and initialise the plugin, retrying with backoff; None when stopping or disabled."""
+        context = self.env.make_context(
+            self.pipeline, self.spec.record, self.spec.instance_id, self.stop_event, self._context_emit
+        )
+        while not self.stop_event.is_set():
+            if self.config.get("DISABLED"):
+                return None
+            try:
+                plugin = self.env.create(self.spec.record, self.config, context)
+                plugin.on_init()
+            except Exception as exc:
+                text = f"{type(exc).__name__}: {exc}"
+                self.stats.error(text)
+                self.status = "error"
+                self.env.log.error("%s: start failed: %s\n%s", self.part, text, traceback.format_exc())
+                self.env.notify("error", f"instance start failed: {text}", self._path())
+                if not self.env.supervisor.wait_restart(self.part, exc, self.stop_event):
+                    return None
+                self.stats.restarts += 1
+                continue
+            self.env.supervisor.recovered(self.part)
+            return plugin  # type: ignore[return-value]
+        return None
+
+    def _path(self) -> list[str | None]:
+        return [self.env.alias, self.pipeline, self.spec.signature, self.spec.instance_id]
+
+    def _run(self) -> None:
+        try:
+            self._loop()
+        except Closed:
+            pass
+        finally:
+            self._close_plugin()
+            if self.status != "failed":
+                self.status = "finished" if not self.stop_event.is_set() else "stopped"
+
+    def _close_plugin(self) -> None:
+        plugin, self._plugin = self._plugin, None
+        if plugin is None:
+            return
+        try:
+            plugin.on_close()
+        except Exception:
+            self.env.log.exception("%s: on_close raised", self.part)
+
+    def _loop(self) -> None:
+        next_due = 0.0
+        while not self.stop_event.is_set():
+            if self._plugin is None:
+                if self.config.get("DISABLED"):
+                    self.status = "disabled"
+                    self._discard_until_control()
+                    continue
+                self._plugin = self._start_plugin()
+                if self._plugin is None:
+                    continue
+                self.status = "running"
+            delay = float(self.config.get("PROCESS_DELAY") or 0)
+            now = time.monotonic()
+            if delay > 0 and now < next_due:
+                message = self.mailbox.get(timeout=next_due - now, inputs=False)
+                if message is not None:
+                    self._handle_control(message[1])
+                continue
+            message = self.mailbox.get(timeout=self._empty_wait(delay))
+            if message is None:
+                inp = None  # ALLOW_EMPTY_INPUTS and nothing arrived in time
+            elif message[0] == CONTROL:
+                self._handle_control(message[1])
+                continue
+            else:
+                inp = message[1]
+                self.stats.inputs += 1
+            if delay > 0:
+                next_due = time.monotonic() + delay
+            self._process(inp)
+
+    def _empty_wait(self, delay: float) -> float | None:
+        if not self.config.get("ALLOW_EMPTY_INPUTS"):
+            return None
+        resolution = float(self.config.get("PLUGIN_LOOP_RESOLUTION") or 20.0)
+        return max(delay, 1.0 / resolution)
+
+    def _discard_until_control(self) -> None:
+        message = self.mailbox.get()
+        if message is not None and message[0] == CONTROL:
+            self._handle_control(message[1])
+
+    def _process(self, inp: Input | None) -> None:
+        plugin = self._plugin
+        assert plugin is not None
+        started = time.perf_counter()
+        try:
+            result = plugin.process(inp)
+            if result is not None:
+                self._emit(dict(result), None, inp.seq if inp is not None else None)
+        except Exception as exc:
+            text = f"{type(exc).__name__}: {exc}"
+            self.stats.error(text)
+            if self._errors.should_log(text):
+                self.env.log.error(
+                    "pipeline %r instance %s/%s: process() raised %s\n%s",
+                    self.pipeline, self.spec.signature, self.spec.instance_id, text, traceback.format_exc(),
+                )  # fmt: skip
+        finally:
+            self.stats.timed(time.perf_counter() - started)
+
+    def _handle_control(self, message: tuple[str, Any, Any]) -> None:
+        kind, body, extra = message
+        if kind == "config":
+            self._apply_config(body, extra)
+        elif kind == "command":
+            self._run_command(body, extra)
+
+    def _apply_config(self, changes: dict[str, Any], spec: InstanceSpec | None) -> None:
+        changed = {k: v for k, v in changes.items() if self.config.get(k) != v}
+        if spec is not None:
+            self.spec = spec
+        self.config.update(changes)
+        size, policy = self._mailbox_policy()
+        self.mailbox.set_policy(policy, size)
+        if self._plugin is None or not changed:
+            return
+        if changed.get("DISABLED"):
+            self._close_plugin()
+            return
+        previous = {k: self._plugin.config.get(k) for k in changed}
+        self._plugin._apply_config(changed)
+        try:
+            self._plugin.on_config(changed)
+        except Exception as exc:
+            # the plugin refused the update: keep running with the values it accepted before
+            self._plugin._apply_config(previous)
+            self.config.update(previous)
+            text = f"config update refused: {type(exc).__name__}: {exc}"
+            self.stats.error(text)
+            self.env.log.error("%s: %s", self.part, text)
+            self.env.notify("error", text, self._path())
+            return
+        if changed.get("INSTANCE_COMMAND"):
+            self._run_command((changed["INSTANCE_COMMAND"], {}), None)
+
+    def _run_command(self, body: tuple[Any, dict[str, Any]], future: Future[Any] | None) -> None:
+        command, params = body
+        if self._plugin is None:
+            error = RuntimeError(f"instance {self.part} is not running (status {self.status})")
+            if future is not None:
+                future.set_exception(error)
+            return
+        try:
+            result = self._plugin.on_command(command, **params)
+        except Exception as exc:
+            self.stats.error(f"{type(exc).__name__}: {exc}")
+            self.env.log.exception("%s: on_command raised", self.part)
+            if future is not None:
+                future.set_exception(exc)
+            return
+        if future is not None:
+            future.set_result(result)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "signature": self.spec.signature,
+            "instance_id": self.spec.instance_id,
+            "status": self.status,
+            "queue": len(self.mailbox),
+            **self.stats.snapshot(),
+            "payloads": self.stats.outputs,
+        }

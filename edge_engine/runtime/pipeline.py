@@ -1,0 +1,158 @@
+"""One running pipeline: its capture loop, serving stage, dispatcher thread and business instances.
+
+Updates keep what they can: a change limited to instances (added, removed, or reconfigured) is applied
+live without restarting the capture; a change to the capture restarts the whole pipeline.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from edge_engine.messages import utc_iso
+from edge_engine.pipeline_config import InstanceSpec, PipelineSpec
+from edge_engine.runtime.capture import CaptureRunner
+from edge_engine.runtime.environment import RuntimeEnv
+from edge_engine.runtime.instance import InstanceRunner
+from edge_engine.runtime.mailbox import BLOCK, DROP_OLDEST, Closed, Mailbox
+from edge_engine.runtime.serving_stage import ServingStage
+
+
+class PipelineRunner:
+    """Starts, updates and stops the threads of one pipeline."""
+
+    def __init__(self, env: RuntimeEnv, spec: PipelineSpec):
+        self.env = env
+        self.spec = spec
+        self.started_at = time.time()
+        live = bool(spec.capture_config.get("LIVE_FEED", False))
+        size = int(spec.capture_config.get("MAX_INPUTS_QUEUE_SIZE") or 4)
+        self.inbox = Mailbox(size, DROP_OLDEST if live else BLOCK)
+        self.capture = CaptureRunner(env, spec.name, spec.capture, spec.capture_config, self.inbox)
+        self.serving = ServingStage(_engines(spec.instances))
+        self.instances: dict[tuple[str, str], InstanceRunner] = {
+            i.key: InstanceRunner(env, spec.name, i, live) for i in spec.instances
+        }
+        self._live = live
+        self._lock = threading.Lock()
+        self.dispatcher = threading.Thread(target=self._dispatch, name=f"dispatch:{spec.name}", daemon=True)
+        self.stopping = False
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def start(self) -> None:
+        for runner in self.instances.values():
+            runner.start()
+        self.dispatcher.start()
+        self.capture.start()
+
+    def _dispatch(self) -> None:
+        serving = self.serving
+        try:
+            while True:
+                message = self.inbox.get()
+                if message is None or message[0] != "input":
+                    continue
+                inp = serving.run(message[1])
+                for runner in tuple(self.instances.values()):
+                    if runner.status != "disabled":
+                        runner.offer(inp)
+        except Closed:
+            pass
+        finally:
+            if not self.stopping:
+                for runner in tuple(self.instances.values()):
+                    runner.finish()
+
+    # --- updates -----------------------------------------------------------------------------------------
+    def can_update_live(self, new: PipelineSpec) -> bool:
+        """Whether ``new`` differs from the running spec only in its instances."""
+        return new.capture_identity() == self.spec.capture_identity() and self.capture.status == "running"
+
+    def update_live(self, new: PipelineSpec) -> dict[str, list[str]]:
+        """Apply an instance-only change; returns which instances were added, removed, updated."""
+        report: dict[str, list[str]] = {"added": [], "removed": [], "updated": []}
+        wanted = {i.key: i for i in new.instances}
+        with self._lock:
+            current = dict(self.instances)
+            for key, runner in current.items():
+                if key not in wanted:
+                    runner.stop()
+                    del self.instances[key]
+                    self.env.supervisor.forget(runner.part)
+                    report["removed"].append("/".join(key))
+            for key, spec in wanted.items():
+                if key not in current:
+                    runner = InstanceRunner(self.env, new.name, spec, self._live)
+                    self.instances[key] = runner
+                    runner.start()
+                    report["added"].append("/".join(key))
+                elif spec.config != current[key].config:
+                    current[key].update_config(_changed(current[key].config, spec), spec)
+                    report["updated"].append("/".join(key))
+            self.serving.engines = _engines(new.instances)
+            self.spec = new
+        return report
+
+    def instance(self, signature: str, instance_id: str) -> InstanceRunner | None:
+        return self.instances.get((signature.upper(), instance_id))
+
+    # --- stop --------------------------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Ask every thread to stop (returns at once; see :meth:`join`)."""
+        self.stopping = True
+        self.capture.stop()
+        self.inbox.close()
+        for runner in tuple(self.instances.values()):
+            runner.stop()
+
+    def join(self, deadline: float) -> list[str]:
+        """Wait for the threads until ``deadline`` (monotonic); returns the names still running."""
+        threads = [self.capture.thread, self.dispatcher, *(r.thread for r in self.instances.values())]
+        for thread in threads:
+            if thread.ident is not None:
+                thread.join(max(0.0, deadline - time.monotonic()))
+        return [t.name for t in threads if t.is_alive()]
+
+    # --- reporting ---------------------------------------------------------------------------------------
+    def status(self) -> str:
+        capture = self.capture.status
+        if self.stopping:
+            return "stopped"
+        if capture in ("failed", "reconnecting", "starting"):
+            return capture
+        if capture == "finished":
+            alive = any(r.thread.is_alive() for r in self.instances.values())
+            return "draining" if alive else "finished"
+        return "running"
+
+    def snapshot(self) -> dict[str, Any]:
+        self.capture.stats.update_rate()
+        instances = []
+        for runner in tuple(self.instances.values()):
+            runner.stats.update_rate()
+            instances.append(runner.snapshot())
+        return {
+            "name": self.spec.name,
+            "type": self.spec.capture.signature,
+            "status": self.status(),
+            "started_at": utc_iso(self.started_at),
+            "capture": {"status": self.capture.status, "queue": len(self.inbox), **self.capture.stats.snapshot()},
+            "instances": instances,
+        }
+
+
+def _engines(instances: tuple[InstanceSpec, ...]) -> frozenset[str]:
+    names: set[str] = set()
+    for inst in instances:
+        value = inst.config.get("AI_ENGINE") or []
+        names.update([value] if isinstance(value, str) else value)
+    return frozenset(names)
+
+
+def _changed(old: dict[str, Any], spec: InstanceSpec) -> dict[str, Any]:
+    """Keys whose value differs, including keys that went back to their default."""
+    return {k: v for k, v in spec.config.items() if old.get(k) != v}

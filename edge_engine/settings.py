@@ -1,0 +1,198 @@
+"""Node settings: the startup and app configs, seeded into the local cache at first start, then read from it.
+
+Order of precedence for startup keys: declared defaults ← the cached ``config_startup.json`` (seeded at
+first start from ``$EE_CONFIG`` or ``./.config_startup.json``) ← ``EE_*`` environment variables (and
+``.env``, loaded by ``device.py``). After the first start the cache is the source of truth; the
+repository's files only seed it. Every problem is reported at once with file and key.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edge_engine import constants as C
+from edge_engine.cache import CacheLayout, atomic_write_json, atomic_write_text, read_json, resolve_cache_dir
+from edge_engine.config_keys import Key, check_value, defaults, validate_mapping
+from edge_engine.errors import CacheError, ConfigError, ConfigIssue
+from edge_engine.ratio1_keys import APP_KEYS, STARTUP_KEYS
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+STARTUP_SCHEMA: dict[str, Key] = {
+    "EE_ID": Key("", type=str, doc="node alias (first start only; then the cached alias wins)"),
+    "SECURED": Key(True, type=bool, doc="accept commands only from allowlisted senders"),
+    "SECONDS_HEARTBEAT": Key(10.0, min=1, doc="seconds between heartbeats"),
+    "SECONDS_LOCAL_INFO": Key(C.DEFAULT_LOCAL_INFO_SECONDS, min=0.2, doc="seconds between local_info.json writes"),
+    "SECONDS_HISTORY_SAMPLE": Key(C.DEFAULT_HISTORY_SAMPLE_SECONDS, min=1, doc="seconds between history samples"),
+    "SECONDS_HISTORY_SAVE": Key(C.DEFAULT_HISTORY_SAVE_SECONDS, min=1, doc="seconds between local_history.json saves"),
+    "SHUTDOWN_SECONDS": Key(C.DEFAULT_SHUTDOWN_SECONDS, min=0.5, doc="deadline of a clean stop"),
+    "PLUGIN_FOLDERS": Key(list(C.DEFAULT_PLUGIN_FOLDERS), type=list, doc="folders scanned for plugin modules"),
+    "PIPELINES": Key([], type=list, doc="pipeline files or objects that seed the cache at first start"),
+    "DEMO_PIPELINE": Key(True, type=bool, doc="seed the demo pipeline at first start"),
+    "LOG_LEVEL": Key("INFO", type=str, choices=LOG_LEVELS, doc="log level"),
+    "LOG_MAX_BYTES": Key(C.DEFAULT_LOG_MAX_BYTES, type=int, min=1024, doc="size of one log file before rotation"),
+    "LOG_BACKUPS": Key(C.DEFAULT_LOG_BACKUPS, type=int, min=0, doc="rotated log files kept"),
+    "RESTART_BACKOFF_MAX": Key(30.0, min=0.1, doc="cap of the restart backoff in seconds"),
+}
+
+# environment variable -> (startup key, parser)
+ENV_OVERRIDES: dict[str, tuple[str, str]] = {
+    C.ENV_DEMO: ("DEMO_PIPELINE", "bool"),
+    C.ENV_LOG_LEVEL: ("LOG_LEVEL", "str"),
+    C.ENV_PLUGIN_FOLDERS: ("PLUGIN_FOLDERS", "list"),
+    C.ENV_SECONDS_LOCAL_INFO: ("SECONDS_LOCAL_INFO", "float"),
+    C.ENV_SHUTDOWN_SECONDS: ("SHUTDOWN_SECONDS", "float"),
+    C.ENV_RESTART_BACKOFF_MAX: ("RESTART_BACKOFF_MAX", "float"),
+}
+TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("0", "false", "no", "off", "")
+
+
+@dataclass
+class NodeSettings:
+    """Everything the node needs to start, resolved and validated."""
+
+    base_dir: Path
+    layout: CacheLayout
+    startup: dict[str, Any]
+    app: dict[str, Any]
+    first_start: bool
+    seed_file: str | None
+    load_entry_points: bool = True
+    disabled_plugins: tuple[str, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    def plugin_folders(self) -> list[Path]:
+        return [_resolve(self.base_dir, folder) for folder in self.startup["PLUGIN_FOLDERS"]]
+
+
+def _resolve(base: Path, value: str) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else base / path
+
+
+def parse_env_value(name: str, text: str, kind: str) -> Any:
+    """Parse one environment variable; raises ValueError with a readable message."""
+    if kind == "bool":
+        lowered = text.strip().lower()
+        if lowered in TRUE_WORDS:
+            return True
+        if lowered in FALSE_WORDS:
+            return False
+        raise ValueError(f"expected one of {', '.join(TRUE_WORDS + FALSE_WORDS[:-1])}")
+    if kind == "float":
+        return float(text)
+    if kind == "list":
+        return [part for part in text.split(":") if part]
+    return text.strip()
+
+
+def load_settings(
+    base_dir: Path | None = None, cache_dir: Path | str | None = None, environ: Mapping[str, str] | None = None
+) -> NodeSettings:
+    """Resolve the cache, seed it at first start, and return validated settings (or raise ConfigError)."""
+    env = dict(os.environ if environ is None else environ)
+    base = (base_dir or Path.cwd()).absolute()
+    layout = CacheLayout(resolve_cache_dir(cache_dir or env.get(C.ENV_CACHE_DIR)))
+    check_cache_version(layout)
+    first_start = not layout.cache_version.exists() and not layout.startup_config.exists()
+    layout.ensure()
+    issues: list[ConfigIssue] = []
+    startup, seed_file = _load_startup(layout, base, env, issues)
+    app = _load_app(layout, base, env, issues)
+    if issues:
+        raise ConfigError(issues)
+    if not layout.cache_version.exists():
+        atomic_write_text(layout.cache_version, f"{C.CACHE_FORMAT_VERSION}\n")
+    disabled = tuple(p for p in env.get(C.ENV_DISABLED_PLUGINS, "").split(",") if p.strip())
+    load_eps = env.get(C.ENV_LOAD_ENTRY_POINTS, "1").strip().lower() not in FALSE_WORDS
+    return NodeSettings(base, layout, startup, app, first_start, seed_file, load_eps, disabled, env)
+
+
+def check_cache_version(layout: CacheLayout) -> None:
+    """Refuse a cache written by a newer node (its format may mean something else)."""
+    if not layout.cache_version.exists():
+        return
+    text = layout.cache_version.read_text(encoding="utf-8").strip()
+    try:
+        version = int(text)
+    except ValueError as exc:
+        raise CacheError(f"{layout.cache_version} holds {text!r}, not a cache format number") from exc
+    if version > C.CACHE_FORMAT_VERSION:
+        raise CacheError(
+            f"{layout.root} was written by a newer node (cache format {version}, this node reads up to "
+            f"{C.CACHE_FORMAT_VERSION}); upgrade the node or use another cache folder"
+        )
+
+
+def _read_config_source(spec: str, base: Path, label: str, issues: list[ConfigIssue]) -> tuple[dict[str, Any], str]:
+    """Read a config given as a file path or (Ratio1's ``EE_CONFIG``) inline JSON."""
+    if spec.lstrip().startswith("{"):
+        try:
+            data = json.loads(spec)
+        except json.JSONDecodeError as exc:
+            issues.append(ConfigIssue(f"inline JSON is invalid: {exc}", file=label))
+            return {}, label
+        return (data if isinstance(data, dict) else {}), label
+    path = _resolve(base, spec)
+    try:
+        data = read_json(path)
+    except CacheError as exc:
+        issues.append(ConfigIssue(str(exc).replace(f"{path} ", "", 1), file=str(path)))
+        return {}, str(path)
+    if not isinstance(data, dict):
+        issues.append(ConfigIssue("expected a JSON object", file=str(path), got=type(data).__name__, has_got=True))
+        return {}, str(path)
+    return data, str(path)
+
+
+def _load_startup(
+    layout: CacheLayout, base: Path, env: dict[str, str], issues: list[ConfigIssue]
+) -> tuple[dict[str, Any], str | None]:
+    seed_file: str | None = None
+    if layout.startup_config.exists():
+        raw, label = _read_config_source(str(layout.startup_config), base, "", issues)
+    else:
+        spec = env.get(C.ENV_CONFIG)
+        if spec is None and (base / C.STARTUP_CONFIG_FILE).exists():
+            spec = C.STARTUP_CONFIG_FILE
+        raw, label = _read_config_source(spec, base, C.ENV_CONFIG, issues) if spec else ({}, "defaults")
+        seed_file = label
+        if not issues:
+            atomic_write_json(layout.startup_config, raw)
+    issues.extend(validate_mapping(raw, STARTUP_SCHEMA, {"file": label}, extra_known=STARTUP_KEYS))
+    startup = defaults(STARTUP_SCHEMA)
+    startup.update({k: v for k, v in raw.items()})
+    for name, (key, kind) in ENV_OVERRIDES.items():
+        if name not in env:
+            continue
+        try:
+            value = parse_env_value(name, env[name], kind)
+        except ValueError as exc:
+            issues.append(ConfigIssue(str(exc), file="environment", key=name, got=env[name], has_got=True))
+            continue
+        problem = check_value(STARTUP_SCHEMA[key], value)
+        if problem:
+            issues.append(ConfigIssue(problem[0], file="environment", key=name, got=env[name], has_got=True))
+            continue
+        startup[key] = value
+    return startup, seed_file
+
+
+def _load_app(layout: CacheLayout, base: Path, env: dict[str, str], issues: list[ConfigIssue]) -> dict[str, Any]:
+    if layout.app_config.exists():
+        raw, label = _read_config_source(str(layout.app_config), base, "", issues)
+    else:
+        spec = env.get(C.ENV_APP_CONFIG)
+        if spec is None and (base / C.APP_CONFIG_FILE).exists():
+            spec = C.APP_CONFIG_FILE
+        raw, label = _read_config_source(spec, base, C.ENV_APP_CONFIG, issues) if spec else ({}, "defaults")
+        if not issues:
+            atomic_write_json(layout.app_config, raw, mode=0o600)
+    issues.extend(validate_mapping(raw, {}, {"file": label}, extra_known=APP_KEYS))
+    return raw

@@ -1,0 +1,1 @@
+"""Pytest fixtures for plugin authors (registered through the ``pytest11`` entry point)."""
