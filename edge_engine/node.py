@@ -273,9 +273,7 @@ class Node:
         runner = PipelineRunner(self.env, spec)
         self.pipelines[spec.name] = runner
         runner.start()
-        log.info(
-            "pipeline %r started: %s with %d instance(s)", spec.name, spec.capture.signature, len(spec.instances)
-        )
+        log.info("pipeline %r started: %s with %d instance(s)", spec.name, spec.capture.signature, len(spec.instances))
         self.hooks.pipeline_started(spec.name, copy.deepcopy(spec.raw))
 
     def _stop_pipeline(self, runner: PipelineRunner, reason: str) -> None:

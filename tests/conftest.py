@@ -1,0 +1,80 @@
+"""Shared fixtures: a node built in a temporary folder, with the repository's built-in plugins.
+
+``node_factory(plugins={"business/x.py": source}, pipelines=[...], startup={...})`` writes the files,
+starts a :class:`~edge_engine.node.Node` in-process with its cache under ``tmp_path`` and returns it;
+every node made is stopped at teardown.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edge_engine.node import Node
+from edge_engine.settings import load_settings
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02) -> Any:
+    """Poll ``predicate`` until it returns a truthy value; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s: {predicate}")
+        time.sleep(interval)
+
+
+def write_plugin(folder: Path, relative: str, source: str) -> Path:
+    """Write a plugin module (dedented) at ``folder/relative``."""
+    path = folder / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(source), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def node_factory(tmp_path: Path) -> Iterator[Callable[..., Node]]:
+    nodes: list[Node] = []
+
+    def make(
+        plugins: dict[str, str] | None = None,
+        pipelines: list[dict[str, Any]] | None = None,
+        startup: dict[str, Any] | None = None,
+        environ: dict[str, str] | None = None,
+        start: bool = True,
+    ) -> Node:
+        base = tmp_path / "node"
+        user_plugins = base / "plugins"
+        user_plugins.mkdir(parents=True, exist_ok=True)
+        for relative, source in (plugins or {}).items():
+            write_plugin(user_plugins, relative, source)
+        config = {
+            "PLUGIN_FOLDERS": [str(REPO / "extensions"), str(user_plugins)],
+            "DEMO_PIPELINE": False,
+            "SECONDS_LOCAL_INFO": 0.5,
+            "PIPELINES": pipelines or [],
+            **(startup or {}),
+        }
+        (base / ".config_startup.json").write_text(json.dumps(config), encoding="utf-8")
+        env = {"EE_LOAD_ENTRY_POINTS": "0", **(environ or {})}
+        settings = load_settings(base, base / "_local_cache", env)
+        node = Node(settings)
+        if start:
+            node.start()
+        nodes.append(node)
+        return node
+
+    yield make
+    for node in nodes:
+        if node.status == "running":
+            node.stop("test teardown")
