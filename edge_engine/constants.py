@@ -72,6 +72,7 @@ ENV_DISABLED_PLUGINS: Final = "EE_DISABLED_PLUGINS"
 ENV_SECONDS_LOCAL_INFO: Final = "EE_SECONDS_LOCAL_INFO"
 ENV_SHUTDOWN_SECONDS: Final = "EE_SHUTDOWN_SECONDS"
 ENV_RESTART_BACKOFF_MAX: Final = "EE_RESTART_BACKOFF_MAX"
+ENV_TRACE_HOOKS: Final = "EE_TRACE_HOOKS"
 
 ENV_VARS: Final[dict[str, str]] = {
     ENV_CACHE_DIR: "folder of the local cache (default ./_local_cache; /edge_node/_local_cache in the image)",
@@ -86,4 +87,5 @@ ENV_VARS: Final[dict[str, str]] = {
     ENV_SECONDS_LOCAL_INFO: "seconds between local_info.json refreshes (overrides SECONDS_LOCAL_INFO)",
     ENV_SHUTDOWN_SECONDS: "deadline in seconds for a clean stop on SIGTERM/SIGINT (overrides SHUTDOWN_SECONDS)",
     ENV_RESTART_BACKOFF_MAX: "cap in seconds of the restart backoff for failed sources and instances",
+    ENV_TRACE_HOOKS: "1 logs every node-level hook call at DEBUG level (for plugin authors)",
 }

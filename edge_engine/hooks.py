@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 from edge_engine import hookspecs
-from edge_engine.constants import ENGINE_NAME
+from edge_engine.constants import ENGINE_NAME, ENV_TRACE_HOOKS
 
 if TYPE_CHECKING:
     from edge_engine.messages import Notification, Payload
@@ -26,7 +26,7 @@ def get_plugin_manager() -> pluggy.PluginManager:
     """A fresh plugin manager with the engine's hookspecs (no module-level singleton)."""
     pm = pluggy.PluginManager(ENGINE_NAME)
     pm.add_hookspecs(hookspecs)
-    if os.environ.get("EE_TRACE_HOOKS") == "1":
+    if os.environ.get(ENV_TRACE_HOOKS) == "1":
         pm.trace.root.setwriter(lambda text: log.debug("hook: %s", text.rstrip()))
         pm.enable_tracing()
     return pm
