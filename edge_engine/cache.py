@@ -18,13 +18,25 @@ from edge_engine import constants as C
 from edge_engine.errors import CacheError
 
 
+def _default_file_mode() -> int:
+    """The mode ``open()`` would give a new file under the process umask (mkstemp alone gives 0600)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+DEFAULT_FILE_MODE = _default_file_mode()
+
+
 def atomic_write_bytes(path: Path, data: bytes, mode: int | None = None) -> None:
-    """Write ``data`` to ``path`` atomically (temp file + fsync + rename)."""
+    """Write ``data`` to ``path`` atomically (temp file + fsync + rename).
+
+    ``mode`` defaults to what a plain ``open()`` would give; secrets pass ``0o600``.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        if mode is not None:
-            os.fchmod(fd, mode)
+        os.fchmod(fd, DEFAULT_FILE_MODE if mode is None else mode)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()

@@ -21,6 +21,7 @@ from typing import Any
 
 from edge_engine import __version__
 from edge_engine import constants as C
+from edge_engine.allowlist import read as read_allowlist
 from edge_engine.cache import atomic_write_json, read_json
 from edge_engine.discovery import PluginLoader
 from edge_engine.errors import CacheError, ConfigError, ConfigIssue, PipelineError
@@ -28,7 +29,7 @@ from edge_engine.history import NodeHistory
 from edge_engine.hooks import Hooks, get_plugin_manager
 from edge_engine.identity import Identity, default_alias, load_or_create_identity
 from edge_engine.local_output import LocalOutput
-from edge_engine.messages import utc_iso
+from edge_engine.messages import Notification, utc_iso
 from edge_engine.pipeline_config import PipelineSpec, check_instance_update, validate_pipeline
 from edge_engine.redact import redact
 from edge_engine.registry import PluginRegistry
@@ -68,6 +69,8 @@ class Node:
         self.output = LocalOutput(self.layout.output)
         self.history: NodeHistory | None = None
         self.env: RuntimeEnv | None = None
+        self.comms: Any = None
+        self._restart = threading.Event()
 
     # --- start ---------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -81,6 +84,7 @@ class Node:
         self.history = NodeHistory(self._identity_fields(), self.layout.root, started_at=self.started_at,
                                    sample_seconds=float(self.settings.startup["SECONDS_HISTORY_SAMPLE"]))  # fmt: skip
         self.history.load(self.layout.local_history)
+        self._start_comms()
         if self.settings.first_start:
             self._seed_pipelines()
         self._load_cached_pipelines()
@@ -113,6 +117,22 @@ class Node:
         atomic_write_json(startup_file, data)
         self.settings.startup["EE_ID"] = alias
         return alias
+
+    def _start_comms(self) -> None:
+        """Start MQTT comms unless disabled (``EE_COMMS=0``); a broker problem never stops the node."""
+        from edge_engine.comms.settings import load_comms_settings
+
+        settings, issues = load_comms_settings(self.settings.app, self.settings.startup, self.settings.env)
+        if issues:
+            raise ConfigError(issues)
+        if not settings.enabled:
+            log.info("comms disabled (EE_COMMS=0): payloads stay in %s", self.layout.output)
+            return
+        from edge_engine.comms.service import CommsService
+
+        self.comms = CommsService(self, settings)
+        self.pm.register(self.comms, name="edge_engine.comms")
+        self.comms.start()
 
     def _load_plugins(self) -> None:
         loader = PluginLoader(self.registry, self.pm, self.settings.disabled_plugins)
@@ -328,16 +348,20 @@ class Node:
         }
 
     def _whitelist(self) -> list[str]:
-        path = self.layout.authorized_addrs
-        if not path.exists():
-            return []
-        addresses = []
-        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-            parts = line.split("#", 1)[0].split()
-            if parts:
-                addr = parts[0]
-                addresses.append(addr if addr.startswith(C.ADDRESS_PREFIX) else C.ADDRESS_PREFIX + addr)
-        return addresses
+        return [entry.address for entry in read_allowlist(self.layout.authorized_addrs)]
+
+    def pipeline_names(self) -> list[str]:
+        with self._lock:
+            return list(self.pipelines)
+
+    def pipeline_configs(self) -> list[dict[str, Any]]:
+        """The persisted configs of the running pipelines (Ratio1's CONFIG_STREAMS)."""
+        with self._lock:
+            return [copy.deepcopy(runner.spec.raw) for runner in self.pipelines.values()]
+
+    def notify(self, level: str, message: str, path: list[Any], **fields: Any) -> None:
+        """Raise a node-level notification (logged locally, sent by comms)."""
+        self.hooks.notification(Notification(level, message, list(path), fields, time.time()))
 
     def write_local_info(self) -> None:
         atomic_write_json(self.layout.local_info, self.snapshot())
@@ -347,6 +371,21 @@ class Node:
         """Ask the node to stop (safe from signal handlers and other threads)."""
         self._stop_reason = self._stop_reason or reason
         self._stop.set()
+
+    def request_restart(self, reason: str = "requested") -> None:
+        """Stop every pipeline, reload the cached configs, and start them again (from the main loop)."""
+        log.info("restart requested (%s)", reason)
+        self._restart.set()
+        self._stop.set()
+
+    def restart_pipelines(self) -> None:
+        """Stop all pipelines and start them again from the cache."""
+        with self._lock:
+            for runner in list(self.pipelines.values()):
+                self._stop_pipeline(runner, "restarting")
+            self.invalid.clear()
+            self._load_cached_pipelines()
+        log.info("pipelines restarted: %d running", len(self.pipelines))
 
     def run_forever(self) -> None:
         """Refresh local_info and history until a stop is requested, then stop everything."""
@@ -359,7 +398,12 @@ class Node:
         while True:
             timeout = max(0.0, min(next_info, next_sample, next_save) - time.monotonic())
             if self._stop.wait(timeout):
-                break
+                if not self._restart.is_set():
+                    break
+                self._restart.clear()
+                self._stop.clear()
+                self.restart_pipelines()
+                continue
             now = time.monotonic()
             try:
                 if now >= next_sample and self.history is not None:
@@ -393,6 +437,8 @@ class Node:
                 self.hooks.pipeline_stopped(runner.name, "node stopping")
         if left:
             log.warning("threads still running at the stop deadline (abandoned): %s", left)
+        if self.comms is not None:
+            self.comms.stop()
         self.status = "stopped"
         try:
             self.write_local_info()

@@ -353,3 +353,69 @@ def _non_negative(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected 0 or more, got {value}")
     return value
+
+
+# --- allowlist and keys -------------------------------------------------------------------------------------
+def main_get_allowed(argv: Sequence[str] | None = None) -> int:
+    """``get_allowed [--cache-dir DIR]``: print the allowlist file (authorized_addrs)."""
+    from edge_engine import allowlist
+
+    parser = _parser("get_allowed", "Show the addresses allowed to change the node (authorized_addrs).")
+
+    def action(args: argparse.Namespace) -> str:
+        path = find_cache_dir(args.cache_dir) / C.AUTHORIZED_ADDRS_FILE
+        entries = allowlist.read(path)
+        return "\n".join(f"{e.address}  {e.alias}" if e.alias else e.address for e in entries) or "(no address)"
+
+    return _run("get_allowed", parser, argv, action)
+
+
+def main_add_allowed(argv: Sequence[str] | None = None) -> int:
+    """``add_allowed [--cache-dir DIR] ADDRESS [ALIAS]``: allow a sender; the running node picks it up."""
+    from edge_engine import allowlist
+
+    parser = _parser("add_allowed", "Allow a sender to change the node (applies without a restart).")
+    parser.add_argument("address", help="the sender's address, 0xai_...")
+    parser.add_argument("alias", nargs="?", help=f"a name for it (max {C.ALIAS_MAX_LEN} characters)")
+
+    def action(args: argparse.Namespace) -> str:
+        path = find_cache_dir(args.cache_dir) / C.AUTHORIZED_ADDRS_FILE
+        entry = allowlist.add(path, args.address, args.alias)
+        return f"allowed {entry.address}" + (f" ({entry.alias})" if entry.alias else "")
+
+    return _run("add_allowed", parser, argv, action)
+
+
+def main_remove_allowed(argv: Sequence[str] | None = None) -> int:
+    """``remove_allowed [--cache-dir DIR] ADDRESS``: stop allowing a sender."""
+    from edge_engine import allowlist
+
+    parser = _parser("remove_allowed", "Stop allowing a sender to change the node (applies without a restart).")
+    parser.add_argument("address", help="the sender's address, 0xai_...")
+
+    def action(args: argparse.Namespace) -> str:
+        path = find_cache_dir(args.cache_dir) / C.AUTHORIZED_ADDRS_FILE
+        if not allowlist.remove(path, args.address):
+            raise ValueError(f"{args.address} is not in {path}")
+        return f"removed {allowlist.normalize_address(args.address)}"
+
+    return _run("remove_allowed", parser, argv, action)
+
+
+def main_reset_node_keys(argv: Sequence[str] | None = None) -> int:
+    """``reset_node_keys --yes``: back up the node key; a new identity is made at the next start."""
+    parser = _parser("reset_node_keys", "Make a new node identity (the old key is kept as a backup).")
+    parser.add_argument("--yes", action="store_true", help="confirm: the node gets a new address")
+
+    def action(args: argparse.Namespace) -> str:
+        if not args.yes:
+            raise ValueError("this gives the node a new address; run again with --yes to confirm")
+        key_file = find_cache_dir(args.cache_dir) / C.CACHE_DATA / C.KEY_FILE
+        if not key_file.exists():
+            raise CacheError(f"{key_file} does not exist: there is no node key to reset")
+        from edge_engine.identity import reset_identity
+
+        backup = reset_identity(key_file)
+        return f"old key kept as {backup}; restart the node to create its new identity"
+
+    return _run("reset_node_keys", parser, argv, action)

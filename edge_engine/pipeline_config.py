@@ -106,7 +106,8 @@ def _validate_capture(
         return None, None
     schema = record.cls.config_schema()
     top_level = {k: v for k, v in raw.items() if k not in PIPELINE_STRUCTURE}
-    found = validate_mapping(top_level, schema, {**where, "plugin": record.signature}, extra_known=PIPELINE_KEYS)
+    found = validate_mapping(top_level, schema, {**where, "plugin": record.signature}, extra_known=PIPELINE_KEYS,
+                             structural=PIPELINE_STRUCTURE)  # fmt: skip
     issues.extend(found)
     config = defaults(schema)
     config.update({k: copy.deepcopy(v) for k, v in top_level.items() if k in schema})

@@ -86,7 +86,10 @@ def parse_env_value(name: str, text: str, kind: str) -> Any:
             return False
         raise ValueError(f"expected one of {', '.join(TRUE_WORDS + FALSE_WORDS[:-1])}")
     if kind == "float":
-        return float(text)
+        try:
+            return float(text)
+        except ValueError:
+            raise ValueError("expected a number") from None
     if kind == "list":
         return [part for part in text.split(":") if part]
     return text.strip()
@@ -103,10 +106,15 @@ def load_settings(
     first_start = not layout.cache_version.exists() and not layout.startup_config.exists()
     layout.ensure()
     issues: list[ConfigIssue] = []
-    startup, seed_file = _load_startup(layout, base, env, issues)
-    app = _load_app(layout, base, env, issues)
+    seeds: list[tuple[Path, dict[str, Any], int | None]] = []
+    startup, seed_file = _load_startup(layout, base, env, issues, seeds)
+    app = _load_app(layout, base, env, issues, seeds)
     if issues:
         raise ConfigError(issues)
+    # Seed the cache only with configs that were accepted: a rejected one must not become the cached
+    # source of truth (fixing the repository file would then change nothing, and the seeding be skipped).
+    for path, raw, mode in seeds:
+        atomic_write_json(path, raw, mode=mode)
     if not layout.cache_version.exists():
         atomic_write_text(layout.cache_version, f"{C.CACHE_FORMAT_VERSION}\n")
     disabled = tuple(p for p in env.get(C.ENV_DISABLED_PLUGINS, "").split(",") if p.strip())
@@ -152,7 +160,11 @@ def _read_config_source(spec: str, base: Path, label: str, issues: list[ConfigIs
 
 
 def _load_startup(
-    layout: CacheLayout, base: Path, env: dict[str, str], issues: list[ConfigIssue]
+    layout: CacheLayout,
+    base: Path,
+    env: dict[str, str],
+    issues: list[ConfigIssue],
+    seeds: list[tuple[Path, dict[str, Any], int | None]],
 ) -> tuple[dict[str, Any], str | None]:
     seed_file: str | None = None
     if layout.startup_config.exists():
@@ -163,8 +175,7 @@ def _load_startup(
             spec = C.STARTUP_CONFIG_FILE
         raw, label = _read_config_source(spec, base, C.ENV_CONFIG, issues) if spec else ({}, "defaults")
         seed_file = label
-        if not issues:
-            atomic_write_json(layout.startup_config, raw)
+        seeds.append((layout.startup_config, raw, None))
     issues.extend(validate_mapping(raw, STARTUP_SCHEMA, {"file": label}, extra_known=STARTUP_KEYS))
     startup = defaults(STARTUP_SCHEMA)
     startup.update({k: v for k, v in raw.items()})
@@ -184,7 +195,13 @@ def _load_startup(
     return startup, seed_file
 
 
-def _load_app(layout: CacheLayout, base: Path, env: dict[str, str], issues: list[ConfigIssue]) -> dict[str, Any]:
+def _load_app(
+    layout: CacheLayout,
+    base: Path,
+    env: dict[str, str],
+    issues: list[ConfigIssue],
+    seeds: list[tuple[Path, dict[str, Any], int | None]],
+) -> dict[str, Any]:
     if layout.app_config.exists():
         raw, label = _read_config_source(str(layout.app_config), base, "", issues)
     else:
@@ -192,7 +209,6 @@ def _load_app(layout: CacheLayout, base: Path, env: dict[str, str], issues: list
         if spec is None and (base / C.APP_CONFIG_FILE).exists():
             spec = C.APP_CONFIG_FILE
         raw, label = _read_config_source(spec, base, C.ENV_APP_CONFIG, issues) if spec else ({}, "defaults")
-        if not issues:
-            atomic_write_json(layout.app_config, raw, mode=0o600)
+        seeds.append((layout.app_config, raw, 0o600))
     issues.extend(validate_mapping(raw, {}, {"file": label}, extra_known=APP_KEYS))
     return raw

@@ -26,7 +26,10 @@ class RestartPolicy:
     jitter: float = 0.2
 
     def delay(self, consecutive_failures: int, rng: random.Random | None = None) -> float:
-        base = min(self.cap, self.initial * self.factor ** max(0, consecutive_failures - 1))
+        try:
+            base = min(self.cap, self.initial * self.factor ** max(0, consecutive_failures - 1))
+        except OverflowError:  # a part failing for days: factor**n no longer fits a float
+            base = self.cap
         spread = base * self.jitter
         return max(0.0, base + (rng or random).uniform(-spread, spread))
 

@@ -66,7 +66,7 @@ def node_factory(tmp_path: Path) -> Iterator[Callable[..., Node]]:
             **(startup or {}),
         }
         (base / ".config_startup.json").write_text(json.dumps(config), encoding="utf-8")
-        env = {"EE_LOAD_ENTRY_POINTS": "0", **(environ or {})}
+        env = {"EE_LOAD_ENTRY_POINTS": "0", "EE_COMMS": "0", **(environ or {})}
         settings = load_settings(base, base / "_local_cache", env)
         node = Node(settings)
         if start:

@@ -124,6 +124,8 @@ class InstanceRunner:
                 text = f"{type(exc).__name__}: {exc}"
                 self.stats.error(text)
                 self.status = "error"
+                # meanwhile its inputs are dropped and counted: the pipeline's other instances must not wait for it
+                self.mailbox.set_policy(DROP_OLDEST)
                 self.env.log.error("%s: start failed: %s\n%s", self.part, text, traceback.format_exc())
                 self.env.notify("error", f"instance start failed: {text}", self._path())
                 if not self.env.supervisor.wait_restart(self.part, exc, self.stop_event):
@@ -131,6 +133,8 @@ class InstanceRunner:
                 self.stats.restarts += 1
                 continue
             self.env.supervisor.recovered(self.part)
+            size, policy = self._mailbox_policy()
+            self.mailbox.set_policy(policy, size)
             return plugin  # type: ignore[return-value]
         return None
 
@@ -191,8 +195,10 @@ class InstanceRunner:
     def _empty_wait(self, delay: float) -> float | None:
         if not self.config.get("ALLOW_EMPTY_INPUTS"):
             return None
+        if delay > 0:
+            return 0.0  # the PROCESS_DELAY was already waited for: take an input if one is there, else None
         resolution = float(self.config.get("PLUGIN_LOOP_RESOLUTION") or 20.0)
-        return max(delay, 1.0 / resolution)
+        return 1.0 / resolution
 
     def _discard_until_control(self) -> None:
         message = self.mailbox.get()

@@ -55,16 +55,16 @@ class Mailbox:
     def put(self, item: Any, timeout: float | None = None) -> bool:
         """Add an input. Returns False if the mailbox is closed (or, with ``timeout``, still full)."""
         with self._cond:
-            if self.policy == BLOCK:
-                deadline = None if timeout is None else time.monotonic() + timeout
-                while len(self._inputs) >= self.maxsize and not self._closed:
-                    remaining = None if deadline is None else deadline - time.monotonic()
-                    if remaining is not None and remaining <= 0:
-                        return False
-                    self._cond.wait(remaining)
+            deadline = None if timeout is None else time.monotonic() + timeout
+            # the policy is read again after each wake-up: set_policy(DROP_OLDEST) releases a waiting producer
+            while self.policy == BLOCK and len(self._inputs) >= self.maxsize and not self._closed:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._cond.wait(remaining)
             if self._closed:
                 return False
-            if len(self._inputs) >= self.maxsize:
+            while len(self._inputs) >= self.maxsize:  # a loop: the bound may have shrunk (set_policy)
                 self._inputs.popleft()
                 self.dropped += 1
             self._inputs.append(item)

@@ -1,0 +1,221 @@
+"""Engine overhead on a video pipeline: VIDEO_FILE → no-op business plugin against a bare OpenCV decode loop.
+
+Both are measured in the same run, on the same file, alternately (raw, engine, raw, engine, ...), and
+the median of ``--repeat`` runs is reported:
+
+1. **raw**: ``cv2.VideoCapture(path)`` then ``read()`` until the end, no engine at all;
+2. **engine**: an in-process :class:`~edge_engine.node.Node` runs the pipeline
+   ``VIDEO_FILE`` (no ``LOOP``, no ``REALTIME``, so file back-pressure: no frame may be lost) →
+   ``BENCH_NOOP`` (a business plugin whose ``process()`` returns None, written by this script into a
+   temporary plugins folder). Timed from ``add_pipeline`` (which starts the pipeline) until the
+   instance has processed the last frame and its thread has ended.
+
+Both timings include opening the file. The budget is engine ≥ 0.9 × raw. Without ``--video`` a
+640x480, 600-frame ``mp4v`` clip (a moving texture and shapes, ~7 KB per frame, like a camera stream) is
+generated in a temporary folder; ``--repeat-video N`` instead concatenates
+``samples/demo.mp4`` N times.
+
+    .venv/bin/python benchmarks/bench_video_pipeline.py [--video PATH] [--repeat 5] [--check]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import statistics
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+from edge_engine.node import Node  # noqa: E402
+from edge_engine.settings import load_settings  # noqa: E402
+
+TARGET_RATIO = 0.9
+NOOP_PLUGIN = '''
+    """Benchmark plugin: receives every input and does nothing with it."""
+
+    from edge_engine.api import BusinessPlugin
+
+
+    class BenchNoop(BusinessPlugin):
+        SIGNATURE = "BENCH_NOOP"
+
+        def process(self, inp):
+            return None
+'''
+
+
+# --- the video --------------------------------------------------------------------------------------------
+def generate_video(path: Path, width: int = 640, height: int = 480, frames: int = 600, fps: float = 30.0) -> Path:
+    """A deterministic clip with a camera-like bitrate (~1.7 Mbit/s at 640x480, 30 fps): a moving texture and shapes."""
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    if not writer.isOpened():
+        raise RuntimeError(f"OpenCV cannot write mp4v to {path}")
+    try:
+        for i in range(frames):
+            phase = i / 15.0
+            base = 110 + 60 * np.sin(xx / 23.0 + phase) * np.cos(yy / 17.0 - phase / 2)
+            frame = np.stack([base, np.roll(base, i * 3, axis=1), 255 - base], axis=-1)
+            frame = np.clip(frame, 0, 255).astype(np.uint8)
+            x = int((i * 7) % (width + 120)) - 60
+            cv2.circle(frame, (x, height // 2), 45, (30, 200, 240), -1)
+            cv2.rectangle(frame, (width - x - 40, 60), (width - x + 40, 140), (200, 40, 90), -1)
+            writer.write(frame)
+    finally:
+        writer.release()
+    return path
+
+
+def concat_video(source: Path, times: int, path: Path) -> Path:
+    """``source`` played ``times`` times in a row (re-encoded as mp4v at the source's size and fps)."""
+    cap = cv2.VideoCapture(str(source))
+    frames = []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        frames.append(frame)
+    fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
+    cap.release()
+    if not frames:
+        raise RuntimeError(f"cannot read {source}")
+    height, width = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    for _ in range(times):
+        for frame in frames:
+            writer.write(frame)
+    writer.release()
+    return path
+
+
+# --- the two measurements -------------------------------------------------------------------------------------
+def raw_decode(path: Path) -> tuple[int, float]:
+    """Frames decoded and seconds taken by a bare OpenCV read loop (open included)."""
+    started = time.perf_counter()
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise RuntimeError(f"cannot open {path}")
+    count = 0
+    while True:
+        ok, _ = cap.read()
+        if not ok:
+            break
+        count += 1
+    seconds = time.perf_counter() - started
+    cap.release()
+    return count, seconds
+
+
+class EngineBench:
+    """One node, started once; each run adds the pipeline, waits for the instance to finish, removes it."""
+
+    def __init__(self, workdir: Path):
+        plugins = workdir / "plugins" / "business"
+        plugins.mkdir(parents=True)
+        (plugins / "bench_noop.py").write_text(textwrap.dedent(NOOP_PLUGIN), encoding="utf-8")
+        config = {
+            "PLUGIN_FOLDERS": [str(REPO / "extensions"), str(workdir / "plugins")],
+            "DEMO_PIPELINE": False,
+            "LOG_LEVEL": "WARNING",
+        }
+        (workdir / ".config_startup.json").write_text(json.dumps(config), encoding="utf-8")
+        settings = load_settings(workdir, workdir / "_local_cache", {"EE_LOAD_ENTRY_POINTS": "0", "EE_COMMS": "0"})
+        self.node = Node(settings)
+        self.node.start()
+
+    def run(self, path: Path) -> tuple[int, float]:
+        """Frames the no-op instance received and seconds from pipeline start to the last one processed."""
+        pipeline = {
+            "NAME": "bench",
+            "TYPE": "VIDEO_FILE",
+            "URL": str(path),
+            "PLUGINS": [{"SIGNATURE": "BENCH_NOOP", "INSTANCES": [{"INSTANCE_ID": "noop"}]}],
+        }
+        started = time.perf_counter()
+        self.node.add_pipeline(pipeline, source="benchmark")
+        runner = self.node.pipelines["bench"]
+        (instance,) = runner.instances.values()
+        instance.thread.join()
+        seconds = time.perf_counter() - started
+        frames = instance.stats.inputs
+        if runner.capture.status != "finished" or instance.stats.errors:
+            raise RuntimeError(f"pipeline did not finish cleanly: {runner.snapshot()}")
+        self.node.remove_pipeline("bench")
+        return frames, seconds
+
+    def close(self) -> None:
+        self.node.stop("benchmark done")
+
+
+# --- main -------------------------------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--video", type=Path, help="video file to use (default: generate a 640x480, 600-frame clip)")
+    parser.add_argument("--repeat", type=int, default=5, help="runs of each measurement; the median is reported")
+    parser.add_argument("--repeat-video", type=int, metavar="N", help="use samples/demo.mp4 concatenated N times")
+    parser.add_argument("--frames", type=int, default=600, help="frames of the generated clip")
+    parser.add_argument("--check", action="store_true", help=f"exit 1 if the ratio is below {TARGET_RATIO}")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+    with tempfile.TemporaryDirectory(prefix="bench_video_") as tmp:
+        workdir = Path(tmp)
+        if args.video:
+            video = args.video.resolve()
+        elif args.repeat_video:
+            video = concat_video(REPO / "samples" / "demo.mp4", args.repeat_video, workdir / "demo_x.mp4")
+        else:
+            video = generate_video(workdir / "bench.mp4", frames=args.frames)
+        cap = cv2.VideoCapture(str(video))
+        size = f"{int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))}x{int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))}"
+        cap.release()
+        print(f"video: {video} ({size}, {video.stat().st_size / 1e6:.1f} MB)")
+        print(f"python {sys.version.split()[0]}, OpenCV {cv2.__version__}, cv2 threads {cv2.getNumThreads()}")
+
+        engine = EngineBench(workdir / "node")
+        raw_runs: list[tuple[int, float]] = []
+        engine_runs: list[tuple[int, float]] = []
+        try:
+            raw_decode(video)  # warm-up: file cache, codec initialisation
+            engine.run(video)
+            for _ in range(max(1, args.repeat)):
+                raw_runs.append(raw_decode(video))
+                engine_runs.append(engine.run(video))
+        finally:
+            engine.close()
+
+    def report(label: str, runs: list[tuple[int, float]]) -> float:
+        frames = {f for f, _ in runs}
+        seconds = statistics.median(s for _, s in runs)
+        frame_count = max(frames)
+        fps = frame_count / seconds
+        spread = ", ".join(f"{f / s:.0f}" for f, s in runs)
+        print(f"{label:<28} {frame_count:>6} frames  {seconds:8.3f} s  {fps:9.1f} fps  (runs: {spread})")
+        return fps
+
+    print(f"median of {len(raw_runs)} run(s):")
+    raw_fps = report("raw cv2.VideoCapture.read", raw_runs)
+    engine_fps = report("engine VIDEO_FILE → no-op", engine_runs)
+    raw_frames, engine_frames = {f for f, _ in raw_runs}, {f for f, _ in engine_runs}
+    if engine_frames != raw_frames:
+        print(f"FRAMES LOST: raw decoded {sorted(raw_frames)}, the instance received {sorted(engine_frames)}")
+        return 1
+    ratio = engine_fps / raw_fps
+    verdict = "OK" if ratio >= TARGET_RATIO else "BELOW TARGET"
+    print(f"ratio engine/raw: {ratio:.3f}  (target ≥ {TARGET_RATIO})  {verdict}")
+    return 1 if args.check and ratio < TARGET_RATIO else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

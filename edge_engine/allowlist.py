@@ -1,0 +1,144 @@
+"""The allowlist of senders who may change the node: ``_local_cache/authorized_addrs``, Ratio1's format.
+
+One entry per line: ``<address> [alias] [# comment]``; lines starting with ``#`` are comments. Addresses are
+``0xai_`` + urlsafe base64 of a 33-byte compressed secp256k1 public key (the prefix may be omitted in the
+file). Standard library only: the ops commands use it. Writes are atomic; the node re-reads the file when
+its modification time changes, so edits take effect without a restart.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from edge_engine.cache import atomic_write_text
+from edge_engine.constants import ADDRESS_PREFIX, ALIAS_MAX_LEN
+
+LEGACY_PREFIX = "aixp_"
+_ALIAS = re.compile(r"^[A-Za-z0-9_.-]{1,%d}$" % ALIAS_MAX_LEN)  # noqa: UP031
+
+
+class AllowlistError(ValueError):
+    """A malformed address or alias, or a conflicting entry."""
+
+
+def normalize_address(address: str) -> str:
+    """The address with its ``0xai_`` prefix, validated; raises AllowlistError with the reason."""
+    text = address.strip()
+    for prefix in (ADDRESS_PREFIX, LEGACY_PREFIX):
+        if text.startswith(prefix):
+            text = text[len(prefix) :]
+            break
+    if len(text) != 44:
+        raise AllowlistError(f"malformed address {address!r}: expected 0xai_ followed by 44 characters")
+    try:
+        raw = base64.urlsafe_b64decode(text)
+    except (binascii.Error, ValueError) as exc:
+        raise AllowlistError(f"malformed address {address!r}: not urlsafe base64 ({exc})") from exc
+    if len(raw) != 33 or raw[0] not in (2, 3):
+        raise AllowlistError(f"malformed address {address!r}: not a compressed secp256k1 public key")
+    return ADDRESS_PREFIX + text
+
+
+@dataclass(frozen=True)
+class Entry:
+    address: str
+    alias: str | None
+
+
+def parse(text: str) -> list[Entry]:
+    """Entries of an authorized_addrs file (malformed lines are skipped)."""
+    entries = []
+    for line in text.splitlines():
+        content = line.split("#", 1)[0].split()
+        if not content:
+            continue
+        try:
+            address = normalize_address(content[0])
+        except AllowlistError:
+            continue
+        entries.append(Entry(address, content[1] if len(content) > 1 else None))
+    return entries
+
+
+def read(path: Path) -> list[Entry]:
+    """The entries of ``path`` (none if it does not exist)."""
+    if not path.exists():
+        return []
+    return parse(path.read_text(encoding="utf-8", errors="replace"))
+
+
+def add(path: Path, address: str, alias: str | None = None) -> Entry:
+    """Append an entry; refuses a malformed or duplicate address or alias (the file is not touched)."""
+    normalized = normalize_address(address)
+    if alias is not None and not _ALIAS.match(alias):
+        raise AllowlistError(f"invalid alias {alias!r}: 1-{ALIAS_MAX_LEN} letters, digits, '_', '-' or '.'")
+    current = read(path)
+    for entry in current:
+        if entry.address == normalized:
+            raise AllowlistError(f"{normalized} is already allowed" + (f" as {entry.alias}" if entry.alias else ""))
+        if alias is not None and entry.alias == alias:
+            raise AllowlistError(f"alias {alias!r} is already used by {entry.address}")
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    if text and not text.endswith("\n"):
+        text += "\n"
+    text += f"{normalized}  {alias}\n" if alias else f"{normalized}\n"
+    atomic_write_text(path, text, mode=0o600)
+    return Entry(normalized, alias)
+
+
+def remove(path: Path, address: str) -> bool:
+    """Remove every line of ``address``; returns False when it was not there (file untouched)."""
+    normalized = normalize_address(address)
+    if not path.exists():
+        return False
+    kept, removed = [], False
+    for line in path.read_text(encoding="utf-8").splitlines():
+        content = line.split("#", 1)[0].split()
+        if content:
+            try:
+                if normalize_address(content[0]) == normalized:
+                    removed = True
+                    continue
+            except AllowlistError:
+                pass
+        kept.append(line)
+    if removed:
+        atomic_write_text(path, "\n".join(kept) + ("\n" if kept else ""), mode=0o600)
+    return removed
+
+
+class Allowlist:
+    """The node's view of the file, re-read when it changes."""
+
+    def __init__(self, path: Path, own_address: str):
+        self.path = path
+        self.own_address = own_address
+        self._mtime: float | None = None
+        self._addresses: frozenset[str] = frozenset()
+        self.refresh()
+
+    def refresh(self) -> None:
+        try:
+            mtime = self.path.stat().st_mtime_ns
+        except FileNotFoundError:
+            mtime = None
+        if mtime != self._mtime:
+            self._mtime = mtime
+            self._addresses = frozenset(e.address for e in read(self.path))
+
+    def allowed(self, address: str) -> bool:
+        """Whether ``address`` may change the node (the node itself always may)."""
+        self.refresh()
+        try:
+            normalized = normalize_address(address)
+        except AllowlistError:
+            return False
+        return normalized == self.own_address or normalized in self._addresses
+
+    def addresses(self) -> list[str]:
+        self.refresh()
+        return sorted(self._addresses)

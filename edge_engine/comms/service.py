@@ -1,0 +1,297 @@
+"""The comms service: connects the node to MQTT and carries every message in and out.
+
+It is a hook implementation (``edge_payload``, ``edge_notification``) registered by the node: producers
+only enqueue into the outbox, and one publisher thread adds the envelope, a sequence number and the
+signature, then publishes. A heartbeat thread publishes on ``{root}/ctrl``; commands arriving on
+``{root}/{address}/config`` are checked and applied by a command thread, never on the network thread.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import queue
+import threading
+import time
+from typing import Any
+
+from edge_engine.allowlist import Allowlist
+from edge_engine.comms.broker import EmbeddedBroker, broker_answering
+from edge_engine.comms.commands import CommandProcessor
+from edge_engine.comms.envelope import EVENT_HEARTBEAT, EVENT_NOTIFICATION, EVENT_PAYLOAD, EnvelopeBuilder
+from edge_engine.comms.heartbeat import build_heartbeat
+from edge_engine.comms.outbox import MemoryOutbox, Outbox, OutboxItem
+from edge_engine.comms.replay import ReplayGuard
+from edge_engine.comms.sequence import SequenceStore
+from edge_engine.comms.settings import LOCAL_HOST, CommsSettings
+from edge_engine.comms.signing import sign, verify
+from edge_engine.comms.transport import MqttTransport, NotConnected
+from edge_engine.hookspecs import hookimpl
+from edge_engine.messages import Notification, Payload
+
+log = logging.getLogger(__name__)
+MAX_INLINE_IMAGE = 256 * 1024
+COMMAND_QUEUE = 1000
+CHANNEL_TOPICS = {"payloads": "payloads", "notif": "notif", "ctrl": "ctrl"}
+
+
+def payload_body(payload: Payload) -> dict[str, Any]:
+    """Ratio1's payload body: the plugin's fields plus stream, signature, instance and witness image."""
+    _, pipeline, signature, instance = payload.path
+    body = {str(k).upper(): v for k, v in payload.data.items()}
+    body.update(
+        {
+            "STREAM": pipeline,
+            "STREAM_NAME": pipeline,
+            "PIPELINE": pipeline,
+            "SIGNATURE": signature,
+            "INSTANCE_ID": instance,
+            "ID": payload.seq,
+            "INPUT_SEQ": payload.input_seq,
+            "TIMESTAMP_EXECUTION": payload.created,
+            "PLUGIN_CATEGORY": "general",
+        }
+    )
+    if payload.image_jpeg is not None:
+        body["IMG"] = [base64.b64encode(shrink_jpeg(payload.image_jpeg)).decode("ascii")]
+    return body
+
+
+def shrink_jpeg(jpeg: bytes, limit: int = MAX_INLINE_IMAGE) -> bytes:
+    """Downscale a JPEG until it fits ``limit`` bytes (OpenCV only when it is too big)."""
+    if len(jpeg) <= limit:
+        return jpeg
+    import cv2
+    import numpy as np
+
+    image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    while len(jpeg) > limit and min(image.shape[:2]) > 16:
+        image = cv2.resize(image, (image.shape[1] // 2, image.shape[0] // 2), interpolation=cv2.INTER_AREA)
+        ok, buffer = cv2.imencode(".jpg", image, [int(cv2.IMWRITE_JPEG_QUALITY), 80])
+        jpeg = buffer.tobytes() if ok else jpeg
+    return jpeg
+
+
+def notification_body(notification: Notification) -> dict[str, Any]:
+    """Ratio1's notification body."""
+    _, pipeline, signature, instance = (notification.path + [None] * 4)[:4]
+    fields = dict(notification.fields)
+    code = fields.pop("NOTIFICATION_CODE", None)
+    kind = fields.pop("NOTIFICATION_TYPE", "EXCEPTION" if notification.level == "error" else "NORMAL")
+    body = {
+        "NOTIFICATION_TYPE": kind,
+        "NOTIFICATION": notification.message,
+        "NOTIFICATION_LEVEL": notification.level,
+        "STREAM_NAME": pipeline,
+        "SIGNATURE": signature,
+        "INSTANCE_ID": instance,
+        **{k: v for k, v in fields.items() if k.isupper()},
+    }
+    if code is not None:
+        body["NOTIFICATION_CODE"] = code
+    info = {k: v for k, v in fields.items() if not k.isupper()}
+    if info:
+        body.setdefault("INFO", info)
+    return body
+
+
+class CommsService:
+    """MQTT in and out for one node."""
+
+    def __init__(self, node: Any, settings: CommsSettings):
+        self.node = node
+        self.settings = settings
+        self.identity = node.identity
+        self.layout = node.layout
+        self.outbox: Outbox = MemoryOutbox()
+        self.envelope = EnvelopeBuilder(node.alias, self.identity.address)
+        self.sequences = SequenceStore(self.layout.data / "message_seq.json")
+        self.allowlist = Allowlist(self.layout.authorized_addrs, self.identity.address)
+        self.replay = ReplayGuard(self.layout.data / "accepted_commands.json", settings.command_window_seconds)
+        self.commands = CommandProcessor(
+            node, self.identity, self.allowlist, self.replay, verify, _decrypt,
+            secured=bool(node.settings.startup.get("SECURED", True)),
+            window_seconds=settings.command_window_seconds, max_bytes=settings.max_message_bytes,
+            on_heartbeat_request=self.request_heartbeat,
+        )  # fmt: skip
+        self.stop_event = threading.Event()
+        self._heartbeat_now = threading.Event()
+        self._command_queue: queue.Queue[bytes | None] = queue.Queue(COMMAND_QUEUE)
+        self.counters = {"payloads": 0, "notifications": 0, "heartbeats": 0, "published": 0, "oversize": 0,
+                         "commands_dropped": 0, "publish_errors": 0}  # fmt: skip
+        self.broker: EmbeddedBroker | None = None
+        self.transport: MqttTransport | None = None
+        self.host, self.port = self._choose_broker()
+        self._threads: list[threading.Thread] = []
+
+    # --- broker choice ----------------------------------------------------------------------------------
+    def _choose_broker(self) -> tuple[str, int]:
+        s = self.settings
+        if s.configured:
+            assert s.host is not None
+            return s.host, s.port
+        if s.embedded_broker != "always" and broker_answering(LOCAL_HOST, s.port):
+            log.info("no broker configured: using the one answering on %s:%d", LOCAL_HOST, s.port)
+            return LOCAL_HOST, s.port
+        if s.embedded_broker == "never":
+            log.warning("no broker configured and none answers on %s:%d; will keep trying", LOCAL_HOST, s.port)
+            return LOCAL_HOST, s.port
+        self.broker = EmbeddedBroker(LOCAL_HOST, s.port)
+        self.broker.start()
+        return LOCAL_HOST, s.port
+
+    def topic(self, channel: str) -> str:
+        return self.settings.topic(CHANNEL_TOPICS[channel])
+
+    @property
+    def command_topic(self) -> str:
+        own = self.identity.address if self.settings.subtopic == "address" else self.node.alias
+        return self.settings.topic("config", own)
+
+    # --- start / stop ---------------------------------------------------------------------------------------
+    def start(self) -> None:
+        client_id = f"{self.node.alias}-{self.identity.address[-8:]}-{os.getpid()}"
+        will = self._offline_message()
+        self.transport = MqttTransport(
+            self.settings, self.host, self.port, client_id, self.node.env.supervisor,
+            on_message=self._on_message, on_connect=self.request_heartbeat, will=(self.topic("ctrl"), will),
+        )  # fmt: skip
+        self.transport.subscribe(self.command_topic, self.settings.command_qos)
+        for target, name in ((self._publish_loop, "publisher"), (self._heartbeat_loop, "heartbeat"),
+                             (self._command_loop, "commands")):  # fmt: skip
+            thread = threading.Thread(target=target, name=f"comms:{name}", daemon=True)
+            self._threads.append(thread)
+            thread.start()
+        self.transport.start()
+        log.info("comms: broker %s:%d, commands on %s", self.host, self.port, self.command_topic)
+
+    def stop(self, timeout: float = 1.5) -> None:
+        deadline = time.monotonic() + timeout
+        if self.transport is not None and self.transport.connected.is_set():
+            while len(self.outbox) and time.monotonic() < deadline - 0.5:
+                time.sleep(0.02)  # give queued messages a moment to leave
+        self.stop_event.set()
+        self.outbox.close()
+        self._command_queue.put_nowait(None) if not self._command_queue.full() else None
+        self._heartbeat_now.set()
+        if self.transport is not None:
+            self.transport.stop(max(0.1, deadline - time.monotonic()))
+        for thread in self._threads:
+            thread.join(max(0.05, deadline - time.monotonic()))
+        self.replay.flush()
+        if self.broker is not None:
+            self.broker.stop()
+
+    def _offline_message(self) -> bytes:
+        body = {"DEVICE_STATUS": "OFFLINE", "EE_ADDR": self.identity.address, "EE_ID": self.node.alias}
+        self.envelope.wrap(body, EVENT_HEARTBEAT, [self.node.alias, None, None, None], 0)
+        return json.dumps(sign(body, self.identity), separators=(",", ":")).encode()
+
+    # --- hooks ------------------------------------------------------------------------------------------
+    @hookimpl
+    def edge_payload(self, payload: Payload) -> None:
+        self.counters["payloads"] += 1
+        self.outbox.put(OutboxItem("payloads", {}, list(payload.path), created=payload.created, source=payload))
+
+    @hookimpl
+    def edge_notification(self, notification: Notification) -> None:
+        self.counters["notifications"] += 1
+        self.outbox.put(OutboxItem("notif", notification_body(notification), list(notification.path),
+                                   created=notification.created))  # fmt: skip
+
+    # --- publishing ---------------------------------------------------------------------------------------
+    def request_heartbeat(self) -> None:
+        self._heartbeat_now.set()
+
+    def _heartbeat_loop(self) -> None:
+        interval = self.settings.heartbeat_seconds
+        while not self.stop_event.is_set():
+            self._heartbeat_now.clear()
+            try:
+                snapshot = self.node.snapshot()
+                counters = {**self.counters, "interval": interval, "outbox": len(self.outbox),
+                            "outbox_dropped": self.outbox.dropped, **self._command_counters()}  # fmt: skip
+                body = build_heartbeat(snapshot, self.node.pipeline_configs(), self.commands.secured,
+                                       self.settings.hb_contains_pipelines, counters)  # fmt: skip
+                self.outbox.put(OutboxItem("ctrl", body, [self.node.alias, None, None, None]))
+                self.counters["heartbeats"] += 1
+            except Exception:
+                log.exception("heartbeat could not be built")
+            self._heartbeat_now.wait(interval)
+
+    def _command_counters(self) -> dict[str, int]:
+        stats = self.commands.stats
+        return {"commands_received": stats.received, "commands_accepted": stats.accepted,
+                "commands_rejected": stats.rejected}  # fmt: skip
+
+    def encode(self, item: OutboxItem) -> bytes:
+        """Envelope, sequence number, signature, JSON: the bytes that go on the wire."""
+        body = payload_body(item.source) if item.source is not None else item.body
+        event = {"payloads": EVENT_PAYLOAD, "notif": EVENT_NOTIFICATION, "ctrl": EVENT_HEARTBEAT}[item.channel]
+        if not item.seq:
+            item.seq = self.sequences.next(item.channel)
+        self.envelope.wrap(body, event, item.path, item.seq, item.created)
+        return json.dumps(sign(body, self.identity), separators=(",", ":"), ensure_ascii=False,
+                          default=_jsonable).encode("utf-8")  # fmt: skip
+
+    def _publish_loop(self) -> None:
+        transport = self.transport
+        assert transport is not None
+        qos = {"payloads": self.settings.payload_qos, "notif": self.settings.payload_qos,
+               "ctrl": self.settings.heartbeat_qos}  # fmt: skip
+        while not self.stop_event.is_set():
+            item = self.outbox.get()
+            if item is None:
+                return
+            try:
+                data = self.encode(item)
+            except Exception:
+                self.counters["publish_errors"] += 1
+                log.exception("message on %s could not be encoded; dropped", item.channel)
+                continue
+            if len(data) > self.settings.max_message_bytes:
+                self.counters["oversize"] += 1
+                log.error("message %s › %s refused: %d bytes > %d", item.channel, item.path, len(data),
+                          self.settings.max_message_bytes)  # fmt: skip
+                continue
+            while not self.stop_event.is_set():
+                try:
+                    transport.publish(self.topic(item.channel), data, qos[item.channel])
+                    self.counters["published"] += 1
+                    self.outbox.ack(item)
+                    break
+                except NotConnected:
+                    transport.connected.wait(1.0)
+
+    # --- commands -------------------------------------------------------------------------------------------
+    def _on_message(self, topic: str, data: bytes) -> None:
+        try:
+            self._command_queue.put_nowait(data)
+        except queue.Full:
+            self.counters["commands_dropped"] += 1
+
+    def _command_loop(self) -> None:
+        while not self.stop_event.is_set():
+            data = self._command_queue.get()
+            if data is None:
+                return
+            try:
+                self.commands.handle(data)
+            except Exception:
+                log.exception("command handling failed")
+
+
+def _decrypt(data: str, identity: Any, sender: str) -> str:
+    from edge_engine.comms.crypto import decrypt
+
+    return decrypt(data, identity, sender)
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
