@@ -49,11 +49,12 @@ def payload_body(payload: Payload) -> dict[str, Any]:
             "SIGNATURE": signature,
             "INSTANCE_ID": instance,
             "ID": payload.seq,
-            "INPUT_SEQ": payload.input_seq,
             "TIMESTAMP_EXECUTION": payload.created,
             "PLUGIN_CATEGORY": "general",
         }
     )
+    if payload.input_seq is not None:
+        body.setdefault("INPUT_SEQ", payload.input_seq)
     if payload.image_jpeg is not None:
         body["IMG"] = [base64.b64encode(shrink_jpeg(payload.image_jpeg)).decode("ascii")]
     return body

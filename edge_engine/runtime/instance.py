@@ -50,6 +50,7 @@ class InstanceRunner:
         self.mailbox = Mailbox(*self._mailbox_policy())
         self._errors = ErrorLogLimiter()
         self._payload_seq = 0
+        self._current_seq: int | None = None
         self._plugin: BusinessPlugin | None = None
         self.thread = threading.Thread(target=self._run, name=f"instance:{self.part}", daemon=True)
 
@@ -93,7 +94,7 @@ class InstanceRunner:
         return size, (DROP_OLDEST if self.live_source else BLOCK)
 
     def _context_emit(self, payload: dict[str, Any], image: Any) -> None:
-        self._emit(payload, image)
+        self._emit(payload, image, self._current_seq)
 
     def _emit(self, payload: dict[str, Any], image: Any = None, input_seq: int | None = None) -> None:
         jpeg = encode_jpeg(image) if image is not None else None
@@ -209,6 +210,7 @@ class InstanceRunner:
         plugin = self._plugin
         assert plugin is not None
         started = time.perf_counter()
+        self._current_seq = inp.seq if inp is not None else None
         try:
             result = plugin.process(inp)
             if result is not None:

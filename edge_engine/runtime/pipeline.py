@@ -71,7 +71,9 @@ class PipelineRunner:
     def can_update_live(self, new: PipelineSpec) -> bool:
         """Whether ``new`` differs from the running spec only in its instances."""
         return new.capture_identity() == self.spec.capture_identity() and self.capture.status in (
-            "starting", "running", "reconnecting"
+            "starting",
+            "running",
+            "reconnecting",
         )
 
     def update_live(self, new: PipelineSpec) -> dict[str, list[str]]:

@@ -1,0 +1,128 @@
+"""A real Mosquitto broker for tests: started on a free port (never 1883), stopped at teardown.
+
+``mosquitto`` (fixture) yields a running :class:`Mosquitto`; ``broker.stop()`` and ``broker.start()`` again
+restart it on the same port (broker outage tests). When the ``mosquitto`` binary is missing the test fails
+with how to install it: the comms tests are not optional.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+INSTALL_HINT = (
+    "the mosquitto binary is needed by the comms tests and was not found on PATH (nor in /usr/sbin). "
+    "Install it: `sudo apt-get install mosquitto` (Debian/Ubuntu), `brew install mosquitto` (macOS), "
+    "or set EE_TEST_MOSQUITTO=/path/to/mosquitto"
+)
+
+
+def mosquitto_binary() -> str | None:
+    """Path of the mosquitto binary ($EE_TEST_MOSQUITTO, PATH, then the sbin folders), or None."""
+    explicit = os.environ.get("EE_TEST_MOSQUITTO")
+    if explicit:
+        return explicit if os.access(explicit, os.X_OK) else None
+    found = shutil.which("mosquitto")
+    if found:
+        return found
+    for folder in ("/usr/sbin", "/usr/local/sbin", "/opt/homebrew/sbin"):
+        candidate = os.path.join(folder, "mosquitto")
+        if os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (never 1883)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port != 1883:
+            return port
+
+
+def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.2) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+class Mosquitto:
+    """One mosquitto process on 127.0.0.1:``port`` with anonymous access and no persistence."""
+
+    def __init__(self, binary: str, folder: Path, port: int | None = None):
+        self.binary = binary
+        self.folder = folder
+        self.port = port or free_port()
+        assert self.port != 1883, "tests never use port 1883"
+        self.host = "127.0.0.1"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.config = folder / "mosquitto.conf"
+        self.log_path = folder / "mosquitto.log"
+        self.config.write_text(
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+            "max_inflight_messages 0\nmax_queued_messages 100000\n",
+            encoding="utf-8",
+        )
+
+    @property
+    def env(self) -> dict[str, str]:
+        """Environment that points a node at this broker."""
+        return {"EE_COMMS": "1", "EE_MQTT_HOST": self.host, "EE_MQTT_PORT": str(self.port)}
+
+    def start(self, timeout: float = 10.0) -> Mosquitto:
+        assert self.proc is None or self.proc.poll() is not None, "already running"
+        deadline = time.monotonic() + timeout
+        while port_open(self.port) and time.monotonic() < deadline:
+            time.sleep(0.05)  # the previous instance is still releasing the port
+        with open(self.log_path, "ab") as out:
+            self.proc = subprocess.Popen([self.binary, "-c", str(self.config)], stdout=out, stderr=subprocess.STDOUT)
+        while not port_open(self.port):
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"mosquitto exited with {self.proc.returncode}:\n{self.log()}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"mosquitto did not listen on {self.port} within {timeout} s:\n{self.log()}")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return ""
+
+
+@pytest.fixture
+def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
+    """A running Mosquitto on a free port; fails (never skips) when the binary is missing."""
+    binary = mosquitto_binary()
+    if binary is None:
+        pytest.fail(INSTALL_HINT, pytrace=False)
+    broker = Mosquitto(binary, tmp_path_factory.mktemp("mosquitto"))
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
