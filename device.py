@@ -1,6 +1,6 @@
 """Entry point of the edge node: load ``.env``, build settings, run the node until SIGTERM or SIGINT.
 
-    python device.py
+    python device.py          # python device.py --dev: development mode, plugin files reload when they change
 
 With no configuration at all it seeds the demo pipeline (a sample video through a motion detector) into
 ``./_local_cache`` and prints its payloads; see README.md.
@@ -9,6 +9,7 @@ With no configuration at all it seeds the demo pipeline (a sample video through 
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -27,6 +28,8 @@ log = logging.getLogger("device")
 def main() -> int:
     base_dir = Path.cwd()
     load_dotenv(base_dir / C.DOTENV_FILE, override=False)
+    if "--dev" in sys.argv[1:]:
+        os.environ[C.ENV_DEV] = "1"
     configure_logging("INFO", None, C.DEFAULT_LOG_MAX_BYTES, C.DEFAULT_LOG_BACKUPS)
     try:
         settings = load_settings(base_dir)

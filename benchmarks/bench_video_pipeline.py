@@ -1,21 +1,23 @@
 """Engine overhead on a video pipeline: VIDEO_FILE → no-op business plugin against a bare OpenCV decode loop.
 
-Both are measured in the same run, on the same file, alternately (raw, engine, raw, engine, ...), and
-the median of ``--repeat`` runs is reported:
+Both are measured in the same run, on the same file, alternately (raw, engine, raw, engine, ...), after
+one untimed warm-up of each; the median of ``--repeat`` runs is reported:
 
 1. **raw**: ``cv2.VideoCapture(path)`` then ``read()`` until the end, no engine at all;
-2. **engine**: an in-process :class:`~edge_engine.node.Node` runs the pipeline
-   ``VIDEO_FILE`` (no ``LOOP``, no ``REALTIME``, so file back-pressure: no frame may be lost) →
+2. **engine**: an in-process :class:`~edge_engine.node.Node` (comms off) runs the pipeline
+   ``VIDEO_FILE`` (no ``LOOP``, no ``REALTIME``: file back-pressure, no frame may be lost) →
    ``BENCH_NOOP`` (a business plugin whose ``process()`` returns None, written by this script into a
    temporary plugins folder). Timed from ``add_pipeline`` (which starts the pipeline) until the
-   instance has processed the last frame and its thread has ended.
+   instance has taken the last frame and its thread has ended.
 
-Both timings include opening the file. The budget is engine ≥ 0.9 × raw. Without ``--video`` a
-640x480, 600-frame ``mp4v`` clip (a moving texture and shapes, ~7 KB per frame, like a camera stream) is
-generated in a temporary folder; ``--repeat-video N`` instead concatenates
-``samples/demo.mp4`` N times.
+Both timings include opening the file; CPU time per frame (all threads of this process) is shown too.
+The budget is engine ≥ 0.9 × raw. Without ``--video`` a 640x480, 1200-frame ``mp4v`` clip (a moving
+texture and shapes, ~7 KB per frame, a camera-like bitrate) is generated in a temporary folder;
+``--noise SIGMA`` adds Gaussian noise (a much higher bitrate, slower decoding); ``--repeat-video N``
+instead concatenates ``samples/demo.mp4`` (320x240) N times, a clip so cheap to decode that the
+per-frame hand-off between threads shows (see benchmarks/README.md).
 
-    .venv/bin/python benchmarks/bench_video_pipeline.py [--video PATH] [--repeat 5] [--check]
+    .venv/bin/python benchmarks/bench_video_pipeline.py [--video PATH | --repeat-video N] [--repeat 5] [--check]
 """
 
 from __future__ import annotations
@@ -29,7 +31,6 @@ import tempfile
 import textwrap
 import time
 from pathlib import Path
-from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -54,10 +55,15 @@ NOOP_PLUGIN = '''
             return None
 '''
 
+Run = tuple[int, float, float]  # frames, wall seconds, CPU seconds
+
 
 # --- the video --------------------------------------------------------------------------------------------
-def generate_video(path: Path, width: int = 640, height: int = 480, frames: int = 600, fps: float = 30.0) -> Path:
-    """A deterministic clip with a camera-like bitrate (~1.7 Mbit/s at 640x480, 30 fps): a moving texture and shapes."""
+def generate_video(
+    path: Path, width: int = 640, height: int = 480, frames: int = 1200, fps: float = 30.0, noise: float = 0.0
+) -> Path:
+    """A deterministic clip: a moving texture and two moving shapes, optionally with Gaussian noise."""
+    rng = np.random.default_rng(1234)
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
     if not writer.isOpened():
@@ -67,6 +73,8 @@ def generate_video(path: Path, width: int = 640, height: int = 480, frames: int 
             phase = i / 15.0
             base = 110 + 60 * np.sin(xx / 23.0 + phase) * np.cos(yy / 17.0 - phase / 2)
             frame = np.stack([base, np.roll(base, i * 3, axis=1), 255 - base], axis=-1)
+            if noise > 0:
+                frame += rng.normal(0, noise, frame.shape).astype(np.float32)
             frame = np.clip(frame, 0, 255).astype(np.uint8)
             x = int((i * 7) % (width + 120)) - 60
             cv2.circle(frame, (x, height // 2), 45, (30, 200, 240), -1)
@@ -100,8 +108,9 @@ def concat_video(source: Path, times: int, path: Path) -> Path:
 
 
 # --- the two measurements -------------------------------------------------------------------------------------
-def raw_decode(path: Path) -> tuple[int, float]:
-    """Frames decoded and seconds taken by a bare OpenCV read loop (open included)."""
+def raw_decode(path: Path) -> Run:
+    """Frames decoded, wall and CPU seconds of a bare OpenCV read loop (open included)."""
+    cpu = time.process_time()
     started = time.perf_counter()
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
@@ -113,8 +122,9 @@ def raw_decode(path: Path) -> tuple[int, float]:
             break
         count += 1
     seconds = time.perf_counter() - started
+    cpu = time.process_time() - cpu
     cap.release()
-    return count, seconds
+    return count, seconds, cpu
 
 
 class EngineBench:
@@ -130,41 +140,60 @@ class EngineBench:
             "LOG_LEVEL": "WARNING",
         }
         (workdir / ".config_startup.json").write_text(json.dumps(config), encoding="utf-8")
-        settings = load_settings(workdir, workdir / "_local_cache", {"EE_LOAD_ENTRY_POINTS": "0", "EE_COMMS": "0"})
+        env = {"EE_LOAD_ENTRY_POINTS": "0", "EE_COMMS": "0"}
+        settings = load_settings(workdir, workdir / "_local_cache", env)
         self.node = Node(settings)
         self.node.start()
 
-    def run(self, path: Path) -> tuple[int, float]:
-        """Frames the no-op instance received and seconds from pipeline start to the last one processed."""
+    def run(self, path: Path) -> Run:
+        """Frames the no-op instance received, wall and CPU seconds from pipeline start to the last one."""
         pipeline = {
             "NAME": "bench",
             "TYPE": "VIDEO_FILE",
             "URL": str(path),
             "PLUGINS": [{"SIGNATURE": "BENCH_NOOP", "INSTANCES": [{"INSTANCE_ID": "noop"}]}],
         }
+        cpu = time.process_time()
         started = time.perf_counter()
         self.node.add_pipeline(pipeline, source="benchmark")
         runner = self.node.pipelines["bench"]
         (instance,) = runner.instances.values()
         instance.thread.join()
         seconds = time.perf_counter() - started
+        cpu = time.process_time() - cpu
         frames = instance.stats.inputs
         if runner.capture.status != "finished" or instance.stats.errors:
             raise RuntimeError(f"pipeline did not finish cleanly: {runner.snapshot()}")
         self.node.remove_pipeline("bench")
-        return frames, seconds
+        return frames, seconds, cpu
 
     def close(self) -> None:
         self.node.stop("benchmark done")
 
 
+def report(label: str, runs: list[Run]) -> float:
+    """Print one line (median of the runs) and return the median rate."""
+    frames = max(f for f, _, _ in runs)
+    seconds = statistics.median(s for _, s, _ in runs)
+    cpu_us = statistics.median(1e6 * c / f for f, _, c in runs)
+    fps = frames / seconds
+    spread = ", ".join(f"{f / s:.0f}" for f, s, _ in runs)
+    print(
+        f"{label:<27} {frames:>6} frames  {seconds:7.3f} s  {fps:8.1f} fps  "
+        f"CPU {cpu_us:6.1f} µs/frame  (runs, fps: {spread})"
+    )
+    return fps
+
+
 # --- main -------------------------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--video", type=Path, help="video file to use (default: generate a 640x480, 600-frame clip)")
-    parser.add_argument("--repeat", type=int, default=5, help="runs of each measurement; the median is reported")
-    parser.add_argument("--repeat-video", type=int, metavar="N", help="use samples/demo.mp4 concatenated N times")
-    parser.add_argument("--frames", type=int, default=600, help="frames of the generated clip")
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--video", type=Path, help="video file to use (default: generate a 640x480 clip)")
+    source.add_argument("--repeat-video", type=int, metavar="N", help="use samples/demo.mp4 concatenated N times")
+    parser.add_argument("--repeat", type=int, default=5, help="timed runs of each measurement (median reported)")
+    parser.add_argument("--frames", type=int, default=1200, help="frames of the generated clip (default 1200)")
+    parser.add_argument("--noise", type=float, default=0.0, help="Gaussian noise sigma of the generated clip")
     parser.add_argument("--check", action="store_true", help=f"exit 1 if the ratio is below {TARGET_RATIO}")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -176,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.repeat_video:
             video = concat_video(REPO / "samples" / "demo.mp4", args.repeat_video, workdir / "demo_x.mp4")
         else:
-            video = generate_video(workdir / "bench.mp4", frames=args.frames)
+            video = generate_video(workdir / "bench.mp4", frames=args.frames, noise=args.noise)
         cap = cv2.VideoCapture(str(video))
         size = f"{int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))}x{int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))}"
         cap.release()
@@ -184,10 +213,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"python {sys.version.split()[0]}, OpenCV {cv2.__version__}, cv2 threads {cv2.getNumThreads()}")
 
         engine = EngineBench(workdir / "node")
-        raw_runs: list[tuple[int, float]] = []
-        engine_runs: list[tuple[int, float]] = []
+        raw_runs: list[Run] = []
+        engine_runs: list[Run] = []
         try:
-            raw_decode(video)  # warm-up: file cache, codec initialisation
+            raw_decode(video)  # warm-up: page cache, codec initialisation
             engine.run(video)
             for _ in range(max(1, args.repeat)):
                 raw_runs.append(raw_decode(video))
@@ -195,19 +224,10 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             engine.close()
 
-    def report(label: str, runs: list[tuple[int, float]]) -> float:
-        frames = {f for f, _ in runs}
-        seconds = statistics.median(s for _, s in runs)
-        frame_count = max(frames)
-        fps = frame_count / seconds
-        spread = ", ".join(f"{f / s:.0f}" for f, s in runs)
-        print(f"{label:<28} {frame_count:>6} frames  {seconds:8.3f} s  {fps:9.1f} fps  (runs: {spread})")
-        return fps
-
     print(f"median of {len(raw_runs)} run(s):")
     raw_fps = report("raw cv2.VideoCapture.read", raw_runs)
     engine_fps = report("engine VIDEO_FILE → no-op", engine_runs)
-    raw_frames, engine_frames = {f for f, _ in raw_runs}, {f for f, _ in engine_runs}
+    raw_frames, engine_frames = {f for f, _, _ in raw_runs}, {f for f, _, _ in engine_runs}
     if engine_frames != raw_frames:
         print(f"FRAMES LOST: raw decoded {sorted(raw_frames)}, the instance received {sorted(engine_frames)}")
         return 1

@@ -117,13 +117,15 @@ class Allowlist:
     def __init__(self, path: Path, own_address: str):
         self.path = path
         self.own_address = own_address
-        self._mtime: float | None = None
+        self._mtime: tuple[int, int, int] | None = None
         self._addresses: frozenset[str] = frozenset()
         self.refresh()
 
     def refresh(self) -> None:
         try:
-            mtime = self.path.stat().st_mtime_ns
+            st = self.path.stat()
+            # inode too: edits are atomic renames, and two of them within the clock's granularity keep the mtime
+            mtime: tuple[int, int, int] | None = (st.st_ino, st.st_mtime_ns, st.st_size)
         except FileNotFoundError:
             mtime = None
         if mtime != self._mtime:

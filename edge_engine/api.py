@@ -6,7 +6,7 @@ Plugins in ``extensions/`` and ``plugins/`` import only this module (and third-p
 """
 
 from edge_engine.config_keys import Key
-from edge_engine.errors import EndOfStream
+from edge_engine.errors import EndOfStream, ServingError
 from edge_engine.hookspecs import hookimpl
 from edge_engine.messages import Notification, Payload
 from edge_engine.plugin_types import (
@@ -17,6 +17,8 @@ from edge_engine.plugin_types import (
     PluginContext,
     ServingPlugin,
 )
+from edge_engine.serving.onnx_info import OnnxIO, TensorInfo, read_onnx_io
+from edge_engine.serving.onnx_plugin import OnnxServingPlugin
 
 __all__ = [
     "BusinessPlugin",
@@ -25,9 +27,14 @@ __all__ = [
     "Input",
     "Key",
     "Notification",
+    "OnnxIO",
+    "OnnxServingPlugin",
     "Payload",
     "PluginBase",
     "PluginContext",
+    "ServingError",
     "ServingPlugin",
+    "TensorInfo",
     "hookimpl",
+    "read_onnx_io",
 ]

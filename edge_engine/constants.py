@@ -73,6 +73,7 @@ ENV_SECONDS_LOCAL_INFO: Final = "EE_SECONDS_LOCAL_INFO"
 ENV_SHUTDOWN_SECONDS: Final = "EE_SHUTDOWN_SECONDS"
 ENV_RESTART_BACKOFF_MAX: Final = "EE_RESTART_BACKOFF_MAX"
 ENV_TRACE_HOOKS: Final = "EE_TRACE_HOOKS"
+ENV_DEV: Final = "EE_DEV"
 
 ENV_VARS: Final[dict[str, str]] = {
     ENV_CACHE_DIR: "folder of the local cache (default ./_local_cache; /edge_node/_local_cache in the image)",
@@ -88,4 +89,5 @@ ENV_VARS: Final[dict[str, str]] = {
     ENV_SHUTDOWN_SECONDS: "deadline in seconds for a clean stop on SIGTERM/SIGINT (overrides SHUTDOWN_SECONDS)",
     ENV_RESTART_BACKOFF_MAX: "cap in seconds of the restart backoff for failed sources and instances",
     ENV_TRACE_HOOKS: "1 logs every node-level hook call at DEBUG level (for plugin authors)",
+    ENV_DEV: "1 turns on development mode: plugin files are reloaded when they change (overrides DEV_MODE)",
 }

@@ -125,6 +125,10 @@ class PluginLoader:
             self._fail(source, path.name, f"import failed: {_describe(exc, path)}")
             return 0
         self.modules[source] = module
+        return self.register_module(module, module_name, source)
+
+    def register_module(self, module: ModuleType, module_name: str, source: str) -> int:
+        """Register an imported module's plugin classes and hook implementations; returns the classes added."""
         count = 0
         for cls in plugin_classes(module):
             count += self.register_class(cls, source)

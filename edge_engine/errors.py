@@ -5,7 +5,8 @@
     ├── PluginLoadError             a plugin module or class could not be loaded (``.source``, ``.name``)
     ├── PipelineError               a pipeline could not be added, updated or removed (``.pipeline``)
     ├── CacheError                  the local cache is missing, unreadable or of a newer format
-    └── EndOfStream                 raised by a capture plugin when its source has no more data
+    ├── EndOfStream                 raised by a capture plugin when its source has no more data
+    └── ServingError                a model gave no result for an input (the marker in ``Input.inferences``)
 
 Configuration errors carry a full location so they can be printed as
 ``file › pipeline 'x' › plugin 'SIG' › instance 'id' › key 'K': what is wrong (got V); hint``.
@@ -111,3 +112,25 @@ class CacheError(EdgeError):
 
 class EndOfStream(EdgeError):
     """Raised by a capture plugin's ``read()`` when its source is exhausted (and not looping)."""
+
+
+class ServingError(EdgeError):
+    """A model gave no result for an input: what a business plugin finds in ``inp.inferences[SIGNATURE]`` then.
+
+    ``kind`` says why: ``config`` (the model's config is wrong), ``load_failed`` (the model did not load),
+    ``crashed`` (its server process died during the batch), ``timeout`` (the batch ran past the watchdog),
+    ``inference_error`` (pre-process, predict or post-process raised), ``unavailable`` (no server could take
+    the input in time), ``stopping`` (the node or pipeline is stopping) or ``unknown_engine`` (no serving
+    plugin has that signature). Test with ``isinstance(value, ServingError)``, or ``raise value``.
+    """
+
+    def __init__(self, signature: str, kind: str, message: str, model: str | None = None):
+        self.signature = signature
+        self.kind = kind
+        self.message = message
+        self.model = model
+        where = f"serving plugin {signature!r}" + (f" › model {model!r}" if model else "")
+        super().__init__(f"{where}: {kind}: {message}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (ServingError, (self.signature, self.kind, self.message, self.model))

@@ -83,10 +83,11 @@ def edge_pipeline_started(name: str, config: dict[str, Any]) -> None:
 
 @hookspec
 def edge_pipeline_stopped(name: str, reason: str) -> None:
-    """A pipeline stopped: removed, replaced by an update, or the node is stopping.
+    """A pipeline stopped: removed, replaced by an update, restarted, or the node is stopping.
 
     :param name: the pipeline ``NAME``.
-    :param reason: ``"removed"``, ``"updated"`` or ``"node stopping"``.
+    :param reason: ``"removed"``, ``"updated"``, ``"restarting"``, ``"reloaded"`` (its capture plugin's file
+        changed in development mode) or ``"node stopping"``.
     """
 
 

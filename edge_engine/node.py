@@ -35,6 +35,7 @@ from edge_engine.redact import redact
 from edge_engine.registry import PluginRegistry
 from edge_engine.runtime.environment import RuntimeEnv
 from edge_engine.runtime.pipeline import PipelineRunner
+from edge_engine.serving.manager import ServingManager
 from edge_engine.settings import NodeSettings
 from edge_engine.supervisor import RestartPolicy, Supervisor
 
@@ -69,8 +70,10 @@ class Node:
         self.output = LocalOutput(self.layout.output)
         self.history: NodeHistory | None = None
         self.env: RuntimeEnv | None = None
+        self.serving: ServingManager | None = None
         self.comms: Any = None
         self._restart = threading.Event()
+        self.reloader: Any = None  # edge_engine.reload.PluginReloader in development mode
 
     # --- start ---------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -80,7 +83,9 @@ class Node:
         self.pm.register(self.output, name="edge_engine.local_output")
         self._load_plugins()
         policy = RestartPolicy(cap=float(self.settings.startup["RESTART_BACKOFF_MAX"]))
-        self.env = RuntimeEnv(self.alias, self.layout, self.hooks, Supervisor(policy))
+        supervisor = Supervisor(policy)
+        self.serving = ServingManager(self.registry, supervisor, self.layout.models, self._model_notification)
+        self.env = RuntimeEnv(self.alias, self.layout, self.hooks, supervisor, serving=self.serving)
         self.history = NodeHistory(self._identity_fields(), self.layout.root, started_at=self.started_at,
                                    sample_seconds=float(self.settings.startup["SECONDS_HISTORY_SAMPLE"]))  # fmt: skip
         self.history.load(self.layout.local_history)
@@ -88,6 +93,7 @@ class Node:
         if self.settings.first_start:
             self._seed_pipelines()
         self._load_cached_pipelines()
+        self._start_reloader()
         self.status = "running"
         self.write_local_info()
         self.hooks.node_started(
@@ -133,6 +139,15 @@ class Node:
         self.comms = CommsService(self, settings)
         self.pm.register(self.comms, name="edge_engine.comms")
         self.comms.start()
+
+    def _start_reloader(self) -> None:
+        """Development mode: watch the plugin folders and reload changed files (see :mod:`edge_engine.reload`)."""
+        if not self.settings.dev_mode:
+            return
+        from edge_engine.reload import PluginReloader
+
+        self.reloader = PluginReloader(self)
+        self.reloader.start()
 
     def _load_plugins(self) -> None:
         loader = PluginLoader(self.registry, self.pm, self.settings.disabled_plugins)
@@ -193,7 +208,7 @@ class Node:
                 self.invalid[path.stem] = {"name": path.stem, "file": str(path), "errors": [str(exc)]}
                 log.error("%s", exc)
                 continue
-            spec, issues = validate_pipeline(raw, self.registry, str(path))
+            spec, issues = validate_pipeline(raw, self.registry, str(path), self.layout.models)
             if spec is None:
                 self._record_invalid(path.stem, str(path), issues)
                 continue
@@ -213,7 +228,7 @@ class Node:
     # --- engine API -----------------------------------------------------------------------------------------
     def add_pipeline(self, raw: dict[str, Any], source: str = "api") -> PipelineSpec:
         """Add a pipeline, or replace the one with the same NAME. Raises ConfigError and changes nothing."""
-        spec, issues = validate_pipeline(raw, self.registry, source)
+        spec, issues = validate_pipeline(raw, self.registry, source, self.layout.models)
         if spec is None:
             raise ConfigError(issues)
         with self._lock:
@@ -345,6 +360,7 @@ class Node:
                 "by_kind": {k: sorted(r.signature for r in self.registry.records(k)) for k in C.PLUGIN_KINDS},
                 "failed": [{"source": f.source, "name": f.name, "reason": f.reason} for f in self.registry.failures],
             },
+            "models": self.serving.snapshot() if self.serving is not None else {"servers": []},
         }
 
     def _whitelist(self) -> list[str]:
@@ -362,6 +378,10 @@ class Node:
     def notify(self, level: str, message: str, path: list[Any], **fields: Any) -> None:
         """Raise a node-level notification (logged locally, sent by comms)."""
         self.hooks.notification(Notification(level, message, list(path), fields, time.time()))
+
+    def _model_notification(self, level: str, message: str, fields: dict[str, Any]) -> None:
+        """A model server's notification (load failure, crash): node-level, the model named in its fields."""
+        self.notify(level, message, [self.alias, None, None, None], **fields)
 
     def write_local_info(self) -> None:
         atomic_write_json(self.layout.local_info, self.snapshot())
@@ -427,6 +447,8 @@ class Node:
         self.status = "stopping"
         log.info("node stopping (%s)", reason)
         self.hooks.node_stopping(reason)
+        if self.reloader is not None:
+            self.reloader.stop()
         with self._lock:
             runners = list(self.pipelines.values())
             for runner in runners:
@@ -437,6 +459,8 @@ class Node:
                 self.hooks.pipeline_stopped(runner.name, "node stopping")
         if left:
             log.warning("threads still running at the stop deadline (abandoned): %s", left)
+        if self.serving is not None:
+            left.extend(self.serving.stop(max(deadline, time.monotonic() + 1.0)))
         if self.comms is not None:
             self.comms.stop()
         self.status = "stopped"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from edge_engine.config_keys import Key, check_value, defaults, validate_mapping
@@ -17,6 +18,7 @@ from edge_engine.constants import KIND_BUSINESS, KIND_CAPTURE
 from edge_engine.errors import ConfigIssue
 from edge_engine.ratio1_keys import INSTANCE_KEYS, PIPELINE_KEYS
 from edge_engine.registry import PluginRecord, PluginRegistry
+from edge_engine.serving.config import check_engines
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 PIPELINE_STRUCTURE = frozenset({"NAME", "TYPE", "PLUGINS"})
@@ -55,9 +57,12 @@ class PipelineSpec:
 
 
 def validate_pipeline(
-    raw: Any, registry: PluginRegistry, file: str | None = None
+    raw: Any, registry: PluginRegistry, file: str | None = None, models_dir: Path | None = None
 ) -> tuple[PipelineSpec | None, list[ConfigIssue]]:
-    """Validate one pipeline dict; returns the spec (None if any issue) and every issue found."""
+    """Validate one pipeline dict; returns the spec (None if any issue) and every issue found.
+
+    ``models_dir`` (the cache's ``_models/``) lets serving plugins check model files and input shapes.
+    """
     where: dict[str, Any] = {"file": file}
     if not isinstance(raw, dict):
         return None, [ConfigIssue("a pipeline must be a JSON object", got=type(raw).__name__, has_got=True, **where)]
@@ -75,7 +80,7 @@ def validate_pipeline(
     where["pipeline"] = name if isinstance(name, str) else None
 
     capture, capture_config = _validate_capture(raw, registry, where, issues)
-    instances = _validate_plugins(raw.get("PLUGINS", []), registry, where, issues)
+    instances = _validate_plugins(raw.get("PLUGINS", []), registry, where, issues, models_dir)
     if issues:
         return None, issues
     assert capture is not None and capture_config is not None
@@ -115,7 +120,11 @@ def _validate_capture(
 
 
 def _validate_plugins(
-    plugins: Any, registry: PluginRegistry, where: dict[str, Any], issues: list[ConfigIssue]
+    plugins: Any,
+    registry: PluginRegistry,
+    where: dict[str, Any],
+    issues: list[ConfigIssue],
+    models_dir: Path | None = None,
 ) -> list[InstanceSpec]:
     if not isinstance(plugins, list):
         issues.append(ConfigIssue("expected a list of plugins", key="PLUGINS", got=plugins, has_got=True, **where))
@@ -147,12 +156,17 @@ def _validate_plugins(
                                       key="SIGNATURE", **entry_where))  # fmt: skip
             continue
         seen_signatures.add(record.signature.upper())
-        instances.extend(_validate_instances(entry.get("INSTANCES"), record, entry_where, issues))
+        instances.extend(_validate_instances(entry.get("INSTANCES"), record, entry_where, issues, registry, models_dir))
     return instances
 
 
 def _validate_instances(
-    items: Any, record: PluginRecord, where: dict[str, Any], issues: list[ConfigIssue]
+    items: Any,
+    record: PluginRecord,
+    where: dict[str, Any],
+    issues: list[ConfigIssue],
+    registry: PluginRegistry | None = None,
+    models_dir: Path | None = None,
 ) -> list[InstanceSpec]:
     if not isinstance(items, list) or not items:
         issues.append(ConfigIssue("expected a non-empty list of instances", key="INSTANCES", got=items,
@@ -184,6 +198,11 @@ def _validate_instances(
             continue
         config = defaults(schema)
         config.update({k: copy.deepcopy(v) for k, v in overrides.items() if k in schema})
+        if registry is not None:
+            found = check_engines(config, registry, inst_where, models_dir)
+            issues.extend(found)
+            if found:
+                continue
         result.append(InstanceSpec(record.signature, instance_id, record, config, copy.deepcopy(overrides)))
     return result
 

@@ -110,10 +110,10 @@ class PluginBase:
 
     # --- lifecycle (override what you need) ---------------------------------------------------------
     def on_init(self) -> None:
-        """Called once, in the plugin's own thread, before the first input. Raise to fail the start."""
+        """Called once, in the plugin's own thread, before the first input. Raise to fail the start (retried)."""
 
     def on_config(self, changed: dict[str, Any]) -> None:
-        """Called after a live config update; ``changed`` holds the keys whose values changed."""
+        """After a live config update; ``changed`` holds the keys whose values changed. Raise to refuse it."""
 
     def on_command(self, command: Any, **params: Any) -> Any:
         """Called with an instance command sent by an owner; the return value is reported back."""
@@ -158,10 +158,14 @@ class CapturePlugin(PluginBase):
 
 
 class ServingPlugin(PluginBase):
-    """A model-serving plugin: pre-process a batch, predict, post-process.
+    """A model-serving plugin: load a model, then pre-process a batch, predict, post-process.
 
-    Business instances name the serving plugins they need in ``AI_ENGINE``; the serving stage runs them
-    and puts each result in ``Input.inferences[SIGNATURE]``.
+    Business instances name the serving plugins they need in ``AI_ENGINE`` (and override their config in
+    ``STARTUP_AI_ENGINE_PARAMS``); each input then gets ``Input.inferences[SIGNATURE]``: this plugin's result
+    for it, or a :class:`~edge_engine.errors.ServingError`. The object lives in a model-server process, one
+    per (plugin, config) and worker, shared by every pipeline that uses that config: ``on_init()`` loads the
+    model there, and the three methods below run there on batches gathered from all those pipelines.
+    ``Input.image`` is then a read-only view of shared memory, valid only during the call: copy what you keep.
     """
 
     KIND = KIND_SERVING
@@ -169,7 +173,34 @@ class ServingPlugin(PluginBase):
     CONFIG: ClassVar[dict[str, Any]] = {
         "MAX_BATCH_SIZE": Key(8, type=int, min=1, doc="largest batch the server runs"),
         "MAX_WAIT_MS": Key(5.0, min=0, doc="longest wait to fill a batch"),
+        "WORKERS": Key(0, type=int, min=0, max=256, doc="server processes (one model copy each); 0 = one per core"),
+        "MAX_IN_FLIGHT": Key(2, type=int, min=1, max=64, doc="inputs of one pipeline in the server at once"),
+        "INFERENCE_TIMEOUT": Key(30.0, min=0.1, doc="seconds a batch may run before its process is restarted"),
+        "IDLE_STOP_SECONDS": Key(60.0, min=0, doc="stop the server processes after this long without inputs"),
     }
+
+    @classmethod
+    def check_config(cls, config: Mapping[str, Any], models_dir: Path | None) -> list[str]:
+        """Problems with ``config`` found without loading the model (runs in the node process: no heavy imports).
+
+        Each problem is one sentence naming the model and, for shapes, what the model expects and what the
+        config gives. ``models_dir`` is the cache's ``_models/`` folder (None when unknown).
+        """
+        return []
+
+    @classmethod
+    def model_name(cls, config: Mapping[str, Any]) -> str:
+        """A short name of the model this config serves, for logs, errors and ``local_info.json``."""
+        return cls.SIGNATURE
+
+    @classmethod
+    def default_workers(cls, config: Mapping[str, Any], cores: int) -> int:
+        """How many server processes ``WORKERS: 0`` means (one per core; GPU plugins return 1)."""
+        return max(1, cores)
+
+    def model_info(self) -> dict[str, Any]:
+        """What ``local_info.json`` shows about the loaded model (called after ``on_init``)."""
+        return {}
 
     def pre_process(self, inputs: list[Input]) -> Any:
         """Turn a list of inputs into the model's batch."""
@@ -180,7 +211,7 @@ class ServingPlugin(PluginBase):
         return batch
 
     def post_process(self, predictions: Any, inputs: list[Input]) -> list[Any]:
-        """Return one result per input, in order."""
+        """Return one result per input, in order (picklable, ideally plain lists, dicts and numbers)."""
         return [None for _ in inputs]
 
 
@@ -201,6 +232,9 @@ class BusinessPlugin(PluginBase):
         "MAX_INPUTS_QUEUE_SIZE": Key(2, type=int, min=1, doc="inputs waiting for this instance"),
         "DISABLED": Key(False, type=bool, doc="keep the instance configured but do not run it"),
         "AI_ENGINE": Key([], type=(list, str), doc="serving plugin signature(s) this instance needs"),
+        "STARTUP_AI_ENGINE_PARAMS": Key(
+            {}, type=dict, doc="serving config overrides: {KEY: value} for all engines, {SIGNATURE: {...}} for one"
+        ),
         "INSTANCE_COMMAND": Key({}, type=(dict, str, list), doc="set to send a command to the instance"),
         "ENCRYPT_PAYLOAD": Key(False, type=bool, doc="send payloads encrypted to the initiator"),
     }

@@ -99,6 +99,10 @@ class PluginRegistry:
         """Registered records, optionally of one kind, in load order."""
         return [r for r in self._records if kind is None or r.kind == kind]
 
+    def copy(self) -> PluginRegistry:
+        """An independent registry with the same records (to add test or tool plugins without side effects)."""
+        return PluginRegistry(dict(self._by_name), list(self._records), list(self.failures))
+
     def remove_source(self, source: str) -> list[PluginRecord]:
         """Forget every class loaded from ``source`` (used when a file is reloaded)."""
         removed = [r for r in self._records if r.source == source]

@@ -38,6 +38,7 @@ STARTUP_SCHEMA: dict[str, Key] = {
     "LOG_MAX_BYTES": Key(C.DEFAULT_LOG_MAX_BYTES, type=int, min=1024, doc="size of one log file before rotation"),
     "LOG_BACKUPS": Key(C.DEFAULT_LOG_BACKUPS, type=int, min=0, doc="rotated log files kept"),
     "RESTART_BACKOFF_MAX": Key(30.0, min=0.1, doc="cap of the restart backoff in seconds"),
+    "DEV_MODE": Key(False, type=bool, doc="development mode: reload plugin files when they change"),
 }
 
 # environment variable -> (startup key, parser)
@@ -48,6 +49,7 @@ ENV_OVERRIDES: dict[str, tuple[str, str]] = {
     C.ENV_SECONDS_LOCAL_INFO: ("SECONDS_LOCAL_INFO", "float"),
     C.ENV_SHUTDOWN_SECONDS: ("SHUTDOWN_SECONDS", "float"),
     C.ENV_RESTART_BACKOFF_MAX: ("RESTART_BACKOFF_MAX", "float"),
+    C.ENV_DEV: ("DEV_MODE", "bool"),
 }
 TRUE_WORDS = ("1", "true", "yes", "on")
 FALSE_WORDS = ("0", "false", "no", "off", "")
@@ -69,6 +71,11 @@ class NodeSettings:
 
     def plugin_folders(self) -> list[Path]:
         return [_resolve(self.base_dir, folder) for folder in self.startup["PLUGIN_FOLDERS"]]
+
+    @property
+    def dev_mode(self) -> bool:
+        """Development mode (``DEV_MODE`` or ``EE_DEV=1``): plugin files are reloaded when they change."""
+        return bool(self.startup.get("DEV_MODE"))
 
 
 def _resolve(base: Path, value: str) -> Path:
@@ -120,6 +127,35 @@ def load_settings(
     disabled = tuple(p for p in env.get(C.ENV_DISABLED_PLUGINS, "").split(",") if p.strip())
     load_eps = env.get(C.ENV_LOAD_ENTRY_POINTS, "1").strip().lower() not in FALSE_WORDS
     return NodeSettings(base, layout, startup, app, first_start, seed_file, load_eps, disabled, env)
+
+
+def read_settings(
+    base_dir: Path | None = None, cache_dir: Path | str | None = None, environ: Mapping[str, str] | None = None
+) -> tuple[NodeSettings, list[ConfigIssue]]:
+    """Resolve and check the startup and app configs as :func:`load_settings` would, writing nothing.
+
+    Used by ``edge-node validate``: returns the settings (values that failed keep their defaults) and
+    every issue found, instead of raising.
+    """
+    env = dict(os.environ if environ is None else environ)
+    base = (base_dir or Path.cwd()).absolute()
+    layout = CacheLayout(resolve_cache_dir(cache_dir or env.get(C.ENV_CACHE_DIR)))
+    issues: list[ConfigIssue] = []
+    try:
+        check_cache_version(layout)
+    except CacheError as exc:
+        issues.append(ConfigIssue(str(exc), file=str(layout.cache_version)))
+    first_start = not layout.cache_version.exists() and not layout.startup_config.exists()
+    seeds: list[tuple[Path, dict[str, Any], int | None]] = []  # discarded: nothing is written
+    startup, seed_file = _load_startup(layout, base, env, issues, seeds)
+    app = _load_app(layout, base, env, issues, seeds)
+    for name, key in STARTUP_SCHEMA.items():  # a rejected value must not break the caller's use of it
+        if name in startup and check_value(key, startup[name]) is not None:
+            startup[name] = defaults({name: key}).get(name)
+    disabled = tuple(p for p in env.get(C.ENV_DISABLED_PLUGINS, "").split(",") if p.strip())
+    load_eps = env.get(C.ENV_LOAD_ENTRY_POINTS, "1").strip().lower() not in FALSE_WORDS
+    settings = NodeSettings(base, layout, startup, app, first_start, seed_file, load_eps, disabled, env)
+    return settings, issues
 
 
 def check_cache_version(layout: CacheLayout) -> None:

@@ -12,7 +12,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -60,7 +60,7 @@ def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.2) -> bool:
 class Mosquitto:
     """One mosquitto process on 127.0.0.1:``port`` with anonymous access and no persistence."""
 
-    def __init__(self, binary: str, folder: Path, port: int | None = None):
+    def __init__(self, binary: str, folder: Path, port: int | None = None, persistence: bool = False):
         self.binary = binary
         self.folder = folder
         self.port = port or free_port()
@@ -69,8 +69,10 @@ class Mosquitto:
         self.proc: subprocess.Popen[bytes] | None = None
         self.config = folder / "mosquitto.conf"
         self.log_path = folder / "mosquitto.log"
+        # persistence true only where a subscriber's session must survive a broker restart (outage tests)
+        stored = f"persistence true\npersistence_location {folder}/\n" if persistence else "persistence false\n"
         self.config.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\n{stored}"
             "max_inflight_messages 0\nmax_queued_messages 100000\n",
             encoding="utf-8",
         )
@@ -114,15 +116,32 @@ class Mosquitto:
             return ""
 
 
-@pytest.fixture
-def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
-    """A running Mosquitto on a free port; fails (never skips) when the binary is missing."""
+def require_binary() -> str:
+    """The mosquitto binary, or fail the test saying how to install it."""
     binary = mosquitto_binary()
     if binary is None:
         pytest.fail(INSTALL_HINT, pytrace=False)
-    broker = Mosquitto(binary, tmp_path_factory.mktemp("mosquitto"))
-    broker.start()
+    return binary
+
+
+@pytest.fixture
+def mosquitto_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Mosquitto]]:
+    """``mosquitto_factory(persistence=False)``: start more brokers; all are stopped at teardown."""
+    brokers: list[Mosquitto] = []
+
+    def make(persistence: bool = False) -> Mosquitto:
+        broker = Mosquitto(require_binary(), tmp_path_factory.mktemp("mosquitto"), persistence=persistence)
+        brokers.append(broker)
+        return broker.start()
+
     try:
-        yield broker
+        yield make
     finally:
-        broker.stop()
+        for broker in brokers:
+            broker.stop()
+
+
+@pytest.fixture
+def mosquitto(mosquitto_factory: Callable[..., Mosquitto]) -> Mosquitto:
+    """A running Mosquitto on a free port; fails (never skips) when the binary is missing."""
+    return mosquitto_factory()

@@ -152,10 +152,8 @@ class NodeProcess:
             if proc.poll() is not None:
                 raise AssertionError(f"the node exited with code {proc.returncode}:\n{self.output()}")
             info = self.info()
-            if info and info.get("pid") == proc.pid and info.get("status") == "running":
-                if check is None or check(info):
-                    return info
-            return None
+            fresh = info is not None and info.get("pid") == proc.pid and info.get("status") == "running"
+            return info if fresh and (check is None or check(info)) else None
 
         try:
             return wait_for(ready, timeout=timeout)

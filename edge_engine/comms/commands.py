@@ -33,6 +33,7 @@ COMM_RECEIVED_BAD_COMMAND = -5000
 TIME_FORMATS = ("%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%d %H:%M:%S")
 PUBLIC_ACTIONS = frozenset({"FULL_HEARTBEAT", "TIMERS_ONLY_HEARTBEAT", "SIMPLE_HEARTBEAT"})
 REJECTIONS_PER_SECOND = 10
+UNVERIFIED = "unverified"  # rate-limit bucket of messages whose signature did not verify (or was not reached)
 COMMAND_RESULT_TIMEOUT = 5.0
 
 
@@ -54,10 +55,11 @@ class NodeAPI(Protocol):
 class Rejected(Exception):
     """A command that must not be applied; ``reason`` goes to the sender."""
 
-    def __init__(self, reason: str, code: int = COMM_RECEIVED_BAD_COMMAND):
+    def __init__(self, reason: str, code: int = COMM_RECEIVED_BAD_COMMAND, notified: bool = False):
         super().__init__(reason)
         self.reason = reason
         self.code = code
+        self.notified = notified  # the sender was already told (with more detail): count it, do not repeat it
 
 
 @dataclass
@@ -136,17 +138,24 @@ class CommandProcessor:
     def handle(self, raw: bytes) -> tuple[bool, str]:
         """Check and apply one raw message; returns (accepted, reason or action)."""
         self.stats.received += 1
-        sender = "unknown"
+        # Until the signature is verified, EE_SENDER is only a claim: such rejections share one notification
+        # budget, so forged senders can neither escape the rate limit nor use up a real sender's budget.
+        sender = UNVERIFIED
+        claimed = "unknown"
         context: dict[str, Any] = {}
         try:
             message = self._parse(raw)
-            sender = str(message.get("EE_SENDER") or "unknown")
+            claimed = str(message.get("EE_SENDER") or "unknown")
             context = _context(message)
-            action, payload = self._authorise(message)
+            result = self.verify(message)
+            if not result.ok:
+                raise Rejected(f"signature rejected: {result.reason}")
+            sender = result.sender
+            action, payload = self._authorise(message, sender)
             with self._lock:
                 self._apply(action, payload, context, sender)
         except Rejected as exc:
-            self._reject(sender, exc, context)
+            self._reject(sender, exc, context, claimed)
             return False, exc.reason
         self.stats.accepted += 1
         return True, action
@@ -162,11 +171,8 @@ class CommandProcessor:
             raise Rejected(f"a command must be a JSON object (got {type(message).__name__})")
         return message
 
-    def _authorise(self, message: dict[str, Any]) -> tuple[str, Any]:
-        result = self.verify(message)
-        if not result.ok:
-            raise Rejected(f"signature rejected: {result.reason}")
-        sender = result.sender
+    def _authorise(self, message: dict[str, Any], sender: str) -> tuple[str, Any]:
+        """Decrypt, then check ACTION, allowlist, time window and replay for a message signed by ``sender``."""
         if message.get("EE_IS_ENCRYPTED"):
             data = message.get("EE_ENCRYPTED_DATA")
             if not isinstance(data, str):
@@ -196,11 +202,14 @@ class CommandProcessor:
             raise Rejected("replayed command (this EE_HASH was already accepted)")
         return action, payload
 
-    def _reject(self, sender: str, exc: Rejected, context: dict[str, Any]) -> None:
+    def _reject(self, sender: str, exc: Rejected, context: dict[str, Any], claimed: str = "unknown") -> None:
         self.stats.rejected += 1
         key = exc.reason.split(":")[0][:60]
         self.stats.reasons[key] = self.stats.reasons.get(key, 0) + 1
-        log.warning("command from %s rejected: %s", sender, exc.reason)
+        who = sender if sender != UNVERIFIED else f"{claimed} (unverified)"
+        log.warning("command from %s rejected: %s", who, exc.reason)
+        if exc.notified:
+            return
         if not self.limiter.allow(sender):
             self.stats.rejections_not_notified += 1
             return
@@ -238,7 +247,7 @@ class CommandProcessor:
             lines = [str(i) for i in exc.issues]
             self._notify("error", f"pipeline {name!r} refused: " + "; ".join(lines), PIPELINE_FAILED,
                          name if isinstance(name, str) else None, None, None, context, ERRORS=lines)  # fmt: skip
-            raise Rejected("; ".join(lines), PIPELINE_FAILED) from exc
+            raise Rejected("; ".join(lines), PIPELINE_FAILED, notified=True) from exc
         self._notify("info", f"pipeline {spec.name!r} applied", PIPELINE_OK, spec.name, None, None, context)
         for inst in spec.instances:
             self._notify("info", f"instance {inst.signature}/{inst.instance_id} configured", PLUGIN_CONFIG_OK,
@@ -325,7 +334,13 @@ class CommandProcessor:
 
 
 def _context(message: dict[str, Any]) -> dict[str, Any]:
-    return {k: message.get(k) for k in ("SESSION_ID", "INITIATOR_ID", "INITIATOR_ADDR") if message.get(k) is not None}
+    """Fields of the command repeated in its notifications; ``COMMAND_HASH`` (the command's ``EE_HASH``) lets the
+    sender tell which of its commands a notification answers."""
+    keys = ("SESSION_ID", "INITIATOR_ID", "INITIATOR_ADDR")
+    context = {k: message.get(k) for k in keys if message.get(k) is not None}
+    if isinstance(message.get("EE_HASH"), str):
+        context["COMMAND_HASH"] = message["EE_HASH"]
+    return context
 
 
 ACTIONS: dict[str, Callable[[CommandProcessor, Any, dict[str, Any], str], None]] = {

@@ -9,7 +9,6 @@ signature, then publishes. A heartbeat thread publishes on ``{root}/ctrl``; comm
 from __future__ import annotations
 
 import base64
-import json
 import logging
 import os
 import queue
@@ -26,7 +25,7 @@ from edge_engine.comms.outbox import MemoryOutbox, Outbox, OutboxItem
 from edge_engine.comms.replay import ReplayGuard
 from edge_engine.comms.sequence import SequenceStore
 from edge_engine.comms.settings import LOCAL_HOST, CommsSettings
-from edge_engine.comms.signing import sign, verify
+from edge_engine.comms.signing import sign_to_json, verify
 from edge_engine.comms.transport import MqttTransport, NotConnected
 from edge_engine.hookspecs import hookimpl
 from edge_engine.messages import Notification, Payload
@@ -188,7 +187,7 @@ class CommsService:
     def _offline_message(self) -> bytes:
         body = {"DEVICE_STATUS": "OFFLINE", "EE_ADDR": self.identity.address, "EE_ID": self.node.alias}
         self.envelope.wrap(body, EVENT_HEARTBEAT, [self.node.alias, None, None, None], 0)
-        return json.dumps(sign(body, self.identity), separators=(",", ":")).encode()
+        return sign_to_json(body, self.identity).encode("utf-8")
 
     # --- hooks ------------------------------------------------------------------------------------------
     @hookimpl
@@ -234,8 +233,9 @@ class CommsService:
         if not item.seq:
             item.seq = self.sequences.next(item.channel)
         self.envelope.wrap(body, event, item.path, item.seq, item.created)
-        return json.dumps(sign(body, self.identity), separators=(",", ":"), ensure_ascii=False,
-                          default=_jsonable).encode("utf-8")  # fmt: skip
+        # one serialisation: the canonical (signed) text is the wire text, so what arrives is exactly what was
+        # hashed (numpy values as numbers, datetime as Ratio1's text, NaN/Inf as null)
+        return sign_to_json(body, self.identity).encode("utf-8")
 
     def _publish_loop(self) -> None:
         transport = self.transport
@@ -288,11 +288,3 @@ def _decrypt(data: str, identity: Any, sender: str) -> str:
     from edge_engine.comms.crypto import decrypt
 
     return decrypt(data, identity, sender)
-
-
-def _jsonable(value: Any) -> Any:
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    if hasattr(value, "item"):
-        return value.item()
-    return str(value)

@@ -53,6 +53,7 @@ class MqttTransport:
         self.connects = 0
         self.disconnects = 0
         self.last_error: str | None = None
+        self._resume_mid: int | None = None
         self._mqtt = mqtt
         client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True, reconnect_on_failure=False
@@ -67,6 +68,7 @@ class MqttTransport:
             client.will_set(will[0], will[1], qos=1, retain=False)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
         self.client = client
         self.thread = threading.Thread(target=self._run, name="comms:mqtt", daemon=True)
@@ -102,9 +104,13 @@ class MqttTransport:
         if not self.connected.is_set():
             raise NotConnected(self.part)
         info = self.client.publish(topic, data, qos=qos)
-        if info.rc != self._mqtt.MQTT_ERR_SUCCESS:
-            raise NotConnected(f"{self.part}: publish failed ({self._mqtt.error_string(info.rc)})")
-        return info
+        if info.rc == self._mqtt.MQTT_ERR_SUCCESS:
+            return info
+        if qos > 0 and info.rc != self._mqtt.MQTT_ERR_QUEUE_SIZE:
+            # paho keeps a QoS 1/2 message it accepted (connection lost or not) and sends it again once
+            # reconnected: publishing it a second time would deliver it twice
+            return info
+        raise NotConnected(f"{self.part}: publish failed ({self._mqtt.error_string(info.rc)})")
 
     # --- paho callbacks (network thread) ----------------------------------------------------------------
     def _on_connect(self, client: Any, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
@@ -113,8 +119,24 @@ class MqttTransport:
             log.error("%s: %s", self.part, self.last_error)
             return
         self.connects += 1
-        for topic, qos in self.subscriptions:
-            client.subscribe(topic, qos)
+        if self.subscriptions:
+            # Publishing resumes at the SUBACK: by then paho has queued again the QoS 1/2 messages that were in
+            # flight when the connection dropped (it does that right after this callback), so newer messages
+            # cannot overtake them.
+            self._resume_mid = client.subscribe(list(self.subscriptions))[1]
+            return
+        self._resume()
+
+    def _on_subscribe(self, _client: Any, _userdata: Any, mid: int, codes: Any, _props: Any) -> None:
+        if mid != self._resume_mid:
+            return
+        self._resume_mid = None
+        failed = [str(code) for code in codes if getattr(code, "is_failure", False)]
+        if failed:
+            log.error("%s: subscriptions refused: %s", self.part, ", ".join(failed))
+        self._resume()
+
+    def _resume(self) -> None:
         self.connected.set()
         self.supervisor.recovered(self.part)
         log.info("connected to MQTT broker %s:%d", self.host, self.port)

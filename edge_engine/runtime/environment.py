@@ -31,6 +31,7 @@ class RuntimeEnv:
     hooks: Hooks
     supervisor: Supervisor
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("edge_engine.runtime"))
+    serving: Any = None  # the node's ServingManager (None: inputs needing models get a ServingError)
 
     def plugin_logger(self, pipeline: str, signature: str, instance_id: str | None) -> logging.Logger:
         name = f"{PLUGIN_LOG_PREFIX}.{pipeline}.{signature}" + (f".{instance_id}" if instance_id else "")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from typing import Any
 
 from edge_engine.messages import utc_iso
@@ -30,7 +31,7 @@ class PipelineRunner:
         size = int(spec.capture_config.get("MAX_INPUTS_QUEUE_SIZE") or 4)
         self.inbox = Mailbox(size, DROP_OLDEST if live else BLOCK)
         self.capture = CaptureRunner(env, spec.name, spec.capture, spec.capture_config, self.inbox)
-        self.serving = ServingStage(_engines(spec.instances))
+        self.serving = ServingStage(env.serving, spec.name, spec.instances)
         self.instances: dict[tuple[str, str], InstanceRunner] = {
             i.key: InstanceRunner(env, spec.name, i, live) for i in spec.instances
         }
@@ -50,22 +51,39 @@ class PipelineRunner:
         self.capture.start()
 
     def _dispatch(self) -> None:
+        """Take inputs from the capture, get their inferences (up to the stage's window in flight, handed on in
+        order), and offer them to the instances. Without models an input goes straight to the instances."""
         serving = self.serving
+        pending: deque[Any] = deque()
         try:
-            while True:
-                message = self.inbox.get()
-                if message is None or message[0] != "input":
+            while not self.stopping:
+                if pending and (len(pending) >= serving.window or pending[0].done):
+                    self._offer(*serving.complete(pending.popleft()))
                     continue
-                inp = serving.run(message[1])
-                for runner in tuple(self.instances.values()):
-                    if runner.status != "disabled":
-                        runner.offer(inp)
+                message = self.inbox.get(timeout=0.0 if pending else None)
+                if message is None:  # nothing new: wait for the oldest input in flight
+                    if pending:
+                        self._offer(*serving.complete(pending.popleft()))
+                    continue
+                if message[0] != "input":
+                    continue
+                if pending or serving.active:
+                    pending.append(serving.submit(message[1]))
+                else:
+                    self._offer(serving.run(message[1]), None)  # no model: run() passes the input through
         except Closed:
-            pass
+            while pending and not self.stopping:
+                self._offer(*serving.complete(pending.popleft()))
         finally:
+            serving.close()
             if not self.stopping:
                 for runner in tuple(self.instances.values()):
                     runner.finish()
+
+    def _offer(self, inp: Any, views: dict[tuple[str, str], Any] | None) -> None:
+        for key, runner in tuple(self.instances.items()):
+            if runner.status != "disabled":
+                runner.offer(inp if views is None else views.get(key, inp))
 
     # --- updates -----------------------------------------------------------------------------------------
     def can_update_live(self, new: PipelineSpec) -> bool:
@@ -97,12 +115,33 @@ class PipelineRunner:
                 elif spec.config != current[key].config:
                     current[key].update_config(_changed(current[key].config, spec), spec)
                     report["updated"].append("/".join(key))
-            self.serving.engines = _engines(new.instances)
+            self.serving.update(new.instances)
             self.spec = new
         return report
 
     def instance(self, signature: str, instance_id: str) -> InstanceRunner | None:
         return self.instances.get((signature.upper(), instance_id))
+
+    def restart_instances(self, new: PipelineSpec, signatures: set[str]) -> list[str]:
+        """Restart the instances of the given plugin signatures (upper case) with ``new``'s specs.
+
+        Used when a plugin's class was reloaded: each instance's old object is closed and a new one is
+        made from ``new`` (same config, new class). Other instances and the capture keep running.
+        """
+        restarted: list[str] = []
+        wanted = {i.key: i for i in new.instances}
+        with self._lock:
+            for key, runner in list(self.instances.items()):
+                if key[0] not in signatures or key not in wanted:
+                    continue
+                runner.stop()
+                self.env.supervisor.forget(runner.part)
+                replacement = InstanceRunner(self.env, new.name, wanted[key], self._live)
+                self.instances[key] = replacement
+                replacement.start()
+                restarted.append("/".join(key))
+            self.spec = new
+        return restarted
 
     # --- stop --------------------------------------------------------------------------------------------
     def stop(self) -> None:
@@ -110,6 +149,7 @@ class PipelineRunner:
         self.stopping = True
         self.capture.stop()
         self.inbox.close()
+        self.serving.stop()
         for runner in tuple(self.instances.values()):
             runner.stop()
 
@@ -145,16 +185,9 @@ class PipelineRunner:
             "status": self.status(),
             "started_at": utc_iso(self.started_at),
             "capture": {"status": self.capture.status, "queue": len(self.inbox), **self.capture.stats.snapshot()},
+            **({"serving": self.serving.snapshot()} if self.serving.active else {}),
             "instances": instances,
         }
-
-
-def _engines(instances: tuple[InstanceSpec, ...]) -> frozenset[str]:
-    names: set[str] = set()
-    for inst in instances:
-        value = inst.config.get("AI_ENGINE") or []
-        names.update([value] if isinstance(value, str) else value)
-    return frozenset(names)
 
 
 def _changed(old: dict[str, Any], spec: InstanceSpec) -> dict[str, Any]:

@@ -1,20 +1,257 @@
-"""The serving stage between capture and business instances.
+"""The serving stage between capture and business instances: it gets each input its inferences.
 
-For now it passes inputs through unchanged (``Input.inferences`` stays empty); the model-serving work
-replaces :meth:`ServingStage.run` with requests to shared model servers, without changing its callers.
+A pipeline whose instances name no ``AI_ENGINE`` passes inputs straight through. Otherwise the stage holds
+a :class:`~edge_engine.serving.client.ModelClient` per model the instances need (shared model servers,
+see :mod:`edge_engine.serving`), copies each frame once into one of its shared-memory slots, and submits
+it to every model at once. The pipeline's dispatcher keeps up to ``MAX_IN_FLIGHT`` inputs in flight
+(:meth:`submit`) and hands them on in order as they complete (:meth:`complete`), so capture keeps
+reading while models run, and a slow model delays only the pipelines that use it.
+
+``Input.inferences[SIGNATURE]`` then holds each model's result, or a :class:`~edge_engine.errors.ServingError`.
+When two instances of one pipeline use the same serving plugin with different configs, each gets a view
+of the input with its own results (:meth:`complete` returns those views).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from edge_engine.constants import KIND_SERVING
+from edge_engine.errors import ServingError
 from edge_engine.plugin_types import Input
+from edge_engine.serving.client import ModelClient, Ticket
+from edge_engine.serving.config import ModelKey, resolve_engines
+from edge_engine.serving.server import LOAD_TIMEOUT
+from edge_engine.serving.transport import FrameSlots
+
+if TYPE_CHECKING:
+    from edge_engine.pipeline_config import InstanceSpec
+    from edge_engine.serving.manager import ServingManager
+
+log = logging.getLogger(__name__)
+InstanceKey = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class ServingPlan:
+    """What the stage does for each input, rebuilt when the pipeline's instances change."""
+
+    clients: tuple[ModelClient, ...] = ()
+    shared: dict[str, ModelKey] = field(default_factory=dict)  # signature -> model, same for every instance
+    per_instance: dict[InstanceKey, dict[str, ModelKey]] = field(default_factory=dict)
+    markers: dict[str, ServingError] = field(default_factory=dict)  # engines that cannot run: a fixed error
+    window: int = 1
+    wait_cap: float = 60.0
+
+    @property
+    def active(self) -> bool:
+        return bool(self.clients or self.markers)
 
 
 class ServingStage:
-    """Runs the serving plugins a pipeline's instances need on each input (pass-through today)."""
+    """Runs the serving plugins a pipeline's instances need on each input."""
 
-    def __init__(self, engines: frozenset[str] = frozenset()):
-        self.engines = engines
+    def __init__(self, manager: ServingManager | None, pipeline: str, instances: tuple[InstanceSpec, ...] = ()):
+        self.manager = manager
+        self.pipeline = pipeline
+        self._cond = threading.Condition()
+        self._clients: dict[ModelKey, ModelClient] = {}
+        self._stopped = False
+        self._warned: set[str] = set()
+        self.plan = ServingPlan()
+        self.slots: FrameSlots | None = None
+        self.in_flight = 0
+        self.errors = 0
+        self.update(instances)
+
+    @property
+    def active(self) -> bool:
+        return self.plan.active
+
+    @property
+    def window(self) -> int:
+        return self.plan.window
+
+    # --- configuration (node thread) ------------------------------------------------------------------------
+    def update(self, instances: tuple[InstanceSpec, ...]) -> None:
+        """Build the plan for these instances: reuse the clients still needed, close the others."""
+        wanted: dict[ModelKey, Any] = {}
+        per_instance: dict[InstanceKey, dict[str, ModelKey]] = {}
+        markers: dict[str, ServingError] = {}
+        for spec in instances:
+            engines, unknown, problems = resolve_engines(spec.config, self._registry())
+            for name in unknown:
+                markers[name] = self._unknown(name, spec)
+            for signature, text in problems:
+                markers[signature or "?"] = ServingError(signature or "?", "config", text)
+            mapping = {}
+            for engine in engines:
+                wanted.setdefault(engine.key, engine)
+                mapping[engine.signature] = engine.key
+            per_instance[spec.key] = mapping
+        window = min((int(e.config.get("MAX_IN_FLIGHT") or 1) for e in wanted.values()), default=1)
+        clients = self._clients_for(wanted, window, markers)
+        shared, split = _split_uniform(per_instance)
+        caps = [c.server.settings.inference_timeout for c in clients.values()]
+        self.plan = ServingPlan(
+            clients=tuple(clients.values()), shared=shared, per_instance=split, markers=markers,
+            window=max(1, window), wait_cap=LOAD_TIMEOUT + max(caps, default=30.0) + 10.0,
+        )  # fmt: skip
+        for key, client in list(self._clients.items()):
+            if key not in clients:
+                client.close()
+        self._clients = clients
+
+    def _registry(self) -> Any:
+        from edge_engine.registry import PluginRegistry
+
+        return self.manager.registry if self.manager is not None else PluginRegistry()
+
+    def _clients_for(
+        self, wanted: dict[ModelKey, Any], window: int, markers: dict[str, ServingError]
+    ) -> dict[ModelKey, ModelClient]:
+        clients: dict[ModelKey, ModelClient] = {}
+        for key, engine in wanted.items():
+            client = self._clients.get(key)
+            if client is not None and not client.closed and client.server.closed is False:
+                client.window = window
+                clients[key] = client
+                continue
+            if self.manager is None:
+                markers[engine.signature] = ServingError(engine.signature, "unavailable", "model serving is off")
+                continue
+            try:
+                clients[key] = self.manager.acquire(engine, self.pipeline, window)
+            except RuntimeError as exc:
+                markers[engine.signature] = ServingError(engine.signature, "stopping", str(exc))
+        return clients
+
+    def _unknown(self, name: str, spec: InstanceSpec) -> ServingError:
+        near = self.manager.registry.suggest(KIND_SERVING, name) if self.manager is not None else None
+        hint = f"; did you mean {near!r}?" if near else ""
+        text = f"no serving plugin has the signature {name!r}{hint}"
+        if name not in self._warned:
+            self._warned.add(name)
+            log.warning("pipeline %r › %s/%s › AI_ENGINE: %s; its inputs get a ServingError", self.pipeline,
+                        spec.signature, spec.instance_id, text)  # fmt: skip
+        return ServingError(name, "unknown_engine", text)
+
+    # --- per input (the pipeline's dispatcher thread) -----------------------------------------------------------
+    def submit(self, inp: Input) -> Ticket:
+        """Send ``inp`` to every model the instances need; returns at once (the ticket completes later)."""
+        plan = self.plan
+        clients = plan.clients
+        slot = None
+        ref: tuple[Any, ...] = (None, (), "")
+        if clients and inp.image is not None:
+            slots = self._slots(plan.window)
+            slot = slots.acquire()
+            ref = slots.put(slot, inp.image)
+        ticket = Ticket(inp, len(clients), self._cond, slot, plan)
+        if clients:
+            item = (ref, inp.data, inp.metadata, inp.seq, inp.timestamp)
+            self.in_flight += 1
+            for client in clients:
+                client.submit(ticket, item)
+        return ticket
+
+    def _slots(self, window: int) -> FrameSlots:
+        slots = self.slots
+        if slots is None:
+            use_shm = self.manager.use_shm if self.manager is not None else False
+            slots = self.slots = FrameSlots(window, use_shm)
+        elif slots.count < window:
+            slots.resize(window)
+        return slots
+
+    def complete(self, ticket: Ticket) -> tuple[Input, dict[InstanceKey, Input] | None]:
+        """Wait for the ticket's results; returns the input with its inferences, and per-instance views if any."""
+        plan: ServingPlan = ticket.plan
+        if not ticket.done:
+            self._wait(ticket, plan)
+        if ticket.slot is not None and self.slots is not None:
+            self.slots.release(ticket.slot)
+            ticket.slot = None
+        if plan.clients:
+            self.in_flight -= 1
+        inp = ticket.inp
+        inferences = inp.inferences
+        results = ticket.results
+        for signature, key in plan.shared.items():
+            value = results.get(key)
+            inferences[signature] = value
+            if isinstance(value, ServingError):
+                self.errors += 1
+        for signature, error in plan.markers.items():
+            inferences[signature] = error
+        if not plan.per_instance:
+            return inp, None
+        views = {}
+        for instance, mapping in plan.per_instance.items():
+            own = {signature: results.get(key) for signature, key in mapping.items()}
+            views[instance] = dataclasses.replace(inp, inferences={**inferences, **own})
+        return inp, views
+
+    def _wait(self, ticket: Ticket, plan: ServingPlan) -> None:
+        with self._cond:
+            if not ticket.done:
+                self._cond.wait_for(lambda: ticket.done or self._stopped, plan.wait_cap)
+        if ticket.done:
+            return
+        kind, text = ("stopping", "the pipeline is stopping") if self._stopped else ("unavailable", "no answer in time")
+        for client in plan.clients:
+            if client.key not in ticket.results:
+                ticket.resolve(client.key, client.error(kind, text))
 
     def run(self, inp: Input) -> Input:
-        """Return the input with its inferences filled in."""
-        return inp
+        """Submit and wait: the input with its inferences filled in (at once when no model is needed)."""
+        if not self.plan.active:
+            return inp
+        return self.complete(self.submit(inp))[0]
+
+    # --- stop (node thread, then dispatcher) --------------------------------------------------------------------
+    def stop(self) -> None:
+        """Wake a dispatcher waiting for results: the pipeline is stopping."""
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        """Release the models and the frame slots (called by the dispatcher thread when it ends)."""
+        for client in self._clients.values():
+            client.close()
+        self._clients = {}
+        self.plan = ServingPlan()
+        if self.slots is not None:
+            self.slots.close()
+            self.slots = None
+
+    def snapshot(self) -> dict[str, Any]:
+        plan = self.plan
+        return {
+            "engines": sorted({*plan.shared, *plan.markers, *(s for m in plan.per_instance.values() for s in m)}),
+            "in_flight": self.in_flight,
+            "max_in_flight": plan.window,
+            "errors": self.errors,
+        }
+
+
+def _split_uniform(
+    per_instance: dict[InstanceKey, dict[str, ModelKey]],
+) -> tuple[dict[str, ModelKey], dict[InstanceKey, dict[str, ModelKey]]]:
+    """Signatures every instance uses with one config go to the shared input; the rest get per-instance views."""
+    keys: dict[str, set[ModelKey]] = {}
+    for mapping in per_instance.values():
+        for signature, key in mapping.items():
+            keys.setdefault(signature, set()).add(key)
+    shared = {signature: next(iter(found)) for signature, found in keys.items() if len(found) == 1}
+    split = {
+        instance: {s: k for s, k in mapping.items() if s not in shared}
+        for instance, mapping in per_instance.items()
+        if any(s not in shared for s in mapping)
+    }
+    return shared, split

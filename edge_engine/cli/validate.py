@@ -1,0 +1,252 @@
+"""``edge-node validate``: check the startup config, the app config and pipeline JSON without starting anything.
+
+    edge-node validate                     # the node's configs, the cache's pipelines, pipelines/*.json
+    edge-node validate gate.json door.json # only these pipeline files (and the configs)
+    edge-node validate --json              # one JSON object for machines
+
+Every problem is reported at once, each as ``file › pipeline › plugin › instance › key: what is wrong
+(got X); hint``, with "did you mean" for unknown signatures and keys. Plugins that fail to load are problems
+too (a pipeline using them would be refused). Nothing is written: not the cache, not a key file. Exit code
+0 when everything is valid, 1 when anything is not, 2 for a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edge_engine import constants as C
+from edge_engine.cache import read_json
+from edge_engine.cli._common import add_node_args, display_path, load_plugins, print_json, settings_from
+from edge_engine.errors import CacheError, ConfigIssue
+from edge_engine.pipeline_config import PipelineSpec, validate_pipeline
+from edge_engine.registry import PluginRegistry
+from edge_engine.settings import NodeSettings
+
+REPO_PIPELINES = "pipelines"
+
+
+@dataclass
+class PipelineCheck:
+    """The result of one pipeline file or object."""
+
+    file: str
+    names: list[str] = field(default_factory=list)
+    plans: list[str] = field(default_factory=list)
+    issues: list[ConfigIssue] = field(default_factory=list)
+
+
+@dataclass
+class Report:
+    """Everything ``validate`` found."""
+
+    startup: str
+    app: str
+    issues: list[ConfigIssue] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    pipelines: list[PipelineCheck] = field(default_factory=list)
+    plugins_loaded: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.issues and all(not p.issues for p in self.pipelines)
+
+    def all_issues(self) -> list[ConfigIssue]:
+        return [*self.issues, *(i for p in self.pipelines for i in p.issues)]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "issues": [i.to_dict() for i in self.all_issues()],
+            "warnings": self.warnings,
+            "checked": {
+                "startup": self.startup,
+                "app": self.app,
+                "pipelines": [{"file": p.file, "names": p.names, "ok": not p.issues} for p in self.pipelines],
+                "plugins_loaded": self.plugins_loaded,
+            },
+        }
+
+
+def plan(spec: PipelineSpec) -> str:
+    """One line saying what a valid pipeline would run."""
+    instances = ", ".join(f"{i.signature}[{i.instance_id}]" for i in spec.instances) or "no instances"
+    return f"{spec.name!r}: {spec.capture.signature} → {instances}"
+
+
+def check_pipeline_data(data: Any, label: str, registry: PluginRegistry) -> PipelineCheck:
+    """Validate one pipeline object, or a list of them (a seed file may hold several)."""
+    check = PipelineCheck(label)
+    for raw in data if isinstance(data, list) else [data]:
+        spec, issues = validate_pipeline(raw, registry, label)
+        check.issues.extend(issues)
+        name = raw.get("NAME") if isinstance(raw, dict) else None
+        if isinstance(name, str):
+            check.names.append(name)
+        if spec is not None:
+            check.plans.append(plan(spec))
+    return check
+
+
+def check_pipeline_file(path: Path, registry: PluginRegistry) -> PipelineCheck:
+    label = display_path(path)
+    try:
+        data = read_json(path)
+    except CacheError as exc:
+        return PipelineCheck(label, issues=[ConfigIssue(str(exc).replace(f"{path} ", "", 1), file=label)])
+    return check_pipeline_data(data, label, registry)
+
+
+def default_pipeline_sources(settings: NodeSettings) -> list[tuple[str, Any]]:
+    """What the node would read: the startup config's PIPELINES, the cache's streams, the repo's pipelines/."""
+    sources: list[tuple[str, Any]] = []
+    for index, item in enumerate(settings.startup.get("PIPELINES") or []):
+        if isinstance(item, str):
+            path = Path(item).expanduser()
+            sources.append(("file", path if path.is_absolute() else settings.base_dir / path))
+        else:
+            sources.append((f"startup config › PIPELINES[{index}]", item))
+    demo = settings.base_dir / C.DEMO_PIPELINE_FILE
+    if settings.startup.get("DEMO_PIPELINE") and settings.first_start and demo.is_file():
+        sources.append(("file", demo))
+    if settings.layout.streams.is_dir():
+        sources.extend(("file", p) for p in sorted(settings.layout.streams.glob("*.json")))
+    repo = settings.base_dir / REPO_PIPELINES
+    if repo.is_dir():
+        sources.extend(("file", p) for p in sorted(repo.glob("*.json")))
+    unique: list[tuple[str, Any]] = []
+    seen: set[Path] = set()
+    for kind, item in sources:
+        if kind == "file":
+            resolved = Path(item).resolve()
+            if resolved in seen:
+                continue
+            seen.add(resolved)
+        unique.append((kind, item))
+    return unique
+
+
+def duplicate_names(checks: list[PipelineCheck], streams: Path) -> list[ConfigIssue]:
+    """Two cache files defining the same pipeline NAME: the node would start only one."""
+    issues: list[ConfigIssue] = []
+    owner: dict[str, str] = {}
+    streams_label = display_path(streams)
+    for check in checks:
+        if not check.file.startswith(streams_label):
+            continue
+        for name in check.names:
+            if name in owner:
+                issues.append(ConfigIssue(f"duplicate pipeline NAME (also defined in {owner[name]})", file=check.file,
+                                          pipeline=name, key="NAME"))  # fmt: skip
+            else:
+                owner[name] = check.file
+    return issues
+
+
+def cache_name_warnings(checks: list[PipelineCheck], streams: Path) -> list[str]:
+    streams_label = display_path(streams)
+    warnings = []
+    for check in checks:
+        if check.file.startswith(streams_label) and check.names and Path(check.file).stem not in check.names:
+            warnings.append(f"{check.file} holds pipeline {check.names[0]!r}: it is kept under that name")
+    return warnings
+
+
+def comms_issues(settings: NodeSettings) -> list[ConfigIssue]:
+    """The communication settings the node would build from the app config and environment."""
+    try:
+        from edge_engine.comms.settings import load_comms_settings
+    except ImportError:  # pragma: no cover - comms is part of the engine
+        return []
+    try:
+        _, issues = load_comms_settings(settings.app, settings.startup, settings.env)
+    except (TypeError, ValueError, AttributeError) as exc:
+        return [ConfigIssue(f"invalid communication settings: {exc}", file="app config", key="COMMUNICATION")]
+    return issues
+
+
+def app_config_label(settings: NodeSettings) -> str:
+    """Which app config the node would read: the cached one, else ``$EE_APP_CONFIG``, else ``.config_app.json``."""
+    if settings.layout.app_config.exists():
+        return display_path(settings.layout.app_config)
+    spec = settings.env.get(C.ENV_APP_CONFIG)
+    if spec:
+        return "inline JSON" if spec.lstrip().startswith("{") else display_path(spec)
+    local = settings.base_dir / C.APP_CONFIG_FILE
+    return display_path(local) if local.exists() else "defaults"
+
+
+def _relative(issue: ConfigIssue) -> ConfigIssue:
+    if issue.file and Path(issue.file).is_absolute():
+        return dataclasses.replace(issue, file=display_path(issue.file))
+    return issue
+
+
+def validate(args: argparse.Namespace) -> Report:
+    """Run every check; see the module docstring."""
+    settings, issues = settings_from(args)
+    startup = settings.seed_file if settings.seed_file else str(settings.layout.startup_config)
+    report = Report(startup=display_path(startup), app=app_config_label(settings))
+    report.issues.extend(_relative(i) for i in issues)
+    report.issues.extend(comms_issues(settings))
+    catalog = load_plugins(args, settings)
+    registry = catalog.registry
+    report.plugins_loaded = len(registry.records())
+    for failure in registry.failures:
+        report.issues.append(ConfigIssue(f"plugin failed to load: {failure.reason}",
+                                         file=display_path(failure.source), plugin=failure.name))  # fmt: skip
+    if args.files:
+        for path in args.files:
+            report.pipelines.append(check_pipeline_file(path, registry))
+    else:
+        for kind, item in default_pipeline_sources(settings):
+            if kind == "file":
+                report.pipelines.append(check_pipeline_file(Path(item), registry))
+            else:
+                report.pipelines.append(check_pipeline_data(item, kind, registry))
+        report.issues.extend(duplicate_names(report.pipelines, settings.layout.streams))
+        report.warnings.extend(cache_name_warnings(report.pipelines, settings.layout.streams))
+    return report
+
+
+def render(report: Report, seconds: float) -> str:
+    lines = [str(issue) for issue in report.all_issues()]
+    lines += [f"warning: {w}" for w in report.warnings]
+    for check in report.pipelines:
+        lines += [f"ok: {check.file} › {p}" for p in check.plans]
+    problems = len(report.all_issues())
+    files = len(report.pipelines)
+    summary = (f"checked startup config ({report.startup}), app config ({report.app}), {files} pipeline "
+               f"source(s), {report.plugins_loaded} plugin(s) in {seconds:.2f} s")  # fmt: skip
+    lines.append(f"{'OK' if report.ok else f'{problems} problem(s)'}: {summary}")
+    return "\n".join(lines)
+
+
+def build_parser(prog: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Check the startup config, the app config and pipeline JSON without starting anything. "
+        "Exit code 0 when valid, 1 when not.",
+    )
+    parser.add_argument("files", nargs="*", type=Path, metavar="FILE",
+                        help="pipeline JSON files (default: the startup config's PIPELINES, the cache's streams "
+                             "and pipelines/*.json)")  # fmt: skip
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    add_node_args(parser)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "validate", started: float | None = None) -> int:
+    args = build_parser(prog).parse_args(argv)
+    started = time.perf_counter() if started is None else started
+    report = validate(args)
+    if args.json:
+        print_json(report.to_dict())
+    else:
+        print(render(report, time.perf_counter() - started))
+    return 0 if report.ok else 1

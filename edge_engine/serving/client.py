@@ -1,0 +1,89 @@
+"""The pipeline side of serving: tickets (one input on its way through one or more models) and requests.
+
+A :class:`Ticket` belongs to one pipeline's serving stage: it holds the input, the frame slot it was
+copied to, and the results as each model answers. A :class:`Request` is the ticket's entry in one model
+server's queue. A :class:`ModelClient` is one pipeline's connection to one model server: it carries the
+pipeline's in-flight limit (``MAX_IN_FLIGHT``), which the server's batching policy reads, and counts what
+the pipeline has outstanding there.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from edge_engine.errors import ServingError
+
+if TYPE_CHECKING:
+    from edge_engine.plugin_types import Input
+    from edge_engine.serving.config import ModelKey
+    from edge_engine.serving.server import ModelServer
+
+
+class Ticket:
+    """One input waiting for its inferences; completed by the server threads, awaited by the pipeline."""
+
+    __slots__ = ("cond", "done", "inp", "plan", "remaining", "results", "slot", "started")
+
+    def __init__(self, inp: Input, expected: int, cond: threading.Condition, slot: int | None, plan: Any = None):
+        self.inp = inp
+        self.plan = plan
+        self.cond = cond
+        self.slot = slot
+        self.remaining = expected
+        self.results: dict[ModelKey, Any] = {}
+        self.done = expected == 0
+        self.started = time.perf_counter()
+
+    def resolve(self, key: ModelKey, value: Any) -> None:
+        """Record one model's answer (a result or a ServingError); wakes the pipeline when all are in."""
+        with self.cond:
+            if key in self.results:
+                return
+            self.results[key] = value
+            self.remaining -= 1
+            if self.remaining <= 0 and not self.done:
+                self.done = True
+                self.cond.notify_all()
+
+
+class Request:
+    """A ticket's place in one model server's queue."""
+
+    __slots__ = ("client", "item", "submitted", "ticket")
+
+    def __init__(self, client: ModelClient, ticket: Ticket, item: tuple[Any, ...]):
+        self.client = client
+        self.ticket = ticket
+        self.item = item
+        self.submitted = time.monotonic()
+
+    def resolve(self, value: Any) -> None:
+        self.ticket.resolve(self.client.key, value)
+
+
+class ModelClient:
+    """One pipeline's use of one model server."""
+
+    def __init__(self, server: ModelServer, pipeline: str, window: int):
+        self.server = server
+        self.key = server.key
+        self.pipeline = pipeline
+        self.window = window
+        self.outstanding = 0  # requests queued or running; written under the server's lock
+        self.last_submit = 0.0
+        self.closed = False
+
+    def submit(self, ticket: Ticket, item: tuple[Any, ...]) -> None:
+        """Queue the ticket's input on the server (never blocks: the pipeline bounds what is in flight)."""
+        self.server.submit(Request(self, ticket, item))
+
+    def close(self) -> None:
+        """The pipeline is done with this model: drop its queued requests."""
+        if not self.closed:
+            self.closed = True
+            self.server.remove_client(self)
+
+    def error(self, kind: str, message: str) -> ServingError:
+        return self.server.error(kind, message)

@@ -1,0 +1,215 @@
+"""A base class for serving plugins that run an ONNX model with onnxruntime.
+
+A subclass says where its model file is (:meth:`OnnxServingPlugin.model_file`), what input tensor its
+``pre_process`` makes (:meth:`~OnnxServingPlugin.expected_input`, for the shape check) and how it turns inputs
+into a batch and outputs into results. This class builds the session with the configured threads and
+execution providers, checks the model's input against the config (in the node process when the pipeline
+is added, reading the file's header only; again in the server once the model is loaded), and runs it.
+
+onnxruntime is imported in :meth:`~OnnxServingPlugin.on_init`, which runs in the model-server process only:
+the node process never imports it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+from edge_engine.config_keys import Key
+from edge_engine.plugin_types import ServingPlugin
+from edge_engine.serving.onnx_info import Dim, OnnxFormatError, OnnxIO, TensorInfo, read_onnx_io
+
+CPU = "CPUExecutionProvider"
+GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider", "ROCMExecutionProvider",
+                 "DmlExecutionProvider", "CoreMLExecutionProvider", "OpenVINOExecutionProvider")  # fmt: skip
+
+
+class OnnxServingPlugin(ServingPlugin):
+    """Serve an ONNX model: subclass it, set ``SIGNATURE``, implement ``model_file``, ``pre_process`` and
+    ``post_process``; ``predict`` runs the session on the batch (an array for the first input, or a dict of
+    input name → array)."""
+
+    ABSTRACT = True
+    CONFIG: ClassVar[dict[str, Any]] = {
+        "INTRA_OP_THREADS": Key(1, type=int, min=0, max=256, doc="onnxruntime threads per op; 0 = one per core"),
+        "INTER_OP_THREADS": Key(1, type=int, min=0, max=256, doc="onnxruntime threads across ops; 0 = default"),
+        "EXECUTION_PROVIDERS": Key(
+            [CPU], type=list, doc="onnxruntime providers by preference; those not installed are skipped (CUDA, ...)"
+        ),
+    }
+
+    def __init__(self, config: Mapping[str, Any], context: Any):
+        super().__init__(config, context)
+        self.session: Any = None
+        self.model_path: Path | None = None
+        self.inputs: list[TensorInfo] = []
+        self.outputs: list[TensorInfo] = []
+        self.input_name = ""
+        self.output_names: list[str] = []
+        self.fixed_batch: int | None = None
+        self.skipped_providers: list[str] = []
+
+    # --- where the model is and what it takes (class level: also used in the node process) -------------------
+    @classmethod
+    def model_file(cls, config: Mapping[str, Any], models_dir: Path | None) -> Path:
+        """The ``.onnx`` file this config serves."""
+        raise NotImplementedError
+
+    @classmethod
+    def expected_input(cls, config: Mapping[str, Any]) -> tuple[Dim, ...] | None:
+        """The shape ``pre_process`` feeds the first input (``None`` for the batch or any free dimension),
+        and :meth:`describe_input` says which config keys made it. None: no check."""
+        return None
+
+    @classmethod
+    def describe_input(cls, config: Mapping[str, Any]) -> str:
+        return "the plugin's pre-processing"
+
+    @classmethod
+    def input_element_type(cls, config: Mapping[str, Any]) -> str | None:
+        """The element type ``pre_process`` produces (``"float32"``...), or None: no check."""
+        return "float32"
+
+    @classmethod
+    def model_name(cls, config: Mapping[str, Any]) -> str:
+        try:
+            return cls.model_file(config, None).name
+        except (NotImplementedError, ValueError, OSError, TypeError):
+            return cls.SIGNATURE
+
+    @classmethod
+    def default_workers(cls, config: Mapping[str, Any], cores: int) -> int:
+        providers = config.get("EXECUTION_PROVIDERS") or [CPU]
+        if any(p in GPU_PROVIDERS for p in providers):
+            return 1  # one process feeds the accelerator
+        return max(1, cores)
+
+    @classmethod
+    def check_config(cls, config: Mapping[str, Any], models_dir: Path | None) -> list[str]:
+        """The model file exists, is ONNX, and takes what ``pre_process`` gives it."""
+        name = cls.model_name(config)
+        try:
+            path = cls.model_file(config, models_dir)
+        except (ValueError, OSError) as exc:
+            return [f"model {name!r}: {exc}"]
+        if not path.is_absolute() and models_dir is None:
+            return []  # resolved against the cache's _models/ when the node checks it
+        if not path.is_file():
+            return [f"model {name!r}: file not found ({path})"]
+        try:
+            io = read_onnx_io(path)
+        except (OnnxFormatError, OSError) as exc:
+            return [f"model {name!r}: not a readable ONNX model ({exc})"]
+        return cls.check_io(config, io)
+
+    @classmethod
+    def check_io(cls, config: Mapping[str, Any], io: OnnxIO) -> list[str]:
+        """Problems between the model's first input and the config (shapes and element type)."""
+        if not io.inputs:
+            return [f"model {cls.model_name(config)!r}: the graph has no input"]
+        return input_problems(
+            cls.model_name(config), io.inputs[0], cls.expected_input(config), cls.input_element_type(config),
+            cls.describe_input(config),
+        )  # fmt: skip
+
+    # --- in the model-server process --------------------------------------------------------------------------
+    def on_init(self) -> None:
+        """Create the session; raise (a load error naming model and shapes) when the model does not fit."""
+        import onnxruntime as ort
+
+        path = self.model_file(self.config, self.context.models_dir)
+        if not path.is_file():
+            raise FileNotFoundError(f"model {self.model_name(self.config)!r}: file not found ({path})")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = int(self.config.get("INTRA_OP_THREADS") or 0)
+        options.inter_op_num_threads = int(self.config.get("INTER_OP_THREADS") or 0)
+        options.log_severity_level = 3
+        wanted = list(self.config.get("EXECUTION_PROVIDERS") or [CPU])
+        providers, self.skipped_providers = choose_providers(wanted, ort.get_available_providers())
+        self.model_path = path
+        self.session = ort.InferenceSession(str(path), options, providers=providers)
+        inputs = [TensorInfo(i.name, _ort_type(i.type), tuple(_ort_dim(d) for d in i.shape))
+                  for i in self.session.get_inputs()]  # fmt: skip
+        outputs = [TensorInfo(o.name, _ort_type(o.type), tuple(_ort_dim(d) for d in o.shape))
+                   for o in self.session.get_outputs()]  # fmt: skip
+        problems = self.check_io(self.config, OnnxIO(tuple(inputs), tuple(outputs)))
+        if problems:
+            raise ValueError("; ".join(problems))
+        self.inputs, self.outputs = inputs, outputs
+        self.input_name = inputs[0].name
+        self.output_names = [o.name for o in outputs]
+        batch_dim = inputs[0].shape[0] if inputs[0].shape else None
+        self.fixed_batch = batch_dim if isinstance(batch_dim, int) else None
+
+    def predict(self, batch: Any) -> list[Any]:
+        """Run the session; a model whose batch dimension is fixed at 1 runs input by input."""
+        feeds = batch if isinstance(batch, dict) else {self.input_name: batch}
+        size = len(next(iter(feeds.values())))
+        if self.fixed_batch == 1 and size > 1:
+            import numpy as np
+
+            parts = [self.session.run(None, {k: v[i : i + 1] for k, v in feeds.items()}) for i in range(size)]
+            return [np.concatenate([p[j] for p in parts]) for j in range(len(parts[0]))]
+        return self.session.run(None, feeds)  # type: ignore[no-any-return]
+
+    def model_info(self) -> dict[str, Any]:
+        return {
+            "path": str(self.model_path or ""),
+            "providers": list(self.session.get_providers()) if self.session is not None else [],
+            "skipped_providers": list(self.skipped_providers),
+            "inputs": [f"{i.name} {i.element_type} {i.shape_text()}" for i in self.inputs],
+            "outputs": [f"{o.name} {o.element_type} {o.shape_text()}" for o in self.outputs],
+            "intra_op_threads": self.config.get("INTRA_OP_THREADS"),
+            "inter_op_threads": self.config.get("INTER_OP_THREADS"),
+        }
+
+
+def choose_providers(wanted: Sequence[str], available: Sequence[str]) -> tuple[list[str], list[str]]:
+    """The wanted providers that are installed, in order, ending with the CPU one; and the skipped ones."""
+    chosen = [p for p in wanted if p in available]
+    skipped = [p for p in wanted if p not in available]
+    if CPU not in chosen:
+        chosen.append(CPU)
+    return chosen, skipped
+
+
+def input_problems(
+    model: str, tensor: TensorInfo, expected: tuple[Dim, ...] | None, element_type: str | None, source: str
+) -> list[str]:
+    """Sentences describing how ``expected`` (what pre-processing gives) does not fit the model's input."""
+    problems = []
+    if element_type and tensor.element_type not in ("unknown", element_type):
+        problems.append(
+            f"model {model!r}: input {tensor.name!r} takes {tensor.element_type} but {source} gives {element_type}"
+        )
+    if expected is None or tensor.shape is None:
+        return problems
+    given = TensorInfo(tensor.name, tensor.element_type, expected).shape_text()
+    if len(tensor.shape) != len(expected):
+        problems.append(
+            f"model {model!r}: input {tensor.name!r} has shape {tensor.shape_text()} "
+            f"({len(tensor.shape)} dimensions) but {source} gives {given} ({len(expected)} dimensions)"
+        )
+        return problems
+    for index, (have, want) in enumerate(zip(tensor.shape, expected, strict=True)):
+        if index == 0:
+            continue  # the batch: a model fixed at 1 runs input by input
+        if isinstance(have, int) and isinstance(want, int) and have != want:
+            problems.append(
+                f"model {model!r}: input {tensor.name!r} expects shape {tensor.shape_text()} but {source} gives {given}"
+            )
+            break
+    return problems
+
+
+def _ort_dim(dim: Any) -> Dim:
+    if isinstance(dim, int):
+        return dim if dim >= 0 else None
+    return str(dim) if dim else None
+
+
+def _ort_type(text: str) -> str:
+    """``tensor(float)`` → ``float32``."""
+    inner = text[text.find("(") + 1 : text.rfind(")")] if "(" in text else text
+    return {"float": "float32", "double": "float64", "float16": "float16"}.get(inner, inner)

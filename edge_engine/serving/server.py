@@ -1,0 +1,570 @@
+"""One model server: its worker processes, its fair batching queue, its watchdog and its restarts.
+
+The node-side half runs on one scheduler thread per server. It takes requests from every pipeline that
+uses the model (:mod:`~edge_engine.serving.batcher` decides when a batch leaves), sends each batch to a
+free worker process over its pipe, and routes every result back to the ticket it came from. It waits on
+the workers' pipes, their process sentinels and a wake-up pipe at once, so a result, a crash or a new
+request each wake it without polling.
+
+Failures never stall a pipeline silently:
+
+* a worker that dies (crash, ``kill -9``) or runs a batch longer than ``INFERENCE_TIMEOUT`` (it is killed)
+  fails that batch's inputs with a :class:`~edge_engine.errors.ServingError` (``crashed`` / ``timeout``) and
+  is restarted after the :class:`~edge_engine.supervisor.Supervisor`'s backoff;
+* a model that does not load fails inputs at once with ``load_failed`` (and is retried with backoff);
+* while no worker is running or loading, inputs fail at once with ``unavailable``.
+
+Processes start when the first pipeline needs the model and stop after ``IDLE_STOP_SECONDS`` without
+inputs; the next input starts them again.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import multiprocessing
+import os
+import threading
+import time
+from collections.abc import Callable
+from multiprocessing.connection import wait
+from pathlib import Path
+from typing import Any
+
+from edge_engine.errors import ServingError
+from edge_engine.serving import batcher
+from edge_engine.serving.client import ModelClient, Request
+from edge_engine.serving.config import EngineSpec, ServerSettings
+from edge_engine.serving.stats import ModelStats
+from edge_engine.serving.worker import BATCH, BATCH_ERROR, LOAD_ERROR, READY, RESULT, STOP, WorkerSpec, run_worker
+from edge_engine.supervisor import Supervisor
+
+log = logging.getLogger(__name__)
+
+LOAD_TIMEOUT = 120.0  # a worker still loading after this long is killed and counted as a failed load
+STOP_GRACE = 1.0  # seconds a worker gets to exit after "stop" before it is killed
+Notify = Callable[[str, str, dict[str, Any]], None]
+
+
+class WorkerHandle:
+    """One worker process as the scheduler sees it."""
+
+    def __init__(self, index: int, part: str):
+        self.index = index
+        self.part = part
+        self.process: Any = None
+        self.conn: Any = None
+        self.state = "stopped"  # stopped, starting, ready, busy, backoff, failed
+        self.batch: list[Request] | None = None
+        self.batch_id = 0
+        self.since = 0.0  # monotonic: when the current state (starting / busy) began
+        self.restart_at = 0.0
+        self.pid: int | None = None
+        self.batches = 0
+        self.proven = False  # finished a batch since it last started
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"index": self.index, "pid": self.pid, "state": self.state, "batches": self.batches}
+
+
+class ModelServer:
+    """Serve one (serving plugin, config) to every pipeline that needs it."""
+
+    def __init__(
+        self,
+        engine: EngineSpec,
+        supervisor: Supervisor,
+        models_dir: Path,
+        notify: Notify,
+        on_idle_closed: Callable[[ModelServer], bool] | None = None,
+    ):
+        self.engine = engine
+        self.key = engine.key
+        self.signature = engine.signature
+        self.model = engine.model
+        self.settings = ServerSettings.from_engine(engine)
+        self.supervisor = supervisor
+        self.models_dir = models_dir
+        self.notify = notify
+        self.on_idle_closed = on_idle_closed
+        self.stats = ModelStats()
+        self.info: dict[str, Any] = {}
+        self.load_error: str | None = None
+        self.closed = False
+        self._clients: dict[int, ModelClient] = {}
+        self._queue = batcher.FairQueue()
+        self._lock = threading.Lock()
+        self._stop = False
+        self._sleeping = False
+        self._woken = False
+        self._warm = False
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        self._batch_ids = itertools.count(1)
+        self._last_activity = time.monotonic()
+        self._notified: set[str] = set()
+        name = f"serving/{self.signature}/{self.key.short}"
+        self.part = name
+        self._workers = [WorkerHandle(i, f"{name}/worker{i}") for i in range(self.settings.workers)]
+        self._ctx = multiprocessing.get_context("spawn")
+        self._thread = threading.Thread(target=self._run, name=f"serving:{self.signature}", daemon=True)
+
+    # --- pipelines' side (any thread) -------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread.start()
+
+    def add_client(self, pipeline: str, window: int) -> ModelClient:
+        client = ModelClient(self, pipeline, window)
+        with self._lock:
+            self._clients[id(client)] = client
+            self._warm = True  # a pipeline will need the model: load it now rather than at its first input
+            self._wake_locked()
+        return client
+
+    def remove_client(self, client: ModelClient) -> None:
+        with self._lock:
+            self._clients.pop(id(client), None)
+            dropped = self._queue.drop(id(client))
+            client.outstanding -= len(dropped)
+            self._wake_locked()
+        error = self.error("stopping", f"pipeline {client.pipeline!r} stopped using the model")
+        for request in dropped:
+            request.resolve(error)
+
+    @property
+    def client_count(self) -> int:
+        return len(self._clients)
+
+    def submit(self, request: Request) -> None:
+        client = request.client
+        with self._lock:
+            if self.closed or client.closed:
+                refused = True
+            else:
+                refused = False
+                self._queue.push(id(client), request)
+                client.outstanding += 1
+                client.last_submit = request.submitted
+                self.stats.requests += 1
+                self._wake_locked()
+        if refused:
+            request.resolve(self.error("stopping", "the model server is stopping"))
+
+    def error(self, kind: str, message: str) -> ServingError:
+        return ServingError(self.signature, kind, message, self.model)
+
+    def stop(self) -> None:
+        """Ask the scheduler to stop its workers and end (see :meth:`join`)."""
+        with self._lock:
+            self._stop = True
+            self.closed = True
+            self._wake_locked()
+
+    def join(self, deadline: float) -> bool:
+        if self._thread.ident is not None:
+            self._thread.join(max(0.0, deadline - time.monotonic()))
+        return not self._thread.is_alive()
+
+    def _wake_locked(self) -> None:
+        if self._sleeping and not self._woken:
+            self._woken = True
+            try:
+                os.write(self._wake_w, b"!")
+            except OSError:
+                pass
+
+    # --- scheduler thread -------------------------------------------------------------------------------------
+    def _run(self) -> None:
+        try:
+            self._loop()
+        except Exception:
+            log.exception("%s: scheduler failed", self.part)
+        finally:
+            self._shutdown()
+
+    def _loop(self) -> None:
+        while True:
+            now = time.monotonic()
+            with self._lock:
+                if self._stop:
+                    return
+                to_start, failed, fail_error = self._maintain(now)
+                jobs = self._plan(now)
+                timeout = None if jobs else self._next_timeout(now)
+                self._sleeping = not jobs and not to_start and not failed
+            for request in failed:
+                self._answer(request, fail_error, ok=False)
+            for worker in to_start:
+                self._spawn(worker)
+            for worker, batch in jobs:
+                self._send(worker, batch)
+            if jobs or to_start or failed:
+                continue
+            if self._idle_stop_due(now) and self._stop_idle():
+                return
+            ready = wait(self._waitables(), timeout)
+            with self._lock:
+                self._sleeping = False
+                self._woken = False
+            self._handle(ready)
+
+    def _maintain(self, now: float) -> tuple[list[WorkerHandle], list[Request], ServingError | None]:
+        """Under the lock: workers to (re)start now, and requests to fail because nothing can serve them."""
+        to_start: list[WorkerHandle] = []
+        wanted = bool(self._clients) or self._queue.size > 0
+        demand = self._queue.size > 0 or self._warm
+        self._warm = False
+        for worker in self._workers:
+            if worker.state in ("backoff", "failed") and now >= worker.restart_at and wanted:
+                to_start.append(worker)
+            elif worker.state == "stopped" and demand:
+                to_start.append(worker)  # on demand: a pipeline started, or an input came after an idle stop
+        for worker in to_start:
+            worker.state = "starting"
+            worker.since = now
+        if self._queue.size == 0 or any(w.state in ("starting", "ready", "busy") for w in self._workers):
+            return to_start, [], None
+        if self.load_error is not None:
+            error = self.error("load_failed", self.load_error)
+        else:
+            retry = min((w.restart_at for w in self._workers), default=now) - now
+            error = self.error("unavailable", f"the model server is restarting (next attempt in {retry:.1f} s)")
+        return to_start, self._queue.drain(), error
+
+    def _plan(self, now: float) -> list[tuple[WorkerHandle, list[Request]]]:
+        """Under the lock: the batches to send now (see :mod:`edge_engine.serving.batcher`)."""
+        if self._queue.size == 0:
+            return []
+        free = [w for w in self._workers if w.state == "ready"]
+        if not free:
+            return []
+        settings = self.settings
+        clients = self._clients.values()
+        capacity = batcher.active_load(clients, now)
+        serving = sum(1 for w in self._workers if w.state in ("ready", "busy"))
+        target = batcher.batch_target(capacity, serving, settings.max_batch)
+        outstanding = sum(c.outstanding for c in clients)
+        jobs = []
+        for worker in free:
+            pending = self._queue.size
+            oldest = self._queue.oldest()
+            if not pending or oldest is None:
+                break
+            if not batcher.batch_ready(pending, target, now - oldest, settings.max_wait, outstanding, capacity):
+                break
+            batch = self._queue.take(settings.max_batch)
+            worker.state = "busy"
+            worker.batch = batch
+            worker.batch_id = next(self._batch_ids)
+            worker.since = now
+            jobs.append((worker, batch))
+        return jobs
+
+    def _next_timeout(self, now: float) -> float | None:
+        """Under the lock: seconds until something is due (a batch's wait, a watchdog, a restart, idle stop)."""
+        deadlines: list[float] = []
+        if self._queue.size and any(w.state == "ready" for w in self._workers):
+            oldest = self._queue.oldest()
+            if oldest is not None:
+                deadlines.append(oldest + self.settings.max_wait)
+        for worker in self._workers:
+            if worker.state == "busy":
+                deadlines.append(worker.since + self.settings.inference_timeout)
+            elif worker.state == "starting":
+                deadlines.append(worker.since + LOAD_TIMEOUT)
+            elif worker.state in ("backoff", "failed") and self._clients:
+                deadlines.append(worker.restart_at)
+        alive = any(w.alive for w in self._workers)
+        if alive and (self.settings.idle_stop > 0 or not self._clients):
+            deadlines.append(self._last_activity + self.settings.idle_stop)
+        if not self._clients and not alive:
+            deadlines.append(now + 1.0)  # nobody uses it and nothing runs: re-check for closing
+        if not deadlines:
+            return None
+        return max(0.0, min(deadlines) - now)
+
+    def _waitables(self) -> list[Any]:
+        items: list[Any] = [self._wake_r]
+        for worker in self._workers:
+            if worker.conn is not None:
+                items.append(worker.conn)
+            if worker.process is not None:
+                items.append(worker.process.sentinel)
+        return items
+
+    def _handle(self, ready: list[Any]) -> None:
+        if self._wake_r in ready:
+            try:
+                while os.read(self._wake_r, 4096):
+                    pass
+            except (BlockingIOError, OSError):
+                pass
+        for worker in self._workers:
+            if worker.conn is not None and worker.conn in ready:
+                self._receive(worker)
+        for worker in self._workers:
+            if worker.process is not None and worker.process.sentinel in ready:
+                self._receive(worker)  # what it said before it died
+                self._died(worker, "crashed", f"server process exited (code {worker.process.exitcode})")
+        self._watchdog(time.monotonic())
+
+    # --- workers ------------------------------------------------------------------------------------------------
+    def _spawn(self, worker: WorkerHandle) -> None:
+        spec = WorkerSpec.for_class(self.engine.record.cls, self.engine.config, self.models_dir, worker.index)
+        parent, child = self._ctx.Pipe(duplex=True)
+        process = self._ctx.Process(
+            target=run_worker, args=(spec, child), name=f"model-server:{self.signature}#{worker.index}", daemon=True
+        )
+        try:
+            process.start()
+        except Exception as exc:
+            parent.close()
+            child.close()
+            self._backoff(worker, f"cannot start a server process: {type(exc).__name__}: {exc}", "failed")
+            return
+        child.close()
+        worker.process, worker.conn, worker.pid = process, parent, process.pid
+        worker.proven = False
+        log.info("%s: started server process %s for model %s", worker.part, process.pid, self.model)
+
+    def _send(self, worker: WorkerHandle, batch: list[Request]) -> None:
+        try:
+            worker.conn.send((BATCH, worker.batch_id, [r.item for r in batch]))
+        except (OSError, ValueError, AttributeError) as exc:
+            log.debug("%s: send failed (%s); the process sentinel reports the death", worker.part, exc)
+
+    def _receive(self, worker: WorkerHandle) -> None:
+        conn = worker.conn
+        if conn is None:
+            return
+        try:
+            while worker.conn is conn and conn.poll():
+                self._on_message(worker, conn.recv())
+        except (EOFError, OSError):
+            # the process is exiting: stop watching its pipe, its sentinel tells the death
+            if worker.conn is conn:
+                worker.conn = None
+                conn.close()
+
+    def _on_message(self, worker: WorkerHandle, message: tuple[Any, ...]) -> None:
+        kind = message[0]
+        if kind == RESULT:
+            self._on_result(worker, message[1], message[2], message[3])
+        elif kind == BATCH_ERROR:
+            self._on_batch_error(worker, message[1], message[2])
+        elif kind == READY:
+            worker.state = "ready"
+            worker.since = time.monotonic()
+            self.info = message[1]
+            self.load_error = None
+            log.info("%s: model %s loaded (%s)", worker.part, self.model, ", ".join(self.info.get("providers", [])))
+        elif kind == LOAD_ERROR:
+            self.load_error = str(message[1])
+            self._notify_once("error", f"model {self.model} failed to load: {self.load_error}")
+            self._stop_process(worker, grace=STOP_GRACE)
+            self._backoff(worker, f"load failed: {self.load_error}", "failed")
+
+    def _take_batch(self, worker: WorkerHandle, batch_id: int) -> list[Request]:
+        if worker.batch is None or batch_id != worker.batch_id:
+            return []
+        batch, worker.batch = worker.batch, None
+        if worker.state == "busy":
+            worker.state = "ready"
+        worker.batches += 1
+        self._last_activity = time.monotonic()
+        return batch
+
+    def _on_result(self, worker: WorkerHandle, batch_id: int, results: list[Any], seconds: float) -> None:
+        batch = self._take_batch(worker, batch_id)
+        if not batch:
+            return
+        self.stats.batch_done(len(batch), seconds)
+        if not worker.proven:
+            worker.proven = True
+            self.supervisor.recovered(worker.part)
+        for request, result in zip(batch, results, strict=False):
+            self._answer(request, result, ok=True)
+
+    def _on_batch_error(self, worker: WorkerHandle, batch_id: int, text: str) -> None:
+        batch = self._take_batch(worker, batch_id)
+        self.stats.error(text)
+        if text not in self._notified:
+            log.error("%s: batch of %d failed: %s", worker.part, len(batch), text)
+        self._notify_once("error", f"model {self.model}: inference failed: {text}")
+        error = self.error("inference_error", text)
+        for request in batch:
+            self._answer(request, error, ok=False)
+
+    def _answer(self, request: Request, value: Any, ok: bool) -> None:
+        client = request.client
+        with self._lock:
+            client.outstanding -= 1
+        self.stats.answered(time.monotonic() - request.submitted, ok)
+        request.resolve(value)
+
+    def _watchdog(self, now: float) -> None:
+        for worker in self._workers:
+            if worker.state == "busy" and now - worker.since > self.settings.inference_timeout:
+                text = f"a batch ran longer than INFERENCE_TIMEOUT ({self.settings.inference_timeout:g} s)"
+                self._kill(worker)
+                self._died(worker, "timeout", text)
+            elif worker.state == "starting" and now - worker.since > LOAD_TIMEOUT:
+                self._kill(worker)
+                self.load_error = f"the model did not load within {LOAD_TIMEOUT:g} s"
+                self._died(worker, "load_failed", self.load_error)
+
+    def _died(self, worker: WorkerHandle, kind: str, text: str) -> None:
+        if worker.process is None:
+            return
+        batch, worker.batch = worker.batch or [], None
+        was_failed = worker.state == "failed"
+        self._reap(worker)
+        if was_failed:
+            return  # a load error already scheduled the retry
+        self.stats.error(text)
+        self._notify_once("warning", f"model {self.model}: server process {worker.index} {kind}: {text}")
+        log.error("%s: %s (%d input(s) affected)", worker.part, text, len(batch))
+        error = self.error(kind, text)
+        for request in batch:
+            self._answer(request, error, ok=False)
+        self._backoff(worker, text, "backoff")
+
+    def _backoff(self, worker: WorkerHandle, text: str, state: str) -> None:
+        delay = self.supervisor.failed(worker.part, text)
+        self.stats.restarts += 1
+        worker.state = state
+        worker.restart_at = time.monotonic() + delay
+
+    def _kill(self, worker: WorkerHandle) -> None:
+        if worker.process is not None:
+            try:
+                worker.process.kill()
+            except (OSError, ValueError):
+                pass
+
+    def _reap(self, worker: WorkerHandle) -> None:
+        process, conn = worker.process, worker.conn
+        worker.process = worker.conn = None
+        worker.pid = None
+        if conn is not None:
+            conn.close()
+        if process is not None:
+            process.join(STOP_GRACE)
+            if process.is_alive():
+                process.kill()
+                process.join(STOP_GRACE)
+            process.close()
+
+    def _stop_process(self, worker: WorkerHandle, grace: float) -> None:
+        """Ask a worker to exit, then kill it if it does not within ``grace`` seconds."""
+        if worker.conn is not None:
+            try:
+                worker.conn.send((STOP,))
+            except (OSError, ValueError):
+                pass
+        if worker.process is not None:
+            worker.process.join(grace)
+        self._reap(worker)
+
+    def _idle_stop_due(self, now: float) -> bool:
+        with self._lock:
+            busy = self._queue.size or any(w.state in ("busy", "starting") for w in self._workers)
+            alive = any(w.alive for w in self._workers)
+            if busy:
+                return False
+            if not alive:
+                return not self._clients
+            if self._clients and self.settings.idle_stop <= 0:
+                return False  # 0: keep running while pipelines use the model
+            return now - self._last_activity >= self.settings.idle_stop
+
+    def _stop_idle(self) -> bool:
+        """Stop the processes after the idle time; True when the server closed for good (no pipeline uses it)."""
+        if any(w.alive for w in self._workers):
+            log.info("%s: idle for %.0f s: stopping its server processes", self.part, self.settings.idle_stop)
+            for worker in self._workers:
+                self._stop_process(worker, STOP_GRACE)
+                worker.state = "stopped"
+        self._last_activity = time.monotonic()
+        return self.on_idle_closed is not None and self.on_idle_closed(self)
+
+    def _shutdown(self) -> None:
+        for worker in self._workers:
+            if worker.conn is not None:
+                try:
+                    worker.conn.send((STOP,))
+                except (OSError, ValueError):
+                    pass
+        deadline = time.monotonic() + STOP_GRACE
+        for worker in self._workers:
+            if worker.process is not None:
+                worker.process.join(max(0.0, deadline - time.monotonic()))
+        error = self.error("stopping", "the model server stopped")
+        with self._lock:
+            self.closed = True
+            leftovers = self._queue.drain()
+            for worker in self._workers:
+                leftovers.extend(worker.batch or [])
+                worker.batch = None
+        for worker in self._workers:
+            self._reap(worker)
+            worker.state = "stopped"
+        for request in leftovers:
+            self._answer(request, error, ok=False)
+        for fd in (self._wake_r, self._wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    def _notify_once(self, level: str, message: str) -> None:
+        if message in self._notified:
+            return
+        self._notified.add(message)
+        if len(self._notified) > 100:
+            self._notified.clear()
+        try:
+            self.notify(level, message, {"signature": self.signature, "model": self.model})
+        except Exception:
+            log.exception("%s: notification failed", self.part)
+
+    # --- reporting --------------------------------------------------------------------------------------------
+    @property
+    def state(self) -> str:
+        states = {w.state for w in self._workers}
+        for name in ("busy", "ready"):
+            if name in states:
+                return "running"
+        if "starting" in states:
+            return "starting"
+        if "failed" in states:
+            return "failed"
+        if "backoff" in states:
+            return "restarting"
+        return "stopped" if self.closed else "idle"
+
+    def pids(self) -> list[int]:
+        return [w.pid for w in self._workers if w.pid is not None]
+
+    def snapshot(self) -> dict[str, Any]:
+        self.stats.update_rate()
+        settings = self.settings
+        clients = sorted({c.pipeline for c in list(self._clients.values())})
+        return {
+            "signature": self.signature,
+            "model": self.model,
+            "config_id": self.key.short,
+            "state": self.state,
+            "providers": list(self.info.get("providers", [])),
+            "model_info": {k: v for k, v in self.info.items() if k not in ("providers", "pid")},
+            "workers": [w.snapshot() for w in self._workers],
+            "max_batch_size": settings.max_batch,
+            "max_wait_ms": round(settings.max_wait * 1000, 3),
+            "pipelines": clients,
+            "load_error": self.load_error,
+            **self.stats.snapshot(),
+        }

@@ -1,0 +1,206 @@
+"""How frames travel from a pipeline to a model-server process: shared-memory slots, or pipes as a fallback.
+
+Each pipeline that uses models owns a small ring of slots (``MAX_IN_FLIGHT`` of them), each its own
+``multiprocessing.shared_memory`` segment, grown when a bigger frame comes. The pipeline copies a frame
+into a free slot once; every server that needs it reads it in place (a numpy view) and the slot is reused
+when all of them have answered. A request names the segment, the shape and the dtype: a few bytes, never
+the pixels. When ``/dev/shm`` is smaller than :data:`SHM_MIN_BYTES` (Docker's default is 64 MB) the node
+says so and falls back to sending the frame's bytes through the server's pipe.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+from collections import OrderedDict
+from dataclasses import dataclass
+from multiprocessing import shared_memory
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+SHM_PATH = "/dev/shm"
+SHM_MIN_BYTES = 128 * 1024 * 1024
+SHM_MARGIN_BYTES = 16 * 1024 * 1024
+SLOT_ROUNDING = 64 * 1024
+_names = itertools.count(1)
+
+FrameRef = tuple[Any, tuple[int, ...], str]
+"""``(segment name | frame bytes | None, shape, dtype)`` as sent to a server."""
+
+
+@dataclass(frozen=True)
+class ShmStatus:
+    """What the start-up check found."""
+
+    usable: bool
+    total_bytes: int | None
+    free_bytes: int | None
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        mb = 1024 * 1024
+        return {
+            "transport": "shared_memory" if self.usable else "pipe",
+            "shm_total_mb": None if self.total_bytes is None else round(self.total_bytes / mb),
+            "shm_free_mb": None if self.free_bytes is None else round(self.free_bytes / mb),
+            "reason": self.reason,
+        }
+
+
+def check_shm(min_bytes: int = SHM_MIN_BYTES, path: str = SHM_PATH) -> ShmStatus:
+    """Whether ``/dev/shm`` is big enough for frame slots (where the OS has no such folder, assume yes)."""
+    try:
+        stat = os.statvfs(path)
+    except (OSError, AttributeError):
+        return ShmStatus(True, None, None, f"{path} not found: the OS provides shared memory another way")
+    total, free = stat.f_blocks * stat.f_frsize, stat.f_bavail * stat.f_frsize
+    if total < min_bytes:
+        reason = (
+            f"{path} is {total // 2**20} MB, less than the {min_bytes // 2**20} MB frames need: frames go to model "
+            "servers through pipes (slower). Give the container more (compose: shm_size: 1gb; k8s: a "
+            "memory-backed emptyDir at /dev/shm)"
+        )
+        return ShmStatus(False, total, free, reason)
+    return ShmStatus(True, total, free, f"{path}: {total // 2**20} MB")
+
+
+def shm_free_bytes(path: str = SHM_PATH) -> int | None:
+    try:
+        stat = os.statvfs(path)
+    except (OSError, AttributeError):
+        return None
+    return stat.f_bavail * stat.f_frsize
+
+
+class FrameSlots:
+    """The pipeline side: a ring of numbered slots, each a shared-memory segment (or pipe mode: none).
+
+    Used by one thread (the pipeline's dispatcher): no locking.
+    """
+
+    def __init__(self, count: int, use_shm: bool, prefix: str = "ee"):
+        self.use_shm = use_shm
+        self._prefix = f"{prefix}{os.getpid()}_"
+        self._segments: list[shared_memory.SharedMemory | None] = [None] * count
+        self._free = list(range(count - 1, -1, -1))
+        self.fallbacks = 0
+
+    @property
+    def free(self) -> int:
+        return len(self._free)
+
+    @property
+    def count(self) -> int:
+        return len(self._segments)
+
+    def resize(self, count: int) -> None:
+        """Grow the ring to ``count`` slots (a live update raised MAX_IN_FLIGHT)."""
+        while len(self._segments) < count:
+            self._segments.append(None)
+            self._free.insert(0, len(self._segments) - 1)
+
+    def acquire(self) -> int:
+        """A free slot number (the caller keeps at most ``count`` in use)."""
+        return self._free.pop()
+
+    def release(self, slot: int) -> None:
+        self._free.append(slot)
+
+    def put(self, slot: int, image: Any) -> FrameRef:
+        """Write ``image`` into ``slot``; returns the reference a server resolves with :class:`FrameReader`."""
+        if image is None:
+            return (None, (), "")
+        import numpy as np
+
+        array = image if isinstance(image, np.ndarray) else np.asarray(image)
+        shape, dtype = tuple(array.shape), array.dtype.str
+        if self.use_shm:
+            segment = self._segment(slot, array.nbytes)
+            if segment is not None:
+                np.copyto(np.ndarray(array.shape, array.dtype, buffer=segment.buf), array, casting="no")
+                return (segment.name, shape, dtype)
+        return (np.ascontiguousarray(array).tobytes(), shape, dtype)
+
+    def _segment(self, slot: int, nbytes: int) -> shared_memory.SharedMemory | None:
+        segment = self._segments[slot]
+        if segment is not None and segment.size >= nbytes:
+            return segment
+        size = max(SLOT_ROUNDING, -(-nbytes // SLOT_ROUNDING) * SLOT_ROUNDING)
+        free = shm_free_bytes()
+        if free is not None and free < size + SHM_MARGIN_BYTES:
+            self.fallbacks += 1
+            if self.fallbacks == 1:
+                log.warning("/dev/shm has %d MB free: this frame goes through a pipe", free // 2**20)
+            return None
+        self._close(slot)
+        try:
+            segment = shared_memory.SharedMemory(name=f"{self._prefix}{next(_names)}", create=True, size=size)
+        except OSError as exc:
+            self.fallbacks += 1
+            log.warning("cannot create a shared-memory frame slot (%s): this frame goes through a pipe", exc)
+            return None
+        self._segments[slot] = segment
+        return segment
+
+    def _close(self, slot: int) -> None:
+        segment, self._segments[slot] = self._segments[slot], None
+        if segment is None:
+            return
+        try:
+            segment.close()
+            segment.unlink()
+        except (OSError, BufferError) as exc:
+            log.debug("closing frame slot %s: %s", segment.name, exc)
+
+    def close(self) -> None:
+        """Unlink every segment (servers that still map one keep it until they let it go)."""
+        for slot in range(len(self._segments)):
+            self._close(slot)
+
+
+class FrameReader:
+    """The server side: resolve frame references to numpy arrays, keeping recent segments mapped."""
+
+    def __init__(self, keep: int = 64):
+        self._keep = keep
+        self._segments: OrderedDict[str, shared_memory.SharedMemory] = OrderedDict()
+
+    def array(self, ref: FrameRef) -> Any:
+        source, shape, dtype = ref
+        if source is None:
+            return None
+        import numpy as np
+
+        if isinstance(source, (bytes, bytearray)):
+            return np.frombuffer(source, dtype=np.dtype(dtype)).reshape(shape)
+        segment = self._attach(source)
+        view = np.ndarray(shape, np.dtype(dtype), buffer=segment.buf)
+        view.flags.writeable = False
+        return view
+
+    def _attach(self, name: str) -> shared_memory.SharedMemory:
+        segment = self._segments.get(name)
+        if segment is not None:
+            self._segments.move_to_end(name)
+            return segment
+        # Spawned servers share the node's resource tracker, so attaching registers nothing new and exiting
+        # unlinks nothing: the pipeline that created the segment unlinks it.
+        segment = shared_memory.SharedMemory(name=name)
+        self._segments[name] = segment
+        while len(self._segments) > self._keep:
+            _, old = self._segments.popitem(last=False)
+            try:
+                old.close()
+            except BufferError:  # a view of it is still alive somewhere: let the GC unmap it later
+                pass
+        return segment
+
+    def close(self) -> None:
+        for segment in self._segments.values():
+            try:
+                segment.close()
+            except BufferError:
+                pass
+        self._segments.clear()

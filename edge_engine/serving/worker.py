@@ -1,0 +1,167 @@
+"""The model-server process: load one serving plugin, then run the batches its node sends, until told to stop.
+
+Started with the ``spawn`` method (a fresh interpreter: never a fork of the threaded node), it imports the
+plugin's module, creates the plugin with its effective config and calls ``on_init()`` (where the model is
+loaded: the only place onnxruntime is imported). It then answers on its pipe:
+
+* node → server: ``("batch", batch_id, items)`` with one ``(frame ref, data, metadata, seq, timestamp)`` per
+  input, or ``("stop",)``;
+* server → node: ``("ready", info)`` or ``("load_error", text)`` once, then ``("result", batch_id, results,
+  seconds)`` or ``("batch_error", batch_id, text)`` per batch.
+
+Frames are read in place from shared memory (see :mod:`edge_engine.serving.transport`). The process
+ignores SIGINT (the node decides when it stops) and exits when its pipe closes, so a node killed with
+SIGKILL leaves no server behind.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+READY = "ready"
+LOAD_ERROR = "load_error"
+BATCH = "batch"
+RESULT = "result"
+BATCH_ERROR = "batch_error"
+STOP = "stop"
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """Everything a server process needs to load its plugin (picklable)."""
+
+    signature: str
+    module_name: str
+    module_file: str | None
+    class_name: str
+    config: dict[str, Any]
+    models_dir: str
+    index: int = 0
+    log_level: int = logging.WARNING
+    env: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def for_class(cls, plugin_cls: type, config: dict[str, Any], models_dir: Path, index: int) -> WorkerSpec:
+        import inspect
+
+        try:
+            module_file: str | None = inspect.getfile(plugin_cls)
+        except (TypeError, OSError):
+            module_file = None
+        return cls(
+            signature=str(getattr(plugin_cls, "SIGNATURE", "")),
+            module_name=plugin_cls.__module__,
+            module_file=module_file,
+            class_name=plugin_cls.__qualname__,
+            config=dict(config),
+            models_dir=str(models_dir),
+            index=index,
+            log_level=logging.getLogger("edge_engine").getEffectiveLevel(),
+        )
+
+
+def run_worker(spec: WorkerSpec, conn: Any) -> None:
+    """Entry point of a model-server process."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    logging.basicConfig(
+        level=max(spec.log_level, logging.INFO),
+        format=f"%(asctime)s %(levelname)-7s model-server {spec.signature}#{spec.index} (pid %(process)d): %(message)s",
+    )
+    log = logging.getLogger(f"edge.serving.{spec.signature}")
+    try:
+        plugin = _create_plugin(spec, log)
+        plugin.on_init()
+        info = dict(plugin.model_info() or {})
+    except Exception as exc:
+        _send(conn, (LOAD_ERROR, f"{type(exc).__name__}: {exc}"))
+        return
+    info["pid"] = os.getpid()
+    if not _send(conn, (READY, info)):
+        return
+    try:
+        _serve(plugin, conn)
+    finally:
+        try:
+            plugin.on_close()
+        except Exception:
+            log.exception("on_close raised")
+
+
+def _create_plugin(spec: WorkerSpec, log: logging.Logger) -> Any:
+    from edge_engine.plugin_types import PluginContext
+
+    cls = _load_class(spec)
+    context = PluginContext(
+        node_alias="",
+        pipeline="",
+        signature=spec.signature,
+        instance_id=None,
+        log=log,
+        output_dir=Path(spec.models_dir),
+        models_dir=Path(spec.models_dir),
+        stop_event=threading.Event(),
+    )
+    return cls(dict(spec.config), context)
+
+
+def _load_class(spec: WorkerSpec) -> type:
+    """Import the plugin's module as the node did: folder plugins by file, packages by name."""
+    if spec.module_name.startswith("edge_plugins.") and spec.module_file:
+        from edge_engine.discovery import import_file
+
+        module: Any = import_file(Path(spec.module_file), spec.module_name)
+    else:
+        module = importlib.import_module(spec.module_name)
+    obj: Any = module
+    for part in spec.class_name.split("."):
+        obj = getattr(obj, part)
+    return obj  # type: ignore[no-any-return]
+
+
+def _serve(plugin: Any, conn: Any) -> None:
+    from edge_engine.plugin_types import Input
+    from edge_engine.serving.transport import FrameReader
+
+    reader = FrameReader()
+    perf = time.perf_counter
+    try:
+        while True:
+            try:
+                message = conn.recv()
+            except (EOFError, OSError):
+                return  # the node is gone
+            if message[0] != BATCH:
+                return
+            _, batch_id, items = message
+            started = perf()
+            try:
+                inputs = [Input(reader.array(ref), data, meta, seq, ts) for ref, data, meta, seq, ts in items]
+                results = list(plugin.post_process(plugin.predict(plugin.pre_process(inputs)), inputs))
+                del inputs  # release the shared-memory views before the slots are reused
+                if len(results) != len(items):
+                    raise ValueError(f"post_process returned {len(results)} results for {len(items)} inputs")
+                reply: tuple[Any, ...] = (RESULT, batch_id, results, perf() - started)
+            except Exception as exc:
+                reply = (BATCH_ERROR, batch_id, f"{type(exc).__name__}: {exc}")
+            if not _send(conn, reply) and reply[0] == RESULT:
+                _send(conn, (BATCH_ERROR, batch_id, "the results could not be sent (not picklable?)"))
+    finally:
+        reader.close()
+
+
+def _send(conn: Any, message: tuple[Any, ...]) -> bool:
+    try:
+        conn.send(message)
+        return True
+    except (OSError, EOFError, BrokenPipeError):
+        return False
+    except Exception:  # pickling the results failed
+        return False

@@ -1,0 +1,252 @@
+"""PP-OCR models shipped inside the ``rapidocr-onnxruntime`` wheel: the text detector and the direction classifier.
+
+The ONNX files are loaded from the installed package's ``models/`` folder (found with ``importlib.util.find_spec``,
+which does not import the package: it was installed with ``--no-deps`` and its own dependencies are absent).
+Nothing is downloaded. The pre- and post-processing follow RapidOCR's (Apache-2.0), re-implemented with
+OpenCV and numpy only.
+
+* ``PP_OCR_DETECTOR`` (PP-OCRv4 det, DB): each frame is resized so its longer side is at most
+  ``LIMIT_SIDE`` (multiples of 32), frames of a batch are padded to a common size, and the probability map
+  of each is turned into text regions: ``[{"box": [[x, y] × 4], "score": s}]`` in the frame's pixels,
+  clockwise from the top-left corner.
+* ``PP_OCR_DIRECTION`` (PP-OCR mobile v2 cls): a text-line crop is resized to 48 px high (up to 192 wide) and
+  classified upright or upside down: ``{"label": "0" | "180", "score": p}``. Small and fast: the model the
+  sharing benchmark batches.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+from edge_engine.api import Input, Key, OnnxServingPlugin
+
+PACKAGE = "rapidocr_onnxruntime"
+INSTALL_HINT = "install it with: pip install --no-deps rapidocr-onnxruntime"
+
+
+def rapidocr_models_dir() -> Path:
+    """The ``models/`` folder of the installed rapidocr-onnxruntime package (the package is not imported)."""
+    spec = importlib.util.find_spec(PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"the rapidocr-onnxruntime package is not installed; {INSTALL_HINT}")
+    return Path(next(iter(spec.submodule_search_locations))) / "models"
+
+
+class _PackagedModel(OnnxServingPlugin):
+    ABSTRACT = True
+    MODEL_FILE: ClassVar[str] = ""
+
+    @classmethod
+    def model_file(cls, config: Mapping[str, Any], models_dir: Path | None) -> Path:
+        return rapidocr_models_dir() / cls.MODEL_FILE
+
+    @classmethod
+    def model_name(cls, config: Mapping[str, Any]) -> str:
+        return cls.MODEL_FILE
+
+
+# --- text detector ----------------------------------------------------------------------------------------------
+class PpOcrDetector(_PackagedModel):
+    """PP-OCRv4 text detector; see the module docstring."""
+
+    SIGNATURE = "PP_OCR_DETECTOR"
+    VERSION = "1.0.0"
+    DESCRIPTION = "PP-OCRv4 text detection (from the rapidocr-onnxruntime wheel): text regions with scores"
+    MODEL_FILE = "ch_PP-OCRv4_det_infer.onnx"
+    CONFIG: ClassVar[dict[str, Any]] = {
+        "MAX_BATCH_SIZE": Key(4, type=int, min=1, doc="largest batch the server runs"),
+        "LIMIT_SIDE": Key(640, type=int, min=32, max=4096, doc="longest side of a frame once resized for the model"),
+        "THRESH": Key(0.3, min=0, max=1, doc="probability above which a pixel is text"),
+        "BOX_THRESH": Key(0.5, min=0, max=1, doc="smallest mean probability of a reported region"),
+        "UNCLIP_RATIO": Key(1.6, min=0, max=10, doc="how much a region is grown around its text"),
+        "MAX_CANDIDATES": Key(1000, type=int, min=1, doc="most regions looked at per frame"),
+        "USE_DILATION": Key(True, type=bool, doc="dilate the text mask (joins broken strokes)"),
+    }
+
+    @classmethod
+    def expected_input(cls, config: Mapping[str, Any]) -> tuple[Any, ...]:
+        return (None, 3, None, None)
+
+    @classmethod
+    def describe_input(cls, config: Mapping[str, Any]) -> str:
+        return "PP_OCR_DETECTOR's pre-processing (BGR, NCHW)"
+
+    def pre_process(self, inputs: list[Input]) -> Any:
+        import cv2
+        import numpy as np
+
+        limit = int(self.config["LIMIT_SIDE"])
+        resized, sizes = [], []
+        for inp in inputs:
+            if inp.image is None:
+                raise ValueError(f"input #{inp.seq} has no image")
+            height, width = inp.image.shape[:2]
+            new_h, new_w = detector_size(height, width, limit)
+            image = inp.image if inp.image.ndim == 3 else cv2.cvtColor(inp.image, cv2.COLOR_GRAY2BGR)
+            resized.append(cv2.resize(image, (new_w, new_h)))
+            sizes.append((new_h, new_w, height, width))
+        max_h, max_w = max(s[0] for s in sizes), max(s[1] for s in sizes)
+        batch = np.zeros((len(inputs), 3, max_h, max_w), np.float32)
+        for index, image in enumerate(resized):
+            h, w = image.shape[:2]
+            batch[index, :, :h, :w] = (image.astype(np.float32) * (2 / 255.0) - 1.0).transpose(2, 0, 1)
+        return batch, sizes
+
+    def predict(self, batch: Any) -> Any:
+        tensor, sizes = batch
+        return super().predict(tensor)[0], sizes
+
+    def post_process(self, predictions: Any, inputs: list[Input]) -> list[Any]:
+        probabilities, sizes = predictions
+        config = self.config
+        settings = {
+            "thresh": config["THRESH"], "box_thresh": config["BOX_THRESH"], "unclip_ratio": config["UNCLIP_RATIO"],
+            "max_candidates": config["MAX_CANDIDATES"], "dilate": config["USE_DILATION"],
+        }  # fmt: skip
+        results = []
+        for index, (new_h, new_w, height, width) in enumerate(sizes):
+            prob = probabilities[index, 0, :new_h, :new_w]
+            results.append(db_regions(prob, height, width, **settings))
+        return results
+
+
+def detector_size(height: int, width: int, limit: int) -> tuple[int, int]:
+    """The network size of a ``height`` × ``width`` frame: longer side at most ``limit``, multiples of 32."""
+    ratio = min(1.0, limit / max(height, width))
+    return max(32, round(height * ratio / 32) * 32), max(32, round(width * ratio / 32) * 32)
+
+
+def db_regions(
+    prob: Any, height: int, width: int, thresh: float = 0.3, box_thresh: float = 0.5, unclip_ratio: float = 1.6,
+    max_candidates: int = 1000, dilate: bool = True,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """Text regions from a DB probability map (RapidOCR's ``DBPostProcess`` in fast score mode)."""
+    import cv2
+    import numpy as np
+
+    mask = (prob > thresh).astype(np.uint8)
+    if dilate:
+        mask = cv2.dilate(mask, np.ones((2, 2), np.uint8))
+    contours, _ = cv2.findContours(mask * 255, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
+    map_h, map_w = prob.shape
+    regions = []
+    for contour in contours[:max_candidates]:
+        points, short_side = _mini_box(contour)
+        if short_side < 3:
+            continue
+        score = _box_score(prob, points)
+        if score < box_thresh:
+            continue
+        points, short_side = _unclip(points, unclip_ratio)
+        if short_side < 5:
+            continue
+        points[:, 0] = np.clip(np.round(points[:, 0] / map_w * width), 0, width - 1)
+        points[:, 1] = np.clip(np.round(points[:, 1] / map_h * height), 0, height - 1)
+        points = _clockwise(points)
+        if np.linalg.norm(points[0] - points[1]) <= 3 or np.linalg.norm(points[0] - points[3]) <= 3:
+            continue
+        regions.append({"box": points.astype(int).tolist(), "score": round(float(score), 4)})
+    regions.sort(key=lambda r: (r["box"][0][1], r["box"][0][0]))
+    return regions
+
+
+def _mini_box(contour: Any) -> tuple[Any, float]:
+    import cv2
+    import numpy as np
+
+    rect = cv2.minAreaRect(contour)
+    points = sorted(cv2.boxPoints(rect).tolist(), key=lambda p: p[0])
+    left = sorted(points[:2], key=lambda p: p[1])
+    right = sorted(points[2:], key=lambda p: p[1])
+    return np.array([left[0], right[0], right[1], left[1]], np.float32), min(rect[1])
+
+
+def _box_score(prob: Any, points: Any) -> float:
+    import cv2
+    import numpy as np
+
+    h, w = prob.shape
+    xmin = int(np.clip(np.floor(points[:, 0].min()), 0, w - 1))
+    xmax = int(np.clip(np.ceil(points[:, 0].max()), 0, w - 1))
+    ymin = int(np.clip(np.floor(points[:, 1].min()), 0, h - 1))
+    ymax = int(np.clip(np.ceil(points[:, 1].max()), 0, h - 1))
+    mask = np.zeros((ymax - ymin + 1, xmax - xmin + 1), np.uint8)
+    shifted = points - np.array([xmin, ymin], np.float32)
+    cv2.fillPoly(mask, shifted.reshape(1, -1, 2).astype(np.int32), 1)
+    return float(cv2.mean(prob[ymin : ymax + 1, xmin : xmax + 1], mask)[0])
+
+
+def _unclip(points: Any, ratio: float) -> tuple[Any, float]:
+    """Grow the rectangle by ``area * ratio / perimeter`` on every side (what the polygon offset of RapidOCR
+    gives once its minimum-area rectangle is taken again), without pyclipper."""
+    import cv2
+
+    (cx, cy), (w, h), angle = cv2.minAreaRect(points)
+    distance = (w * h * ratio) / (2 * (w + h)) if w + h > 0 else 0.0
+    grown = ((cx, cy), (w + 2 * distance, h + 2 * distance), angle)
+    return _mini_box(cv2.boxPoints(grown))
+
+
+def _clockwise(points: Any) -> Any:
+    import numpy as np
+
+    by_x = points[np.argsort(points[:, 0]), :]
+    left = by_x[:2][np.argsort(by_x[:2, 1]), :]
+    right = by_x[2:][np.argsort(by_x[2:, 1]), :]
+    return np.array([left[0], right[0], right[1], left[1]], np.float32)
+
+
+# --- text direction classifier -----------------------------------------------------------------------------------
+class PpOcrDirection(_PackagedModel):
+    """PP-OCR text-direction classifier; see the module docstring."""
+
+    SIGNATURE = "PP_OCR_DIRECTION"
+    VERSION = "1.0.0"
+    DESCRIPTION = "PP-OCR text-line direction (0 or 180 degrees), from the rapidocr-onnxruntime wheel"
+    MODEL_FILE = "ch_ppocr_mobile_v2.0_cls_infer.onnx"
+    LABELS = ("0", "180")
+    HEIGHT, WIDTH = 48, 192
+    CONFIG: ClassVar[dict[str, Any]] = {
+        "MAX_BATCH_SIZE": Key(4, type=int, min=1, doc="largest batch (4 is fastest per image on one CPU thread)"),
+    }
+
+    @classmethod
+    def expected_input(cls, config: Mapping[str, Any]) -> tuple[Any, ...]:
+        return (None, 3, cls.HEIGHT, cls.WIDTH)
+
+    @classmethod
+    def describe_input(cls, config: Mapping[str, Any]) -> str:
+        return "PP_OCR_DIRECTION's pre-processing (3 × 48 × 192)"
+
+    def pre_process(self, inputs: list[Input]) -> Any:
+        return direction_batch([inp.image for inp in inputs])
+
+    def post_process(self, predictions: Any, inputs: list[Input]) -> list[Any]:
+        probabilities = predictions[0]
+        best = probabilities.argmax(axis=1)
+        return [
+            {"label": self.LABELS[int(i)], "score": round(float(row[i]), 4)}
+            for i, row in zip(best, probabilities, strict=True)
+        ]
+
+
+def direction_batch(images: list[Any], height: int = 48, width: int = 192) -> Any:
+    """Text-line crops (BGR) → the classifier's ``N × 3 × 48 × 192`` batch (RapidOCR's ``resize_norm_img``)."""
+    import cv2
+    import numpy as np
+
+    batch = np.zeros((len(images), 3, height, width), np.float32)
+    for index, image in enumerate(images):
+        if image is None:
+            raise ValueError("an input has no image")
+        h, w = image.shape[:2]
+        new_w = min(width, math.ceil(height * w / float(h)))
+        resized = cv2.resize(image, (new_w, height))
+        if resized.ndim == 2:
+            resized = cv2.cvtColor(resized, cv2.COLOR_GRAY2BGR)
+        batch[index, :, :, :new_w] = (resized.astype(np.float32) * (2 / 255.0) - 1.0).transpose(2, 0, 1)
+    return batch
