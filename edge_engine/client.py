@@ -292,12 +292,15 @@ class EdgeClient:
         try:
             client.connect(self.host, self.port, keepalive=30)
         except OSError as exc:
+            self._client = None
             raise ClientError(f"cannot connect to the broker {self.host}:{self.port}: {exc}") from exc
         client.loop_start()
-        if not self._subscribed.wait(timeout):
+        ready = self._subscribed.wait(timeout)
+        if not ready or not self._connected.is_set():
             self.close()
-            why = self._connect_error or "no answer"
-            raise ClientError(f"broker {self.host}:{self.port} did not accept the connection within {timeout} s: {why}")
+            if self._connect_error:
+                raise ClientError(f"broker {self.host}:{self.port} {self._connect_error}")
+            raise ClientError(f"broker {self.host}:{self.port} did not accept the connection within {timeout} s")
         return self
 
     def close(self) -> None:
@@ -333,8 +336,8 @@ class EdgeClient:
 
     def _on_connect(self, client: Any, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
         if reason.is_failure:
-            self._connect_error = f"refused: {reason}"
-            log.error("broker refused the connection: %s", reason)
+            self._connect_error = f"refused the connection: {reason}"
+            self._subscribed.set()  # connect() stops waiting and reports it
             return
         self._connected.set()
         topics = [(self.topic(c), 1) for c in sorted(self.channels)]

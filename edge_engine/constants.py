@@ -58,6 +58,17 @@ HISTORY_FINE_SPAN_SECONDS: Final = 3600
 HISTORY_COARSE_STEP_SECONDS: Final = 300
 HISTORY_COARSE_SPAN_SECONDS: Final = 86400
 
+# --- network profiles (EE_EVM_NET, Ratio1's names) --------------------------------------------------------
+# What each profile sets by default; an explicit setting (EE_ROOT_TOPIC, COMMUNICATION.PARAMS.ROOT_TOPIC) wins.
+# The root topic is Ratio1's on every network (Ratio1 separates its networks by broker, not by topic), so
+# Ratio1 SDK clients reach our nodes unchanged; the node has no other network-specific endpoint yet.
+DEFAULT_NETWORK: Final = "mainnet"
+NETWORKS: Final[dict[str, dict[str, str]]] = {
+    "mainnet": {"root_topic": "naeural"},
+    "testnet": {"root_topic": "naeural"},
+    "devnet": {"root_topic": "naeural"},
+}
+
 # --- environment variables ------------------------------------------------------------------------
 # name -> one-line description. `.env.template` lists exactly these (a test keeps them in step).
 ENV_CACHE_DIR: Final = "EE_CACHE_DIR"
@@ -74,6 +85,7 @@ ENV_SHUTDOWN_SECONDS: Final = "EE_SHUTDOWN_SECONDS"
 ENV_RESTART_BACKOFF_MAX: Final = "EE_RESTART_BACKOFF_MAX"
 ENV_TRACE_HOOKS: Final = "EE_TRACE_HOOKS"
 ENV_DEV: Final = "EE_DEV"
+ENV_EVM_NET: Final = "EE_EVM_NET"
 
 ENV_VARS: Final[dict[str, str]] = {
     ENV_CACHE_DIR: "folder of the local cache (default ./_local_cache; /edge_node/_local_cache in the image)",
@@ -90,4 +102,25 @@ ENV_VARS: Final[dict[str, str]] = {
     ENV_RESTART_BACKOFF_MAX: "cap in seconds of the restart backoff for failed sources and instances",
     ENV_TRACE_HOOKS: "1 logs every node-level hook call at DEBUG level (for plugin authors)",
     ENV_DEV: "1 turns on development mode: plugin files are reloaded when they change (overrides DEV_MODE)",
+    ENV_EVM_NET: "network profile: mainnet (default), testnet or devnet (set by the image's NETWORK build argument)",
 }
+
+# comms (read by edge_engine.comms.settings; .config_app.json COMMUNICATION.PARAMS may set the same)
+COMMS_ENV_VARS: Final[dict[str, str]] = {
+    "EE_COMMS": "0 turns MQTT comms off (payloads stay in _local_cache/_output)",
+    "EE_MQTT_HOST": "MQTT broker host; unset = a broker on 127.0.0.1:1883, else the embedded one",
+    "EE_MQTT_PORT": "MQTT broker port (1883; 8883 is usual with TLS)",
+    "EE_MQTT_USER": "MQTT user name",
+    "EE_MQTT": "MQTT password (never logged)",
+    "EE_MQTT_TLS": "1 connects with TLS",
+    "EE_MQTT_CERT": "CA certificate file for TLS",
+    "EE_MQTT_CLIENT_CERT": "client certificate file for mutual TLS",
+    "EE_MQTT_CLIENT_KEY": "client key file for mutual TLS",
+    "EE_ROOT_TOPIC": "root of the MQTT topics (Ratio1: naeural)",
+    "EE_MQTT_SUBTOPIC": "command topic suffix: address (default) or alias",
+    "EE_EMBEDDED_BROKER": "auto (default), always or never start the embedded broker when no broker is configured",
+    "EE_MAX_MESSAGE_BYTES": "largest message sent or accepted, in bytes (1000000)",
+    "EE_COMMAND_WINDOW_SECONDS": "commands whose TIME is further than this from now are refused (86400)",
+    "EE_HB_CONTAINS_PIPELINES": "0 leaves pipeline configs out of heartbeats (CONFIG_STREAMS)",
+}
+ENV_VARS.update(COMMS_ENV_VARS)

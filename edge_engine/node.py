@@ -36,7 +36,7 @@ from edge_engine.registry import PluginRegistry
 from edge_engine.runtime.environment import RuntimeEnv
 from edge_engine.runtime.pipeline import PipelineRunner
 from edge_engine.serving.manager import ServingManager
-from edge_engine.settings import NodeSettings
+from edge_engine.settings import NodeSettings, network_name
 from edge_engine.supervisor import RestartPolicy, Supervisor
 
 log = logging.getLogger(__name__)
@@ -353,6 +353,8 @@ class Node:
             "uptime": _hms(uptime),
             "refresh_seconds": float(self.settings.startup["SECONDS_LOCAL_INFO"]),
             "cache_dir": str(self.layout.root),
+            "evm_net": network_name(self.settings.env),
+            "comms": self._comms_status(),
             "pipelines": redact(pipelines),
             "invalid_pipelines": invalid,
             "plugins": {
@@ -362,6 +364,15 @@ class Node:
             },
             "models": self.serving.snapshot() if self.serving is not None else {"servers": []},
         }
+
+    def _comms_status(self) -> dict[str, Any] | None:
+        """Broker and connection state (None with comms off): a lost broker is reported here, not fatal."""
+        comms = self.comms
+        if comms is None:
+            return None
+        transport = getattr(comms, "transport", None)
+        connected = transport is not None and transport.connected.is_set()
+        return {"broker": f"{comms.host}:{comms.port}", "connected": connected, "root_topic": comms.settings.root_topic}
 
     def _whitelist(self) -> list[str]:
         return [entry.address for entry in read_allowlist(self.layout.authorized_addrs)]
@@ -414,7 +425,7 @@ class Node:
         sample_every = float(startup["SECONDS_HISTORY_SAMPLE"])
         save_every = float(startup["SECONDS_HISTORY_SAVE"])
         now = time.monotonic()
-        next_info, next_sample, next_save = now + info_every, now, now + save_every
+        next_info, next_sample, next_save = now + info_every, now, now  # history on disk from the start
         while True:
             timeout = max(0.0, min(next_info, next_sample, next_save) - time.monotonic())
             if self._stop.wait(timeout):

@@ -1,4 +1,4 @@
-"""Backend of the ops commands in ``cmds/`` (``get_node_info``, ``get_node_history``, ``change_alias``).
+"""Backend of the ops commands in ``cmds/`` (``get_node_info``, ``get_node_history``, ``healthcheck``, ...).
 
 Standard library only (plus the engine's ``cache``, ``constants`` and ``errors``), so the commands run with any
 Python 3.10+ whether or not the node's dependencies are installed, and whether or not the node is running. They
@@ -72,10 +72,23 @@ def _default_candidates() -> list[Path]:
 def node_info(cache: Path) -> dict[str, Any]:
     """Content of ``_data/local_info.json``; :class:`CacheError` naming the file if missing or invalid."""
     path = CacheLayout(Path(cache)).local_info
-    info = read_json(path)
+    info = _read_node_file(path, Path(cache), "the node writes it once started")
     if not isinstance(info, dict):
         raise CacheError(f"{path} does not hold a JSON object")
     return info
+
+
+def _read_node_file(path: Path, cache: Path, when: str) -> Any:
+    """Read a file the node writes; if it is not there yet, say why (starting, or an empty cache/volume)."""
+    if path.exists():
+        return read_json(path)
+    layout = CacheLayout(cache)
+    if not layout.key_file.exists():
+        raise CacheError(
+            f"{path} does not exist: the cache {cache} is empty or new, so no node has run with it yet "
+            f"(in a container: is the node's volume mounted at {C.IMAGE_CACHE_DIR}?)"
+        )
+    raise CacheError(f"{path} does not exist yet: the node is starting ({when})")
 
 
 def format_node_info(info: dict[str, Any], now: datetime | None = None) -> str:
@@ -208,7 +221,7 @@ def _shorten(value: Any, limit: int = _ERROR_WIDTH) -> str:
 def node_history(cache: Path, last: int | None = None) -> dict[str, Any]:
     """Content of ``_data/local_history.json``; with ``last``, every rolling list cut to its last ``last`` items."""
     path = CacheLayout(Path(cache)).local_history
-    history = read_json(path)
+    history = _read_node_file(path, Path(cache), "the node writes it after its first history sample")
     if not isinstance(history, dict):
         raise CacheError(f"{path} does not hold a JSON object")
     if last is None:
@@ -224,6 +237,50 @@ def _cut_lists(value: Any, last: int) -> Any:
     if isinstance(value, list):
         return value[len(value) - last :] if last else []
     return value
+
+
+# --- health ----------------------------------------------------------------------------------------------
+def health(cache: Path, now: datetime | None = None) -> tuple[bool, str]:
+    """Whether the node's engine loop is fresh, and a one-line reason.
+
+    Healthy means ``local_info.json`` says ``running`` and was refreshed within 3 of its periods. The broker
+    state is reported in the message but never makes the node unhealthy: an orchestrator must not restart a
+    node during a broker outage that its outbox exists to ride out.
+    """
+    now = now or datetime.now(timezone.utc)
+    info = node_info(cache)
+    name = f"{_text(info.get('alias'))} ({_text(info.get('address'))})"
+    status = info.get("status") or "running"
+    moment = _parse_time(info.get("updated_at"))
+    if moment is None:
+        return False, f"{name}: local_info.json has no valid updated_at ({info.get('updated_at')!r})"
+    age = (now - moment).total_seconds()
+    refresh = info.get("refresh_seconds")
+    limit = STALE_PERIODS * refresh if isinstance(refresh, (int, float)) and refresh > 0 else DEFAULT_STALE_SECONDS
+    if status != "running":
+        return False, f"{name} is {status} (local_info.json {age:.0f} s old)"
+    if age > limit:
+        return (
+            False,
+            f"{name}: local_info.json is {age:.0f} s old (limit {limit:.0f} s): the engine loop is stuck or stopped",
+        )
+    comms = info.get("comms")
+    if isinstance(comms, dict):
+        state = "connected" if comms.get("connected") else "NOT connected (reported, not unhealthy)"
+        broker = f"; broker {_text(comms.get('broker'))} {state}"
+    else:
+        broker = "; comms off"
+    return True, f"{name} running, local_info.json {max(age, 0.0):.0f} s old (limit {limit:.0f} s){broker}"
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
 
 
 # --- alias --------------------------------------------------------------------------------------------------
@@ -258,6 +315,11 @@ def change_alias(cache: Path, new: str) -> str:
     atomic_write_json(path, config, indent=2, mode=mode)
     _keep_owner(path, owner)
     return f"alias set to {new}; it takes effect when the node restarts"
+
+
+def _owner(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_uid, st.st_gid
 
 
 def _keep_owner(path: Path, owner: tuple[int, int] | None) -> None:
@@ -345,6 +407,24 @@ def main_change_alias(argv: Sequence[str] | None = None) -> int:
     return _run("change_alias", parser, argv, action)
 
 
+def main_healthcheck(argv: Sequence[str] | None = None) -> int:
+    """``healthcheck [--cache-dir DIR]``: exit 0 if the node's engine loop is fresh, else 1 (Docker HEALTHCHECK)."""
+    parser = _parser("healthcheck", "Exit 0 if the node refreshed local_info.json within 3 periods, else 1.")
+    try:
+        args = parser.parse_args(list(argv) if argv is not None else None)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 1
+    try:
+        healthy, message = health(find_cache_dir(args.cache_dir))
+    except (CacheError, OSError) as exc:
+        print(f"healthcheck: unhealthy: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"healthcheck: {'healthy' if healthy else 'unhealthy'}: {message}", file=sys.stdout if healthy else sys.stderr
+    )
+    return 0 if healthy else 1
+
+
 def _non_negative(text: str) -> int:
     try:
         value = int(text)
@@ -379,8 +459,10 @@ def main_add_allowed(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("alias", nargs="?", help=f"a name for it (max {C.ALIAS_MAX_LEN} characters)")
 
     def action(args: argparse.Namespace) -> str:
-        path = find_cache_dir(args.cache_dir) / C.AUTHORIZED_ADDRS_FILE
+        cache = find_cache_dir(args.cache_dir)
+        path = cache / C.AUTHORIZED_ADDRS_FILE
         entry = allowlist.add(path, args.address, args.alias)
+        _keep_owner(path, _owner(cache))
         return f"allowed {entry.address}" + (f" ({entry.alias})" if entry.alias else "")
 
     return _run("add_allowed", parser, argv, action)
@@ -394,9 +476,11 @@ def main_remove_allowed(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("address", help="the sender's address, 0xai_...")
 
     def action(args: argparse.Namespace) -> str:
-        path = find_cache_dir(args.cache_dir) / C.AUTHORIZED_ADDRS_FILE
+        cache = find_cache_dir(args.cache_dir)
+        path = cache / C.AUTHORIZED_ADDRS_FILE
         if not allowlist.remove(path, args.address):
             raise ValueError(f"{args.address} is not in {path}")
+        _keep_owner(path, _owner(cache))
         return f"removed {allowlist.normalize_address(args.address)}"
 
     return _run("remove_allowed", parser, argv, action)

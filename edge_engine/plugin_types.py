@@ -174,9 +174,12 @@ class ServingPlugin(PluginBase):
         "MAX_BATCH_SIZE": Key(8, type=int, min=1, doc="largest batch the server runs"),
         "MAX_WAIT_MS": Key(5.0, min=0, doc="longest wait to fill a batch"),
         "WORKERS": Key(0, type=int, min=0, max=256, doc="server processes (one model copy each); 0 = one per core"),
-        "MAX_IN_FLIGHT": Key(2, type=int, min=1, max=64, doc="inputs of one pipeline in the server at once"),
+        "MAX_IN_FLIGHT": Key(8, type=int, min=1, max=64, doc="inputs of one pipeline in the model servers at once"),
         "INFERENCE_TIMEOUT": Key(30.0, min=0.1, doc="seconds a batch may run before its process is restarted"),
-        "IDLE_STOP_SECONDS": Key(60.0, min=0, doc="stop the server processes after this long without inputs"),
+        "IDLE_STOP_SECONDS": Key(
+            60.0, min=0, doc="stop the server processes after this long without inputs; 0 = never"
+        ),
+        "PROCESS_NICE": Key(5, type=int, min=0, max=19, doc="run the server processes this much below the node (nice)"),
     }
 
     @classmethod

@@ -158,6 +158,12 @@ def read_settings(
     return settings, issues
 
 
+def network_name(env: Mapping[str, str]) -> str:
+    """The network profile (``EE_EVM_NET``: mainnet, testnet or devnet); mainnet when unset or unknown."""
+    name = (env.get(C.ENV_EVM_NET) or "").strip().lower()
+    return name if name in C.NETWORKS else C.DEFAULT_NETWORK
+
+
 def check_cache_version(layout: CacheLayout) -> None:
     """Refuse a cache written by a newer node (its format may mean something else)."""
     if not layout.cache_version.exists():
@@ -228,6 +234,10 @@ def _load_startup(
             issues.append(ConfigIssue(problem[0], file="environment", key=name, got=env[name], has_got=True))
             continue
         startup[key] = value
+    network = env.get(C.ENV_EVM_NET)
+    if network is not None and network.strip().lower() not in C.NETWORKS:
+        issues.append(ConfigIssue(f"expected one of {', '.join(C.NETWORKS)}", file="environment", key=C.ENV_EVM_NET,
+                                  got=network, has_got=True))  # fmt: skip
     return startup, seed_file
 
 

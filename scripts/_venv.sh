@@ -18,10 +18,14 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PY" -m venv "$VENV"
 fi
 stamp="$VENV/.installed${DEV:+-dev}"
-reqs="requirements.txt pyproject.toml${DEV:+ requirements-dev.txt}"
+reqs="requirements.txt requirements-models.txt pyproject.toml${DEV:+ requirements-dev.txt}"
 if [ ! -f "$stamp" ] || [ -n "$(find $reqs -newer "$stamp" 2>/dev/null)" ]; then
   echo "installing requirements into $VENV" >&2
   "$VENV/bin/python" -m pip install --quiet --upgrade pip >/dev/null 2>&1 || true
-  "$VENV/bin/python" -m pip install --quiet -e . -r "requirements${DEV:+-dev}.txt"
+  "$VENV/bin/python" -m pip install --quiet -e . -r "requirements${DEV:+-dev}.txt" \
+    -r <(grep -v -i -E '^[[:space:]]*rapidocr' requirements-models.txt)
+  # packages that ship model files: without their dependencies (DECISIONS 15)
+  mapfile -t nodeps < <(grep -i -E '^[[:space:]]*rapidocr' requirements-models.txt | sed 's/[[:space:]]*#.*//')
+  [ ${#nodeps[@]} -eq 0 ] || "$VENV/bin/python" -m pip install --quiet --no-deps "${nodeps[@]}"
   touch "$stamp"
 fi

@@ -221,7 +221,7 @@ def test_several_errors_are_reported_at_once(registry: PluginRegistry) -> None:
         f"{LOC} › plugin 'FRAME_STATS' › instance '#1' › key 'INSTANCE_ID': missing or invalid INSTANCE_ID; "
         f"{NAME_HINT}",
         f"{LOC} › plugin 'NOPE_DETECTOR' › key 'SIGNATURE': unknown business plugin (got 'NOPE_DETECTOR'); "
-        "did you mean 'MOTION_DETECTOR'?",
+        "did you mean 'TEXT_DETECTOR'?",
         f"{LOC} › plugin 'MOTION_DETECTOR' › instance 'c' › key 'ON_FRAMES': must be >= 1 (got 0)",
     ]
     # the issues carry their location as fields too (for the status page and the API)

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from conftest import write_plugin
 
-from edge_engine.constants import KIND_BUSINESS, KIND_CAPTURE
+from edge_engine.constants import KIND_BUSINESS, KIND_CAPTURE, KIND_SERVING
 from edge_engine.discovery import PluginLoader
 from edge_engine.hooks import get_plugin_manager
 from edge_engine.pipeline_config import validate_pipeline
@@ -25,7 +25,8 @@ from edge_engine.registry import PluginRegistry
 REPO = Path(__file__).resolve().parent.parent
 BUILTINS = {
     KIND_CAPTURE: {"IMAGE_FOLDER", "SYNTHETIC", "VIDEO_FILE", "VIDEO_STREAM", "VOID"},
-    KIND_BUSINESS: {"FRAME_STATS", "MOTION_DETECTOR"},
+    KIND_BUSINESS: {"FRAME_STATS", "MOTION_DETECTOR", "TEXT_DETECTOR"},
+    KIND_SERVING: {"ONNX", "PP_OCR_DETECTOR", "PP_OCR_DIRECTION"},
 }
 
 
@@ -240,7 +241,7 @@ def test_aliases_and_signatures_are_case_insensitive() -> None:
 def test_disabled_plugins_are_not_loaded(tmp_path: Path) -> None:
     registry, _ = load(REPO / "extensions", disabled=("motion_detector", " VOID ", ""))
     assert registry.failures == []
-    assert signatures(registry, KIND_BUSINESS) == {"FRAME_STATS"}
+    assert signatures(registry, KIND_BUSINESS) == {"FRAME_STATS", "TEXT_DETECTOR"}
     assert signatures(registry, KIND_CAPTURE) == BUILTINS[KIND_CAPTURE] - {"VOID"}
     # a module name works too (the whole file is skipped, before it is imported)
     folder = tmp_path / "plugins"

@@ -44,3 +44,17 @@ def test_env_template_lists_exactly_the_known_variables() -> None:
     for name in ENV_VARS:
         comment = re.search(rf"^# (.+)\n#?\s*{name}=", text, flags=re.MULTILINE)
         assert comment and len(comment.group(1)) > 10, f"{name} needs a one-line comment above it"
+
+
+def test_every_env_variable_the_code_reads_is_listed() -> None:
+    from edge_engine.comms.settings import ENV_FIELDS
+    from edge_engine.settings import ENV_OVERRIDES
+
+    assert set(ENV_FIELDS) <= set(ENV_VARS)
+    assert set(ENV_OVERRIDES) <= set(ENV_VARS)
+    read = set()
+    for path in (REPO / "edge_engine").rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        read |= set(re.findall(r"""(?:environ|env|getenv)\s*(?:\.get\(|\[|\()\s*["'](EE_[A-Z0-9_]+)["']""", text))
+    unknown = sorted(read - set(ENV_VARS) - {"EE_TEST_OUTAGE_SECONDS"})
+    assert not unknown, f"variables read by the engine but not in constants.ENV_VARS/.env.template: {unknown}"

@@ -271,7 +271,8 @@ class CommandProcessor:
 
     def _update_instance(self, payload: Any, context: dict[str, Any], sender: str) -> None:
         if not isinstance(payload, dict):
-            raise Rejected("UPDATE_PIPELINE_INSTANCE needs {NAME, SIGNATURE, INSTANCE_ID, INSTANCE_CONFIG}")
+            raise Rejected("UPDATE_PIPELINE_INSTANCE needs {NAME, SIGNATURE, INSTANCE_ID, INSTANCE_CONFIG}",
+                           PLUGIN_CONFIG_FAILED)  # fmt: skip
         missing = [k for k in ("NAME", "SIGNATURE", "INSTANCE_ID", "INSTANCE_CONFIG") if k not in payload]
         if missing:
             raise Rejected(f"UPDATE_PIPELINE_INSTANCE is missing {', '.join(missing)}", PLUGIN_CONFIG_FAILED)

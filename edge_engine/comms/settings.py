@@ -14,7 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from edge_engine import constants as C
 from edge_engine.errors import ConfigIssue
+from edge_engine.settings import network_name
 
 DEFAULT_ROOT_TOPIC = "naeural"
 DEFAULT_PORT = 1883
@@ -95,6 +97,7 @@ def load_comms_settings(
     """Build comms settings from the app config, the startup config and the environment."""
     env = os.environ if env is None else env
     settings = CommsSettings(heartbeat_seconds=float(startup.get("SECONDS_HEARTBEAT", 10.0)))
+    settings.root_topic = C.NETWORKS[network_name(env)]["root_topic"]  # the profile's default
     issues: list[ConfigIssue] = []
     comm = app.get("COMMUNICATION") or {}
     params = comm.get("PARAMS") or {} if isinstance(comm, dict) else {}

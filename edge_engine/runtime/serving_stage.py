@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     from edge_engine.serving.manager import ServingManager
 
 log = logging.getLogger(__name__)
+FRAME_BUDGET_BYTES = 16 * 1024 * 1024  # frames of one pipeline in flight: big frames get a smaller window
+MIN_WINDOW = 2
 InstanceKey = tuple[str, str]
 
 
@@ -66,15 +68,23 @@ class ServingStage:
         self.slots: FrameSlots | None = None
         self.in_flight = 0
         self.errors = 0
+        self.window = 1
+        self._frame_bytes = 0
         self.update(instances)
 
     @property
     def active(self) -> bool:
         return self.plan.active
 
-    @property
-    def window(self) -> int:
-        return self.plan.window
+    def _fit_window(self, frame_bytes: int) -> None:
+        """Inputs in flight: ``MAX_IN_FLIGHT``, fewer for big frames (at most :data:`FRAME_BUDGET_BYTES` of them,
+        but never under :data:`MIN_WINDOW`). The servers read it to size their batches."""
+        self._frame_bytes = frame_bytes
+        limit = self.plan.window
+        fit = FRAME_BUDGET_BYTES // frame_bytes if frame_bytes else limit
+        self.window = max(min(MIN_WINDOW, limit), min(limit, fit))
+        for client in self.plan.clients:
+            client.window = self.window
 
     # --- configuration (node thread) ------------------------------------------------------------------------
     def update(self, instances: tuple[InstanceSpec, ...]) -> None:
@@ -105,6 +115,7 @@ class ServingStage:
             if key not in clients:
                 client.close()
         self._clients = clients
+        self._fit_window(self._frame_bytes)
 
     def _registry(self) -> Any:
         from edge_engine.registry import PluginRegistry
@@ -148,6 +159,8 @@ class ServingStage:
         slot = None
         ref: tuple[Any, ...] = (None, (), "")
         if clients and inp.image is not None:
+            if getattr(inp.image, "nbytes", 0) > self._frame_bytes:
+                self._fit_window(inp.image.nbytes)
             slots = self._slots(plan.window)
             slot = slots.acquire()
             ref = slots.put(slot, inp.image)
@@ -235,7 +248,7 @@ class ServingStage:
         return {
             "engines": sorted({*plan.shared, *plan.markers, *(s for m in plan.per_instance.values() for s in m)}),
             "in_flight": self.in_flight,
-            "max_in_flight": plan.window,
+            "max_in_flight": self.window,
             "errors": self.errors,
         }
 

@@ -1,7 +1,8 @@
 """Dynamic batching: a fair queue across pipelines and the rule that says when a batch is ready.
 
-Requests wait in one queue per pipeline. A batch takes one request from each pipeline in turn, starting
-after the pipeline served last (round-robin), so a fast pipeline cannot starve a slow one. A batch leaves
+Requests wait in one queue per pipeline. A batch takes up to two consecutive requests from each pipeline in
+turn, starting after the pipeline served last (round-robin), so a fast pipeline cannot starve a slow one, and
+a pipeline whose inputs finish together is woken once for both. A batch leaves
 when a server process is free and one of these holds:
 
 * it is full enough: the pipelines that use the model can have ``capacity`` inputs in flight (the sum of
@@ -67,13 +68,23 @@ class FairQueue:
         self.size = 0
         return taken
 
+    def expire(self, cutoff: float) -> list[Request]:
+        """Remove and return the requests submitted before ``cutoff`` (monotonic)."""
+        expired: list[Request] = []
+        for queue in self._queues.values():
+            while queue and queue[0].submitted < cutoff:
+                expired.append(queue.popleft())
+        self.size -= len(expired)
+        return expired
+
     def oldest(self) -> float | None:
         """Submission time (monotonic) of the longest-waiting request."""
         heads = [q[0].submitted for q in self._queues.values() if q]
         return min(heads) if heads else None
 
-    def take(self, limit: int) -> list[Request]:
-        """Up to ``limit`` requests, one per pipeline per round, continuing where the last batch stopped."""
+    def take(self, limit: int, quantum: int = 1) -> list[Request]:
+        """Up to ``limit`` requests: up to ``quantum`` from each pipeline in turn, continuing where the last
+        batch stopped."""
         batch: list[Request] = []
         order = self._order
         count = len(order)
@@ -83,8 +94,9 @@ class FairQueue:
             queue = self._queues[order[index % count]]
             index += 1
             if queue:
-                batch.append(queue.popleft())
-                self.size -= 1
+                taken = min(quantum, len(queue), limit - len(batch))
+                batch.extend(queue.popleft() for _ in range(taken))
+                self.size -= taken
                 misses = 0
             else:
                 misses += 1

@@ -45,7 +45,7 @@ class Ticket:
             self.remaining -= 1
             if self.remaining <= 0 and not self.done:
                 self.done = True
-                self.cond.notify_all()
+                self.cond.notify()  # only the pipeline's dispatcher waits
 
 
 class Request:

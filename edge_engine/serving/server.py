@@ -6,13 +6,17 @@ free worker process over its pipe, and routes every result back to the ticket it
 the workers' pipes, their process sentinels and a wake-up pipe at once, so a result, a crash or a new
 request each wake it without polling.
 
+Each worker gets its next batch while it still runs the current one (:data:`WORKER_DEPTH` batches in its
+pipe), so it never waits for the node between two batches.
+
 Failures never stall a pipeline silently:
 
 * a worker that dies (crash, ``kill -9``) or runs a batch longer than ``INFERENCE_TIMEOUT`` (it is killed)
-  fails that batch's inputs with a :class:`~edge_engine.errors.ServingError` (``crashed`` / ``timeout``) and
+  fails its batches' inputs with a :class:`~edge_engine.errors.ServingError` (``crashed`` / ``timeout``) and
   is restarted after the :class:`~edge_engine.supervisor.Supervisor`'s backoff;
 * a model that does not load fails inputs at once with ``load_failed`` (and is retried with backoff);
-* while no worker is running or loading, inputs fail at once with ``unavailable``.
+* while every worker waits for its restart, inputs wait too, at most ``INFERENCE_TIMEOUT``, then fail with
+  ``unavailable``.
 
 Processes start when the first pipeline needs the model and stop after ``IDLE_STOP_SECONDS`` without
 inputs; the next input starts them again.
@@ -22,12 +26,14 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import multiprocessing
 import os
+import select
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
-from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +49,8 @@ log = logging.getLogger(__name__)
 
 LOAD_TIMEOUT = 120.0  # a worker still loading after this long is killed and counted as a failed load
 STOP_GRACE = 1.0  # seconds a worker gets to exit after "stop" before it is killed
+QUANTUM = 2  # a batch takes up to this many consecutive inputs of one pipeline (fewer wake-ups, same shares)
+WORKER_DEPTH = 2  # batches a worker holds: the one it runs and the next, already in its pipe
 Notify = Callable[[str, str, dict[str, Any]], None]
 
 
@@ -55,9 +63,8 @@ class WorkerHandle:
         self.process: Any = None
         self.conn: Any = None
         self.state = "stopped"  # stopped, starting, ready, busy, backoff, failed
-        self.batch: list[Request] | None = None
-        self.batch_id = 0
-        self.since = 0.0  # monotonic: when the current state (starting / busy) began
+        self.queued: deque[tuple[int, list[Request]]] = deque()  # (batch id, requests), the running one first
+        self.since = 0.0  # monotonic: when it started loading (starting) or began its current batch (busy)
         self.restart_at = 0.0
         self.pid: int | None = None
         self.batches = 0
@@ -66,6 +73,12 @@ class WorkerHandle:
     @property
     def alive(self) -> bool:
         return self.process is not None
+
+    def take_all(self) -> list[Request]:
+        """Every request it holds (its batches are lost: it died or the server stops)."""
+        requests = [r for _, batch in self.queued for r in batch]
+        self.queued.clear()
+        return requests
 
     def snapshot(self) -> dict[str, Any]:
         return {"index": self.index, "pid": self.pid, "state": self.state, "batches": self.batches}
@@ -105,6 +118,8 @@ class ModelServer:
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         self._batch_ids = itertools.count(1)
+        self._poller = select.poll()
+        self._poll_fds: list[int] = []
         self._last_activity = time.monotonic()
         self._notified: set[str] = set()
         name = f"serving/{self.signature}/{self.key.short}"
@@ -200,13 +215,13 @@ class ModelServer:
                 self._answer(request, fail_error, ok=False)
             for worker in to_start:
                 self._spawn(worker)
-            for worker, batch in jobs:
-                self._send(worker, batch)
+            for worker, batch_id, batch in jobs:
+                self._send(worker, batch_id, batch)
             if jobs or to_start or failed:
                 continue
             if self._idle_stop_due(now) and self._stop_idle():
                 return
-            ready = wait(self._waitables(), timeout)
+            ready = self._poll(timeout)
             with self._lock:
                 self._sleeping = False
                 self._woken = False
@@ -228,18 +243,20 @@ class ModelServer:
             worker.since = now
         if self._queue.size == 0 or any(w.state in ("starting", "ready", "busy") for w in self._workers):
             return to_start, [], None
-        if self.load_error is not None:
-            error = self.error("load_failed", self.load_error)
-        else:
-            retry = min((w.restart_at for w in self._workers), default=now) - now
-            error = self.error("unavailable", f"the model server is restarting (next attempt in {retry:.1f} s)")
-        return to_start, self._queue.drain(), error
+        if self.load_error is not None:  # the model does not load: no point waiting
+            return to_start, self._queue.drain(), self.error("load_failed", self.load_error)
+        # restarting after a crash: inputs wait for it, but no longer than INFERENCE_TIMEOUT
+        expired = self._queue.expire(now - self.settings.inference_timeout)
+        retry = max(0.0, min((w.restart_at for w in self._workers), default=now) - now)
+        text = f"no model server process for {self.settings.inference_timeout:g} s (restarting in {retry:.1f} s)"
+        return to_start, expired, self.error("unavailable", text)
 
-    def _plan(self, now: float) -> list[tuple[WorkerHandle, list[Request]]]:
+    def _plan(self, now: float) -> list[tuple[WorkerHandle, int, list[Request]]]:
         """Under the lock: the batches to send now (see :mod:`edge_engine.serving.batcher`)."""
         if self._queue.size == 0:
             return []
         free = [w for w in self._workers if w.state == "ready"]
+        free += [w for w in self._workers if w.state == "busy" and len(w.queued) < WORKER_DEPTH]
         if not free:
             return []
         settings = self.settings
@@ -256,18 +273,24 @@ class ModelServer:
                 break
             if not batcher.batch_ready(pending, target, now - oldest, settings.max_wait, outstanding, capacity):
                 break
-            batch = self._queue.take(settings.max_batch)
-            worker.state = "busy"
-            worker.batch = batch
-            worker.batch_id = next(self._batch_ids)
-            worker.since = now
-            jobs.append((worker, batch))
+            batch = self._queue.take(settings.max_batch, QUANTUM)
+            batch_id = next(self._batch_ids)
+            if worker.state == "ready":
+                worker.state = "busy"
+                worker.since = now
+            worker.queued.append((batch_id, batch))
+            jobs.append((worker, batch_id, batch))
         return jobs
 
     def _next_timeout(self, now: float) -> float | None:
         """Under the lock: seconds until something is due (a batch's wait, a watchdog, a restart, idle stop)."""
         deadlines: list[float] = []
-        if self._queue.size and any(w.state == "ready" for w in self._workers):
+        if self._queue.size and not any(w.state in ("starting", "ready", "busy") for w in self._workers):
+            oldest = self._queue.oldest()
+            if oldest is not None:
+                deadlines.append(oldest + self.settings.inference_timeout)  # held inputs expire
+        if self._queue.size and any(w.state in ("ready", "busy") and len(w.queued) < WORKER_DEPTH
+                                    for w in self._workers):  # fmt: skip
             oldest = self._queue.oldest()
             if oldest is not None:
                 deadlines.append(oldest + self.settings.max_wait)
@@ -287,16 +310,23 @@ class ModelServer:
             return None
         return max(0.0, min(deadlines) - now)
 
-    def _waitables(self) -> list[Any]:
-        items: list[Any] = [self._wake_r]
+    def _poll(self, timeout: float | None) -> set[int]:
+        """Wait until a worker's pipe or sentinel, or the wake-up pipe, is readable; the ready descriptors."""
+        fds = [self._wake_r]
         for worker in self._workers:
             if worker.conn is not None:
-                items.append(worker.conn)
+                fds.append(worker.conn.fileno())
             if worker.process is not None:
-                items.append(worker.process.sentinel)
-        return items
+                fds.append(worker.process.sentinel)
+        if fds != self._poll_fds:  # a worker started or ended: register the new set once
+            self._poller = select.poll()
+            for fd in fds:
+                self._poller.register(fd, select.POLLIN)
+            self._poll_fds = fds
+        events = self._poller.poll(None if timeout is None else math.ceil(timeout * 1000))
+        return {fd for fd, _ in events}
 
-    def _handle(self, ready: list[Any]) -> None:
+    def _handle(self, ready: set[int]) -> None:
         if self._wake_r in ready:
             try:
                 while os.read(self._wake_r, 4096):
@@ -304,7 +334,7 @@ class ModelServer:
             except (BlockingIOError, OSError):
                 pass
         for worker in self._workers:
-            if worker.conn is not None and worker.conn in ready:
+            if worker.conn is not None and worker.conn.fileno() in ready:
                 self._receive(worker)
         for worker in self._workers:
             if worker.process is not None and worker.process.sentinel in ready:
@@ -331,9 +361,9 @@ class ModelServer:
         worker.proven = False
         log.info("%s: started server process %s for model %s", worker.part, process.pid, self.model)
 
-    def _send(self, worker: WorkerHandle, batch: list[Request]) -> None:
+    def _send(self, worker: WorkerHandle, batch_id: int, batch: list[Request]) -> None:
         try:
-            worker.conn.send((BATCH, worker.batch_id, [r.item for r in batch]))
+            worker.conn.send((BATCH, batch_id, [r.item for r in batch]))
         except (OSError, ValueError, AttributeError) as exc:
             log.debug("%s: send failed (%s); the process sentinel reports the death", worker.part, exc)
 
@@ -369,13 +399,17 @@ class ModelServer:
             self._backoff(worker, f"load failed: {self.load_error}", "failed")
 
     def _take_batch(self, worker: WorkerHandle, batch_id: int) -> list[Request]:
-        if worker.batch is None or batch_id != worker.batch_id:
+        """The requests of the batch a worker answered (the first it holds); the next one starts now."""
+        if not worker.queued or worker.queued[0][0] != batch_id:
             return []
-        batch, worker.batch = worker.batch, None
+        _, batch = worker.queued.popleft()
+        now = time.monotonic()
         if worker.state == "busy":
-            worker.state = "ready"
+            worker.since = now
+            if not worker.queued:
+                worker.state = "ready"
         worker.batches += 1
-        self._last_activity = time.monotonic()
+        self._last_activity = now
         return batch
 
     def _on_result(self, worker: WorkerHandle, batch_id: int, results: list[Any], seconds: float) -> None:
@@ -420,7 +454,7 @@ class ModelServer:
     def _died(self, worker: WorkerHandle, kind: str, text: str) -> None:
         if worker.process is None:
             return
-        batch, worker.batch = worker.batch or [], None
+        batch = worker.take_all()
         was_failed = worker.state == "failed"
         self._reap(worker)
         if was_failed:
@@ -508,8 +542,7 @@ class ModelServer:
             self.closed = True
             leftovers = self._queue.drain()
             for worker in self._workers:
-                leftovers.extend(worker.batch or [])
-                worker.batch = None
+                leftovers.extend(worker.take_all())
         for worker in self._workers:
             self._reap(worker)
             worker.state = "stopped"

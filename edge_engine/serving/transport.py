@@ -84,6 +84,8 @@ class FrameSlots:
         self.use_shm = use_shm
         self._prefix = f"{prefix}{os.getpid()}_"
         self._segments: list[shared_memory.SharedMemory | None] = [None] * count
+        self._views: list[Any] = [None] * count  # an ndarray over each segment, for the last frame shape
+        self._names: list[str] = [""] * count
         self._free = list(range(count - 1, -1, -1))
         self.fallbacks = 0
 
@@ -99,6 +101,8 @@ class FrameSlots:
         """Grow the ring to ``count`` slots (a live update raised MAX_IN_FLIGHT)."""
         while len(self._segments) < count:
             self._segments.append(None)
+            self._views.append(None)
+            self._names.append("")
             self._free.insert(0, len(self._segments) - 1)
 
     def acquire(self) -> int:
@@ -117,15 +121,20 @@ class FrameSlots:
         array = image if isinstance(image, np.ndarray) else np.asarray(image)
         shape, dtype = tuple(array.shape), array.dtype.str
         if self.use_shm:
-            segment = self._segment(slot, array.nbytes)
-            if segment is not None:
-                np.copyto(np.ndarray(array.shape, array.dtype, buffer=segment.buf), array, casting="no")
-                return (segment.name, shape, dtype)
+            view = self._views[slot]
+            if view is None or view.shape != array.shape or view.dtype != array.dtype:
+                segment = self._segment(slot, array.nbytes)
+                if segment is not None:
+                    view = self._views[slot] = np.ndarray(array.shape, array.dtype, buffer=segment.buf)
+            if view is not None:
+                np.copyto(view, array, casting="no")
+                return (self._names[slot], shape, dtype)
         return (np.ascontiguousarray(array).tobytes(), shape, dtype)
 
     def _segment(self, slot: int, nbytes: int) -> shared_memory.SharedMemory | None:
         segment = self._segments[slot]
         if segment is not None and segment.size >= nbytes:
+            self._views[slot] = None
             return segment
         size = max(SLOT_ROUNDING, -(-nbytes // SLOT_ROUNDING) * SLOT_ROUNDING)
         free = shm_free_bytes()
@@ -142,9 +151,11 @@ class FrameSlots:
             log.warning("cannot create a shared-memory frame slot (%s): this frame goes through a pipe", exc)
             return None
         self._segments[slot] = segment
+        self._names[slot] = segment.name
         return segment
 
     def _close(self, slot: int) -> None:
+        self._views[slot] = None  # the view must go before the segment can close
         segment, self._segments[slot] = self._segments[slot], None
         if segment is None:
             return

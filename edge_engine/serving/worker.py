@@ -71,6 +71,7 @@ class WorkerSpec:
 def run_worker(spec: WorkerSpec, conn: Any) -> None:
     """Entry point of a model-server process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _lower_priority(int(spec.config.get("PROCESS_NICE") or 0))
     logging.basicConfig(
         level=max(spec.log_level, logging.INFO),
         format=f"%(asctime)s %(levelname)-7s model-server {spec.signature}#{spec.index} (pid %(process)d): %(message)s",
@@ -93,6 +94,16 @@ def run_worker(spec: WorkerSpec, conn: Any) -> None:
             plugin.on_close()
         except Exception:
             log.exception("on_close raised")
+
+
+def _lower_priority(increment: int) -> None:
+    """Run below the node (Unix nice): capture, comms and the node's own threads stay responsive, and feed the
+    models sooner, when the models keep every core busy."""
+    if increment > 0 and hasattr(os, "nice"):
+        try:
+            os.nice(increment)
+        except OSError:
+            pass
 
 
 def _create_plugin(spec: WorkerSpec, log: logging.Logger) -> Any:
