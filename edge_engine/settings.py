@@ -201,6 +201,28 @@ def _read_config_source(spec: str, base: Path, label: str, issues: list[ConfigIs
     return data, str(path)
 
 
+def _cached_or_seed(
+    cached: Path,
+    spec: str | None,
+    env_name: str,
+    default_file: str,
+    base: Path,
+    issues: list[ConfigIssue],
+    seeds: list[tuple[Path, dict[str, Any], int | None]],
+    mode: int | None,
+) -> tuple[dict[str, Any], str, str | None]:
+    """Read the cached copy of a config; at first start read its seed (``spec``, else ``default_file``)
+    and queue it for the cache. Returns the config, its label for errors, and the seed's label."""
+    if cached.exists():
+        raw, label = _read_config_source(str(cached), base, "", issues)
+        return raw, label, None
+    if spec is None and (base / default_file).exists():
+        spec = default_file
+    raw, label = _read_config_source(spec, base, env_name, issues) if spec else ({}, "defaults")
+    seeds.append((cached, raw, mode))
+    return raw, label, label
+
+
 def _load_startup(
     layout: CacheLayout,
     base: Path,
@@ -208,16 +230,9 @@ def _load_startup(
     issues: list[ConfigIssue],
     seeds: list[tuple[Path, dict[str, Any], int | None]],
 ) -> tuple[dict[str, Any], str | None]:
-    seed_file: str | None = None
-    if layout.startup_config.exists():
-        raw, label = _read_config_source(str(layout.startup_config), base, "", issues)
-    else:
-        spec = env.get(C.ENV_CONFIG)
-        if spec is None and (base / C.STARTUP_CONFIG_FILE).exists():
-            spec = C.STARTUP_CONFIG_FILE
-        raw, label = _read_config_source(spec, base, C.ENV_CONFIG, issues) if spec else ({}, "defaults")
-        seed_file = label
-        seeds.append((layout.startup_config, raw, None))
+    raw, label, seed_file = _cached_or_seed(
+        layout.startup_config, env.get(C.ENV_CONFIG), C.ENV_CONFIG, C.STARTUP_CONFIG_FILE, base, issues, seeds, None
+    )
     issues.extend(validate_mapping(raw, STARTUP_SCHEMA, {"file": label}, extra_known=STARTUP_KEYS))
     startup = defaults(STARTUP_SCHEMA)
     startup.update({k: v for k, v in raw.items()})
@@ -248,13 +263,8 @@ def _load_app(
     issues: list[ConfigIssue],
     seeds: list[tuple[Path, dict[str, Any], int | None]],
 ) -> dict[str, Any]:
-    if layout.app_config.exists():
-        raw, label = _read_config_source(str(layout.app_config), base, "", issues)
-    else:
-        spec = env.get(C.ENV_APP_CONFIG)
-        if spec is None and (base / C.APP_CONFIG_FILE).exists():
-            spec = C.APP_CONFIG_FILE
-        raw, label = _read_config_source(spec, base, C.ENV_APP_CONFIG, issues) if spec else ({}, "defaults")
-        seeds.append((layout.app_config, raw, 0o600))
+    raw, label, _ = _cached_or_seed(
+        layout.app_config, env.get(C.ENV_APP_CONFIG), C.ENV_APP_CONFIG, C.APP_CONFIG_FILE, base, issues, seeds, 0o600
+    )
     issues.extend(validate_mapping(raw, {}, {"file": label}, extra_known=APP_KEYS))
     return raw

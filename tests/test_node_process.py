@@ -21,6 +21,7 @@ from typing import Any
 
 import psutil
 import pytest
+from conftest import wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 LINKED_DIRS = ("extensions", "plugins", "pipelines", "samples")
@@ -37,18 +38,6 @@ COUNTER = {
 }
 
 pytestmark = pytest.mark.timeout(90)
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05) -> Any:
-    """Poll ``predicate`` until it returns a truthy value; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s: {predicate}")
-        time.sleep(interval)
 
 
 def find_pipeline(info: dict[str, Any] | None, name: str) -> dict[str, Any] | None:
