@@ -32,10 +32,9 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _serving_common import REPO, instance_plugin, make_node, print_json, print_table, wait_until  # noqa: E402
-
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
+import cv2
+import numpy as np
+from _serving_common import REPO, make_node, print_json, print_table, wait_until
 
 LIMIT_SIDE = 320
 

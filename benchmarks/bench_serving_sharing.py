@@ -18,7 +18,7 @@ and the p99 *added* latency: engine p99 minus the tuned baseline's p99 per-image
 Targets (issue 3 and DECISIONS 13): ≥ 1.6× naive (≥ 2× in DECISIONS) and ≥ 0.95× tuned at 4 pipelines,
 fairness ≥ 0.95.
 
-    .venv/bin/python benchmarks/bench_serving_sharing.py [--pipelines 1,2,4,8] [--seconds 5]
+    .venv/bin/python benchmarks/bench_serving_sharing.py [--pipelines 1,2,4,8] [--seconds 5] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _serving_common import REPO, instance_plugin, make_node, print_json, print_table, wait_until  # noqa: E402
+from _serving_common import REPO, instance_plugin, make_node, print_json, print_table, wait_until
 
 ENGINE = "PP_OCR_DIRECTION"
 WIDTH, HEIGHT = 192, 48
@@ -41,11 +41,10 @@ WIDTH, HEIGHT = 192, 48
 # --- baselines (each in its own process) ---------------------------------------------------------------------
 def _frames() -> Any:
     """The same generator the engine's pipelines use: the SYNTHETIC capture plugin, 192×48 moving box."""
-    from edge_engine.discovery import import_file
-
     import logging
     import threading
 
+    from edge_engine.discovery import import_file
     from edge_engine.plugin_types import PluginContext
 
     module = import_file(REPO / "extensions" / "data" / "synthetic.py", "bench_synthetic")
@@ -144,11 +143,17 @@ def run_engine(node: Any, pipelines: int, seconds: float, warmup: float) -> dict
     }
 
 
+def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run with the median throughput (its other figures come with it)."""
+    return sorted(runs, key=lambda r: r["throughput"])[len(runs) // 2]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--pipelines", default="1,2,4,8", help="pipeline counts to measure")
     parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per set-up")
     parser.add_argument("--warmup", type=float, default=1.5, help="engine warm-up seconds per pipeline count")
+    parser.add_argument("--rounds", type=int, default=1, help="alternating rounds per pipeline count (median)")
     args = parser.parse_args(argv)
     counts = [int(x) for x in args.pipelines.split(",") if x.strip()]
     rows, results = [], []
@@ -156,9 +161,15 @@ def main(argv: list[str] | None = None) -> int:
         node = make_node(Path(tmp))
         try:
             for pipelines in counts:
-                engine = run_engine(node, pipelines, args.seconds, args.warmup)
-                naive = run_baseline(pipelines, tuned=False, seconds=args.seconds)
-                tuned = run_baseline(pipelines, tuned=True, seconds=args.seconds)
+                rounds = [
+                    (
+                        run_engine(node, pipelines, args.seconds, args.warmup),
+                        run_baseline(pipelines, tuned=False, seconds=args.seconds),
+                        run_baseline(pipelines, tuned=True, seconds=args.seconds),
+                    )
+                    for _ in range(max(1, args.rounds))
+                ]
+                engine, naive, tuned = (_median_run([r[i] for r in rounds]) for i in range(3))
                 result = {
                     "pipelines": pipelines,
                     "engine_ips": round(engine["throughput"], 1),

@@ -30,6 +30,7 @@ printf 'deb %s %s main\ndeb %s %s-updates main\n' "$MIRROR" "$SUITE" "$MIRROR" "
 printf 'path-exclude /usr/share/doc/*\npath-exclude /usr/share/man/*\npath-exclude /usr/share/info/*\n' \
   >"$ROOT/etc/dpkg/dpkg.cfg.d/excludes"
 ln -sf python3 "$ROOT/usr/bin/python"
+chmod 0755 "$ROOT"  # mktemp made it 0700: it becomes the image's /
 tar -C "$ROOT" -c . | docker import \
   --change 'ENV LANG=C.UTF-8' --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
   --change 'CMD ["python3"]' \

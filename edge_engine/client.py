@@ -403,21 +403,26 @@ class EdgeClient:
             if verified:
                 self._note_heartbeat(received)
         elif message.get("EE_IS_ENCRYPTED") and isinstance(message.get("EE_ENCRYPTED_DATA"), str):
-            received.decoded = self._decrypt(message)
+            try:
+                received.decoded = self._decrypt(message)
+            except ValueError as exc:  # addressed to us, and still not decryptable
+                received.reason = f"{received.reason}; EE_ENCRYPTED_DATA not decryptable: {exc}"
         return received
 
     def _decrypt(self, message: dict[str, Any]) -> dict[str, Any] | None:
-        """Data encrypted to this client, merged into the message (None when it is not for us)."""
+        """Data encrypted to this client (``EE_DEST`` is its address, or a list holding it), merged into the
+        message; None when it is not for us, ValueError (a ``DecryptError`` or bad JSON) when it is for us and
+        cannot be decrypted."""
         dest = message.get("EE_DEST")
         dests = dest if isinstance(dest, list) else [dest]
-        if self.address not in dests or not isinstance(message.get("EE_SENDER"), str):
+        own = self.address.removeprefix(ADDRESS_PREFIX)
+        if not any(isinstance(d, str) and d.removeprefix(ADDRESS_PREFIX) == own for d in dests):
             return None
-        from edge_engine.comms.crypto import DecryptError, decrypt
+        if not isinstance(message.get("EE_SENDER"), str):
+            raise ValueError("no EE_SENDER to derive the key from")
+        from edge_engine.comms.crypto import decrypt
 
-        try:
-            inner = json.loads(decrypt(message["EE_ENCRYPTED_DATA"], self.identity, message["EE_SENDER"]))
-        except (DecryptError, ValueError):
-            return None
+        inner = json.loads(decrypt(message["EE_ENCRYPTED_DATA"], self.identity, message["EE_SENDER"]))
         merged = {k: v for k, v in message.items() if k != "EE_ENCRYPTED_DATA"}
         if isinstance(inner, dict):
             merged.update(inner)

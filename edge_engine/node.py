@@ -80,6 +80,7 @@ class Node:
         """Load identity and plugins, start every valid pipeline, and write local_info.json."""
         self.identity = load_or_create_identity(self.layout.key_file)
         self.alias = self._resolve_alias(self.identity)
+        self.write_local_info()  # status "starting": ops commands and the health check can tell
         self.pm.register(self.output, name="edge_engine.local_output")
         self._load_plugins()
         policy = RestartPolicy(cap=float(self.settings.startup["RESTART_BACKOFF_MAX"]))

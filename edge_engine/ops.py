@@ -103,6 +103,7 @@ def format_node_info(info: dict[str, Any], now: datetime | None = None) -> str:
         ("address", _text(info.get("address"))),
         ("eth_address", _text(info.get("eth_address"))),
         ("version", version),
+        ("status", _text(info.get("status"))),
         ("pid", _text(info.get("pid"))),
         ("uptime", _text(info.get("uptime"))),
         ("started_at", _text(info.get("started_at"))),

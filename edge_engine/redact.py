@@ -1,7 +1,8 @@
 """Keeping secrets out of logs, files and messages.
 
 URLs lose their ``user:pass@`` (shown as ``***@``); values of keys named like ``*PASS*``, ``*SECRET*``,
-``*TOKEN*`` or ``*KEY*`` are shown as ``***``.
+``*TOKEN*`` or ``*KEY*`` are shown as ``***``, and so are HTTP credential headers (``Authorization``,
+``Proxy-Authorization``, ``Cookie``, ``Set-Cookie``) wherever they appear as keys (``HTTP_POLL``'s ``HEADERS``).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import re
 from typing import Any
 
 _URL_CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s:]+(?::[^/@\s]*)?@")
-_SECRET_KEY = re.compile(r"PASS|SECRET|TOKEN|KEY", re.IGNORECASE)
+_SECRET_KEY = re.compile(r"PASS|SECRET|TOKEN|KEY|AUTHORIZATION|COOKIE", re.IGNORECASE)
 MASK = "***"
 
 

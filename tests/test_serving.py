@@ -336,6 +336,21 @@ def test_text_detector_reports_boxes_scores_and_a_witness(node_factory: Any) -> 
     assert len(list((folder / "images").glob("*.jpg"))) == 3
 
 
+def test_the_serving_tutorial_runs(node_factory: Any) -> None:
+    folders = [str(REPO / "extensions"), str(REPO / "plugins")]
+    node = node_factory(startup={"PLUGIN_FOLDERS": folders})
+    node.add_pipeline({
+        "NAME": "colours", "TYPE": "SYNTHETIC", "MODE": "static", "WIDTH": 320, "HEIGHT": 240, "COUNT": 10,
+        "PLUGINS": [{"SIGNATURE": "TUTORIAL_MEAN_COLOR_REPORT", "INSTANCES": [{"INSTANCE_ID": "main", "EVERY": 5}]}],
+    })  # fmt: skip
+    wait_for(lambda: finished(node, "colours"), timeout=30)
+    folder = node.layout.output / "colours" / "TUTORIAL_MEAN_COLOR_REPORT_main"
+    payloads = [json.loads(line) for line in (folder / "payloads.jsonl").read_text().splitlines()]
+    assert [p.get("data", p)["FRAMES"] for p in payloads] == [5, 10]
+    red, green, blue = payloads[0].get("data", payloads[0])["MEAN_RGB"]  # the static frame: a gray-blue ramp
+    assert abs(red - 130) < 3 and abs(green - 100) < 3 and abs(blue - 125) < 3
+
+
 # --- the node process never imports onnxruntime by itself -------------------------------------------------------
 def test_an_idle_node_imports_no_onnxruntime_and_starts_no_server(tmp_path: Path) -> None:
     script = textwrap.dedent(f"""

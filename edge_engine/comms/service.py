@@ -25,7 +25,7 @@ from edge_engine.comms.outbox import MemoryOutbox, Outbox, OutboxItem
 from edge_engine.comms.replay import ReplayGuard
 from edge_engine.comms.sequence import SequenceStore
 from edge_engine.comms.settings import LOCAL_HOST, CommsSettings
-from edge_engine.comms.signing import sign_to_json, verify
+from edge_engine.comms.signing import CANON_UNVERSIONED, canonical_json, public_key_from_address, sign_to_json, verify
 from edge_engine.comms.transport import MqttTransport, NotConnected
 from edge_engine.hookspecs import hookimpl
 from edge_engine.messages import Notification, Payload
@@ -35,6 +35,8 @@ MAX_INLINE_IMAGE = 256 * 1024
 COMMAND_QUEUE = 1000
 PUBLISH_BATCH = 64
 CHANNEL_TOPICS = {"payloads": "payloads", "notif": "notif", "ctrl": "ctrl"}
+# who deployed the pipeline (copied from its config into every payload's envelope; clear even when encrypted)
+ROUTING_FIELDS = ("SESSION_ID", "INITIATOR_ID", "INITIATOR_ADDR", "MODIFIED_BY_ID", "MODIFIED_BY_ADDR")
 
 
 def payload_body(payload: Payload) -> dict[str, Any]:
@@ -121,7 +123,8 @@ class CommsService:
         self._heartbeat_now = threading.Event()
         self._command_queue: queue.Queue[bytes | None] = queue.Queue(COMMAND_QUEUE)
         self.counters = {"payloads": 0, "notifications": 0, "heartbeats": 0, "published": 0, "oversize": 0,
-                         "commands_dropped": 0, "publish_errors": 0}  # fmt: skip
+                         "commands_dropped": 0, "publish_errors": 0, "unencryptable": 0}  # fmt: skip
+        self._unencryptable: set[tuple[Any, ...]] = set()
         self.broker: EmbeddedBroker | None = None
         self.transport: MqttTransport | None = None
         self.host, self.port = self._choose_broker()
@@ -195,7 +198,46 @@ class CommsService:
     @hookimpl
     def edge_payload(self, payload: Payload) -> None:
         self.counters["payloads"] += 1
-        self._enqueue(OutboxItem("payloads", {}, list(payload.path), created=payload.created, source=payload))
+        routing = self._payload_routing(payload)
+        if routing is None:
+            return
+        self._enqueue(OutboxItem("payloads", routing, list(payload.path), created=payload.created, source=payload))
+
+    def _payload_routing(self, payload: Payload) -> dict[str, Any] | None:
+        """The envelope fields of ``payload`` known now: its pipeline's initiator fields, and ``EE_IS_ENCRYPTED``
+        with ``EE_DEST`` when its instance has ``ENCRYPT_PAYLOAD`` (the initiator, else the last modifier).
+
+        None when the payload must not be sent: encryption asked and no valid address to encrypt to. It is then
+        counted (``unencryptable``; an error of the instance) and the owner is notified once per instance.
+        """
+        _, pipeline, signature, instance_id = payload.path
+        runner = getattr(self.node, "pipelines", {}).get(pipeline)
+        if runner is None:
+            return {}
+        raw = runner.spec.raw
+        routing = {key: raw[key] for key in ROUTING_FIELDS if raw.get(key) is not None}
+        instance = runner.instance(signature, instance_id) if signature and instance_id else None
+        if instance is None or not instance.config.get("ENCRYPT_PAYLOAD"):
+            return routing
+        key = (pipeline, signature, instance_id)
+        dest = routing.get("INITIATOR_ADDR") or routing.get("MODIFIED_BY_ADDR")
+        problem = "no initiator to encrypt to" if not dest else None
+        if dest:
+            try:
+                public_key_from_address(str(dest))
+            except ValueError:
+                problem = f"initiator address {dest!r} is not valid"
+        if problem is None:
+            self._unencryptable.discard(key)
+            return {**routing, "EE_IS_ENCRYPTED": True, "EE_DEST": dest}
+        self.counters["unencryptable"] += 1
+        instance.stats.error(f"payload not sent: ENCRYPT_PAYLOAD is set and {problem}")
+        if key not in self._unencryptable:
+            self._unencryptable.add(key)
+            text = f"payloads of {signature}/{instance_id} not sent: ENCRYPT_PAYLOAD is set and {problem}"
+            log.error("pipeline %r: %s (they are dropped and counted)", pipeline, text)
+            self.node.notify("error", text, list(payload.path))
+        return None
 
     @hookimpl
     def edge_notification(self, notification: Notification) -> None:
@@ -239,10 +281,25 @@ class CommsService:
         event = {"payloads": EVENT_PAYLOAD, "notif": EVENT_NOTIFICATION, "ctrl": EVENT_HEARTBEAT}[item.channel]
         if not item.seq:
             item.seq = self.sequences.next(item.channel)
+        if item.source is not None:
+            if item.body.get("EE_IS_ENCRYPTED") is True:
+                body = self._encrypted(body, item.body)
+            else:
+                body.update(item.body)
+                body["EE_IS_ENCRYPTED"] = False  # not a plugin's field of that name
         self.envelope.wrap(body, event, item.path, item.seq, item.created)
         # one serialisation: the canonical (signed) text is the wire text, so what arrives is exactly what was
         # hashed (numpy values as numbers, datetime as Ratio1's text, NaN/Inf as null)
         return sign_to_json(body, self.identity).encode("utf-8")
+
+    def _encrypted(self, body: dict[str, Any], routing: dict[str, Any]) -> dict[str, Any]:
+        """Ratio1's encrypted payload: only routing fields stay clear (the envelope, added next, and ``routing``:
+        initiator fields, ``EE_IS_ENCRYPTED``, ``EE_DEST``); the whole body goes, as JSON, in ``EE_ENCRYPTED_DATA``
+        encrypted from the node to ``EE_DEST``."""
+        from edge_engine.comms.crypto import encrypt_for
+
+        plaintext = canonical_json(body, version=CANON_UNVERSIONED)  # numpy, datetime, NaN handled as when signing
+        return {**routing, "EE_ENCRYPTED_DATA": encrypt_for(plaintext, self.identity, str(routing["EE_DEST"]))}
 
     def _publish_loop(self) -> None:
         """Take what waits in the outbox (up to ``PUBLISH_BATCH`` messages), encode it all, then publish it all.

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from edge_engine.serving.manager import ServingManager
 
 log = logging.getLogger(__name__)
-FRAME_BUDGET_BYTES = 16 * 1024 * 1024  # frames of one pipeline in flight: big frames get a smaller window
+FRAME_BUDGET_BYTES = 4 * 1024 * 1024  # frames of one pipeline in flight: big frames get a smaller window
 MIN_WINDOW = 2
 InstanceKey = tuple[str, str]
 
@@ -61,6 +61,8 @@ class ServingStage:
         self.manager = manager
         self.pipeline = pipeline
         self._cond = threading.Condition()
+        self._update_lock = threading.Lock()  # update() (node thread) against close() (dispatcher)
+        self._closed = False
         self._clients: dict[ModelKey, ModelClient] = {}
         self._stopped = False
         self._warned: set[str] = set()
@@ -89,6 +91,11 @@ class ServingStage:
     # --- configuration (node thread) ------------------------------------------------------------------------
     def update(self, instances: tuple[InstanceSpec, ...]) -> None:
         """Build the plan for these instances: reuse the clients still needed, close the others."""
+        with self._update_lock:
+            if not self._closed:
+                self._update(instances)
+
+    def _update(self, instances: tuple[InstanceSpec, ...]) -> None:
         wanted: dict[ModelKey, Any] = {}
         per_instance: dict[InstanceKey, dict[str, ModelKey]] = {}
         markers: dict[str, ServingError] = {}
@@ -235,10 +242,12 @@ class ServingStage:
 
     def close(self) -> None:
         """Release the models and the frame slots (called by the dispatcher thread when it ends)."""
-        for client in self._clients.values():
-            client.close()
-        self._clients = {}
-        self.plan = ServingPlan()
+        with self._update_lock:
+            self._closed = True
+            for client in self._clients.values():
+                client.close()
+            self._clients = {}
+            self.plan = ServingPlan()
         if self.slots is not None:
             self.slots.close()
             self.slots = None

@@ -12,6 +12,7 @@ this node may not have): its inputs get a ``ServingError`` of kind ``unknown_eng
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Mapping
@@ -40,8 +41,6 @@ class ModelKey:
     @property
     def short(self) -> str:
         """A short stable id of the config, for part names and logs."""
-        import hashlib
-
         return hashlib.sha1(self.config_json.encode()).hexdigest()[:8]
 
 

@@ -34,6 +34,9 @@ class OnnxServingPlugin(ServingPlugin):
     CONFIG: ClassVar[dict[str, Any]] = {
         "INTRA_OP_THREADS": Key(1, type=int, min=0, max=256, doc="onnxruntime threads per op; 0 = one per core"),
         "INTER_OP_THREADS": Key(1, type=int, min=0, max=256, doc="onnxruntime threads across ops; 0 = default"),
+        "MEMORY_ARENA": Key(
+            True, type=bool, doc="keep onnxruntime's memory arena (faster; holds the largest batch's memory)"
+        ),
         "EXECUTION_PROVIDERS": Key(
             [CPU], type=list, doc="onnxruntime providers by preference; those not installed are skipped (CUDA, ...)"
         ),
@@ -125,6 +128,9 @@ class OnnxServingPlugin(ServingPlugin):
         options.intra_op_num_threads = int(self.config.get("INTRA_OP_THREADS") or 0)
         options.inter_op_num_threads = int(self.config.get("INTER_OP_THREADS") or 0)
         options.log_severity_level = 3
+        if not self.config.get("MEMORY_ARENA", True):
+            options.enable_cpu_mem_arena = False  # memory goes back after each batch: sizes vary, peaks do not stay
+            options.enable_mem_pattern = False
         wanted = list(self.config.get("EXECUTION_PROVIDERS") or [CPU])
         providers, self.skipped_providers = choose_providers(wanted, ort.get_available_providers())
         self.model_path = path

@@ -115,6 +115,7 @@ class ModelServer:
         self._sleeping = False
         self._woken = False
         self._warm = False
+        self._idle_slots = True  # when the scheduler last looked, some worker could take a batch (or start)
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         self._batch_ids = itertools.count(1)
@@ -165,7 +166,8 @@ class ModelServer:
                 client.outstanding += 1
                 client.last_submit = request.submitted
                 self.stats.requests += 1
-                self._wake_locked()
+                if self._idle_slots:  # else the next result wakes the scheduler, which plans then
+                    self._wake_locked()
         if refused:
             request.resolve(self.error("stopping", "the model server is stopping"))
 
@@ -211,6 +213,10 @@ class ModelServer:
                 jobs = self._plan(now)
                 timeout = None if jobs else self._next_timeout(now)
                 self._sleeping = not jobs and not to_start and not failed
+                self._idle_slots = any(
+                    w.state in ("ready", "stopped") or (w.state == "busy" and len(w.queued) < WORKER_DEPTH)
+                    for w in self._workers
+                )
             for request in failed:
                 self._answer(request, fail_error, ok=False)
             for worker in to_start:
@@ -302,7 +308,8 @@ class ModelServer:
             elif worker.state in ("backoff", "failed") and self._clients:
                 deadlines.append(worker.restart_at)
         alive = any(w.alive for w in self._workers)
-        if alive and (self.settings.idle_stop > 0 or not self._clients):
+        working = self._queue.size or any(w.state in ("busy", "starting") for w in self._workers)
+        if alive and not working and (self.settings.idle_stop > 0 or not self._clients):
             deadlines.append(self._last_activity + self.settings.idle_stop)
         if not self._clients and not alive:
             deadlines.append(now + 1.0)  # nobody uses it and nothing runs: re-check for closing

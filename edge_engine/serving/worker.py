@@ -22,7 +22,7 @@ import os
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +46,6 @@ class WorkerSpec:
     models_dir: str
     index: int = 0
     log_level: int = logging.WARNING
-    env: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def for_class(cls, plugin_cls: type, config: dict[str, Any], models_dir: Path, index: int) -> WorkerSpec:
@@ -172,7 +171,5 @@ def _send(conn: Any, message: tuple[Any, ...]) -> bool:
     try:
         conn.send(message)
         return True
-    except (OSError, EOFError, BrokenPipeError):
-        return False
-    except Exception:  # pickling the results failed
+    except Exception:  # the pipe is closed (the node is gone), or the results do not pickle
         return False

@@ -58,7 +58,12 @@ class PpOcrDetector(_PackagedModel):
     DESCRIPTION = "PP-OCRv4 text detection (from the rapidocr-onnxruntime wheel): text regions with scores"
     MODEL_FILE = "ch_PP-OCRv4_det_infer.onnx"
     CONFIG: ClassVar[dict[str, Any]] = {
-        "MAX_BATCH_SIZE": Key(4, type=int, min=1, doc="largest batch the server runs"),
+        "MAX_BATCH_SIZE": Key(
+            1,
+            type=int,
+            min=1,
+            doc="largest batch; 1 on CPU (batches of big frames are slower there and need more memory)",
+        ),
         "LIMIT_SIDE": Key(640, type=int, min=32, max=4096, doc="longest side of a frame once resized for the model"),
         "THRESH": Key(0.3, min=0, max=1, doc="probability above which a pixel is text"),
         "BOX_THRESH": Key(0.5, min=0, max=1, doc="smallest mean probability of a reported region"),
