@@ -85,6 +85,7 @@ def tree_memory(pid: int) -> dict[str, float]:
     root = psutil.Process(pid)
     processes = [root, *root.children(recursive=True)]
     rss = pss = 0.0
+    each = []
     for process in processes:
         try:
             info = process.memory_full_info()
@@ -92,7 +93,8 @@ def tree_memory(pid: int) -> dict[str, float]:
             continue
         rss += info.rss
         pss += getattr(info, "pss", info.rss)
-    return {"processes": len(processes), "rss_mb": rss / 2**20, "pss_mb": pss / 2**20}
+        each.append(round(info.rss / 2**20, 1))
+    return {"processes": len(processes), "rss_mb": rss / 2**20, "pss_mb": pss / 2**20, "rss_each_mb": each}
 
 
 def print_table(title: str, header: list[str], rows: list[list[Any]]) -> None:

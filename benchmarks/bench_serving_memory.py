@@ -84,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         ["state", "processes", "RSS MB (sum)", "PSS MB (sum)"],
         rows,
     )
+    print(f"RSS MB per process (node first): 1 pipeline {one['rss_each_mb']}, {args.pipelines}: {many['rss_each_mb']}")
     print(f"per extra pipeline: {per_rss:.1f} MB RSS (target ≤ 25), {per_pss:.1f} MB PSS")
     print_json("serving_memory", {
         "model": ENGINE, "workers": workers, "idle": idle, "one": one, "many": many, "pipelines": args.pipelines,

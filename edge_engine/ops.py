@@ -85,8 +85,9 @@ def _read_node_file(path: Path, cache: Path, when: str) -> Any:
     layout = CacheLayout(cache)
     if not layout.key_file.exists():
         raise CacheError(
-            f"{path} does not exist: the cache {cache} is empty or new, so no node has run with it yet "
-            f"(in a container: is the node's volume mounted at {C.IMAGE_CACHE_DIR}?)"
+            f"{path} does not exist: no node has started with the cache {cache} yet (a node starting for the "
+            f"first time writes it within seconds; in a container, is the node's volume mounted at "
+            f"{C.IMAGE_CACHE_DIR}?)"
         )
     raise CacheError(f"{path} does not exist yet: the node is starting ({when})")
 

@@ -31,7 +31,7 @@ class PipelineRunner:
         size = int(spec.capture_config.get("MAX_INPUTS_QUEUE_SIZE") or 4)
         self.inbox = Mailbox(size, DROP_OLDEST if live else BLOCK)
         self.capture = CaptureRunner(env, spec.name, spec.capture, spec.capture_config, self.inbox)
-        self.serving = ServingStage(env.serving, spec.name, spec.instances)
+        self.serving = ServingStage(env.serving, spec.name, spec.instances, wake=self._wake_dispatcher)
         self.instances: dict[tuple[str, str], InstanceRunner] = {
             i.key: InstanceRunner(env, spec.name, i, live) for i in spec.instances
         }
@@ -57,15 +57,19 @@ class PipelineRunner:
         pending: deque[Any] = deque()
         try:
             while not self.stopping:
-                if pending and (len(pending) >= serving.window or pending[0].done):
+                while pending and pending[0].done:
                     self._offer(*serving.complete(pending.popleft()))
+                if len(pending) >= serving.window:
+                    serving.wait(pending[0])  # the window is full: only a result can help
                     continue
-                message = self.inbox.get(timeout=0.0 if pending else None)
-                if message is None:  # nothing new: wait for the oldest input in flight
-                    if pending:
-                        self._offer(*serving.complete(pending.popleft()))
+                # wait for a new input; a result for an input in flight wakes this wait too (a control message)
+                serving.awaiting = bool(pending)
+                if pending and pending[0].done:
+                    serving.awaiting = False
                     continue
-                if message[0] != "input":
+                message = self.inbox.get()
+                serving.awaiting = False
+                if message is None or message[0] != "input":
                     continue
                 if pending or serving.active:
                     pending.append(serving.submit(message[1]))
@@ -79,6 +83,9 @@ class PipelineRunner:
             if not self.stopping:
                 for runner in tuple(self.instances.values()):
                     runner.finish()
+
+    def _wake_dispatcher(self) -> None:
+        self.inbox.put_control(("serving", None, None))
 
     def _offer(self, inp: Any, views: dict[tuple[str, str], Any] | None) -> None:
         for key, runner in tuple(self.instances.items()):

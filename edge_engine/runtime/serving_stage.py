@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -57,9 +58,17 @@ class ServingPlan:
 class ServingStage:
     """Runs the serving plugins a pipeline's instances need on each input."""
 
-    def __init__(self, manager: ServingManager | None, pipeline: str, instances: tuple[InstanceSpec, ...] = ()):
+    def __init__(
+        self,
+        manager: ServingManager | None,
+        pipeline: str,
+        instances: tuple[InstanceSpec, ...] = (),
+        wake: Callable[[], None] | None = None,
+    ):
         self.manager = manager
         self.pipeline = pipeline
+        self._wake = wake  # wakes the dispatcher's wait for new inputs (a control message in its inbox)
+        self.awaiting = False  # the dispatcher waits for an input while inputs are in flight
         self._cond = threading.Condition()
         self._update_lock = threading.Lock()  # update() (node thread) against close() (dispatcher)
         self._closed = False
@@ -70,7 +79,7 @@ class ServingStage:
         self.slots: FrameSlots | None = None
         self.in_flight = 0
         self.errors = 0
-        self.window = 1
+        self._window = 1
         self._frame_bytes = 0
         self.update(instances)
 
@@ -78,15 +87,26 @@ class ServingStage:
     def active(self) -> bool:
         return self.plan.active
 
+    @property
+    def window(self) -> int:
+        """Inputs to keep in flight now: this pipeline's own limit, or less when the servers suggest less (many
+        pipelines share them, and a deeper queue would only add latency)."""
+        window = self._window
+        for client in self.plan.clients:
+            suggested = client.server.suggested_window
+            if suggested < window:
+                window = suggested
+        return window
+
     def _fit_window(self, frame_bytes: int) -> None:
         """Inputs in flight: ``MAX_IN_FLIGHT``, fewer for big frames (at most :data:`FRAME_BUDGET_BYTES` of them,
         but never under :data:`MIN_WINDOW`). The servers read it to size their batches."""
         self._frame_bytes = frame_bytes
         limit = self.plan.window
         fit = FRAME_BUDGET_BYTES // frame_bytes if frame_bytes else limit
-        self.window = max(min(MIN_WINDOW, limit), min(limit, fit))
+        self._window = max(min(MIN_WINDOW, limit), min(limit, fit))
         for client in self.plan.clients:
-            client.window = self.window
+            client.window = self._window
 
     # --- configuration (node thread) ------------------------------------------------------------------------
     def update(self, instances: tuple[InstanceSpec, ...]) -> None:
@@ -171,7 +191,7 @@ class ServingStage:
             slots = self._slots(plan.window)
             slot = slots.acquire()
             ref = slots.put(slot, inp.image)
-        ticket = Ticket(inp, len(clients), self._cond, slot, plan)
+        ticket = Ticket(inp, len(clients), self._cond, slot, plan, self._done if self._wake else None)
         if clients:
             item = (ref, inp.data, inp.metadata, inp.seq, inp.timestamp)
             self.in_flight += 1
@@ -187,6 +207,17 @@ class ServingStage:
         elif slots.count < window:
             slots.resize(window)
         return slots
+
+    def _done(self) -> None:
+        """A ticket completed (a server thread): wake the dispatcher if it waits for inputs meanwhile."""
+        if self.awaiting and self._wake is not None:
+            self.awaiting = False
+            self._wake()
+
+    def wait(self, ticket: Ticket) -> None:
+        """Block until ``ticket`` is done (or the stage stops)."""
+        if not ticket.done:
+            self._wait(ticket, ticket.plan)
 
     def complete(self, ticket: Ticket) -> tuple[Input, dict[InstanceKey, Input] | None]:
         """Wait for the ticket's results; returns the input with its inferences, and per-instance views if any."""

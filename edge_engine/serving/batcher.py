@@ -105,9 +105,10 @@ class FairQueue:
         return batch
 
 
-def active_load(clients: Iterable[ModelClient], now: float) -> int:
-    """How many inputs the active pipelines can have in flight together (the sum of their windows)."""
-    return sum(c.window for c in clients if c.outstanding > 0 or now - c.last_submit < ACTIVE_SECONDS)
+def active_load(clients: Iterable[ModelClient], now: float, limit: int = 1 << 30) -> int:
+    """How many inputs the active pipelines can have in flight together (the sum of their windows, each at most
+    ``limit``: the server's suggested window)."""
+    return sum(min(c.window, limit) for c in clients if c.outstanding > 0 or now - c.last_submit < ACTIVE_SECONDS)
 
 
 def batch_target(capacity: int, workers: int, max_batch: int) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from edge_engine.errors import ServingError
@@ -24,11 +25,20 @@ if TYPE_CHECKING:
 class Ticket:
     """One input waiting for its inferences; completed by the server threads, awaited by the pipeline."""
 
-    __slots__ = ("cond", "done", "inp", "plan", "remaining", "results", "slot", "started")
+    __slots__ = ("cond", "done", "inp", "on_done", "plan", "remaining", "results", "slot", "started")
 
-    def __init__(self, inp: Input, expected: int, cond: threading.Condition, slot: int | None, plan: Any = None):
+    def __init__(
+        self,
+        inp: Input,
+        expected: int,
+        cond: threading.Condition,
+        slot: int | None,
+        plan: Any = None,
+        on_done: Callable[[], None] | None = None,
+    ):
         self.inp = inp
         self.plan = plan
+        self.on_done = on_done
         self.cond = cond
         self.slot = slot
         self.remaining = expected
@@ -43,9 +53,12 @@ class Ticket:
                 return
             self.results[key] = value
             self.remaining -= 1
-            if self.remaining <= 0 and not self.done:
+            finished = self.remaining <= 0 and not self.done
+            if finished:
                 self.done = True
                 self.cond.notify()  # only the pipeline's dispatcher waits
+        if finished and self.on_done is not None:
+            self.on_done()
 
 
 class Request:

@@ -116,9 +116,11 @@ class ModelServer:
         self._woken = False
         self._warm = False
         self._idle_slots = True  # when the scheduler last looked, some worker could take a batch (or start)
+        self.suggested_window = self._window_for(0)
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         self._batch_ids = itertools.count(1)
+        self._next_worker = 0
         self._poller = select.poll()
         self._poll_fds: list[int] = []
         self._last_activity = time.monotonic()
@@ -137,6 +139,7 @@ class ModelServer:
         client = ModelClient(self, pipeline, window)
         with self._lock:
             self._clients[id(client)] = client
+            self.suggested_window = self._window_for(len(self._clients))
             self._warm = True  # a pipeline will need the model: load it now rather than at its first input
             self._wake_locked()
         return client
@@ -144,6 +147,7 @@ class ModelServer:
     def remove_client(self, client: ModelClient) -> None:
         with self._lock:
             self._clients.pop(id(client), None)
+            self.suggested_window = self._window_for(len(self._clients))
             dropped = self._queue.drop(id(client))
             client.outstanding -= len(dropped)
             self._wake_locked()
@@ -154,6 +158,12 @@ class ModelServer:
     @property
     def client_count(self) -> int:
         return len(self._clients)
+
+    def _window_for(self, pipelines: int) -> int:
+        """Inputs each pipeline should keep in flight: together, enough to fill every worker's batches one and a
+        half times over; more would only wait in the queue (latency)."""
+        needed = 1.5 * self.settings.workers * WORKER_DEPTH * self.settings.max_batch
+        return max(2, math.ceil(needed / max(1, pipelines)))
 
     def submit(self, request: Request) -> None:
         client = request.client
@@ -261,13 +271,15 @@ class ModelServer:
         """Under the lock: the batches to send now (see :mod:`edge_engine.serving.batcher`)."""
         if self._queue.size == 0:
             return []
-        free = [w for w in self._workers if w.state == "ready"]
-        free += [w for w in self._workers if w.state == "busy" and len(w.queued) < WORKER_DEPTH]
+        count = len(self._workers)
+        rotated = [self._workers[(self._next_worker + i) % count] for i in range(count)]  # spread the load
+        free = [w for w in rotated if w.state == "ready"]
+        free += [w for w in rotated if w.state == "busy" and len(w.queued) < WORKER_DEPTH]
         if not free:
             return []
         settings = self.settings
         clients = self._clients.values()
-        capacity = batcher.active_load(clients, now)
+        capacity = batcher.active_load(clients, now, self.suggested_window)
         serving = sum(1 for w in self._workers if w.state in ("ready", "busy"))
         target = batcher.batch_target(capacity, serving, settings.max_batch)
         outstanding = sum(c.outstanding for c in clients)
@@ -286,6 +298,7 @@ class ModelServer:
                 worker.since = now
             worker.queued.append((batch_id, batch))
             jobs.append((worker, batch_id, batch))
+            self._next_worker = (worker.index + 1) % count
         return jobs
 
     def _next_timeout(self, now: float) -> float | None:
@@ -487,14 +500,15 @@ class ModelServer:
             except (OSError, ValueError):
                 pass
 
-    def _reap(self, worker: WorkerHandle) -> None:
+    def _reap(self, worker: WorkerHandle, grace: float = STOP_GRACE) -> None:
+        """Forget a worker's process: wait ``grace`` seconds for it to exit, then kill it."""
         process, conn = worker.process, worker.conn
         worker.process = worker.conn = None
         worker.pid = None
         if conn is not None:
             conn.close()
         if process is not None:
-            process.join(STOP_GRACE)
+            process.join(grace)
             if process.is_alive():
                 process.kill()
                 process.join(STOP_GRACE)
@@ -551,7 +565,7 @@ class ModelServer:
             for worker in self._workers:
                 leftovers.extend(worker.take_all())
         for worker in self._workers:
-            self._reap(worker)
+            self._reap(worker, grace=0.0)  # the shared grace above is over
             worker.state = "stopped"
         for request in leftovers:
             self._answer(request, error, ok=False)
