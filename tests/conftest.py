@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mqtt_broker import mosquitto, mosquitto_factory  # noqa: F401  (fixtures: a real broker on a free port)
+from mqtt_broker import clients, mosquitto, mosquitto_factory  # noqa: F401  (fixtures: a real broker on a free port)
 
 from edge_engine.node import Node
 from edge_engine.settings import load_settings

@@ -14,8 +14,12 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from edge_engine.client import EdgeClient
+from edge_engine.identity import Identity
 
 INSTALL_HINT = (
     "the mosquitto binary is needed by the comms tests and was not found on PATH (nor in /usr/sbin). "
@@ -145,3 +149,18 @@ def mosquitto_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Call
 def mosquitto(mosquitto_factory: Callable[..., Mosquitto]) -> Mosquitto:
     """A running Mosquitto on a free port; fails (never skips) when the binary is missing."""
     return mosquitto_factory()
+
+
+@pytest.fixture
+def clients() -> Iterator[Callable[..., EdgeClient]]:
+    """``clients(identity, port, **kw)``: connected EdgeClients, closed at teardown."""
+    made: list[EdgeClient] = []
+
+    def make(identity: Identity, port: int, **kw: Any) -> EdgeClient:
+        client = EdgeClient(identity, port=port, **kw).connect()
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        client.close()

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -84,20 +84,6 @@ def me(tmp_path: Path) -> Identity:
 @pytest.fixture
 def stranger(tmp_path: Path) -> Identity:
     return load_client_identity(tmp_path / "stranger" / "client.pem")
-
-
-@pytest.fixture
-def clients() -> Iterator[Callable[..., EdgeClient]]:
-    made: list[EdgeClient] = []
-
-    def make(identity: Identity, port: int, **kw: Any) -> EdgeClient:
-        client = EdgeClient(identity, port=port, **kw).connect()
-        made.append(client)
-        return client
-
-    yield make
-    for client in made:
-        client.close()
 
 
 def allow(node: Node, identity: Identity) -> None:

@@ -59,20 +59,6 @@ def me(tmp_path: Path) -> Identity:
     return load_client_identity(tmp_path / "client" / "client.pem")
 
 
-@pytest.fixture
-def clients() -> Iterator[Callable[..., EdgeClient]]:
-    made: list[EdgeClient] = []
-
-    def make(identity: Identity, port: int, **kw: Any) -> EdgeClient:
-        client = EdgeClient(identity, port=port, **kw).connect()
-        made.append(client)
-        return client
-
-    yield make
-    for client in made:
-        client.close()
-
-
 class Eavesdropper:
     """A third party on the payload topic: plain paho, no key of its own that matters."""
 
