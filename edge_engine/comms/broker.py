@@ -49,7 +49,7 @@ class EmbeddedBroker:
     def _run(self) -> None:
         from amqtt.broker import Broker
 
-        logging.getLogger("amqtt").setLevel(logging.WARNING)  # its INFO lines (every connection) would flood the node log
+        logging.getLogger("amqtt").setLevel(logging.WARNING)  # its INFO line per connection floods the log
 
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)  # amqtt looks the loop up with asyncio.get_event_loop()
