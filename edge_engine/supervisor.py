@@ -57,8 +57,8 @@ class Supervisor:
         with self._lock:
             return self._parts.setdefault(part, PartState())
 
-    def failed(self, part: str, error: BaseException | str) -> float:
-        """Record a failure; returns the delay before the next attempt."""
+    def failed(self, part: str, error: BaseException | str, cap: float | None = None) -> float:
+        """Record a failure; returns the delay before the next attempt (at most ``cap`` when given)."""
         text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
         with self._lock:
             state = self._parts.setdefault(part, PartState())
@@ -67,6 +67,8 @@ class Supervisor:
             state.last_error = text
             state.last_failure = time.time()
             delay = self.policy.delay(state.consecutive_failures, self._rng)
+            if cap is not None:
+                delay = min(delay, cap)
         log.warning("%s failed (%s); restart #%d in %.1f s", part, text, state.restarts, delay)
         return delay
 
@@ -77,9 +79,11 @@ class Supervisor:
             if state is not None:
                 state.consecutive_failures = 0
 
-    def wait_restart(self, part: str, error: BaseException | str, stop: threading.Event) -> bool:
-        """Record a failure and wait the backoff; False when ``stop`` was set meanwhile."""
-        delay = self.failed(part, error)
+    def wait_restart(
+        self, part: str, error: BaseException | str, stop: threading.Event, cap: float | None = None
+    ) -> bool:
+        """Record a failure and wait the backoff (at most ``cap``); False when ``stop`` was set meanwhile."""
+        delay = self.failed(part, error, cap)
         return not stop.wait(delay)
 
     def forget(self, part: str) -> None:

@@ -344,3 +344,15 @@ def test_logging_filter_masks_credentials_in_the_final_message() -> None:
         "no secrets here: rtsp://cam/1",
         "inline http://***@h/x",
     ]
+
+
+def test_a_part_may_cap_its_own_backoff() -> None:
+    import random
+
+    from edge_engine.supervisor import RestartPolicy, Supervisor
+
+    supervisor = Supervisor(RestartPolicy(initial=1.0, factor=2.0, cap=30.0, jitter=0.0), random.Random(1))
+    delays = [supervisor.failed("comms", "down", cap=5.0) for _ in range(8)]
+    assert delays == [1.0, 2.0, 4.0, 5.0, 5.0, 5.0, 5.0, 5.0]
+    assert supervisor.failed("other", "down") == 1.0
+    assert supervisor.state("comms").restarts == 8

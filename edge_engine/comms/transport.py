@@ -18,6 +18,9 @@ from edge_engine.comms.settings import CommsSettings
 from edge_engine.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
+# A broker that comes back should see its nodes within seconds, not after a 30 s backoff step; reconnect
+# attempts are one cheap TCP connect each, so a lower cap than for plugin restarts costs nothing.
+RECONNECT_CAP_SECONDS = 5.0
 
 
 class NotConnected(Exception):
@@ -172,5 +175,5 @@ class MqttTransport:
             self.connected.clear()
             if self.stop_event.is_set():
                 break
-            if not self.supervisor.wait_restart(self.part, error, self.stop_event):
+            if not self.supervisor.wait_restart(self.part, error, self.stop_event, cap=RECONNECT_CAP_SECONDS):
                 break
