@@ -124,3 +124,13 @@ COMMS_ENV_VARS: Final[dict[str, str]] = {
     "EE_HB_CONTAINS_PIPELINES": "0 leaves pipeline configs out of heartbeats (CONFIG_STREAMS)",
 }
 ENV_VARS.update(COMMS_ENV_VARS)
+
+# status page and metrics (read by edge_engine.observe.settings; DECISIONS 24)
+OBSERVE_ENV_VARS: Final[dict[str, str]] = {
+    "EE_STATUS_PORT": "port of the local status page (8089; 0 turns it off)",
+    "EE_STATUS_BIND": "address the status page binds to; other than loopback only with EE_STATUS_TOKEN",
+    "EE_STATUS_TOKEN": "token (Bearer or ?token=) required from non-loopback clients of the status page",
+    "EE_METRICS_PORT": "port of a separate /metrics listener (unset or 0 = off; /metrics is also on the status page)",
+    "EE_METRICS_BIND": "address of the /metrics listener (127.0.0.1; 0.0.0.0 exposes it, it holds no secrets)",
+}
+ENV_VARS.update(OBSERVE_ENV_VARS)

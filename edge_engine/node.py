@@ -74,6 +74,7 @@ class Node:
         self.comms: Any = None
         self._restart = threading.Event()
         self.reloader: Any = None  # edge_engine.reload.PluginReloader in development mode
+        self.observe: Any = None  # edge_engine.observe.ObserveServer: the status page and /metrics
 
     # --- start ---------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -91,6 +92,7 @@ class Node:
                                    sample_seconds=float(self.settings.startup["SECONDS_HISTORY_SAMPLE"]))  # fmt: skip
         self.history.load(self.layout.local_history)
         self._start_comms()
+        self._start_observe()
         if self.settings.first_start:
             self._seed_pipelines()
         self._load_cached_pipelines()
@@ -140,6 +142,15 @@ class Node:
         self.comms = CommsService(self, settings)
         self.pm.register(self.comms, name="edge_engine.comms")
         self.comms.start()
+
+    def _start_observe(self) -> None:
+        """The status page and /metrics (``EE_STATUS_PORT``, ``EE_METRICS_PORT``); a bind failure is only logged."""
+        from edge_engine.observe import start_observe
+
+        try:
+            self.observe = start_observe(self)
+        except Exception as exc:  # never stop the node for the page
+            log.error("status page failed to start: %s", exc)
 
     def _start_reloader(self) -> None:
         """Development mode: watch the plugin folders and reload changed files (see :mod:`edge_engine.reload`)."""
@@ -475,6 +486,8 @@ class Node:
             left.extend(self.serving.stop(max(deadline, time.monotonic() + 1.0)))
         if self.comms is not None:
             self.comms.stop()
+        if self.observe is not None:
+            self.observe.stop()
         self.status = "stopped"
         try:
             self.write_local_info()

@@ -23,6 +23,7 @@ from typing import Any, NoReturn
 from edge_engine import constants as C
 from edge_engine.cache import CacheLayout, atomic_write_json, read_json
 from edge_engine.errors import CacheError
+from edge_engine.history_plot import render_svg
 
 ALIAS_RE = re.compile(rf"[A-Za-z0-9_.-]{{1,{C.ALIAS_MAX_LEN}}}")
 STALE_PERIODS = 3
@@ -383,18 +384,41 @@ def main_get_node_info(argv: Sequence[str] | None = None) -> int:
 
 
 def main_get_node_history(argv: Sequence[str] | None = None) -> int:
-    """``get_node_history [--cache-dir DIR] [--last N] [--indent N]``: print local_history.json."""
+    """``get_node_history [--cache-dir DIR] [--last N] [--indent N] [--plot FILE [--coarse]]``.
+
+    Prints local_history.json, or with ``--plot`` writes its charts to an SVG file.
+    """
     parser = _parser("get_node_history", "Show the node's resource history (local_history.json).")
     parser.add_argument("--last", type=_non_negative, metavar="N", help="keep only the last N entries of each list")
     parser.add_argument("--indent", type=_non_negative, metavar="N", help="indent the JSON (default: compact)")
+    parser.add_argument(
+        "--plot",
+        metavar="FILE",
+        help="write charts (CPU, memory, disk, RSS, pipeline rates; last hour) to FILE instead; SVG only (.svg)",
+    )
+    parser.add_argument("--coarse", action="store_true", help="with --plot: chart the last day (5-minute means)")
 
     def action(args: argparse.Namespace) -> str:
+        if args.plot is not None:
+            return _plot(args)
+        if args.coarse:
+            raise ValueError("--coarse goes with --plot")
         history = node_history(find_cache_dir(args.cache_dir), args.last)
         if args.indent:
             return json.dumps(history, indent=args.indent, ensure_ascii=False)
         return json.dumps(history, separators=(",", ":"), ensure_ascii=False)
 
     return _run("get_node_history", parser, argv, action)
+
+
+def _plot(args: argparse.Namespace) -> str:
+    target = Path(args.plot).expanduser()
+    if target.suffix.lower() != ".svg":
+        raise ValueError(f"--plot writes SVG only: give a file name ending in .svg (got {str(target)!r})")
+    history = node_history(find_cache_dir(args.cache_dir), args.last)
+    svg = render_svg(history, coarse=args.coarse)
+    target.write_text(svg, encoding="utf-8")
+    return f"wrote {target}"
 
 
 def main_change_alias(argv: Sequence[str] | None = None) -> int:

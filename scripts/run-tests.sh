@@ -4,9 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DEV=1 source scripts/_venv.sh
-# Debian packages the integration tests run for real (a broker); installed when missing and possible.
-for pkg in mosquitto; do
-  if ! command -v "$pkg" >/dev/null 2>&1 && ! [ -x "/usr/sbin/$pkg" ]; then
+# Debian packages the integration tests run for real (a broker, a headless browser), as package:binary pairs;
+# installed when the binary is missing and installing is possible.
+for entry in mosquitto:mosquitto chromium:chromium chromium-driver:chromedriver; do
+  pkg="${entry%%:*}" bin="${entry#*:}"
+  if ! command -v "$bin" >/dev/null 2>&1 && ! [ -x "/usr/sbin/$bin" ] && ! [ -x "/usr/bin/$bin" ]; then
     echo "installing Debian package $pkg for the integration tests" >&2
     if [ "$(id -u)" = 0 ]; then apt-get install -y -q "$pkg" >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q "$pkg" >/dev/null; }
     else sudo apt-get install -y -q "$pkg" >/dev/null; fi

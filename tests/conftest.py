@@ -8,6 +8,7 @@ every node made is stopped at teardown.
 from __future__ import annotations
 
 import json
+import os
 import textwrap
 import time
 from collections.abc import Callable, Iterator
@@ -21,6 +22,8 @@ from edge_engine.node import Node
 from edge_engine.settings import load_settings
 
 REPO = Path(__file__).resolve().parent.parent
+# Nodes started by tests (in-process or as subprocesses) keep the status page off unless a test picks a port.
+os.environ.setdefault("EE_STATUS_PORT", "0")
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02) -> Any:
@@ -67,7 +70,7 @@ def node_factory(tmp_path: Path) -> Iterator[Callable[..., Node]]:
             **(startup or {}),
         }
         (base / ".config_startup.json").write_text(json.dumps(config), encoding="utf-8")
-        env = {"EE_LOAD_ENTRY_POINTS": "0", "EE_COMMS": "0", **(environ or {})}
+        env = {"EE_LOAD_ENTRY_POINTS": "0", "EE_COMMS": "0", "EE_STATUS_PORT": "0", **(environ or {})}
         settings = load_settings(base, base / "_local_cache", env)
         node = Node(settings)
         if start:

@@ -1,0 +1,95 @@
+"""Prometheus metrics read from the node snapshot at scrape time (nothing is counted per frame).
+
+``prometheus_client`` is imported here only, and this module only when ``/metrics`` is first served.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import psutil
+from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+LABELS = ["pipeline", "stage", "signature", "instance"]
+COUNTERS = {  # metric name -> (snapshot field, help)
+    "edge_inputs": ("inputs", "Inputs received by a capture or an instance"),
+    "edge_payloads": ("payloads", "Payloads emitted by an instance"),
+    "edge_dropped": ("dropped", "Inputs dropped (full queue or stale)"),
+    "edge_errors": ("errors", "Errors raised while processing"),
+    "edge_restarts": ("restarts", "Restarts by the supervisor"),
+}
+
+
+def _stages(snapshot: dict[str, Any]) -> Iterator[tuple[list[str], dict[str, Any]]]:
+    """(labels, stats) for each pipeline's capture and each of its instances."""
+    for pipe in snapshot.get("pipelines", []):
+        name = str(pipe.get("name", ""))
+        yield [name, "capture", str(pipe.get("type", "")), ""], pipe.get("capture", {})
+        for inst in pipe.get("instances", []):
+            yield [name, "instance", str(inst.get("signature", "")), str(inst.get("instance_id", ""))], inst
+
+
+class NodeCollector:
+    """A custom collector: each scrape calls ``snapshot()`` once."""
+
+    def __init__(self, snapshot: Callable[[], dict[str, Any]]):
+        self._snapshot = snapshot
+
+    def collect(self) -> Iterator[Metric]:
+        snap = self._snapshot()
+        stages = list(_stages(snap))
+        for metric, (field, doc) in COUNTERS.items():
+            family = CounterMetricFamily(metric, doc, labels=LABELS)
+            for labels, stats in stages:
+                if isinstance(stats.get(field), (int, float)):
+                    family.add_metric(labels, float(stats[field]))
+            yield family
+        queue = GaugeMetricFamily("edge_queue_depth", "Items waiting in a stage's queue", labels=LABELS)
+        rate = GaugeMetricFamily("edge_input_rate", "Inputs per second (recent)", labels=LABELS)
+        proc = GaugeMetricFamily("edge_process_seconds_avg", "Mean processing time per input", labels=LABELS)
+        for labels, stats in stages:
+            for family, key, scale in ((queue, "queue", 1.0), (rate, "rate", 1.0), (proc, "process_ms_avg", 1e-3)):
+                if isinstance(stats.get(key), (int, float)):
+                    family.add_metric(labels, float(stats[key]) * scale)
+        yield from (queue, rate, proc)
+        up = GaugeMetricFamily("edge_pipeline_up", "1 while the pipeline runs", labels=["pipeline", "status"])
+        for pipe in snap.get("pipelines", []):
+            status = str(pipe.get("status", ""))
+            up.add_metric([str(pipe.get("name", "")), status], 1.0 if status == "running" else 0.0)
+        yield up
+        yield from _models(snap.get("models") or {})
+        yield GaugeMetricFamily("edge_uptime_seconds", "Seconds since the node started",
+                                value=float(snap.get("uptime_seconds", 0.0)))  # fmt: skip
+        yield GaugeMetricFamily("edge_process_rss_bytes", "Resident memory of the node process",
+                                value=float(psutil.Process().memory_info().rss))  # fmt: skip
+
+
+def _models(models: dict[str, Any]) -> Iterator[Metric]:
+    """One gauge per numeric field of the model servers (latency, batch sizes, ...), labelled by model."""
+    families: dict[str, GaugeMetricFamily] = {}
+    for server in models.get("servers", []) or []:
+        if not isinstance(server, dict):
+            continue
+        model = str(server.get("name") or server.get("model") or server.get("signature") or "")
+        for key, value in server.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            metric = "edge_model_" + "".join(c if c.isalnum() else "_" for c in str(key).lower())
+            family = families.setdefault(metric, GaugeMetricFamily(metric, f"Model server {key}", labels=["model"]))
+            family.add_metric([model], float(value))
+    yield from families.values()
+
+
+class MetricsExporter:
+    """Renders the exposition text for one node."""
+
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self, snapshot: Callable[[], dict[str, Any]]):
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(NodeCollector(snapshot))  # type: ignore[arg-type]
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
