@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from edge_engine.client import EdgeClient
+from edge_engine.comms.broker import broker_answering
 from edge_engine.identity import Identity
 
 INSTALL_HINT = (
@@ -54,11 +55,7 @@ def free_port() -> int:
 
 
 def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.2) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
+    return broker_answering(host, port, timeout)
 
 
 class Mosquitto:

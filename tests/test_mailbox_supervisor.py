@@ -356,3 +356,13 @@ def test_a_part_may_cap_its_own_backoff() -> None:
     assert delays == [1.0, 2.0, 4.0, 5.0, 5.0, 5.0, 5.0, 5.0]
     assert supervisor.failed("other", "down") == 1.0
     assert supervisor.state("comms").restarts == 8
+
+
+def test_rate_meter_keeps_its_rate_when_readers_call_in_quick_succession() -> None:
+    from edge_engine.runtime.stats import RateMeter
+
+    meter = RateMeter(min_window=1.0)
+    assert meter.update(0, now=100.0) == 0.0
+    assert meter.update(50, now=102.0) == 25.0
+    assert meter.update(51, now=102.01) == 25.0  # a second reader right after: the window is not restarted
+    assert meter.update(71, now=103.0) == 21.0  # (71 - 50) / (103 - 102)

@@ -6,11 +6,40 @@ integer updates under the GIL are enough, readers tolerate a value one update ol
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from edge_engine.messages import utc_iso
+
+
+class RateMeter:
+    """Events per second, over windows of at least ``min_window`` seconds.
+
+    Several readers (local_info, heartbeats, the status page, /metrics) refresh it at their own pace; a
+    window shorter than ``min_window`` keeps the last rate instead of restarting, so one reader calling
+    right after another does not turn the rate into noise.
+    """
+
+    def __init__(self, min_window: float = 1.0):
+        self.min_window = min_window
+        self.rate = 0.0
+        self._mark: tuple[float, int] | None = None
+        self._lock = threading.Lock()
+
+    def update(self, count: int, now: float | None = None) -> float:
+        """The rate given the running ``count``; starts a new window when the current one is long enough."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            if self._mark is None:
+                self._mark = (now, count)
+            else:
+                then, before = self._mark
+                if now - then >= self.min_window:
+                    self.rate = (count - before) / (now - then)
+                    self._mark = (now, count)
+            return self.rate
 
 
 @dataclass
@@ -27,8 +56,7 @@ class StageStats:
     busy_max: float = 0.0
     last_error: str | None = None
     last_error_time: float | None = None
-    _rate_mark: tuple[float, int] = field(default=(0.0, 0), repr=False)
-    rate: float = 0.0
+    _meter: RateMeter = field(default_factory=RateMeter, repr=False)
 
     def timed(self, seconds: float) -> None:
         """Record the duration of one unit of work."""
@@ -43,16 +71,14 @@ class StageStats:
         self.last_error = text
         self.last_error_time = time.time()
 
+    @property
+    def rate(self) -> float:
+        """Inputs per second over the last window (see :class:`RateMeter`)."""
+        return self._meter.rate
+
     def update_rate(self, now: float | None = None) -> float:
-        """Inputs per second since the previous call (called by the snapshot writer only)."""
-        now = time.monotonic() if now is None else now
-        then, count = self._rate_mark
-        if then:
-            elapsed = now - then
-            if elapsed > 0:
-                self.rate = (self.inputs - count) / elapsed
-        self._rate_mark = (now, self.inputs)
-        return self.rate
+        """Refresh and return the input rate."""
+        return self._meter.update(self.inputs, now)
 
     def snapshot(self) -> dict[str, Any]:
         """A JSON-able view for local_info.json."""

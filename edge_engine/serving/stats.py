@@ -14,6 +14,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from edge_engine.runtime.stats import RateMeter
+
 LATENCY_WINDOW = 2048
 
 
@@ -33,8 +35,7 @@ class ModelStats:
     last_error: str | None = None
     last_error_time: float | None = None
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
-    _rate_mark: tuple[float, int] = (0.0, 0)
-    rate: float = 0.0
+    _meter: RateMeter = field(default_factory=RateMeter, repr=False)
 
     def batch_done(self, size: int, seconds: float) -> None:
         self.batches += 1
@@ -55,14 +56,14 @@ class ModelStats:
         self.last_error = text
         self.last_error_time = time.time()
 
+    @property
+    def rate(self) -> float:
+        """Results per second over the last window (see :class:`RateMeter`)."""
+        return self._meter.rate
+
     def update_rate(self, now: float | None = None) -> float:
-        """Results per second since the previous call (snapshot writer only)."""
-        now = time.monotonic() if now is None else now
-        then, count = self._rate_mark
-        if then and now > then:
-            self.rate = (self.results - count) / (now - then)
-        self._rate_mark = (now, self.results)
-        return self.rate
+        """Refresh and return the throughput."""
+        return self._meter.update(self.results, now)
 
     def snapshot(self) -> dict[str, Any]:
         answered = self.results + self.errors
