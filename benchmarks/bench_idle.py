@@ -153,7 +153,8 @@ class NodeRun:
         return "\n".join(text.splitlines()[-lines:])
 
 
-def measure(label: str, root: Path, env_extra: dict[str, str], seconds: float, restart: bool) -> Figures:
+def prepare_node(label: str, root: Path, env_extra: dict[str, str]) -> NodeRun:
+    """A work folder under ``root`` linked to the repository, and a clean ``EE_*`` environment for a node."""
     workdir = root / label
     workdir.mkdir()
     for name in LINKED_DIRS:
@@ -161,7 +162,11 @@ def measure(label: str, root: Path, env_extra: dict[str, str], seconds: float, r
     env = {k: v for k, v in os.environ.items() if not k.startswith("EE_")}
     env.pop("PYTHONPATH", None)
     env.update({"EE_CACHE_DIR": str(workdir / "_local_cache"), **env_extra})
-    run = NodeRun(workdir, env)
+    return NodeRun(workdir, env)
+
+
+def measure(label: str, root: Path, env_extra: dict[str, str], seconds: float, restart: bool) -> Figures:
+    run = prepare_node(label, root, env_extra)
     figures = Figures()
     try:
         figures.first_info_ms = run.start_and_time()

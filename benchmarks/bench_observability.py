@@ -19,7 +19,6 @@ window) are sampled for ``--seconds``. Budget (issue 10): with nobody watching, 
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import tempfile
@@ -33,7 +32,7 @@ from pathlib import Path
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_idle import LINKED_DIRS, REPO, SETTLE_SECONDS, Figures, NodeRun, free_port
+from bench_idle import SETTLE_SECONDS, Figures, free_port, prepare_node
 
 BUDGET_RSS_MB = 15.0
 BUDGET_CPU_PCT = 0.5
@@ -86,14 +85,7 @@ def run_node(
     label: str, root: Path, env_extra: dict[str, str], seconds: float, poller: Poller | None = None
 ) -> Figures:
     """Start a node with ``env_extra``, settle, optionally start ``poller``, then sample for ``seconds``."""
-    workdir = root / label
-    workdir.mkdir()
-    for name in LINKED_DIRS:
-        (workdir / name).symlink_to(REPO / name, target_is_directory=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EE_")}
-    env.pop("PYTHONPATH", None)
-    env.update({"EE_CACHE_DIR": str(workdir / "_local_cache"), "EE_COMMS": "0", "EE_DEMO": "0", **env_extra})
-    run = NodeRun(workdir, env)
+    run = prepare_node(label, root, {"EE_COMMS": "0", "EE_DEMO": "0", **env_extra})
     figures = Figures()
     try:
         figures.first_info_ms = run.start_and_time()
