@@ -17,6 +17,7 @@ from pathlib import Path
 from dotenv import load_dotenv
 
 from edge_engine import constants as C
+from edge_engine.disk import load_disk_settings, log_file_bytes
 from edge_engine.errors import CacheError, ConfigError
 from edge_engine.logs import configure_logging
 from edge_engine.node import Node
@@ -33,6 +34,7 @@ def main() -> int:
     configure_logging("INFO", None, C.DEFAULT_LOG_MAX_BYTES, C.DEFAULT_LOG_BACKUPS)
     try:
         settings = load_settings(base_dir)
+        disk = load_disk_settings(settings.env)
     except ConfigError as exc:
         for issue in exc.issues:
             log.error("config: %s", issue)
@@ -42,7 +44,8 @@ def main() -> int:
         log.error("local cache: %s", exc)
         return 2
     startup = settings.startup
-    configure_logging(startup["LOG_LEVEL"], settings.layout.logs, startup["LOG_MAX_BYTES"], startup["LOG_BACKUPS"])
+    log_bytes = log_file_bytes(disk.logs_max_bytes, startup["LOG_BACKUPS"], startup["LOG_MAX_BYTES"])
+    configure_logging(startup["LOG_LEVEL"], settings.layout.logs, log_bytes, startup["LOG_BACKUPS"])
     node = Node(settings)
 
     def on_signal(signum: int, _frame: object) -> None:

@@ -1,8 +1,10 @@
 """Comms budgets against a real Mosquitto: signed payloads per second, frame → broker latency, launch → heartbeat.
 
 (a) **throughput**: an in-process node (comms on a private Mosquitto) gets ``--messages`` synthetic payloads
-    through its real publish path (``CommsService.edge_payload`` → outbox → publisher thread: envelope, sequence
-    number, signature and JSON in one pass, paho publish), at QoS 1 and QoS 0. A separate subscriber process
+    through its real publish path (``CommsService.edge_payload`` → durable outbox, spooled (envelope, sequence
+    number, signature and JSON in one pass, appended to disk) → publisher thread: paho publish, removal at the
+    PUBACK), at QoS 1 and QoS 0; the same with the in-memory outbox (``EE_OUTBOX_MAX_MB=0``) as the baseline of
+    the durable one, and the producer's cost per payload. A separate subscriber process
     counts arrivals. In the same run, a bare paho client publishes the same pre-serialised bytes (baseline).
     Also the split of the encode step (µs/message: envelope, canonical JSON, hash + ECDSA) and of paho's
     ``publish()`` call. Target ≥ 10,000/s.
@@ -196,7 +198,9 @@ def arrival(line: str) -> float:
     return float(line.split(" ", 1)[0])
 
 
-def make_node(base: Path, port: int, pipelines: list[dict[str, Any]] | None = None, qos: int = 1) -> Any:
+def make_node(
+    base: Path, port: int, pipelines: list[dict[str, Any]] | None = None, qos: int = 1, outbox_mb: str = "256"
+) -> Any:
     """An in-process node with comms on ``port``, heartbeats rare, plugin ``BENCH_STAMP`` available."""
     import edge_engine.comms.settings as comms_settings
     from edge_engine.node import Node
@@ -217,6 +221,8 @@ def make_node(base: Path, port: int, pipelines: list[dict[str, Any]] | None = No
         "EE_MQTT_HOST": "127.0.0.1",
         "EE_MQTT_PORT": str(port),
         "EE_LOG_LEVEL": "WARNING",
+        "EE_STATUS_PORT": "0",
+        "EE_OUTBOX_MAX_MB": outbox_mb,  # 0: the in-memory outbox (the baseline of the durable one)
     }
     original = comms_settings.load_comms_settings
 
@@ -302,15 +308,18 @@ def encode_split(node: Any, payloads: list[Any]) -> dict[str, float]:
 def run_node_publish(node: Any, port: int, qos: int, n: int) -> dict[str, float]:
     """Payloads through the node's outbox; rate measured from the first put to the last arrival."""
     comms = node.comms
-    comms.outbox.max_items = n + 1000  # all of them fit: the bench measures the publish path, not the drop policy
+    if hasattr(comms.outbox, "max_items"):
+        comms.outbox.max_items = n + 1000  # all of them fit: the bench measures the publish path, not the drops
     payloads = synthetic_payloads(node.alias, n)
     sub = Subscriber(port, TOPIC, qos, n)
     published_before = comms.counters["published"]
     try:
         start = time.time()
         cpu0 = time.process_time()
+        t0 = time.perf_counter()
         for payload in payloads:
             comms.edge_payload(payload)
+        put_us = (time.perf_counter() - t0) / n * 1e6
         lines = sub.lines(timeout=120)
         while comms.counters["published"] - published_before < n and time.time() - start < 120:
             time.sleep(0.01)
@@ -319,7 +328,8 @@ def run_node_publish(node: Any, port: int, qos: int, n: int) -> dict[str, float]
         sub.stop()
     got = len(lines)
     end = arrival(lines[-1]) if lines else time.time()
-    return {"received": got, "seconds": end - start, "rate": got / (end - start), "cpu_us": cpu / n * 1e6}
+    rate = got / (end - start)
+    return {"received": got, "seconds": end - start, "rate": rate, "cpu_us": cpu / n * 1e6, "put_us": put_us}
 
 
 def run_bare_paho(port: int, qos: int, blobs: list[bytes]) -> dict[str, float]:
@@ -370,6 +380,11 @@ def bench_throughput(port: int, n: int, work: Path) -> bool:
             engine = run_node_publish(node, port, qos, n)
         finally:
             node.stop()
+        memory_node = make_node(work / f"node-qos{qos}-memory", port, qos=qos, outbox_mb="0")
+        try:
+            memory = run_node_publish(memory_node, port, qos, n)
+        finally:
+            memory_node.stop()
         bare = run_bare_paho(port, qos, blobs)
         verdict = "OK" if engine["rate"] >= TARGET_RATE and engine["received"] == n else "BELOW TARGET"
         ok = ok and verdict == "OK"
@@ -378,6 +393,15 @@ def bench_throughput(port: int, n: int, work: Path) -> bool:
             f"    node publish path   {engine['received']:>6} received  {engine['seconds']:6.2f} s  "
             f"{engine['rate']:8.0f} msg/s   (node process CPU {engine['cpu_us']:.0f} µs/msg)   "
             f"target ≥ {TARGET_RATE}  {verdict}"
+        )
+        print(
+            f"    memory outbox       {memory['received']:>6} received  {memory['seconds']:6.2f} s  "
+            f"{memory['rate']:8.0f} msg/s   (node process CPU {memory['cpu_us']:.0f} µs/msg)   "
+            f"(EE_OUTBOX_MAX_MB=0; durable/memory {engine['rate'] / memory['rate']:.2f})"
+        )
+        print(
+            f"    producer cost of edge_payload(): durable outbox {engine['put_us']:.1f} µs, "
+            f"memory outbox {memory['put_us']:.1f} µs"
         )
         print(
             f"    bare paho baseline  {bare['received']:>6} received  {bare['seconds']:6.2f} s  "

@@ -16,7 +16,8 @@ Comms are left as the node chooses them (a broker answering on 127.0.0.1:1883, e
 unless ``--no-comms`` (``EE_COMMS=0``) or ``--embedded-broker`` (``EE_EMBEDDED_BROKER=always`` on a free
 port, what a machine without a local broker gets) is given.
 
-    .venv/bin/python benchmarks/bench_idle.py [--seconds 20] [--no-comms | --embedded-broker] [--skip-demo] [--check]
+    .venv/bin/python benchmarks/bench_idle.py [--seconds 20] [--no-comms | --embedded-broker] [--supervisor]
+        [--skip-demo] [--check]
 """
 
 from __future__ import annotations
@@ -233,6 +234,9 @@ def main(argv: list[str] | None = None) -> int:
         "--embedded-broker", action="store_true", help="make the node start its embedded broker on a free port"
     )
     parser.add_argument("--skip-demo", action="store_true", help="measure the idle node only")
+    parser.add_argument(
+        "--supervisor", action="store_true", help="EE_SUPERVISOR=1: the node also publishes NET_MON_01 every 3 s"
+    )
     parser.add_argument("--check", action="store_true", help="exit 1 if the idle node misses a budget")
     args = parser.parse_args(argv)
     comms: dict[str, str] = {}
@@ -241,6 +245,9 @@ def main(argv: list[str] | None = None) -> int:
         comms, comms_label = {"EE_COMMS": "0"}, "off"
     elif args.embedded_broker:
         comms, comms_label = {"EE_EMBEDDED_BROKER": "always"}, "embedded broker"
+    if args.supervisor:
+        comms["EE_SUPERVISOR"] = "1"
+        comms_label += ", supervisor"
     print(f"python {sys.version.split()[0]}, {psutil.cpu_count()} CPU(s); comms: {comms_label}")
     with tempfile.TemporaryDirectory(prefix="bench_idle_") as tmp:
         root = Path(tmp)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -135,6 +136,11 @@ class CacheLayout:
     def cache_version(self) -> Path:
         return self.data / C.CACHE_VERSION_FILE
 
+    @property
+    def first_start_marker(self) -> Path:
+        """Present from the first start's first write until its pipelines are seeded (a crash between: seed again)."""
+        return self.data / C.FIRST_START_MARKER
+
     def stream_file(self, name: str) -> Path:
         return self.streams / f"{name}.json"
 
@@ -142,3 +148,17 @@ class CacheLayout:
         """Create the folders of the layout (idempotent)."""
         for folder in (self.data, self.logs, self.output, self.models, self.streams):
             folder.mkdir(parents=True, exist_ok=True)
+
+    def remove_stale_temp_files(self, older_than: float = 2.0) -> int:
+        """Delete temporary files of atomic writes (``.<name>.<random>.tmp``) that a crash left behind in the
+        cache root and ``_data``; younger ones may belong to a write in progress (an ops command). Returns how many."""
+        removed = 0
+        now = time.time()
+        for path in [*self.root.glob(".*.tmp"), *self.data.rglob(".*.tmp")]:
+            try:
+                if path.is_file() and now - path.stat().st_mtime > older_than:
+                    path.unlink()
+                    removed += 1
+            except OSError:
+                continue
+        return removed

@@ -146,6 +146,11 @@ class Received:
         return json.dumps(record, ensure_ascii=False, default=str)
 
 
+def _is_admin(stream: dict[str, Any]) -> bool:
+    """The node's admin pipeline (Ratio1's ``admin_pipeline``), not counted among its pipelines."""
+    return str(stream.get("NAME") or stream.get("name") or "").lower() == "admin_pipeline"
+
+
 @dataclass
 class NodeInfo:
     """A node known from its (verified) heartbeats."""
@@ -441,7 +446,7 @@ class EdgeClient:
             address=address,
             alias=str(data.get("EE_ID") or ""),
             version=data.get("VERSION") or data.get("EE_VERSION"),
-            pipelines=len(streams),
+            pipelines=sum(1 for s in streams if not (isinstance(s, dict) and _is_admin(s))),
             status=str(data.get("DEVICE_STATUS") or "ONLINE"),
             last_seen=received.received_at,
             whitelist=list(whitelist) if isinstance(whitelist, list) else [],
@@ -483,6 +488,24 @@ class EdgeClient:
             time.sleep(wait)
         with self._lock:
             return sorted(self.nodes_seen.values(), key=lambda n: (n.alias, n.address))
+
+    def network(self, wait: float = 12.0) -> Received | None:
+        """The next verified NET_MON_01 payload of a supervisor node (its ``CURRENT_NETWORK`` is the network view,
+        keyed by address), or None when none arrives within ``wait`` seconds. Needs the ``payloads`` channel."""
+        self.subscribe("payloads")
+
+        def netmon(r: Received) -> bool:
+            path = r.message.get("EE_PAYLOAD_PATH") or []
+            return (
+                r.verified
+                and len(path) == 4
+                and str(path[1]).lower() == "admin_pipeline"
+                and str(path[2]).upper() == "NET_MON_01"
+                and isinstance(r.data.get("CURRENT_NETWORK"), dict)
+            )
+
+        with self.listen(netmon) as listener:
+            return listener.get(wait)
 
     def wait_node(self, node: str, timeout: float = 15.0) -> NodeInfo:
         """The node (alias or address) once a heartbeat of it arrived; ClientError after ``timeout``."""
@@ -714,6 +737,15 @@ class EdgeClient:
             timeout,
             encrypt,
         )
+
+    def keep_alive(self, node: str, pipeline: str, encrypt: bool | None = None) -> dict[str, Any]:
+        """Send the owner's keep-alive for ``pipeline`` (``PIPELINE_COMMAND`` ``{"KEEP_ALIVE": true}``).
+
+        Not answered when accepted (it is sent often: every third of the pipeline's ``KEEP_ALIVE_SECONDS`` is a good
+        pace); a refused one is answered by a notification (see ``watch``). Returns the message sent.
+        """
+        return self.send(node, "PIPELINE_COMMAND", {"NAME": pipeline, "PIPELINE_COMMAND": {"KEEP_ALIVE": True}},
+                         encrypt)  # fmt: skip
 
     def stop(self, node: str, timeout: float = DEFAULT_TIMEOUT, encrypt: bool | None = None) -> CommandResult:
         """Stop the node process (``STOP``)."""

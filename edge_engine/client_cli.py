@@ -6,6 +6,7 @@
     edge-client update NODE PIPELINE SIGNATURE INSTANCE KEY=VALUE...
     edge-client command NODE PIPELINE SIGNATURE INSTANCE JSON
     edge-client delete NODE PIPELINE
+    edge-client keep-alive NODE PIPELINE [--every S]   # the owner's keep-alive (pipeline key KEEP_ALIVE_SECONDS)
     edge-client stop NODE | restart NODE
     edge-client watch [--node NODE] [--payloads] [--notifications] [--heartbeats]
 
@@ -101,6 +102,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("address", parents=[common], help="print this client's address")
     nodes = sub.add_parser("nodes", parents=[common], help="list nodes seen by heartbeat")
     nodes.add_argument("--json", action="store_true", help="one JSON object per line")
+    network = sub.add_parser("network", parents=[common], help="the network view of a supervisor node (NET_MON_01)")
+    network.add_argument("--json", action="store_true", help="print the CURRENT_NETWORK object as JSON")
     deploy = sub.add_parser("deploy", parents=[common], help="create or replace a pipeline from a JSON file")
     deploy.add_argument("node")
     deploy.add_argument("file", help="pipeline JSON (an object, or a list of them)")
@@ -117,6 +120,10 @@ def _parser() -> argparse.ArgumentParser:
     delete = sub.add_parser("delete", parents=[common], help="delete a pipeline")
     delete.add_argument("node")
     delete.add_argument("pipeline")
+    keep = sub.add_parser("keep-alive", parents=[common], help="send a pipeline's keep-alive (KEEP_ALIVE_SECONDS)")
+    keep.add_argument("node")
+    keep.add_argument("pipeline")
+    keep.add_argument("--every", type=float, default=0.0, help="send again every EVERY seconds until ^C (default once)")
     for name in ("stop", "restart"):
         sub.add_parser(name, parents=[common], help=f"{name} the node").add_argument("node")
     watch = sub.add_parser("watch", parents=[common], help="stream messages as JSON lines (verified or marked)")
@@ -188,6 +195,8 @@ def _run(args: argparse.Namespace) -> int:
     resolve_wait = args.wait if args.wait is not None else 15.0
     if args.cmd == "watch":
         return _watch(args)
+    if args.cmd == "network":
+        return _network(args)
     with _client(args, ("heartbeats",) if args.cmd == "nodes" else ("heartbeats", "notifications")) as client:
         if args.cmd == "nodes":
             found = client.nodes(wait=args.wait if args.wait is not None else 11.0)
@@ -239,11 +248,58 @@ def _run(args: argparse.Namespace) -> int:
             return _report(result, f"command {args.pipeline}/{args.signature}/{args.instance}")
         if args.cmd == "delete":
             return _report(client.delete(args.node, args.pipeline, args.timeout), f"delete {args.pipeline}")
+        if args.cmd == "keep-alive":
+            return _keep_alive(client, args)
         if args.cmd == "stop":
             return _report(client.stop(args.node, args.timeout), "stop")
         if args.cmd == "restart":
             return _report(client.restart(args.node, args.timeout), "restart")
     raise ClientError(f"unknown command {args.cmd!r}")
+
+
+def _keep_alive(client: EdgeClient, args: argparse.Namespace) -> int:
+    """Send the keep-alive once, or every ``--every`` seconds until interrupted."""
+    pause = threading.Event()
+    while True:
+        client.keep_alive(args.node, args.pipeline)
+        print(f"keep-alive sent to {args.node} for pipeline {args.pipeline}", flush=True)
+        if args.every <= 0 or pause.wait(args.every):
+            return 0
+
+
+def _network(args: argparse.Namespace) -> int:
+    """``edge-client network``: the nodes a supervisor sees (online/offline, last seen), from its NET_MON_01."""
+    wait = args.wait if args.wait is not None else 12.0
+    with _client(args, ("payloads",)) as client:
+        received = client.network(wait)
+    if received is None:
+        print(
+            f"no NET_MON_01 within {wait:g} s: no supervisor node on this broker (start one with "
+            "EE_SUPERVISOR=1), or try --wait; `edge-client nodes` lists nodes by heartbeat",
+            file=sys.stderr,
+        )
+        return 1
+    network = received.data["CURRENT_NETWORK"]
+    if args.json:
+        print(json.dumps(network, indent=2, ensure_ascii=False))
+        return 0
+    print(f"network seen by supervisor {received.alias} ({received.sender}):")
+    rows = [("ALIAS", "ADDRESS", "STATUS", "LAST SEEN", "VERSION", "SECURED")]
+    for entry in sorted(network.values(), key=lambda e: (e.get("working") != "ONLINE", str(e.get("eeid")))):
+        rows.append(
+            (
+                str(entry.get("eeid")),
+                str(entry.get("address")),
+                str(entry.get("working")),
+                f"{entry.get('last_seen_sec')} s ago",
+                str(entry.get("version")),
+                str(entry.get("secured")),
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    return 0
 
 
 def _watch(args: argparse.Namespace) -> int:

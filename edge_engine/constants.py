@@ -37,15 +37,19 @@ LOCAL_HISTORY_FILE: Final = "local_history.json"
 KEY_FILE: Final = "e2.pem"
 AUTHORIZED_ADDRS_FILE: Final = "authorized_addrs"
 CACHE_VERSION_FILE: Final = "cache_version"
+FIRST_START_MARKER: Final = "first_start_pending"  # in _data/ until the first start has seeded the pipelines
 BOX_CONFIGURATION: Final = "box_configuration"
 STREAMS_DIR: Final = "streams"
 CACHED_APP_CONFIG: Final = "config_app.txt"
+UPLOADS_DIR: Final = "uploads"  # _data/uploads/pending/: objects waiting for S3 (edge_engine.storage)
+OUTBOX_DIR: Final = "outbox"  # _data/outbox/: MQTT messages waiting for the broker (edge_engine.comms.disk_outbox)
 CACHE_FORMAT_VERSION: Final = 1
 
 # --- identity -------------------------------------------------------------------------------------
 ADDRESS_PREFIX: Final = "0xai_"
 ALIAS_MAX_LEN: Final = 15
 ALIAS_PLACEHOLDERS: Final = ("", "XXXXXXXXXX", "HOSTNAME", "E2DKR")
+ADMIN_PIPELINE_NAME: Final = "admin_pipeline"  # built from the startup config; commands cannot change it
 
 # --- defaults -------------------------------------------------------------------------------------
 DEFAULT_LOCAL_INFO_SECONDS: Final = 5.0
@@ -83,6 +87,10 @@ ENV_DISABLED_PLUGINS: Final = "EE_DISABLED_PLUGINS"
 ENV_SECONDS_LOCAL_INFO: Final = "EE_SECONDS_LOCAL_INFO"
 ENV_SHUTDOWN_SECONDS: Final = "EE_SHUTDOWN_SECONDS"
 ENV_RESTART_BACKOFF_MAX: Final = "EE_RESTART_BACKOFF_MAX"
+ENV_FLAP_MAX_FAILURES: Final = "EE_FLAP_MAX_FAILURES"
+ENV_FLAP_WINDOW_SECONDS: Final = "EE_FLAP_WINDOW_SECONDS"
+DEFAULT_FLAP_MAX_FAILURES: Final = 4
+DEFAULT_FLAP_WINDOW_SECONDS: Final = 60.0
 ENV_TRACE_HOOKS: Final = "EE_TRACE_HOOKS"
 ENV_DEV: Final = "EE_DEV"
 ENV_EVM_NET: Final = "EE_EVM_NET"
@@ -100,6 +108,9 @@ ENV_VARS: Final[dict[str, str]] = {
     ENV_SECONDS_LOCAL_INFO: "seconds between local_info.json refreshes (overrides SECONDS_LOCAL_INFO)",
     ENV_SHUTDOWN_SECONDS: "deadline in seconds for a clean stop on SIGTERM/SIGINT (overrides SHUTDOWN_SECONDS)",
     ENV_RESTART_BACKOFF_MAX: "cap in seconds of the restart backoff for failed sources and instances",
+    ENV_FLAP_MAX_FAILURES: "a part (instance, capture source, model server) failing this many times within the "
+    "window is stopped as flapping (4; 0 = never; overrides FLAP_MAX_FAILURES)",
+    ENV_FLAP_WINDOW_SECONDS: "window of the flapping policy in seconds (60; overrides FLAP_WINDOW_SECONDS)",
     ENV_TRACE_HOOKS: "1 logs every node-level hook call at DEBUG level (for plugin authors)",
     ENV_DEV: "1 turns on development mode: plugin files are reloaded when they change (overrides DEV_MODE)",
     ENV_EVM_NET: "network profile: mainnet (default), testnet or devnet (set by the image's NETWORK build argument)",
@@ -122,6 +133,14 @@ COMMS_ENV_VARS: Final[dict[str, str]] = {
     "EE_MAX_MESSAGE_BYTES": "largest message sent or accepted, in bytes (1000000)",
     "EE_COMMAND_WINDOW_SECONDS": "commands whose TIME is further than this from now are refused (86400)",
     "EE_HB_CONTAINS_PIPELINES": "0 leaves pipeline configs out of heartbeats (CONFIG_STREAMS)",
+    "EE_OUTBOX_MAX_MB": "MQTT outbox bound in MB (256); when full the oldest payloads go first; 0 = in memory",
+    "EE_OUTBOX_FSYNC_SECONDS": "outbox group commit: fsync at most every N s (1.0); a power loss may lose that much",
+    "EE_SUPERVISOR": "1 makes the node a supervisor: it publishes NET_MON_01 (the network view) for SDK sessions",
+    "EE_NETMON_SEND_SECONDS": "seconds between NET_MON_01 payloads of a supervisor (default: admin pipeline's, 3)",
+    "EE_NETMON_OFFLINE_SECONDS": "a node not heard from for this many seconds is shown offline (60)",
+    "EE_NETMON_MAX_NODES": "most nodes kept in the network view (1000; the longest silent is dropped first)",
+    "EE_NETMON_VERIFY_SECONDS": "seconds between two signature checks of the same node's unchanged heartbeats (30)",
+    "EE_NETMON_SEND_ONLY_ONLINE": "1 leaves offline nodes out of NET_MON_01's CURRENT_NETWORK",
 }
 ENV_VARS.update(COMMS_ENV_VARS)
 
@@ -134,3 +153,28 @@ OBSERVE_ENV_VARS: Final[dict[str, str]] = {
     "EE_METRICS_BIND": "address of the /metrics listener (127.0.0.1; 0.0.0.0 exposes it, it holds no secrets)",
 }
 ENV_VARS.update(OBSERVE_ENV_VARS)
+
+# disk bounds of the local cache (read by edge_engine.disk; DECISIONS 25)
+DISK_ENV_VARS: Final[dict[str, str]] = {
+    "EE_OUTPUT_MAX_MB": "size bound of _local_cache/_output in MB; the oldest files go first (1024)",
+    "EE_LOGS_MAX_MB": "size bound of _local_cache/_logs in MB; the oldest files go first (50)",
+    "EE_DISK_MIN_FREE_MB": "below this free space (MB) outputs pause, the node alerts once and keeps running (50)",
+}
+ENV_VARS.update(DISK_ENV_VARS)
+
+# object storage (read by edge_engine.storage.config; .config_app.json FILE_UPLOAD.CONFIG_UPLOADER may set the same)
+STORAGE_ENV_VARS: Final[dict[str, str]] = {
+    "EE_MINIO_ENDPOINT": "S3 endpoint host:port (or URL) for witness images and plugin files; unset = no uploads",
+    "EE_MINIO_ACCESS_KEY": "S3 access key",
+    "EE_MINIO_SECRET_KEY": "S3 secret key (never logged)",
+    "EE_MINIO_UPLOAD_BUCKET": "S3 bucket the node uploads to",
+    "EE_MINIO_SECURE": "1 (default) uses HTTPS to the S3 endpoint, 0 plain HTTP",
+    "EE_MINIO_REGION": "S3 region (us-east-1); object URLs are made locally with it",
+    "EE_MINIO_PREFIX": "prefix of the object keys, e.g. node-1/ (keys are {prefix}{sha256}.{ext})",
+    "EE_MINIO_URL_MODE": "URL in payloads: presigned (default; works on private buckets) or plain",
+    "EE_MINIO_URL_EXPIRY": "lifetime of presigned URLs in seconds (604800 = 7 days, the S3 maximum)",
+    "EE_MINIO_CREATE_BUCKET": "1 (default) creates the bucket when it is missing",
+    "EE_MINIO_PUBLIC_ENDPOINT": "host:port (or URL) consumers fetch objects from, when not EE_MINIO_ENDPOINT",
+    "EE_UPLOAD_QUEUE_MAX_MB": "size bound of the on-disk upload queue in MB; beyond it images go inline (1024)",
+}
+ENV_VARS.update(STORAGE_ENV_VARS)

@@ -120,8 +120,9 @@ class ServingError(EdgeError):
     ``kind`` says why: ``config`` (the model's config is wrong), ``load_failed`` (the model did not load),
     ``crashed`` (its server process died during the batch), ``timeout`` (the batch ran past the watchdog),
     ``inference_error`` (pre-process, predict or post-process raised), ``unavailable`` (no server could take
-    the input in time), ``stopping`` (the node or pipeline is stopping) or ``unknown_engine`` (no serving
-    plugin has that signature). Test with ``isinstance(value, ServingError)``, or ``raise value``.
+    the input in time), ``flapping`` (its server processes failed too often and are stopped until the pipelines
+    are updated or the node restarts), ``stopping`` (the node or pipeline is stopping) or ``unknown_engine`` (no
+    serving plugin has that signature). Test with ``isinstance(value, ServingError)``, or ``raise value``.
     """
 
     def __init__(self, signature: str, kind: str, message: str, model: str | None = None):

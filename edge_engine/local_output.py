@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
+import time
 from pathlib import Path
 from typing import IO, Any
 
@@ -19,6 +21,7 @@ from edge_engine.messages import Notification, Payload, utc_iso
 
 log = logging.getLogger("edge_engine.payloads")
 SUMMARY_CHARS = 160
+ROTATE_BYTES = 16 * 1024 * 1024
 
 
 def to_jsonable(value: Any) -> Any:
@@ -44,6 +47,12 @@ def summarize(data: dict[str, Any]) -> str:
     return summary if len(summary) <= SUMMARY_CHARS else summary[: SUMMARY_CHARS - 3] + "..."
 
 
+def image_relpath(payload: Payload) -> str:
+    """A witness image's file relative to ``_output/``: ``<pipeline>/<SIG>_<INST>/images/<seq>.jpg``."""
+    _, pipeline, signature, instance = payload.path
+    return f"{pipeline}/{signature}_{instance}/images/{payload.seq:08d}.jpg"
+
+
 class LocalOutput:
     """Writes payloads and notifications to the cache's ``_output`` folder."""
 
@@ -53,42 +62,33 @@ class LocalOutput:
         self._files: dict[tuple[Any, ...], IO[str]] = {}
         self._lock = threading.Lock()
         self.written = 0
+        self.write_errors = 0
+        self.rotate_bytes = ROTATE_BYTES  # a JSON-lines file this big is closed and renamed (oldest first out)
+        self.disk: Any = None  # edge_engine.disk.DiskManager: bounds _output, pauses writes while the disk is full
 
     def _folder(self, payload: Payload) -> Path:
         _, pipeline, signature, instance = payload.path
         return self.output_dir / str(pipeline) / f"{signature}_{instance}"
 
-    def _handle(self, key: tuple[Any, ...], path: Path) -> IO[str]:
+    def _handle_locked(self, key: tuple[Any, ...], path: Path) -> IO[str]:
+        """The open handle of ``key`` (opened on first use); call with ``_lock`` held."""
         handle = self._files.get(key)
-        if handle is None:
-            with self._lock:
-                handle = self._files.get(key)
-                if handle is None:
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    handle = open(path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 - kept open
-                    self._files[key] = handle
+        if handle is None or handle.closed:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handle = open(path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 - kept open
+            self._files[key] = handle
         return handle
 
     @hookimpl
     def edge_payload(self, payload: Payload) -> None:
-        folder = self._folder(payload)
         image_path = None
-        if payload.image_jpeg is not None:
-            image_file = folder / "images" / f"{payload.seq:08d}.jpg"
-            image_file.parent.mkdir(parents=True, exist_ok=True)
-            image_file.write_bytes(payload.image_jpeg)
-            image_path = str(image_file.relative_to(self.output_dir))
-        record = {
-            "time": utc_iso(payload.created),
-            "path": payload.path,
-            "seq": payload.seq,
-            "input_seq": payload.input_seq,
-            "image": image_path,
-            "data": payload.data,
-        }
-        line = json.dumps(record, default=to_jsonable, ensure_ascii=False)
-        self._handle(tuple(payload.path), folder / "payloads.jsonl").write(line + "\n")
-        self.written += 1
+        if self.disk is not None and self.disk.paused:
+            self.disk.skipped()
+        else:
+            try:
+                image_path = self._write_payload(payload)
+            except OSError as exc:
+                self._write_failed(exc, "payload")
         if self.log_payloads:
             _, pipeline, signature, instance = payload.path
             log.info(
@@ -96,25 +96,99 @@ class LocalOutput:
                 summarize(payload.data), f" (+image {image_path})" if image_path else "",
             )  # fmt: skip
 
+    def _write_payload(self, payload: Payload) -> str | None:
+        """Write the payload's image and its JSON line; returns the image's path under ``_output``."""
+        folder = self._folder(payload)
+        image_path = None
+        if payload.image_jpeg is not None:
+            image_file = self.output_dir / image_relpath(payload)
+            image_file.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                image_file.write_bytes(payload.image_jpeg)
+            except OSError:
+                image_file.unlink(missing_ok=True)  # no torn image left behind
+                raise
+            image_path = str(image_file.relative_to(self.output_dir))
+            self._wrote(len(payload.image_jpeg))
+        record = {
+            "time": utc_iso(payload.created),
+            "path": payload.path,
+            "seq": payload.seq,
+            "input_seq": payload.input_seq,
+            "image": image_path,
+            "image_url": payload.image_url,
+            "data": payload.data,
+        }
+        line = json.dumps(record, default=to_jsonable, ensure_ascii=False)
+        self._append(tuple(payload.path), folder / "payloads.jsonl", line + "\n")
+        self.written += 1
+        return image_path
+
+    def _append(self, key: tuple[Any, ...], path: Path, text: str) -> None:
+        """Append ``text`` to the JSON-lines file of ``key``; a failed write leaves no torn line; big files rotate."""
+        with self._lock:
+            handle = self._handle_locked(key, path)
+            start = handle.tell()
+            try:
+                handle.write(text)
+            except OSError:
+                self._files.pop(key, None)
+                _close_quietly(handle)
+                try:
+                    os.truncate(path, start)
+                except OSError:
+                    pass
+                raise
+            self._wrote(len(text))
+            if handle.tell() >= self.rotate_bytes:
+                self._files.pop(key, None)
+                _close_quietly(handle)
+                stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+                os.replace(path, path.with_name(f"{path.stem}.{stamp}.{time.time_ns() % 10**9:09d}{path.suffix}"))
+
+    def _wrote(self, nbytes: int) -> None:
+        if self.disk is not None:
+            self.disk.wrote(nbytes)
+
+    def _write_failed(self, exc: OSError, what: str) -> None:
+        if self.disk is not None and self.disk.write_failed(exc, f"writing a {what} to {self.output_dir}"):
+            self.disk.skipped()
+            return
+        self.write_errors += 1
+        log.error("%s not written to %s: %s", what, self.output_dir, exc)
+
+    def release(self, path: Path) -> None:
+        """Close the handle open on ``path`` (before the pruner deletes it); the next write opens a new file."""
+        with self._lock:
+            for key, handle in list(self._files.items()):
+                if handle.name == str(path):
+                    self._files.pop(key)
+                    _close_quietly(handle)
+
     @hookimpl
     def edge_notification(self, notification: Notification) -> None:
         level = {"error": logging.ERROR, "warning": logging.WARNING}.get(notification.level, logging.INFO)
         where = " › ".join(str(p) for p in notification.path[1:] if p)
         log.log(level, "notification [%s] %s: %s", notification.level, where or "node", notification.message)
+        if self.disk is not None and self.disk.paused:
+            self.disk.skipped()
+            return
         line = json.dumps(notification.to_dict(), default=to_jsonable, ensure_ascii=False)
-        with self._lock:
-            handle = self._files.get(("notifications",))
-            if handle is None:
-                self.output_dir.mkdir(parents=True, exist_ok=True)
-                handle = open(self.output_dir / "notifications.jsonl", "a", encoding="utf-8", buffering=1)  # noqa: SIM115
-                self._files[("notifications",)] = handle
-            handle.write(line + "\n")
+        try:
+            self._append(("notifications",), self.output_dir / "notifications.jsonl", line + "\n")
+        except OSError as exc:
+            self._write_failed(exc, "notification")
 
     def close(self) -> None:
         with self._lock:
             for handle in self._files.values():
-                try:
-                    handle.close()
-                except OSError:
-                    pass
+                _close_quietly(handle)
             self._files.clear()
+
+
+def _close_quietly(handle: IO[str]) -> None:
+    """Close a file; data that cannot be flushed (disk full) is dropped."""
+    try:
+        handle.close()
+    except (OSError, ValueError):
+        pass

@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import logging.handlers
+import sys
 from pathlib import Path
 
 from edge_engine.redact import RedactingFilter
 
 FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+
+class QuietFullDiskHandler(logging.handlers.RotatingFileHandler):
+    """The rotating log file; while the disk is full its lines are dropped and counted, not a traceback each."""
+
+    dropped = 0
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        exc = sys.exc_info()[1]
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            type(self).dropped += 1
+            return
+        super().handleError(record)
 
 
 def configure_logging(level: str, log_dir: Path | None, max_bytes: int, backups: int) -> None:
@@ -24,9 +39,7 @@ def configure_logging(level: str, log_dir: Path | None, max_bytes: int, backups:
     if log_dir is not None:
         log_dir.mkdir(parents=True, exist_ok=True)
         handlers.append(
-            logging.handlers.RotatingFileHandler(
-                log_dir / "node.log", maxBytes=max_bytes, backupCount=backups, encoding="utf-8"
-            )
+            QuietFullDiskHandler(log_dir / "node.log", maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
         )
     for handler in handlers:
         handler.setFormatter(formatter)

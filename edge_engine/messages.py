@@ -22,7 +22,8 @@ class Payload:
     """A payload emitted by a business instance.
 
     ``path`` is Ratio1's ``EE_PAYLOAD_PATH``: ``[alias, pipeline, signature, instance_id]``.
-    ``image_jpeg`` holds the witness image encoded once, for every sink to reuse.
+    ``image_jpeg`` holds the witness image encoded once, for every sink to reuse; ``image_path`` and
+    ``image_url`` say where it is kept (see :mod:`edge_engine.storage`).
     """
 
     path: list[str | None]
@@ -31,6 +32,8 @@ class Payload:
     created: float = field(default_factory=time.time)
     image_jpeg: bytes | None = None
     input_seq: int | None = None
+    image_path: str | None = None  # the witness image's file, relative to the cache (set by storage)
+    image_url: str | None = None  # its object URL when object storage is configured (set by storage)
 
     @property
     def pipeline(self) -> str | None:

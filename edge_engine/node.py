@@ -24,17 +24,19 @@ from edge_engine import constants as C
 from edge_engine.allowlist import read as read_allowlist
 from edge_engine.cache import atomic_write_json, read_json
 from edge_engine.discovery import PluginLoader
+from edge_engine.disk import DiskManager, load_disk_settings
 from edge_engine.errors import CacheError, ConfigError, ConfigIssue, PipelineError
 from edge_engine.history import NodeHistory
 from edge_engine.hooks import Hooks, get_plugin_manager
 from edge_engine.identity import Identity, default_alias, load_or_create_identity
 from edge_engine.local_output import LocalOutput
 from edge_engine.messages import Notification, utc_iso
-from edge_engine.pipeline_config import PipelineSpec, check_instance_update, validate_pipeline
+from edge_engine.pipeline_config import NAME_PATTERN, PipelineSpec, check_instance_update, validate_pipeline
 from edge_engine.redact import redact
 from edge_engine.registry import PluginRegistry
 from edge_engine.runtime.environment import RuntimeEnv
 from edge_engine.runtime.pipeline import PipelineRunner
+from edge_engine.runtime.watchdog import Watchdog
 from edge_engine.serving.manager import ServingManager
 from edge_engine.settings import NodeSettings, network_name
 from edge_engine.supervisor import RestartPolicy, Supervisor
@@ -68,12 +70,15 @@ class Node:
         self._stop_reason = ""
         self._lock = threading.RLock()
         self.output = LocalOutput(self.layout.output)
+        self.disk: DiskManager | None = None  # bounds _output and _logs, pauses outputs on a full disk
         self.history: NodeHistory | None = None
         self.env: RuntimeEnv | None = None
         self.serving: ServingManager | None = None
         self.comms: Any = None
+        self.storage: Any = None  # edge_engine.storage.service.StorageService: witness images and files
         self._restart = threading.Event()
         self.reloader: Any = None  # edge_engine.reload.PluginReloader in development mode
+        self.watchdog = Watchdog(self._watched_runners)  # keep-alive deadlines, blocked capture reads
         self.observe: Any = None  # edge_engine.observe.ObserveServer: the status page and /metrics
 
     # --- start ---------------------------------------------------------------------------------------------
@@ -83,11 +88,16 @@ class Node:
         self.alias = self._resolve_alias(self.identity)
         self.write_local_info()  # status "starting": ops commands and the health check can tell
         self.pm.register(self.output, name="edge_engine.local_output")
+        self._start_disk()
         self._load_plugins()
-        policy = RestartPolicy(cap=float(self.settings.startup["RESTART_BACKOFF_MAX"]))
+        startup = self.settings.startup
+        policy = RestartPolicy(cap=float(startup["RESTART_BACKOFF_MAX"]),
+                               flap_max_failures=int(startup["FLAP_MAX_FAILURES"]),
+                               flap_window=float(startup["FLAP_WINDOW_SECONDS"]))  # fmt: skip
         supervisor = Supervisor(policy)
         self.serving = ServingManager(self.registry, supervisor, self.layout.models, self._model_notification)
         self.env = RuntimeEnv(self.alias, self.layout, self.hooks, supervisor, serving=self.serving)
+        self._start_storage(supervisor)
         self.history = NodeHistory(self._identity_fields(), self.layout.root, started_at=self.started_at,
                                    sample_seconds=float(self.settings.startup["SECONDS_HISTORY_SAMPLE"]))  # fmt: skip
         self.history.load(self.layout.local_history)
@@ -95,8 +105,10 @@ class Node:
         self._start_observe()
         if self.settings.first_start:
             self._seed_pipelines()
+            self.layout.first_start_marker.unlink(missing_ok=True)  # seeded: later starts read the cache only
         self._load_cached_pipelines()
         self._start_reloader()
+        self.watchdog.start()
         self.status = "running"
         self.write_local_info()
         self.hooks.node_started(
@@ -126,6 +138,31 @@ class Node:
         atomic_write_json(startup_file, data)
         self.settings.startup["EE_ID"] = alias
         return alias
+
+    def _start_disk(self) -> None:
+        """Disk bounds (DECISIONS 25): ``EE_OUTPUT_MAX_MB``, ``EE_LOGS_MAX_MB``, ``EE_DISK_MIN_FREE_MB``."""
+
+        def alert(level: str, message: str, fields: dict[str, Any]) -> None:
+            self.notify(level, message, [self.alias, None, None, None], **fields)
+
+        self.disk = DiskManager(load_disk_settings(self.settings.env), self.layout.output, self.layout.logs, alert,
+                                output_on_delete=self.output.release)  # fmt: skip
+        self.output.disk = self.disk
+        self.disk.tick()
+
+    def _start_storage(self, supervisor: Supervisor) -> None:
+        """Witness images and plugin files: local paths, and S3 uploads from a disk queue when configured."""
+        from edge_engine.storage.config import load_storage_settings
+        from edge_engine.storage.service import StorageService
+
+        settings, issues = load_storage_settings(self.settings.app, self.settings.env)
+        if issues:
+            raise ConfigError(issues)
+        self.storage = StorageService(self.layout, settings, supervisor, self._node_notification)
+        assert self.env is not None
+        self.env.storage = self.storage
+        self.pm.register(self.storage, name="edge_engine.storage")
+        self.storage.start()
 
     def _start_comms(self) -> None:
         """Start MQTT comms unless disabled (``EE_COMMS=0``); a broker problem never stops the node."""
@@ -214,6 +251,9 @@ class Node:
 
     def _load_cached_pipelines(self) -> None:
         for path in sorted(self.layout.streams.glob("*.json")):
+            if path.stem.lower() == C.ADMIN_PIPELINE_NAME:
+                log.info("%s: the admin pipeline is built from the startup config; this file is ignored", path)
+                continue
             try:
                 raw = read_json(path)
             except CacheError as exc:
@@ -240,6 +280,10 @@ class Node:
     # --- engine API -----------------------------------------------------------------------------------------
     def add_pipeline(self, raw: dict[str, Any], source: str = "api") -> PipelineSpec:
         """Add a pipeline, or replace the one with the same NAME. Raises ConfigError and changes nothing."""
+        if isinstance(raw, dict) and str(raw.get("NAME", "")).lower() == C.ADMIN_PIPELINE_NAME:
+            raise ConfigError([ConfigIssue("the admin pipeline is built from the startup config (ADMIN_PIPELINE) and "
+                                           "cannot be replaced", file=source, key="NAME", got=raw.get("NAME"),
+                                           has_got=True)])  # fmt: skip
         spec, issues = validate_pipeline(raw, self.registry, source, self.layout.models)
         if spec is None:
             raise ConfigError(issues)
@@ -260,8 +304,12 @@ class Node:
 
     def remove_pipeline(self, name: str) -> bool:
         """Stop and forget a pipeline (its cache file is deleted). Returns False if it was not there."""
+        if name.lower() == C.ADMIN_PIPELINE_NAME:
+            raise PipelineError(name, "the admin pipeline cannot be deleted")
         with self._lock:
             runner = self.pipelines.get(name)
+            if runner is None and name not in self.invalid and not NAME_PATTERN.match(name):
+                return False  # not a pipeline name: never a path outside the streams folder ("../x", "/etc/x")
             path = self.layout.stream_file(name)
             existed = runner is not None or path.exists() or name in self.invalid
             if runner is not None:
@@ -295,6 +343,17 @@ class Node:
                         item.update(copy.deepcopy(changes))
             self.add_pipeline(raw, source="api")
 
+    def keep_alive(self, pipeline: str) -> bool:
+        """The owner's keep-alive for a pipeline (``KEEP_ALIVE_SECONDS``); True when it ended the safe mode."""
+        resumed = self._runner(pipeline).keep_alive()
+        if resumed:
+            self.watchdog.poke()  # it was not watching the deadline while in safe mode
+        return resumed
+
+    def _watched_runners(self) -> list[PipelineRunner]:
+        with self._lock:
+            return list(self.pipelines.values())
+
     def instance_command(self, pipeline: str, signature: str, instance_id: str, command: Any,
                          **params: Any) -> Future[Any]:  # fmt: skip
         """Send a command to one instance's ``on_command``; the future holds its result."""
@@ -305,6 +364,9 @@ class Node:
         return instance.command(command, params)
 
     def _runner(self, name: str) -> PipelineRunner:
+        if name.lower() == C.ADMIN_PIPELINE_NAME:
+            raise PipelineError(name, "the admin pipeline is built from the startup config (ADMIN_PIPELINE); "
+                                      "commands cannot change it")  # fmt: skip
         runner = self.pipelines.get(name)
         if runner is None:
             raise PipelineError(name, "no such pipeline")
@@ -320,6 +382,7 @@ class Node:
         runner = PipelineRunner(self.env, spec)
         self.pipelines[spec.name] = runner
         runner.start()
+        self.watchdog.poke()
         log.info("pipeline %r started: %s with %d instance(s)", spec.name, spec.capture.signature, len(spec.instances))
         self.hooks.pipeline_started(spec.name, copy.deepcopy(spec.raw))
 
@@ -367,6 +430,7 @@ class Node:
             "cache_dir": str(self.layout.root),
             "evm_net": network_name(self.settings.env),
             "comms": self._comms_status(),
+            **self._network_sections(),
             "pipelines": redact(pipelines),
             "invalid_pipelines": invalid,
             "plugins": {
@@ -375,6 +439,8 @@ class Node:
                 "failed": [{"source": f.source, "name": f.name, "reason": f.reason} for f in self.registry.failures],
             },
             "models": self.serving.snapshot() if self.serving is not None else {"servers": []},
+            "storage": self.storage.snapshot() if self.storage is not None else None,
+            "disk": self.disk.snapshot() if self.disk is not None else None,
         }
 
     def _comms_status(self) -> dict[str, Any] | None:
@@ -384,7 +450,15 @@ class Node:
             return None
         transport = getattr(comms, "transport", None)
         connected = transport is not None and transport.connected.is_set()
-        return {"broker": f"{comms.host}:{comms.port}", "connected": connected, "root_topic": comms.settings.root_topic}
+        return {"broker": f"{comms.host}:{comms.port}", "connected": connected, "root_topic": comms.settings.root_topic,
+                "outbox": comms.outbox_stats(), "commands": _command_stats(comms)}  # fmt: skip
+
+    def _network_sections(self) -> dict[str, Any]:
+        """``admin_pipeline`` and ``network`` (the nodes heard on the broker), from comms; none with comms off."""
+        admin = getattr(self.comms, "admin", None)
+        if admin is None:
+            return {}
+        return {"admin_pipeline": admin.snapshot(), "network": admin.tracker.snapshot()}
 
     def _whitelist(self) -> list[str]:
         return [entry.address for entry in read_allowlist(self.layout.authorized_addrs)]
@@ -401,6 +475,10 @@ class Node:
     def notify(self, level: str, message: str, path: list[Any], **fields: Any) -> None:
         """Raise a node-level notification (logged locally, sent by comms)."""
         self.hooks.notification(Notification(level, message, list(path), fields, time.time()))
+
+    def _node_notification(self, level: str, message: str, **fields: Any) -> None:
+        """A node-level notification (object storage unreachable, ...)."""
+        self.notify(level, message, [self.alias, None, None, None], **fields)
 
     def _model_notification(self, level: str, message: str, fields: dict[str, Any]) -> None:
         """A model server's notification (load failure, crash): node-level, the model named in its fields."""
@@ -454,6 +532,8 @@ class Node:
                     self.history.sample(rates)
                     next_sample = now + sample_every
                 if now >= next_info:
+                    if self.disk is not None:
+                        self.disk.tick()
                     self.write_local_info()
                     next_info = now + info_every
                 if now >= next_save and self.history is not None:
@@ -461,6 +541,8 @@ class Node:
                     next_save = now + save_every
             except OSError as exc:  # a full or read-only disk must not stop the pipelines
                 log.error("housekeeping write failed: %s", exc)
+                if self.disk is not None:
+                    self.disk.write_failed(exc, "housekeeping")
                 next_info = next_save = time.monotonic() + info_every
         self.stop(self._stop_reason or "requested")
 
@@ -472,6 +554,7 @@ class Node:
         self.hooks.node_stopping(reason)
         if self.reloader is not None:
             self.reloader.stop()
+        self.watchdog.stop()
         with self._lock:
             runners = list(self.pipelines.values())
             for runner in runners:
@@ -484,6 +567,8 @@ class Node:
             log.warning("threads still running at the stop deadline (abandoned): %s", left)
         if self.serving is not None:
             left.extend(self.serving.stop(max(deadline, time.monotonic() + 1.0)))
+        if self.storage is not None:
+            self.storage.stop()
         if self.comms is not None:
             self.comms.stop()
         if self.observe is not None:
@@ -498,6 +583,19 @@ class Node:
         self.output.close()
         log.info("node stopped")
         return left
+
+
+def _command_stats(comms: Any) -> dict[str, Any] | None:
+    """Counters of received commands (``local_info.json`` › ``comms`` › ``commands``): rejections by reason."""
+    processor = getattr(comms, "commands", None)
+    stats = getattr(processor, "stats", None)
+    if stats is None:
+        return None
+    return {"received": stats.received, "accepted": stats.accepted, "rejected": stats.rejected,
+            "rejections_not_notified": stats.rejections_not_notified,
+            "answers_not_sent": getattr(stats, "answers_not_sent", 0),
+            "dropped": getattr(comms, "counters", {}).get("commands_dropped", 0),
+            "reasons": dict(stats.reasons)}  # fmt: skip
 
 
 def _hms(seconds: float) -> str:

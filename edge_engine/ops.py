@@ -117,6 +117,11 @@ def format_node_info(info: dict[str, Any], now: datetime | None = None) -> str:
     if isinstance(plugins, dict):
         failed = plugins.get("failed") or []
         rows.append(("plugins", f"{_text(plugins.get('loaded'))} loaded, {len(failed)} failed"))
+    storage = info.get("storage")
+    if isinstance(storage, dict) and storage.get("configured"):
+        rows.append(("uploads", f"{_text(storage.get('bucket'))} on {_text(storage.get('endpoint'))}: "
+                     f"{_text(storage.get('uploaded'))} uploaded, {_text(storage.get('pending'))} pending, "
+                     f"{_text(storage.get('failed_attempts'))} failed attempt(s)"))  # fmt: skip
     width = max(len(key) for key, _ in rows)
     lines = [f"{key:<{width}}  {value}" for key, value in rows]
     lines += _plugin_failures(plugins)
@@ -129,7 +134,29 @@ def format_node_info(info: dict[str, Any], now: datetime | None = None) -> str:
         for item in invalid:
             lines.append(f"  {_text(item.get('name'))}  ({_text(item.get('file'))})")
             lines += [f"    - {error}" for error in item.get("errors") or []]
+    lines += _network_table(info.get("network"), info.get("admin_pipeline"))
     return "\n".join(lines)
+
+
+def _network_table(network: Any, admin: Any) -> list[str]:
+    """The NETWORK section: every node heard on the broker (``network`` in local_info.json), online first."""
+    if not isinstance(network, dict):
+        return []
+    nodes = [n for n in network.get("nodes") or [] if isinstance(n, dict)]
+    role = " (supervisor: publishes NET_MON_01)" if isinstance(admin, dict) and admin.get("supervisor") else ""
+    lines = ["", f"NETWORK ({_text(network.get('online'))} of {len(nodes)} online; offline after "
+                 f"{_text(network.get('offline_after_seconds'))} s){role}"]  # fmt: skip
+    if not nodes:
+        return [*lines, "  (no heartbeat heard yet)"]
+    rows = [("ALIAS", "ADDRESS", "STATUS", "LAST SEEN", "VERSION", "SECURED")]
+    for n in sorted(nodes, key=lambda n: (not n.get("online"), not n.get("self"), _text(n.get("alias")))):
+        alias = _text(n.get("alias")) + (" (this node)" if n.get("self") else "")
+        seen = f"{_text(n.get('seconds_ago'))} s ago"
+        rows.append((alias, _text(n.get("address")), _text(n.get("status")), seen, _text(n.get("version")),
+                     _text(n.get("secured"))))  # fmt: skip
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    return lines
 
 
 def _plugin_failures(plugins: Any) -> list[str]:

@@ -55,14 +55,37 @@ class PluginContext:
     stop_event: threading.Event
     emit_fn: Callable[..., None] = field(repr=False, default=lambda *a, **k: None)
     notify_fn: Callable[..., None] = field(repr=False, default=lambda *a, **k: None)
+    save_file_fn: Callable[[str, bytes | str], str] | None = field(repr=False, default=None)
 
     def emit(self, payload: Mapping[str, Any], image: Any = None) -> None:
-        """Send a payload (a JSON-able mapping), optionally with a witness image (numpy BGR array)."""
+        """Send a payload (a JSON-able mapping), optionally with a witness image (numpy BGR array).
+
+        The image is written to ``_output/`` and the payload carries ``IMG_PATH``; with object storage
+        configured it also carries ``IMG_URL`` (uploaded in the background), else the image inline (``IMG``).
+        """
         self.emit_fn(dict(payload), image)
 
     def notify(self, message: str, level: str = "info", **fields: Any) -> None:
         """Send a notification (``level``: info, warning, error) about this plugin."""
         self.notify_fn(message, level, fields)
+
+    def save_file(self, name: str, data: bytes | str) -> str:
+        """Keep a file this plugin produced (a clip, a report...) and return where consumers find it.
+
+        The file is written to ``output_dir/files/<name>`` (``name`` is reduced to a plain file name; text is
+        saved as UTF-8). With object storage configured it is also queued for upload and the object's URL is
+        returned at once (the upload runs in the background and survives restarts; the key is the content's
+        SHA-256 plus the name's extension); otherwise the file's path, relative to the local cache in a node.
+        Put the returned text in a payload field.
+        """
+        if self.save_file_fn is not None:
+            return self.save_file_fn(name, data)
+        from edge_engine.cache import atomic_write_bytes
+        from edge_engine.storage.names import safe_file_name
+
+        path = self.output_dir / "files" / safe_file_name(name)
+        atomic_write_bytes(path, data.encode("utf-8") if isinstance(data, str) else bytes(data))
+        return str(path)
 
 
 class PluginBase:
@@ -122,6 +145,15 @@ class PluginBase:
     def on_close(self) -> None:
         """Called once when the plugin stops (pipeline removed or updated, node stopping)."""
 
+    def on_safe_mode(self, reason: str) -> None:
+        """The pipeline's keep-alive lapsed (``KEEP_ALIVE_SECONDS`` without one from the owner): enter your safe
+        default mode (e.g. stop actuating, close a gate, keep only observing). ``reason`` says why. Called in the
+        plugin's own thread between two inputs; also right after ``on_init`` when the plugin starts while the
+        pipeline is in safe mode. An exception is logged and counted."""
+
+    def on_resume(self) -> None:
+        """The owner's keep-alive came back after :meth:`on_safe_mode`: leave the safe mode."""
+
 
 class CapturePlugin(PluginBase):
     """A data-capture plugin: one per pipeline, it produces the pipeline's inputs.
@@ -140,6 +172,12 @@ class CapturePlugin(PluginBase):
         "CAP_RESOLUTION": Key(0.0, min=0, doc="max inputs per second; 0 = as fast as the source gives"),
         "RECONNECTABLE": Key(True, type=(bool, str), doc="reconnect after a failure (Ratio1: YES/NO/KEEPALIVE)"),
         "MAX_INPUTS_QUEUE_SIZE": Key(4, type=int, min=1, doc="inputs buffered between capture and plugins"),
+        "SILENT_SOURCE_SECONDS": Key(
+            0.0, min=0, doc="a connected source giving no input for this long counts as failed (reconnect); 0 = off"
+        ),
+        "KEEP_ALIVE_SECONDS": Key(
+            0.0, min=0, doc="without an owner's keep-alive for this long, the plugins enter safe mode; 0 = off"
+        ),
     }
 
     def connect(self) -> None:
@@ -253,6 +291,10 @@ class BusinessPlugin(PluginBase):
     def notify(self, message: str, level: str = "info", **fields: Any) -> None:
         """Send a notification about this instance."""
         self.context.notify(message, level, **fields)
+
+    def save_file(self, name: str, data: bytes | str) -> str:
+        """Keep a produced file; returns its object URL (S3 configured) or local path (see PluginContext)."""
+        return self.context.save_file(name, data)
 
 
 PLUGIN_BASES: dict[str, type[PluginBase]] = {

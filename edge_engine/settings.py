@@ -38,6 +38,8 @@ STARTUP_SCHEMA: dict[str, Key] = {
     "LOG_MAX_BYTES": Key(C.DEFAULT_LOG_MAX_BYTES, type=int, min=1024, doc="size of one log file before rotation"),
     "LOG_BACKUPS": Key(C.DEFAULT_LOG_BACKUPS, type=int, min=0, doc="rotated log files kept"),
     "RESTART_BACKOFF_MAX": Key(30.0, min=0.1, doc="cap of the restart backoff in seconds"),
+    "FLAP_MAX_FAILURES": Key(C.DEFAULT_FLAP_MAX_FAILURES, min=0, doc="failures within FLAP_WINDOW_SECONDS: flapping"),
+    "FLAP_WINDOW_SECONDS": Key(C.DEFAULT_FLAP_WINDOW_SECONDS, min=0.1, doc="window of the flapping policy in seconds"),
     "DEV_MODE": Key(False, type=bool, doc="development mode: reload plugin files when they change"),
 }
 
@@ -49,6 +51,8 @@ ENV_OVERRIDES: dict[str, tuple[str, str]] = {
     C.ENV_SECONDS_LOCAL_INFO: ("SECONDS_LOCAL_INFO", "float"),
     C.ENV_SHUTDOWN_SECONDS: ("SHUTDOWN_SECONDS", "float"),
     C.ENV_RESTART_BACKOFF_MAX: ("RESTART_BACKOFF_MAX", "float"),
+    C.ENV_FLAP_MAX_FAILURES: ("FLAP_MAX_FAILURES", "int"),
+    C.ENV_FLAP_WINDOW_SECONDS: ("FLAP_WINDOW_SECONDS", "float"),
     C.ENV_DEV: ("DEV_MODE", "bool"),
 }
 TRUE_WORDS = ("1", "true", "yes", "on")
@@ -97,6 +101,11 @@ def parse_env_value(name: str, text: str, kind: str) -> Any:
             return float(text)
         except ValueError:
             raise ValueError("expected a number") from None
+    if kind == "int":
+        try:
+            return int(text)
+        except ValueError:
+            raise ValueError("expected a whole number") from None
     if kind == "list":
         return [part for part in text.split(":") if part]
     return text.strip()
@@ -111,7 +120,11 @@ def load_settings(
     layout = CacheLayout(resolve_cache_dir(cache_dir or env.get(C.ENV_CACHE_DIR)))
     check_cache_version(layout)
     first_start = not layout.cache_version.exists() and not layout.startup_config.exists()
+    first_start = first_start or layout.first_start_marker.exists()  # a first start that crashed before seeding
     layout.ensure()
+    layout.remove_stale_temp_files()
+    if first_start:
+        atomic_write_text(layout.first_start_marker, "pipelines not seeded yet\n")
     issues: list[ConfigIssue] = []
     seeds: list[tuple[Path, dict[str, Any], int | None]] = []
     startup, seed_file = _load_startup(layout, base, env, issues, seeds)

@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DEV=1 source scripts/_venv.sh
+# Ratio1's SDK for the real-SDK tests, in a virtual environment of its own (tests/sdk_env.py)
+"$VENV/bin/python" tests/sdk_env.py >/dev/null
 # Debian packages the integration tests run for real (a broker, a headless browser), as package:binary pairs;
 # installed when the binary is missing and installing is possible.
 for entry in mosquitto:mosquitto chromium:chromium chromium-driver:chromedriver; do

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from mqtt_broker import clients, mosquitto, mosquitto_factory  # noqa: F401  (fixtures: a real broker on a free port)
+from s3_server import s3_factory, s3_server  # noqa: F401  (fixtures: a real S3 server, SeaweedFS, on free ports)
 
 from edge_engine.node import Node
 from edge_engine.settings import load_settings

@@ -219,7 +219,8 @@ def test_jitter_stays_within_bounds_and_is_reproducible() -> None:
 
 
 def test_supervisor_counts_restarts_and_recovery_resets_the_backoff() -> None:
-    supervisor = Supervisor(RestartPolicy(initial=0.1, factor=3.0, cap=5.0, jitter=0.0), random.Random(0))
+    policy = RestartPolicy(initial=0.1, factor=3.0, cap=5.0, jitter=0.0, flap_max_failures=0)  # flapping off
+    supervisor = Supervisor(policy, random.Random(0))
     delays = [supervisor.failed("p/capture", RuntimeError("down")) for _ in range(3)]
     assert delays == pytest.approx([0.1, 0.3, 0.9])
     state = supervisor.state("p/capture")
@@ -261,7 +262,7 @@ def test_wait_restart_returns_true_after_the_delay() -> None:
 
 
 def test_supervisor_is_thread_safe() -> None:
-    supervisor = Supervisor(RestartPolicy(jitter=0.0))
+    supervisor = Supervisor(RestartPolicy(jitter=0.0, flap_max_failures=0))
     threads = [
         threading.Thread(target=lambda: [supervisor.failed("shared", "e") for _ in range(200)]) for _ in range(8)
     ]
@@ -352,7 +353,7 @@ def test_a_part_may_cap_its_own_backoff() -> None:
     from edge_engine.supervisor import RestartPolicy, Supervisor
 
     supervisor = Supervisor(RestartPolicy(initial=1.0, factor=2.0, cap=30.0, jitter=0.0), random.Random(1))
-    delays = [supervisor.failed("comms", "down", cap=5.0) for _ in range(8)]
+    delays = [supervisor.failed("comms", "down", cap=5.0, flap=False) for _ in range(8)]  # comms never flaps
     assert delays == [1.0, 2.0, 4.0, 5.0, 5.0, 5.0, 5.0, 5.0]
     assert supervisor.failed("other", "down") == 1.0
     assert supervisor.state("comms").restarts == 8

@@ -168,12 +168,15 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 # --- isolation and restarts -------------------------------------------------------------------------------------
 def test_failing_plugin_is_isolated(node_factory: Any) -> None:
+    # flapping off, backoff short: this test is about isolation (tests/test_supervision.py covers flapping)
     node = node_factory(
         plugins=PLUGINS,
         pipelines=[
             pipeline("mixed", probe("bad", FAIL=True), probe("good")),
             pipeline("other", probe("c")),
         ],
+        startup={"RESTART_BACKOFF_MAX": 0.1},
+        environ={"EE_FLAP_MAX_FAILURES": "0"},
     )
     bad = instance(node, "mixed", "bad")
     wait_for(lambda: bad.stats.errors >= 20)
@@ -198,6 +201,7 @@ def test_failing_on_init_is_retried_with_backoff(node_factory: Any) -> None:
         plugins=PLUGINS,
         pipelines=[pipeline("p", probe("flaky", FAIL_INIT=3), probe("dead", FAIL_INIT=-1), probe("ok"))],
         startup={"RESTART_BACKOFF_MAX": 0.1},
+        environ={"EE_FLAP_MAX_FAILURES": "0"},  # retried for ever (flapping: tests/test_supervision.py)
     )
     dead = instance(node, "p", "dead")
     wait_for(lambda: dead.stats.restarts >= 3)

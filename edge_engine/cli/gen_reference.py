@@ -33,10 +33,10 @@ BLOCK = re.compile(r"(<!-- BEGIN GENERATED: (?P<name>[\w-]+) -->\n)(?P<body>.*?)
                    re.DOTALL)  # fmt: skip
 KIND_TITLES = {KIND_CAPTURE: "capture", KIND_SERVING: "serving", KIND_BUSINESS: "business"}
 METHODS: list[tuple[type[PluginBase], tuple[str, ...]]] = [
-    (PluginBase, ("on_init", "on_config", "on_command", "on_close")),
+    (PluginBase, ("on_init", "on_config", "on_command", "on_close", "on_safe_mode", "on_resume")),
     (CapturePlugin, ("connect", "read", "release", "is_live")),
     (ServingPlugin, ("pre_process", "predict", "post_process")),
-    (BusinessPlugin, ("process", "emit", "notify")),
+    (BusinessPlugin, ("process", "emit", "notify", "save_file")),
 ]
 
 

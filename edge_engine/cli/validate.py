@@ -170,6 +170,13 @@ def comms_issues(settings: NodeSettings) -> list[ConfigIssue]:
     return issues
 
 
+def storage_issues(settings: NodeSettings) -> list[ConfigIssue]:
+    """The object storage settings (``FILE_UPLOAD``, ``EE_MINIO_*``) the node would build; nothing is contacted."""
+    from edge_engine.storage.config import load_storage_settings
+
+    return load_storage_settings(settings.app, settings.env)[1]
+
+
 def app_config_label(settings: NodeSettings) -> str:
     """Which app config the node would read: the cached one, else ``$EE_APP_CONFIG``, else ``.config_app.json``."""
     if settings.layout.app_config.exists():
@@ -194,6 +201,7 @@ def validate(args: argparse.Namespace) -> Report:
     report = Report(startup=display_path(startup), app=app_config_label(settings))
     report.issues.extend(_relative(i) for i in issues)
     report.issues.extend(comms_issues(settings))
+    report.issues.extend(storage_issues(settings))
     catalog = load_plugins(args, settings)
     registry = catalog.registry
     report.plugins_loaded = len(registry.records())

@@ -33,6 +33,14 @@ COMM_RECEIVED_BAD_COMMAND = -5000
 TIME_FORMATS = ("%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%d %H:%M:%S")
 PUBLIC_ACTIONS = frozenset({"FULL_HEARTBEAT", "TIMERS_ONLY_HEARTBEAT", "SIMPLE_HEARTBEAT"})
 REJECTIONS_PER_SECOND = 10
+MAX_ANSWERS = 32  # most failure answers (per pipeline / instance named in a refused command) sent for one command
+# an encrypted command from a sender that is not allowed is opened only to answer it where the SDK waits: if small
+# (8 KB inflate to 8 MB at most) and at most this often for all such senders together
+PEEK_MAX_BYTES = 8 * 1024
+PEEKS_PER_SECOND = 2
+MAX_REASON_CHARS = 500  # a rejection reason longer than this is cut (it may quote a huge field)
+MAX_NAME_CHARS = 128  # longer pipeline/signature/instance names are not echoed whole in answers
+MAX_REASON_KEYS = 100  # distinct keys of CommandStats.reasons; further ones count as "other"
 UNVERIFIED = "unverified"  # rate-limit bucket of messages whose signature did not verify (or was not reached)
 COMMAND_RESULT_TIMEOUT = 5.0
 
@@ -49,17 +57,27 @@ class NodeAPI(Protocol):
     def pipeline_names(self) -> list[str]: ...
     def request_stop(self, reason: str = ...) -> None: ...
     def request_restart(self, reason: str = ...) -> None: ...
+    def keep_alive(self, pipeline: str) -> bool: ...
     def notify(self, level: str, message: str, path: list[Any], **fields: Any) -> None: ...
 
 
 class Rejected(Exception):
     """A command that must not be applied; ``reason`` goes to the sender."""
 
-    def __init__(self, reason: str, code: int = COMM_RECEIVED_BAD_COMMAND, notified: bool = False):
+    def __init__(
+        self,
+        reason: str,
+        code: int = COMM_RECEIVED_BAD_COMMAND,
+        notified: bool = False,
+        path: tuple[str | None, str | None, str | None] = (None, None, None),
+        command: tuple[str, Any] | None = None,
+    ):
         super().__init__(reason)
         self.reason = reason
         self.code = code
         self.notified = notified  # the sender was already told (with more detail): count it, do not repeat it
+        self.path = path  # (pipeline, signature, instance) the refusal is about, as the SDK matches it
+        self.command = command  # (ACTION, PAYLOAD) when known only to answer the refusal (see CommandProcessor._peek)
 
 
 @dataclass
@@ -68,6 +86,7 @@ class CommandStats:
     accepted: int = 0
     rejected: int = 0
     rejections_not_notified: int = 0
+    answers_not_sent: int = 0  # failure answers held back by the rate limit
     reasons: dict[str, int] = field(default_factory=dict)
 
 
@@ -131,7 +150,9 @@ class CommandProcessor:
         self.max_bytes = max_bytes
         self.on_heartbeat_request = on_heartbeat_request
         self.stats = CommandStats()
+        self._answered: set[tuple[Any, ...]] = set()  # (pipeline, signature, instance, |code|) answered this command
         self.limiter = RejectionLimiter()
+        self._peeks = RejectionLimiter(PEEKS_PER_SECOND)
         self._lock = threading.Lock()
 
     # --- entry point ------------------------------------------------------------------------------------
@@ -143,20 +164,28 @@ class CommandProcessor:
         sender = UNVERIFIED
         claimed = "unknown"
         context: dict[str, Any] = {}
+        command: tuple[str, Any] | None = None
+        self._answered = set()
         try:
             message = self._parse(raw)
-            claimed = str(message.get("EE_SENDER") or "unknown")
+            claimed = _short(str(message.get("EE_SENDER") or "unknown"), 60)
             context = _context(message)
             result = self.verify(message)
             if not result.ok:
                 raise Rejected(f"signature rejected: {result.reason}")
             sender = result.sender
-            action, payload = self._authorise(message, sender)
+            context.setdefault("INITIATOR_ADDR", sender)  # the SDK sends INITIATOR_ID only; the signer initiated it
+            command = action, payload = self._open(message, sender)
+            self._authorise(message, sender, action)
             with self._lock:
                 self._apply(action, payload, context, sender)
         except Rejected as exc:
-            self._reject(sender, exc, context, claimed)
+            self._reject(sender, exc, context, claimed, command or exc.command)
             return False, exc.reason
+        except Exception as exc:  # a bug met by an odd message: refuse it (counted), keep the command thread going
+            log.error("command from %s: internal error", claimed, exc_info=True)
+            self._reject(sender, Rejected(f"internal error: {type(exc).__name__}"), context, claimed)
+            return False, "internal error"
         self.stats.accepted += 1
         return True, action
 
@@ -165,15 +194,20 @@ class CommandProcessor:
             raise Rejected(f"message too large ({len(raw)} bytes > {self.max_bytes})")
         try:
             message = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an integer of more than 4300 digits
             raise Rejected(f"malformed JSON: {exc}") from exc
+        except RecursionError as exc:
+            raise Rejected("malformed JSON: nested too deeply") from exc
         if not isinstance(message, dict):
             raise Rejected(f"a command must be a JSON object (got {type(message).__name__})")
         return message
 
-    def _authorise(self, message: dict[str, Any], sender: str) -> tuple[str, Any]:
-        """Decrypt, then check ACTION, allowlist, time window and replay for a message signed by ``sender``."""
+    def _open(self, message: dict[str, Any], sender: str) -> tuple[str, Any]:
+        """ACTION and PAYLOAD of a message signed by ``sender``, decrypted when encrypted."""
         if message.get("EE_IS_ENCRYPTED"):
+            if self.secured and not self.allowlist.allowed(sender):
+                # decrypting (and inflating up to 64 MB) costs CPU and memory: only for allowed senders
+                raise Rejected(f"sender {sender} is not in authorized_addrs", command=self._peek(message, sender))
             data = message.get("EE_ENCRYPTED_DATA")
             if not isinstance(data, str):
                 raise Rejected("EE_IS_ENCRYPTED without EE_ENCRYPTED_DATA")
@@ -188,9 +222,25 @@ class CommandProcessor:
             action, payload = message.get("ACTION"), message.get("PAYLOAD")
         if not isinstance(action, str) or not action:
             raise Rejected(f"missing or invalid ACTION (got {action!r})")
-        action = action.upper()
+        return action.upper(), payload
+
+    def _peek(self, message: dict[str, Any], sender: str) -> tuple[str, Any] | None:
+        """ACTION and PAYLOAD of an encrypted command from a sender that is not allowed, only to name in the refusal
+        the pipeline and instances its SDK waits on (an SDK encrypts by default): small ones, rarely, else None."""
+        data = message.get("EE_ENCRYPTED_DATA")
+        if not isinstance(data, str) or len(data) > PEEK_MAX_BYTES or not self._peeks.allow("peek"):
+            return None
+        try:
+            inner = json.loads(self.decrypt(data, self.identity, sender))
+        except Exception:
+            return None
+        action = inner.get("ACTION") if isinstance(inner, dict) else None
+        return (action.upper(), inner.get("PAYLOAD")) if isinstance(action, str) and action else None
+
+    def _authorise(self, message: dict[str, Any], sender: str, action: str) -> None:
+        """Allowlist, time window and replay checks (the public heartbeat actions skip them)."""
         if action in PUBLIC_ACTIONS:
-            return action, payload
+            return
         if self.secured and not self.allowlist.allowed(sender):
             raise Rejected(f"sender {sender} is not in authorized_addrs")
         sent_at = parse_command_time(message.get("TIME"))
@@ -200,27 +250,49 @@ class CommandProcessor:
         digest = message.get("EE_HASH")
         if not isinstance(digest, str) or not self.replay.check_and_remember(digest):
             raise Rejected("replayed command (this EE_HASH was already accepted)")
-        return action, payload
 
-    def _reject(self, sender: str, exc: Rejected, context: dict[str, Any], claimed: str = "unknown") -> None:
+    def _reject(self, sender: str, exc: Rejected, context: dict[str, Any], claimed: str = "unknown",
+                command: tuple[str, Any] | None = None) -> None:  # fmt: skip
+        """Count and log a refusal, tell the sender why (rate-limited), then send the failure answers the SDK
+        waits for (see :func:`expected_failures`), so its transactions fail at once with the reason."""
         self.stats.rejected += 1
+        exc.reason = _short(exc.reason)  # reasons quote what was sent: an attacker must not size our logs
+        exc.path = tuple(_short(p, MAX_NAME_CHARS) if isinstance(p, str) else p for p in exc.path)  # type: ignore[assignment]
         key = exc.reason.split(":")[0][:60]
+        if key not in self.stats.reasons and len(self.stats.reasons) >= MAX_REASON_KEYS:
+            key = "other"  # keys quote sent values too: their number stays bounded
         self.stats.reasons[key] = self.stats.reasons.get(key, 0) + 1
         who = sender if sender != UNVERIFIED else f"{claimed} (unverified)"
         log.warning("command from %s rejected: %s", who, exc.reason)
-        if exc.notified:
+        if not exc.notified:
+            if not self.limiter.allow(sender):
+                self.stats.rejections_not_notified += 1
+                return
+            self._notify("error", f"command rejected: {exc.reason}", exc.code, *exc.path, context, REASON=exc.reason)
+        if command is None or sender == UNVERIFIED:
             return
-        if not self.limiter.allow(sender):
-            self.stats.rejections_not_notified += 1
-            return
-        self._notify("error", f"command rejected: {exc.reason}", exc.code, None, None, None, context)
+        action, payload = command
+        for code, pipeline, signature, instance in expected_failures(action, payload):
+            if (pipeline, signature, instance, abs(code)) in self._answered:
+                continue
+            if not self.limiter.allow(sender):
+                self.stats.answers_not_sent += 1
+                return
+            self._notify("error", f"{action} refused: {exc.reason}", code, pipeline, signature, instance, context,
+                         REASON=exc.reason)  # fmt: skip
 
     def _notify(self, level: str, text: str, code: int, pipeline: str | None, signature: str | None,
                 instance: str | None, context: dict[str, Any], **info: Any) -> None:  # fmt: skip
         fields = {"NOTIFICATION_CODE": code, "NOTIFICATION_TYPE": "NORMAL" if code > 0 else "EXCEPTION", **context}
         if info:
             fields["INFO"] = info
+        self._answered.add((pipeline, signature, instance, abs(code)))
         self.node.notify(level, text, [self.node.alias, pipeline, signature, instance], **fields)
+
+    def _pipeline_ok(self, name: str, context: dict[str, Any], text: str) -> None:
+        """PIPELINE_OK for ``name``, once per command: the SDK waits for it after any change in the pipeline."""
+        if (name, None, None, PIPELINE_OK) not in self._answered:
+            self._notify("info", text, PIPELINE_OK, name, None, None, context)
 
     # --- actions -------------------------------------------------------------------------------------------
     def _apply(self, action: str, payload: Any, context: dict[str, Any], sender: str) -> None:
@@ -244,9 +316,12 @@ class CommandProcessor:
         try:
             spec = self.node.add_pipeline(raw, source=f"command from {sender}")
         except ConfigError as exc:
-            lines = [str(i) for i in exc.issues]
-            self._notify("error", f"pipeline {name!r} refused: " + "; ".join(lines), PIPELINE_FAILED,
-                         name if isinstance(name, str) else None, None, None, context, ERRORS=lines)  # fmt: skip
+            lines = [_short(str(i)) for i in exc.issues[:MAX_ANSWERS]]
+            if self.limiter.allow(sender):  # DECISIONS 19: refusals are rate-limited per sender, this one too
+                self._notify("error", _short(f"pipeline {name!r} refused: " + "; ".join(lines)), PIPELINE_FAILED,
+                             name if _text(name) else None, None, None, context, ERRORS=lines)  # fmt: skip
+            else:
+                self.stats.rejections_not_notified += 1
             raise Rejected("; ".join(lines), PIPELINE_FAILED, notified=True) from exc
         self._notify("info", f"pipeline {spec.name!r} applied", PIPELINE_OK, spec.name, None, None, context)
         for inst in spec.instances:
@@ -258,10 +333,10 @@ class CommandProcessor:
             raise Rejected(
                 f"DELETE_CONFIG needs the pipeline NAME as PAYLOAD (got {payload!r})", PIPELINE_ARCHIVE_FAILED
             )
-        if payload == "admin_pipeline":
-            raise Rejected("the admin pipeline cannot be deleted", PIPELINE_ARCHIVE_FAILED)
+        if payload.lower() == "admin_pipeline":
+            raise Rejected("the admin pipeline cannot be deleted", PIPELINE_ARCHIVE_FAILED, path=(payload, None, None))
         if not self.node.remove_pipeline(payload):
-            raise Rejected(f"no pipeline named {payload!r}", PIPELINE_ARCHIVE_FAILED)
+            raise Rejected(f"no pipeline named {payload!r}", PIPELINE_ARCHIVE_FAILED, path=(payload, None, None))
         self._notify("info", f"pipeline {payload!r} deleted", PIPELINE_ARCHIVE_OK, payload, None, None, context)
 
     def _delete_all(self, payload: Any, context: dict[str, Any], sender: str) -> None:
@@ -283,17 +358,22 @@ class CommandProcessor:
                            PLUGIN_CONFIG_FAILED)  # fmt: skip
         command = changes.get("INSTANCE_COMMAND")
         config = {k: v for k, v in changes.items() if k != "INSTANCE_COMMAND"}
+        if not config and not command:  # else accepted with no answer at all: the SDK would wait out its timeout
+            raise Rejected("INSTANCE_CONFIG has no change and no INSTANCE_COMMAND", PLUGIN_CONFIG_FAILED,
+                           path=(name, signature, instance))  # fmt: skip
         try:
             if config:
                 self.node.update_instance(name, signature, instance, config)
         except (ConfigError, PipelineError) as exc:
             text = "; ".join(str(i) for i in exc.issues) if isinstance(exc, ConfigError) else str(exc)
-            raise Rejected(text, PLUGIN_CONFIG_FAILED) from exc
+            raise Rejected(text, PLUGIN_CONFIG_FAILED, path=(name, signature, instance)) from exc
         if config:
             self._notify("info", f"instance {signature}/{instance} updated", PLUGIN_CONFIG_OK, name, signature,
                          instance, context, KEYS=sorted(config))  # fmt: skip
+            self._pipeline_ok(name, context, f"pipeline {name!r} updated")
         if command:
             self._instance_command(name, signature, instance, command, context)
+            self._pipeline_ok(name, context, f"pipeline {name!r} ran an instance command")
 
     def _instance_command(self, name: str, signature: str, instance: str, command: Any,
                           context: dict[str, Any]) -> None:  # fmt: skip
@@ -301,14 +381,19 @@ class CommandProcessor:
         if isinstance(command, dict) and isinstance(command.get("COMMAND_PARAMS"), dict):
             params = dict(command["COMMAND_PARAMS"])
             command = {k: v for k, v in command.items() if k != "COMMAND_PARAMS"}
+            flagged = [k for k, v in params.items() if v is True]
+            if not command and flagged:
+                # SDK: send_instance_command("RESET", command_params=P) as {"COMMAND_PARAMS": {**P, "RESET": true}}
+                command = flagged[-1]
+                params.pop(command)
         try:
             future = self.node.instance_command(name, signature, instance, command, **params)
             result = future.result(COMMAND_RESULT_TIMEOUT)
         except PipelineError as exc:
-            raise Rejected(str(exc), PLUGIN_INSTANCE_COMMAND_FAILED) from exc
+            raise Rejected(str(exc), PLUGIN_INSTANCE_COMMAND_FAILED, path=(name, signature, instance)) from exc
         except Exception as exc:
-            raise Rejected(f"instance command failed: {type(exc).__name__}: {exc}",
-                           PLUGIN_INSTANCE_COMMAND_FAILED) from exc  # fmt: skip
+            raise Rejected(f"instance command failed: {type(exc).__name__}: {exc}", PLUGIN_INSTANCE_COMMAND_FAILED,
+                           path=(name, signature, instance)) from exc  # fmt: skip
         self._notify("info", f"instance {signature}/{instance} ran the command", PLUGIN_INSTANCE_COMMAND_OK,
                      name, signature, instance, context, RESULT=result)  # fmt: skip
 
@@ -326,12 +411,79 @@ class CommandProcessor:
         self._notify("warning", f"node restarting on request of {sender}", PIPELINE_OK, None, None, None, context)
         self.node.request_restart(f"RESTART command from {sender}")
 
+    def _reload(self, payload: Any, context: dict[str, Any], sender: str) -> None:
+        """Ratio1's ``RELOAD_CONFIG_FROM_DISK``: every pipeline restarts from its file in the cache."""
+        self._notify("info", f"pipelines reloading from the cache on request of {sender}", PIPELINE_OK, None, None,
+                     None, context)  # fmt: skip
+        self.node.request_restart(f"RELOAD_CONFIG_FROM_DISK command from {sender}")
+
     def _heartbeat(self, payload: Any, context: dict[str, Any], sender: str) -> None:
         if self.on_heartbeat_request is not None:
             self.on_heartbeat_request()
 
+    def _pipeline_command(self, payload: Any, context: dict[str, Any], sender: str) -> None:
+        """Ratio1's ``PIPELINE_COMMAND`` (``{"NAME", "PIPELINE_COMMAND"}``); this node knows ``KEEP_ALIVE`` (given as
+        ``"KEEP_ALIVE"`` or ``{"KEEP_ALIVE": true}``). A keep-alive is not answered (it comes often); a refused one
+        is."""
+        if not isinstance(payload, dict) or not isinstance(payload.get("NAME"), str):
+            raise Rejected("PIPELINE_COMMAND needs {NAME, PIPELINE_COMMAND}", PIPELINE_FAILED)
+        name, command = payload["NAME"], payload.get("PIPELINE_COMMAND")
+        keep_alive = (isinstance(command, str) and command.upper() == "KEEP_ALIVE") or (
+            isinstance(command, dict) and bool(command.get("KEEP_ALIVE"))
+        )
+        if not keep_alive:
+            raise Rejected(f"unknown PIPELINE_COMMAND {command!r}; known: KEEP_ALIVE", PIPELINE_FAILED)
+        try:
+            self.node.keep_alive(name)
+        except PipelineError as exc:
+            raise Rejected(str(exc), PIPELINE_FAILED) from exc
+
     def _status(self, payload: Any, context: dict[str, Any], sender: str) -> None:
         self._notify("info", "pipelines", PIPELINE_OK, None, None, None, context, PIPELINES=self.node.pipeline_names())
+
+
+def expected_failures(action: str, payload: Any) -> list[tuple[int, str, str | None, str | None]]:
+    """The failure answers (code, pipeline, signature, instance) that Ratio1's SDK waits for after ``action``.
+
+    The SDK's ``deploy``/``close`` wait for PIPELINE_OK (1) on ``[alias, pipeline]``, PLUGIN_CONFIG_OK (100) or
+    PLUGIN_INSTANCE_COMMAND_OK (101) on ``[alias, pipeline, SIGNATURE, INSTANCE_ID]`` per changed instance, and
+    PIPELINE_ARCHIVE_OK (4) for a close; the negative code on the same path makes it fail with the reason.
+    A refused command is answered with all of them (at most ``MAX_ANSWERS``), so the SDK never waits out its timeout.
+    """
+    answers: list[tuple[int, str, str | None, str | None]] = []
+    if action == "UPDATE_CONFIG" and isinstance(payload, dict) and _text(payload.get("NAME")):
+        name = payload["NAME"]
+        answers.append((PIPELINE_FAILED, name, None, None))
+        plugins = payload.get("PLUGINS")
+        for plugin in plugins if isinstance(plugins, list) else []:
+            instances = plugin.get("INSTANCES") if isinstance(plugin, dict) else None
+            for item in instances if isinstance(instances, list) else []:
+                if isinstance(item, dict) and _text(plugin.get("SIGNATURE")) and _text(item.get("INSTANCE_ID")):
+                    answers.append((PLUGIN_CONFIG_FAILED, name, plugin["SIGNATURE"], item["INSTANCE_ID"]))
+    elif action in ("DELETE_CONFIG", "ARCHIVE_CONFIG") and _text(payload):
+        answers.append((PIPELINE_ARCHIVE_FAILED, payload, None, None))
+    elif action == "PIPELINE_COMMAND" and isinstance(payload, dict) and _text(payload.get("NAME")):
+        answers.append((PIPELINE_FAILED, payload["NAME"], None, None))
+    elif action in ("UPDATE_PIPELINE_INSTANCE", "BATCH_UPDATE_PIPELINE_INSTANCE"):
+        for item in payload if isinstance(payload, list) else [payload]:
+            if not isinstance(item, dict) or not all(_text(item.get(k)) for k in ("NAME", "SIGNATURE", "INSTANCE_ID")):
+                continue
+            name, signature, instance = item["NAME"], item["SIGNATURE"], item["INSTANCE_ID"]
+            changes = item.get("INSTANCE_CONFIG") if isinstance(item.get("INSTANCE_CONFIG"), dict) else {}
+            answers.append((PIPELINE_FAILED, name, None, None))
+            if "INSTANCE_COMMAND" in changes:
+                answers.append((PLUGIN_INSTANCE_COMMAND_FAILED, name, signature, instance))
+            if set(changes) - {"INSTANCE_COMMAND"} or not changes:
+                answers.append((PLUGIN_CONFIG_FAILED, name, signature, instance))
+    return list(dict.fromkeys(answers))[:MAX_ANSWERS]
+
+
+def _short(text: str, limit: int = MAX_REASON_CHARS) -> str:
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
+
+
+def _text(value: Any) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= MAX_NAME_CHARS
 
 
 def _context(message: dict[str, Any]) -> dict[str, Any]:
@@ -359,4 +511,6 @@ ACTIONS: dict[str, Callable[[CommandProcessor, Any, dict[str, Any], str], None]]
     "SIMPLE_HEARTBEAT": CommandProcessor._heartbeat,
     "STATUS": CommandProcessor._status,
     "ACTIVE_PLUGINS": CommandProcessor._status,
+    "PIPELINE_COMMAND": CommandProcessor._pipeline_command,
+    "RELOAD_CONFIG_FROM_DISK": CommandProcessor._reload,
 }

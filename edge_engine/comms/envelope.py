@@ -16,7 +16,8 @@ from edge_engine import __version__
 EVENT_PAYLOAD = "PAYLOAD"
 EVENT_NOTIFICATION = "NOTIFICATION"
 EVENT_HEARTBEAT = "HEARTBEAT"
-FORMATTER = "cavi2"
+# empty: the SDK decodes with its default formatter; it drops messages naming a formatter it has no plugin for
+FORMATTER = ""
 
 
 def ratio1_timestamp(ts: float | None = None) -> str:

@@ -8,9 +8,14 @@ pipeline configs are redacted before they are put in ``CONFIG_STREAMS``.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import os
 import platform
+import shutil
+import socket
+import subprocess
+import threading
 import time
 import zlib
 from typing import Any
@@ -31,26 +36,85 @@ def decode_data(text: str) -> dict[str, Any]:
     return json.loads(zlib.decompress(base64.b64decode(text)).decode("utf-8"))
 
 
+GPU_CACHE_SECONDS = 60.0
+GPU_QUERY_TIMEOUT = 5.0
+_NVIDIA_FIELDS = ("name", "memory.total", "memory.used", "utilization.gpu", "temperature.gpu")
+_gpu_cache: tuple[float, list[dict[str, Any]]] = (-GPU_CACHE_SECONDS, [])
+_gpu_lock = threading.Lock()
+
+
+def _query_nvidia_smi() -> list[dict[str, Any]]:
+    """One dict per GPU from ``nvidia-smi`` (empty when it is absent or fails); no torch, no CUDA import."""
+    tool = shutil.which("nvidia-smi")
+    if tool is None:
+        return []
+    try:
+        out = subprocess.run(
+            [tool, f"--query-gpu={','.join(_NVIDIA_FIELDS)}", "--format=csv,noheader,nounits"],
+            capture_output=True, text=True, timeout=GPU_QUERY_TIMEOUT, check=True,
+        ).stdout  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return []
+    gpus = []
+    for line in out.splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) != len(_NVIDIA_FIELDS):
+            continue
+        name, total, used, load, temp = parts
+        gpus.append({"NAME": name, "TOTAL_MEM": _num(total, 1024), "ALLOCATED_MEM": _num(used, 1024),
+                     "GPU_USED": _num(load), "GPU_TEMP": _num(temp)})  # fmt: skip
+    return gpus
+
+
+def _num(text: str, divide: float = 1.0) -> float | None:
+    try:
+        return round(float(text) / divide, 2)
+    except ValueError:
+        return None
+
+
+def gpu_status(now: float | None = None) -> list[dict[str, Any]]:
+    """GPUs seen by ``nvidia-smi``, queried at most once per ``GPU_CACHE_SECONDS`` (memory in GB)."""
+    global _gpu_cache
+    now = time.monotonic() if now is None else now
+    with _gpu_lock:
+        if now - _gpu_cache[0] >= GPU_CACHE_SECONDS:
+            _gpu_cache = (now, _query_nvidia_smi())
+        return _gpu_cache[1]
+
+
+@functools.lru_cache(maxsize=1)
+def _machine_ip() -> str | None:
+    """The host's address as its name resolves (looked up once: a slow resolver must not delay heartbeats)."""
+    try:
+        return socket.gethostbyname(socket.gethostname())
+    except OSError:
+        return None
+
+
 def machine_status(cache_dir: str) -> dict[str, Any]:
-    """CPU, memory and disk figures (psutil, non-blocking)."""
+    """CPU, memory, disk and GPU figures (psutil, non-blocking; GPUs through a cached ``nvidia-smi``)."""
     import psutil
 
     memory = psutil.virtual_memory()
     disk = psutil.disk_usage(cache_dir)
     process = psutil.Process()
     gb = 1024**3
+    gpus = gpu_status()
     return {
         "CPU_USED": psutil.cpu_percent(interval=None),
         "CPU_NR_CORES": psutil.cpu_count() or 1,
         "CPU": platform.processor() or platform.machine(),
+        "MACHINE_IP": _machine_ip(),
         "MACHINE_MEMORY": round(memory.total / gb, 2),
         "AVAILABLE_MEMORY": round(memory.available / gb, 2),
         "PROCESS_MEMORY": round(process.memory_info().rss / gb, 3),
+        "IS_ALERT_RAM": memory.percent > 90,
         "TOTAL_DISK": round(disk.total / gb, 2),
         "AVAILABLE_DISK": round(disk.free / gb, 2),
-        "GPUS": [],
-        "GPU_INFO": "no GPU used",
-        "DEFAULT_CUDA": None,
+        "GPUS": gpus,
+        "GPU_INFO": f"{len(gpus)} GPU(s): " + ", ".join(g["NAME"] for g in gpus) if gpus else "no GPU used",
+        "DEFAULT_CUDA": "cuda:0" if gpus else None,
         "PY_VER": platform.python_version(),
     }
 
@@ -71,6 +135,8 @@ def active_plugins(snapshot: dict[str, Any]) -> list[dict[str, Any]]:
                     "ERRORS": inst.get("errors", 0),
                     "LAST_ERROR": inst.get("last_error"),
                     "LAST_ERROR_TIME": inst.get("last_error_time"),
+                    **({"FLAPPING": inst["flapping"]} if inst.get("flapping") else {}),
+                    **({"SAFE_MODE": True} if inst.get("safe_mode") else {}),
                 }
             )
     return result
@@ -82,31 +148,39 @@ def build_heartbeat(
     secured: bool,
     include_pipelines: bool,
     counters: dict[str, int],
+    supervisor: bool = False,
+    admin_plugins: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The heartbeat message body (v2), before envelope and signature."""
+    """The heartbeat message body (v2), before envelope and signature.
+
+    ``pipelines`` are the configs for ``CONFIG_STREAMS`` (the admin pipeline's included by the caller);
+    ``admin_plugins`` the admin pipeline's ``ACTIVE_PLUGINS`` entries; ``supervisor`` sets ``EE_IS_SUPER``.
+    """
     body = {
         "EE_ADDR": snapshot["address"],
         "EE_ETH_ADDR": snapshot.get("eth_address"),
         "EE_ID": snapshot["alias"],
         "EE_WHITELIST": snapshot.get("info", {}).get("whitelist", []),
-        "EE_IS_SUPER": False,
+        "EE_IS_SUPER": bool(supervisor),
         "SECURED": secured,
         "DEVICE_STATUS": "ONLINE",
         "EE_HB_TIME": counters.get("interval", 10),
         "CURRENT_TIME": ratio1_timestamp(),
         "TIMESTAMP": time.time(),
         "UPTIME": snapshot.get("uptime_seconds"),
+        "UPTIME_TEXT": snapshot.get("uptime"),
         "VERSION": f"v{__version__}",
         "LOGGER_VERSION": __version__,
         "PID": os.getpid(),
         "NR_PAYLOADS": counters.get("payloads", 0),
         "NR_INFERENCES": 0,
         "NR_STREAMS_DATA": sum(p.get("capture", {}).get("inputs", 0) for p in snapshot.get("pipelines", [])),
-        "ACTIVE_PLUGINS": active_plugins(snapshot),
+        "ACTIVE_PLUGINS": list(admin_plugins or []) + active_plugins(snapshot),
         "CONFIG_STREAMS": redact(pipelines) if include_pipelines else [],
         "PIPELINES_STATUS": snapshot.get("pipelines", []),
         "INVALID_PIPELINES": snapshot.get("invalid_pipelines", []),
         "COMM_STATS": {k: v for k, v in counters.items() if k != "interval"},
+        "UPLOAD_STATS": snapshot.get("storage"),  # object storage queue and counters (no credentials)
         **machine_status(snapshot.get("cache_dir") or "."),
     }
     return {

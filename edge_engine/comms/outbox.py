@@ -1,9 +1,10 @@
 """The outbox: messages wait here between the instance that made them and the broker.
 
-Callers ``put`` a message body with its channel; the publisher thread ``get``s, signs and publishes, then
-``ack``s (delivered to the client library) or ``requeue``s (not connected). This in-memory implementation
-is bounded; when full, the oldest payload is dropped and counted (heartbeats and notifications are kept
-ahead of payloads). A durable, disk-backed outbox replaces it behind the same interface.
+Callers ``put`` a message body with its channel; the publisher thread ``get``s, signs (unless the item
+already carries its ``wire`` bytes) and publishes, then ``ack``s once delivered (the broker's PUBACK at QoS 1)
+or ``requeue``s. This in-memory implementation is bounded; when full, the oldest payload is dropped and
+counted (heartbeats and notifications are kept ahead of payloads). The node's default is the durable
+:class:`~edge_engine.comms.disk_outbox.DiskOutbox`; this one serves ``EE_OUTBOX_MAX_MB=0`` and unit tests.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ class OutboxItem:
     path: list[Any]
     seq: int = 0
     created: float = field(default_factory=time.time)
-    source: Any = None  # a Payload whose body the publisher builds off the producer's thread
+    source: Any = None  # a Payload whose body is built off the producer's thread
+    wire: bytes | None = None  # the encoded message, when the outbox stored it so (sent as is, never re-signed)
+    ref: Any = None  # where a durable outbox keeps it (for ack / requeue)
 
 
 class Outbox(Protocol):
@@ -43,6 +46,8 @@ class Outbox(Protocol):
     def __len__(self) -> int: ...
 
     def close(self) -> None: ...
+
+    def stats(self) -> dict[str, Any]: ...
 
 
 class MemoryOutbox:
@@ -96,3 +101,6 @@ class MemoryOutbox:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
+
+    def stats(self) -> dict[str, Any]:
+        return {"kind": "memory", "pending": len(self), "dropped": self.dropped}

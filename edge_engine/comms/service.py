@@ -14,11 +14,14 @@ import os
 import queue
 import threading
 import time
+from collections import deque
 from typing import Any
 
 from edge_engine.allowlist import Allowlist
+from edge_engine.comms.admin import AdminPipeline
 from edge_engine.comms.broker import EmbeddedBroker, broker_answering
 from edge_engine.comms.commands import CommandProcessor
+from edge_engine.comms.disk_outbox import DiskOutbox
 from edge_engine.comms.envelope import EVENT_HEARTBEAT, EVENT_NOTIFICATION, EVENT_PAYLOAD, EnvelopeBuilder
 from edge_engine.comms.heartbeat import build_heartbeat
 from edge_engine.comms.outbox import MemoryOutbox, Outbox, OutboxItem
@@ -27,6 +30,7 @@ from edge_engine.comms.sequence import SequenceStore
 from edge_engine.comms.settings import LOCAL_HOST, CommsSettings
 from edge_engine.comms.signing import CANON_UNVERSIONED, canonical_json, public_key_from_address, sign_to_json, verify
 from edge_engine.comms.transport import MqttTransport, NotConnected
+from edge_engine.constants import OUTBOX_DIR
 from edge_engine.hookspecs import hookimpl
 from edge_engine.messages import Notification, Payload
 
@@ -34,13 +38,17 @@ log = logging.getLogger(__name__)
 MAX_INLINE_IMAGE = 256 * 1024
 COMMAND_QUEUE = 1000
 PUBLISH_BATCH = 64
+# QoS 1 messages handed to paho and not yet acknowledged. Small on purpose: paho walks its whole list of messages
+# in flight at every PUBACK, so 1,000 in flight cost ~45 µs of CPU per message and 100 cost ~5 (bench_comms.py).
+PUBLISH_WINDOW = 100
 CHANNEL_TOPICS = {"payloads": "payloads", "notif": "notif", "ctrl": "ctrl"}
 # who deployed the pipeline (copied from its config into every payload's envelope; clear even when encrypted)
 ROUTING_FIELDS = ("SESSION_ID", "INITIATOR_ID", "INITIATOR_ADDR", "MODIFIED_BY_ID", "MODIFIED_BY_ADDR")
 
 
 def payload_body(payload: Payload) -> dict[str, Any]:
-    """Ratio1's payload body: the plugin's fields plus stream, signature, instance and witness image."""
+    """Ratio1's payload body: the plugin's fields plus stream, signature, instance and witness image
+    (``IMG`` inline, or ``IMG_URL`` when uploaded to object storage; ``IMG_PATH``: its file on the node)."""
     _, pipeline, signature, instance = payload.path
     body = {str(k).upper(): v for k, v in payload.data.items()}
     body.update(
@@ -58,7 +66,14 @@ def payload_body(payload: Payload) -> dict[str, Any]:
     if payload.input_seq is not None:
         body.setdefault("INPUT_SEQ", payload.input_seq)
     if payload.image_jpeg is not None:
-        body["IMG"] = [base64.b64encode(shrink_jpeg(payload.image_jpeg)).decode("ascii")]
+        # DECISIONS 18: the object URL when S3 is configured (see edge_engine.storage), else the image inline;
+        # IMG_PATH is the file on the node either way
+        if payload.image_path:
+            body["IMG_PATH"] = payload.image_path
+        if payload.image_url:
+            body["IMG_URL"] = payload.image_url
+        else:
+            body["IMG"] = [base64.b64encode(shrink_jpeg(payload.image_jpeg)).decode("ascii")]
     return body
 
 
@@ -108,7 +123,7 @@ class CommsService:
         self.settings = settings
         self.identity = node.identity
         self.layout = node.layout
-        self.outbox: Outbox = MemoryOutbox()
+        self.outbox: Outbox = self._make_outbox()
         self.envelope = EnvelopeBuilder(node.alias, self.identity.address)
         self.sequences = SequenceStore(self.layout.data / "message_seq.json")
         self.allowlist = Allowlist(self.layout.authorized_addrs, self.identity.address)
@@ -123,13 +138,37 @@ class CommsService:
         self._heartbeat_now = threading.Event()
         self._command_queue: queue.Queue[bytes | None] = queue.Queue(COMMAND_QUEUE)
         self.counters = {"payloads": 0, "notifications": 0, "heartbeats": 0, "published": 0, "oversize": 0,
-                         "commands_dropped": 0, "publish_errors": 0, "unencryptable": 0}  # fmt: skip
+                         "commands_dropped": 0, "publish_errors": 0, "unencryptable": 0, "delivered": 0}  # fmt: skip
         self._unencryptable: set[tuple[Any, ...]] = set()
         self.broker: EmbeddedBroker | None = None
         self.transport: MqttTransport | None = None
         self.host, self.port = self._choose_broker()
         self._threads: list[threading.Thread] = []
         self._publishing = 0  # messages taken from the outbox and not yet handed to paho
+        self._unacked: dict[int, OutboxItem] = {}  # paho mid -> message awaiting its PUBACK (publisher thread only)
+        self._acked_mids: deque[int] = deque()  # PUBACKs seen on paho's thread, settled by the publisher
+        self._ack_arrived = threading.Event()
+        self.admin = AdminPipeline(self, verify, _decrypt, _encrypt)  # network monitor + config exchange
+
+    def _make_outbox(self) -> Outbox:
+        """The durable outbox under ``_data/outbox`` (``EE_OUTBOX_MAX_MB=0``: in memory only)."""
+        if self.settings.outbox_max_mb <= 0:
+            return MemoryOutbox()
+        return DiskOutbox(self.layout.data / OUTBOX_DIR, self._encode_checked,
+                          max_bytes=int(self.settings.outbox_max_mb * 1024 * 1024),
+                          fsync_seconds=self.settings.outbox_fsync_seconds, on_drop=self._outbox_dropping)  # fmt: skip
+
+    def _outbox_dropping(self, dropped: int) -> None:
+        """Called once when the outbox starts dropping (its bound hit while the broker is away)."""
+        text = (f"outbox full ({self.settings.outbox_max_mb:g} MB, EE_OUTBOX_MAX_MB): the oldest payloads are "
+                f"being dropped ({dropped} so far; notifications are kept)")  # fmt: skip
+        log.warning(text)
+        self.node.notify("warning", text, [self.node.alias, None, None, None],
+                         NOTIFICATION_TYPE="ABNORMAL FUNCTIONING", OUTBOX_DROPPED=dropped)  # fmt: skip
+
+    def outbox_stats(self) -> dict[str, Any]:
+        """The outbox's figures (local_info.json ``comms.outbox``, heartbeat ``COMM_STATS``, /metrics)."""
+        return {**self.outbox.stats(), "in_flight": len(self._unacked)}
 
     # --- broker choice ----------------------------------------------------------------------------------
     def _choose_broker(self) -> tuple[str, int]:
@@ -162,8 +201,10 @@ class CommsService:
         self.transport = MqttTransport(
             self.settings, self.host, self.port, client_id, self.node.env.supervisor,
             on_message=self._on_message, on_connect=self.request_heartbeat, will=(self.topic("ctrl"), will),
+            on_published=self._on_published,
         )  # fmt: skip
         self.transport.subscribe(self.command_topic, self.settings.command_qos)
+        self.admin.start(self.transport)
         for target, name in ((self._publish_loop, "publisher"), (self._heartbeat_loop, "heartbeat"),
                              (self._command_loop, "commands")):  # fmt: skip
             thread = threading.Thread(target=target, name=f"comms:{name}", daemon=True)
@@ -175,9 +216,10 @@ class CommsService:
     def stop(self, timeout: float = 1.5) -> None:
         deadline = time.monotonic() + timeout
         if self.transport is not None and self.transport.connected.is_set():
-            while (len(self.outbox) or self._publishing) and time.monotonic() < deadline - 0.5:
+            while (len(self.outbox) or self._publishing or self._unacked) and time.monotonic() < deadline - 0.5:
                 time.sleep(0.02)  # give queued messages a moment to leave
         self.stop_event.set()
+        self.admin.stop()
         self.outbox.close()
         self._command_queue.put_nowait(None) if not self._command_queue.full() else None
         self._heartbeat_now.set()
@@ -185,6 +227,7 @@ class CommsService:
             self.transport.stop(max(0.1, deadline - time.monotonic()))
         for thread in self._threads:
             thread.join(max(0.05, deadline - time.monotonic()))
+        self.admin.join(max(0.05, deadline - time.monotonic()))
         self.replay.flush()
         if self.broker is not None:
             self.broker.stop()
@@ -260,15 +303,28 @@ class CommsService:
             self._heartbeat_now.clear()
             try:
                 snapshot = self.node.snapshot()
-                counters = {**self.counters, "interval": interval, "outbox": len(self.outbox),
-                            "outbox_dropped": self.outbox.dropped, **self._command_counters()}  # fmt: skip
-                body = build_heartbeat(snapshot, self.node.pipeline_configs(), self.commands.secured,
-                                       self.settings.hb_contains_pipelines, counters)  # fmt: skip
+                outbox = self.outbox_stats()
+                counters = {**self.counters, "interval": interval, "outbox": outbox["pending"],
+                            "outbox_dropped": outbox["dropped"], "outbox_bytes": outbox.get("bytes", 0),
+                            **self._command_counters()}  # fmt: skip
+                self.admin.touch_self(snapshot)
+                body = build_heartbeat(snapshot, [self.admin.config, *self.node.pipeline_configs()],
+                                       self.commands.secured, self.settings.hb_contains_pipelines, counters,
+                                       self.admin.supervisor, self.admin.plugin_statuses())  # fmt: skip
                 self._enqueue(OutboxItem("ctrl", body, [self.node.alias, None, None, None]))
                 self.counters["heartbeats"] += 1
             except Exception:
                 log.exception("heartbeat could not be built")
-            self._heartbeat_now.wait(interval)
+            self._wait_heartbeat(interval)
+
+    def _wait_heartbeat(self, interval: float) -> None:
+        """Wait ``interval`` s for the next heartbeat; less when one is asked for or the allowlist file changed (its
+        ``EE_WHITELIST`` tells SDK sessions at once that they may now send commands: ``is_peered``)."""
+        deadline = time.monotonic() + interval
+        before = _file_identity(self.layout.authorized_addrs)
+        while not self._heartbeat_now.wait(max(0.0, min(1.0, deadline - time.monotonic()))):
+            if time.monotonic() >= deadline or _file_identity(self.layout.authorized_addrs) != before:
+                return
 
     def _command_counters(self) -> dict[str, int]:
         stats = self.commands.stats
@@ -302,41 +358,74 @@ class CommsService:
         return {**routing, "EE_ENCRYPTED_DATA": encrypt_for(plaintext, self.identity, str(routing["EE_DEST"]))}
 
     def _publish_loop(self) -> None:
-        """Take what waits in the outbox (up to ``PUBLISH_BATCH`` messages), encode it all, then publish it all.
+        """Take what waits in the outbox (up to ``PUBLISH_BATCH`` messages), encode what is not encoded yet, then
+        publish it all; a QoS 1 message is acknowledged to the outbox only at its PUBACK (``_on_published``).
 
         Encoding a batch before publishing it keeps paho's network thread (PUBACKs) and this thread from
         trading the GIL at every message: about twice the QoS 1 throughput on a small machine. Order is kept.
+        A message handed to paho while the connection drops stays with paho, which sends it again after the
+        reconnection (same bytes, before anything newer); after a restart the durable outbox sends again every
+        message whose PUBACK had not come.
         """
         transport = self.transport
         assert transport is not None
         qos = {"payloads": self.settings.payload_qos, "notif": self.settings.payload_qos,
                "ctrl": self.settings.heartbeat_qos}  # fmt: skip
         while not self.stop_event.is_set():
-            item = self.outbox.get()
+            self._settle_acks()
+            item = self.outbox.get(timeout=0.1 if self._unacked else None)
             if item is None:
-                return
+                if self.stop_event.is_set():
+                    return
+                continue
             batch = [item]
             while len(batch) < PUBLISH_BATCH and (more := self.outbox.get(timeout=0)) is not None:
                 batch.append(more)
             self._publishing = len(batch)
             ready = []
             for item in batch:
-                data = self._encode_checked(item)
+                data = item.wire if item.wire is not None else self._encode_checked(item)
                 if data is not None:
                     ready.append((item, data))
                 else:
+                    self.outbox.ack(item)
                     self._publishing -= 1
             for item, data in ready:
                 while not self.stop_event.is_set():
+                    level = qos[item.channel]
+                    if level and len(self._unacked) >= PUBLISH_WINDOW:
+                        self._wait_acks()
+                        continue
                     try:
-                        transport.publish(self.topic(item.channel), data, qos[item.channel])
+                        info = transport.publish(self.topic(item.channel), data, level)
                         self.counters["published"] += 1
-                        self.outbox.ack(item)
+                        if level and info is not None:
+                            self._unacked[info.mid] = item  # acknowledged at its PUBACK
+                        else:
+                            self.outbox.ack(item)
                         break
                     except NotConnected:
                         transport.connected.wait(1.0)
                 self._publishing -= 1
             self._publishing = 0
+
+    def _on_published(self, mid: int) -> None:
+        """paho's network thread: a PUBACK (QoS 1) or a QoS 0 message written; settled on the publisher thread."""
+        self._acked_mids.append(mid)
+        self._ack_arrived.set()
+
+    def _settle_acks(self) -> None:
+        """Acknowledge to the outbox the messages whose PUBACK came (publisher thread)."""
+        while self._acked_mids:
+            item = self._unacked.pop(self._acked_mids.popleft(), None)
+            if item is not None:
+                self.outbox.ack(item)
+                self.counters["delivered"] += 1
+
+    def _wait_acks(self) -> None:
+        self._ack_arrived.wait(0.1)
+        self._ack_arrived.clear()
+        self._settle_acks()
 
     def _encode_checked(self, item: OutboxItem) -> bytes | None:
         """The wire bytes of ``item``, or None (counted and logged) when it cannot be encoded or is too large."""
@@ -355,6 +444,8 @@ class CommsService:
 
     # --- commands -------------------------------------------------------------------------------------------
     def _on_message(self, topic: str, data: bytes) -> None:
+        if self.admin.offer(topic, data):  # heartbeats and config requests: the admin pipeline's
+            return
         try:
             self._command_queue.put_nowait(data)
         except queue.Full:
@@ -369,6 +460,21 @@ class CommsService:
                 self.commands.handle(data)
             except Exception:
                 log.exception("command handling failed")
+
+
+def _encrypt(plaintext: str, identity: Any, receiver: str) -> str:
+    from edge_engine.comms.crypto import encrypt_for
+
+    return encrypt_for(plaintext, identity, receiver)
+
+
+def _file_identity(path: Any) -> tuple[int, int, int] | None:
+    """(inode, mtime, size) of a file, None when missing: changes with every atomic rewrite."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
 
 
 def _decrypt(data: str, identity: Any, sender: str) -> str:

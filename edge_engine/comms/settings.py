@@ -47,6 +47,14 @@ class CommsSettings:
     max_message_bytes: int = 1_000_000
     command_window_seconds: float = 24 * 3600.0
     hb_contains_pipelines: bool = True
+    outbox_max_mb: float = 256.0
+    outbox_fsync_seconds: float = 1.0
+    supervisor: bool = False  # publish NET_MON_01 (CURRENT_NETWORK) for SDK sessions
+    netmon_send_seconds: float | None = None  # None: the admin pipeline's NET_MON_01 PROCESS_DELAY
+    netmon_offline_seconds: float = 60.0
+    netmon_max_nodes: int = 1000
+    netmon_verify_seconds: float = 30.0
+    netmon_only_online: bool = False
 
     @property
     def configured(self) -> bool:
@@ -88,6 +96,14 @@ ENV_FIELDS: dict[str, tuple[str, str]] = {
     "EE_MAX_MESSAGE_BYTES": ("max_message_bytes", "int"),
     "EE_COMMAND_WINDOW_SECONDS": ("command_window_seconds", "float"),
     "EE_HB_CONTAINS_PIPELINES": ("hb_contains_pipelines", "bool"),
+    "EE_OUTBOX_MAX_MB": ("outbox_max_mb", "float"),
+    "EE_OUTBOX_FSYNC_SECONDS": ("outbox_fsync_seconds", "float"),
+    "EE_SUPERVISOR": ("supervisor", "bool"),
+    "EE_NETMON_SEND_SECONDS": ("netmon_send_seconds", "float"),
+    "EE_NETMON_OFFLINE_SECONDS": ("netmon_offline_seconds", "float"),
+    "EE_NETMON_MAX_NODES": ("netmon_max_nodes", "int"),
+    "EE_NETMON_VERIFY_SECONDS": ("netmon_verify_seconds", "float"),
+    "EE_NETMON_SEND_ONLY_ONLINE": ("netmon_only_online", "bool"),
 }
 
 

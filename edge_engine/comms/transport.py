@@ -40,6 +40,7 @@ class MqttTransport:
         on_message: Callable[[str, bytes], None],
         on_connect: Callable[[], None] | None = None,
         will: tuple[str, bytes] | None = None,
+        on_published: Callable[[int], None] | None = None,
     ):
         import paho.mqtt.client as mqtt
 
@@ -49,6 +50,7 @@ class MqttTransport:
         self.supervisor = supervisor
         self.on_message_cb = on_message
         self.on_connect_cb = on_connect
+        self.on_published_cb = on_published
         self.subscriptions: list[tuple[str, int]] = []
         self.connected = threading.Event()
         self.stop_event = threading.Event()
@@ -73,6 +75,8 @@ class MqttTransport:
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
+        if on_published is not None:
+            client.on_publish = self._on_publish
         self.client = client
         self.thread = threading.Thread(target=self._run, name="comms:mqtt", daemon=True)
 
@@ -103,7 +107,8 @@ class MqttTransport:
         self.thread.join(timeout)
 
     def publish(self, topic: str, data: bytes, qos: int) -> Any:
-        """Publish (raises NotConnected when there is no connection)."""
+        """Publish (raises NotConnected when there is no connection); paho's message info, whose ``mid`` the
+        ``on_published`` callback receives at the PUBACK."""
         if not self.connected.is_set():
             raise NotConnected(self.part)
         info = self.client.publish(topic, data, qos=qos)
@@ -156,6 +161,10 @@ class MqttTransport:
             self.disconnects += 1
             log.warning("disconnected from MQTT broker %s:%d (%s)", self.host, self.port, reason)
 
+    def _on_publish(self, _client: Any, _userdata: Any, mid: int, _reason: Any, _props: Any) -> None:
+        """The broker's PUBACK for a QoS 1 message (for QoS 0: the message was written to the socket)."""
+        self.on_published_cb(mid)  # type: ignore[misc]
+
     def _on_message(self, _client: Any, _userdata: Any, message: Any) -> None:
         try:
             self.on_message_cb(message.topic, message.payload)
@@ -175,5 +184,7 @@ class MqttTransport:
             self.connected.clear()
             if self.stop_event.is_set():
                 break
-            if not self.supervisor.wait_restart(self.part, error, self.stop_event, cap=RECONNECT_CAP_SECONDS):
+            if not self.supervisor.wait_restart(
+                self.part, error, self.stop_event, cap=RECONNECT_CAP_SECONDS, flap=False
+            ):
                 break

@@ -59,7 +59,20 @@ class NodeCollector:
             status = str(pipe.get("status", ""))
             up.add_metric([str(pipe.get("name", "")), status], 1.0 if status == "running" else 0.0)
         yield up
+        flapping = GaugeMetricFamily(
+            "edge_flapping", "1 while a stage is stopped as flapping (too many failures in the window)", labels=LABELS
+        )
+        for labels, stats in stages:
+            flapping.add_metric(labels, 1.0 if stats.get("status") == "flapping" else 0.0)
+        yield flapping
+        safe = GaugeMetricFamily("edge_safe_mode", "1 while a pipeline's keep-alive has lapsed", labels=["pipeline"])
+        for pipe in snap.get("pipelines", []):
+            if isinstance(pipe.get("keep_alive"), dict):
+                safe.add_metric([str(pipe.get("name", ""))], 1.0 if pipe["keep_alive"].get("safe_mode") else 0.0)
+        yield safe
         yield from _models(snap.get("models") or {})
+        yield from _storage(snap.get("storage") or {})
+        yield from _outbox(snap.get("comms") or {})
         yield GaugeMetricFamily("edge_uptime_seconds", "Seconds since the node started",
                                 value=float(snap.get("uptime_seconds", 0.0)))  # fmt: skip
         yield GaugeMetricFamily("edge_process_rss_bytes", "Resident memory of the node process",
@@ -80,6 +93,41 @@ def _models(models: dict[str, Any]) -> Iterator[Metric]:
             family = families.setdefault(metric, GaugeMetricFamily(metric, f"Model server {key}", labels=["model"]))
             family.add_metric([model], float(value))
     yield from families.values()
+
+
+def _outbox(comms: dict[str, Any]) -> Iterator[Metric]:
+    """The MQTT outbox: messages waiting for the broker, bytes on disk, messages dropped at its bound."""
+    outbox = comms.get("outbox") or {}
+    if not isinstance(outbox, dict) or "pending" not in outbox:
+        return
+    yield GaugeMetricFamily("edge_outbox_pending", "MQTT messages not yet acknowledged by the broker",
+                            value=float(outbox["pending"]))  # fmt: skip
+    yield GaugeMetricFamily("edge_outbox_bytes", "Bytes of the durable outbox on disk",
+                            value=float(outbox.get("bytes", 0)))  # fmt: skip
+    yield CounterMetricFamily("edge_outbox_dropped", "Messages dropped at the outbox bound (EE_OUTBOX_MAX_MB)",
+                              value=float(outbox.get("dropped", 0)))  # fmt: skip
+
+
+STORAGE_COUNTERS = {  # metric name -> (snapshot field, help)
+    "edge_uploads": ("uploaded", "Objects uploaded to S3"),
+    "edge_upload_bytes": ("uploaded_bytes", "Bytes uploaded to S3"),
+    "edge_upload_failures": ("failed_attempts", "Failed upload attempts (retried with backoff)"),
+    "edge_uploads_rejected": ("rejected_queue_full", "Objects refused by a full upload queue (sent inline)"),
+}
+STORAGE_GAUGES = {
+    "edge_uploads_pending": ("pending", "Objects waiting in the upload queue on disk"),
+    "edge_uploads_pending_bytes": ("pending_bytes", "Bytes waiting in the upload queue on disk"),
+}
+
+
+def _storage(storage: dict[str, Any]) -> Iterator[Metric]:
+    """Object storage: the upload queue and its counters (only when S3 is configured)."""
+    if not storage.get("configured"):
+        return
+    for metric, (key, doc) in STORAGE_COUNTERS.items():
+        yield CounterMetricFamily(metric, doc, value=float(storage.get(key) or 0))
+    for metric, (key, doc) in STORAGE_GAUGES.items():
+        yield GaugeMetricFamily(metric, doc, value=float(storage.get(key) or 0))
 
 
 class MetricsExporter:

@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from edge_engine.cache import CacheLayout
@@ -20,6 +21,7 @@ from edge_engine.registry import PluginRecord
 from edge_engine.supervisor import Supervisor
 
 PLUGIN_LOG_PREFIX = "edge.plugin"
+FLAPPING_NOTIFICATION_TYPE = "ABNORMAL FUNCTIONING"  # Ratio1's type for a part that misbehaves
 
 
 @dataclass
@@ -32,6 +34,7 @@ class RuntimeEnv:
     supervisor: Supervisor
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("edge_engine.runtime"))
     serving: Any = None  # the node's ServingManager (None: inputs needing models get a ServingError)
+    storage: Any = None  # the node's StorageService (None: plugin files stay local, see PluginContext.save_file)
 
     def plugin_logger(self, pipeline: str, signature: str, instance_id: str | None) -> logging.Logger:
         name = f"{PLUGIN_LOG_PREFIX}.{pipeline}.{signature}" + (f".{instance_id}" if instance_id else "")
@@ -65,7 +68,15 @@ class RuntimeEnv:
             stop_event=stop_event,
             emit_fn=emit_fn or (lambda *a, **k: None),
             notify_fn=notify,
+            save_file_fn=self._save_file_fn(output_dir),
         )
+
+    def _save_file_fn(self, folder: Path) -> Callable[[str, bytes | str], str] | None:
+        """``PluginContext.save_file`` through the node's storage (None: the context writes locally)."""
+        storage = self.storage
+        if storage is None:
+            return None
+        return lambda name, data: storage.save_file(folder, name, data)
 
     def create(self, record: PluginRecord, config: dict[str, Any], context: PluginContext) -> PluginBase:
         """Instantiate a plugin class with its effective config."""
@@ -74,6 +85,20 @@ class RuntimeEnv:
     def notify(self, level: str, message: str, path: list[str | None], **fields: Any) -> None:
         """Raise a notification through the hooks (logged by the local output writer)."""
         self.hooks.notification(Notification(level, message, list(path), fields, time.time()))
+
+    def report_flapping(self, part: str, what: str, path: list[str | None]) -> dict[str, Any]:
+        """Notify (level error) that ``part`` is flapping and stopped; returns the status fields to show."""
+        info = self.supervisor.flap_fields(part)
+        message = (
+            f"{what} is flapping: {info['failures']} failures within {info['window_seconds']:g} s; stopped until "
+            f"its config is updated or the node restarts. Last error: {info['reason']}"
+        )
+        self.notify(
+            "error", message, path, NOTIFICATION_TYPE=FLAPPING_NOTIFICATION_TYPE, STATUS="flapping",
+            REASON=info["reason"], FAILURES=info["failures"], WINDOW_SECONDS=info["window_seconds"],
+            FLAPPING_SINCE=info["since"], PART=part,
+        )  # fmt: skip
+        return info
 
 
 class ErrorLogLimiter:

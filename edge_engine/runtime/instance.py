@@ -2,8 +2,12 @@
 
 Every method of the plugin object is called from this thread. Inputs wait in a bounded mailbox (files:
 the dispatcher waits for room; live sources and instances with a PROCESS_DELAY keep only the newest).
-Config updates and commands arrive as control messages and are applied between two ``process()`` calls.
-An exception in ``process()`` is logged with pipeline and instance, counted, and the next input goes on.
+Config updates, commands and safe-mode changes arrive as control messages and are applied between two
+``process()`` calls. An exception in ``process()`` is logged with pipeline and instance, counted, and the next
+input goes on; from the second exception in a row the instance waits the supervisor's backoff first (its
+inputs meanwhile are dropped and counted), and a run of failures long enough to reach the flapping limit
+(see :mod:`edge_engine.supervisor`) stops the instance as *flapping*. Failing ``on_init()`` calls count the
+same way. A config update of the instance or its pipeline starts a flapping instance again.
 """
 
 from __future__ import annotations
@@ -52,6 +56,9 @@ class InstanceRunner:
         self._payload_seq = 0
         self._current_seq: int | None = None
         self._plugin: BusinessPlugin | None = None
+        self._failure_run = 0  # process() exceptions in a row
+        self.flapping: dict[str, Any] | None = None  # reason, failures, window_seconds, since
+        self.safe_mode: str | None = None  # the reason, while the pipeline's keep-alive has lapsed
         self.thread = threading.Thread(target=self._run, name=f"instance:{self.part}", daemon=True)
 
     # --- control from other threads ---------------------------------------------------------------------
@@ -78,6 +85,14 @@ class InstanceRunner:
     def update_config(self, changes: dict[str, Any], spec: InstanceSpec | None = None) -> None:
         """Apply a live config update between two process() calls."""
         self.mailbox.put_control(("config", dict(changes), spec))
+
+    def resume(self) -> None:
+        """Start a flapping instance again (its pipeline was updated without changing its config)."""
+        self.mailbox.put_control(("resume", None, None))
+
+    def set_safe_mode(self, reason: str | None) -> None:
+        """Tell the plugin to enter its safe mode (``reason``) or to leave it (None), between two inputs."""
+        self.mailbox.put_control(("safe_mode", reason, None))
 
     def command(self, command: Any, params: dict[str, Any] | None = None) -> Future[Any]:
         """Deliver a command to ``on_command``; the future holds its return value or exception."""
@@ -129,15 +144,53 @@ class InstanceRunner:
                 self.mailbox.set_policy(DROP_OLDEST)
                 self.env.log.error("%s: start failed: %s\n%s", self.part, text, traceback.format_exc())
                 self.env.notify("error", f"instance start failed: {text}", self._path())
-                if not self.env.supervisor.wait_restart(self.part, exc, self.stop_event):
+                verdict = self.env.supervisor.record(self.part, exc)
+                if verdict.flapping:
+                    self._flap()
+                    return None
+                if self.stop_event.wait(verdict.delay):
                     return None
                 self.stats.restarts += 1
                 continue
             self.env.supervisor.recovered(self.part)
             size, policy = self._mailbox_policy()
             self.mailbox.set_policy(policy, size)
+            if self.safe_mode is not None:
+                self._call_safe_mode(plugin, self.safe_mode)  # type: ignore[arg-type]
             return plugin  # type: ignore[return-value]
         return None
+
+    def _flap(self) -> None:
+        """The supervisor says this instance flaps: close it, report it, and wait for a config update."""
+        self._close_plugin()
+        self.status = "flapping"
+        self.mailbox.set_policy(DROP_OLDEST)
+        self.mailbox.clear()
+        what = f"instance {self.spec.signature}/{self.spec.instance_id} of pipeline {self.pipeline!r}"
+        self.flapping = self.env.report_flapping(self.part, what, self._path())
+
+    def _unflap(self) -> None:
+        if self.status != "flapping":
+            return
+        self.env.supervisor.forget(self.part)
+        self.env.log.info("%s: started again after flapping", self.part)
+        self.flapping = None
+        self._failure_run = 0
+        self.status = "starting"
+
+    def _backoff(self, delay: float) -> None:
+        """Wait ``delay`` seconds before the next input (control messages are still handled; inputs dropped)."""
+        self.mailbox.set_policy(DROP_OLDEST)  # the pipeline's other instances must not wait for this one
+        deadline = time.monotonic() + delay
+        while not self.stop_event.is_set() and self._plugin is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            message = self.mailbox.get(timeout=left, inputs=False)
+            if message is not None:
+                self._handle_control(message[1])
+        size, policy = self._mailbox_policy()
+        self.mailbox.set_policy(policy, size)
 
     def _path(self) -> list[str | None]:
         return [self.env.alias, self.pipeline, self.spec.signature, self.spec.instance_id]
@@ -165,6 +218,9 @@ class InstanceRunner:
         next_due = 0.0
         while not self.stop_event.is_set():
             if self._plugin is None:
+                if self.status == "flapping":
+                    self._discard_until_control()
+                    continue
                 if self.config.get("DISABLED"):
                     self.status = "disabled"
                     self._discard_until_control()
@@ -216,15 +272,30 @@ class InstanceRunner:
             if result is not None:
                 self._emit(dict(result), None, inp.seq if inp is not None else None)
         except Exception as exc:
-            text = f"{type(exc).__name__}: {exc}"
-            self.stats.error(text)
-            if self._errors.should_log(text):
-                self.env.log.error(
-                    "pipeline %r instance %s/%s: process() raised %s\n%s",
-                    self.pipeline, self.spec.signature, self.spec.instance_id, text, traceback.format_exc(),
-                )  # fmt: skip
-        finally:
             self.stats.timed(time.perf_counter() - started)
+            self._process_failed(exc)
+            return
+        self.stats.timed(time.perf_counter() - started)
+        if self._failure_run:
+            self._failure_run = 0
+            self.env.supervisor.recovered(self.part, clear_window=True)
+
+    def _process_failed(self, exc: Exception) -> None:
+        """Count and log a process() exception; back off from the second in a row; flapping stops the instance."""
+        text = f"{type(exc).__name__}: {exc}"
+        self.stats.error(text)
+        if self._errors.should_log(text):
+            self.env.log.error(
+                "pipeline %r instance %s/%s: process() raised %s\n%s",
+                self.pipeline, self.spec.signature, self.spec.instance_id, text, traceback.format_exc(),
+            )  # fmt: skip
+        self._failure_run += 1
+        verdict = self.env.supervisor.record(self.part, exc)
+        if verdict.flapping:
+            self._flap()
+        elif self._failure_run > 1:
+            self.stats.restarts += 1
+            self._backoff(verdict.delay)
 
     def _handle_control(self, message: tuple[str, Any, Any]) -> None:
         kind, body, extra = message
@@ -232,12 +303,36 @@ class InstanceRunner:
             self._apply_config(body, extra)
         elif kind == "command":
             self._run_command(body, extra)
+        elif kind == "resume":
+            self._unflap()
+        elif kind == "safe_mode":
+            self._change_safe_mode(body)
+
+    def _change_safe_mode(self, reason: str | None) -> None:
+        if (reason is None) == (self.safe_mode is None):
+            return
+        self.safe_mode = reason
+        if self._plugin is not None:
+            self._call_safe_mode(self._plugin, reason)
+
+    def _call_safe_mode(self, plugin: BusinessPlugin, reason: str | None) -> None:
+        """``on_safe_mode(reason)`` or, with None, ``on_resume()``; an exception is counted and logged."""
+        try:
+            if reason is None:
+                plugin.on_resume()
+            else:
+                plugin.on_safe_mode(reason)
+        except Exception as exc:
+            name = "on_resume" if reason is None else "on_safe_mode"
+            self.stats.error(f"{name}: {type(exc).__name__}: {exc}")
+            self.env.log.exception("%s: %s raised", self.part, name)
 
     def _apply_config(self, changes: dict[str, Any], spec: InstanceSpec | None) -> None:
         changed = {k: v for k, v in changes.items() if self.config.get(k) != v}
         if spec is not None:
             self.spec = spec
         self.config.update(changes)
+        self._unflap()  # a config update starts a flapping instance again
         size, policy = self._mailbox_policy()
         self.mailbox.set_policy(policy, size)
         if self._plugin is None or not changed:
@@ -287,4 +382,6 @@ class InstanceRunner:
             "queue": len(self.mailbox),
             **self.stats.snapshot(),
             "payloads": self.stats.outputs,
+            **({"flapping": dict(self.flapping)} if self.flapping is not None else {}),
+            **({"safe_mode": True} if self.safe_mode is not None else {}),
         }

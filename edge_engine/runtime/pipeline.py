@@ -1,7 +1,10 @@
 """One running pipeline: its capture loop, serving stage, dispatcher thread and business instances.
 
 Updates keep what they can: a change limited to instances (added, removed, or reconfigured) is applied
-live without restarting the capture; a change to the capture restarts the whole pipeline.
+live without restarting the capture; a change to the capture restarts the whole pipeline. Any update starts
+a flapping part again. With ``KEEP_ALIVE_SECONDS`` set, the owner must send a keep-alive at least that often
+(:meth:`PipelineRunner.keep_alive`); when it lapses, every plugin of the pipeline is told to enter its safe
+mode (``on_safe_mode``) and, when the keep-alive returns, to leave it (``on_resume``).
 """
 
 from __future__ import annotations
@@ -27,6 +30,11 @@ class PipelineRunner:
         self.env = env
         self.spec = spec
         self.started_at = time.time()
+        env.supervisor.forget_prefix(f"{spec.name}/")  # started afresh: flapping parts may run again
+        self.keep_alive_seconds = float(spec.capture_config.get("KEEP_ALIVE_SECONDS") or 0.0)
+        self.last_keep_alive: float | None = None  # wall-clock time of the last keep-alive received
+        self._keep_alive_due = time.monotonic() + self.keep_alive_seconds
+        self.safe_mode: str | None = None  # the reason, while the keep-alive has lapsed
         live = bool(spec.capture_config.get("LIVE_FEED", False))
         size = int(spec.capture_config.get("MAX_INPUTS_QUEUE_SIZE") or 4)
         self.inbox = Mailbox(size, DROP_OLDEST if live else BLOCK)
@@ -89,7 +97,7 @@ class PipelineRunner:
 
     def _offer(self, inp: Any, views: dict[tuple[str, str], Any] | None) -> None:
         for key, runner in tuple(self.instances.items()):
-            if runner.status != "disabled":
+            if runner.status not in ("disabled", "flapping"):
                 runner.offer(inp if views is None else views.get(key, inp))
 
     # --- updates -----------------------------------------------------------------------------------------
@@ -115,16 +123,71 @@ class PipelineRunner:
                     report["removed"].append("/".join(key))
             for key, spec in wanted.items():
                 if key not in current:
-                    runner = InstanceRunner(self.env, new.name, spec, self._live)
+                    runner = self._new_instance(new.name, spec)
                     self.instances[key] = runner
                     runner.start()
                     report["added"].append("/".join(key))
                 elif spec.config != current[key].config:
                     current[key].update_config(_changed(current[key].config, spec), spec)
                     report["updated"].append("/".join(key))
+                elif current[key].status == "flapping":
+                    current[key].resume()
+                    report["updated"].append("/".join(key))
             self.serving.update(new.instances)
             self.spec = new
         return report
+
+    def _new_instance(self, pipeline: str, spec: InstanceSpec) -> InstanceRunner:
+        runner = InstanceRunner(self.env, pipeline, spec, self._live)
+        if self.safe_mode is not None:
+            runner.set_safe_mode(self.safe_mode)
+        return runner
+
+    # --- keep-alive and watchdog -------------------------------------------------------------------------
+    def keep_alive(self) -> bool:
+        """The owner's keep-alive arrived; leaves safe mode if the pipeline was in it. Returns whether it was."""
+        self.last_keep_alive = time.time()
+        self._keep_alive_due = time.monotonic() + self.keep_alive_seconds
+        with self._lock:
+            reason, self.safe_mode = self.safe_mode, None
+            if reason is None:
+                return False
+            self._tell_safe_mode(None)
+        self.env.log.info("pipeline %r: keep-alive received; plugins resume", self.name)
+        text = f"pipeline {self.name!r}: keep-alive received again; its plugins resumed their normal mode"
+        self.env.notify("info", text, [self.env.alias, self.name, None, None], NOTIFICATION_TYPE="NORMAL",
+                        SAFE_MODE=False)  # fmt: skip
+        return True
+
+    def _tell_safe_mode(self, reason: str | None) -> None:
+        self.capture.set_safe_mode(reason)
+        for runner in self.instances.values():
+            runner.set_safe_mode(reason)
+
+    def watch(self, now: float) -> float | None:
+        """Called by the node's watchdog: check the keep-alive and a blocked source; the next time to look."""
+        if self.stopping:
+            return None
+        due = [self.capture.watch(now)]
+        if self.keep_alive_seconds > 0:
+            if self.safe_mode is None and now >= self._keep_alive_due:
+                self._enter_safe_mode()
+            due.append(self._keep_alive_due if self.safe_mode is None else None)
+        times = [t for t in due if t is not None]
+        return min(times) if times else None
+
+    def _enter_safe_mode(self) -> None:
+        seconds = self.keep_alive_seconds
+        reason = f"no keep-alive from the owner for {seconds:g} s (KEEP_ALIVE_SECONDS)"
+        with self._lock:
+            if self.safe_mode is not None or self.stopping:
+                return
+            self.safe_mode = reason
+            self._tell_safe_mode(reason)
+        self.env.log.warning("pipeline %r: %s; plugins enter safe mode", self.name, reason)
+        self.env.notify("warning", f"pipeline {self.name!r}: {reason}; its plugins entered their safe mode",
+                        [self.env.alias, self.name, None, None], NOTIFICATION_TYPE="ABNORMAL FUNCTIONING",
+                        SAFE_MODE=True, REASON=reason)  # fmt: skip
 
     def instance(self, signature: str, instance_id: str) -> InstanceRunner | None:
         return self.instances.get((signature.upper(), instance_id))
@@ -143,7 +206,7 @@ class PipelineRunner:
                     continue
                 runner.stop()
                 self.env.supervisor.forget(runner.part)
-                replacement = InstanceRunner(self.env, new.name, wanted[key], self._live)
+                replacement = self._new_instance(new.name, wanted[key])
                 self.instances[key] = replacement
                 replacement.start()
                 restarted.append("/".join(key))
@@ -173,7 +236,7 @@ class PipelineRunner:
         capture = self.capture.status
         if self.stopping:
             return "stopped"
-        if capture in ("failed", "reconnecting", "starting"):
+        if capture in ("failed", "flapping", "reconnecting", "starting"):
             return capture
         if capture == "finished":
             alive = any(r.thread.is_alive() for r in self.instances.values())
@@ -191,9 +254,29 @@ class PipelineRunner:
             "type": self.spec.capture.signature,
             "status": self.status(),
             "started_at": utc_iso(self.started_at),
-            "capture": {"status": self.capture.status, "queue": len(self.inbox), **self.capture.stats.snapshot()},
+            "capture": self._capture_snapshot(),
             **({"serving": self.serving.snapshot()} if self.serving.active else {}),
             "instances": instances,
+            **({"keep_alive": self._keep_alive_snapshot()} if self.keep_alive_seconds > 0 else {}),
+        }
+
+    def _capture_snapshot(self) -> dict[str, Any]:
+        capture = self.capture
+        snap = {"status": capture.status, "queue": len(self.inbox), **capture.stats.snapshot()}
+        if capture.silent_seconds > 0:
+            snap["silent_source_seconds"] = capture.silent_seconds
+            snap["silent_failures"] = capture.silent_failures
+        if capture.flapping is not None:
+            snap["flapping"] = dict(capture.flapping)
+        return snap
+
+    def _keep_alive_snapshot(self) -> dict[str, Any]:
+        last = self.last_keep_alive
+        return {
+            "seconds": self.keep_alive_seconds,
+            "last": utc_iso(last) if last else None,
+            "safe_mode": self.safe_mode is not None,
+            **({"reason": self.safe_mode} if self.safe_mode else {}),
         }
 
 

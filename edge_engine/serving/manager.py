@@ -59,8 +59,11 @@ class ServingManager:
             if self._stopping:
                 raise RuntimeError("the node is stopping")
             server = self._servers.get(engine.key)
-            created = server is None or server.closed
+            stale = server if server is not None and server.flapping and not server.client_count else None
+            created = server is None or server.closed or stale is not None
             if created:
+                if stale is not None:  # pipelines updated or restarted: a flapping server starts afresh
+                    stale.stop()
                 server = ModelServer(engine, self.supervisor, self.models_dir, self.notify, self._closing)
                 self._servers[engine.key] = server
             assert server is not None

@@ -128,6 +128,8 @@ class ModelServer:
         name = f"serving/{self.signature}/{self.key.short}"
         self.part = name
         self._workers = [WorkerHandle(i, f"{name}/worker{i}") for i in range(self.settings.workers)]
+        self.flapping: dict[str, Any] | None = None  # set when a worker flaps (reason, failures, since)
+        supervisor.forget_prefix(f"{name}/")  # a new server starts afresh, even after a flapping one
         self._ctx = multiprocessing.get_context("spawn")
         self._thread = threading.Thread(target=self._run, name=f"serving:{self.signature}", daemon=True)
 
@@ -259,6 +261,9 @@ class ModelServer:
             worker.since = now
         if self._queue.size == 0 or any(w.state in ("starting", "ready", "busy") for w in self._workers):
             return to_start, [], None
+        if all(w.state == "flapping" for w in self._workers):
+            reason = (self.flapping or {}).get("reason")
+            return to_start, self._queue.drain(), self.error("flapping", f"the model server is flapping: {reason}")
         if self.load_error is not None:  # the model does not load: no point waiting
             return to_start, self._queue.drain(), self.error("load_failed", self.load_error)
         # restarting after a crash: inputs wait for it, but no longer than INFERENCE_TIMEOUT
@@ -488,10 +493,24 @@ class ModelServer:
         self._backoff(worker, text, "backoff")
 
     def _backoff(self, worker: WorkerHandle, text: str, state: str) -> None:
-        delay = self.supervisor.failed(worker.part, text)
+        verdict = self.supervisor.record(worker.part, text)
+        if verdict.flapping:
+            worker.state = "flapping"  # never restarted: a new server (pipelines updated, node restarted) is
+            self.flapping = self.supervisor.flap_fields(worker.part)
+            info = self.flapping
+            message = (f"model {self.model}: server process {worker.index} is flapping: {info['failures']} failures "
+                       f"within {info['window_seconds']:g} s; stopped until its pipelines are updated or the node "
+                       f"restarts. Last error: {info['reason']}")  # fmt: skip
+            try:
+                self.notify("error", message, {"signature": self.signature, "model": self.model, "STATUS": "flapping",
+                                               "NOTIFICATION_TYPE": "ABNORMAL FUNCTIONING", "REASON": info["reason"],
+                                               "FAILURES": info["failures"], "PART": worker.part})  # fmt: skip
+            except Exception:
+                log.exception("%s: notification failed", self.part)
+            return
         self.stats.restarts += 1
         worker.state = state
-        worker.restart_at = time.monotonic() + delay
+        worker.restart_at = time.monotonic() + verdict.delay
 
     def _kill(self, worker: WorkerHandle) -> None:
         if worker.process is not None:
@@ -543,7 +562,8 @@ class ModelServer:
             log.info("%s: idle for %.0f s: stopping its server processes", self.part, self.settings.idle_stop)
             for worker in self._workers:
                 self._stop_process(worker, STOP_GRACE)
-                worker.state = "stopped"
+                if worker.state != "flapping":
+                    worker.state = "stopped"
         self._last_activity = time.monotonic()
         return self.on_idle_closed is not None and self.on_idle_closed(self)
 
@@ -595,6 +615,8 @@ class ModelServer:
                 return "running"
         if "starting" in states:
             return "starting"
+        if states == {"flapping"}:
+            return "flapping"
         if "failed" in states:
             return "failed"
         if "backoff" in states:
@@ -620,5 +642,6 @@ class ModelServer:
             "max_wait_ms": round(settings.max_wait * 1000, 3),
             "pipelines": clients,
             "load_error": self.load_error,
+            **({"flapping": dict(self.flapping)} if self.flapping else {}),
             **self.stats.snapshot(),
         }

@@ -40,6 +40,9 @@ class VideoStream(CapturePlugin):
         "LIVE_FEED": Key(True, type=bool, doc="drop the oldest input when consumers lag"),
         "OPEN_TIMEOUT_MS": Key(5000, type=int, min=100, doc="give up opening the stream after this long"),
         "READ_TIMEOUT_MS": Key(5000, type=int, min=100, doc="a frame not received within this long is a failure"),
+        "SILENT_SOURCE_SECONDS": Key(
+            30.0, min=0, doc="a connected stream giving no frame for this long counts as failed (reconnect); 0 = off"
+        ),
     }
 
     def __init__(self, config: Mapping[str, Any], context: PluginContext):

@@ -1,0 +1,734 @@
+"""The durable outbox: payloads and notifications wait on disk until the broker has acknowledged them.
+
+Behind the :class:`~edge_engine.comms.outbox.Outbox` interface. ``put`` is cheap (a list append). Spooling
+encodes what was put (``encode``: envelope, sequence number, signature, the exact wire bytes) and appends it, in
+batches, to segment files under ``_data/outbox/`` (one log per channel, ``payloads`` and ``notif``): the
+publisher does it inside ``get`` while it keeps asking (encoding and publishing then alternate on one thread,
+which is what keeps the GIL traffic low), and a spooler thread takes over what waits longer than
+``SPOOL_DELAY`` (broker away). The publisher ``get``s records in order and ``ack``s each one when the broker's
+PUBACK arrives. Heartbeats (``ctrl``) stay in memory: a stale heartbeat is useless after a restart.
+
+Files. A segment ``<channel>-<id>.seg`` starts with a magic line, then records ``[len u32][crc32 u32][seq
+u64][wire bytes]`` (the CRC covers length, seq and bytes). ``<channel>.ack`` holds the ack point (segment id
+and offset of the first record not yet acknowledged) in two alternating CRC-checked slots, so a torn write
+leaves the previous value. On start a torn or corrupt tail is detected (length past the end or CRC mismatch),
+cut off and counted; delivery resumes at the persisted ack point; the next append goes to a new segment.
+
+Durability. Appends are one ``write()`` per batch; a second thread fsyncs them, with the ack point, at most
+every ``fsync_seconds`` (group commit; a slow fsync never holds up appends or sending). A killed process loses
+only what was put and not yet spooled (milliseconds); a power loss can also lose the last ``fsync_seconds`` of
+appends. Acknowledgements persisted late only cause duplicates (same ``EE_MESSAGE_SEQ`` and ``EE_MESSAGE_ID``),
+never loss.
+
+Bound. Segment files together stay under ``max_bytes``: when an append would exceed it, fully acknowledged
+segments go first, then the oldest payload segment (its records are counted in ``dropped``), notifications
+only when no payload is left. ``on_drop`` is called once when dropping starts (again after the outbox drained).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import struct
+import threading
+import time
+import zlib
+from array import array
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from edge_engine.comms.outbox import OutboxItem
+
+log = logging.getLogger(__name__)
+
+MAGIC = b"EEOUTBOX1\n"
+RECORD = struct.Struct("<IIQ")  # length of the wire bytes, crc32, EE_MESSAGE_SEQ
+ACK_SLOT = struct.Struct("<QQQI4x")  # generation, segment id, offset, crc32 of the first 24 bytes
+LANES = ("notif", "payloads")  # delivery priority after heartbeats; order is kept within each
+DROP_ORDER = ("payloads", "notif")  # what goes first when the bound is hit
+SPOOL_BATCH = 64
+SPOOL_DELAY = 0.05  # what the publisher has not spooled itself within this, the spooler thread does
+SPOOL_MAX = 50_000  # items put and not yet spooled (a burst); beyond this the oldest payload is dropped
+CTRL_MAX = 4  # heartbeats kept in memory while the broker is away (the newest)
+CACHE_BYTES = 8 * 1024 * 1024  # wire bytes kept in memory after spooling, so the publisher rarely reads back
+ACK_WRITE_SECONDS = 0.05  # ack point written (not fsynced) at most this often while acks come in
+
+Encoder = Callable[[OutboxItem], "bytes | None"]
+
+
+def _crc(length: int, seq: int, data: bytes) -> int:
+    return zlib.crc32(data, zlib.crc32(struct.pack("<IQ", length, seq)))
+
+
+def encode_record(seq: int, data: bytes) -> bytes:
+    """One record as stored in a segment."""
+    return RECORD.pack(len(data), _crc(len(data), seq, data), seq) + data
+
+
+def parse_records(blob: bytes, start: int) -> tuple[list[tuple[int, int]], int]:
+    """``([(offset, seq), ...], end)``: the valid records of a segment's bytes from ``start``; ``end`` is where the
+    valid part stops (``len(blob)`` unless the tail is torn or corrupt)."""
+    records = []
+    offset = start
+    size = len(blob)
+    while offset + RECORD.size <= size:
+        length, crc, seq = RECORD.unpack_from(blob, offset)
+        end = offset + RECORD.size + length
+        if end > size or _crc(length, seq, blob[offset + RECORD.size : end]) != crc:
+            break
+        records.append((offset, seq))
+        offset = end
+    return records, offset
+
+
+class _Segment:
+    """One segment file and the index of its records not yet acknowledged at load time."""
+
+    def __init__(self, lane: str, sid: int, path: Path, fd: int, size: int, writable: bool):
+        self.lane = lane
+        self.sid = sid
+        self.path = path
+        self.fd = fd
+        self.size = size  # bytes on disk
+        self.writable = writable
+        self.offsets = array("Q")  # start of each indexed record
+        self.seqs = array("Q")
+        self.acked = bytearray()
+        self.low = 0  # records [0, low) are all acknowledged
+        self.unacked = 0
+        self.cache: dict[int, bytes] = {}
+        self.dirty = False  # appended since the last fsync
+
+    def end_of(self, idx: int) -> int:
+        return self.offsets[idx + 1] if idx + 1 < len(self.offsets) else self.size
+
+    @property
+    def ack_offset(self) -> int:
+        return self.offsets[self.low] if self.low < len(self.offsets) else self.size
+
+    @property
+    def finished(self) -> bool:
+        return not self.writable and self.low == len(self.offsets)
+
+
+class _Lane:
+    """The log of one channel: segments oldest first, a read cursor, and records handed back (requeued)."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.segments: deque[_Segment] = deque()
+        self.by_sid: dict[int, _Segment] = {}
+        self.read_seg: _Segment | None = None
+        self.read_idx = 0
+        self.redo: list[tuple[int, int]] = []
+        self.unsent = 0
+        self.pending = 0  # records not yet acknowledged
+        self.next_sid = 1
+        self.ack_gen = 0
+        self.ack_written: tuple[int, int] | None = None
+
+    @property
+    def active(self) -> _Segment | None:
+        seg = self.segments[-1] if self.segments else None
+        return seg if seg is not None and seg.writable else None
+
+    def ack_point(self) -> tuple[int, int]:
+        for seg in self.segments:
+            if not seg.finished:
+                return seg.sid, seg.ack_offset
+        return self.next_sid, 0
+
+
+class DiskOutbox:
+    """Segmented, CRC-checked, bounded outbox on disk (see the module docstring)."""
+
+    def __init__(
+        self,
+        folder: Path,
+        encode: Encoder | None = None,
+        max_bytes: int = 256 * 1024 * 1024,
+        fsync_seconds: float = 1.0,
+        on_drop: Callable[[int], None] | None = None,
+    ):
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.encode: Encoder = encode or (lambda item: item.wire)
+        self.max_bytes = max(int(max_bytes), 64 * 1024)
+        self.segment_bytes = min(max(self.max_bytes // 16, 16 * 1024), 8 * 1024 * 1024)
+        self.fsync_seconds = fsync_seconds
+        self.on_drop = on_drop
+        self.dropped = 0
+        self.stale_heartbeats = 0
+        self.recovered = 0
+        self.corrupt = 0  # torn or corrupt tails cut off at start
+        self.refused = 0  # items the encoder refused (too large, not encodable)
+        self._lock = threading.Lock()
+        self._ready = threading.Condition(self._lock)
+        self._spool_cond = threading.Condition()
+        self._sync_cond = threading.Condition()
+        self._spool: list[OutboxItem] = []
+        self._spooling = 0
+        self._spool_busy = False
+        self._last_get = 0.0  # when the publisher last asked for a message (it spools while it keeps asking)
+        self._spool_since = 0.0  # when the spool last became non-empty
+        self._ctrl: deque[OutboxItem] = deque()
+        self._lanes = {name: _Lane(name) for name in LANES}
+        self._cached = 0
+        self._dropping = False
+        self._drop_notice = False
+        self._unsynced = False
+        self._new_files = False
+        self._last_sync = time.monotonic()
+        self._last_ack_write = 0.0
+        self._closed = False
+        self._close_deadline = 0.0
+        self._dir_fd = os.open(self.folder, os.O_RDONLY)
+        for lane in self._lanes.values():
+            self._recover(lane)
+        self._thread = threading.Thread(target=self._spool_loop, name="comms:outbox", daemon=True)
+        self._thread.start()
+        self._syncer = threading.Thread(target=self._sync_loop, name="comms:outbox-sync", daemon=True)
+        self._syncer.start()
+
+    # --- interface ----------------------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        """Messages not yet delivered: waiting to be spooled, on disk and not acknowledged, heartbeats."""
+        return len(self._spool) + self._spooling + len(self._ctrl) + sum(lane.pending for lane in self._lanes.values())
+
+    def put(self, item: OutboxItem) -> None:
+        if item.channel not in self._lanes:
+            with self._ready:
+                self._ctrl.append(item)
+                if len(self._ctrl) > CTRL_MAX:
+                    self._ctrl.popleft()
+                    self.stale_heartbeats += 1
+                self._ready.notify()
+            return
+        with self._spool_cond:
+            if self._closed:
+                return
+            self._spool.append(item)
+            if len(self._spool) > SPOOL_MAX:
+                self._drop_from_spool()
+            first = len(self._spool) == 1
+            if first:
+                self._spool_since = time.monotonic()
+                self._spool_cond.notify()
+        if first:
+            with self._ready:
+                self._ready.notify()  # a publisher waiting in get() spools it itself
+
+    def get(self, timeout: float | None = None) -> OutboxItem | None:
+        """The next message: heartbeats first, then notifications, then payloads. When nothing stored waits, the
+        caller (the publisher) spools what was put (encodes and appends it) itself: while it keeps up, messages
+        are encoded on its thread, one after the other with their publishing, and the spooler thread sleeps."""
+        now = self._last_get = time.monotonic()
+        deadline = None if timeout is None else now + timeout
+        if self._spool and now - self._spool_since >= SPOOL_DELAY:
+            self._spool_batch()  # put a while ago: stored first, even while a backlog is being sent
+        while True:
+            with self._ready:
+                while True:
+                    if self._closed:
+                        return None
+                    if self._ctrl:
+                        return self._ctrl.popleft()
+                    for lane in self._lanes.values():
+                        item = self._take(lane)
+                        if item is not None:
+                            return item
+                    if self._spool and not self._spool_busy:
+                        break  # spool it, below, without the lock
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        return None
+                    self._ready.wait(remaining)
+                    self._last_get = time.monotonic()
+            self._spool_batch()
+
+    def ack(self, item: OutboxItem) -> None:
+        """Delivered (the broker's PUBACK for QoS 1): the record may go."""
+        if item.ref is None:
+            return
+        lane_name, sid, idx = item.ref
+        with self._lock:
+            lane = self._lanes[lane_name]
+            seg = lane.by_sid.get(sid)
+            if seg is None or seg.acked[idx]:
+                return  # dropped meanwhile, or a duplicate acknowledgement
+            seg.acked[idx] = 1
+            seg.unacked -= 1
+            lane.pending -= 1
+            while seg.low < len(seg.offsets) and seg.acked[seg.low]:
+                seg.low += 1
+            if self._dropping and not self._pending_locked():
+                self._dropping = False  # drained: the next drop raises a new notification
+            now = time.monotonic()
+            if now - self._last_ack_write >= ACK_WRITE_SECONDS:
+                self._last_ack_write = now
+                self._write_ack_points()
+            wake, self._unsynced = not self._unsynced, True
+        if wake:  # the ack point is written and synced within fsync_seconds
+            self._wake_syncer()
+
+    def requeue(self, item: OutboxItem) -> None:
+        """Hand ``item`` out again before anything newer of its channel."""
+        with self._ready:
+            if item.ref is None:
+                self._ctrl.appendleft(item)
+            else:
+                lane_name, sid, idx = item.ref
+                lane = self._lanes[lane_name]
+                if sid in lane.by_sid and not lane.by_sid[sid].acked[idx]:
+                    lane.redo.append((sid, idx))
+                    lane.redo.sort()
+                    lane.unsent += 1
+            self._ready.notify()
+
+    def close(self, timeout: float = 2.0) -> None:
+        """Spool what was put (for at most ``timeout`` seconds: the rest is lost, logged), persist the ack point,
+        fsync and close the files."""
+        with self._spool_cond:
+            if self._closed:
+                return
+            self._closed = True
+            self._close_deadline = time.monotonic() + timeout
+            self._spool_cond.notify()
+        self._thread.join(timeout + 5)
+        self._wake_syncer()
+        self._syncer.join(timeout)
+        with self._ready:
+            self._ready.notify_all()
+        try:
+            self._sync(everything=True)
+        except OSError:
+            log.exception("outbox: final sync failed (a restart sends again what it cannot tell was sent)")
+        with self._lock:
+            for lane in self._lanes.values():
+                for seg in lane.segments:
+                    os.close(seg.fd)
+                lane.segments.clear()
+                lane.by_sid.clear()
+            os.close(self._dir_fd)
+
+    # --- figures ------------------------------------------------------------------------------------------------
+    @property
+    def disk_bytes(self) -> int:
+        return sum(seg.size for lane in self._lanes.values() for seg in lane.segments)
+
+    def stats(self) -> dict[str, Any]:
+        """Figures for local_info.json, heartbeats and /metrics."""
+        with self._lock:
+            lanes = {name: lane.pending for name, lane in self._lanes.items()}
+            segments = sum(len(lane.segments) for lane in self._lanes.values())
+            disk = self.disk_bytes
+        return {"kind": "disk", "pending": len(self), "pending_by_channel": lanes, "bytes": disk,
+                "max_bytes": self.max_bytes, "segments": segments, "dropped": self.dropped,
+                "recovered": self.recovered, "corrupt_tails": self.corrupt, "refused": self.refused,
+                "stale_heartbeats": self.stale_heartbeats}  # fmt: skip
+
+    # --- reading ------------------------------------------------------------------------------------------------
+    def _take(self, lane: _Lane) -> OutboxItem | None:
+        """The next record of ``lane`` not handed out yet (lock held)."""
+        if lane.redo:
+            sid, idx = lane.redo.pop(0)
+            lane.unsent -= 1
+            return self._item(lane, lane.by_sid[sid], idx)
+        seg = lane.read_seg
+        while seg is not None and lane.read_idx >= len(seg.offsets):
+            later = [s for s in lane.segments if s.sid > seg.sid]
+            if not later:
+                return None
+            seg = lane.read_seg = later[0]
+            lane.read_idx = 0
+        if seg is None:
+            return None
+        idx = lane.read_idx
+        lane.read_idx += 1
+        lane.unsent -= 1
+        return self._item(lane, seg, idx)
+
+    def _item(self, lane: _Lane, seg: _Segment, idx: int) -> OutboxItem:
+        data = seg.cache.pop(idx, None)
+        if data is not None:
+            self._cached -= len(data)
+        else:
+            start = seg.offsets[idx] + RECORD.size
+            data = os.pread(seg.fd, seg.end_of(idx) - start, start)
+        return OutboxItem(lane.name, {}, [], seq=seg.seqs[idx], wire=data, ref=(lane.name, seg.sid, idx))
+
+    # --- spooling -----------------------------------------------------------------------------------------------
+    def _spool_batch(self) -> bool:
+        """Encode and append up to ``SPOOL_BATCH`` of what was put, in order (one spooler at a time)."""
+        with self._spool_cond:
+            if self._spool_busy or not self._spool:
+                return False
+            if self._closed and time.monotonic() > self._close_deadline:
+                log.warning("outbox: stopping: %d messages not yet stored are lost", len(self._spool))
+                self._spool.clear()
+                return False
+            self._spool_busy = True
+            batch = self._spool[:SPOOL_BATCH]
+            del self._spool[:SPOOL_BATCH]
+            self._spooling = len(batch)
+        try:
+            self._append(batch)
+        except Exception:
+            log.exception("outbox: %d messages could not be stored", len(batch))
+        finally:
+            with self._spool_cond:
+                self._spool_busy = False
+                self._spooling = 0
+                self._spool_cond.notify()
+        self._notify_drop()
+        return True
+
+    def _spool_loop(self) -> None:
+        """Spools what was put when the publisher has not asked for a message for ``SPOOL_DELAY`` (it is waiting
+        for the broker, or for PUBACKs), and everything at close."""
+        while True:
+            with self._spool_cond:
+                while not self._closed and not self._drop_notice:
+                    if self._spool and not self._spool_busy:
+                        idle = time.monotonic() - max(self._last_get, self._spool_since)
+                        if idle >= SPOOL_DELAY:
+                            break
+                        self._spool_cond.wait(SPOOL_DELAY - idle)
+                    else:
+                        self._spool_cond.wait()
+                closing = self._closed
+            self._notify_drop()
+            if self._spool_batch():
+                continue
+            if closing:
+                with self._spool_cond:
+                    if not self._spool and not self._spool_busy:
+                        return
+                    self._spool_cond.wait(0.05)
+
+    def _sync_loop(self) -> None:
+        """Group commit, on its own thread so that a slow fsync never holds up appends or sending."""
+        while True:
+            with self._sync_cond:
+                while not self._unsynced and not self._closed:
+                    self._sync_cond.wait()
+                if self._closed:
+                    return
+                due = self.fsync_seconds - (time.monotonic() - self._last_sync)
+                if due > 0:
+                    self._sync_cond.wait(due)
+                    if self._closed:
+                        return
+            try:
+                self._sync()
+            except OSError:
+                log.exception("outbox: sync failed")
+            self._last_sync = time.monotonic()
+
+    def _wake_syncer(self) -> None:
+        with self._sync_cond:
+            self._sync_cond.notify()
+
+    def _append(self, batch: list[OutboxItem]) -> None:
+        encoded: dict[str, list[tuple[int, bytes]]] = {name: [] for name in self._lanes}
+        for item in batch:
+            data = self.encode(item)
+            if data is None:
+                self.refused += 1
+                continue
+            encoded[item.channel].append((item.seq, data))
+        with self._ready:
+            for name, records in encoded.items():
+                if records:
+                    self._append_lane(self._lanes[name], records)
+            wake, self._unsynced = not self._unsynced, True
+            self._ready.notify_all()
+        if wake:
+            self._wake_syncer()
+
+    def _append_lane(self, lane: _Lane, records: list[tuple[int, bytes]]) -> None:
+        """Write ``records`` (seq, wire bytes) to ``lane``, one write per segment (lock held)."""
+        start = 0
+        while start < len(records):
+            seg = lane.active
+            if seg is None or (seg.offsets and seg.size >= self.segment_bytes):
+                seg = self._new_segment(lane)
+            blobs, room, end = [], self.segment_bytes - seg.size, start
+            while end < len(records) and (end == start or room > 0):
+                blob = encode_record(*records[end])
+                blobs.append(blob)
+                room -= len(blob)
+                end += 1
+            size = sum(len(b) for b in blobs)
+            self._make_room(size, keep=seg)
+            if seg.sid not in lane.by_sid:  # dropped to make room: start again in a fresh segment
+                continue
+            try:
+                _write_all(seg.fd, b"".join(blobs))
+            except OSError as exc:
+                os.ftruncate(seg.fd, seg.size)
+                self._count_drop(end - start)
+                log.error("outbox: %d messages dropped, the disk refused them (%s)", end - start, exc)
+                return
+            offset = seg.size
+            for (seq, data), blob in zip(records[start:end], blobs, strict=True):
+                idx = len(seg.offsets)
+                seg.offsets.append(offset)
+                seg.seqs.append(seq)
+                seg.acked.append(0)
+                if self._cached + len(data) <= CACHE_BYTES:
+                    seg.cache[idx] = data
+                    self._cached += len(data)
+                offset += len(blob)
+            seg.size = offset
+            seg.unacked += end - start
+            seg.dirty = True
+            lane.pending += end - start
+            lane.unsent += end - start
+            if lane.read_seg is None:
+                lane.read_seg, lane.read_idx = seg, 0
+            start = end
+
+    def _new_segment(self, lane: _Lane) -> _Segment:
+        if lane.active is not None:
+            lane.active.writable = False
+        sid = lane.next_sid
+        lane.next_sid += 1
+        path = self.folder / f"{lane.name}-{sid:012d}.seg"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+        os.ftruncate(fd, 0)
+        _write_all(fd, MAGIC)
+        seg = _Segment(lane.name, sid, path, fd, len(MAGIC), writable=True)
+        lane.segments.append(seg)
+        lane.by_sid[sid] = seg
+        self._new_files = True
+        return seg
+
+    # --- bound and compaction -----------------------------------------------------------------------------------
+    def _make_room(self, size: int, keep: _Segment) -> None:
+        """Drop segments until ``size`` more bytes fit under the bound (lock held)."""
+        self._compact()
+        while self.disk_bytes + size > self.max_bytes:
+            victim = self._victim(keep)
+            if victim is None:
+                return  # nothing left to drop: the bound is exceeded by this one batch
+            self._count_drop(victim.unacked)
+            log.warning("outbox full (%d bytes): %d oldest %s dropped", self.max_bytes, victim.unacked, victim.lane)
+            self._remove(victim)
+
+    def _victim(self, keep: _Segment) -> _Segment | None:
+        """The oldest segment of the first channel in ``DROP_ORDER`` that has one; ``keep`` (being appended to)
+        only when it holds records (it is then sealed, and the batch goes to a new segment)."""
+        for name in DROP_ORDER:
+            for seg in self._lanes[name].segments:
+                if seg is keep and not seg.offsets:
+                    continue
+                seg.writable = False
+                return seg
+        return None
+
+    def _compact(self) -> None:
+        """Delete segments whose every record was acknowledged (lock held)."""
+        for lane in self._lanes.values():
+            for seg in [s for s in lane.segments if s.finished]:
+                self._remove(seg)
+
+    def _remove(self, seg: _Segment) -> None:
+        lane = self._lanes[seg.lane]
+        lane.segments.remove(seg)
+        del lane.by_sid[seg.sid]
+        lane.pending -= seg.unacked
+        if lane.read_seg is seg:
+            lane.unsent -= len(seg.offsets) - lane.read_idx
+            later = [s for s in lane.segments if s.sid > seg.sid]
+            lane.read_seg, lane.read_idx = (later[0] if later else None), 0
+        elif lane.read_seg is None or lane.read_seg.sid < seg.sid:
+            lane.unsent -= len(seg.offsets)  # not reached yet by the cursor
+        kept = [(sid, idx) for sid, idx in lane.redo if sid != seg.sid]
+        lane.unsent -= len(lane.redo) - len(kept)
+        lane.redo = kept
+        for data in seg.cache.values():
+            self._cached -= len(data)
+        os.close(seg.fd)
+        try:
+            os.unlink(seg.path)
+        except FileNotFoundError:
+            pass
+        self._new_files = True
+
+    def _count_drop(self, count: int) -> None:
+        self.dropped += count
+        if count and not self._dropping:
+            self._dropping = True
+            self._drop_notice = True
+
+    def _drop_from_spool(self) -> None:
+        """The spooler is far behind (spool lock held): drop the oldest payload not yet spooled."""
+        for i, item in enumerate(self._spool):
+            if item.channel == "payloads":
+                del self._spool[i]
+                break
+        else:
+            del self._spool[0]
+        self._count_drop(1)
+
+    def _notify_drop(self) -> None:
+        if self._drop_notice and self.on_drop is not None:
+            self._drop_notice = False
+            try:
+                self.on_drop(self.dropped)
+            except Exception:
+                log.exception("outbox: drop notification failed")
+        self._drop_notice = False
+
+    def _pending_locked(self) -> int:
+        return sum(lane.pending for lane in self._lanes.values())
+
+    # --- persistence --------------------------------------------------------------------------------------------
+    def _write_ack_points(self) -> None:
+        """Write each lane's ack point in its alternate slot when it moved (lock held; no fsync)."""
+        for lane in self._lanes.values():
+            point = lane.ack_point()
+            if point == lane.ack_written:
+                continue
+            lane.ack_gen += 1
+            head = struct.pack("<QQQ", lane.ack_gen, *point)
+            slot = ACK_SLOT.pack(lane.ack_gen, point[0], point[1], zlib.crc32(head))
+            path = self.folder / f"{lane.name}.ack"
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                os.pwrite(fd, slot, (lane.ack_gen % 2) * ACK_SLOT.size)
+            finally:
+                os.close(fd)
+            lane.ack_written = point
+
+    def _sync(self, everything: bool = False) -> None:
+        """Group commit: compact, write the ack points, then fsync (without the lock: appends and sends go on)
+        the segments appended to since the last sync, the ack files and the folder."""
+        with self._lock:
+            self._unsynced = False
+            self._compact()
+            self._write_ack_points()
+            fds = []
+            for lane in self._lanes.values():
+                for seg in lane.segments:
+                    if seg.dirty or everything:
+                        fds.append(os.dup(seg.fd))  # the segment may be deleted meanwhile: its own descriptor
+                        seg.dirty = False
+            new_files, self._new_files = self._new_files, False
+        try:
+            for fd in fds:
+                os.fsync(fd)
+            for lane in self._lanes:
+                path = self.folder / f"{lane}.ack"
+                if path.exists():
+                    fd = os.open(path, os.O_RDONLY)
+                    try:
+                        os.fsync(fd)
+                    finally:
+                        os.close(fd)
+            if new_files:
+                os.fsync(self._dir_fd)
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+    # --- recovery -----------------------------------------------------------------------------------------------
+    def _recover(self, lane: _Lane) -> None:
+        """Load ``lane`` from disk: segments from the ack point, torn tails cut off, the next append in a new file."""
+        ack_sid, ack_offset, lane.ack_gen = read_ack_point(self.folder / f"{lane.name}.ack")
+        lane.ack_written = (ack_sid, ack_offset) if lane.ack_gen else None
+        found = sorted(segment_files(self.folder, lane.name))
+        lane.next_sid = max([ack_sid] + [sid for sid, _ in found]) + 1
+        for sid, path in found:
+            if sid < ack_sid:
+                path.unlink()  # fully acknowledged before the last stop
+                continue
+            blob = path.read_bytes()
+            if not blob.startswith(MAGIC):
+                log.warning("outbox: %s has no header (torn at creation); removed", path.name)
+                self.corrupt += 1 if blob else 0
+                path.unlink()
+                continue
+            start = max(ack_offset, len(MAGIC)) if sid == ack_sid else len(MAGIC)
+            records, end = parse_records(blob, min(start, len(blob)))
+            if end < len(blob) and start <= len(blob):
+                self.corrupt += 1
+                log.warning("outbox: %s: %d bytes of a torn or corrupt tail discarded", path.name, len(blob) - end)
+                os.truncate(path, end)
+            if not records:
+                path.unlink()
+                continue
+            fd = os.open(path, os.O_RDONLY)
+            seg = _Segment(lane.name, sid, path, fd, end, writable=False)
+            for offset, seq in records:
+                seg.offsets.append(offset)
+                seg.seqs.append(seq)
+                seg.acked.append(0)
+            seg.unacked = len(records)
+            lane.segments.append(seg)
+            lane.by_sid[sid] = seg
+            lane.pending += len(records)
+            lane.unsent += len(records)
+            self.recovered += len(records)
+        lane.read_seg = lane.segments[0] if lane.segments else None
+        if self.recovered:
+            log.info("outbox: %d %s messages from before the restart will be sent", lane.pending, lane.name)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def read_ack_point(path: Path) -> tuple[int, int, int]:
+    """``(segment id, offset, generation)`` of the newest valid slot of an ack file; ``(0, 0, 0)`` without one."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return 0, 0, 0
+    best = (0, 0, 0)
+    for start in (0, ACK_SLOT.size):
+        if len(data) < start + ACK_SLOT.size:
+            continue
+        gen, sid, offset, crc = ACK_SLOT.unpack_from(data, start)
+        if zlib.crc32(struct.pack("<QQQ", gen, sid, offset)) == crc and gen > best[2]:
+            best = (sid, offset, gen)
+    return best
+
+
+def segment_files(folder: Path, lane: str) -> list[tuple[int, Path]]:
+    """``(id, path)`` of the segment files of ``lane``."""
+    found = []
+    for path in folder.glob(f"{lane}-*.seg"):
+        try:
+            found.append((int(path.stem.rsplit("-", 1)[1]), path))
+        except ValueError:
+            continue
+    return found
+
+
+def inspect_outbox(folder: Path) -> dict[str, Any]:
+    """What a restart would find, without changing anything: per channel the pending records (seq list) and the
+    number of segments with a torn or corrupt tail."""
+    report: dict[str, Any] = {}
+    for lane in LANES:
+        ack_sid, ack_offset, _ = read_ack_point(folder / f"{lane}.ack")
+        seqs: list[int] = []
+        torn = 0
+        for sid, path in sorted(segment_files(folder, lane)):
+            if sid < ack_sid:
+                continue
+            blob = path.read_bytes()
+            if not blob.startswith(MAGIC):
+                torn += 1 if blob else 0
+                continue
+            start = max(ack_offset, len(MAGIC)) if sid == ack_sid else len(MAGIC)
+            records, end = parse_records(blob, min(start, len(blob)))
+            torn += end < len(blob)
+            seqs.extend(seq for _, seq in records)
+        report[lane] = {"pending": len(seqs), "seqs": seqs, "torn": torn}
+    return report

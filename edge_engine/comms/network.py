@@ -1,0 +1,306 @@
+"""The network view: every node heard on ``{root}/ctrl``, with its identity and whether it is online.
+
+Heartbeats are decoded (Ratio1 v2: ``ENCODED_DATA`` = base64 of zlib JSON) and their signatures checked; to keep
+this cheap on a busy broker a node's signature is checked again only when ``verify_seconds`` have passed since the
+last good check or when its identity fields (alias, whitelist, secured, version, eth address) change, so a forged
+message can at most keep a known node looking alive until the next check. A node is online when its last heartbeat
+is younger than ``offline_seconds`` (60, as the SDK's ``online_timeout``) and it has not sent its ``OFFLINE`` last
+will since. At most ``max_nodes`` nodes are kept (the one heard from longest ago is dropped first).
+
+The same view gives Ratio1's NET_MON_01 ``CURRENT_NETWORK`` (field names as the SDK reads them).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import threading
+import time
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from edge_engine.messages import utc_iso
+
+DEFAULT_OFFLINE_SECONDS = 60.0
+DEFAULT_MAX_NODES = 1000
+DEFAULT_VERIFY_SECONDS = 30.0
+MAX_DECODED_BYTES = 4 * 1024 * 1024  # a heartbeat that inflates beyond this is refused (zip bomb)
+ONLINE, OFFLINE = "ONLINE", "OFFLINE"
+
+
+class HeartbeatError(ValueError):
+    """A message on the heartbeat topic that is not a usable heartbeat."""
+
+
+def decode_encoded_data(text: Any) -> dict[str, Any]:
+    """The dict inside a v2 heartbeat's (or NETMON v2 payload's) ``ENCODED_DATA``; HeartbeatError otherwise."""
+    if not isinstance(text, str):
+        raise HeartbeatError("ENCODED_DATA is not a string")
+    try:
+        inflater = zlib.decompressobj()
+        raw = inflater.decompress(base64.b64decode(text), MAX_DECODED_BYTES)
+        if inflater.unconsumed_tail:
+            raise HeartbeatError(f"ENCODED_DATA inflates beyond {MAX_DECODED_BYTES} bytes")
+        data = json.loads(raw)
+    except (binascii.Error, zlib.error, ValueError) as exc:
+        raise HeartbeatError(f"ENCODED_DATA cannot be decoded: {exc}") from exc
+    if not isinstance(data, dict):
+        raise HeartbeatError("ENCODED_DATA does not hold an object")
+    return data
+
+
+def heartbeat_fields(message: dict[str, Any]) -> dict[str, Any]:
+    """The heartbeat with its v2 ``ENCODED_DATA`` merged over the envelope (as the SDK does)."""
+    if message.get("HEARTBEAT_VERSION") == "v2" and "ENCODED_DATA" in message:
+        return {**message, **decode_encoded_data(message["ENCODED_DATA"])}
+    return message
+
+
+@dataclass
+class PeerNode:
+    """What the tracker knows about one node."""
+
+    address: str
+    alias: str | None = None
+    eth_address: str | None = None
+    version: str | None = None
+    whitelist: list[str] = field(default_factory=list)
+    secured: bool | None = None
+    is_supervisor: bool = False
+    first_seen: float = 0.0  # wall clock
+    last_seen: float = 0.0  # wall clock
+    last_seen_mono: float = 0.0
+    verified_mono: float | None = None
+    identity: tuple[Any, ...] = ()
+    said_offline: bool = False  # its last message was the OFFLINE last will
+    heartbeats: int = 0
+    remote_time: str | None = None
+    remote_timezone: str | None = None
+    uptime: Any = None
+    self_node: bool = False
+
+
+@dataclass
+class TrackerStats:
+    heartbeats: int = 0
+    bad_signature: int = 0
+    malformed: int = 0
+    verified: int = 0
+    evicted: int = 0
+
+
+class NetworkTracker:
+    """Bounded, thread-safe view of the nodes heard on the heartbeat topic."""
+
+    def __init__(
+        self,
+        own_address: str,
+        verify: Callable[[dict[str, Any]], Any],
+        offline_seconds: float = DEFAULT_OFFLINE_SECONDS,
+        max_nodes: int = DEFAULT_MAX_NODES,
+        verify_seconds: float = DEFAULT_VERIFY_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ):
+        self.own_address = own_address
+        self.verify = verify
+        self.offline_seconds = float(offline_seconds)
+        self.max_nodes = max(1, int(max_nodes))
+        self.verify_seconds = float(verify_seconds)
+        self.clock = clock
+        self.wall = wall
+        self.stats = TrackerStats()
+        self._nodes: dict[str, PeerNode] = {}
+        self._lock = threading.Lock()
+
+    # --- input --------------------------------------------------------------------------------------------
+    def observe_raw(self, data: bytes) -> str | None:
+        """Take one raw message from the heartbeat topic; see :meth:`observe`."""
+        try:
+            message = json.loads(data)
+        except (UnicodeDecodeError, ValueError):
+            self.stats.malformed += 1
+            return None
+        if not isinstance(message, dict):
+            self.stats.malformed += 1
+            return None
+        return self.observe(message)
+
+    def observe(self, message: dict[str, Any]) -> str | None:
+        """Record a heartbeat. Returns ``"new"`` (first time or back online), ``"seen"``, ``"offline"`` (its last
+        will) or None (refused: malformed or bad signature; counted)."""
+        self.stats.heartbeats += 1
+        sender = message.get("EE_SENDER")
+        if not isinstance(sender, str) or not sender:
+            self.stats.malformed += 1
+            return None
+        try:
+            fields = heartbeat_fields(message)
+        except HeartbeatError:
+            self.stats.malformed += 1
+            return None
+        status = str(fields.get("DEVICE_STATUS") or ONLINE).upper()
+        identity = _identity(fields)
+        now = self.clock()
+        with self._lock:
+            known = self._nodes.get(sender)
+        needs_check = (
+            known is None
+            or known.verified_mono is None
+            or now - known.verified_mono >= self.verify_seconds
+            or known.identity != identity
+            or status == OFFLINE
+        )
+        if needs_check:
+            result = self.verify(message)
+            if not getattr(result, "ok", False):
+                self.stats.bad_signature += 1
+                return None
+            self.stats.verified += 1
+        with self._lock:
+            node = self._nodes.get(sender)
+            was_online = node is not None and self._online(node, now)
+            if node is None:
+                self._make_room()
+                node = PeerNode(address=sender, first_seen=self.wall())
+                self._nodes[sender] = node
+            if needs_check:
+                node.verified_mono = now
+            node.identity = identity
+            self._update(node, fields, now)
+            node.said_offline = status == OFFLINE
+            if node.said_offline:
+                return "offline"
+            return "seen" if was_online else "new"
+
+    def touch_self(self, fields: dict[str, Any]) -> None:
+        """Record this node's own heartbeat body (no broker round trip, no signature check)."""
+        address = str(fields.get("EE_ADDR") or self.own_address)
+        now = self.clock()
+        with self._lock:
+            node = self._nodes.get(address)
+            if node is None:
+                self._make_room()
+                node = PeerNode(address=address, first_seen=self.wall(), self_node=True)
+                self._nodes[address] = node
+            node.self_node = True
+            node.said_offline = False
+            self._update(node, fields, now)
+
+    def _update(self, node: PeerNode, fields: dict[str, Any], now: float) -> None:
+        node.alias = _text(fields.get("EE_ID")) or node.alias
+        node.eth_address = _text(fields.get("EE_ETH_SENDER") or fields.get("EE_ETH_ADDR")) or node.eth_address
+        node.version = _text(fields.get("VERSION") or fields.get("EE_VERSION")) or node.version
+        whitelist = fields.get("EE_WHITELIST")
+        if isinstance(whitelist, list):
+            node.whitelist = [str(a) for a in whitelist[:10_000]]
+        if fields.get("SECURED") is not None:
+            node.secured = bool(fields.get("SECURED"))
+        node.is_supervisor = bool(fields.get("EE_IS_SUPER", node.is_supervisor))
+        node.remote_time = _text(fields.get("EE_TIMESTAMP") or fields.get("CURRENT_TIME")) or node.remote_time
+        node.remote_timezone = _text(fields.get("EE_TIMEZONE")) or node.remote_timezone
+        node.uptime = fields.get("UPTIME", node.uptime)
+        node.last_seen = self.wall()
+        node.last_seen_mono = now
+        node.heartbeats += 1
+
+    def _make_room(self) -> None:
+        """Called with the lock held, before adding a node: drop the one heard from longest ago when full."""
+        while len(self._nodes) >= self.max_nodes:
+            oldest = min(self._nodes.values(), key=lambda n: (n.self_node, n.last_seen_mono))
+            del self._nodes[oldest.address]
+            self.stats.evicted += 1
+
+    # --- output -------------------------------------------------------------------------------------------
+    def _online(self, node: PeerNode, now: float) -> bool:
+        if node.self_node:
+            return True  # this node, while it runs
+        return not node.said_offline and now - node.last_seen_mono <= self.offline_seconds
+
+    def nodes(self) -> list[dict[str, Any]]:
+        """Every tracked node (ours first, then by alias): identity, status and last seen."""
+        now = self.clock()
+        with self._lock:
+            items = list(self._nodes.values())
+            rows = [
+                {
+                    "address": n.address,
+                    "alias": n.alias,
+                    "eth_address": n.eth_address,
+                    "status": ONLINE if self._online(n, now) else OFFLINE,
+                    "online": self._online(n, now),
+                    "last_seen": utc_iso(n.last_seen),
+                    "seconds_ago": round(max(0.0, now - n.last_seen_mono), 1),
+                    "first_seen": utc_iso(n.first_seen),
+                    "version": n.version,
+                    "whitelist": list(n.whitelist),
+                    "secured": n.secured,
+                    "is_supervisor": n.is_supervisor,
+                    "heartbeats": n.heartbeats,
+                    "self": n.self_node,
+                }
+                for n in items
+            ]
+        rows.sort(key=lambda r: (not r["self"], str(r["alias"] or ""), r["address"]))
+        return rows
+
+    def snapshot(self) -> dict[str, Any]:
+        """The ``network`` section of local_info.json."""
+        nodes = self.nodes()
+        return {
+            "offline_after_seconds": self.offline_seconds,
+            "total": len(nodes),
+            "online": sum(1 for n in nodes if n["online"]),
+            "max_nodes": self.max_nodes,
+            "counters": dict(vars(self.stats)),
+            "nodes": nodes,
+        }
+
+    def current_network(self, only_online: bool = False) -> dict[str, dict[str, Any]]:
+        """Ratio1's NET_MON_01 ``CURRENT_NETWORK``: one entry per node, keyed by address (``EE_NETMON_ADDRESS_INDEX``
+        style), with the field names the SDK reads (``address``, ``eeid``, ``working``, ``whitelist``, ...)."""
+        now = self.clock()
+        result: dict[str, dict[str, Any]] = {}
+        with self._lock:
+            for n in self._nodes.values():
+                online = self._online(n, now)
+                if only_online and not online:
+                    continue
+                result[n.address] = {
+                    "address": n.address,
+                    "eth_address": n.eth_address,
+                    "eeid": n.alias,
+                    "working": ONLINE if online else OFFLINE,
+                    "last_seen_sec": round(max(0.0, now - n.last_seen_mono), 1),
+                    "last_remote_time": n.remote_time,
+                    "node_utc": n.remote_timezone,
+                    "uptime": n.uptime,
+                    "is_supervisor": n.is_supervisor,
+                    "whitelist": list(n.whitelist),
+                    "secured": n.secured if n.secured is not None else True,
+                    "version": n.version,
+                }
+        return result
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._nodes)
+
+
+def _identity(fields: dict[str, Any]) -> tuple[Any, ...]:
+    whitelist = fields.get("EE_WHITELIST")
+    return (
+        fields.get("EE_ID"),
+        tuple(str(a) for a in whitelist) if isinstance(whitelist, list) else None,
+        fields.get("SECURED"),
+        fields.get("VERSION"),
+        fields.get("EE_ETH_SENDER") or fields.get("EE_ETH_ADDR"),
+        fields.get("EE_IS_SUPER"),
+    )
+
+
+def _text(value: Any) -> str | None:
+    return str(value) if value not in (None, "") else None

@@ -1,0 +1,396 @@
+"""The network monitor, supervisor mode, config exchange and the admin pipeline.
+
+Unit tests drive :class:`NetworkTracker` with a fake clock and real signed heartbeats; the rest run nodes in this
+process against a real Mosquitto and check what reaches the broker: NET_MON_01 from a supervisor listing itself and
+a second node, a ``SET_CONFIG`` answer (decrypted with our crypto helpers, signature verified) sent only to an
+allowlisted requester, and an admin pipeline that commands can neither delete nor replace.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import coincurve
+import paho.mqtt.client as mqtt
+import pytest
+from conftest import REPO, wait_for
+from mqtt_broker import Mosquitto
+
+from edge_engine import client_cli
+from edge_engine.client import EdgeClient, Received, load_client_identity
+from edge_engine.comms.admin import ADMIN_PIPELINE, NET_CONFIG, NET_MON, admin_pipeline_config
+from edge_engine.comms.crypto import decrypt, encrypt_for_multi
+from edge_engine.comms.heartbeat import encode_data
+from edge_engine.comms.network import NetworkTracker
+from edge_engine.comms.signing import sign_to_json, verify
+from edge_engine.identity import Identity, identity_from_private_key
+from edge_engine.node import Node
+from edge_engine.ops import main_add_allowed
+from edge_engine.settings import load_settings
+
+FAST = {"SECONDS_HEARTBEAT": 1, "RESTART_BACKOFF_MAX": 1.0, "SECONDS_LOCAL_INFO": 0.5}
+
+
+# --- unit: the tracker ---------------------------------------------------------------------------------------
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def new_identity() -> Identity:
+    return identity_from_private_key(coincurve.PrivateKey())
+
+
+def heartbeat(identity: Identity, alias: str, status: str = "ONLINE", **fields: Any) -> dict[str, Any]:
+    """A signed v2 heartbeat as a node sends it."""
+    body = {"EE_ADDR": identity.address, "EE_ID": alias, "EE_WHITELIST": [], "SECURED": True,
+            "DEVICE_STATUS": status, "VERSION": "v1.0.0", "EE_IS_SUPER": False, **fields}  # fmt: skip
+    message = {"ENCODED_DATA": encode_data(body), "HEARTBEAT_VERSION": "v2", "EE_ID": alias,
+               "EE_ADDR": identity.address, "EE_EVENT_TYPE": "HEARTBEAT",
+               "EE_PAYLOAD_PATH": [alias, None, None, None]}  # fmt: skip
+    return json.loads(sign_to_json(message, identity))
+
+
+class CountingVerify:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, message: dict[str, Any]) -> Any:
+        self.calls += 1
+        return verify(message)
+
+
+def tracker(clock: Clock, **kw: Any) -> NetworkTracker:
+    return NetworkTracker("0xai_self", kw.pop("verify", verify), clock=clock, **kw)
+
+
+def test_online_then_offline_after_the_timeout_then_back() -> None:
+    clock = Clock()
+    net = tracker(clock, offline_seconds=60)
+    node = new_identity()
+    assert net.observe(heartbeat(node, "n1")) == "new"
+    clock.now += 59
+    (row,) = net.nodes()
+    assert row["online"] and row["alias"] == "n1" and row["address"] == node.address
+    clock.now += 2  # 61 s without a heartbeat
+    (row,) = net.nodes()
+    assert not row["online"] and row["status"] == "OFFLINE" and row["seconds_ago"] == 61
+    assert net.current_network()[node.address]["working"] == "OFFLINE"
+    assert net.observe(heartbeat(node, "n1")) == "new"  # back online
+    assert net.nodes()[0]["online"]
+    assert net.observe(heartbeat(node, "n1")) == "seen"
+
+
+def test_offline_last_will_is_shown_at_once() -> None:
+    clock = Clock()
+    net = tracker(clock)
+    node = new_identity()
+    net.observe(heartbeat(node, "n1"))
+    assert net.observe(heartbeat(node, "n1", status="OFFLINE")) == "offline"
+    assert not net.nodes()[0]["online"]
+
+
+def test_bad_signatures_and_garbage_are_refused_and_counted() -> None:
+    clock = Clock()
+    net = tracker(clock)
+    node = new_identity()
+    forged = heartbeat(node, "n1")
+    forged["ENCODED_DATA"] = encode_data({"EE_ID": "evil", "EE_WHITELIST": ["0xai_x"], "SECURED": False})
+    assert net.observe(forged) is None
+    assert net.observe_raw(b"not json") is None
+    assert net.observe({"EE_SENDER": node.address, "HEARTBEAT_VERSION": "v2", "ENCODED_DATA": "%%%"}) is None
+    assert len(net) == 0
+    assert net.stats.bad_signature == 1 and net.stats.malformed == 2
+
+
+def test_signatures_are_checked_again_on_identity_change_or_after_n_seconds() -> None:
+    clock = Clock()
+    counting = CountingVerify()
+    net = tracker(clock, verify=counting, verify_seconds=30)
+    node = new_identity()
+    for _ in range(3):
+        assert net.observe(heartbeat(node, "n1")) is not None
+        clock.now += 5
+    assert counting.calls == 1  # unchanged identity within 30 s: checked once
+    forged = heartbeat(node, "n1")
+    forged["ENCODED_DATA"] = encode_data({"EE_ID": "n1", "EE_WHITELIST": ["0xai_attacker"], "SECURED": False})
+    assert net.observe(forged) is None  # changed identity fields: checked, and refused
+    assert counting.calls == 2 and net.nodes()[0]["whitelist"] == []
+    clock.now += 31
+    assert net.observe(heartbeat(node, "n1")) == "seen" and counting.calls == 3  # 30 s passed: checked again
+
+
+def test_the_view_is_bounded_and_keeps_this_node() -> None:
+    clock = Clock()
+    net = tracker(clock, max_nodes=3)
+    net.touch_self({"EE_ADDR": "0xai_self", "EE_ID": "me"})
+    others = [new_identity() for _ in range(4)]
+    for i, node in enumerate(others):
+        clock.now += 1
+        net.observe(heartbeat(node, f"n{i}"))
+    addresses = {row["address"] for row in net.nodes()}
+    assert len(net) == 3 and "0xai_self" in addresses
+    assert addresses - {"0xai_self"} == {others[2].address, others[3].address}  # the oldest went first
+    assert net.stats.evicted == 2
+    clock.now += 10_000
+    assert [r["alias"] for r in net.nodes() if r["online"]] == ["me"]  # this node is online while it runs
+
+
+def test_current_network_has_the_fields_the_sdk_reads() -> None:
+    clock = Clock()
+    net = tracker(clock)
+    node = new_identity()
+    net.observe(heartbeat(node, "n1", EE_WHITELIST=["0xai_client"], SECURED=True, EE_IS_SUPER=True))
+    entry = net.current_network()[node.address]
+    assert entry["address"] == node.address and entry["eeid"] == "n1" and entry["working"] == "ONLINE"
+    assert entry["whitelist"] == ["0xai_client"] and entry["secured"] is True and entry["is_supervisor"] is True
+    assert entry["version"] == "v1.0.0" and "last_seen_sec" in entry and "eth_address" in entry
+
+
+def test_admin_pipeline_config_from_a_ratio1_template() -> None:
+    template = {"NET_CONFIG_MONITOR": {"PROCESS_DELAY": 0}, "NET_MON_01": {"PROCESS_DELAY": 10},
+                "UPDATE_MONITOR_01": {"PROCESS_DELAY": 300}}  # fmt: skip
+    config, skipped = admin_pipeline_config(template)
+    assert config["NAME"] == ADMIN_PIPELINE and config["TYPE"] == "NetworkListener"
+    assert skipped == ["UPDATE_MONITOR_01"]
+    instances = {p["SIGNATURE"]: p["INSTANCES"] for p in config["PLUGINS"]}
+    assert instances[NET_MON] == [{"INSTANCE_ID": "NET_MON_01_INST", "PROCESS_DELAY": 10}]
+    assert instances[NET_CONFIG][0]["INSTANCE_ID"] == "NET_CONFIG_MONITOR_INST"
+
+
+# --- nodes on a real broker ------------------------------------------------------------------------------------
+@pytest.fixture
+def nodes(tmp_path: Path) -> Iterator[Callable[..., Node]]:
+    """``nodes(name, broker, environ=..., startup=...)``: started nodes, each with its own cache; stopped after."""
+    made: list[Node] = []
+
+    def make(name: str, broker: Mosquitto, environ: dict[str, str] | None = None, **startup: Any) -> Node:
+        base = tmp_path / name
+        base.mkdir()
+        config = {"PLUGIN_FOLDERS": [str(REPO / "extensions")], "DEMO_PIPELINE": False, "EE_ID": name,
+                  **FAST, **startup}  # fmt: skip
+        (base / ".config_startup.json").write_text(json.dumps(config), encoding="utf-8")
+        env = {"EE_LOAD_ENTRY_POINTS": "0", "EE_STATUS_PORT": "0", **broker.env, **(environ or {})}
+        node = Node(load_settings(base, base / "_local_cache", env))
+        node.start()
+        made.append(node)
+        wait_for(node.comms.transport.connected.is_set, timeout=10)
+        return node
+
+    yield make
+    for node in made:
+        if node.status == "running":
+            node.stop("test teardown")
+
+
+def allow(node: Node, identity: Identity) -> None:
+    assert main_add_allowed(["--cache-dir", str(node.layout.root), identity.address]) == 0
+
+
+def first(listener: Any, accept: Callable[[Received], bool], timeout: float = 10.0) -> Received:
+    deadline = time.monotonic() + timeout
+    while (left := deadline - time.monotonic()) > 0:
+        received = listener.get(left)
+        if received is not None and accept(received):
+            return received
+    raise AssertionError("no matching message in time")
+
+
+def admin_path(r: Received, signature: str) -> bool:
+    path = r.message.get("EE_PAYLOAD_PATH") or [None] * 4
+    return r.channel == "payloads" and path[1:3] == [ADMIN_PIPELINE, signature]
+
+
+def test_supervisor_publishes_net_mon_listing_itself_and_another_node(mosquitto, nodes, tmp_path, capsys) -> None:
+    sup = nodes("sup", mosquitto, {"EE_SUPERVISOR": "1", "EE_NETMON_SEND_SECONDS": "0.5"})
+    other = nodes("other", mosquitto)
+    me = load_client_identity(tmp_path / "client.pem")
+    allow(other, me)
+    client = EdgeClient(me, port=mosquitto.port, channels=("payloads",)).connect()
+    try:
+        with client.listen(lambda r: admin_path(r, NET_MON)) as netmon:
+
+            def both_online(r: Received) -> bool:
+                network = r.message.get("CURRENT_NETWORK") or {}
+                online = all(network.get(n.identity.address, {}).get("working") == "ONLINE" for n in (sup, other))
+                return online and me.address in network[other.identity.address]["whitelist"]  # allowed just now
+
+            received = first(netmon, both_online, timeout=15)
+    finally:
+        client.close()
+    assert received.verified and received.sender == sup.identity.address
+    assert received.message["EE_PAYLOAD_PATH"] == [sup.alias, ADMIN_PIPELINE, NET_MON, "NET_MON_01_INST"]
+    assert received.message["EE_ID"] == sup.alias and received.message["EE_EVENT_TYPE"] == "PAYLOAD"
+    entry = received.message["CURRENT_NETWORK"][other.identity.address]
+    assert entry["eeid"] == other.alias and entry["address"] == other.identity.address
+    assert entry["secured"] is True and me.address in entry["whitelist"]
+    assert received.message["CURRENT_NETWORK"][sup.identity.address]["is_supervisor"] is True
+    assert other.comms.admin.counters["netmon_sent"] == 0  # only supervisors publish
+
+    # every node tracks the network: the other node's view (local_info.json) lists the supervisor online
+    def sees_supervisor() -> bool:
+        other.write_local_info()  # (the main loop, which refreshes it, does not run in this process)
+        view = json.loads(other.layout.local_info.read_text())["network"]["nodes"]
+        return any(n["address"] == sup.identity.address and n["online"] and n["is_supervisor"] for n in view)
+
+    wait_for(sees_supervisor, timeout=10)
+    # our client shows the supervisor's view
+    capsys.readouterr()
+    argv = ["network", "--json", "--wait", "10", "--port", str(mosquitto.port), "--key", str(me.key_file)]
+    assert client_cli.main(argv) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert {sup.identity.address, other.identity.address} <= set(shown)
+
+
+def config_request(sender: Identity, node_address: str) -> bytes:
+    """A NET_CONFIG_MONITOR GET_CONFIG request built as the ratio1 SDK builds it (encrypted to a list of nodes)."""
+    data = json.dumps({"NET_CONFIG_DATA": {"OP": "GET_CONFIG", "DEST": [node_address]}})
+    message = {
+        "EE_IS_ENCRYPTED": True,
+        "EE_ENCRYPTED_DATA": encrypt_for_multi(data, sender, [node_address]),
+        "EE_DEST": [node_address],
+        "EE_ID": None,
+        "SESSION_ID": "sdk-test",
+        "INITIATOR_ID": "sdk-test",
+        "EE_SENDER": sender.address,
+        "TIME": datetime.now().strftime("%Y-%m-%d %H:%M:%S.%f"),
+        "EE_PAYLOAD_PATH": [sender.address, ADMIN_PIPELINE, NET_CONFIG, None],
+    }
+    return sign_to_json(message, sender).encode("utf-8")
+
+
+def publish(port: int, topic: str, data: bytes) -> None:
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    try:
+        client.publish(topic, data, qos=1).wait_for_publish(5)
+    finally:
+        client.loop_stop()
+        client.disconnect()
+
+
+def test_config_exchange_answers_only_an_allowlisted_requester(mosquitto, nodes, tmp_path) -> None:
+    pipeline = {"NAME": "tick", "TYPE": "Void", "PLUGINS": []}
+    node = nodes("cfg", mosquitto, PIPELINES=[{**pipeline, "URL": "rtsp://user:secret@cam/1"}])
+    me = load_client_identity(tmp_path / "me.pem")
+    older = load_client_identity(tmp_path / "older.pem")  # a sender that uses the broadcast topic
+    stranger = load_client_identity(tmp_path / "stranger.pem")
+    allow(node, me)
+    allow(node, older)
+    wait_for(lambda: node.comms.admin.snapshot()["listening_for_config_requests"], timeout=10)
+    time.sleep(0.3)  # the SUBACK
+    targeted = f"naeural/{node.identity.address}/payloads"  # where the ratio1 SDK 3.5 sends it
+    watcher = EdgeClient(load_client_identity(tmp_path / "watcher.pem"), port=mosquitto.port,
+                         channels=("payloads",)).connect()  # fmt: skip
+    try:
+        with watcher.listen(lambda r: admin_path(r, NET_CONFIG) and r.sender == node.identity.address) as replies:
+            publish(mosquitto.port, targeted, config_request(stranger, node.identity.address))
+            publish(mosquitto.port, targeted, config_request(me, node.identity.address))
+            publish(mosquitto.port, "naeural/payloads", config_request(older, node.identity.address))
+            answers = [first(replies, lambda r: True, timeout=10) for _ in range(2)]
+            assert replies.get(1.0) is None  # two answers only: the stranger got none
+    finally:
+        watcher.close()
+    assert sorted(a.message["EE_DEST"] for a in answers) == sorted([me.address, older.address])
+    reply = next(a for a in answers if a.message["EE_DEST"] == me.address)
+    message = reply.message
+    assert verify(message).ok and message["EE_SENDER"] == node.identity.address
+    assert message["EE_DEST"] == me.address and message["EE_IS_ENCRYPTED"] is True
+    assert message["EE_PAYLOAD_PATH"] == [node.alias, ADMIN_PIPELINE, NET_CONFIG, "NET_CONFIG_MONITOR_INST"]
+    assert "NET_CONFIG_DATA" not in message  # only inside the encrypted data
+    body = json.loads(decrypt(message["EE_ENCRYPTED_DATA"], me, node.identity.address))
+    data = body["NET_CONFIG_DATA"]
+    assert data["OP"] == "SET_CONFIG"
+    by_name = {p["NAME"]: p for p in data["PIPELINES"]}
+    assert set(by_name) == {ADMIN_PIPELINE, "tick"}
+    assert by_name["tick"]["URL"] == "rtsp://user:secret@cam/1"  # the full config, to an allowlisted owner only
+    assert {(s["STREAM_ID"], s["INSTANCE_ID"]) for s in data["PLUGIN_STATUSES"]} >= {
+        (ADMIN_PIPELINE, "NET_MON_01_INST"), (ADMIN_PIPELINE, "NET_CONFIG_MONITOR_INST")}  # fmt: skip
+    with pytest.raises(ValueError):
+        decrypt(message["EE_ENCRYPTED_DATA"], stranger, node.identity.address)
+    counters = node.comms.admin.counters
+    assert counters["config_replies"] == 2 and counters["config_refused"] == 1
+
+
+def test_admin_pipeline_cannot_be_deleted_or_replaced_by_command(mosquitto, nodes, tmp_path) -> None:
+    node = nodes("adm", mosquitto)
+    me = load_client_identity(tmp_path / "me.pem")
+    allow(node, me)
+    client = EdgeClient(me, port=mosquitto.port).connect()
+    try:
+        client.wait_node(node.alias, timeout=10)
+        deleted = client.delete(node.identity.address, ADMIN_PIPELINE, timeout=10)
+        assert not deleted.ok and "admin pipeline cannot be deleted" in deleted.reason
+        replaced = client.deploy(node.identity.address, {"NAME": ADMIN_PIPELINE, "TYPE": "Void", "PLUGINS": []}, 10)
+        assert not replaced.ok and "admin pipeline" in replaced.reason
+        changed = client.update_instance(node.identity.address, ADMIN_PIPELINE, NET_MON, "NET_MON_01_INST",
+                                         {"PROCESS_DELAY": 1}, timeout=10)  # fmt: skip
+        assert not changed.ok and "admin pipeline" in changed.reason
+        with client.listen(lambda r: r.channel == "heartbeats" and r.sender == node.identity.address) as beats:
+            hb = first(beats, lambda r: True)
+    finally:
+        client.close()
+    streams = {s["NAME"]: s for s in hb.data["CONFIG_STREAMS"]}
+    assert streams[ADMIN_PIPELINE]["TYPE"] == "NetworkListener"
+    assert {(p["STREAM_ID"], p["INSTANCE_ID"]) for p in hb.data["ACTIVE_PLUGINS"]} == {
+        (ADMIN_PIPELINE, "NET_MON_01_INST"), (ADMIN_PIPELINE, "NET_CONFIG_MONITOR_INST")}  # fmt: skip
+    assert node.pipeline_names() == [] and not (node.layout.streams / "admin_pipeline.json").exists()
+
+
+# --- heartbeat completeness --------------------------------------------------------------------------------------
+def test_heartbeat_v2_carries_the_fields_the_sdk_reads(tmp_path, monkeypatch) -> None:
+    from edge_engine.comms import heartbeat as hb
+
+    fake = tmp_path / "nvidia-smi"  # a stand-in for the real tool: the node only runs it and parses its CSV
+    fake.write_text("#!/bin/sh\necho 'Tesla T4, 15360, 1024, 7, 41'\n", encoding="utf-8")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    monkeypatch.setattr(hb, "_gpu_cache", (-hb.GPU_CACHE_SECONDS, []))
+    snapshot = {"address": "0xai_node", "alias": "n1", "eth_address": "0xabc", "info": {"whitelist": ["0xai_c"]},
+                "uptime_seconds": 12.5, "uptime": "0:00:12", "cache_dir": str(tmp_path), "pipelines": []}  # fmt: skip
+    admin, _ = admin_pipeline_config(None)
+    statuses = [{"STREAM_ID": ADMIN_PIPELINE, "SIGNATURE": NET_MON, "INSTANCE_ID": "NET_MON_01_INST"}]
+    message = hb.build_heartbeat(snapshot, [admin], True, True, {"interval": 10}, True, statuses)
+    assert message["HEARTBEAT_VERSION"] == "v2"
+    body = hb.decode_data(message["ENCODED_DATA"])
+    for key in ("EE_ADDR", "EE_ID", "EE_WHITELIST", "SECURED", "DEVICE_STATUS", "EE_HB_TIME", "ACTIVE_PLUGINS",
+                "CONFIG_STREAMS", "VERSION", "CPU_USED", "CPU_NR_CORES", "MACHINE_MEMORY", "AVAILABLE_MEMORY",
+                "TOTAL_DISK", "AVAILABLE_DISK", "UPTIME", "GPUS", "GPU_INFO", "EE_IS_SUPER"):  # fmt: skip
+        assert key in body, key
+    assert body["EE_ID"] == "n1" and body["EE_WHITELIST"] == ["0xai_c"] and body["DEVICE_STATUS"] == "ONLINE"
+    assert body["EE_IS_SUPER"] is True and body["CONFIG_STREAMS"][0]["NAME"] == ADMIN_PIPELINE
+    assert body["ACTIVE_PLUGINS"][0]["INSTANCE_ID"] == "NET_MON_01_INST"
+    assert body["GPUS"] == [{"NAME": "Tesla T4", "TOTAL_MEM": 15.0, "ALLOCATED_MEM": 1.0, "GPU_USED": 7.0,
+                             "GPU_TEMP": 41.0}]  # fmt: skip
+    fake.write_text("#!/bin/sh\necho 'changed, 1, 1, 1, 1'\n", encoding="utf-8")
+    assert hb.gpu_status()[0]["NAME"] == "Tesla T4"  # cached: nvidia-smi runs at most once a minute
+    off = hb.decode_data(hb.build_heartbeat(snapshot, [admin], True, False, {})["ENCODED_DATA"])
+    assert off["CONFIG_STREAMS"] == [] and off["EE_IS_SUPER"] is False  # EE_HB_CONTAINS_PIPELINES=0
+
+
+def test_engine_api_keeps_the_admin_pipeline_out_of_reach(node_factory) -> None:
+    from edge_engine.errors import ConfigError, PipelineError
+
+    node = node_factory(start=False)
+    ratio1_file = node.layout.stream_file(ADMIN_PIPELINE)  # a Ratio1 volume may hold one
+    ratio1_file.parent.mkdir(parents=True, exist_ok=True)
+    ratio1_file.write_text(json.dumps({"NAME": ADMIN_PIPELINE, "TYPE": "NetworkListener", "PLUGINS": []}))
+    node.start()
+    assert ADMIN_PIPELINE not in node.pipelines and ADMIN_PIPELINE not in node.invalid  # ignored, not "invalid"
+    with pytest.raises(ConfigError, match="admin pipeline"):
+        node.add_pipeline({"NAME": "Admin_Pipeline", "TYPE": "Void", "PLUGINS": []})
+    with pytest.raises(PipelineError, match="admin pipeline"):
+        node.remove_pipeline(ADMIN_PIPELINE)
+    with pytest.raises(PipelineError, match="admin pipeline"):
+        node.update_instance(ADMIN_PIPELINE, NET_MON, "NET_MON_01_INST", {"PROCESS_DELAY": 1})
+    assert ratio1_file.exists()  # untouched

@@ -1,0 +1,123 @@
+"""Three real node processes on one Mosquitto: each one's network view lists all three online; one stopped is shown
+offline by the other two within the offline timeout; started again, it is online again.
+
+The view is read the way an operator reads it: ``local_info.json`` (``network`` section) and ``get_node_info
+--pretty``. The offline timeout is ``OFFLINE_SECONDS`` (``EE_TEST_OFFLINE_SECONDS``; 4 s in CI, 60 s, the default a
+node uses, in the documented slow run: ``EE_TEST_OFFLINE_SECONDS=60 pytest tests/test_three_nodes.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import REPO, wait_for
+from mqtt_broker import Mosquitto
+
+from edge_engine.ops import main_get_node_info
+
+OFFLINE_SECONDS = float(os.environ.get("EE_TEST_OFFLINE_SECONDS", "4"))
+STARTUP = {"SECONDS_HEARTBEAT": 1, "SECONDS_LOCAL_INFO": 0.5, "DEMO_PIPELINE": False}
+
+
+class NodeProcess:
+    """``python device.py`` in its own working folder and cache, pointed at the test broker."""
+
+    def __init__(self, folder: Path, name: str, broker: Mosquitto, supervisor: bool = False):
+        self.folder = folder / name
+        self.folder.mkdir()
+        for link in ("extensions", "plugins", "pipelines", "samples"):
+            (self.folder / link).symlink_to(REPO / link, target_is_directory=True)
+        self.cache = self.folder / "cache"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("EE_")}
+        env.pop("PYTHONPATH", None)
+        env.update(broker.env)
+        env.update({"EE_CACHE_DIR": str(self.cache), "EE_ID": name, "EE_STATUS_PORT": "0", "EE_DEMO": "0",
+                    "EE_CONFIG": json.dumps(STARTUP), "EE_NETMON_OFFLINE_SECONDS": str(OFFLINE_SECONDS),
+                    "EE_SUPERVISOR": "1" if supervisor else "0"})  # fmt: skip
+        self.env = env
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> NodeProcess:
+        with open(self.folder / "node.log", "ab") as out:
+            self.proc = subprocess.Popen([sys.executable, str(REPO / "device.py")], cwd=self.folder, env=self.env,
+                                         stdout=out, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        return self
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+
+    def info(self) -> dict[str, Any]:
+        try:
+            return json.loads((self.cache / "_data" / "local_info.json").read_text(encoding="utf-8"))
+        except (FileNotFoundError, json.JSONDecodeError):
+            return {}
+
+    def view(self) -> dict[str, bool]:
+        """address -> online, from this node's local_info.json."""
+        network = self.info().get("network") or {}
+        return {n["address"]: n["online"] for n in network.get("nodes") or []}
+
+    def log(self) -> str:
+        return (self.folder / "node.log").read_text(encoding="utf-8", errors="replace")
+
+
+@pytest.fixture
+def three(mosquitto: Mosquitto, tmp_path: Path) -> Iterator[list[NodeProcess]]:
+    nodes = [NodeProcess(tmp_path, f"node{i}", mosquitto, supervisor=i == 1).start() for i in (1, 2, 3)]
+    try:
+        yield nodes
+    finally:
+        for node in nodes:
+            node.stop()
+
+
+def test_three_nodes_see_each_other_offline_and_back(three: list[NodeProcess], capsys) -> None:
+    wait_for(lambda: all(n.info().get("status") == "running" for n in three), timeout=30)
+    addresses = {n.info()["address"] for n in three}
+    assert len(addresses) == 3
+
+    def all_online(observers: list[NodeProcess], expected: dict[str, bool]) -> bool:
+        return all(all(o.view().get(a) is state for a, state in expected.items()) for o in observers)
+
+    try:
+        wait_for(lambda: all_online(three, dict.fromkeys(addresses, True)), timeout=20)
+    except AssertionError:
+        raise AssertionError("\n\n".join(f"{n.folder.name}: {n.view()}\n{n.log()[-2000:]}" for n in three)) from None
+
+    # what an operator sees
+    capsys.readouterr()
+    assert main_get_node_info(["--cache-dir", str(three[0].cache), "--pretty"]) == 0
+    pretty = capsys.readouterr().out
+    assert "NETWORK (3 of 3 online" in pretty and "supervisor" in pretty
+    for node in three:
+        assert node.info()["alias"] in pretty
+
+    stopped = three[2]
+    stopped_address = stopped.info()["address"]
+    stopped.stop()
+    stopped_at = time.monotonic()
+    observers = three[:2]
+    wait_for(lambda: all(o.view().get(stopped_address) is False for o in observers), timeout=OFFLINE_SECONDS + 10)
+    print(f"\nstopped node shown offline after {time.monotonic() - stopped_at:.1f} s (timeout {OFFLINE_SECONDS:g} s)")
+    assert all(o.view().get(a) is True for o in observers for a in addresses - {stopped_address})
+
+    stopped.start()
+    wait_for(lambda: all_online(observers, {stopped_address: True}), timeout=30)
+    wait_for(lambda: all_online([stopped], dict.fromkeys(addresses, True)), timeout=20)
