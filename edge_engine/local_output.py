@@ -48,9 +48,14 @@ def summarize(data: dict[str, Any]) -> str:
 
 
 def image_relpath(payload: Payload) -> str:
-    """A witness image's file relative to ``_output/``: ``<pipeline>/<SIG>_<INST>/images/<seq>.jpg``."""
+    """A witness image's file relative to ``_output/``: ``<pipeline>/<SIG>_<INST>/images/<UTC time>_<seq>.jpg``.
+
+    The creation time (UTC, to the millisecond) keeps names unique across restarts, where payload numbers
+    start again at 1: a newer image never overwrites an older one that a sent payload points to.
+    """
     _, pipeline, signature, instance = payload.path
-    return f"{pipeline}/{signature}_{instance}/images/{payload.seq:08d}.jpg"
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(payload.created)) + f".{int(payload.created * 1000) % 1000:03d}"
+    return f"{pipeline}/{signature}_{instance}/images/{stamp}Z_{payload.seq:08d}.jpg"
 
 
 class LocalOutput:

@@ -161,6 +161,9 @@ class Node:
         self.storage = StorageService(self.layout, settings, supervisor, self._node_notification)
         assert self.env is not None
         self.env.storage = self.storage
+        if self.disk is not None:
+            disk = self.disk
+            self.storage.outputs_paused = lambda: disk.paused
         self.pm.register(self.storage, name="edge_engine.storage")
         self.storage.start()
 

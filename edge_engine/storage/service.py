@@ -40,6 +40,7 @@ class StorageService:
         self.store: Any = None
         self.errors = 0
         self.inline_fallbacks = 0
+        self.outputs_paused: Callable[[], bool] = lambda: False  # the node's disk guard, once it runs
         if settings.configured:
             from edge_engine.storage.queue import UploadQueue
             from edge_engine.storage.uploader import S3Store, Uploader
@@ -76,7 +77,8 @@ class StorageService:
     def edge_payload(self, payload: Payload) -> None:
         if payload.image_jpeg is None:
             return
-        payload.image_path = f"{C.CACHE_OUTPUT}/{image_relpath(payload)}"
+        if not self.outputs_paused():  # a full disk: the local writer skips the image, so no path to it
+            payload.image_path = f"{C.CACHE_OUTPUT}/{image_relpath(payload)}"
         try:
             payload.image_url = self.upload(payload.image_jpeg, ".jpg")
         except Exception:  # never break the other sinks: the image then goes inline
