@@ -68,7 +68,8 @@ class CommsSettings:
         return f"{self.root_topic}/{channel}"
 
 
-def _resolve(value: Any, env: Mapping[str, str]) -> Any:
+def resolve_env_ref(value: Any, env: Mapping[str, str]) -> Any:
+    """``"$EE_X"`` in a config file becomes the value of ``EE_X`` (None when unset); anything else is kept."""
     if isinstance(value, str):
         match = _ENV_REF.match(value.strip())
         if match:
@@ -123,10 +124,10 @@ def load_comms_settings(
         "SUBTOPIC": "subtopic",
     }  # fmt: skip
     for key, attr in file_fields.items():
-        value = _resolve(params.get(key), env)
+        value = resolve_env_ref(params.get(key), env)
         if value not in (None, ""):
             setattr(settings, attr, int(value) if attr == "port" else str(value))
-    secured = _resolve(params.get("SECURED"), env)
+    secured = resolve_env_ref(params.get("SECURED"), env)
     if secured not in (None, ""):
         settings.tls = str(secured).strip().lower() in ("1", "true", "yes")
     for name, (attr, kind) in ENV_FIELDS.items():

@@ -20,7 +20,7 @@ from typing import Any
 
 from edge_engine.errors import EndOfStream
 from edge_engine.plugin_types import CapturePlugin, Input
-from edge_engine.runtime.environment import ErrorLogLimiter, RuntimeEnv
+from edge_engine.runtime.environment import ErrorLogLimiter, RuntimeEnv, call_safe_mode
 from edge_engine.runtime.mailbox import Mailbox
 from edge_engine.runtime.stats import StageStats
 
@@ -211,16 +211,8 @@ class CaptureRunner:
                 stats.dropped += out.dropped - before
 
     def _apply_safe_mode(self, plugin: CapturePlugin) -> None:
-        reason = self._safe_wanted
-        self._safe_applied = reason
-        try:
-            if reason is None:
-                plugin.on_resume()
-            else:
-                plugin.on_safe_mode(reason)
-        except Exception as exc:
-            self.stats.error(f"safe mode: {type(exc).__name__}: {exc}")
-            self.env.log.exception("pipeline %r: capture on_safe_mode/on_resume raised", self.pipeline)
+        self._safe_applied = self._safe_wanted
+        call_safe_mode(plugin, self._safe_applied, self.stats, self.env.log, f"pipeline {self.pipeline!r}: capture")
 
     def watch(self, now: float) -> float | None:
         """Called by the node's watchdog: abandon a thread whose ``read()`` blocked past ``SILENT_SOURCE_SECONDS``.

@@ -101,6 +101,19 @@ class RuntimeEnv:
         return info
 
 
+def call_safe_mode(plugin: PluginBase, reason: str | None, stats: Any, log: logging.Logger, where: str) -> None:
+    """``on_safe_mode(reason)`` or, with None, ``on_resume()``; an exception is counted in ``stats`` and logged."""
+    name = "on_resume" if reason is None else "on_safe_mode"
+    try:
+        if reason is None:
+            plugin.on_resume()
+        else:
+            plugin.on_safe_mode(reason)
+    except Exception as exc:
+        stats.error(f"{name}: {type(exc).__name__}: {exc}")
+        log.exception("%s: %s raised", where, name)
+
+
 class ErrorLogLimiter:
     """Logs a plugin's repeated errors with a traceback the first time, then at most every ``interval`` s."""
 

@@ -21,7 +21,7 @@ from typing import Any
 from edge_engine.messages import Payload
 from edge_engine.pipeline_config import InstanceSpec
 from edge_engine.plugin_types import BusinessPlugin, Input
-from edge_engine.runtime.environment import ErrorLogLimiter, RuntimeEnv
+from edge_engine.runtime.environment import ErrorLogLimiter, RuntimeEnv, call_safe_mode
 from edge_engine.runtime.mailbox import BLOCK, CONTROL, DROP_OLDEST, Closed, Mailbox
 from edge_engine.runtime.stats import StageStats
 
@@ -316,16 +316,7 @@ class InstanceRunner:
             self._call_safe_mode(self._plugin, reason)
 
     def _call_safe_mode(self, plugin: BusinessPlugin, reason: str | None) -> None:
-        """``on_safe_mode(reason)`` or, with None, ``on_resume()``; an exception is counted and logged."""
-        try:
-            if reason is None:
-                plugin.on_resume()
-            else:
-                plugin.on_safe_mode(reason)
-        except Exception as exc:
-            name = "on_resume" if reason is None else "on_safe_mode"
-            self.stats.error(f"{name}: {type(exc).__name__}: {exc}")
-            self.env.log.exception("%s: %s raised", self.part, name)
+        call_safe_mode(plugin, reason, self.stats, self.env.log, self.part)
 
     def _apply_config(self, changes: dict[str, Any], spec: InstanceSpec | None) -> None:
         changed = {k: v for k, v in changes.items() if self.config.get(k) != v}

@@ -16,12 +16,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from edge_engine.comms.settings import resolve_env_ref
 from edge_engine.errors import ConfigIssue
 
 URL_MODES = ("presigned", "plain")
 MAX_PRESIGN_SECONDS = 7 * 24 * 3600  # the S3 limit of a presigned URL's lifetime
 MAX_PREFIX_CHARS = 60  # the quoted key names a file: at most 255 bytes
-_ENV_REF = re.compile(r"^\$(EE_[A-Z0-9_]+)$")
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 WHERE = ".config_app.json › FILE_UPLOAD"
 
@@ -89,14 +89,6 @@ def split_endpoint(text: str, secure: bool) -> tuple[str, bool]:
     return text.split("/", 1)[0], secure
 
 
-def _resolve(value: Any, env: Mapping[str, str]) -> Any:
-    if isinstance(value, str):
-        match = _ENV_REF.match(value.strip())
-        if match:
-            return env.get(match.group(1)) or None
-    return value
-
-
 def _parse(kind: str, value: Any) -> Any:
     if kind == "bool":
         if isinstance(value, bool):
@@ -130,7 +122,7 @@ def load_storage_settings(
     if not isinstance(upload, dict):
         issues.append(ConfigIssue("expected an object", file=".config_app.json", key="FILE_UPLOAD"))
         upload = {}
-    kind = str(_resolve(upload.get("TYPE"), env) or "minio").strip().lower()
+    kind = str(resolve_env_ref(upload.get("TYPE"), env) or "minio").strip().lower()
     if kind not in ("minio", "s3"):
         issues.append(ConfigIssue("expected minio (any S3-compatible server)", file=WHERE, key="TYPE", got=kind,
                                   has_got=True))  # fmt: skip
@@ -142,7 +134,7 @@ def load_storage_settings(
             issues.append(ConfigIssue("unknown key", file=f"{WHERE} › CONFIG_UPLOADER", key=str(key),
                                       hint=f"did you mean {close[0]!r}?" if close else None))  # fmt: skip
             continue
-        _apply(settings, key, _resolve(raw, env), f"{WHERE} › CONFIG_UPLOADER", issues)
+        _apply(settings, key, resolve_env_ref(raw, env), f"{WHERE} › CONFIG_UPLOADER", issues)
     for name, (attr, _kind) in ENV_FIELDS.items():
         text = env.get(name)
         if text:
