@@ -7,8 +7,15 @@ reports. More parts plug in by adding a reader: ``STATE_READERS["outbox"] = read
 cache folder returning something comparable, e.g. the sequence numbers waiting in ``_data/outbox/``), and, for
 a part the node drains by itself, its name to :data:`DRAINING`.
 
+Two such parts are here: ``outbox`` (per channel the ``EE_MESSAGE_SEQ`` of every record a restart would send, read
+with the outbox's own reader, :func:`edge_engine.comms.disk_outbox.inspect_outbox`, which changes nothing) and
+``uploads`` (the object keys waiting in ``_data/uploads/pending/``, as the upload queue names its files; the
+temporary files of unfinished writes, which its recovery deletes, left out). Both drain once the broker or S3
+answers, so both are in :data:`DRAINING`.
+
 ``torn_files(cache)`` lists every JSON file that does not parse and every JSON-lines file with a line that
-does not parse; ``temp_files(cache)`` the temporary files of atomic writes a crash left behind.
+does not parse; ``temp_files(cache)`` the temporary files of atomic writes a crash left behind;
+``outbox_torn(cache)`` the number of outbox segments per channel with a torn or corrupt tail (a restart cuts it off).
 """
 
 from __future__ import annotations
@@ -17,8 +24,11 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from edge_engine.allowlist import read as read_allowlist
+from edge_engine.comms.disk_outbox import inspect_outbox
+from edge_engine.constants import OUTBOX_DIR, UPLOADS_DIR
 from edge_engine.identity import load_or_create_identity
 
 SKIPPED_DIRS = {"_models"}
@@ -48,17 +58,39 @@ def read_pipelines(cache: Path) -> dict[str, dict[str, Any]]:
     return pipelines
 
 
+def read_outbox(cache: Path) -> dict[str, list[int]]:
+    """Per channel (``payloads``, ``notif``) the sequence numbers a restart would send, oldest first."""
+    report = inspect_outbox(cache / "_data" / OUTBOX_DIR)
+    return {lane: entry["seqs"] for lane, entry in report.items()}
+
+
+def outbox_torn(cache: Path) -> dict[str, int]:
+    """Per channel the number of segments with a torn or corrupt tail."""
+    report = inspect_outbox(cache / "_data" / OUTBOX_DIR)
+    return {lane: entry["torn"] for lane, entry in report.items()}
+
+
+def read_uploads(cache: Path) -> list[str]:
+    """The object keys waiting in the upload queue (its files are named after them, URL-quoted)."""
+    pending = cache / "_data" / UPLOADS_DIR / "pending"
+    if not pending.is_dir():
+        return []
+    return sorted(unquote(p.name) for p in pending.iterdir() if not p.name.startswith("."))
+
+
 STATE_READERS: dict[str, Callable[[Path], Any]] = {
     "address": read_address,
     "alias": read_alias,
     "allowlist": read_allowed,
     "pipelines": read_pipelines,
+    "outbox": read_outbox,
+    "uploads": read_uploads,
 }
 
 
 # parts a running node consumes by itself (an outbox drains once the broker answers): a crash test compares them
 # right after the kill and again after the restart only while the broker (or S3) is down
-DRAINING: set[str] = set()
+DRAINING: set[str] = {"outbox", "uploads"}
 
 
 def cache_state(cache: Path) -> dict[str, Any]:

@@ -72,6 +72,8 @@ class Mosquitto:
         self.log_path = folder / "mosquitto.log"
         # persistence true only where a subscriber's session must survive a broker restart (outage tests)
         stored = f"persistence true\npersistence_location {folder}/\n" if persistence else "persistence false\n"
+        if persistence and os.geteuid() == 0:
+            stored += "user root\n"  # else mosquitto drops to its own user, which cannot write the test's folder
         self.config.write_text(
             f"listener {self.port} 127.0.0.1\nallow_anonymous true\n{stored}"
             "max_inflight_messages 0\nmax_queued_messages 100000\n",

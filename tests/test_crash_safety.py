@@ -8,28 +8,48 @@ deploy is being applied (a random delay after it was sent), and right after ``ad
 ``change_alias``. After every kill: no JSON file (or JSON line) of the cache is torn, the cache's logical
 state (:func:`cache_state.cache_state`) is what was confirmed before the kill, and the restarted node runs it:
 same address, alias, allowlist, pipelines (none invalid), and a heartbeat.
+
+The durable queues: with the broker and S3 both down, a node producing payloads with witness images (and
+notifications) is killed ``EE_TEST_CRASH_QUEUE_KILLS`` times (3 per round) at seeded random moments. After every
+kill the outbox and the upload queue read back whole (at most a torn tail, which a restart discards), nothing
+queued before is gone, each run's payloads are numbered without a hole, and every queued payload's image is
+queued. Restarted with both still down, the node reports exactly what is on disk; once they are back, every
+message that was on disk reaches a subscriber (the same bytes; duplicates only identical) and every queued
+object is in the bucket, uploaded once.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
+import shutil
+import threading
 import time
+from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+import paho.mqtt.client as mqtt
 import pytest
-from cache_state import DRAINING, cache_state, temp_files, torn_files
+from cache_state import DRAINING, cache_state, outbox_torn, temp_files, torn_files
 from mqtt_broker import Mosquitto
 from node_runner import REPO, NodeRunner, base_env
+from s3_server import SeaweedS3
 
 from edge_engine.client import EdgeClient, load_client_identity
+from edge_engine.comms.disk_outbox import LANES, DiskOutbox
+from edge_engine.comms.sequence import BLOCK
+from edge_engine.comms.signing import verify
+from edge_engine.constants import OUTBOX_DIR, UPLOADS_DIR
 from edge_engine.ops import main_add_allowed, main_change_alias
 
 SEED = int(os.environ.get("EE_TEST_CRASH_SEED", str(int(time.time()))))
 ROUNDS = int(os.environ.get("EE_TEST_CRASH_ROUNDS", "1"))
+QUEUE_KILLS = int(os.environ.get("EE_TEST_CRASH_QUEUE_KILLS", str(3 * ROUNDS)))  # kills with the broker and S3 down
 pytestmark = pytest.mark.timeout(120 + 60 * ROUNDS)
 
 
@@ -75,6 +95,8 @@ class Crasher:
         self.kills += 1
         torn = torn_files(self.cache)
         assert torn == [], f"after kill #{self.kills} ({why}): torn files {torn}"
+        tails = outbox_torn(self.cache)
+        assert all(n <= 1 for n in tails.values()), f"after kill #{self.kills} ({why}): outbox torn: {tails}"
         left = temp_files(self.cache)
         if left:
             print(f"kill #{self.kills} ({why}): temporary files left: {left}")
@@ -82,8 +104,11 @@ class Crasher:
 
     def restart_and_check(self, state: dict[str, Any], why: str) -> dict[str, Any]:
         """Restart; the node must run exactly the state found on disk after the kill (and the expected one)."""
+        stable = [part for part in state if part not in DRAINING]
         if self.expected is not None:
-            assert state == self.expected, f"after kill #{self.kills} ({why}): state on disk differs from the confirmed"
+            assert {p: state[p] for p in stable} == {p: self.expected[p] for p in stable}, (
+                f"after kill #{self.kills} ({why}): state on disk differs from the confirmed"
+            )
         info = self.start()
         assert info["address"] == state["address"], why
         assert info["alias"] == state["alias"], why
@@ -92,7 +117,6 @@ class Crasher:
         assert running == sorted(state["pipelines"]), (why, running, sorted(state["pipelines"]))
         assert info["invalid_pipelines"] == [], (why, info["invalid_pipelines"])
         now = cache_state(self.cache)
-        stable = [part for part in state if part not in DRAINING]
         assert {p: now[p] for p in stable} == {p: state[p] for p in stable}, f"the restart after {why} changed it"
         assert self.client is not None and self.runner.proc is not None
         pid = self.runner.proc.pid
@@ -226,3 +250,208 @@ def test_a_first_start_killed_before_seeding_seeds_at_the_next_start(tmp_path: P
     finally:
         node.stop("test")
     assert not load_settings(base, base / "cache", env).first_start
+
+
+PRODUCER = """
+import os
+from pathlib import Path
+
+from edge_engine.api import BusinessPlugin, Key
+
+
+class CrashProducer(BusinessPlugin):
+    SIGNATURE = "CRASH_PRODUCER"
+    CONFIG = {"PAUSE_FILE": Key("", type=str, doc="no payloads while this file exists")}
+
+    def process(self, inp):
+        pause = self.config["PAUSE_FILE"]
+        if pause and Path(pause).exists():
+            return
+        frame = inp.image.copy()
+        stamp = os.getpid() * 1_000_000 + inp.seq  # a new image every input of every run: a new object key
+        for i in range(6):
+            frame[i * 8 : i * 8 + 8, :8] = (stamp >> (8 * i)) & 255
+        self.emit({"N": inp.seq, "RUN_PID": os.getpid()}, image=frame)
+        if inp.seq % 3 == 0:
+            self.notify(f"input {inp.seq} of run {os.getpid()}", N=inp.seq)
+"""
+
+
+class Subscriber:
+    """A persistent-session MQTT subscriber (it misses nothing across a broker restart): raw payloads and
+    notifications by ``EE_MESSAGE_SEQ``."""
+
+    def __init__(self, broker: Mosquitto):
+        self.received: dict[str, dict[int, list[bytes]]] = {"payloads": defaultdict(list), "notif": defaultdict(list)}
+        self.lock = threading.Lock()
+        subscribed = threading.Event()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="crash-queue-watcher",
+                                  clean_session=False)  # fmt: skip
+        self.client.reconnect_delay_set(1, 1)
+        self.client.on_connect = lambda c, *_: c.subscribe([("naeural/payloads", 1), ("naeural/notif", 1)])
+        self.client.on_subscribe = lambda *_: subscribed.set()
+        self.client.on_message = self._on_message
+        self.client.connect("127.0.0.1", broker.port)
+        self.client.loop_start()
+        assert subscribed.wait(10), "the subscriber did not subscribe"
+
+    def _on_message(self, _client: Any, _userdata: Any, message: Any) -> None:
+        channel = message.topic.rsplit("/", 1)[1]
+        seq = json.loads(message.payload)["EE_MESSAGE_SEQ"]
+        with self.lock:
+            self.received[channel][seq].append(bytes(message.payload))
+
+    def seqs(self, channel: str) -> set[int]:
+        with self.lock:
+            return set(self.received[channel])
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def recover_outbox(cache: Path, copy: Path) -> tuple[dict[str, list[tuple[int, bytes]]], DiskOutbox]:
+    """What a restart would send, read by the outbox's own recovery (on a copy: the cache is left as the kill left
+    it): per channel ``(seq, wire bytes)`` in delivery order."""
+    shutil.copytree(cache / "_data" / OUTBOX_DIR, copy)
+    box = DiskOutbox(copy, fsync_seconds=0.05)
+    items = []
+    try:
+        while (item := box.get(0.2)) is not None:
+            items.append(item)
+    finally:
+        box.close()
+    return {lane: [(i.seq, bytes(i.wire or b"")) for i in items if i.channel == lane] for lane in LANES}, box
+
+
+def image_key(body: dict[str, Any]) -> str:
+    return urlsplit(body["IMG_URL"]).path.rsplit("/", 1)[1]
+
+
+def check_queues_after_kill(cache: Path, copy: Path, before: dict[str, Any], why: str) -> dict[str, Any]:
+    """The outbox and the upload queue as a kill left them: readable, nothing gone since ``before``, consistent."""
+    assert torn_files(cache) == [], why
+    torn = outbox_torn(cache)
+    assert all(count <= 1 for count in torn.values()), f"{why}: more than a torn tail: {torn}"
+    state = cache_state(cache)
+    outbox, uploads = state["outbox"], state["uploads"]
+    for lane in LANES:
+        kept = outbox[lane][: len(before["outbox"][lane])]
+        assert kept == before["outbox"][lane], f"{why}: {lane} queued before the kill are gone or reordered"
+    gone = set(before["uploads"]) - set(uploads)
+    assert not gone, f"{why}: queued objects gone: {gone}"
+    pending = cache / "_data" / UPLOADS_DIR / "pending"
+    for key in uploads:  # content-addressed: a whole entry hashes to its key
+        data = (pending / key).read_bytes()
+        assert key == f"{hashlib.sha256(data).hexdigest()}.jpg", f"{why}: {key} is not whole ({len(data)} bytes)"
+    runs: dict[int, list[int]] = defaultdict(list)
+    for seq in outbox["payloads"]:
+        runs[(seq - 1) // BLOCK].append(seq)  # each run numbers from a block of its own
+    for block, seqs in runs.items():
+        assert seqs == list(range(block * BLOCK + 1, block * BLOCK + 1 + len(seqs))), f"{why}: a hole in {seqs}"
+    recovered, box = recover_outbox(cache, copy)
+    assert {lane: [seq for seq, _ in recovered[lane]] for lane in LANES} == outbox, f"{why}: the readers disagree"
+    assert box.recovered == sum(len(v) for v in outbox.values()) and box.corrupt == sum(torn.values()), why
+    for seq, wire in recovered["payloads"]:
+        body = json.loads(wire)
+        assert body["EE_MESSAGE_SEQ"] == seq and verify(body).ok, f"{why}: payload {seq} is not what was signed"
+        assert image_key(body) in uploads, f"{why}: payload {seq} is queued, its image {image_key(body)} is not"
+    return {**state, "wire": recovered}
+
+
+@pytest.fixture
+def broker_and_s3(mosquitto_factory: Any, s3_server: SeaweedS3) -> tuple[Mosquitto, SeaweedS3]:
+    """A broker that keeps the subscriber's session across a restart, and S3."""
+    return mosquitto_factory(persistence=True), s3_server
+
+
+def test_kill9_keeps_the_outbox_and_the_upload_queue(tmp_path: Path, broker_and_s3: tuple[Any, Any]) -> None:
+    broker, s3 = broker_and_s3
+    rng = random.Random(SEED)
+    print(f"\ncrash test seed {SEED} (EE_TEST_CRASH_SEED), {QUEUE_KILLS} kill(s) with the broker and S3 down")
+    workdir = tmp_path / "work"
+    plugin = workdir / "testplugins" / "business" / "crash_producer.py"
+    plugin.parent.mkdir(parents=True)
+    plugin.write_text(PRODUCER, encoding="utf-8")
+    pause = tmp_path / "pause"
+    instance = {"INSTANCE_ID": "p", "PAUSE_FILE": str(pause)}
+    plugins = [{"SIGNATURE": "CRASH_PRODUCER", "INSTANCES": [instance]}]
+    pipeline = {"NAME": "cam", "TYPE": "SYNTHETIC", "MODE": "moving_box", "WIDTH": 160, "HEIGHT": 120,
+                "CAP_RESOLUTION": 10, "PLUGINS": plugins}  # fmt: skip
+    config = {"DEMO_PIPELINE": False, "SECONDS_LOCAL_INFO": 0.2, "SECONDS_HEARTBEAT": 1, "EE_ID": "crash-q",
+              "PLUGIN_FOLDERS": ["extensions", "testplugins"], "PIPELINES": [pipeline]}  # fmt: skip
+    cache = workdir / "cache"
+    env = base_env(cache, **broker.env, **s3.env, EE_RESTART_BACKOFF_MAX="1")
+    runner = NodeRunner(workdir, env, config)
+    subscriber = Subscriber(broker)
+    try:
+        broker.stop()
+        s3.stop()
+        state: dict[str, Any] = {"outbox": {lane: [] for lane in LANES}, "uploads": []}
+        for kill in range(QUEUE_KILLS):
+            runner.start()
+            runner.wait_running(timeout=30)
+            delay = rng.uniform(0.2, 2.0)
+            time.sleep(delay)
+            why = f"kill #{kill + 1}, {delay:.2f} s after running"
+            runner.kill()
+            state = check_queues_after_kill(cache, tmp_path / f"outbox-copy-{kill}", state, why)
+            print(
+                f"{why}: {len(state['outbox']['payloads'])} payloads, {len(state['outbox']['notif'])} notifications,"
+                f" {len(state['uploads'])} objects queued; torn tails {outbox_torn(cache)}"
+            )
+        on_disk, uploads = state["outbox"], state["uploads"]
+        assert on_disk["payloads"] and uploads, "nothing was produced before the kills: the test proves nothing"
+
+        # restarted while both are still down (and producing nothing): it reports what is on disk, and keeps it
+        pause.touch()
+        runner.start()
+        info = runner.wait_running(lambda i: bool(i.get("comms") and i.get("storage")), timeout=30)
+        outbox_info, storage = info["comms"]["outbox"], info["storage"]
+        assert outbox_info["recovered"] == len(on_disk["payloads"]) + len(on_disk["notif"]), outbox_info
+        assert outbox_info["pending_by_channel"]["payloads"] == len(on_disk["payloads"]), outbox_info
+        assert outbox_info["pending_by_channel"]["notif"] >= len(on_disk["notif"]), outbox_info
+        assert storage["recovered_at_start"] == storage["pending"] == len(uploads), storage
+        now = cache_state(cache)
+        assert now["outbox"]["payloads"] == on_disk["payloads"] and now["uploads"] == uploads
+        assert now["outbox"]["notif"][: len(on_disk["notif"])] == on_disk["notif"]
+
+        # both back: every payload that was on disk arrives, every queued object is uploaded once
+        s3.start()
+        broker.start()
+        expected = {lane: dict(state["wire"][lane]) for lane in LANES}
+        for what, done in (
+            ("payloads", lambda: subscriber.seqs("payloads") >= set(expected["payloads"])),
+            ("notifications", lambda: subscriber.seqs("notif") >= set(expected["notif"])),
+            ("uploads", lambda: ((runner.info() or {}).get("storage") or {}).get("pending") == 0),
+        ):
+            deadline = time.monotonic() + 40
+            while not done():
+                missing = {lane: sorted(set(expected[lane]) - subscriber.seqs(lane))[:5] for lane in LANES}
+                assert time.monotonic() < deadline, f"{what} not delivered; missing {missing}; {runner.info()}"
+                time.sleep(0.2)
+        storage = (runner.info() or {})["storage"]
+        output = runner.output()
+        assert "Traceback" not in output, output[-4000:]
+    finally:
+        subscriber.close()
+        runner.cleanup()
+    received = subscriber.received
+    assert set(received["payloads"]) == set(expected["payloads"]), "a payload that was not on disk was sent"
+    for lane in LANES:
+        for seq, wire in expected[lane].items():
+            copies = received[lane][seq]
+            assert set(copies) == {wire}, f"{lane} {seq}: received {len(copies)} copies, not all the bytes on disk"
+    runs = sorted({(seq - 1) // BLOCK for seq in received["payloads"]})
+    for block in runs:
+        seqs = sorted(seq for seq in received["payloads"] if (seq - 1) // BLOCK == block)
+        assert seqs == list(range(block * BLOCK + 1, block * BLOCK + 1 + len(seqs))), f"a gap in {seqs}"
+    objects = s3.objects()
+    assert set(objects) == set(uploads), f"missing {set(uploads) - set(objects)}, extra {set(objects) - set(uploads)}"
+    assert storage["uploaded"] == len(uploads) and storage["already_in_bucket"] == 0, storage
+    for key in uploads:
+        assert f"{hashlib.sha256(s3.get(key)).hexdigest()}.jpg" == key
+    print(
+        f"{QUEUE_KILLS} kills: {len(expected['payloads'])} payloads in {len(runs)} runs and "
+        f"{len(expected['notif'])} notifications delivered, {len(uploads)} objects uploaded once"
+    )

@@ -249,7 +249,9 @@ def test_full_outbox_drops_oldest_payloads_counts_and_notifies_once(mosquitto_fa
     beats = [decode_data(m["ENCODED_DATA"]) for c, m in watcher.others if c == "ctrl" and "ENCODED_DATA" in m]
     assert max(b["COMM_STATS"]["outbox_dropped"] for b in beats) > 0
     # what was kept arrives in order; the gap is where the oldest queued payloads were dropped
-    seqs = [m["EE_MESSAGE_SEQ"] for m in watcher.messages]
-    assert seqs == sorted(seqs)
+    seqs: dict[int, str] = {}  # first arrival of each seq; a QoS 1 resend repeats the same message
+    for message in watcher.messages:
+        assert seqs.setdefault(message["EE_MESSAGE_SEQ"], message["EE_MESSAGE_ID"]) == message["EE_MESSAGE_ID"]
+    assert list(seqs) == sorted(seqs)
     notif_seqs = sorted({m["EE_MESSAGE_SEQ"] for c, m in watcher.others if c == "notif"})
     assert notif_seqs == list(range(notif_seqs[0], notif_seqs[0] + len(notif_seqs))), "notifications are kept"
