@@ -238,8 +238,8 @@ step_client() {
   DETAIL="edge-client $(cat "$WORK/client-address")"
 }
 step_stack_images() {
-  export EDGE_NODE_IMAGE="$IMAGE" MQTT_PUBLISHED_PORT S3_PUBLISHED_PORT PIP_SOURCE="$SOURCE" BASE_IMAGE="$BASE"
-  MQTT_PUBLISHED_PORT="$(free_port)"; S3_PUBLISHED_PORT="$(free_port)"
+  export EDGE_NODE_IMAGE="$IMAGE" MQTT_PUBLISHED_PORT S3_PUBLISHED_PORT S3_PUBLIC_ENDPOINT PIP_SOURCE="$SOURCE" BASE_IMAGE="$BASE"
+  MQTT_PUBLISHED_PORT="$(free_port)"; S3_PUBLISHED_PORT="$(free_port)"; S3_PUBLIC_ENDPOINT="127.0.0.1:$S3_PUBLISHED_PORT"
   local pulled=1 image
   for image in eclipse-mosquitto:2 chrislusf/seaweedfs:latest; do
     docker image inspect "$image" >/dev/null 2>&1 || timeout 60 docker pull -q "$image" || pulled=0
@@ -324,6 +324,47 @@ print(f"{len(records)} signed payloads from edge-node-2/smoke/FRAME_STATS/s1, ve
 EOF
 )" || return 1
 }
+step_s3_upload() {
+  # The stack's S3 service: a witness image of the demo pipeline (MOTION_DETECTOR) on edge-node-2 reaches the
+  # bucket, and the payload's presigned URL, on the published port, serves the same bytes (key = their sha256).
+  "$CLIENT" --key "$WORK/client.pem" --port "$MQTT_PUBLISHED_PORT" watch --node edge-node-2 --payloads \
+    >"$WORK/witness.jsonl" 2>&1 &
+  local pid=$! t0 uploaded
+  sleep 1
+  "$CLIENT" --key "$WORK/client.pem" --port "$MQTT_PUBLISHED_PORT" deploy edge-node-2 pipelines/demo.json \
+    | tee "$WORK/deploy-demo.txt" || { kill "$pid"; return 1; }
+  t0="$(now)"
+  until grep -q '"IMG_URL"' "$WORK/witness.jsonl"; do
+    awk -v t="$(elapsed "$t0")" 'BEGIN { exit !(t > 60) }' && { kill "$pid"; fail "no payload with IMG_URL in 60 s"; return 1; }
+    sleep 0.5
+  done
+  kill "$pid" 2>/dev/null
+  DETAIL="$(python3 - "$WORK/witness.jsonl" "$S3_PUBLIC_ENDPOINT" <<'EOF'
+import hashlib, json, sys, time, urllib.error, urllib.parse, urllib.request
+records = [json.loads(line) for line in open(sys.argv[1]) if line.startswith("{")]
+record = next(r for r in records if r["message"].get("IMG_URL"))
+message, url = record["message"], record["message"]["IMG_URL"]
+assert record["verified"] and "IMG" not in message, record
+parts = urllib.parse.urlsplit(url)
+assert parts.netloc == sys.argv[2] and "X-Amz-Signature" in parts.query, url
+for attempt in range(20):  # the URL is known before the upload ends: a 404 for a moment is allowed
+    try:
+        body = urllib.request.urlopen(url, timeout=5).read()
+        break
+    except urllib.error.HTTPError as exc:
+        if exc.code != 404 or attempt == 19:
+            raise
+        time.sleep(0.5)
+key = parts.path.rsplit("/", 1)[-1]
+assert hashlib.sha256(body).hexdigest() + ".jpg" == key, (key, len(body))
+path = "/".join(message["EE_PAYLOAD_PATH"])
+print(f"witness of {path}: presigned URL on {parts.netloc} served {len(body)} bytes, sha256 = key")
+EOF
+)" || return 1
+  uploaded="$(compose exec -T edge-node-2 get_node_info | json_field 'd["storage"]["uploaded"]')" || return 1
+  [ "$uploaded" -ge 1 ] 2>/dev/null || { fail "get_node_info storage.uploaded is $uploaded"; return 1; }
+  DETAIL="$DETAIL; storage.uploaded $uploaded"
+}
 step_broker_outage() {
   # DECISIONS 22: a lost broker is reported, not unhealthy (an orchestrator must not restart the nodes)
   compose stop mqtt || return 1
@@ -382,6 +423,7 @@ run_step heartbeats step_heartbeats
 run_step cold-start step_cold_start
 run_step deploy step_deploy
 run_step payloads step_payloads
+run_step s3-upload step_s3_upload
 run_step broker-outage step_broker_outage
 run_step down step_down
 if [ -n "$FAILED" ]; then
