@@ -361,8 +361,11 @@ path = "/".join(message["EE_PAYLOAD_PATH"])
 print(f"witness of {path}: presigned URL on {parts.netloc} served {len(body)} bytes, sha256 = key")
 EOF
 )" || return 1
-  uploaded="$(compose exec -T edge-node-2 get_node_info | json_field 'd["storage"]["uploaded"]')" || return 1
-  [ "$uploaded" -ge 1 ] 2>/dev/null || { fail "get_node_info storage.uploaded is $uploaded"; return 1; }
+  t0="$(now)"  # local_info.json is refreshed every SECONDS_LOCAL_INFO (5 s)
+  until uploaded="$(compose exec -T edge-node-2 get_node_info | json_field 'd["storage"]["uploaded"]')" && [ "$uploaded" -ge 1 ]; do
+    awk -v t="$(elapsed "$t0")" 'BEGIN { exit !(t > 20) }' && { fail "get_node_info storage.uploaded is ${uploaded:-?} after 20 s"; return 1; }
+    sleep 1
+  done
   DETAIL="$DETAIL; storage.uploaded $uploaded"
 }
 step_broker_outage() {
