@@ -135,7 +135,8 @@ COMMS_ENV_VARS: Final[dict[str, str]] = {
     "EE_HB_CONTAINS_PIPELINES": "0 leaves pipeline configs out of heartbeats (CONFIG_STREAMS)",
     "EE_OUTBOX_MAX_MB": "MQTT outbox bound in MB (256); when full the oldest payloads go first; 0 = in memory",
     "EE_OUTBOX_FSYNC_SECONDS": "outbox group commit: fsync at most every N s (1.0); a power loss may lose that much",
-    "EE_SUPERVISOR": "1 makes the node a supervisor: it publishes NET_MON_01 (the network view) for SDK sessions",
+    "EE_SUPERVISOR": "1 makes the node a supervisor: it publishes NET_MON_01 (the network view) for SDK sessions; "
+    "ordinal-0: only a StatefulSet's first pod",
     "EE_NETMON_SEND_SECONDS": "seconds between NET_MON_01 payloads of a supervisor (default: admin pipeline's, 3)",
     "EE_NETMON_OFFLINE_SECONDS": "a node not heard from for this many seconds is shown offline (60)",
     "EE_NETMON_MAX_NODES": "most nodes kept in the network view (1000; the longest silent is dropped first)",

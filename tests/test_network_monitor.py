@@ -394,3 +394,13 @@ def test_engine_api_keeps_the_admin_pipeline_out_of_reach(node_factory) -> None:
     with pytest.raises(PipelineError, match="admin pipeline"):
         node.update_instance(ADMIN_PIPELINE, NET_MON, "NET_MON_01_INST", {"PROCESS_DELAY": 1})
     assert ratio1_file.exists()  # untouched
+
+
+def test_supervisor_ordinal_0_picks_the_first_statefulset_pod_only() -> None:
+    from edge_engine.comms.settings import _supervisor, load_comms_settings
+
+    assert _supervisor("ordinal-0", "edge-node-0") and not _supervisor("ordinal-0", "edge-node-1")
+    assert not _supervisor("ordinal-0", "edge-node-10") and not _supervisor("ordinal-0", "laptop")
+    assert _supervisor("true") and _supervisor("1") and not _supervisor("0")
+    settings, issues = load_comms_settings({}, {}, {"EE_SUPERVISOR": "1"})
+    assert settings.supervisor and not issues

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -81,6 +82,14 @@ def _bool(text: str) -> bool:
     return text.strip().lower() in ("1", "true", "yes", "on")
 
 
+def _supervisor(text: str, hostname: str | None = None) -> bool:
+    """``EE_SUPERVISOR``: a boolean, or ``ordinal-0``: true only on a StatefulSet's first pod (host name ``*-0``),
+    so one manifest gives a Kubernetes deployment exactly one supervisor."""
+    if text.strip().lower() != "ordinal-0":
+        return _bool(text)
+    return (hostname if hostname is not None else socket.gethostname()).rsplit("-", 1)[-1] == "0"
+
+
 ENV_FIELDS: dict[str, tuple[str, str]] = {
     "EE_MQTT_HOST": ("host", "str"),
     "EE_MQTT_PORT": ("port", "int"),
@@ -99,7 +108,7 @@ ENV_FIELDS: dict[str, tuple[str, str]] = {
     "EE_HB_CONTAINS_PIPELINES": ("hb_contains_pipelines", "bool"),
     "EE_OUTBOX_MAX_MB": ("outbox_max_mb", "float"),
     "EE_OUTBOX_FSYNC_SECONDS": ("outbox_fsync_seconds", "float"),
-    "EE_SUPERVISOR": ("supervisor", "bool"),
+    "EE_SUPERVISOR": ("supervisor", "supervisor"),
     "EE_NETMON_SEND_SECONDS": ("netmon_send_seconds", "float"),
     "EE_NETMON_OFFLINE_SECONDS": ("netmon_offline_seconds", "float"),
     "EE_NETMON_MAX_NODES": ("netmon_max_nodes", "int"),
@@ -135,7 +144,7 @@ def load_comms_settings(
         if text is None or text == "":
             continue
         try:
-            value: Any = {"int": int, "float": float, "bool": _bool, "str": str}[kind](text)
+            value: Any = {"int": int, "float": float, "bool": _bool, "str": str, "supervisor": _supervisor}[kind](text)
         except ValueError:
             issues.append(ConfigIssue(f"expected {kind}", file="environment", key=name, got=text, has_got=True))
             continue
