@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import json
 import os
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import coincurve
@@ -24,11 +27,12 @@ from mqtt_broker import Mosquitto
 
 from edge_engine import client_cli
 from edge_engine.client import EdgeClient, Received, load_client_identity
-from edge_engine.comms.admin import ADMIN_PIPELINE, NET_CONFIG, NET_MON, admin_pipeline_config
+from edge_engine.comms.admin import ADMIN_PIPELINE, NET_CONFIG, NET_MON, AdminPipeline, admin_pipeline_config
 from edge_engine.comms.crypto import decrypt, encrypt_for_multi
 from edge_engine.comms.heartbeat import encode_data
 from edge_engine.comms.network import NetworkTracker
-from edge_engine.comms.signing import sign_to_json, verify
+from edge_engine.comms.settings import CommsSettings
+from edge_engine.comms.signing import sign_to_json, strip_address_prefix, verify
 from edge_engine.identity import Identity, identity_from_private_key
 from edge_engine.node import Node
 from edge_engine.ops import main_add_allowed
@@ -279,6 +283,31 @@ def publish(port: int, topic: str, data: bytes) -> None:
         client.disconnect()
 
 
+class TopicListener:
+    """A plain MQTT subscriber keeping ``(topic, message)`` of every JSON message on ``topics``."""
+
+    def __init__(self, port: int, topics: list[str]):
+        self.received: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue()
+        subscribed = threading.Event()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        self.client.on_connect = lambda c, *_: c.subscribe([(t, 1) for t in topics])
+        self.client.on_subscribe = lambda *_: subscribed.set()
+        self.client.on_message = lambda _c, _u, m: self.received.put((m.topic, json.loads(m.payload)))
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        assert subscribed.wait(10), "no SUBACK"
+
+    def get(self, timeout: float) -> tuple[str, dict[str, Any]] | None:
+        try:
+            return self.received.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
 def test_config_exchange_answers_only_an_allowlisted_requester(mosquitto, nodes, tmp_path) -> None:
     pipeline = {"NAME": "tick", "TYPE": "Void", "PLUGINS": []}
     node = nodes("cfg", mosquitto, PIPELINES=[{**pipeline, "URL": "rtsp://user:secret@cam/1"}])
@@ -290,20 +319,30 @@ def test_config_exchange_answers_only_an_allowlisted_requester(mosquitto, nodes,
     wait_for(lambda: node.comms.admin.snapshot()["listening_for_config_requests"], timeout=10)
     time.sleep(0.3)  # the SUBACK
     targeted = f"naeural/{node.identity.address}/payloads"  # where the ratio1 SDK 3.5 sends it
-    watcher = EdgeClient(load_client_identity(tmp_path / "watcher.pem"), port=mosquitto.port,
-                         channels=("payloads",)).connect()  # fmt: skip
+    # the answers must come on each requester's own topic (as Ratio1's nodes send them), never on the broadcast one
+    own_topics = {who.address: f"naeural/{who.address}/payloads" for who in (me, older, stranger)}
+    watcher = TopicListener(mosquitto.port, ["naeural/payloads", *own_topics.values()])
+    answers: list[tuple[str, dict[str, Any]]] = []
     try:
-        with watcher.listen(lambda r: admin_path(r, NET_CONFIG) and r.sender == node.identity.address) as replies:
-            publish(mosquitto.port, targeted, config_request(stranger, node.identity.address))
-            publish(mosquitto.port, targeted, config_request(me, node.identity.address))
-            publish(mosquitto.port, "naeural/payloads", config_request(older, node.identity.address))
-            answers = [first(replies, lambda r: True, timeout=10) for _ in range(2)]
-            assert replies.get(1.0) is None  # two answers only: the stranger got none
+        publish(mosquitto.port, targeted, config_request(stranger, node.identity.address))
+        publish(mosquitto.port, targeted, config_request(me, node.identity.address))
+        publish(mosquitto.port, "naeural/payloads", config_request(older, node.identity.address))
+        deadline = time.monotonic() + 10
+        while len(answers) < 2 and time.monotonic() < deadline:
+            got = watcher.get(deadline - time.monotonic())
+            if got is not None and got[1].get("EE_SENDER") == node.identity.address:
+                answers.append(got)
+        while (got := watcher.get(1.0)) is not None:  # two answers only: the stranger got none
+            assert got[1].get("EE_SENDER") != node.identity.address, f"unexpected message on {got[0]}"
     finally:
         watcher.close()
-    assert sorted(a.message["EE_DEST"] for a in answers) == sorted([me.address, older.address])
-    reply = next(a for a in answers if a.message["EE_DEST"] == me.address)
-    message = reply.message
+    assert len(answers) == 2, "no answer in time"
+    assert sorted((topic, m["EE_DEST"]) for topic, m in answers) == sorted(
+        [(own_topics[me.address], me.address), (own_topics[older.address], older.address)])  # fmt: skip
+    # replies are numbered on their own sequence channel: the broadcast payloads keep no gaps
+    assert sorted(m["EE_MESSAGE_SEQ"] for _, m in answers) == [1, 2]
+    assert node.comms.sequences.next("payloads") == 1
+    message = next(m for _, m in answers if m["EE_DEST"] == me.address)
     assert verify(message).ok and message["EE_SENDER"] == node.identity.address
     assert message["EE_DEST"] == me.address and message["EE_IS_ENCRYPTED"] is True
     assert message["EE_PAYLOAD_PATH"] == [node.alias, ADMIN_PIPELINE, NET_CONFIG, "NET_CONFIG_MONITOR_INST"]
@@ -404,3 +443,39 @@ def test_supervisor_ordinal_0_picks_the_first_statefulset_pod_only() -> None:
     assert _supervisor("true") and _supervisor("1") and not _supervisor("0")
     settings, issues = load_comms_settings({}, {}, {"EE_SUPERVISOR": "1"})
     assert settings.supervisor and not issues
+
+
+def test_config_answers_go_to_the_requester_topic_by_address_or_alias() -> None:
+    settings = CommsSettings(root_topic="r")
+    admin = SimpleNamespace(settings=settings)  # reply_topic reads only the settings
+    address = new_identity().address
+    assert AdminPipeline.reply_topic(admin, address, {"EE_ID": "sdk"}) == f"r/{address}/payloads"
+    assert AdminPipeline.reply_topic(admin, strip_address_prefix(address), {}) == f"r/{address}/payloads"
+    settings.subtopic = "alias"  # EE_MQTT_SUBTOPIC=alias: the requester's alias when it gives one
+    assert AdminPipeline.reply_topic(admin, address, {"EE_ID": "sdk"}) == "r/sdk/payloads"
+    for alias in (None, "", "a/b", "x+", 7):  # none, or not a topic level: its address
+        assert AdminPipeline.reply_topic(admin, address, {"EE_ID": alias}) == f"r/{address}/payloads"
+
+
+def test_a_clean_stop_says_offline_and_a_stop_without_broker_does_not_wait(mosquitto, nodes, tmp_path) -> None:
+    watch = nodes("watch", mosquitto, {"EE_NETMON_OFFLINE_SECONDS": "600"})  # only OFFLINE can show it offline
+    leaving = nodes("leaving", mosquitto)
+    address = leaving.identity.address
+    wait_for(lambda: any(n["address"] == address and n["online"] for n in watch.comms.admin.tracker.nodes()))
+    listener = TopicListener(mosquitto.port, ["naeural/ctrl"])
+    try:
+        leaving.stop("test")
+        heard = []
+        while (got := listener.get(1.0)) is not None:
+            if got[1].get("EE_SENDER") == address:
+                heard.append(got[1])
+    finally:
+        listener.close()
+    assert heard and heard[-1].get("DEVICE_STATUS") == "OFFLINE"  # the last word: no heartbeat after it
+    assert verify(heard[-1]).ok and heard[-1]["EE_ID"] == "leaving"
+    wait_for(lambda: any(n["address"] == address and not n["online"] for n in watch.comms.admin.tracker.nodes()))
+
+    mosquitto.stop()  # the broker away: the stop publishes nothing and still returns
+    wait_for(lambda: not watch.comms.transport.connected.is_set())
+    watch.stop("test")
+    assert watch.status == "stopped"

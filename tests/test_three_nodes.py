@@ -1,9 +1,13 @@
-"""Three real node processes on one Mosquitto: each one's network view lists all three online; one stopped is shown
-offline by the other two within the offline timeout; started again, it is online again.
+"""Three real node processes on one Mosquitto: each one's network view lists all three online; one stopped cleanly
+(SIGTERM) is shown offline by the other two at once (its OFFLINE message), started again it is online again; one
+that goes silent without a word (SIGSTOP: no OFFLINE, and its connection stays up, so no last will either) is shown
+offline after the offline timeout, and online again when it resumes.
 
 The view is read the way an operator reads it: ``local_info.json`` (``network`` section) and ``get_node_info
---pretty``. The offline timeout is ``OFFLINE_SECONDS`` (``EE_TEST_OFFLINE_SECONDS``; 4 s in CI, 60 s, the default a
-node uses, in the documented slow run: ``EE_TEST_OFFLINE_SECONDS=60 pytest tests/test_three_nodes.py``).
+--pretty``. node1 (the supervisor) uses a long offline timeout (``LONG_OFFLINE_SECONDS``, 60 s, the default a node
+uses), so only the OFFLINE message can make it show a node offline quickly; node2 uses ``OFFLINE_SECONDS``
+(``EE_TEST_OFFLINE_SECONDS``; 4 s in CI, 60 s in the documented slow run:
+``EE_TEST_OFFLINE_SECONDS=60 pytest tests/test_three_nodes.py``) for the timeout path.
 """
 
 from __future__ import annotations
@@ -25,13 +29,16 @@ from mqtt_broker import Mosquitto
 from edge_engine.ops import main_get_node_info
 
 OFFLINE_SECONDS = float(os.environ.get("EE_TEST_OFFLINE_SECONDS", "4"))
+LONG_OFFLINE_SECONDS = max(60.0, 3 * OFFLINE_SECONDS)
+KEEPALIVE_WILL_SECONDS = 45  # the broker fires a silent client's last will after 1.5 x its 30 s keepalive
 STARTUP = {"SECONDS_HEARTBEAT": 1, "SECONDS_LOCAL_INFO": 0.5, "DEMO_PIPELINE": False}
 
 
 class NodeProcess:
     """``python device.py`` in its own working folder and cache, pointed at the test broker."""
 
-    def __init__(self, folder: Path, name: str, broker: Mosquitto, supervisor: bool = False):
+    def __init__(self, folder: Path, name: str, broker: Mosquitto, supervisor: bool = False,
+                 offline_seconds: float = OFFLINE_SECONDS):  # fmt: skip
         self.folder = folder / name
         self.folder.mkdir()
         for link in ("extensions", "plugins", "pipelines", "samples"):
@@ -41,7 +48,7 @@ class NodeProcess:
         env.pop("PYTHONPATH", None)
         env.update(broker.env)
         env.update({"EE_CACHE_DIR": str(self.cache), "EE_ID": name, "EE_STATUS_PORT": "0", "EE_DEMO": "0",
-                    "EE_CONFIG": json.dumps(STARTUP), "EE_NETMON_OFFLINE_SECONDS": str(OFFLINE_SECONDS),
+                    "EE_CONFIG": json.dumps(STARTUP), "EE_NETMON_OFFLINE_SECONDS": str(offline_seconds),
                     "EE_SUPERVISOR": "1" if supervisor else "0"})  # fmt: skip
         self.env = env
         self.proc: subprocess.Popen[bytes] | None = None
@@ -56,6 +63,7 @@ class NodeProcess:
         proc, self.proc = self.proc, None
         if proc is None or proc.poll() is not None:
             return
+        proc.send_signal(signal.SIGCONT)  # in case it was paused
         proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(15)
@@ -80,7 +88,9 @@ class NodeProcess:
 
 @pytest.fixture
 def three(mosquitto: Mosquitto, tmp_path: Path) -> Iterator[list[NodeProcess]]:
-    nodes = [NodeProcess(tmp_path, f"node{i}", mosquitto, supervisor=i == 1).start() for i in (1, 2, 3)]
+    nodes = [NodeProcess(tmp_path, f"node{i}", mosquitto, supervisor=i == 1,
+                         offline_seconds=LONG_OFFLINE_SECONDS if i == 1 else OFFLINE_SECONDS).start()
+             for i in (1, 2, 3)]  # fmt: skip
     try:
         yield nodes
     finally:
@@ -111,13 +121,32 @@ def test_three_nodes_see_each_other_offline_and_back(three: list[NodeProcess], c
 
     stopped = three[2]
     stopped_address = stopped.info()["address"]
+    observers = three[:2]
+    others = addresses - {stopped_address}
+
+    # a clean stop: its OFFLINE message shows it offline at once, also on node1, whose timeout is 60 s
     stopped.stop()
     stopped_at = time.monotonic()
-    observers = three[:2]
-    wait_for(lambda: all(o.view().get(stopped_address) is False for o in observers), timeout=OFFLINE_SECONDS + 10)
-    print(f"\nstopped node shown offline after {time.monotonic() - stopped_at:.1f} s (timeout {OFFLINE_SECONDS:g} s)")
-    assert all(o.view().get(a) is True for o in observers for a in addresses - {stopped_address})
+    wait_for(lambda: all(o.view().get(stopped_address) is False for o in observers), timeout=15)
+    print(f"\nSIGTERM: shown offline after {time.monotonic() - stopped_at:.1f} s (timeout {LONG_OFFLINE_SECONDS:g} s)")
+    assert "OFFLINE published" in stopped.log()
+    assert all(o.view().get(a) is True for o in observers for a in others)
 
     stopped.start()
     wait_for(lambda: all_online(observers, {stopped_address: True}), timeout=30)
     wait_for(lambda: all_online([stopped], dict.fromkeys(addresses, True)), timeout=20)
+
+    # silent (paused: no heartbeat, no OFFLINE, the TCP connection stays up): offline after node2's timeout
+    proc = stopped.proc
+    assert proc is not None
+    proc.send_signal(signal.SIGSTOP)
+    try:
+        paused_at = time.monotonic()
+        wait_for(lambda: three[1].view().get(stopped_address) is False, timeout=OFFLINE_SECONDS + 10)
+        waited = time.monotonic() - paused_at
+        print(f"SIGSTOP: shown offline after {waited:.1f} s (timeout {OFFLINE_SECONDS:g} s)")
+        if waited < KEEPALIVE_WILL_SECONDS - 5:  # (the slow run's 60 s lets the broker's last will come first)
+            assert three[0].view().get(stopped_address) is True  # node1 (60 s) heard no OFFLINE
+    finally:
+        proc.send_signal(signal.SIGCONT)
+    wait_for(lambda: all_online(observers, {stopped_address: True}), timeout=20)

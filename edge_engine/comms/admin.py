@@ -15,7 +15,9 @@ thread that waits on a queue. They are shown as a pipeline everywhere a pipeline
   (pipelines and plugin statuses) addressed to it. The ratio1 SDK (3.5.x) sends requests on the node's targeted
   topic ``{root}/{address}/payloads`` (always subscribed: only messages for this node arrive there); older senders
   use the broadcast ``{root}/payloads``, subscribed only while someone may ask (an allowlist entry, or an unsecured
-  node), whose messages are filtered on their raw bytes before any JSON is parsed.
+  node), whose messages are filtered on their raw bytes before any JSON is parsed. The answer goes, as Ratio1's nodes
+  send it, on the requester's own topic ``{root}/{requester}/payloads`` (its alias with ``EE_MQTT_SUBTOPIC=alias``
+  when the request names one), never on the broadcast topic.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from edge_engine import __version__
 from edge_engine.comms.network import NetworkTracker
 from edge_engine.comms.outbox import OutboxItem
 from edge_engine.comms.signing import strip_address_prefix
+from edge_engine.constants import ADDRESS_PREFIX
 from edge_engine.messages import utc_iso
 from edge_engine.redact import redact
 
@@ -181,7 +184,15 @@ class AdminPipeline:
     def targeted_topic(self) -> str:
         """``{root}/{address}/payloads`` (alias with ``EE_MQTT_SUBTOPIC=alias``): payloads addressed to this node."""
         own = self.identity.address if self.settings.subtopic == "address" else self.node.alias
-        return f"{self.settings.root_topic}/{own}/payloads"
+        return self.settings.topic("payloads", own)
+
+    def reply_topic(self, requester: str, request: dict[str, Any]) -> str:
+        """Where a requester hears its answers: ``{root}/{address}/payloads``; with ``EE_MQTT_SUBTOPIC=alias``
+        ``{root}/{alias}/payloads`` when the request names its alias (``EE_ID``; the SDK listens on both)."""
+        alias = request.get("EE_ID")
+        if self.settings.subtopic == "alias" and isinstance(alias, str) and _topic_level(alias):
+            return self.settings.topic("payloads", alias)
+        return self.settings.topic("payloads", ADDRESS_PREFIX + strip_address_prefix(requester))
 
     def start(self, transport: Any) -> None:
         """Subscribe to heartbeats (and to payloads when someone may ask for the config); start the thread."""
@@ -400,7 +411,8 @@ class AdminPipeline:
         return {"OP": SET_CONFIG, "PIPELINES": pipelines if full else redact(pipelines), "PLUGIN_STATUSES": statuses}
 
     def _reply(self, requester: str, request: dict[str, Any]) -> None:
-        """Queue the encrypted ``SET_CONFIG`` answer, addressed (``EE_DEST``) to the requester only."""
+        """Queue the encrypted ``SET_CONFIG`` answer, addressed (``EE_DEST``) to the requester only, on its own
+        topic (:meth:`reply_topic`); only while connected (a stale answer is worth nothing)."""
         status = self.status[NET_CONFIG]
         full = self.comms.allowlist.allowed(requester)
         body = {"NET_CONFIG_DATA": self.set_config_data(full), **_payload_fields(NET_CONFIG, status.payloads + 1)}
@@ -408,7 +420,8 @@ class AdminPipeline:
         routing = {k: request[k] for k in ("SESSION_ID", "INITIATOR_ID") if isinstance(request.get(k), str)}
         wire = {**routing, "EE_IS_ENCRYPTED": True, "EE_DEST": requester,
                 "EE_ENCRYPTED_DATA": self.encrypt(plaintext, self.identity, requester)}  # fmt: skip
-        self.comms._enqueue(OutboxItem("payloads", wire, self.path(NET_CONFIG)))
+        if not self.comms.send_targeted(wire, self.path(NET_CONFIG), self.reply_topic(requester, request)):
+            return
         status.payloads += 1
         status.last_payload = status.last_exec = time.time()
         self.counters["config_replies"] += 1
@@ -430,6 +443,11 @@ class AdminPipeline:
             "counters": dict(self.counters),
             "instances": [self.status[sig].snapshot() for sig in SUPPORTED],
         }
+
+
+def _topic_level(text: str) -> bool:
+    """Whether ``text`` can be one MQTT topic level (no separator, no wildcard)."""
+    return bool(text) and len(text) <= 256 and not any(c in text for c in "/+#\0")
 
 
 def _payload_fields(signature: str, seq: int) -> dict[str, Any]:

@@ -6,7 +6,8 @@ batches, to segment files under ``_data/outbox/`` (one log per channel, ``payloa
 publisher does it inside ``get`` while it keeps asking (encoding and publishing then alternate on one thread,
 which is what keeps the GIL traffic low), and a spooler thread takes over what waits longer than
 ``SPOOL_DELAY`` (broker away). The publisher ``get``s records in order and ``ack``s each one when the broker's
-PUBACK arrives. Heartbeats (``ctrl``) stay in memory: a stale heartbeat is useless after a restart.
+PUBACK arrives. Heartbeats (``ctrl``) and replies on a requester's topic (``targeted``) stay in memory: stale,
+they are useless after a restart.
 
 Files. A segment ``<channel>-<id>.seg`` starts with a magic line, then records ``[len u32][crc32 u32][seq
 u64][wire bytes]`` (the CRC covers length, seq and bytes). ``<channel>.ack`` holds the ack point (segment id
@@ -51,7 +52,7 @@ DROP_ORDER = ("payloads", "notif")  # what goes first when the bound is hit
 SPOOL_BATCH = 64
 SPOOL_DELAY = 0.05  # what the publisher has not spooled itself within this, the spooler thread does
 SPOOL_MAX = 50_000  # items put and not yet spooled (a burst); beyond this the oldest payload is dropped
-CTRL_MAX = 4  # heartbeats kept in memory while the broker is away (the newest)
+CTRL_MAX = 4  # heartbeats and targeted replies kept in memory while the broker is away (the newest)
 CACHE_BYTES = 8 * 1024 * 1024  # wire bytes kept in memory after spooling, so the publisher rarely reads back
 ACK_WRITE_SECONDS = 0.05  # ack point written (not fsynced) at most this often while acks come in
 

@@ -28,6 +28,7 @@ class OutboxItem:
     source: Any = None  # a Payload whose body is built off the producer's thread
     wire: bytes | None = None  # the encoded message, when the outbox stored it so (sent as is, never re-signed)
     ref: Any = None  # where a durable outbox keeps it (for ack / requeue)
+    topic: str | None = None  # an explicit topic (``targeted`` items: a reply on its requester's own topic)
 
 
 class Outbox(Protocol):
@@ -53,7 +54,7 @@ class Outbox(Protocol):
 class MemoryOutbox:
     """A bounded in-memory outbox: priority channels (ctrl, notif) first, then payloads in order."""
 
-    PRIORITY = ("ctrl", "notif")
+    PRIORITY = ("ctrl", "targeted", "notif")
 
     def __init__(self, max_items: int = 10_000):
         self.max_items = max_items

@@ -41,6 +41,7 @@ PUBLISH_BATCH = 64
 # QoS 1 messages handed to paho and not yet acknowledged. Small on purpose: paho walks its whole list of messages
 # in flight at every PUBACK, so 1,000 in flight cost ~45 µs of CPU per message and 100 cost ~5 (bench_comms.py).
 PUBLISH_WINDOW = 100
+OFFLINE_WAIT = 0.3  # a clean stop waits at most this for the broker's PUBACK of the OFFLINE message
 CHANNEL_TOPICS = {"payloads": "payloads", "notif": "notif", "ctrl": "ctrl"}
 # who deployed the pipeline (copied from its config into every payload's envelope; clear even when encrypted)
 ROUTING_FIELDS = ("SESSION_ID", "INITIATOR_ID", "INITIATOR_ADDR", "MODIFIED_BY_ID", "MODIFIED_BY_ADDR")
@@ -138,7 +139,8 @@ class CommsService:
         self._heartbeat_now = threading.Event()
         self._command_queue: queue.Queue[bytes | None] = queue.Queue(COMMAND_QUEUE)
         self.counters = {"payloads": 0, "notifications": 0, "heartbeats": 0, "published": 0, "oversize": 0,
-                         "commands_dropped": 0, "publish_errors": 0, "unencryptable": 0, "delivered": 0}  # fmt: skip
+                         "commands_dropped": 0, "publish_errors": 0, "unencryptable": 0, "delivered": 0,
+                         "targeted_dropped": 0}  # fmt: skip
         self._unencryptable: set[tuple[Any, ...]] = set()
         self.broker: EmbeddedBroker | None = None
         self.transport: MqttTransport | None = None
@@ -224,6 +226,7 @@ class CommsService:
         self._command_queue.put_nowait(None) if not self._command_queue.full() else None
         self._heartbeat_now.set()
         if self.transport is not None:
+            self._say_offline(deadline)
             self.transport.stop(max(0.1, deadline - time.monotonic()))
         for thread in self._threads:
             thread.join(max(0.05, deadline - time.monotonic()))
@@ -231,6 +234,20 @@ class CommsService:
         self.replay.flush()
         if self.broker is not None:
             self.broker.stop()
+
+    def _say_offline(self, deadline: float) -> None:
+        """A clean stop: publish the last will's ``OFFLINE`` message ourselves (a clean disconnect does not fire the
+        will), so other nodes show this node offline at once. After the publisher has finished (no heartbeat may
+        follow it); waits at most ``OFFLINE_WAIT`` s for the PUBACK, nothing when the broker is away."""
+        transport = self.transport
+        assert transport is not None
+        for thread in self._threads[:1]:  # the publisher
+            thread.join(max(0.0, min(0.2, deadline - time.monotonic() - 0.3)))
+        if not transport.connected.is_set():
+            return
+        wait = min(OFFLINE_WAIT, deadline - time.monotonic() - 0.1)
+        if wait > 0 and transport.publish_wait(self.topic("ctrl"), self._offline_message(), 1, wait):
+            log.info("comms: OFFLINE published on %s", self.topic("ctrl"))
 
     def _offline_message(self) -> bytes:
         body = {"DEVICE_STATUS": "OFFLINE", "EE_ADDR": self.identity.address, "EE_ID": self.node.alias}
@@ -293,6 +310,15 @@ class CommsService:
         item.seq = self.sequences.next(item.channel)
         self.outbox.put(item)
 
+    def send_targeted(self, body: dict[str, Any], path: list[Any], topic: str) -> bool:
+        """Queue a payload for one receiver on its own ``topic`` (``{root}/{receiver}/payloads``), only while
+        connected. It stays in memory (never the disk outbox: it is useless stale) and is numbered on its own
+        sequence channel ``targeted``, so the broadcast ``payloads`` numbers keep no gaps. False: not connected."""
+        if self.transport is None or not self.transport.connected.is_set():
+            return False
+        self._enqueue(OutboxItem("targeted", body, path, topic=topic))
+        return True
+
     # --- publishing ---------------------------------------------------------------------------------------
     def request_heartbeat(self) -> None:
         self._heartbeat_now.set()
@@ -334,7 +360,8 @@ class CommsService:
     def encode(self, item: OutboxItem) -> bytes:
         """Envelope, sequence number, signature, JSON: the bytes that go on the wire."""
         body = payload_body(item.source) if item.source is not None else item.body
-        event = {"payloads": EVENT_PAYLOAD, "notif": EVENT_NOTIFICATION, "ctrl": EVENT_HEARTBEAT}[item.channel]
+        event = {"payloads": EVENT_PAYLOAD, "targeted": EVENT_PAYLOAD, "notif": EVENT_NOTIFICATION,
+                 "ctrl": EVENT_HEARTBEAT}[item.channel]  # fmt: skip
         if not item.seq:
             item.seq = self.sequences.next(item.channel)
         if item.source is not None:
@@ -370,7 +397,7 @@ class CommsService:
         transport = self.transport
         assert transport is not None
         qos = {"payloads": self.settings.payload_qos, "notif": self.settings.payload_qos,
-               "ctrl": self.settings.heartbeat_qos}  # fmt: skip
+               "targeted": self.settings.payload_qos, "ctrl": self.settings.heartbeat_qos}  # fmt: skip
         while not self.stop_event.is_set():
             self._settle_acks()
             item = self.outbox.get(timeout=0.1 if self._unacked else None)
@@ -397,7 +424,7 @@ class CommsService:
                         self._wait_acks()
                         continue
                     try:
-                        info = transport.publish(self.topic(item.channel), data, level)
+                        info = transport.publish(item.topic or self.topic(item.channel), data, level)
                         self.counters["published"] += 1
                         if level and info is not None:
                             self._unacked[info.mid] = item  # acknowledged at its PUBACK
@@ -405,6 +432,10 @@ class CommsService:
                             self.outbox.ack(item)
                         break
                     except NotConnected:
+                        if item.channel == "targeted":  # a reply is worth nothing after a reconnection
+                            self.counters["targeted_dropped"] += 1
+                            self.outbox.ack(item)
+                            break
                         transport.connected.wait(1.0)
                 self._publishing -= 1
             self._publishing = 0

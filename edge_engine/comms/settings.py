@@ -63,9 +63,10 @@ class CommsSettings:
         return bool(self.host)
 
     def topic(self, channel: str, address: str | None = None) -> str:
-        """Ratio1's topics: ``{root}/ctrl``, ``{root}/payloads``, ``{root}/notif``, ``{root}/{addr}/config``."""
-        if channel == "config":
-            return f"{self.root_topic}/{address}/config"
+        """Ratio1's topics: ``{root}/ctrl``, ``{root}/payloads``, ``{root}/notif``; with ``address`` (an address, or
+        an alias with ``EE_MQTT_SUBTOPIC=alias``) a node's own: ``{root}/{addr}/config``, ``{root}/{addr}/payloads``."""
+        if channel == "config" or address is not None:
+            return f"{self.root_topic}/{address}/{channel}"
         return f"{self.root_topic}/{channel}"
 
 

@@ -120,6 +120,16 @@ class MqttTransport:
             return info
         raise NotConnected(f"{self.part}: publish failed ({self._mqtt.error_string(info.rc)})")
 
+    def publish_wait(self, topic: str, data: bytes, qos: int, timeout: float) -> bool:
+        """Publish and wait at most ``timeout`` s for the broker's PUBACK (QoS 0: until written); never raises.
+        True when it was delivered in time; False when not connected, refused or too slow."""
+        try:
+            info = self.publish(topic, data, qos)
+            info.wait_for_publish(max(0.0, timeout))
+            return bool(info.is_published())
+        except (NotConnected, ValueError, RuntimeError):
+            return False
+
     # --- paho callbacks (network thread) ----------------------------------------------------------------
     def _on_connect(self, client: Any, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
         if reason.is_failure:
