@@ -52,6 +52,8 @@ class Sample:
     threads: int
     payloads_per_s: float | None
     output_mb: float
+    cpu_ms_per_frame: float  # CPU time of the node's tree per frame read: its cost, whatever CPU the machine lends
+    cpu_percent: float  # of one core, over the interval
 
 
 @dataclass
@@ -70,6 +72,7 @@ RULES = {
     "rss_mb": Rule("RSS (node + children)", "MB", 3.0, 0.03),
     "fds": Rule("open file descriptors", "", 2, 0.0),
     "threads": Rule("threads", "", 1, 0.0),
+    "cpu_ms_per_frame": Rule("CPU per frame (node + children)", "ms", 0.05, 0.10),
 }
 
 
@@ -149,18 +152,21 @@ def tree(pid: int) -> list[psutil.Process]:
     return [root, *root.children(recursive=True)]
 
 
-def measure(pid: int) -> tuple[float, int, int]:
-    """RSS (MB), open file descriptors and threads summed over the process tree."""
+def measure(pid: int) -> tuple[float, int, int, float]:
+    """RSS (MB), open file descriptors, threads and CPU seconds (user + system) summed over the process tree."""
     rss = fds = threads = 0
+    cpu = 0.0
     for proc in tree(pid):
         try:
             with proc.oneshot():
                 rss += proc.memory_info().rss
                 fds += proc.num_fds()
                 threads += proc.num_threads()
+                times = proc.cpu_times()
+                cpu += times.user + times.system
         except psutil.NoSuchProcess:
             continue
-    return rss / 2**20, fds, threads
+    return rss / 2**20, fds, threads, cpu
 
 
 def folder_mb(folder: Path) -> float:
@@ -265,11 +271,12 @@ def main() -> int:
               f"{args.minutes:g} min, a sample every {args.interval:g} s, warm-up {warmup:.0f} s, comms {comms}, "
               f"_output bounded at {args.output_max_mb:g} MB; node pid {proc.pid}, cache {work / 'cache'}")  # fmt: skip
         print(f"{'time':>6} {'fps total':>9} {'fps min':>8} {'fps max':>8} {'RSS MB':>8} {'fds':>5} {'thr':>5} "
-              f"{'payl/s':>7} {'out MB':>7}")  # fmt: skip
+              f"{'payl/s':>7} {'out MB':>7} {'CPU %':>6} {'ms/frame':>8}")  # fmt: skip
         started = time.monotonic()
         last_inputs = inputs_by_pipeline(read_info(info_path))
         last_payloads = broker.payloads if broker else 0
         last_t = started
+        last_cpu = measure(proc.pid)[3]
         samples: list[Sample] = []
         next_at = started + args.interval
         while time.monotonic() - started < duration:
@@ -283,21 +290,26 @@ def main() -> int:
             fps = {name: (count - last_inputs.get(name, 0)) / span for name, count in inputs.items()}
             payloads = broker.payloads if broker else None
             rate = None if payloads is None else (payloads - last_payloads) / span
-            rss, fds, threads = measure(proc.pid)
-            sample = Sample(now - started, fps, rss, fds, threads, rate, folder_mb(work / "cache" / "_output"))
+            rss, fds, threads, cpu = measure(proc.pid)
+            frames = sum(fps.values()) * span
+            cpu_ms = 1000 * (cpu - last_cpu) / frames if frames else 0.0
+            sample = Sample(now - started, fps, rss, fds, threads, rate, folder_mb(work / "cache" / "_output"),
+                            cpu_ms, 100 * (cpu - last_cpu) / span)  # fmt: skip
             samples.append(sample)
-            last_inputs, last_payloads, last_t = inputs, payloads or 0, now
+            last_inputs, last_payloads, last_t, last_cpu = inputs, payloads or 0, now, cpu
             values = list(fps.values()) or [0.0]
             clock = f"{int(sample.t // 60):3d}:{int(sample.t % 60):02d}"
             print(f"{clock} {sum(values):9.1f} {min(values):8.1f} {max(values):8.1f} {rss:8.1f} "
-                  f"{fds:5d} {threads:5d} {'-' if rate is None else f'{rate:7.1f}':>7} {sample.output_mb:7.1f}",
+                  f"{fds:5d} {threads:5d} {'-' if rate is None else f'{rate:7.1f}':>7} {sample.output_mb:7.1f} "
+                  f"{sample.cpu_percent:6.0f} {cpu_ms:8.3f}",
                   flush=True)  # fmt: skip
 
         kept = [s for s in samples if s.t >= warmup] or samples
         print(f"\nsummary over {len(kept)} samples after the warm-up ({len(samples) - len(kept)} left out):")
         words = []
         for name, getter in (("fps", lambda s: sum(s.fps.values())), ("rss_mb", lambda s: s.rss_mb),
-                             ("fds", lambda s: s.fds), ("threads", lambda s: s.threads)):  # fmt: skip
+                             ("fds", lambda s: s.fds), ("threads", lambda s: s.threads),
+                             ("cpu_ms_per_frame", lambda s: s.cpu_ms_per_frame)):  # fmt: skip
             line, word = verdict(name, [(s.t, float(getter(s))) for s in kept])
             print(line)
             words.append(word)
