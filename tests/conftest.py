@@ -19,6 +19,7 @@ import pytest
 from mqtt_broker import clients, mosquitto, mosquitto_factory  # noqa: F401  (fixtures: a real broker on a free port)
 from s3_server import s3_factory, s3_server  # noqa: F401  (fixtures: a real S3 server, SeaweedFS, on free ports)
 
+from edge_engine.hookspecs import hookimpl
 from edge_engine.node import Node
 from edge_engine.settings import load_settings
 
@@ -83,3 +84,19 @@ def node_factory(tmp_path: Path) -> Iterator[Callable[..., Node]]:
     for node in nodes:
         if node.status == "running":
             node.stop("test teardown")
+
+
+class EmitTap:
+    """A hook implementation that keeps every payload and notification a node emits (register it on ``node.pm``)."""
+
+    def __init__(self) -> None:
+        self.payloads: list[Any] = []
+        self.notifications: list[Any] = []
+
+    @hookimpl
+    def edge_payload(self, payload: Any) -> None:
+        self.payloads.append(payload)
+
+    @hookimpl
+    def edge_notification(self, notification: Any) -> None:
+        self.notifications.append(notification)

@@ -13,10 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import wait_for
+from conftest import EmitTap, wait_for
 
-from edge_engine.api import hookimpl
-from edge_engine.messages import Notification, Payload
 from edge_engine.node import Node
 
 PLUGIN = """
@@ -47,20 +45,8 @@ def messages(name: str, *signatures: str, capture: str = "SYNTHETIC") -> dict[st
             "PLUGINS": [{"SIGNATURE": s, "INSTANCES": [{"INSTANCE_ID": "i"}]} for s in signatures]}  # fmt: skip
 
 
-class Collector:
-    """Keeps the node's payloads and notifications."""
-
-    def __init__(self) -> None:
-        self.payloads: list[Payload] = []
-        self.notifications: list[Notification] = []
-
-    @hookimpl
-    def edge_payload(self, payload: Payload) -> None:
-        self.payloads.append(payload)
-
-    @hookimpl
-    def edge_notification(self, notification: Notification) -> None:
-        self.notifications.append(notification)
+class Collector(EmitTap):
+    """The node's payloads and notifications, and the latest value a plugin reported."""
 
     def latest(self, pipeline: str, signature: str) -> Any:
         for payload in reversed(self.payloads):

@@ -22,13 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from conftest import wait_for
+from conftest import EmitTap, wait_for
 from node_runner import NodeRunner, base_env
 
 from edge_engine.comms.heartbeat import build_heartbeat, decode_data
 from edge_engine.comms.service import payload_body
-from edge_engine.hookspecs import hookimpl
-from edge_engine.messages import Notification, Payload
 from edge_engine.observe.metrics import MetricsExporter
 from edge_engine.ops import format_node_info
 from edge_engine.storage.config import load_storage_settings
@@ -80,22 +78,6 @@ def distinct_keys(cache: Path) -> set[str]:
     return {f"{sha}.jpg" for sha in local_images(cache)} | {f"{sha}.txt" for sha in local_files(cache)}
 
 
-class PayloadTap:
-    """A hook implementation that keeps every payload and notification the node emits."""
-
-    def __init__(self) -> None:
-        self.payloads: list[Payload] = []
-        self.notifications: list[Notification] = []
-
-    @hookimpl
-    def edge_payload(self, payload: Payload) -> None:
-        self.payloads.append(payload)
-
-    @hookimpl
-    def edge_notification(self, notification: Notification) -> None:
-        self.notifications.append(notification)
-
-
 # --- settings ----------------------------------------------------------------------------------------------------
 RATIO1_APP = {"FILE_UPLOAD": {"TYPE": "minio", "CONFIG_UPLOADER": {
     "ENDPOINT": "$EE_MINIO_ENDPOINT", "ACCESS_KEY": "$EE_MINIO_ACCESS_KEY", "SECRET_KEY": "$EE_MINIO_SECRET_KEY",
@@ -145,7 +127,7 @@ def test_queue_survives_a_torn_write_and_keeps_order(tmp_path: Path) -> None:
 
 def test_without_s3_images_stay_local_inline_and_minio_is_not_imported(node_factory, tmp_path: Path) -> None:
     node = node_factory(plugins={"business/imager.py": IMAGER}, start=False)
-    tap = PayloadTap()
+    tap = EmitTap()
     node.pm.register(tap)
     node.start()
     node.add_pipeline(imager_pipeline(count=5, fps=50))
@@ -226,7 +208,7 @@ def test_s3_outage_loses_nothing_and_uploads_nothing_twice(s3_server, node_facto
     count = int(fps * (OUTAGE_SECONDS + 2.5))
     env = {**s3_server.env, "EE_RESTART_BACKOFF_MAX": "1", "EE_FLAP_MAX_FAILURES": "2"}
     node = node_factory(plugins={"business/imager.py": IMAGER}, environ=env, start=False)
-    tap = PayloadTap()
+    tap = EmitTap()
     node.pm.register(tap)
     node.start()
     node.add_pipeline(imager_pipeline(count, fps, FILE_EVERY=0))
@@ -290,7 +272,7 @@ def test_plain_urls_are_deterministic(s3_server, node_factory) -> None:
     env = {**s3_server.env, "EE_MINIO_URL_MODE": "plain", "EE_MINIO_PREFIX": "n1/",
            "EE_MINIO_PUBLIC_ENDPOINT": "https://files.example.com"}  # fmt: skip
     node = node_factory(plugins={"business/imager.py": IMAGER}, environ=env, start=False)
-    tap = PayloadTap()
+    tap = EmitTap()
     node.pm.register(tap)
     node.start()
     node.add_pipeline(imager_pipeline(3, 20, FILE_EVERY=0))
