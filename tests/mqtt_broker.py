@@ -8,6 +8,7 @@ with how to install it: the comms tests are not optional.
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -45,13 +46,31 @@ def mosquitto_binary() -> str | None:
 
 
 def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now (never 1883)."""
-    while True:
+    """A TCP port free on 127.0.0.1 right now (never 1883), below the kernel's ephemeral range when possible.
+
+    A port from the ephemeral range can be taken, between this call and the server's bind (or while a server is
+    stopped for an outage test), by any outgoing connection's local end; ports below the range cannot.
+    """
+    low = _ephemeral_low()
+    for _ in range(200):
+        port = random.randint(10_000, low - 1) if low > 10_001 else 0
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind(("127.0.0.1", 0))
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
             port = sock.getsockname()[1]
         if port != 1883:
             return port
+    raise RuntimeError("no free TCP port found on 127.0.0.1")
+
+
+def _ephemeral_low() -> int:
+    """The first port of the kernel's ephemeral range (32768 where it cannot be read)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.2) -> bool:
