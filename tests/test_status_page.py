@@ -196,7 +196,6 @@ def test_page_in_headless_chromium(node: Node, base_url: str) -> None:
     try:
         from selenium import webdriver
         from selenium.webdriver.chrome.service import Service
-        from selenium.webdriver.common.by import By
     except ImportError as exc:
         pytest.fail(f"the browser test needs selenium (requirements-dev.txt): {exc}")
     wait_witness(base_url)
@@ -213,14 +212,19 @@ def test_page_in_headless_chromium(node: Node, base_url: str) -> None:
         driver.set_page_load_timeout(15)
         driver.get(base_url + "/")
 
+        # read the page in one script call: the page re-renders every second, so an element found by one WebDriver
+        # call may be gone (stale) by the next
         def names() -> set[str] | None:
-            found = {e.get_attribute("data-pipeline") for e in driver.find_elements(By.CSS_SELECTOR, ".pipeline")}
+            found = set(driver.execute_script(
+                "return [...document.querySelectorAll('.pipeline')].map(e => e.dataset.pipeline);"))  # fmt: skip
             return found if {"synth", "video"} <= found else None
 
         wait_for(names, timeout=10, interval=0.2)
 
         def synth_inputs() -> int:
-            text = driver.find_element(By.CSS_SELECTOR, '[data-pipeline="synth"] .capture-inputs').text
+            text = driver.execute_script(
+                "const e = document.querySelector('[data-pipeline=\"synth\"] .capture-inputs');"
+                " return e ? e.innerText : '';")  # fmt: skip
             return int(text.replace(",", "").replace(".", "").replace("\u202f", "").replace("\xa0", "") or 0)
 
         first = synth_inputs()
@@ -228,7 +232,7 @@ def test_page_in_headless_chromium(node: Node, base_url: str) -> None:
         script = ("const i = document.querySelector('[data-pipeline=\"video\"] img.witness');"
                   " return i && i.complete ? i.naturalWidth : 0;")  # fmt: skip
         assert wait_for(lambda: driver.execute_script(script), timeout=8, interval=0.3) > 0
-        finished = driver.find_element(By.CSS_SELECTOR, '[data-pipeline="short"]').get_attribute("data-status")
+        finished = driver.execute_script("return document.querySelector('[data-pipeline=\"short\"]').dataset.status;")
         assert finished in ("finished", "stopped")
         ARTIFACTS.mkdir(exist_ok=True)
         assert driver.save_screenshot(str(ARTIFACTS / "status_page.png"))
