@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,6 +34,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _broker import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 LINKED_DIRS = ("extensions", "plugins", "pipelines", "samples")
@@ -181,12 +183,6 @@ def measure(label: str, root: Path, env_extra: dict[str, str], seconds: float, r
     finally:
         run.stop()
     return figures
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def verdict(ok: bool) -> str:

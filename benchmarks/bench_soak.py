@@ -25,7 +25,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,6 +36,9 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _broker import start_mosquitto
 
 REPO = Path(__file__).resolve().parent.parent
 LINKED_DIRS = ("extensions", "plugins", "pipelines", "samples")
@@ -76,41 +78,13 @@ RULES = {
 }
 
 
-def free_port() -> int:
-    while True:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        if port != 1883:
-            return port
-
-
-def mosquitto_binary() -> str | None:
-    for candidate in (os.environ.get("EE_TEST_MOSQUITTO"), shutil.which("mosquitto"), "/usr/sbin/mosquitto"):
-        if candidate and os.access(candidate, os.X_OK):
-            return candidate
-    return None
-
-
 class Broker:
     """A Mosquitto of our own on a free port, and a subscriber counting payloads."""
 
     def __init__(self, folder: Path):
-        binary = mosquitto_binary()
-        if binary is None:
-            raise SystemExit("mosquitto not found (apt-get install mosquitto, or --no-comms)")
-        self.port = free_port()
-        config = folder / "mosquitto.conf"
-        config.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
-        self.log = open(folder / "mosquitto.log", "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen([binary, "-c", str(config)], stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc, self.port = start_mosquitto(folder, log=folder / "mosquitto.log", missing_hint=", or --no-comms")
         self.payloads = 0
         self._lock = threading.Lock()
-        deadline = time.monotonic() + 10
-        while not self._answers():
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                raise SystemExit("mosquitto did not start")
-            time.sleep(0.05)
         import paho.mqtt.client as mqtt
 
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="soak-counter")
@@ -118,13 +92,6 @@ class Broker:
         self.client.on_message = self._count
         self.client.connect("127.0.0.1", self.port)
         self.client.loop_start()
-
-    def _answers(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                return True
-        except OSError:
-            return False
 
     def _count(self, *_args: Any) -> None:
         with self._lock:
@@ -138,7 +105,6 @@ class Broker:
             self.proc.wait(5)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-        self.log.close()
 
 
 def pipeline(index: int, realtime: bool) -> dict[str, Any]:
