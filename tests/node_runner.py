@@ -61,12 +61,17 @@ class NodeRunner:
     def local_info_path(self) -> Path:
         return self.cache / "_data" / "local_info.json"
 
-    def start(self, **env: str) -> subprocess.Popen[bytes]:
+    @property
+    def streams(self) -> Path:
+        return self.cache / "_data" / "box_configuration" / "streams"
+
+    def start(self, *python_args: str, **env: str) -> subprocess.Popen[bytes]:
+        """Start ``python [python_args] device.py`` with ``env`` over the runner's environment."""
         assert self.proc is None or self.proc.poll() is not None, "the previous run is still alive"
         self.log_path = self.workdir / f"node-run{len(self.runs) + 1}.log"
         with open(self.log_path, "wb") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, str(REPO / "device.py")],
+                [sys.executable, *python_args, str(REPO / "device.py")],
                 cwd=self.workdir,
                 env={**self.env, **env},
                 stdout=out,
@@ -80,14 +85,17 @@ class NodeRunner:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
     def kill(self) -> None:
-        """SIGKILL the whole process group and reap it."""
+        """SIGKILL the whole process group and reap it (a crash: nothing gets to clean up)."""
         assert self.proc is not None
         _kill_group(self.proc)
 
-    def stop(self, timeout: float = 15.0) -> int:
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> tuple[int, float]:
+        """Send ``sig`` to the node process; return its exit code and how long it took to exit."""
         assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout)
+        started = time.monotonic()
+        self.proc.send_signal(sig)
+        code = self.proc.wait(timeout)
+        return code, time.monotonic() - started
 
     def cleanup(self) -> None:
         for proc in self.runs:

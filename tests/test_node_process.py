@@ -22,10 +22,8 @@ from typing import Any
 import psutil
 import pytest
 from conftest import wait_for
+from node_runner import REPO, NodeRunner
 
-REPO = Path(__file__).resolve().parent.parent
-LINKED_DIRS = ("extensions", "plugins", "pipelines", "samples")
-START_TIMEOUT = 20.0
 STOP_BUDGET = 5.0
 HEAVY_MODULES = {"cv2", "numpy", "torch"}
 
@@ -66,101 +64,6 @@ def imported_modules(text: str) -> set[str]:
     return modules
 
 
-class NodeProcess:
-    """One node (working folder + cache) that can be started, signalled and restarted as a real process."""
-
-    def __init__(self, workdir: Path, env: dict[str, str]):
-        self.workdir = workdir
-        self.env = env
-        self.cache = Path(env["EE_CACHE_DIR"])
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.procs: list[subprocess.Popen[bytes]] = []
-        self.log_path: Path | None = None
-
-    # --- paths ----------------------------------------------------------------------------------------
-    @property
-    def local_info_path(self) -> Path:
-        return self.cache / "_data" / "local_info.json"
-
-    @property
-    def streams(self) -> Path:
-        return self.cache / "_data" / "box_configuration" / "streams"
-
-    # --- process control ------------------------------------------------------------------------------
-    def start(self, *python_args: str, **env: str) -> subprocess.Popen[bytes]:
-        assert self.proc is None or self.proc.poll() is not None, "the previous run is still alive"
-        self.log_path = self.workdir / f"node-run{len(self.procs) + 1}.log"
-        with open(self.log_path, "wb") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, *python_args, str(REPO / "device.py")],
-                cwd=self.workdir,
-                env={**self.env, **env},
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        self.procs.append(self.proc)
-        return self.proc
-
-    def output(self) -> str:
-        assert self.log_path is not None
-        return self.log_path.read_text(encoding="utf-8", errors="replace")
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> tuple[int, float]:
-        """Send ``sig`` to the node process; return its exit code and how long it took to exit."""
-        assert self.proc is not None
-        started = time.monotonic()
-        self.proc.send_signal(sig)
-        code = self.proc.wait(timeout)
-        return code, time.monotonic() - started
-
-    def kill(self) -> None:
-        """SIGKILL the whole process group (a crash: nothing gets to clean up)."""
-        assert self.proc is not None
-        _kill_group(self.proc)
-
-    def cleanup(self) -> None:
-        for proc in self.procs:
-            _kill_group(proc)
-
-    # --- reading what the node reports ------------------------------------------------------------------
-    def info(self) -> dict[str, Any] | None:
-        try:
-            return json.loads(self.local_info_path.read_bytes())
-        except (FileNotFoundError, json.JSONDecodeError):
-            return None
-
-    def wait_info(
-        self, check: Callable[[dict[str, Any]], bool] | None = None, timeout: float = START_TIMEOUT
-    ) -> dict[str, Any]:
-        """local_info.json written by the current run, with status running and ``check`` true."""
-        assert self.proc is not None
-        proc = self.proc
-
-        def ready() -> dict[str, Any] | None:
-            if proc.poll() is not None:
-                raise AssertionError(f"the node exited with code {proc.returncode}:\n{self.output()}")
-            info = self.info()
-            fresh = info is not None and info.get("pid") == proc.pid and info.get("status") == "running"
-            return info if fresh and (check is None or check(info)) else None
-
-        try:
-            return wait_for(ready, timeout=timeout)
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}\nlast local_info: {self.info()}\nnode output:\n{self.output()}") from None
-
-
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        pass
-
-
 def group_alive(pgid: int) -> bool:
     try:
         os.killpg(pgid, 0)
@@ -181,23 +84,18 @@ def run_cmd(name: str, *args: str, cwd: Path, env: dict[str, str] | None = None)
 
 
 @pytest.fixture
-def make_node(tmp_path: Path) -> Iterator[Callable[..., NodeProcess]]:
+def make_node(tmp_path: Path) -> Iterator[Callable[..., NodeRunner]]:
     """``make_node(config=None, **env)``: a working folder (with ``.config_startup.json`` if given) and cache."""
-    nodes: list[NodeProcess] = []
+    nodes: list[NodeRunner] = []
 
-    def make(config: dict[str, Any] | None = None, **env: str) -> NodeProcess:
+    def make(config: dict[str, Any] | None = None, **env: str) -> NodeRunner:
         workdir = tmp_path / f"node{len(nodes) + 1}"
-        workdir.mkdir()
-        for name in LINKED_DIRS:
-            (workdir / name).symlink_to(REPO / name, target_is_directory=True)
-        if config is not None:
-            (workdir / ".config_startup.json").write_text(json.dumps(config), encoding="utf-8")
         base_env = {k: v for k, v in os.environ.items() if not k.startswith("EE_")}
         base_env.pop("PYTHONPATH", None)
         # comms off: tests never touch a broker on 1883 (DECISIONS 31); these tests are about the node process
         base_env.update({"EE_CACHE_DIR": str(workdir / "cache"), "EE_SECONDS_LOCAL_INFO": "0.5", "EE_COMMS": "0"})
         base_env.update(env)
-        node = NodeProcess(workdir, base_env)
+        node = NodeRunner(workdir, base_env, config)
         nodes.append(node)
         return node
 
@@ -207,16 +105,16 @@ def make_node(tmp_path: Path) -> Iterator[Callable[..., NodeProcess]]:
 
 
 # --- (a) zero-config demo ---------------------------------------------------------------------------------
-def test_zero_config_runs_the_demo(make_node: Callable[..., NodeProcess]) -> None:
+def test_zero_config_runs_the_demo(make_node: Callable[..., NodeRunner]) -> None:
     node = make_node()  # no .config_startup.json, no .config_app.json, no .env
     assert not (node.workdir / ".config_startup.json").exists()
     node.start()
-    first = node.wait_info(pipeline_running("demo"))
+    first = node.wait_running(pipeline_running("demo"))
     demo = find_pipeline(first, "demo")
     assert demo is not None and demo["type"] == "VIDEO_FILE"
     assert {i["signature"] for i in demo["instances"]} == {"MOTION_DETECTOR", "FRAME_STATS"}
     before = demo["capture"]["inputs"]
-    node.wait_info(pipeline_running("demo", min_inputs=before + 1))
+    node.wait_running(pipeline_running("demo", min_inputs=before + 1))
     assert (node.streams / "demo.json").is_file()
 
     payloads = node.cache / "_output" / "demo" / "MOTION_DETECTOR_DEFAULT" / "payloads.jsonl"
@@ -228,10 +126,10 @@ def test_zero_config_runs_the_demo(make_node: Callable[..., NodeProcess]) -> Non
 
 
 # --- (b) persistence across a crash -------------------------------------------------------------------------
-def test_pipelines_and_identity_survive_kill9(make_node: Callable[..., NodeProcess]) -> None:
+def test_pipelines_and_identity_survive_kill9(make_node: Callable[..., NodeRunner]) -> None:
     node = make_node({"DEMO_PIPELINE": False, "PIPELINES": [COUNTER]}, EE_ID="keeper-1")
     node.start()
-    first = node.wait_info(pipeline_running("count"))
+    first = node.wait_running(pipeline_running("count"))
     assert first["alias"] == "keeper-1"
     assert (node.streams / "count.json").is_file()
     key = (node.cache / "_data" / "e2.pem").read_bytes()
@@ -240,7 +138,7 @@ def test_pipelines_and_identity_survive_kill9(make_node: Callable[..., NodeProce
     assert node.proc is not None and node.proc.returncode == -signal.SIGKILL
 
     node.start(EE_ID="someone-else")  # EE_ID only seeds the alias at first start; the cached alias wins
-    second = node.wait_info(pipeline_running("count"))
+    second = node.wait_running(pipeline_running("count"))
     assert second["pid"] != first["pid"]
     assert second["address"] == first["address"]
     assert second["alias"] == "keeper-1"
@@ -251,17 +149,17 @@ def test_pipelines_and_identity_survive_kill9(make_node: Callable[..., NodeProce
 
 
 # --- (c) a removed pipeline stays removed, the demo is not re-seeded ------------------------------------------------
-def test_removed_pipeline_stays_removed_and_demo_is_not_reseeded(make_node: Callable[..., NodeProcess]) -> None:
+def test_removed_pipeline_stays_removed_and_demo_is_not_reseeded(make_node: Callable[..., NodeRunner]) -> None:
     node = make_node({"PIPELINES": [COUNTER]})  # DEMO_PIPELINE defaults to true: demo + count
     node.start()
-    first = node.wait_info(lambda i: pipeline_running("count")(i) and pipeline_running("demo")(i))
+    first = node.wait_running(lambda i: pipeline_running("count")(i) and pipeline_running("demo")(i))
     assert sorted(p["name"] for p in first["pipelines"]) == ["count", "demo"]
     assert node.stop()[0] == 0
     assert (node.cache / "_data" / "cache_version").is_file()
 
     (node.streams / "demo.json").unlink()  # what removing the pipeline does, done while the node is stopped
     node.start()
-    second = node.wait_info(pipeline_running("count"))
+    second = node.wait_running(pipeline_running("count"))
     assert [p["name"] for p in second["pipelines"]] == ["count"]
     assert second["invalid_pipelines"] == []
     assert not (node.streams / "demo.json").exists()
@@ -270,10 +168,10 @@ def test_removed_pipeline_stays_removed_and_demo_is_not_reseeded(make_node: Call
 
 # --- (d) clean stop on SIGTERM / SIGINT -------------------------------------------------------------------------
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_signal_stops_process_tree_cleanly(make_node: Callable[..., NodeProcess], sig: int) -> None:
+def test_signal_stops_process_tree_cleanly(make_node: Callable[..., NodeRunner], sig: int) -> None:
     node = make_node({"PIPELINES": [COUNTER]})
     proc = node.start()
-    node.wait_info(lambda i: pipeline_running("count")(i) and pipeline_running("demo")(i))
+    node.wait_running(lambda i: pipeline_running("count")(i) and pipeline_running("demo")(i))
     children = psutil.Process(proc.pid).children(recursive=True)
 
     code, seconds = node.stop(sig)
@@ -293,11 +191,11 @@ def test_signal_stops_process_tree_cleanly(make_node: Callable[..., NodeProcess]
 
 
 # --- (e) ops commands against the running node ---------------------------------------------------------------
-def test_ops_commands_read_the_running_node(make_node: Callable[..., NodeProcess]) -> None:
+def test_ops_commands_read_the_running_node(make_node: Callable[..., NodeRunner]) -> None:
     config = {"DEMO_PIPELINE": False, "PIPELINES": [COUNTER], "SECONDS_HISTORY_SAMPLE": 1, "SECONDS_HISTORY_SAVE": 1}
     node = make_node(config)
     proc = node.start()
-    node.wait_info(pipeline_running("count", min_inputs=5))
+    node.wait_running(pipeline_running("count", min_inputs=5))
 
     result = run_cmd("get_node_info", "--cache-dir", str(node.cache), cwd=node.workdir)
     assert result.returncode == 0, result.stderr
@@ -336,10 +234,10 @@ def test_ops_commands_read_the_running_node(make_node: Callable[..., NodeProcess
 
 
 # --- (f) local_info.json is never seen half-written --------------------------------------------------------------
-def test_local_info_is_never_torn(make_node: Callable[..., NodeProcess]) -> None:
+def test_local_info_is_never_torn(make_node: Callable[..., NodeRunner]) -> None:
     node = make_node({"DEMO_PIPELINE": False, "PIPELINES": [COUNTER]}, EE_SECONDS_LOCAL_INFO="0.2")
     node.start()
-    node.wait_info(pipeline_running("count"))
+    node.wait_running(pipeline_running("count"))
     path = node.local_info_path
     stats: dict[str, Any] = {"reads": 0, "errors": [], "stamps": set()}
 
@@ -362,7 +260,7 @@ def test_local_info_is_never_torn(make_node: Callable[..., NodeProcess]) -> None
 
 
 # --- (g) a broken startup config stops the node with a clear message ---------------------------------------------
-def test_unknown_startup_key_exits_2_with_hint(make_node: Callable[..., NodeProcess]) -> None:
+def test_unknown_startup_key_exits_2_with_hint(make_node: Callable[..., NodeRunner]) -> None:
     node = make_node({"SECONDS_HEARTBEATS": 10, "DEMO_PIPELINE": False, "PIPELINES": [COUNTER]})
     proc = node.start()
     assert proc.wait(15) == 2
@@ -377,16 +275,16 @@ def test_unknown_startup_key_exits_2_with_hint(make_node: Callable[..., NodeProc
         json.dumps({"SECONDS_HEARTBEAT": 10, "DEMO_PIPELINE": False, "PIPELINES": [COUNTER]}), encoding="utf-8"
     )
     node.start()
-    node.wait_info(pipeline_running("count"))
+    node.wait_running(pipeline_running("count"))
     cached = json.loads((node.cache / "config_startup.json").read_text(encoding="utf-8"))
     assert "SECONDS_HEARTBEATS" not in cached and cached["SECONDS_HEARTBEAT"] == 10
 
 
 # --- (h) change_alias applies at the next start --------------------------------------------------------------------
-def test_change_alias_then_restart(make_node: Callable[..., NodeProcess]) -> None:
+def test_change_alias_then_restart(make_node: Callable[..., NodeRunner]) -> None:
     node = make_node({"DEMO_PIPELINE": False})
     node.start()
-    first = node.wait_info()
+    first = node.wait_running()
     assert first["alias"] != "renamed-1"
 
     result = run_cmd("change_alias", "--cache-dir", str(node.cache), "renamed-1", cwd=node.workdir)
@@ -395,14 +293,14 @@ def test_change_alias_then_restart(make_node: Callable[..., NodeProcess]) -> Non
     assert node.stop()[0] == 0
 
     node.start()
-    second = node.wait_info()
+    second = node.wait_running()
     assert second["alias"] == "renamed-1"
     assert second["address"] == first["address"]
 
 
 # --- (i) an idle node imports no heavy library ---------------------------------------------------------------------
 @pytest.mark.parametrize("demo", [False, True], ids=["idle", "demo-control"])
-def test_idle_node_imports_no_heavy_modules(make_node: Callable[..., NodeProcess], demo: bool) -> None:
+def test_idle_node_imports_no_heavy_modules(make_node: Callable[..., NodeRunner], demo: bool) -> None:
     """``python -X importtime device.py`` lists every import, lazy ones in pipeline threads included.
 
     The demo run is the control: it must show cv2, which proves the check would see it.
@@ -410,8 +308,8 @@ def test_idle_node_imports_no_heavy_modules(make_node: Callable[..., NodeProcess
     node = make_node({"DEMO_PIPELINE": demo})
     node.start("-X", "importtime")
     check = pipeline_running("demo") if demo else None
-    first = node.wait_info(check)
-    node.wait_info(lambda i: i["updated_at"] != first["updated_at"])  # a few housekeeping rounds too
+    first = node.wait_running(check)
+    node.wait_running(lambda i: i["updated_at"] != first["updated_at"])  # a few housekeeping rounds too
     time.sleep(0.5)
     assert node.stop()[0] == 0
     modules = imported_modules(node.output())
