@@ -16,15 +16,15 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO, wait_for
+from conftest import wait_for
 from mqtt_broker import Mosquitto
+from node_runner import NodeRunner
 
 from edge_engine.ops import main_get_node_info
 
@@ -34,48 +34,38 @@ KEEPALIVE_WILL_SECONDS = 45  # the broker fires a silent client's last will afte
 STARTUP = {"SECONDS_HEARTBEAT": 1, "SECONDS_LOCAL_INFO": 0.5, "DEMO_PIPELINE": False}
 
 
-class NodeProcess:
+class NodeProcess(NodeRunner):
     """``python device.py`` in its own working folder and cache, pointed at the test broker."""
 
     def __init__(self, folder: Path, name: str, broker: Mosquitto, supervisor: bool = False,
                  offline_seconds: float = OFFLINE_SECONDS):  # fmt: skip
-        self.folder = folder / name
-        self.folder.mkdir()
-        for link in ("extensions", "plugins", "pipelines", "samples"):
-            (self.folder / link).symlink_to(REPO / link, target_is_directory=True)
-        self.cache = self.folder / "cache"
+        cache = folder / name / "cache"
         env = {k: v for k, v in os.environ.items() if not k.startswith("EE_")}
         env.pop("PYTHONPATH", None)
         env.update(broker.env)
-        env.update({"EE_CACHE_DIR": str(self.cache), "EE_ID": name, "EE_STATUS_PORT": "0", "EE_DEMO": "0",
+        env.update({"EE_CACHE_DIR": str(cache), "EE_ID": name, "EE_STATUS_PORT": "0", "EE_DEMO": "0",
                     "EE_CONFIG": json.dumps(STARTUP), "EE_NETMON_OFFLINE_SECONDS": str(offline_seconds),
                     "EE_SUPERVISOR": "1" if supervisor else "0"})  # fmt: skip
-        self.env = env
-        self.proc: subprocess.Popen[bytes] | None = None
+        super().__init__(folder / name, env)
+        self.folder = self.workdir
 
-    def start(self) -> NodeProcess:
-        with open(self.folder / "node.log", "ab") as out:
-            self.proc = subprocess.Popen([sys.executable, str(REPO / "device.py")], cwd=self.folder, env=self.env,
-                                         stdout=out, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    def start(self) -> NodeProcess:  # type: ignore[override]
+        super().start()
         return self
 
-    def stop(self) -> None:
-        proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
+    def stop(self) -> None:  # type: ignore[override]
+        """SIGTERM (after SIGCONT, in case it was paused) and wait; nothing when it is not running."""
+        if self.proc is None or self.proc.poll() is not None:
             return
-        proc.send_signal(signal.SIGCONT)  # in case it was paused
-        proc.send_signal(signal.SIGTERM)
+        self.proc.send_signal(signal.SIGCONT)
         try:
-            proc.wait(15)
+            super().stop(timeout=15)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
+            self.kill()
+        self.proc = None
 
-    def info(self) -> dict[str, Any]:
-        try:
-            return json.loads((self.cache / "_data" / "local_info.json").read_text(encoding="utf-8"))
-        except (FileNotFoundError, json.JSONDecodeError):
-            return {}
+    def info(self) -> dict[str, Any]:  # type: ignore[override]
+        return super().info() or {}
 
     def view(self) -> dict[str, bool]:
         """address -> online, from this node's local_info.json."""
@@ -83,7 +73,8 @@ class NodeProcess:
         return {n["address"]: n["online"] for n in network.get("nodes") or []}
 
     def log(self) -> str:
-        return (self.folder / "node.log").read_text(encoding="utf-8", errors="replace")
+        """This run's output."""
+        return self.output()
 
 
 @pytest.fixture
