@@ -24,7 +24,8 @@ import paho.mqtt.client as mqtt
 import pytest
 from conftest import wait_for
 from mqtt_broker import Mosquitto
-from test_node_process import NodeProcess, make_node  # noqa: F401  (fixture)
+from node_runner import NodeRunner
+from test_node_process import make_node  # noqa: F401  (fixture)
 
 from edge_engine.comms.disk_outbox import inspect_outbox
 from edge_engine.comms.service import PUBLISH_WINDOW
@@ -162,7 +163,7 @@ def test_broker_outage_delivers_every_payload_in_order(mosquitto_factory, node_f
 
 # --- kill -9 while payloads wait for the broker ---------------------------------------------------------------------
 def test_kill9_with_queued_payloads_delivers_them_after_restart(
-    make_node: Callable[..., NodeProcess],  # noqa: F811  (the fixture imported above)
+    make_node: Callable[..., NodeRunner],  # noqa: F811  (the fixture imported above)
     mosquitto_factory,
 ) -> None:
     broker: Mosquitto = mosquitto_factory(persistence=True)
@@ -172,11 +173,11 @@ def test_kill9_with_queued_payloads_delivers_them_after_restart(
     outbox_dir = node.cache / "_data" / "outbox"
     try:
         node.start()
-        node.wait_info(lambda info: bool(info.get("comms") and info["comms"]["connected"]))
+        node.wait_running(lambda info: bool(info.get("comms") and info["comms"]["connected"]))
         wait_for(lambda: len(watcher.messages) >= 10, timeout=15)
 
         broker.stop()
-        queued = node.wait_info(
+        queued = node.wait_running(
             lambda info: not info["comms"]["connected"] and info["comms"]["outbox"]["pending"] >= 2 * FPS,
             timeout=15 + OUTAGE_SECONDS,
         )["comms"]["outbox"]
@@ -192,9 +193,9 @@ def test_kill9_with_queued_payloads_delivers_them_after_restart(
 
         broker.start()
         node.start()
-        node.wait_info(lambda info: bool(info["comms"]["connected"]))
+        node.wait_running(lambda info: bool(info["comms"]["connected"]))
         wait_for(lambda: set(on_disk["seqs"]) <= watcher.seqs(), timeout=30)
-        node.wait_info(lambda info: info["comms"]["outbox"]["pending_by_channel"]["payloads"] < FPS, timeout=15)
+        node.wait_running(lambda info: info["comms"]["outbox"]["pending_by_channel"]["payloads"] < FPS, timeout=15)
         log = node.output()
     finally:
         watcher.close()

@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 from conftest import wait_for
 from mqtt_broker import Mosquitto, require_binary
+from node_runner import NodeRunner
 from sdk_env import sdk_python
-from test_node_process import LINKED_DIRS, NodeProcess
 
 from edge_engine.client import EdgeClient
 from edge_engine.identity import load_or_create_identity
@@ -58,7 +58,7 @@ def doc_blocks() -> list[str]:
 @dataclass
 class Rig:
     broker: Mosquitto
-    node: NodeProcess
+    node: NodeRunner
     address: str
     alias: str
     tmp: Path
@@ -162,22 +162,18 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     (tmp / "broker").mkdir()
     broker = Mosquitto(require_binary(), tmp / "broker").start()
     workdir = tmp / "node"
-    workdir.mkdir()
-    for name in LINKED_DIRS:
-        (workdir / name).symlink_to(REPO / name, target_is_directory=True)
     config = {"DEMO_PIPELINE": False, "EE_ID": "sdk-node", "PIPELINES": [RUNNING]}
-    (workdir / ".config_startup.json").write_text(json.dumps(config), encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if not k.startswith("EE_")}
     env.pop("PYTHONPATH", None)
     env.update({"EE_CACHE_DIR": str(workdir / "cache"), "EE_SECONDS_LOCAL_INFO": "0.5", "EE_STATUS_PORT": "0",
                 "EE_SUPERVISOR": "true", **broker.env})  # fmt: skip
     # as Ratio1's images: heartbeats without pipeline configs, so the SDK learns them only by the config exchange
     env["EE_HB_CONTAINS_PIPELINES"] = "0"
-    node = NodeProcess(workdir, env)
+    node = NodeRunner(workdir, env, config)
     node.start()
     watcher = EdgeClient(load_or_create_identity(tmp / "watcher.pem"), port=broker.port).connect()
     try:
-        info = node.wait_info(lambda i: "door" in [p["name"] for p in i["pipelines"]])
+        info = node.wait_running(lambda i: "door" in [p["name"] for p in i["pipelines"]])
         yield Rig(broker, node, info["address"], info["alias"], tmp, sdk, watcher)
     finally:
         watcher.close()
