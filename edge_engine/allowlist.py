@@ -119,6 +119,7 @@ class Allowlist:
         self.own_address = own_address
         self._mtime: tuple[int, int, int] | None = None
         self._addresses: frozenset[str] = frozenset()
+        self.version = 0  # rises each time the file is seen changed (a watcher compares it, whoever re-read it)
         self.refresh()
 
     def refresh(self) -> None:
@@ -131,6 +132,7 @@ class Allowlist:
         if mtime != self._mtime:
             self._mtime = mtime
             self._addresses = frozenset(e.address for e in read(self.path))
+            self.version += 1
 
     def allowed(self, address: str) -> bool:
         """Whether ``address`` may change the node (the node itself always may)."""

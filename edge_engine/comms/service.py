@@ -347,9 +347,11 @@ class CommsService:
         """Wait ``interval`` s for the next heartbeat; less when one is asked for or the allowlist file changed (its
         ``EE_WHITELIST`` tells SDK sessions at once that they may now send commands: ``is_peered``)."""
         deadline = time.monotonic() + interval
-        before = _file_identity(self.layout.authorized_addrs)
+        self.allowlist.refresh()
+        before = self.allowlist.version
         while not self._heartbeat_now.wait(max(0.0, min(1.0, deadline - time.monotonic()))):
-            if time.monotonic() >= deadline or _file_identity(self.layout.authorized_addrs) != before:
+            self.allowlist.refresh()
+            if time.monotonic() >= deadline or self.allowlist.version != before:
                 return
 
     def _command_counters(self) -> dict[str, int]:
@@ -497,15 +499,6 @@ def _encrypt(plaintext: str, identity: Any, receiver: str) -> str:
     from edge_engine.comms.crypto import encrypt_for
 
     return encrypt_for(plaintext, identity, receiver)
-
-
-def _file_identity(path: Any) -> tuple[int, int, int] | None:
-    """(inode, mtime, size) of a file, None when missing: changes with every atomic rewrite."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_ino, st.st_mtime_ns, st.st_size
 
 
 def _decrypt(data: str, identity: Any, sender: str) -> str:
