@@ -212,6 +212,13 @@ class DiskManager:
         except OSError as exc:
             log.error("disk housekeeping failed: %s", exc)
 
+    def check_space(self) -> None:
+        """Only the free-space check (one statvfs): cheap enough for start-up, where a full scan is not."""
+        try:
+            self._check_space()
+        except OSError as exc:
+            log.error("disk housekeeping failed: %s", exc)
+
     def prune_output(self) -> PruneResult:
         result = prune_oldest(self.output_dir, self.settings.output_max_bytes, on_delete=self.output_on_delete)
         self._written_since_scan = 0

@@ -148,7 +148,9 @@ class Node:
         self.disk = DiskManager(load_disk_settings(self.settings.env), self.layout.output, self.layout.logs, alert,
                                 output_on_delete=self.output.release)  # fmt: skip
         self.output.disk = self.disk
-        self.disk.tick()
+        # a full disk is known before the first write; the scan of _output and _logs (seconds on a big cache) waits
+        # for the first housekeeping round, off the path to the first heartbeat
+        self.disk.check_space()
 
     def _start_storage(self, supervisor: Supervisor) -> None:
         """Witness images and plugin files: local paths, and S3 uploads from a disk queue when configured."""
