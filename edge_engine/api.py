@@ -19,10 +19,12 @@ from edge_engine.plugin_types import (
 )
 from edge_engine.serving.onnx_info import OnnxIO, TensorInfo, read_onnx_io
 from edge_engine.serving.onnx_plugin import OnnxServingPlugin
+from edge_engine.vision.detections import Detection, make_detection
 
 __all__ = [
     "BusinessPlugin",
     "CapturePlugin",
+    "Detection",
     "EndOfStream",
     "Input",
     "Key",
@@ -36,5 +38,6 @@ __all__ = [
     "ServingPlugin",
     "TensorInfo",
     "hookimpl",
+    "make_detection",
     "read_onnx_io",
 ]
