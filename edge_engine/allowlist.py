@@ -19,6 +19,9 @@ from edge_engine.constants import ADDRESS_PREFIX, ALIAS_MAX_LEN
 
 LEGACY_PREFIX = "aixp_"
 _ALIAS = re.compile(r"^[A-Za-z0-9_.-]{1,%d}$" % ALIAS_MAX_LEN)  # noqa: UP031
+_NOT_BASE64URL = re.compile(r"[^A-Za-z0-9_=-]")
+ADDRESS_CHARS = 44  # urlsafe base64 of 33 bytes
+SECP256K1_P = 2**256 - 2**32 - 977  # the field prime of secp256k1
 
 
 class AllowlistError(ValueError):
@@ -26,21 +29,46 @@ class AllowlistError(ValueError):
 
 
 def normalize_address(address: str) -> str:
-    """The address with its ``0xai_`` prefix, validated; raises AllowlistError with the reason."""
+    """The address with its ``0xai_`` prefix, validated; raises AllowlistError saying what is wrong with it."""
     text = address.strip()
     for prefix in (ADDRESS_PREFIX, LEGACY_PREFIX):
         if text.startswith(prefix):
             text = text[len(prefix) :]
             break
-    if len(text) != 44:
-        raise AllowlistError(f"malformed address {address!r}: expected 0xai_ followed by 44 characters")
+    if len(text) != ADDRESS_CHARS:
+        raise AllowlistError(
+            f"malformed address {address!r}: expected 0xai_ followed by {ADDRESS_CHARS} characters (got {len(text)})"
+        )
+    bad = sorted(set(_NOT_BASE64URL.findall(text)))
+    if bad:
+        shown = " ".join(repr(c) for c in bad)
+        raise AllowlistError(
+            f"malformed address {address!r}: {shown} cannot appear in an address (only A-Z a-z 0-9 - _ and = at the "
+            "end: urlsafe base64)"
+        )
     try:
         raw = base64.urlsafe_b64decode(text)
     except (binascii.Error, ValueError) as exc:
-        raise AllowlistError(f"malformed address {address!r}: not urlsafe base64 ({exc})") from exc
+        raise AllowlistError(f"malformed address {address!r}: '=' may only end it (urlsafe base64: {exc})") from exc
     if len(raw) != 33 or raw[0] not in (2, 3):
-        raise AllowlistError(f"malformed address {address!r}: not a compressed secp256k1 public key")
+        raise AllowlistError(
+            f"malformed address {address!r}: not a compressed secp256k1 public key (33 bytes starting 02 or 03)"
+        )
+    if not on_secp256k1(int.from_bytes(raw[1:], "big")):
+        raise AllowlistError(
+            f"malformed address {address!r}: not a valid public key (no point of the secp256k1 curve has this x); "
+            "copy the address again from the client (its get_node_info or SDK)"
+        )
     return ADDRESS_PREFIX + text
+
+
+def on_secp256k1(x: int) -> bool:
+    """Whether some point of secp256k1 (y² = x³ + 7 mod p) has the coordinate ``x``: Euler's criterion says
+    whether x³ + 7 is a square mod p, so a compressed key with this x decompresses to a real point."""
+    if not 0 <= x < SECP256K1_P:
+        return False
+    rhs = (pow(x, 3, SECP256K1_P) + 7) % SECP256K1_P
+    return rhs == 0 or pow(rhs, (SECP256K1_P - 1) // 2, SECP256K1_P) == 1
 
 
 @dataclass(frozen=True)

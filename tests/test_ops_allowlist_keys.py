@@ -45,6 +45,9 @@ def test_bad_input_is_refused_and_the_file_is_untouched(tmp_path: Path) -> None:
     cases = [
         (["add_allowed", "0xai_nope"], "malformed address"),
         (["add_allowed", "0xai_" + "A" * 44], "not a compressed secp256k1 public key"),
+        # 02 prefix and x = 5: the right shape, but 5³ + 7 is not a square mod p, so no curve point has this x
+        (["add_allowed", "0xai_AgAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAF"], "not a valid public key"),
+        (["add_allowed", address[:-3] + "!" + address[-2:]], "'!' cannot appear in an address"),
         (["add_allowed", address], "already allowed"),
         (["add_allowed", new_address(), "alice"], "already used"),
         (["add_allowed", new_address(), "x" * 16], "invalid alias"),
