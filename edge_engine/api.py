@@ -19,7 +19,9 @@ from edge_engine.plugin_types import (
 )
 from edge_engine.serving.onnx_info import OnnxIO, TensorInfo, read_onnx_io
 from edge_engine.serving.onnx_plugin import OnnxServingPlugin
+from edge_engine.vision.boxes import Letterbox, box_iou, letterbox, non_max_suppression
 from edge_engine.vision.detections import Detection, make_detection
+from edge_engine.vision.draw import class_color, draw_detections
 
 __all__ = [
     "BusinessPlugin",
@@ -28,6 +30,7 @@ __all__ = [
     "EndOfStream",
     "Input",
     "Key",
+    "Letterbox",
     "Notification",
     "OnnxIO",
     "OnnxServingPlugin",
@@ -37,7 +40,12 @@ __all__ = [
     "ServingError",
     "ServingPlugin",
     "TensorInfo",
+    "box_iou",
+    "class_color",
+    "draw_detections",
     "hookimpl",
+    "letterbox",
     "make_detection",
+    "non_max_suppression",
     "read_onnx_io",
 ]
