@@ -3,7 +3,8 @@
 It is an ordinary hook implementation (``edge_payload``, ``edge_notification``) registered by the node,
 so comms and storage can sit beside it without touching the runtime. Layout:
 ``_output/<pipeline>/<SIGNATURE>_<INSTANCE>/payloads.jsonl`` and ``.../images/<seq>.jpg``;
-notifications go to ``_output/notifications.jsonl``.
+notifications go to ``_output/notifications.jsonl``. A pipeline's files are closed when it stops, and at most
+``MAX_OPEN_FILES`` stay open at once, so generated pipeline names cannot exhaust the node's descriptors.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from edge_engine.messages import Notification, Payload, utc_iso
 log = logging.getLogger("edge_engine.payloads")
 SUMMARY_CHARS = 160
 ROTATE_BYTES = 16 * 1024 * 1024
+MAX_OPEN_FILES = 256  # JSON-lines files kept open at once; the least recently written is closed past it
 
 
 def to_jsonable(value: Any) -> Any:
@@ -77,11 +79,13 @@ class LocalOutput:
 
     def _handle_locked(self, key: tuple[Any, ...], path: Path) -> IO[str]:
         """The open handle of ``key`` (opened on first use); call with ``_lock`` held."""
-        handle = self._files.get(key)
+        handle = self._files.pop(key, None)  # taken out and put back: the dict's order is least recently used first
         if handle is None or handle.closed:
             path.parent.mkdir(parents=True, exist_ok=True)
             handle = open(path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 - kept open
-            self._files[key] = handle
+        self._files[key] = handle
+        while len(self._files) > MAX_OPEN_FILES:
+            _close_quietly(self._files.pop(next(iter(self._files))))
         return handle
 
     @hookimpl
@@ -169,6 +173,13 @@ class LocalOutput:
                 if handle.name == str(path):
                     self._files.pop(key)
                     _close_quietly(handle)
+
+    @hookimpl
+    def edge_pipeline_stopped(self, name: str) -> None:
+        """Close the pipeline's JSON-lines files: a deleted pipeline keeps no descriptor (a restarted one reopens)."""
+        with self._lock:
+            for key in [k for k in self._files if len(k) == 4 and k[1] == name]:
+                _close_quietly(self._files.pop(key))
 
     @hookimpl
     def edge_notification(self, notification: Notification) -> None:
