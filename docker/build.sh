@@ -8,16 +8,22 @@
 #   docker/build.sh --ca /etc/ssl/certs/ca-certificates.crt   # trust the host's CAs (intercepting proxy)
 #   docker/build.sh --base python:3.12-slim  # another base; default: python:3.11-slim if it is present or
 #                                            # can be pulled, else the offline base made by docker/build-base.sh
+#   docker/build.sh --prune-stage            # legacy builder: delete the build stage image afterwards
 #   docker/build.sh -- --no-cache            # anything after -- goes to docker build
 #
-# Prints the tag built on the last line. IMAGE_NAME (default edge-node) names the repository; REVISION
-# (e.g. a commit id) fills the OCI revision label.
+# Prints the tag built on the last line. IMAGE_NAME (default edge-node) names the repository. The OCI revision
+# label is the checkout's commit (`git rev-parse HEAD`, "-dirty" when tracked files differ from it); REVISION
+# overrides it, e.g. when building from an exported tree without .git.
+# The classic builder (used when BuildKit's buildx plugin is missing) keeps the build stage as an image of its
+# own (about 790 MB: compilers' output, pip's wheels). It is tagged <tag>-build so it is no anonymous <none>
+# image, and it is the cache that makes the next build quick; --prune-stage deletes it (the next build then
+# installs every package again).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 IMAGE_NAME="${IMAGE_NAME:-edge-node}"
 OFFLINE_BASE="${OFFLINE_BASE:-edge-node-base:bookworm}"
 DEFAULT_BASE="python:3.11-slim"
-network=mainnet variant=cpu base="${BASE_IMAGE:-}" source=index tag="" cas=() extra=()
+network=mainnet variant=cpu base="${BASE_IMAGE:-}" source=index tag="" cas=() extra=() prune_stage=
 while [ $# -gt 0 ]; do
   case "$1" in
     --network) network="$2"; shift 2 ;;
@@ -26,8 +32,9 @@ while [ $# -gt 0 ]; do
     --wheelhouse) source=wheelhouse; shift ;;
     --ca) cas+=("$2"); shift 2 ;;
     --tag) tag="$2"; shift 2 ;;
+    --prune-stage) prune_stage=1; shift ;;
     --) shift; extra=("$@"); break ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
     *) echo "error: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -56,14 +63,37 @@ for i in "${!cas[@]}"; do
   cp "${cas[$i]}" "docker/ca/build-$$-$i.crt"; copied+=("docker/ca/build-$$-$i.crt")
 done
 # The classic builder when BuildKit's buildx plugin is missing (the Dockerfile needs no BuildKit feature).
-docker buildx version >/dev/null 2>&1 || export DOCKER_BUILDKIT=0
+classic=""
+docker buildx version >/dev/null 2>&1 || { export DOCKER_BUILDKIT=0; classic=1; }
 version="$(sed -n 's/^__version__ = "\(.*\)"/\1/p' edge_engine/__init__.py)"
-echo "building $tag (base $base, network $network, variant $variant, packages from $source)" >&2
-docker build -f docker/Dockerfile -t "$tag" \
-  --build-arg BASE_IMAGE="$base" --build-arg NETWORK="$network" --build-arg VARIANT="$variant" \
-  --build-arg PIP_SOURCE="$source" --build-arg VERSION="$version" --build-arg REVISION="${REVISION:-unknown}" \
+git_revision() {  # the checkout's commit, "-dirty" when tracked files were changed; "unknown" without git
+  local rev
+  rev="$(git rev-parse HEAD 2>/dev/null)" || { echo unknown; return; }
+  git diff --quiet HEAD -- 2>/dev/null || rev="$rev-dirty"
+  echo "$rev"
+}
+revision="${REVISION:-$(git_revision)}"
+args=(--build-arg BASE_IMAGE="$base" --build-arg NETWORK="$network" --build-arg VARIANT="$variant"
+      --build-arg PIP_SOURCE="$source"
+      ${PIP_INDEX_URL:+--build-arg PIP_INDEX_URL="$PIP_INDEX_URL"}
+      ${PIP_EXTRA_INDEX_URL:+--build-arg PIP_EXTRA_INDEX_URL="$PIP_EXTRA_INDEX_URL"})
+echo "building $tag (base $base, network $network, variant $variant, packages from $source, revision $revision)" >&2
+docker build -f docker/Dockerfile -t "$tag" "${args[@]}" \
+  --build-arg VERSION="$version" --build-arg REVISION="$revision" \
   --build-arg CREATED="$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
-  ${PIP_INDEX_URL:+--build-arg PIP_INDEX_URL="$PIP_INDEX_URL"} \
-  ${PIP_EXTRA_INDEX_URL:+--build-arg PIP_EXTRA_INDEX_URL="$PIP_EXTRA_INDEX_URL"} \
   ${extra[@]+"${extra[@]}"} . >&2
+if [ -n "$classic" ]; then
+  # Name the build stage (all cached: seconds) instead of leaving it as an anonymous <none> image, and delete
+  # the stage image of the previous build that this one replaces.
+  stage="$tag-build"
+  previous="$(docker image inspect -f '{{.Id}}' "$stage" 2>/dev/null || true)"
+  docker build -q -f docker/Dockerfile --target build -t "$stage" "${args[@]}" . >/dev/null
+  current="$(docker image inspect -f '{{.Id}}' "$stage")"
+  if [ -n "$previous" ] && [ "$previous" != "$current" ]; then docker rmi "$previous" >/dev/null 2>&1 || true; fi
+  if [ -n "$prune_stage" ]; then
+    docker rmi "$stage" >/dev/null && echo "build stage image deleted (--prune-stage)" >&2
+  else
+    echo "build stage kept as $stage (the cache of the next build; docker rmi $stage or --prune-stage frees it)" >&2
+  fi
+fi
 echo "$tag"
