@@ -598,6 +598,7 @@ def _command_stats(comms: Any) -> dict[str, Any] | None:
         return None
     return {"received": stats.received, "accepted": stats.accepted, "rejected": stats.rejected,
             "rejections_not_notified": stats.rejections_not_notified,
+            "rejections_not_logged": getattr(stats, "rejections_not_logged", 0),
             "answers_not_sent": getattr(stats, "answers_not_sent", 0),
             "dropped": getattr(comms, "counters", {}).get("commands_dropped", 0),
             "reasons": dict(stats.reasons)}  # fmt: skip

@@ -1,8 +1,10 @@
 """Commands from owners: checked (size, JSON, signature, allowlist, time window, replay), decrypted,
 validated against each action's contract, and applied through the node's engine API.
 
-Every rejection is reported with a reason in a notification (at most 10 per second per sender; the rest
-are counted), and nothing from an unauthorised sender changes state. Actions and notification codes
+Every rejection is reported with a reason in a notification and a log line (each at most 10 per second per
+sender; the rest are counted, and a summary line gives the count of unlogged ones), and counted by its kind
+(``not_allowed``, ``bad_signature``, ...: the reason without the values it quotes). Nothing from an unauthorised
+sender changes state. Actions and notification codes
 follow Ratio1 so its SDK can drive the node.
 """
 
@@ -43,6 +45,23 @@ MAX_NAME_CHARS = 128  # longer pipeline/signature/instance names are not echoed 
 MAX_REASON_KEYS = 100  # distinct keys of CommandStats.reasons; further ones count as "other"
 UNVERIFIED = "unverified"  # rate-limit bucket of messages whose signature did not verify (or was not reached)
 COMMAND_RESULT_TIMEOUT = 5.0
+LOG_WINDOW_SECONDS = 1.0
+
+# kinds of rejection: the keys of CommandStats.reasons (the reason text quotes senders, sizes and seconds)
+TOO_LARGE = "too_large"
+MALFORMED = "malformed"  # not JSON, not an object, no ACTION, encryption fields missing
+BAD_SIGNATURE = "bad_signature"
+DECRYPT_FAILED = "decrypt_failed"
+NOT_ALLOWED = "not_allowed"
+BAD_TIME = "bad_time"
+OUTSIDE_WINDOW = "outside_time_window"
+REPLAYED = "replayed"
+UNKNOWN_ACTION = "unknown_action"
+BAD_PAYLOAD = "bad_payload"  # the PAYLOAD does not have the action's shape
+CONFIG_REFUSED = "config_refused"  # a pipeline or instance config failed validation
+PIPELINE_ERROR = "pipeline_error"  # no such pipeline or instance, the admin pipeline, an unknown pipeline command
+INSTANCE_COMMAND_FAILED = "instance_command_failed"
+INTERNAL_ERROR = "internal_error"
 
 
 class NodeAPI(Protocol):
@@ -71,9 +90,11 @@ class Rejected(Exception):
         notified: bool = False,
         path: tuple[str | None, str | None, str | None] = (None, None, None),
         command: tuple[str, Any] | None = None,
+        kind: str = BAD_PAYLOAD,
     ):
         super().__init__(reason)
         self.reason = reason
+        self.kind = kind  # what CommandStats.reasons counts: one of the kinds above, never a sent value
         self.code = code
         self.notified = notified  # the sender was already told (with more detail): count it, do not repeat it
         self.path = path  # (pipeline, signature, instance) the refusal is about, as the SDK matches it
@@ -87,7 +108,8 @@ class CommandStats:
     rejected: int = 0
     rejections_not_notified: int = 0
     answers_not_sent: int = 0  # failure answers held back by the rate limit
-    reasons: dict[str, int] = field(default_factory=dict)
+    rejections_not_logged: int = 0  # log lines held back by the rate limit (each window ends with a summary)
+    reasons: dict[str, int] = field(default_factory=dict)  # rejections by kind
 
 
 class RejectionLimiter:
@@ -111,16 +133,73 @@ class RejectionLimiter:
         return True
 
 
+class RejectionLog:
+    """The WARNING lines of rejected commands: at most ``rate`` per second per sender, like the notifications;
+    when a sender's window ends with lines held back, one summary line gives their count by kind (written by a
+    timer, so it comes even if no other command follows)."""
+
+    def __init__(self, rate: int = REJECTIONS_PER_SECOND, window: float = LOG_WINDOW_SECONDS):
+        self.rate = rate
+        self.window = window
+        self._windows: dict[str, tuple[float, int, dict[str, int]]] = {}  # bucket -> (start, lines, held by kind)
+        self._lock = threading.Lock()
+        self._timer: threading.Timer | None = None
+        self.not_logged = 0
+
+    def log(self, bucket: str, who: str, kind: str, reason: str) -> None:
+        """Log one rejection unless ``bucket`` (the verified sender, or all unverified ones) used its lines."""
+        now = time.monotonic()
+        self.flush(now)
+        with self._lock:
+            start, lines, held = self._windows.get(bucket, (now, 0, {}))
+            if lines < self.rate:
+                self._windows[bucket] = (start, lines + 1, held)
+            else:
+                held[kind] = held.get(kind, 0) + 1
+                self.not_logged += 1
+                self._windows[bucket] = (start, lines, held)
+                self._schedule(start + self.window - now)
+                return
+        log.warning("command from %s rejected: %s", who, reason)
+
+    def _schedule(self, delay: float) -> None:
+        if self._timer is None or not self._timer.is_alive():
+            self._timer = threading.Timer(max(delay, 0.0) + 0.05, self.flush)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def flush(self, now: float | None = None) -> None:
+        """End the windows older than ``window``: a summary line for each that held lines back."""
+        now = time.monotonic() if now is None else now
+        summaries = []
+        with self._lock:
+            for bucket, (start, _lines, held) in list(self._windows.items()):
+                if now - start < self.window:
+                    if held and threading.current_thread() is self._timer:  # this timer ends: start the next
+                        self._timer = None
+                        self._schedule(start + self.window - now)
+                    continue
+                del self._windows[bucket]
+                if held:
+                    summaries.append((bucket, sum(held.values()), now - start, held))
+            if len(self._windows) > 10_000:  # bounded whatever the number of senders
+                self._windows.clear()
+        for bucket, count, seconds, held in summaries:
+            kinds = ", ".join(f"{kind}: {n}" for kind, n in sorted(held.items()))
+            log.warning("commands from %s: %d more rejection(s) not logged in %.1f s (%s)", bucket, count, seconds,
+                        kinds)  # fmt: skip
+
+
 def parse_command_time(text: Any) -> float:
     """The SDK's ``TIME`` (sender's naive local time) as epoch seconds."""
     if not isinstance(text, str):
-        raise Rejected(f"missing or invalid TIME (got {text!r})")
+        raise Rejected(f"missing or invalid TIME (got {text!r})", kind=BAD_TIME)
     for fmt in TIME_FORMATS:
         try:
             return datetime.strptime(text, fmt).timestamp()
         except ValueError:
             continue
-    raise Rejected(f"invalid TIME {text!r}: expected 'YYYY-MM-DD HH:MM:SS.ffffff'")
+    raise Rejected(f"invalid TIME {text!r}: expected 'YYYY-MM-DD HH:MM:SS.ffffff'", kind=BAD_TIME)
 
 
 class CommandProcessor:
@@ -152,6 +231,7 @@ class CommandProcessor:
         self.stats = CommandStats()
         self._answered: set[tuple[Any, ...]] = set()  # (pipeline, signature, instance, |code|) answered this command
         self.limiter = RejectionLimiter()
+        self.rejection_log = RejectionLog()
         self._peeks = RejectionLimiter(PEEKS_PER_SECOND)
         self._lock = threading.Lock()
 
@@ -172,7 +252,7 @@ class CommandProcessor:
             context = _context(message)
             result = self.verify(message)
             if not result.ok:
-                raise Rejected(f"signature rejected: {result.reason}")
+                raise Rejected(f"signature rejected: {result.reason}", kind=BAD_SIGNATURE)
             sender = result.sender
             context.setdefault("INITIATOR_ADDR", sender)  # the SDK sends INITIATOR_ID only; the signer initiated it
             command = action, payload = self._open(message, sender)
@@ -184,22 +264,23 @@ class CommandProcessor:
             return False, exc.reason
         except Exception as exc:  # a bug met by an odd message: refuse it (counted), keep the command thread going
             log.error("command from %s: internal error", claimed, exc_info=True)
-            self._reject(sender, Rejected(f"internal error: {type(exc).__name__}"), context, claimed)
+            self._reject(sender, Rejected(f"internal error: {type(exc).__name__}", kind=INTERNAL_ERROR), context,
+                         claimed)  # fmt: skip
             return False, "internal error"
         self.stats.accepted += 1
         return True, action
 
     def _parse(self, raw: bytes) -> dict[str, Any]:
         if len(raw) > self.max_bytes:
-            raise Rejected(f"message too large ({len(raw)} bytes > {self.max_bytes})")
+            raise Rejected(f"message too large ({len(raw)} bytes > {self.max_bytes})", kind=TOO_LARGE)
         try:
             message = json.loads(raw)
         except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an integer of more than 4300 digits
-            raise Rejected(f"malformed JSON: {exc}") from exc
+            raise Rejected(f"malformed JSON: {exc}", kind=MALFORMED) from exc
         except RecursionError as exc:
-            raise Rejected("malformed JSON: nested too deeply") from exc
+            raise Rejected("malformed JSON: nested too deeply", kind=MALFORMED) from exc
         if not isinstance(message, dict):
-            raise Rejected(f"a command must be a JSON object (got {type(message).__name__})")
+            raise Rejected(f"a command must be a JSON object (got {type(message).__name__})", kind=MALFORMED)
         return message
 
     def _open(self, message: dict[str, Any], sender: str) -> tuple[str, Any]:
@@ -207,21 +288,22 @@ class CommandProcessor:
         if message.get("EE_IS_ENCRYPTED"):
             if self.secured and not self.allowlist.allowed(sender):
                 # decrypting (and inflating up to 64 MB) costs CPU and memory: only for allowed senders
-                raise Rejected(f"sender {sender} is not in authorized_addrs", command=self._peek(message, sender))
+                raise Rejected(f"sender {sender} is not in authorized_addrs", command=self._peek(message, sender),
+                               kind=NOT_ALLOWED)  # fmt: skip
             data = message.get("EE_ENCRYPTED_DATA")
             if not isinstance(data, str):
-                raise Rejected("EE_IS_ENCRYPTED without EE_ENCRYPTED_DATA")
+                raise Rejected("EE_IS_ENCRYPTED without EE_ENCRYPTED_DATA", kind=MALFORMED)
             try:
                 inner = json.loads(self.decrypt(data, self.identity, sender))
             except Exception as exc:
-                raise Rejected(f"cannot decrypt the command: {type(exc).__name__}: {exc}") from exc
+                raise Rejected(f"cannot decrypt the command: {type(exc).__name__}: {exc}", kind=DECRYPT_FAILED) from exc
             if not isinstance(inner, dict):
-                raise Rejected("the decrypted command is not a JSON object")
+                raise Rejected("the decrypted command is not a JSON object", kind=MALFORMED)
             action, payload = inner.get("ACTION"), inner.get("PAYLOAD")
         else:
             action, payload = message.get("ACTION"), message.get("PAYLOAD")
         if not isinstance(action, str) or not action:
-            raise Rejected(f"missing or invalid ACTION (got {action!r})")
+            raise Rejected(f"missing or invalid ACTION (got {action!r})", kind=MALFORMED)
         return action.upper(), payload
 
     def _peek(self, message: dict[str, Any], sender: str) -> tuple[str, Any] | None:
@@ -242,14 +324,15 @@ class CommandProcessor:
         if action in PUBLIC_ACTIONS:
             return
         if self.secured and not self.allowlist.allowed(sender):
-            raise Rejected(f"sender {sender} is not in authorized_addrs")
+            raise Rejected(f"sender {sender} is not in authorized_addrs", kind=NOT_ALLOWED)
         sent_at = parse_command_time(message.get("TIME"))
         skew = time.time() - sent_at
         if abs(skew) > self.window:
-            raise Rejected(f"TIME outside the accepted window (off by {skew:+.0f} s, window ±{self.window:.0f} s)")
+            raise Rejected(f"TIME outside the accepted window (off by {skew:+.0f} s, window ±{self.window:.0f} s)",
+                           kind=OUTSIDE_WINDOW)  # fmt: skip
         digest = message.get("EE_HASH")
         if not isinstance(digest, str) or not self.replay.check_and_remember(digest):
-            raise Rejected("replayed command (this EE_HASH was already accepted)")
+            raise Rejected("replayed command (this EE_HASH was already accepted)", kind=REPLAYED)
 
     def _reject(self, sender: str, exc: Rejected, context: dict[str, Any], claimed: str = "unknown",
                 command: tuple[str, Any] | None = None) -> None:  # fmt: skip
@@ -258,17 +341,17 @@ class CommandProcessor:
         self.stats.rejected += 1
         exc.reason = _short(exc.reason)  # reasons quote what was sent: an attacker must not size our logs
         exc.path = tuple(_short(p, MAX_NAME_CHARS) if isinstance(p, str) else p for p in exc.path)  # type: ignore[assignment]
-        key = exc.reason.split(":")[0][:60]
-        if key not in self.stats.reasons and len(self.stats.reasons) >= MAX_REASON_KEYS:
-            key = "other"  # keys quote sent values too: their number stays bounded
+        key = exc.kind if exc.kind in self.stats.reasons or len(self.stats.reasons) < MAX_REASON_KEYS else "other"
         self.stats.reasons[key] = self.stats.reasons.get(key, 0) + 1
         who = sender if sender != UNVERIFIED else f"{claimed} (unverified)"
-        log.warning("command from %s rejected: %s", who, exc.reason)
+        self.rejection_log.log(sender, who, exc.kind, exc.reason)
+        self.stats.rejections_not_logged = self.rejection_log.not_logged
         if not exc.notified:
             if not self.limiter.allow(sender):
                 self.stats.rejections_not_notified += 1
                 return
-            self._notify("error", f"command rejected: {exc.reason}", exc.code, *exc.path, context, REASON=exc.reason)
+            self._notify("error", f"command rejected: {exc.reason}", exc.code, *exc.path, context, REASON=exc.reason,
+                         KIND=exc.kind)  # fmt: skip
         if command is None or sender == UNVERIFIED:
             return
         action, payload = command
@@ -298,7 +381,7 @@ class CommandProcessor:
     def _apply(self, action: str, payload: Any, context: dict[str, Any], sender: str) -> None:
         handler = ACTIONS.get(action)
         if handler is None:
-            raise Rejected(f"unknown ACTION {action!r}; known: {', '.join(sorted(ACTIONS))}")
+            raise Rejected(f"unknown ACTION {action!r}; known: {', '.join(sorted(ACTIONS))}", kind=UNKNOWN_ACTION)
         log.info("command %s from %s", action, sender)
         handler(self, payload, context, sender)
 
@@ -322,7 +405,7 @@ class CommandProcessor:
                              name if _text(name) else None, None, None, context, ERRORS=lines)  # fmt: skip
             else:
                 self.stats.rejections_not_notified += 1
-            raise Rejected("; ".join(lines), PIPELINE_FAILED, notified=True) from exc
+            raise Rejected("; ".join(lines), PIPELINE_FAILED, notified=True, kind=CONFIG_REFUSED) from exc
         self._notify("info", f"pipeline {spec.name!r} applied", PIPELINE_OK, spec.name, None, None, context)
         for inst in spec.instances:
             self._notify("info", f"instance {inst.signature}/{inst.instance_id} configured", PLUGIN_CONFIG_OK,
@@ -334,9 +417,11 @@ class CommandProcessor:
                 f"DELETE_CONFIG needs the pipeline NAME as PAYLOAD (got {payload!r})", PIPELINE_ARCHIVE_FAILED
             )
         if payload.lower() == "admin_pipeline":
-            raise Rejected("the admin pipeline cannot be deleted", PIPELINE_ARCHIVE_FAILED, path=(payload, None, None))
+            raise Rejected("the admin pipeline cannot be deleted", PIPELINE_ARCHIVE_FAILED, path=(payload, None, None),
+                           kind=PIPELINE_ERROR)  # fmt: skip
         if not self.node.remove_pipeline(payload):
-            raise Rejected(f"no pipeline named {payload!r}", PIPELINE_ARCHIVE_FAILED, path=(payload, None, None))
+            raise Rejected(f"no pipeline named {payload!r}", PIPELINE_ARCHIVE_FAILED, path=(payload, None, None),
+                           kind=PIPELINE_ERROR)  # fmt: skip
         self._notify("info", f"pipeline {payload!r} deleted", PIPELINE_ARCHIVE_OK, payload, None, None, context)
 
     def _delete_all(self, payload: Any, context: dict[str, Any], sender: str) -> None:
@@ -366,7 +451,8 @@ class CommandProcessor:
                 self.node.update_instance(name, signature, instance, config)
         except (ConfigError, PipelineError) as exc:
             text = "; ".join(str(i) for i in exc.issues) if isinstance(exc, ConfigError) else str(exc)
-            raise Rejected(text, PLUGIN_CONFIG_FAILED, path=(name, signature, instance)) from exc
+            kind = CONFIG_REFUSED if isinstance(exc, ConfigError) else PIPELINE_ERROR
+            raise Rejected(text, PLUGIN_CONFIG_FAILED, path=(name, signature, instance), kind=kind) from exc
         if config:
             self._notify("info", f"instance {signature}/{instance} updated", PLUGIN_CONFIG_OK, name, signature,
                          instance, context, KEYS=sorted(config))  # fmt: skip
@@ -390,10 +476,11 @@ class CommandProcessor:
             future = self.node.instance_command(name, signature, instance, command, **params)
             result = future.result(COMMAND_RESULT_TIMEOUT)
         except PipelineError as exc:
-            raise Rejected(str(exc), PLUGIN_INSTANCE_COMMAND_FAILED, path=(name, signature, instance)) from exc
+            raise Rejected(str(exc), PLUGIN_INSTANCE_COMMAND_FAILED, path=(name, signature, instance),
+                           kind=PIPELINE_ERROR) from exc  # fmt: skip
         except Exception as exc:
             raise Rejected(f"instance command failed: {type(exc).__name__}: {exc}", PLUGIN_INSTANCE_COMMAND_FAILED,
-                           path=(name, signature, instance)) from exc  # fmt: skip
+                           path=(name, signature, instance), kind=INSTANCE_COMMAND_FAILED) from exc  # fmt: skip
         self._notify("info", f"instance {signature}/{instance} ran the command", PLUGIN_INSTANCE_COMMAND_OK,
                      name, signature, instance, context, RESULT=result)  # fmt: skip
 
@@ -432,11 +519,12 @@ class CommandProcessor:
             isinstance(command, dict) and bool(command.get("KEEP_ALIVE"))
         )
         if not keep_alive:
-            raise Rejected(f"unknown PIPELINE_COMMAND {command!r}; known: KEEP_ALIVE", PIPELINE_FAILED)
+            raise Rejected(f"unknown PIPELINE_COMMAND {command!r}; known: KEEP_ALIVE", PIPELINE_FAILED,
+                           kind=PIPELINE_ERROR)  # fmt: skip
         try:
             self.node.keep_alive(name)
         except PipelineError as exc:
-            raise Rejected(str(exc), PIPELINE_FAILED) from exc
+            raise Rejected(str(exc), PIPELINE_FAILED, kind=PIPELINE_ERROR) from exc
 
     def _status(self, payload: Any, context: dict[str, Any], sender: str) -> None:
         self._notify("info", "pipelines", PIPELINE_OK, None, None, None, context, PIPELINES=self.node.pipeline_names())
