@@ -2,12 +2,16 @@
 
 A plugin's ``CONFIG`` maps UPPER_SNAKE keys to either a plain default (its type is inferred from
 the value: ``5`` is an int, ``0.5`` a float, ``"x"`` a string, ``None`` anything) or a :class:`Key`
-with constraints. Subclasses inherit and override their parents' keys.
+with constraints. Subclasses inherit and override their parents' keys. Where a float is declared, a JSON
+integer is accepted too (``79`` for ``Key(80.0, type=float)``). :func:`declaration_problems` checks a class's
+declarations when it is loaded, so a malformed ``CONFIG`` fails that class alone, never a pipeline or the node.
 """
 
 from __future__ import annotations
 
+import numbers
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,7 +43,10 @@ class Key:
 
     def resolved_type(self) -> tuple[type, ...] | None:
         if self.type is not None:
-            return self.type if isinstance(self.type, tuple) else (self.type,)
+            types = self.type if isinstance(self.type, tuple) else (self.type,)
+            if float in types and int not in types:
+                types = (*types, int)  # JSON writes 80.0 as 80: an integer is a valid float
+            return types
         if self.default is None:
             return None
         if isinstance(self.default, bool):
@@ -56,14 +63,64 @@ class Key:
         types = self.resolved_type()
         if types is None:
             return "any"
-        if types == (int, float):
+        if set(types) == {int, float}:
             return "number"
-        return " or ".join(t.__name__ for t in types)
+        return " or ".join(getattr(t, "__name__", repr(t)) for t in types)
 
 
 def as_key(value: Any) -> Key:
     """A declared CONFIG entry as a :class:`Key`."""
     return value if isinstance(value, Key) else Key(default=value)
+
+
+def declaration_problems(cls: type) -> list[str]:
+    """What is wrong with the ``CONFIG`` declarations of ``cls`` and its bases (empty when all is well).
+
+    ``CONFIG`` must be a mapping of UPPER_SNAKE names to a default or a :class:`Key` whose ``type`` is a type
+    (or tuple of types), whose bounds and choices are well formed, and whose default has its type and lies
+    within its bounds. Each problem names the class and key, and says what to write instead.
+    """
+    problems: list[str] = []
+    for owner in reversed(cls.__mro__):
+        config = vars(owner).get("CONFIG", _MISSING)
+        if config is _MISSING:
+            continue
+        where = f"{owner.__qualname__}.CONFIG"
+        if not isinstance(config, Mapping):
+            problems.append(f"{where} must be a dict {{'KEY': default or Key(...)}} (got {type(config).__name__})")
+            continue
+        for name, value in config.items():
+            if not isinstance(name, str) or not KEY_NAME.match(name):
+                problems.append(f"{where}: key {name!r} is not UPPER_SNAKE (A-Z, 0-9, _; starting with a letter)")
+                continue
+            problems.extend(f"{where}[{name!r}]: {text}" for text in key_problems(as_key(value)))
+    return problems
+
+
+def key_problems(key: Key) -> list[str]:
+    """What is wrong with one declared :class:`Key` (its type, bounds, choices and default)."""
+    types = key.type if isinstance(key.type, tuple) else (key.type,)
+    if key.type is not None and (not types or not all(isinstance(t, type) for t in types)):
+        return [f"type= must be a type or a tuple of types, such as float or (int, str) (got {key.type!r})"]
+    problems = []
+    for bound in ("min", "max"):
+        value = getattr(key, bound)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real)):
+            problems.append(f"{bound}= must be a number (got {value!r})")
+    if not problems and key.min is not None and key.max is not None and key.min > key.max:
+        problems.append(f"min= {key.min!r} is above max= {key.max!r}")
+    if key.choices is not None and not isinstance(key.choices, (tuple, list, frozenset, set)):
+        problems.append(f"choices= must be a tuple of allowed values (got {key.choices!r})")
+    if not isinstance(key.required, bool):
+        problems.append(f"required= must be True or False (got {key.required!r})")
+    if not isinstance(key.doc, str):
+        problems.append(f"doc= must be text (got {type(key.doc).__name__})")
+    if problems or key.required or key.default is None:
+        return problems
+    problem = check_value(key, _copy(key.default))
+    if problem is not None:
+        problems.append(f"default {key.default!r} does not fit its own declaration: {problem[0]}")
+    return problems
 
 
 def merged_schema(classes: list[type]) -> dict[str, Key]:
@@ -155,7 +212,10 @@ def validate_mapping(
             hint = f"did you mean {near[0]!r}?" if near else None
             issues.append(ConfigIssue("unknown key", key=name, hint=hint, **where))
             continue
-        problem = check_value(schema[name], value)
+        try:
+            problem = check_value(schema[name], value)
+        except Exception as exc:  # a declaration that slipped past the load checks: the key's error, not a crash
+            problem = (f"the plugin declares this key wrongly ({type(exc).__name__}: {exc})", None)
         if problem:
             message, hint = problem
             issues.append(ConfigIssue(message, key=name, got=value, has_got=True, hint=hint, **where))

@@ -98,8 +98,8 @@ class PluginLoader:
         self.disabled = {d.strip().lower() for d in disabled if d.strip()}
         self.modules: dict[str, ModuleType] = {}
 
-    def _fail(self, source: str, name: str, reason: str) -> None:
-        failure = LoadFailure(source, name, reason)
+    def _fail(self, source: str, name: str, reason: str, signature: str = "") -> None:
+        failure = LoadFailure(source, name, reason, signature)
         self.registry.failures.append(failure)
         log.error("plugin load failed: %s", failure)
 
@@ -137,14 +137,17 @@ class PluginLoader:
 
     def register_class(self, cls: type, source: str) -> int:
         """Register one class, honouring the disabled list; returns 1 when registered."""
-        signature = str(getattr(cls, "SIGNATURE", "") or "")
+        try:
+            signature = str(getattr(cls, "SIGNATURE", "") or "")
+        except Exception:  # a class attribute that raises: registry.add reports the class
+            signature = ""
         if signature.lower() in self.disabled:
             log.info("plugin %s disabled by EE_DISABLED_PLUGINS", signature)
             return 0
         try:
             self.registry.add(cls, source)
         except PluginLoadError as exc:
-            self._fail(exc.source, exc.name, exc.reason)
+            self._fail(exc.source, exc.name, exc.reason, signature if isinstance(signature, str) else "")
             return 0
         return 1
 

@@ -103,8 +103,7 @@ def _validate_capture(
         return None, None
     record = registry.get(KIND_CAPTURE, type_name)
     if record is None:
-        near = registry.suggest(KIND_CAPTURE, type_name)
-        hint = f"did you mean {near!r}?" if near else "no capture plugin has this signature; is it installed?"
+        hint = _missing_hint(registry, KIND_CAPTURE, type_name)
         issues.append(
             ConfigIssue("unknown capture plugin", key="TYPE", got=type_name, has_got=True, hint=hint, **where)
         )
@@ -146,8 +145,7 @@ def _validate_plugins(
             issues.append(ConfigIssue("unknown key", key=extra, hint=_near(extra, PLUGIN_ENTRY_KEYS), **entry_where))
         record = registry.get(KIND_BUSINESS, signature)
         if record is None:
-            near = registry.suggest(KIND_BUSINESS, signature)
-            hint = f"did you mean {near!r}?" if near else "no business plugin has this signature; is it installed?"
+            hint = _missing_hint(registry, KIND_BUSINESS, signature)
             issues.append(ConfigIssue("unknown business plugin", key="SIGNATURE", got=signature, has_got=True,
                                       hint=hint, **entry_where))  # fmt: skip
             continue
@@ -210,6 +208,16 @@ def _validate_instances(
 def check_instance_update(record: PluginRecord, changes: dict[str, Any], where: dict[str, Any]) -> list[ConfigIssue]:
     """Validate a live update of some instance keys (unknown keys and types)."""
     return validate_mapping(changes, record.cls.config_schema(), where, extra_known=INSTANCE_KEYS)
+
+
+def _missing_hint(registry: PluginRegistry, kind: str, name: str) -> str:
+    """Why no plugin of ``kind`` answers to ``name``: it failed to load (and why), a near name, or not installed."""
+    failure = registry.failure_for(name)
+    if failure is not None:
+        return f"the plugin failed to load: {failure.reason}"
+    near = registry.suggest(kind, name)
+    what = "capture" if kind == KIND_CAPTURE else kind
+    return f"did you mean {near!r}?" if near else f"no {what} plugin has this signature; is it installed?"
 
 
 def _near(name: str, known: frozenset[str]) -> str | None:

@@ -1,7 +1,9 @@
 """The signature registry: every loaded plugin class by kind and signature, and every load failure.
 
 Built once at start, before any pipeline is read. Lookups are case-insensitive and honour a class's
-``ALIASES`` (Ratio1 ``TYPE`` names). Unknown names get a "did you mean" suggestion.
+``ALIASES`` (Ratio1 ``TYPE`` names). Unknown names get a "did you mean" suggestion. A class is checked
+before it is registered (kind, ``SIGNATURE``, ``ALIASES`` and its ``CONFIG`` declarations): one that fails
+is refused with the reason, so nothing it declares can fail a pipeline or the node later.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from difflib import get_close_matches
 
+from edge_engine.config_keys import declaration_problems
 from edge_engine.errors import PluginLoadError
 from edge_engine.plugin_types import PLUGIN_BASES, PluginBase
 
@@ -37,6 +40,7 @@ class LoadFailure:
     source: str
     name: str
     reason: str
+    signature: str = ""  # the class's SIGNATURE when it has one: pipelines naming it are told why it is missing
 
     def __str__(self) -> str:
         return f"{self.source} › {self.name}: {self.reason}"
@@ -63,7 +67,13 @@ class PluginRegistry:
             raise PluginLoadError(source, name, "class has no SIGNATURE (set SIGNATURE = '...', or ABSTRACT = True)")
         if not SIGNATURE_PATTERN.match(signature):
             raise PluginLoadError(source, name, f"invalid SIGNATURE {signature!r} (letters, digits, _; max 64)")
-        names = [signature, *cls.ALIASES]
+        aliases = cls.ALIASES
+        if not isinstance(aliases, (tuple, list)) or not all(isinstance(a, str) and a for a in aliases):
+            raise PluginLoadError(source, name, f"{signature}: ALIASES must be a tuple of names (got {aliases!r})")
+        problems = declaration_problems(cls)
+        if problems:
+            raise PluginLoadError(source, name, f"{signature}: " + "; ".join(problems))
+        names = [signature, *aliases]
         for candidate in names:
             existing = self._by_name.get((kind, candidate.lower()))
             if existing is not None:
@@ -84,6 +94,12 @@ class PluginRegistry:
         if not isinstance(name, str):
             return None
         return self._by_name.get((kind, name.lower()))
+
+    def failure_for(self, name: str) -> LoadFailure | None:
+        """The load failure of the class whose SIGNATURE is ``name`` (any case), or None."""
+        if not isinstance(name, str):
+            return None
+        return next((f for f in self.failures if f.signature and f.signature.lower() == name.lower()), None)
 
     def suggest(self, kind: str, name: str) -> str | None:
         """The closest known signature of ``kind`` to ``name``, for "did you mean"."""

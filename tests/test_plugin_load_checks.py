@@ -1,0 +1,162 @@
+"""Plugin classes are checked when they load (decision 33): a malformed declaration fails that class alone.
+
+A class whose ``CONFIG`` is not a mapping, whose keys are not UPPER_SNAKE, whose ``type=`` is not a type, or whose
+default does not fit its own declaration is listed in ``plugins.failed`` with the reason; every other plugin and
+pipeline runs, ``edge-node plugins``/``validate`` answer without a traceback, and a pipeline naming the failed
+plugin is refused with that reason. The last test does it with ``python device.py`` and SIGTERM.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import REPO, wait_for, write_plugin
+from node_runner import NodeRunner, base_env
+
+from edge_engine.api import BusinessPlugin, Key
+from edge_engine.cli import plugins as plugins_cli
+from edge_engine.cli import validate as validate_cli
+from edge_engine.config_keys import check_value
+from edge_engine.errors import PluginLoadError
+from edge_engine.registry import PluginRegistry
+
+BAD_TYPE = """
+from edge_engine.api import BusinessPlugin, Key
+
+
+class HookCheckBadConfig(BusinessPlugin):
+    SIGNATURE = "HOOKCHECK_BAD_CONFIG"
+    CONFIG = {"LEVEL": Key(5, type="float")}
+
+    def process(self, inp):
+        return {"LEVEL": self.config["LEVEL"]}
+"""
+LIST_CONFIG = """
+from edge_engine.api import BusinessPlugin
+
+
+class ListConfig(BusinessPlugin):
+    SIGNATURE = "LIST_CONFIG"
+    CONFIG = [("A", 1)]
+
+    def process(self, inp):
+        return None
+"""
+GOOD = """
+from edge_engine.api import BusinessPlugin
+
+
+class Counter(BusinessPlugin):
+    SIGNATURE = "COUNTER"
+    CONFIG = {"DARK_LEVEL": 0.5}
+
+    def process(self, inp):
+        return {"INDEX": inp.data["index"]} if inp is not None and inp.data else None
+"""
+
+
+def messages(name: str, signature: str, **instance: Any) -> dict[str, Any]:
+    return {"NAME": name, "TYPE": "SYNTHETIC", "MODE": "messages", "CAP_RESOLUTION": 50,
+            "PLUGINS": [{"SIGNATURE": signature, "INSTANCES": [{"INSTANCE_ID": "i", **instance}]}]}  # fmt: skip
+
+
+def plugin_class(config: Any, **attrs: Any) -> type:
+    return type("Declared", (BusinessPlugin,), {"SIGNATURE": "DECLARED", "CONFIG": config, **attrs})
+
+
+@pytest.mark.parametrize(
+    ("config", "attrs", "reason"),
+    [
+        ({"LEVEL": Key(5, type="float")}, {}, "type= must be a type or a tuple of types"),
+        ({"LEVEL": Key(5, type=(int, "str"))}, {}, "type= must be a type or a tuple of types"),
+        ([("A", 1)], {}, "CONFIG must be a dict"),
+        ({"dark_level": 1}, {}, "key 'dark_level' is not UPPER_SNAKE"),
+        ({1: 1}, {}, "key 1 is not UPPER_SNAKE"),
+        ({"LEVEL": Key("high", type=int)}, {}, "default 'high' does not fit its own declaration: expected int"),
+        ({"LEVEL": Key(5, type=int, min=10)}, {}, "default 5 does not fit its own declaration: must be >= 10"),
+        ({"LEVEL": Key(5, max="9")}, {}, "max= must be a number"),
+        ({"LEVEL": Key(5, min=9, max=1)}, {}, "min= 9 is above max= 1"),
+        ({"MODE": Key("a", choices=5)}, {}, "choices= must be a tuple"),
+        ({"MODE": Key("c", choices=("a", "b"))}, {}, "must be one of 'a', 'b'"),
+        ({"LEVEL": 1}, {"ALIASES": "Declared"}, "ALIASES must be a tuple of names"),
+    ],
+)
+def test_malformed_declarations_are_refused_with_the_reason(config: Any, attrs: dict[str, Any], reason: str) -> None:
+    with pytest.raises(PluginLoadError) as caught:
+        PluginRegistry().add(plugin_class(config, **attrs), "business/declared.py")
+    assert reason in caught.value.reason and "DECLARED" in caught.value.reason
+
+
+def test_well_formed_declarations_load() -> None:
+    config = {
+        "RATE": Key(80.0, type=float, min=0, max=100),
+        "NAMES": Key(("a", "b"), doc="a tuple default is a list in the config"),
+        "MODE": Key("a", choices=("a", "b")),
+        "TOKEN": Key(type=str, required=True),
+        "ANY": None,
+        "PLAIN": 3,
+    }
+    assert PluginRegistry().add(plugin_class(config), "x").signature == "DECLARED"
+
+
+def test_an_integer_is_a_valid_float() -> None:
+    key = Key(80.0, type=float, min=0)
+    assert check_value(key, 79) is None
+    assert check_value(key, 79.5) is None
+    assert check_value(key, True) == ("expected number", None)  # a boolean is not a number here
+    assert check_value(key, "79")[0] == "expected number"
+    assert check_value(Key(0, type=(float, str)), 3) is None
+
+
+def test_the_node_runs_everything_else_and_lists_the_failure(node_factory: Any) -> None:
+    node = node_factory(
+        plugins={"business/hookcheck_bad_config.py": BAD_TYPE, "business/list_config.py": LIST_CONFIG,
+                 "business/counter.py": GOOD},
+        pipelines=[messages("bad", "HOOKCHECK_BAD_CONFIG", LEVEL=7.5), messages("good", "COUNTER", DARK_LEVEL=1)],
+    )  # fmt: skip
+    assert node.status == "running" and list(node.pipelines) == ["good"]
+    wait_for(lambda: node.pipelines["good"].instances[("COUNTER", "i")].stats.outputs > 3)
+    failed = node.snapshot()["plugins"]["failed"]
+    bad = [f for f in failed if "hookcheck_bad_config" in json.dumps(f).lower()]
+    assert len(bad) == 1 and "type= must be a type" in bad[0]["reason"], failed
+    assert any("LIST_CONFIG" in f["reason"] and "CONFIG must be a dict" in f["reason"] for f in failed), failed
+    [error] = node.invalid["bad"]["errors"]
+    assert "unknown business plugin" in error and "the plugin failed to load" in error and "type=" in error
+
+
+def test_plugins_listing_and_validate_answer_without_a_traceback(tmp_path: Path, capsys: Any) -> None:
+    folder = tmp_path / "plugins"
+    write_plugin(folder, "business/hookcheck_bad_config.py", BAD_TYPE)
+    write_plugin(folder, "business/list_config.py", LIST_CONFIG)
+    common = ["--plugin-folder", str(REPO / "extensions"), "--plugin-folder", str(folder), "--no-entry-points",
+              "--cache-dir", str(tmp_path / "cache")]  # fmt: skip
+    assert plugins_cli.main(common) == 1
+    out = capsys.readouterr().out
+    assert "failed to load" in out and "HOOKCHECK_BAD_CONFIG" in out and "LIST_CONFIG" in out
+    pipeline = tmp_path / "bad.json"
+    pipeline.write_text(json.dumps(messages("bad", "HOOKCHECK_BAD_CONFIG", LEVEL=7.5)), encoding="utf-8")
+    assert validate_cli.main([str(pipeline), *common]) == 1
+    captured = capsys.readouterr()
+    text = captured.out + captured.err
+    assert "Traceback" not in text and "the plugin failed to load" in text, text
+
+
+def test_a_node_process_keeps_running_and_stops_on_sigterm(tmp_path: Path) -> None:
+    folder = tmp_path / "more_plugins"
+    write_plugin(folder, "business/hookcheck_bad_config.py", BAD_TYPE)
+    config = {"PLUGIN_FOLDERS": ["extensions", "plugins", str(folder)], "DEMO_PIPELINE": False,
+              "SECONDS_LOCAL_INFO": 0.5, "PIPELINES": [messages("bad", "HOOKCHECK_BAD_CONFIG", LEVEL=1)]}  # fmt: skip
+    runner = NodeRunner(tmp_path / "work", base_env(tmp_path / "cache"), config)
+    try:
+        runner.start()
+        info = runner.wait_running(lambda i: bool(i["plugins"]["failed"]), timeout=30)
+        assert "hookcheck_bad_config" in json.dumps(info["plugins"]["failed"]).lower()
+        assert "bad" in {p["name"] for p in info["invalid_pipelines"]}
+        code, seconds = runner.stop(signal.SIGTERM)
+        assert code == 0 and seconds < 5.0, (code, seconds, runner.output()[-3000:])
+    finally:
+        runner.cleanup()
