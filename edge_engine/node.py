@@ -80,6 +80,7 @@ class Node:
         self.reloader: Any = None  # edge_engine.reload.PluginReloader in development mode
         self.watchdog = Watchdog(self._watched_runners)  # keep-alive deadlines, blocked capture reads
         self.observe: Any = None  # edge_engine.observe.ObserveServer: the status page and /metrics
+        self.local_requests: Any = None  # edge_engine.local_deploy.LocalRequestWatcher: edge-node deploy / delete
 
     # --- start ---------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -107,6 +108,7 @@ class Node:
             self._seed_pipelines()
             self.layout.first_start_marker.unlink(missing_ok=True)  # seeded: later starts read the cache only
         self._load_cached_pipelines()
+        self._start_local_requests()
         self._start_reloader()
         self.watchdog.start()
         self.status = "running"
@@ -202,6 +204,16 @@ class Node:
 
         self.reloader = PluginReloader(self)
         self.reloader.start()
+
+    def _start_local_requests(self) -> None:
+        """``edge-node deploy`` / ``delete`` without MQTT; a warning for PIPELINES the cache lacks (local_deploy)."""
+        from edge_engine import local_deploy
+
+        if not self.settings.first_start:
+            for message in local_deploy.unseeded_pipeline_warnings(self.settings.base_dir, self.layout,
+                                                                   self.settings.env):  # fmt: skip
+                log.warning("%s", message)
+        self.local_requests = local_deploy.start_watcher(self)
 
     def _load_plugins(self) -> None:
         loader = PluginLoader(self.registry, self.pm, self.settings.disabled_plugins)
@@ -559,6 +571,8 @@ class Node:
         self.hooks.node_stopping(reason)
         if self.reloader is not None:
             self.reloader.stop()
+        if self.local_requests is not None:
+            self.local_requests.stop()
         self.watchdog.stop()
         with self._lock:
             runners = list(self.pipelines.values())
