@@ -1,11 +1,15 @@
-"""The ``edge-node`` command for plugin authors and operators: ``validate``, ``plugins``, ``dry-run``.
+"""The ``edge-node`` command for plugin authors and operators: ``validate``, ``plugins``, ``dry-run``, ``deploy``,
+``delete``.
 
     edge-node validate [FILE ...] [--json]
     edge-node plugins [SIGNATURE ...] [--json] [--all]
     edge-node dry-run PIPELINE.json | --plugin SIG [--config JSON] [--source SRC] [--inputs N | --seconds T]
+    edge-node deploy FILE [--timeout S] [--json]     # through the running node, or its cache when stopped
+    edge-node delete NAME [--timeout S] [--json]
 
 Each subcommand lives in its own module, imported only when it runs, and is also a thin executable in
-``cmds/`` (``cmds/validate``, ``cmds/plugins``, ``cmds/dry_run``). ``python -m edge_engine.cli.gen_reference``
+``cmds/`` (``cmds/validate``, ``cmds/plugins``, ``cmds/dry_run``, ``cmds/deploy``, ``cmds/delete``).
+``python -m edge_engine.cli.gen_reference``
 regenerates the generated sections of ``docs/plugins.md``.
 """
 
@@ -20,6 +24,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("edge_engine.cli.validate", "check startup config, app config and pipeline JSON without starting"),
     "plugins": ("edge_engine.cli.plugins", "list every plugin found and every plugin that failed to load"),
     "dry-run": ("edge_engine.cli.dry_run", "run one pipeline or plugin on a local source, payloads to stdout"),
+    "deploy": ("edge_engine.cli.deploy", "add or replace pipelines on this machine's node, without MQTT"),
+    "delete": ("edge_engine.cli.delete", "stop and remove a pipeline on this machine's node, without MQTT"),
 }
 ALIASES = {"dry_run": "dry-run", "dryrun": "dry-run"}
 
