@@ -25,8 +25,8 @@ from edge_engine.registry import PluginRegistry
 REPO = Path(__file__).resolve().parent.parent
 BUILTINS = {
     KIND_CAPTURE: {"HTTP_POLL", "IMAGE_FOLDER", "MQTT_TOPIC", "SYNTHETIC", "VIDEO_FILE", "VIDEO_STREAM", "VOID"},
-    KIND_BUSINESS: {"FRAME_STATS", "MOTION_DETECTOR", "TEXT_DETECTOR"},
-    KIND_SERVING: {"ONNX", "PP_OCR_DETECTOR", "PP_OCR_DIRECTION"},
+    KIND_BUSINESS: {"FRAME_STATS", "MOTION_DETECTOR", "OBJECT_DETECTOR", "TEXT_DETECTOR"},
+    KIND_SERVING: {"ONNX", "PP_OCR_DETECTOR", "PP_OCR_DIRECTION", "YOLO"},
 }
 
 
@@ -241,7 +241,7 @@ def test_aliases_and_signatures_are_case_insensitive() -> None:
 def test_disabled_plugins_are_not_loaded(tmp_path: Path) -> None:
     registry, _ = load(REPO / "extensions", disabled=("motion_detector", " VOID ", ""))
     assert registry.failures == []
-    assert signatures(registry, KIND_BUSINESS) == {"FRAME_STATS", "TEXT_DETECTOR"}
+    assert signatures(registry, KIND_BUSINESS) == BUILTINS[KIND_BUSINESS] - {"MOTION_DETECTOR"}
     assert signatures(registry, KIND_CAPTURE) == BUILTINS[KIND_CAPTURE] - {"VOID"}
     # a module name works too (the whole file is skipped, before it is imported)
     folder = tmp_path / "plugins"

@@ -9,11 +9,13 @@ read with a hand-written protobuf wire-format walker. Large fields (weights, nod
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 # field numbers from onnx.proto3
 _MODEL_GRAPH = 7
+_MODEL_METADATA = 14
+_ENTRY_KEY, _ENTRY_VALUE = 1, 2
 _GRAPH_INITIALIZER, _GRAPH_INPUT, _GRAPH_OUTPUT, _GRAPH_SPARSE_INITIALIZER = 5, 11, 12, 15
 _TENSOR_NAME = 8
 _SPARSE_VALUES = 1
@@ -52,19 +54,24 @@ class TensorInfo:
 
 @dataclass(frozen=True)
 class OnnxIO:
-    """The graph's real inputs (initializers excluded) and its outputs."""
+    """The graph's real inputs (initializers excluded), its outputs, and the model's metadata properties
+    (``metadata_props``: e.g. the ``names`` of an Ultralytics export)."""
 
     inputs: tuple[TensorInfo, ...]
     outputs: tuple[TensorInfo, ...]
+    metadata: dict[str, str] = field(default_factory=dict, compare=False)
 
 
 def read_onnx_io(path: str | Path) -> OnnxIO:
     """Inputs and outputs of the ONNX model at ``path``; OnnxFormatError when it cannot be parsed."""
     data = memoryview(Path(path).read_bytes())
     graph = None
+    metadata: dict[str, str] = {}
     for number, wire, value in _fields(data, 0, len(data)):
         if number == _MODEL_GRAPH and wire == 2:
             graph = value
+        elif number == _MODEL_METADATA and wire == 2:
+            metadata[_string_field(data, value, _ENTRY_KEY)] = _string_field(data, value, _ENTRY_VALUE)
     if graph is None:
         raise OnnxFormatError(f"{path}: no graph found (not an ONNX model?)")
     initializers: set[str] = set()
@@ -83,7 +90,7 @@ def read_onnx_io(path: str | Path) -> OnnxIO:
             for sub_number, sub_wire, sub in _fields(data, *value):
                 if sub_number == _SPARSE_VALUES and sub_wire == 2:
                     initializers.add(_string_field(data, sub, _TENSOR_NAME))
-    return OnnxIO(tuple(i for i in inputs if i.name not in initializers), tuple(outputs))
+    return OnnxIO(tuple(i for i in inputs if i.name not in initializers), tuple(outputs), metadata)
 
 
 # --- protobuf wire format -------------------------------------------------------------------------------------

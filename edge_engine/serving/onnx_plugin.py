@@ -52,6 +52,7 @@ class OnnxServingPlugin(ServingPlugin):
         self.output_names: list[str] = []
         self.fixed_batch: int | None = None
         self.skipped_providers: list[str] = []
+        self.metadata: dict[str, str] = {}
 
     # --- where the model is and what it takes (class level: also used in the node process) -------------------
     @classmethod
@@ -139,10 +140,11 @@ class OnnxServingPlugin(ServingPlugin):
                   for i in self.session.get_inputs()]  # fmt: skip
         outputs = [TensorInfo(o.name, _ort_type(o.type), tuple(_ort_dim(d) for d in o.shape))
                    for o in self.session.get_outputs()]  # fmt: skip
-        problems = self.check_io(self.config, OnnxIO(tuple(inputs), tuple(outputs)))
+        metadata = dict(self.session.get_modelmeta().custom_metadata_map or {})
+        problems = self.check_io(self.config, OnnxIO(tuple(inputs), tuple(outputs), metadata))
         if problems:
             raise ValueError("; ".join(problems))
-        self.inputs, self.outputs = inputs, outputs
+        self.inputs, self.outputs, self.metadata = inputs, outputs, metadata
         self.input_name = inputs[0].name
         self.output_names = [o.name for o in outputs]
         batch_dim = inputs[0].shape[0] if inputs[0].shape else None
