@@ -8,14 +8,18 @@
    manager and its ``edge_register_plugins`` hook is called.
 
 A module that fails to import, a class without a signature, or a duplicate signature is recorded in
-``registry.failures`` with its file and name; everything else still loads.
+``registry.failures`` with its file and name; everything else still loads. A ``*.py`` file in a plugin folder
+but outside its kind subfolders (mounted one level too deep, a misspelt kind folder, a file at the top) is not
+loaded: each one is logged with the reason and listed in ``registry.skipped`` by its folder-relative name.
 """
 
 from __future__ import annotations
 
+import difflib
 import importlib.util
 import inspect
 import logging
+import os
 import re
 import sys
 import traceback
@@ -35,6 +39,10 @@ from edge_engine.registry import LoadFailure, PluginRegistry
 log = logging.getLogger(__name__)
 
 SKIPPED_FILES = re.compile(r"^(_.*|test_.*|.*_test|conftest)\.py$")
+STRAY_SCAN_DEPTH = 4  # folders below a plugin folder searched for misplaced plugin files
+STRAY_SCAN_ENTRIES = 5000  # at most this many entries looked at per plugin folder (a whole project mounted by mistake)
+STRAY_LOG_LINES = 20  # misplaced files logged one by one per folder; the rest are counted in one line
+NOT_SCANNED_DIRS = frozenset({"__pycache__", "site-packages", "node_modules", "venv"})
 
 
 def plugin_files(folder: Path) -> list[Path]:
@@ -49,6 +57,58 @@ def plugin_files(folder: Path) -> list[Path]:
                 if not SKIPPED_FILES.match(p.name) and "__pycache__" not in p.parts
             )
     return files
+
+
+def display_name(path: Path, root: Path) -> str:
+    """A plugin file's name for logs, listings and the wire: relative to its plugin folder's parent
+    (``plugins/business/x.py``), never the node's absolute path."""
+    try:
+        return f"{root.name}/{path.relative_to(root).as_posix()}"
+    except ValueError:
+        return path.name
+
+
+def stray_files(folder: Path) -> list[tuple[str, str, bool]]:
+    """Python files under ``folder`` that are not loaded because they sit outside its kind subfolders:
+    ``(folder-relative name, why, looks like a mistake)``, in a stable order."""
+    found: list[tuple[str, str, bool]] = []
+    budget = STRAY_SCAN_ENTRIES
+    for current, dirs, files in os.walk(folder):
+        here = Path(current)
+        depth = len(here.relative_to(folder).parts)
+        dirs[:] = sorted(
+            d for d in dirs
+            if not d.startswith(".") and d not in NOT_SCANNED_DIRS and not (depth == 0 and d in PLUGIN_KINDS)
+            and depth < STRAY_SCAN_DEPTH
+        )  # fmt: skip
+        budget -= len(dirs) + len(files)
+        for name in sorted(files):
+            if name.endswith(".py") and not SKIPPED_FILES.match(name):
+                path = here / name
+                reason, mistake = _stray_reason(path.relative_to(folder), folder)
+                found.append((display_name(path, folder), reason, mistake))
+        if budget <= 0:
+            break
+    return found
+
+
+def _stray_reason(relative: Path, folder: Path) -> tuple[str, bool]:
+    """Why a file at ``relative`` (under plugin folder ``folder``) is not loaded and where it belongs; and whether
+    it looks like a mistake (a plugin meant to load) rather than a helper kept beside the plugins."""
+    kinds = ", ".join(f"{k}/" for k in PLUGIN_KINDS)
+    if folder.name in PLUGIN_KINDS:
+        return f"{folder.name}/ is itself a kind folder: list its parent folder as the plugin folder", True
+    inner = next((i for i, part in enumerate(relative.parts[:-1]) if part in PLUGIN_KINDS), None)
+    if inner is not None:
+        should = "/".join((folder.name, *relative.parts[inner:]))
+        return f"mounted too deep: expected at {should} (plugin files go in {kinds} of the plugin folder)", True
+    if len(relative.parts) == 1:
+        return f"not inside a kind folder: move it to {folder.name}/business/ (or data/, serving/)", True
+    top = relative.parts[0]
+    near = difflib.get_close_matches(top.lower(), PLUGIN_KINDS, n=1, cutoff=0.6)
+    if near:
+        return f"{top}/ is not a kind folder ({kinds}); did you mean {near[0]}/?", True
+    return f"{top}/ is not a kind folder ({kinds})", False
 
 
 def module_name_for(path: Path, root: Path) -> str:
@@ -108,7 +168,18 @@ class PluginLoader:
         count = 0
         for path in plugin_files(folder):
             count += self.load_file(path, folder)
+        self.report_strays(folder)
         return count
+
+    def report_strays(self, folder: Path) -> None:
+        """Log (and list in ``registry.skipped``) the files in ``folder`` that are not loaded, with why."""
+        strays = stray_files(folder)
+        for name, reason, mistake in strays[:STRAY_LOG_LINES]:
+            log.log(logging.WARNING if mistake else logging.INFO, "plugin file %s skipped: %s", name, reason)
+        if len(strays) > STRAY_LOG_LINES:
+            log.warning("%d more .py files in %s/ outside its kind folders skipped (see edge-node plugins)",
+                        len(strays) - STRAY_LOG_LINES, folder.name)  # fmt: skip
+        self.registry.skipped.extend((name, reason) for name, reason, _ in strays)
 
     def load_file(self, path: Path, root: Path) -> int:
         """Import one plugin file and register its classes; failures are recorded, not raised."""

@@ -53,6 +53,7 @@ class PluginRegistry:
     _by_name: dict[tuple[str, str], PluginRecord] = field(default_factory=dict)
     _records: list[PluginRecord] = field(default_factory=list)
     failures: list[LoadFailure] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (folder-relative file name, why it is not loaded)
 
     def add(self, cls: type, source: str) -> PluginRecord:
         """Validate and register one class; raises :class:`PluginLoadError` when it cannot be."""
@@ -117,7 +118,7 @@ class PluginRegistry:
 
     def copy(self) -> PluginRegistry:
         """An independent registry with the same records (to add test or tool plugins without side effects)."""
-        return PluginRegistry(dict(self._by_name), list(self._records), list(self.failures))
+        return PluginRegistry(dict(self._by_name), list(self._records), list(self.failures), list(self.skipped))
 
     def remove_source(self, source: str) -> list[PluginRecord]:
         """Forget every class loaded from ``source`` (used when a file is reloaded)."""

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from edge_engine.cache import read_json
 from edge_engine.constants import KIND_BUSINESS, KIND_CAPTURE, PLUGIN_KINDS
-from edge_engine.discovery import SKIPPED_FILES, PluginLoader, _describe, import_file, module_name_for
+from edge_engine.discovery import SKIPPED_FILES, PluginLoader, _describe, display_name, import_file, module_name_for
 from edge_engine.errors import CacheError
 from edge_engine.pipeline_config import validate_pipeline
 from edge_engine.registry import LoadFailure, PluginRecord
@@ -178,7 +178,7 @@ class PluginReloader:
                     raise
                 kept = [f for f in previous if not f.reason.startswith("import failed")]
                 registry.failures.extend(kept)
-                return self._failed(path, f"import failed: {_describe(exc, path)}", bool(old_records))
+                return self._failed(path, root, f"import failed: {_describe(exc, path)}", bool(old_records))
             registry.remove_source(source)
             mark = len(registry.failures)
             loader.register_module(module, module_name, source)
@@ -188,7 +188,7 @@ class PluginReloader:
                 registry.remove_source(source)
                 self._restore(loader, old_module, module_name, source)
                 reason = "; ".join(f"{f.name}: {f.reason}" for f in new_failures)
-                return self._failed(path, reason, bool(old_records))
+                return self._failed(path, root, reason, bool(old_records))
             new_records = [r for r in registry.records() if r.source == source]
             report = ReloadReport(source, True, reloaded=[f"{r.kind}:{r.signature}" for r in new_records])
             self._restart_users(old_records + new_records, report)
@@ -196,7 +196,8 @@ class PluginReloader:
         started = f"; started {', '.join(report.started)}" if report.started else ""
         log.info("reloaded %s: %s; restarted %s%s", path, ", ".join(report.reloaded) or "no plugin classes",
                  ", ".join(report.restarted) or "nothing", started)  # fmt: skip
-        node.notify("info", f"plugin file reloaded: {path.name}", [node.alias, None, None, None], file=source,
+        node.notify("info", f"plugin file reloaded: {path.name}", [node.alias, None, None, None],
+                    file=display_name(path, root),
                     plugins=report.reloaded, restarted=report.restarted, started=report.started)  # fmt: skip
         return report
 
@@ -226,13 +227,14 @@ class PluginReloader:
         if self.node.pm.get_plugin(module_name) is not None:
             self.node.pm.unregister(name=module_name)
 
-    def _failed(self, path: Path, reason: str, had_previous: bool) -> ReloadReport:
+    def _failed(self, path: Path, root: Path, reason: str, had_previous: bool) -> ReloadReport:
         node = self.node
         text = f"{reason}; {KEEPS_RUNNING}" if had_previous else reason
         node.registry.failures.append(LoadFailure(str(path), path.name, text))
         log.error("plugin reload failed: %s › %s", path, text)
+        name = display_name(path, root)  # the wire names the file by its plugin folder, never the node's path
         node.notify("error", f"plugin reload failed: {path.name}: {text}", [node.alias, None, None, None],
-                    file=str(path), reason=reason)  # fmt: skip
+                    file=name, reason=reason)  # fmt: skip
         return ReloadReport(str(path), False, error=text)
 
     def _restart_users(self, records: list[PluginRecord], report: ReloadReport) -> None:

@@ -9,19 +9,23 @@ plugin is refused with that reason. The last test does it with ``python device.p
 from __future__ import annotations
 
 import json
+import logging
+import os
 import signal
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO, wait_for, write_plugin
+from conftest import REPO, EmitTap, wait_for, write_plugin
 from node_runner import NodeRunner, base_env
 
 from edge_engine.api import BusinessPlugin, Key
 from edge_engine.cli import plugins as plugins_cli
 from edge_engine.cli import validate as validate_cli
 from edge_engine.config_keys import check_value
+from edge_engine.discovery import PluginLoader
 from edge_engine.errors import PluginLoadError
+from edge_engine.hooks import get_plugin_manager
 from edge_engine.registry import PluginRegistry
 
 BAD_TYPE = """
@@ -160,3 +164,62 @@ def test_a_node_process_keeps_running_and_stops_on_sigterm(tmp_path: Path) -> No
         assert code == 0 and seconds < 5.0, (code, seconds, runner.output()[-3000:])
     finally:
         runner.cleanup()
+
+
+def test_a_bad_declaration_in_development_reload_keeps_the_old_version(node_factory: Any) -> None:
+    good = GOOD.replace("COUNTER", "HOOKCHECK_BAD_CONFIG").replace("DARK_LEVEL", "LEVEL")
+    pipelines = [messages("p", "HOOKCHECK_BAD_CONFIG", LEVEL=2)]
+    node = node_factory(
+        plugins={"business/hookcheck_bad_config.py": good}, pipelines=pipelines, environ={"EE_DEV": "1"}
+    )
+    node.reloader.stop()  # polled by hand below
+    tap = EmitTap()
+    node.pm.register(tap, name="test-tap")
+    path = Path(node.settings.plugin_folders()[-1]) / "business" / "hookcheck_bad_config.py"
+    path.write_text(BAD_TYPE, encoding="utf-8")
+    stamp = path.stat().st_mtime_ns + 10_000_000
+    os.utime(path, ns=(stamp, stamp))
+    [report] = node.reloader.poll_once()
+    assert not report.ok and "type= must be a type" in (report.error or "")
+    failed = node.snapshot()["plugins"]["failed"]
+    assert [f["name"] for f in failed] == ["hookcheck_bad_config.py"] and "keeps running" in failed[0]["reason"]
+    [notice] = [n for n in tap.notifications if n.message.startswith("plugin reload failed")]
+    assert notice.fields["file"] == "plugins/business/hookcheck_bad_config.py"  # no path of the node on the wire
+    outputs = node.pipelines["p"].instances[("HOOKCHECK_BAD_CONFIG", "i")].stats.outputs
+    wait_for(lambda: node.pipelines["p"].instances[("HOOKCHECK_BAD_CONFIG", "i")].stats.outputs > outputs + 2)
+
+
+def test_misplaced_plugin_files_are_logged_with_why(tmp_path: Path, caplog: Any, capsys: Any) -> None:
+    folder = tmp_path / "plugins"
+    source = GOOD
+    for relative in ("plugins/business/nested.py", "top.py", "buisness/typo.py", "lib/helper.py",
+                     "business/group/sub/deep_ok.py", "lib/_private.py"):  # fmt: skip
+        write_plugin(folder, relative, source.replace("COUNTER", Path(relative).stem.upper()))
+    registry = PluginRegistry()
+    with caplog.at_level(logging.INFO, logger="edge_engine.discovery"):
+        PluginLoader(registry, get_plugin_manager()).load_folder(folder)
+    assert [r.signature for r in registry.records()] == ["DEEP_OK"]  # any depth inside a kind folder loads
+    lines = {r.getMessage() for r in caplog.records if "skipped" in r.getMessage()}
+    assert lines == {
+        "plugin file plugins/plugins/business/nested.py skipped: mounted too deep: expected at "
+        "plugins/business/nested.py (plugin files go in data/, serving/, business/ of the plugin folder)",
+        "plugin file plugins/top.py skipped: not inside a kind folder: move it to plugins/business/ (or data/, "
+        "serving/)",
+        "plugin file plugins/buisness/typo.py skipped: buisness/ is not a kind folder (data/, serving/, business/); "
+        "did you mean business/?",
+        "plugin file plugins/lib/helper.py skipped: lib/ is not a kind folder (data/, serving/, business/)",
+    }
+    assert not any(str(tmp_path) in line for line in lines)
+    assert len(registry.skipped) == 4
+    assert plugins_cli.main(["--plugin-folder", str(folder), "--no-entry-points", "--cache-dir",
+                             str(tmp_path / "cache")]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "not loaded (outside the kind folders):" in out and "plugins/buisness/typo.py: buisness/" in out
+
+
+def test_a_kind_folder_given_as_the_plugin_folder_is_explained(tmp_path: Path, caplog: Any) -> None:
+    write_plugin(tmp_path / "business", "counter.py", GOOD)
+    with caplog.at_level(logging.INFO, logger="edge_engine.discovery"):
+        PluginLoader(PluginRegistry(), get_plugin_manager()).load_folder(tmp_path / "business")
+    assert "plugin file business/counter.py skipped: business/ is itself a kind folder: list its parent folder as " \
+           "the plugin folder" in caplog.text  # fmt: skip

@@ -7,7 +7,8 @@
 
 For each plugin: signature, aliases, kind, class, source file or package, version, description, config
 keys (default, type, bounds, doc), the lifecycle methods it overrides and the node-level hooks its module
-implements. Modules that only implement hooks are listed too. Exit code 0, or 1 when a plugin failed to load.
+implements. Modules that only implement hooks are listed too, and so are ``.py`` files left out because they sit
+outside the kind folders (with why). Exit code 0, or 1 when a plugin failed to load.
 """
 
 from __future__ import annotations
@@ -154,6 +155,9 @@ def render(listing: dict[str, Any], show_all: bool) -> str:
     if failed:
         lines.append("failed to load:")
         lines += [f"  {f['source']} › {f['name']}: {f['reason']}" for f in failed]
+    if listing.get("skipped"):
+        lines.append("not loaded (outside the kind folders):")
+        lines += [f"  {s['file']}: {s['reason']}" for s in listing["skipped"]]
     return "\n".join(lines).rstrip()
 
 
@@ -184,6 +188,7 @@ def listing(args: argparse.Namespace) -> dict[str, Any]:
         "plugins": [describe(r, pm, packages) for r in records],
         "hook_modules": [] if args.signatures or args.kind else hook_only_plugins(pm, registry.records()),
         "failed": [{"source": display_path(f.source), "name": f.name, "reason": f.reason} for f in registry.failures],
+        "skipped": [{"file": name, "reason": reason} for name, reason in registry.skipped],
         "seconds": round(catalog.seconds, 3),
     }
 
