@@ -334,6 +334,15 @@ def test_text_detector_reports_boxes_scores_and_a_witness(node_factory: Any) -> 
     assert 25 <= x <= 55 and 75 <= y <= 100 and 380 <= w <= 520 and 25 <= h <= 60, data["BOXES"]
     assert 0.5 <= data["SCORES"][0] <= 1.0
     assert len(list((folder / "images").glob("*.jpg"))) == 3
+    (region,) = data["DETECTIONS"]  # the one detection format (decision 34), read as PP_OCR_DETECTOR gave it
+    assert set(region) == {"box", "quad", "score", "class_id", "class_name"}
+    assert (region["class_id"], region["class_name"], region["score"]) == (0, "text", data["SCORES"][0])
+    x1, y1, x2, y2 = region["box"]
+    assert [x1, y1, x2 - x1, y2 - y1] == data["BOXES"][0] and region["quad"] == data["POLYGONS"][0]
+    assert [x1, y1] == [min(p[0] for p in region["quad"]), min(p[1] for p in region["quad"])]
+    assert all(isinstance(v, int) for v in data["BOXES"][0]) and all(
+        isinstance(v, int) for p in data["POLYGONS"][0] for v in p
+    )
 
 
 def test_the_serving_tutorial_runs(node_factory: Any) -> None:

@@ -132,7 +132,8 @@ def test_decoding_gives_frame_boxes_with_class_aware_nms(
     ratio = min(model_w / width, model_h / height)
     tolerance = 1.5 / ratio + 1  # one model pixel of resize blur at each edge, in frame pixels
     assert np.abs(np.array(groups["sign"][0]["box"]) - np.array(rect)).max() <= tolerance, (groups["sign"], rect)
-    assert all(type(v) is float for d in detections for v in d["box"])
+    assert all(set(d) == {"box", "score", "class_id", "class_name"} for d in detections)  # the one format
+    assert all(type(v) is float for d in detections for v in d["box"]) and json.loads(json.dumps(detections))
 
 
 def test_agnostic_nms_class_filters_thresholds_and_limit(tmp_path: Path) -> None:
@@ -152,6 +153,13 @@ def test_agnostic_nms_class_filters_thresholds_and_limit(tmp_path: Path) -> None
     cars = server_plugin(tmp_path, ONNX_MODEL="m.onnx", CLASSES=["Car", 2])
     assert names(run(cars, [frame])[0]) == ["car", "sign", "car"]
     assert names(run(server_plugin(tmp_path, ONNX_MODEL="m.onnx", MAX_DETECTIONS=2), [frame])[0]) == ["person", "car"]
+
+
+def test_a_box_wholly_in_the_letterbox_padding_is_dropped(tmp_path: Path) -> None:
+    rows = [v8_row((100, 5, 150, 40), [0.9, 0, 0]), v8_row((100, 60, 150, 100), [0.8, 0, 0])]  # band: y < 70
+    yolo_model(tmp_path / "m.onnx", "v8", 3, rows, names=NAMES)
+    (detections,) = run(server_plugin(tmp_path, ONNX_MODEL="m.onnx"), [np.zeros((360, 640, 3), np.uint8)])
+    assert [d["box"] for d in detections] == [[200.0, 0.0, 300.0, 60.0]]  # the second, clipped at the top
 
 
 def test_a_batch_of_frames_of_different_sizes_each_gets_its_own_boxes(tmp_path: Path) -> None:

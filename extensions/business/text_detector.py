@@ -2,11 +2,17 @@
 
 It needs the ``PP_OCR_DETECTOR`` serving plugin (its ``AI_ENGINE`` by default): the model runs in a shared
 model server, batched with every other pipeline that uses it, and this plugin gets the regions in
-``inp.inferences["PP_OCR_DETECTOR"]``. When at least ``MIN_REGIONS`` regions score ``MIN_SCORE`` or more,
-it sends a payload (at most one every ``MIN_PAYLOAD_INTERVAL`` seconds)::
+``inp.inferences["PP_OCR_DETECTOR"]``, in the one detection format (``box`` xyxy, ``quad``, ``score``,
+``class_id``, ``class_name``; any detector giving that format works). When at least ``MIN_REGIONS``
+regions score ``MIN_SCORE`` or more, it sends a payload (at most one every ``MIN_PAYLOAD_INTERVAL`` seconds)::
 
     {"TEXT_REGIONS": 2, "BOXES": [[x, y, w, h], ...], "POLYGONS": [[[x, y] × 4], ...], "SCORES": [0.91, ...],
+     "DETECTIONS": [{"box": [x1, y1, x2, y2], "quad": [[x, y] × 4], "score": 0.91, "class_id": 0,
+                     "class_name": "text"}, ...],
      "FRAME_INDEX": 42, "IMAGE_SIZE": [640, 480], "MODEL": "ch_PP-OCRv4_det_infer.onnx"}
+
+``BOXES`` and ``POLYGONS`` (integer pixels) are kept for consumers written before the detection format;
+``POLYGONS`` is the quad, or the box's corners for a detector without quads.
 
 with a witness image: the frame, at most ``WITNESS_WIDTH`` pixels wide, the regions outlined. If the model
 could not answer for a frame (its server crashed, hung or did not load) ``process`` raises the
@@ -18,10 +24,9 @@ from __future__ import annotations
 import time
 from typing import Any, ClassVar
 
-from edge_engine.api import BusinessPlugin, Input, Key, ServingError
+from edge_engine.api import BusinessPlugin, Detection, Input, Key, ServingError, draw_detections
 
 ENGINE = "PP_OCR_DETECTOR"
-_OUTLINE = (0, 200, 255)  # BGR orange
 
 
 class TextDetector(BusinessPlugin):
@@ -62,36 +67,32 @@ class TextDetector(BusinessPlugin):
         self.emit(self._payload(inp, regions), image=self._witness(inp, regions))
         return None
 
-    def _payload(self, inp: Input, regions: list[dict[str, Any]]) -> dict[str, Any]:
+    def _payload(self, inp: Input, regions: list[Detection]) -> dict[str, Any]:
         boxes = []
         for region in regions:
-            xs = [p[0] for p in region["box"]]
-            ys = [p[1] for p in region["box"]]
-            boxes.append([min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)])
+            x1, y1, x2, y2 = (round(v) for v in region["box"])
+            boxes.append([x1, y1, x2 - x1, y2 - y1])
         height, width = inp.image.shape[:2] if inp.image is not None else (0, 0)
         return {
             "TEXT_REGIONS": len(regions),
             "BOXES": boxes,
-            "POLYGONS": [r["box"] for r in regions],
+            "POLYGONS": [_polygon(r) for r in regions],
             "SCORES": [r["score"] for r in regions],
+            "DETECTIONS": [dict(r) for r in regions],
             "FRAME_INDEX": inp.metadata.get("frame_index", inp.seq),
             "IMAGE_SIZE": [width, height],
             "MODEL": "ch_PP-OCRv4_det_infer.onnx",
         }
 
-    def _witness(self, inp: Input, regions: list[dict[str, Any]]) -> Any:
+    def _witness(self, inp: Input, regions: list[Detection]) -> Any:
         if not self.config["WITNESS"] or inp.image is None:
             return None
-        import cv2
-        import numpy as np
+        return draw_detections(inp.image, regions, max_width=self.config["WITNESS_WIDTH"])
 
-        image = inp.image
-        scale = min(1.0, self.config["WITNESS_WIDTH"] / image.shape[1])
-        witness = cv2.resize(image, None, fx=scale, fy=scale) if scale < 1 else image.copy()
-        for region in regions:
-            polygon = (np.asarray(region["box"], np.float32) * scale).astype(np.int32)
-            cv2.polylines(witness, [polygon.reshape(-1, 1, 2)], True, _OUTLINE, 2)
-            x, y = polygon[0]
-            cv2.putText(witness, f"{region['score']:.2f}", (int(x), max(10, int(y) - 4)),
-                        cv2.FONT_HERSHEY_SIMPLEX, 0.4, _OUTLINE, 1, cv2.LINE_AA)  # fmt: skip
-        return witness
+
+def _polygon(region: Detection) -> list[list[int]]:
+    """The region's quad in integer pixels, or its box's corners (clockwise from the top-left)."""
+    if region.get("quad"):
+        return [[round(x), round(y)] for x, y in region["quad"]]
+    x1, y1, x2, y2 = (round(v) for v in region["box"])
+    return [[x1, y1], [x2, y1], [x2, y2], [x1, y2]]

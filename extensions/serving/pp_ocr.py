@@ -7,8 +7,9 @@ OpenCV and numpy only.
 
 * ``PP_OCR_DETECTOR`` (PP-OCRv4 det, DB): each frame is resized so its longer side is at most
   ``LIMIT_SIDE`` (multiples of 32), frames of a batch are padded to a common size, and the probability map
-  of each is turned into text regions: ``[{"box": [[x, y] × 4], "score": s}]`` in the frame's pixels,
-  clockwise from the top-left corner.
+  of each is turned into text regions in the one detection format (decision 34): ``box`` (xyxy around the
+  region), ``quad`` (its four corners, clockwise from the top-left), ``score``, ``class_id`` 0 and
+  ``class_name`` ``"text"``, all in the frame's pixels.
 * ``PP_OCR_DIRECTION`` (PP-OCR mobile v2 cls): a text-line crop is resized to 48 px high (up to 192 wide) and
   classified upright or upside down: ``{"label": "0" | "180", "score": p}``. Small and fast: the model the
   sharing benchmark batches.
@@ -22,9 +23,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from edge_engine.api import Input, Key, OnnxServingPlugin
+from edge_engine.api import Detection, Input, Key, OnnxServingPlugin, make_detection
 
 PACKAGE = "rapidocr_onnxruntime"
+TEXT_CLASS = "text"
 INSTALL_HINT = "install it with: pip install --no-deps rapidocr-onnxruntime"
 
 
@@ -128,8 +130,9 @@ def detector_size(height: int, width: int, limit: int) -> tuple[int, int]:
 def db_regions(
     prob: Any, height: int, width: int, thresh: float = 0.3, box_thresh: float = 0.5, unclip_ratio: float = 1.6,
     max_candidates: int = 1000, dilate: bool = True,
-) -> list[dict[str, Any]]:  # fmt: skip
-    """Text regions from a DB probability map (RapidOCR's ``DBPostProcess`` in fast score mode)."""
+) -> list[Detection]:  # fmt: skip
+    """Text regions from a DB probability map (RapidOCR's ``DBPostProcess`` in fast score mode), as detections
+    with their quad, top to bottom then left to right."""
     import cv2
     import numpy as np
 
@@ -138,7 +141,7 @@ def db_regions(
         mask = cv2.dilate(mask, np.ones((2, 2), np.uint8))
     contours, _ = cv2.findContours(mask * 255, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
     map_h, map_w = prob.shape
-    regions = []
+    regions: list[Detection] = []
     for contour in contours[:max_candidates]:
         points, short_side = _mini_box(contour)
         if short_side < 3:
@@ -154,8 +157,10 @@ def db_regions(
         points = _clockwise(points)
         if np.linalg.norm(points[0] - points[1]) <= 3 or np.linalg.norm(points[0] - points[3]) <= 3:
             continue
-        regions.append({"box": points.astype(int).tolist(), "score": round(float(score), 4)})
-    regions.sort(key=lambda r: (r["box"][0][1], r["box"][0][0]))
+        quad = points.astype(int)
+        box = [quad[:, 0].min(), quad[:, 1].min(), quad[:, 0].max(), quad[:, 1].max()]
+        regions.append(make_detection(box, round(float(score), 4), 0, TEXT_CLASS, quad=quad.tolist()))
+    regions.sort(key=lambda r: (r["quad"][0][1], r["quad"][0][0]))
     return regions
 
 

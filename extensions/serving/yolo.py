@@ -162,6 +162,8 @@ class YoloDetector(OnnxServingPlugin):
         for index, placement in enumerate(placements):
             boxes, scores, class_ids = detect(output[index], layout, **settings)
             boxes = placement.to_frame(boxes)
+            inside = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])  # boxes wholly in the padding go
+            boxes, scores, class_ids = boxes[inside], scores[inside], class_ids[inside]
             results.append([
                 make_detection([round(v, 2) for v in box], round(float(score), 4), class_id, self._name(class_id))
                 for box, score, class_id in zip(boxes.tolist(), scores, class_ids, strict=True)
