@@ -19,9 +19,33 @@ from edge_engine.plugin_types import (
 )
 from edge_engine.serving.onnx_info import OnnxIO, TensorInfo, read_onnx_io
 from edge_engine.serving.onnx_plugin import OnnxServingPlugin
+from edge_engine.vision.analytics import ZoneAnalyticsPlugin
 from edge_engine.vision.boxes import Letterbox, box_iou, letterbox, non_max_suppression
 from edge_engine.vision.detections import Detection, make_detection
 from edge_engine.vision.draw import class_color, draw_detections
+
+# numpy-based vision tools load on first use, so importing the API (every plugin module does) stays cheap.
+_LAZY = {
+    "MotionBoxes": "edge_engine.vision.motion",
+    "MotionSettings": "edge_engine.vision.motion",
+    "Region": "edge_engine.vision.zones",
+    "Track": "edge_engine.vision.tracking",
+    "Tracker": "edge_engine.vision.tracking",
+    "TrackerConfig": "edge_engine.vision.tracking",
+    "ZoneMonitor": "edge_engine.vision.zones",
+    "draw_overlay": "edge_engine.vision.analytics",
+    "iou_matrix": "edge_engine.vision.tracking",
+    "parse_regions": "edge_engine.vision.zones",
+}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "BusinessPlugin",
@@ -48,4 +72,6 @@ __all__ = [
     "make_detection",
     "non_max_suppression",
     "read_onnx_io",
+    "ZoneAnalyticsPlugin",
+    *_LAZY,
 ]

@@ -1,0 +1,307 @@
+"""Multi-object tracking: turn each frame's detections (decision 34) into tracks with stable ids.
+
+:class:`Tracker` follows the ByteTrack recipe with a constant-velocity motion model, in plain numpy:
+
+1. every live track predicts its box for this frame (last box + velocity × frames since it was seen);
+2. detections scoring ``high_score`` or more are matched to all live tracks (tracked and lost) by IoU;
+3. detections between ``low_score`` and ``high_score`` are matched to the tracked ones still unmatched (a
+   partly hidden object keeps its track instead of starting a new one);
+4. optionally, what is still unmatched is matched by centre distance (``distance_gate`` box diagonals), for
+   small fast objects whose predicted box does not overlap the detection yet;
+5. unmatched high detections start new tracks (``tentative`` until ``min_hits`` frames, ``tracked`` after);
+   unmatched tracks become ``lost`` and are ``removed`` after ``max_lost`` frames without a match.
+
+Matching is greedy by best IoU (or nearest centre) among the pairs that pass the gate: the same answer as an
+optimal assignment whenever objects do not overlap ambiguously, and O(pairs · log pairs) instead of O(n³).
+Only detections of the same ``class_id`` are matched unless ``class_aware`` is off.
+
+    tracker = Tracker(TrackerConfig(max_lost=30))
+    for frame_detections in stream:
+        tracked = tracker.update(frame_detections, timestamp)  # the detections, each with "track_id"
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from edge_engine.vision.detections import Detection
+
+TENTATIVE = "tentative"
+TRACKED = "tracked"
+LOST = "lost"
+REMOVED = "removed"
+
+
+@dataclass
+class TrackerConfig:
+    """How a :class:`Tracker` associates detections; every field is per tracker instance."""
+
+    high_score: float = 0.5  # first-pass detections; below it, second pass only
+    low_score: float = 0.1  # detections below this are ignored
+    match_iou: float = 0.2  # smallest IoU of a first-pass match (predicted box vs detection)
+    low_match_iou: float = 0.4  # smallest IoU of a second-pass (low score) match
+    distance_gate: float = 1.0  # third pass: centre distance ≤ this × the track's box diagonal; 0 = off
+    min_hits: int = 1  # frames a new track must be matched before it is reported (tentative before)
+    max_lost: int = 30  # frames a lost track is kept (predicted forward) before it is removed
+    class_aware: bool = True  # match only detections of the track's class_id
+    velocity_smoothing: float = 0.5  # weight of the newest displacement in the velocity estimate (0..1]
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> TrackerConfig:
+        """Build from a plugin config dict with UPPER or lower keys (``{"MAX_LOST": 50}``); unknown keys raise."""
+        names = {f.lower() for f in cls.__dataclass_fields__}
+        kwargs: dict[str, Any] = {}
+        for key, value in values.items():
+            name = str(key).lower()
+            if name not in names:
+                known = ", ".join(sorted(n.upper() for n in names))
+                raise ValueError(f"unknown tracker setting {key!r}; known: {known}")
+            kwargs[name] = value
+        config = cls(**kwargs)
+        config.check()
+        return config
+
+    def check(self) -> None:
+        """Raise ``ValueError`` when the settings do not make sense together."""
+        if not 0 <= self.low_score <= self.high_score <= 1:
+            raise ValueError(
+                f"tracker needs 0 <= LOW_SCORE <= HIGH_SCORE <= 1 (got {self.low_score}, {self.high_score})"
+            )
+        if not 0 <= self.match_iou < 1 or not 0 <= self.low_match_iou < 1:
+            raise ValueError("tracker needs 0 <= MATCH_IOU < 1 and 0 <= LOW_MATCH_IOU < 1")
+        if self.min_hits < 1 or self.max_lost < 0 or self.distance_gate < 0:
+            raise ValueError("tracker needs MIN_HITS >= 1, MAX_LOST >= 0 and DISTANCE_GATE >= 0")
+        if not 0 < self.velocity_smoothing <= 1:
+            raise ValueError(f"tracker needs 0 < VELOCITY_SMOOTHING <= 1 (got {self.velocity_smoothing})")
+
+
+@dataclass
+class Track:
+    """One tracked object. ``box`` is the last matched box, ``predicted`` where it is expected this frame."""
+
+    track_id: int
+    box: np.ndarray  # x1, y1, x2, y2 (float64)
+    score: float
+    class_id: int
+    class_name: str
+    first_time: float
+    last_time: float
+    first_frame: int
+    state: str = TENTATIVE
+    hits: int = 1
+    frames_lost: int = 0
+    velocity: np.ndarray = field(default_factory=lambda: np.zeros(4))
+    predicted: np.ndarray = field(default_factory=lambda: np.zeros(4))
+    detection: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready summary (for payloads and overlays)."""
+        return {
+            "track_id": self.track_id,
+            "box": [round(float(v), 1) for v in self.box],
+            "score": round(self.score, 3),
+            "class_id": self.class_id,
+            "class_name": self.class_name,
+            "state": self.state,
+            "hits": self.hits,
+            "frames_lost": self.frames_lost,
+            "age_s": round(self.last_time - self.first_time, 3),
+        }
+
+
+class Tracker:
+    """ByteTrack-style multi-object tracker (see the module docstring). One per camera; not thread-safe."""
+
+    def __init__(self, config: TrackerConfig | None = None):
+        self.config = config or TrackerConfig()
+        self.config.check()
+        self.tracks: list[Track] = []  # tentative, tracked and lost
+        self.removed: list[Track] = []  # tracks removed by the last update (read them before the next)
+        self.frame = 0
+        self._next_id = 1
+
+    def reset(self) -> None:
+        """Forget every track (ids keep increasing, so an old id never names a new object)."""
+        self.tracks, self.removed, self.frame = [], [], 0
+
+    def update(self, detections: Iterable[Detection | Mapping[str, Any]], timestamp: float = 0.0) -> list[Detection]:
+        """Associate one frame's detections; returns the confirmed tracks' detections with ``track_id`` added.
+
+        A tracked object that was not detected in this frame is not in the returned list (see :attr:`tracks`
+        for every live track, with its state and predicted box).
+        """
+        cfg = self.config
+        self.frame += 1
+        self.removed = []
+        dets = [d for d in detections if float(d.get("score", 1.0)) >= cfg.low_score]
+        boxes = _boxes_array(dets)
+        scores = np.asarray([float(d.get("score", 1.0)) for d in dets], np.float64)
+        classes = np.asarray([int(d.get("class_id", 0)) for d in dets], np.int64)
+        for track in self.tracks:
+            track.predicted = track.box + track.velocity * (track.frames_lost + 1)
+        high = np.flatnonzero(scores >= cfg.high_score)
+        low = np.flatnonzero(scores < cfg.high_score)
+        track_index = np.arange(len(self.tracks))
+        matches, free_tracks, free_high = self._match(track_index, high, boxes, classes, cfg.match_iou)
+        tracked_free = np.asarray([t for t in free_tracks if self.tracks[t].state != LOST], np.int64)
+        low_matches, _, _ = self._match(tracked_free, low, boxes, classes, cfg.low_match_iou)
+        matches += low_matches
+        matched_tracks = {t for t, _ in matches}
+        if cfg.distance_gate > 0:
+            rest_tracks = np.asarray([t for t in free_tracks if t not in matched_tracks], np.int64)
+            near, _, free_high = self._match_by_distance(rest_tracks, free_high, boxes, classes)
+            matches += near
+            matched_tracks |= {t for t, _ in near}
+        for t, d in matches:
+            self._refresh(self.tracks[t], dets[d], boxes[d], timestamp)
+        for t in range(len(self.tracks)):
+            if t not in matched_tracks:
+                self._miss(self.tracks[t])
+        for d in free_high:
+            self._start(dets[int(d)], boxes[int(d)], timestamp)
+        self.removed = [t for t in self.tracks if t.state == REMOVED]
+        self.tracks = [t for t in self.tracks if t.state != REMOVED]
+        return [t.detection for t in self.tracks if t.state == TRACKED and t.frames_lost == 0]  # type: ignore[misc]
+
+    # --- association ------------------------------------------------------------------------------------------
+    def _match(
+        self, track_idx: np.ndarray, det_idx: np.ndarray, boxes: np.ndarray, classes: np.ndarray, min_iou: float
+    ) -> tuple[list[tuple[int, int]], list[int], np.ndarray]:
+        """Greedy IoU matching of tracks (predicted boxes) and detections; returns matches and the unmatched."""
+        if len(track_idx) == 0 or len(det_idx) == 0:
+            return [], [int(t) for t in track_idx], det_idx
+        predicted = np.stack([self.tracks[int(t)].predicted for t in track_idx])
+        iou = iou_matrix(predicted, boxes[det_idx])
+        if self.config.class_aware:
+            track_classes = np.asarray([self.tracks[int(t)].class_id for t in track_idx])
+            iou[track_classes[:, None] != classes[det_idx][None, :]] = 0.0
+        rows, cols = greedy_assign(iou, min_iou, larger_is_better=True)
+        matches = [(int(track_idx[r]), int(det_idx[c])) for r, c in zip(rows, cols, strict=True)]
+        taken_rows, taken_cols = set(rows), set(cols)
+        free_tracks = [int(t) for i, t in enumerate(track_idx) if i not in taken_rows]
+        free_dets = np.asarray([d for i, d in enumerate(det_idx) if i not in taken_cols], np.int64)
+        return matches, free_tracks, free_dets
+
+    def _match_by_distance(
+        self, track_idx: np.ndarray, det_idx: np.ndarray, boxes: np.ndarray, classes: np.ndarray
+    ) -> tuple[list[tuple[int, int]], list[int], np.ndarray]:
+        """Nearest-centre matching within ``distance_gate`` diagonals of the track's predicted box."""
+        if len(track_idx) == 0 or len(det_idx) == 0:
+            return [], [int(t) for t in track_idx], det_idx
+        predicted = np.stack([self.tracks[int(t)].predicted for t in track_idx])
+        det_boxes = boxes[det_idx]
+        centres_t = (predicted[:, :2] + predicted[:, 2:]) / 2
+        centres_d = (det_boxes[:, :2] + det_boxes[:, 2:]) / 2
+        diagonal = np.hypot(predicted[:, 2] - predicted[:, 0], predicted[:, 3] - predicted[:, 1])
+        distance = (
+            np.linalg.norm(centres_t[:, None, :] - centres_d[None, :, :], axis=2) / np.maximum(diagonal, 1e-6)[:, None]
+        )
+        if self.config.class_aware:
+            track_classes = np.asarray([self.tracks[int(t)].class_id for t in track_idx])
+            distance[track_classes[:, None] != classes[det_idx][None, :]] = np.inf
+        rows, cols = greedy_assign(distance, self.config.distance_gate, larger_is_better=False)
+        matches = [(int(track_idx[r]), int(det_idx[c])) for r, c in zip(rows, cols, strict=True)]
+        taken_rows, taken_cols = set(rows), set(cols)
+        free_tracks = [int(t) for i, t in enumerate(track_idx) if i not in taken_rows]
+        free_dets = np.asarray([d for i, d in enumerate(det_idx) if i not in taken_cols], np.int64)
+        return matches, free_tracks, free_dets
+
+    # --- track life -------------------------------------------------------------------------------------------
+    def _refresh(self, track: Track, det: Mapping[str, Any], box: np.ndarray, timestamp: float) -> None:
+        steps = track.frames_lost + 1
+        displacement = (box - track.box) / steps
+        alpha = self.config.velocity_smoothing
+        track.velocity = displacement if track.hits == 1 else alpha * displacement + (1 - alpha) * track.velocity
+        track.box = box.copy()
+        track.score = float(det.get("score", 1.0))
+        track.hits += 1
+        track.frames_lost = 0
+        track.last_time = timestamp
+        if track.state in (TENTATIVE, LOST) and track.hits >= self.config.min_hits:
+            track.state = TRACKED
+        track.detection = _tagged(det, track.track_id)
+
+    def _miss(self, track: Track) -> None:
+        track.frames_lost += 1
+        if track.state == TENTATIVE or track.frames_lost > self.config.max_lost:
+            track.state = REMOVED
+        else:
+            track.state = LOST
+
+    def _start(self, det: Mapping[str, Any], box: np.ndarray, timestamp: float) -> None:
+        track = Track(
+            track_id=self._next_id,
+            box=box.copy(),
+            score=float(det.get("score", 1.0)),
+            class_id=int(det.get("class_id", 0)),
+            class_name=str(det.get("class_name", "")),
+            first_time=timestamp,
+            last_time=timestamp,
+            first_frame=self.frame,
+            state=TRACKED if self.config.min_hits <= 1 else TENTATIVE,
+        )
+        track.predicted = track.box.copy()
+        track.detection = _tagged(det, track.track_id)
+        self._next_id += 1
+        self.tracks.append(track)
+
+
+def _tagged(det: Mapping[str, Any], track_id: int) -> Detection:
+    tagged = dict(det)
+    tagged["track_id"] = track_id
+    return tagged  # type: ignore[return-value]
+
+
+def _boxes_array(dets: Sequence[Mapping[str, Any]]) -> np.ndarray:
+    if not dets:
+        return np.zeros((0, 4), np.float64)
+    boxes = np.asarray([d["box"] for d in dets], np.float64).reshape(-1, 4)
+    return boxes
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of every box of ``a`` (n×4, xyxy) with every box of ``b`` (m×4): an n×m array."""
+    if len(a) == 0 or len(b) == 0:
+        return np.zeros((len(a), len(b)), np.float64)
+    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area_a = np.clip(a[:, 2] - a[:, 0], 0, None) * np.clip(a[:, 3] - a[:, 1], 0, None)
+    area_b = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)  # type: ignore[no-any-return]
+
+
+def greedy_assign(scores: np.ndarray, gate: float, larger_is_better: bool = True) -> tuple[list[int], list[int]]:
+    """Pair rows and columns best first, each at most once, among the cells that pass ``gate``.
+
+    With ``larger_is_better`` a cell passes when ``score >= gate`` (IoU), else when ``score <= gate``
+    (distance). Only passing cells are sorted, so sparse matrices (most objects far apart) stay cheap.
+    """
+    passing = scores >= gate if larger_is_better else scores <= gate
+    if larger_is_better and gate <= 0:
+        passing &= scores > 0
+    rows, cols = np.nonzero(passing)
+    if len(rows) == 0:
+        return [], []
+    values = scores[rows, cols]
+    order = np.argsort(-values if larger_is_better else values, kind="stable")
+    used_rows: set[int] = set()
+    used_cols: set[int] = set()
+    out_rows: list[int] = []
+    out_cols: list[int] = []
+    for k in order:
+        r, c = int(rows[k]), int(cols[k])
+        if r in used_rows or c in used_cols:
+            continue
+        used_rows.add(r)
+        used_cols.add(c)
+        out_rows.append(r)
+        out_cols.append(c)
+    return out_rows, out_cols
