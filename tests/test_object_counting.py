@@ -1,0 +1,126 @@
+"""OBJECT_COUNTER and ZONE_ALERT: payloads from drawn scenes with known trajectories.
+
+In the harness the frames go in as inputs carrying ``frame_index`` and ``fps`` (``TIME_SOURCE: video``), the
+objects found by the motion model (``DETECTIONS_FROM: MOTION``). End to end, a node reads the scene as a video
+file, a real ONNX colour-box detector runs in its model server (``AI_ENGINE``), and the day's counts survive a
+restart of the node.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import vision_scenes as vs
+from conftest import EmitTap, wait_for
+
+from edge_engine.api import Input
+
+LINE = {"NAME": "door", "POINTS": [[0.5, 0.0], [0.5, 1.0]]}  # relative: x = 160 of 320
+x1, y1, x2, y2 = vs.ZONE
+ZONE_POINTS = [[x1, y1], [x2, y1], [x2, y2], [x1, y2]]
+MOTION = {"DETECTIONS_FROM": "MOTION", "TIME_SOURCE": "video"}
+
+
+def scene_inputs(scene: vs.Scene) -> list[Input]:
+    return [
+        Input(image=scene.render(f), metadata={"frame_index": f, "fps": vs.FPS}, seq=f + 1, timestamp=1000.0 + f)
+        for f in range(scene.frames)
+    ]
+
+
+def test_object_counter_counts_a_line_both_ways_with_witnesses_and_totals(plugin_harness: Any) -> None:
+    config = {**MOTION, "LINES": [LINE], "REPORT_SECONDS": 3}
+    result = plugin_harness.run("OBJECT_COUNTER", config=config, inputs=scene_inputs(vs.scene_line_both_ways()))
+    crosses = [p for p in result.payloads if p["EVENT"] == "CROSS"]
+    assert [(p["DIRECTION"], p["FRAME_INDEX"]) for p in crosses] == [("OUT", 18), ("IN", 51)]
+    assert crosses[0]["COUNTS"] == {"door": {"IN": {}, "OUT": {"motion": 1}}}
+    assert crosses[1]["COUNTS"] == {"door": {"IN": {"motion": 1}, "OUT": {"motion": 1}}}
+    assert crosses[0]["TRACK_ID"] == crosses[1]["TRACK_ID"]
+    assert all(p.image is not None and p.image.shape[1] == vs.WIDTH for p in crosses)
+    # the witness shows the line (magenta) and the counted track (red box)
+    witness = crosses[0].image
+    assert (abs(witness[5:230, 158:163].astype(int) - (255, 0, 255)).sum(axis=2) < 90).any()
+    assert (abs(witness.astype(int) - (0, 0, 255)).sum(axis=2) < 90).sum() > 50
+    totals = [p for p in result.payloads if p["EVENT"] == "TOTALS"]
+    assert len(totals) == (vs.scene_line_both_ways().frames - 1) // (3 * vs.FPS)  # every 3 s of video
+    assert totals[-1]["COUNTS"]["door"] == {"IN": {"motion": 1}, "OUT": {"motion": 1}} and totals[-1]["DAY"]
+    assert result.errors == []
+
+
+def test_zone_alert_raises_on_dwell_and_lowers_when_the_object_leaves(plugin_harness: Any) -> None:
+    zone = {"NAME": "no-parking", "POINTS": ZONE_POINTS, "DWELL_SECONDS": 2}
+    inputs = scene_inputs(vs.scene_zone_stop())
+    result = plugin_harness.run("ZONE_ALERT", config={**MOTION, "ZONES": [zone]}, inputs=inputs)
+    events = [(p["EVENT"], p["FRAME_INDEX"]) for p in result.payloads]
+    assert events == [("DWELL", 37), ("ALERT_END", 61)]  # entry at frame 17 (+2 s), exit at 61-62
+    raised, lowered = result.payloads
+    assert raised["IS_ALERT"] and raised["IS_NEW_RAISE"] and raised["IS_ALERT_STATUS_CHANGED"]
+    assert raised["DWELL_S"] == pytest.approx(2.0) and raised["ZONE"] == "no-parking"
+    assert raised["OCCUPANCY"] == {"motion": 1} and raised.image is not None
+    assert not lowered["IS_ALERT"] and lowered["IS_NEW_LOWER"] and lowered["OCCUPANCY"] == {}
+    assert lowered["LAST_ALERT_DURATION"] == pytest.approx((61 - 37) / vs.FPS)
+
+
+def test_zone_alert_intrusion_and_crowding(plugin_harness: Any) -> None:
+    zones = [
+        {"NAME": "fence", "POINTS": ZONE_POINTS},  # neither DWELL_SECONDS nor MAX_COUNT: any entry alerts
+        {"NAME": "room", "POINTS": ZONE_POINTS, "MAX_COUNT": 2, "INTRUSION": False},
+    ]
+    result = plugin_harness.run("ZONE_ALERT", config={**MOTION, "ZONES": zones}, inputs=scene_inputs(vs.scene_crowd()))
+    fence = [(p["EVENT"], p["IS_NEW_RAISE"]) for p in result.payloads if p["ZONE"] == "fence"]
+    assert fence == [("ENTER", True), ("ENTER", False), ("ENTER", False)]  # one alert, three intruders
+    room = [p for p in result.payloads if p["ZONE"] == "room"]
+    assert [(p["EVENT"], p["COUNT"], p["IS_NEW_RAISE"]) for p in room] == [("COUNT_ABOVE", 3, True)]
+
+
+def test_bad_zone_config_is_refused_with_the_entry_named(plugin_harness: Any) -> None:
+    zones = [{"NAME": "z", "POINTS": [[0, 0], [1, 1]]}]
+    result = plugin_harness.run("ZONE_ALERT", config={**MOTION, "ZONES": zones}, inputs=[], raise_errors=False)
+    assert result.errors and result.errors[0].stage == "on_init"
+    assert "ZONES[0] (z): POINTS must be a list of at least 3" in str(result.errors[0].exception)
+    result = plugin_harness.run("OBJECT_COUNTER", config={"LINES": [LINE]}, inputs=[], raise_errors=False)
+    assert "set AI_ENGINE" in str(result.errors[0].exception)
+
+
+# --- end to end: video file → ONNX detector in a model server → counter; counts survive a restart --------------------
+def counter_pipeline(video: Path) -> dict[str, Any]:
+    return {
+        "NAME": "cam", "TYPE": "VIDEO_FILE", "URL": str(video),
+        "PLUGINS": [{"SIGNATURE": "OBJECT_COUNTER", "INSTANCES": [{
+            "INSTANCE_ID": "door", "AI_ENGINE": "COLOR_BOXES", "TIME_SOURCE": "video", "LINES": [LINE],
+            "CLASSES": ["person"], "REPORT_SECONDS": 0, "PERSIST_SECONDS": 0,
+            "STARTUP_AI_ENGINE_PARAMS": {"CLASS_NAMES": ["person"] * 4, "CLASS_IDS": [0] * 4},
+        }]}],
+    }  # fmt: skip
+
+
+def run_node(node_factory: Any, video: Path) -> tuple[Any, EmitTap]:
+    node = node_factory(plugins={"serving/color_boxes.py": vs.COLOR_BOX_SERVING}, start=False)
+    vs.color_box_model(node.layout.models / "color_boxes.onnx", list(vs.COLORS.values()))
+    tap = EmitTap()
+    node.pm.register(tap, name="test-tap")
+    node.start()
+    node.add_pipeline(counter_pipeline(video))
+    return node, tap
+
+
+def test_video_through_the_onnx_detector_counts_and_the_day_survives_a_restart(
+    node_factory: Any, tmp_path: Path
+) -> None:
+    video = vs.scene_line_both_ways().write_video(tmp_path / "line.avi")
+    node, tap = run_node(node_factory, video)
+    wait_for(lambda: len([p for p in tap.payloads if p.data.get("EVENT") == "CROSS"]) >= 2, timeout=60)
+    first = [p.data for p in tap.payloads if p.data.get("EVENT") == "CROSS"]
+    assert [(p["DIRECTION"], p["CLASS_NAME"]) for p in first] == [("OUT", "person"), ("IN", "person")]
+    assert abs(first[0]["FRAME_INDEX"] - 18) <= 1 and abs(first[1]["FRAME_INDEX"] - 51) <= 1
+    state = node.layout.output / "cam" / "OBJECT_COUNTER_door" / "counters.json"
+    wait_for(lambda: state.is_file() and json.loads(state.read_text())["COUNTS"]["door"]["IN"] == {"person": 1})
+    node.stop("restart")
+
+    node, tap = run_node(node_factory, video)  # same local cache: the day's totals come back
+    wait_for(lambda: len([p for p in tap.payloads if p.data.get("EVENT") == "CROSS"]) >= 2, timeout=60)
+    second = [p.data for p in tap.payloads if p.data.get("EVENT") == "CROSS"]
+    assert second[-1]["COUNTS"]["door"] == {"IN": {"person": 2}, "OUT": {"person": 2}}
