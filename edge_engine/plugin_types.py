@@ -63,6 +63,8 @@ class PluginContext:
         The image is written to ``_output/`` and the payload carries ``IMG_PATH``; with object storage
         configured it also carries ``IMG_URL`` (uploaded in the background), else the image inline (``IMG``).
         """
+        if not isinstance(payload, Mapping):
+            raise TypeError(f"emit() needs a dict payload (got {type(payload).__name__})")
         self.emit_fn(dict(payload), image)
 
     def notify(self, message: str, level: str = "info", **fields: Any) -> None:
@@ -161,8 +163,12 @@ class CapturePlugin(PluginBase):
     The engine calls ``connect()``, then ``read()`` in a loop on the pipeline's capture thread, and
     ``release()`` at the end. ``read()`` returns an :class:`Input`, a numpy image, a dict (structured
     message) or None (nothing now: the engine waits briefly and calls again). It raises
-    :class:`~edge_engine.errors.EndOfStream` when a finite source is exhausted. Any other exception
-    counts as a source failure: the engine releases, waits with backoff and connects again.
+    :class:`~edge_engine.errors.EndOfStream` when a finite source is exhausted. Raise ``ConnectionError``
+    (or ``TimeoutError``) when the source cannot be reached or read: the source is then *away*, probed again
+    at most ``AWAY_PROBE_MAX_SECONDS`` apart for as long as it takes, and reported lost after
+    ``STREAM_LOST_SECONDS`` and back with its next input. Any other exception counts as the plugin's failure:
+    the engine releases, waits with backoff and connects again, and stops a source that keeps failing that
+    way (flapping).
     """
 
     KIND = KIND_CAPTURE
@@ -177,6 +183,12 @@ class CapturePlugin(PluginBase):
         ),
         "KEEP_ALIVE_SECONDS": Key(
             0.0, min=0, doc="without an owner's keep-alive for this long, the plugins enter safe mode; 0 = off"
+        ),
+        "STREAM_LOST_SECONDS": Key(
+            10.0, min=0, doc="a source away (unreachable) this long is reported lost, then back; 0 = no notices"
+        ),
+        "AWAY_PROBE_MAX_SECONDS": Key(
+            1.0, min=0.05, max=60, doc="longest wait between two attempts to reach an away source"
         ),
     }
 

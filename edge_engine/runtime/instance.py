@@ -7,14 +7,18 @@ Config updates, commands and safe-mode changes arrive as control messages and ar
 input goes on; from the second exception in a row the instance waits the supervisor's backoff first (its
 inputs meanwhile are dropped and counted), and a run of failures long enough to reach the flapping limit
 (see :mod:`edge_engine.supervisor`) stops the instance as *flapping*. Failing ``on_init()`` calls count the
-same way. A config update of the instance or its pipeline starts a flapping instance again.
+same way. A config update of the instance or its pipeline starts a flapping instance again. A payload is checked
+before it leaves: ``process()`` must return a dict or None, and every value must be JSON (numpy arrays and
+scalars are converted); anything else is the instance's error, with a message naming the key.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import traceback
+from collections.abc import Mapping
 from concurrent.futures import Future
 from typing import Any
 
@@ -36,6 +40,55 @@ def encode_jpeg(image: Any) -> bytes:
     if not ok:
         raise ValueError("the witness image could not be encoded as JPEG")
     return buffer.tobytes()
+
+
+def _json_value(value: Any) -> Any:
+    """``json.dumps`` default for payloads: numpy arrays and scalars, sets and bytes; anything else is refused."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if hasattr(value, "item"):
+        return value.item()
+    if isinstance(value, (set, frozenset)):
+        return sorted(value, key=repr)
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode("utf-8", "replace")
+    raise TypeError(f"a value of type {type(value).__name__} is not JSON")
+
+
+def check_payload(data: Mapping[str, Any]) -> None:
+    """Raise TypeError naming the first key whose value cannot be sent as JSON (a payload must never carry
+    ``"<object object at 0x...>"`` in place of a value)."""
+    try:
+        json.dumps(data, default=_json_value)
+    except (TypeError, ValueError, RecursionError) as exc:
+        try:
+            where = _first_bad_key(data)
+        except RecursionError:  # a value that contains itself
+            where = ""
+        raise TypeError(f"payload{where} is not JSON: {exc}; send numbers, text, lists or dicts") from None
+
+
+def _first_bad_key(value: Any, where: str = "") -> str:
+    """Where in ``value`` the first non-JSON value or key sits (``['BOXES'][0]``), or ``""``."""
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, (str, int, float, bool)) and key is not None:
+                return f"{where} key {key!r}"
+            found = _first_bad_key(item, f"{where}[{key!r}]")
+            if found:
+                return found
+        return ""
+    if isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            found = _first_bad_key(item, f"{where}[{index}]")
+            if found:
+                return found
+        return ""
+    try:
+        json.dumps(value, default=_json_value)
+    except (TypeError, ValueError):
+        return where or " value"
+    return ""
 
 
 class InstanceRunner:
@@ -112,6 +165,7 @@ class InstanceRunner:
         self._emit(payload, image, self._current_seq)
 
     def _emit(self, payload: dict[str, Any], image: Any = None, input_seq: int | None = None) -> None:
+        check_payload(payload)
         jpeg = encode_jpeg(image) if image is not None else None
         self._payload_seq += 1
         message = Payload(
@@ -270,6 +324,8 @@ class InstanceRunner:
         try:
             result = plugin.process(inp)
             if result is not None:
+                if not isinstance(result, Mapping):
+                    raise TypeError(f"process() must return a dict or None (got {type(result).__name__})")
                 self._emit(dict(result), None, inp.seq if inp is not None else None)
         except Exception as exc:
             self.stats.timed(time.perf_counter() - started)
