@@ -5,7 +5,9 @@ a :class:`~edge_engine.serving.client.ModelClient` per model the instances need 
 see :mod:`edge_engine.serving`), copies each frame once into one of its shared-memory slots, and submits
 it to every model at once. The pipeline's dispatcher keeps up to ``MAX_IN_FLIGHT`` inputs in flight
 (:meth:`submit`) and hands them on in order as they complete (:meth:`complete`), so capture keeps
-reading while models run, and a slow model delays only the pipelines that use it.
+reading while models run, and a slow model delays only the pipelines that use it. A slot goes back to the
+ring only when every server answered the request naming it, so a pipeline that stops with inputs in flight
+(removed, updated, restarted) leaves its frames readable for the batches that mix them with other pipelines'.
 
 ``Input.inferences[SIGNATURE]`` then holds each model's result, or a :class:`~edge_engine.errors.ServingError`.
 When two instances of one pipeline use the same serving plugin with different configs, each gets a view
@@ -77,6 +79,7 @@ class ServingStage:
         self._warned: set[str] = set()
         self.plan = ServingPlan()
         self.slots: FrameSlots | None = None
+        self._holding: set[Ticket] = set()  # tickets whose slot is not handed back yet (the dispatcher's)
         self.in_flight = 0
         self.errors = 0
         self._window = 1
@@ -190,8 +193,14 @@ class ServingStage:
                 self._fit_window(inp.image.nbytes)
             slots = self._slots(plan.window)
             slot = slots.acquire()
-            ref = slots.put(slot, inp.image)
+            try:
+                ref = slots.put(slot, inp.image)
+            except BaseException:
+                slots.release(slot)
+                raise
         ticket = Ticket(inp, len(clients), self._cond, slot, plan, self._done if self._wake else None)
+        if slot is not None:
+            self._holding.add(ticket)
         if clients:
             item = (ref, inp.data, inp.metadata, inp.seq, inp.timestamp)
             self.in_flight += 1
@@ -225,8 +234,8 @@ class ServingStage:
         if not ticket.done:
             self._wait(ticket, plan)
         if ticket.slot is not None and self.slots is not None:
-            self.slots.release(ticket.slot)
-            ticket.slot = None
+            self._holding.discard(ticket)
+            ticket.hand_back(self.slots.release)  # at once, or when the last server lets go of the frame
         if plan.clients:
             self.in_flight -= 1
         inp = ticket.inp
@@ -279,9 +288,14 @@ class ServingStage:
                 client.close()
             self._clients = {}
             self.plan = ServingPlan()
-        if self.slots is not None:
-            self.slots.close()
-            self.slots = None
+        slots, self.slots = self.slots, None
+        if slots is not None:
+            # inputs still in flight (the pipeline stopped without waiting for them) hand their slots back as
+            # their servers answer; close() unlinks the others now and those then: never under a batch in flight
+            for ticket in self._holding:
+                ticket.hand_back(slots.release)
+            self._holding.clear()
+            slots.close()
 
     def snapshot(self) -> dict[str, Any]:
         plan = self.plan

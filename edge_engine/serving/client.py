@@ -1,10 +1,12 @@
 """The pipeline side of serving: tickets (one input on its way through one or more models) and requests.
 
 A :class:`Ticket` belongs to one pipeline's serving stage: it holds the input, the frame slot it was
-copied to, and the results as each model answers. A :class:`Request` is the ticket's entry in one model
-server's queue. A :class:`ModelClient` is one pipeline's connection to one model server: it carries the
-pipeline's in-flight limit (``MAX_IN_FLIGHT``), which the server's batching policy reads, and counts what
-the pipeline has outstanding there.
+copied to, and the results as each model answers. The slot goes back to the pipeline when both the pipeline
+is done with the input and every server has answered the request naming it: a pipeline that stops, or gives
+up waiting, never has its frame reused or unlinked under a batch still in flight. A :class:`Request` is the
+ticket's entry in one model server's queue. A :class:`ModelClient` is one pipeline's connection to one model
+server: it carries the pipeline's in-flight limit (``MAX_IN_FLIGHT``), which the server's batching policy
+reads, and counts what the pipeline has outstanding there.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ if TYPE_CHECKING:
 class Ticket:
     """One input waiting for its inferences; completed by the server threads, awaited by the pipeline."""
 
-    __slots__ = ("cond", "done", "inp", "on_done", "plan", "remaining", "results", "slot", "started")
+    __slots__ = ("cond", "done", "held", "inp", "on_done", "on_free", "plan", "remaining", "results", "slot",
+                 "started")  # fmt: skip
 
     def __init__(
         self,
@@ -41,6 +44,8 @@ class Ticket:
         self.on_done = on_done
         self.cond = cond
         self.slot = slot
+        self.held = expected  # requests a server has not answered yet: they name the slot
+        self.on_free: Callable[[int], None] | None = None  # set by hand_back while servers still hold the slot
         self.remaining = expected
         self.results: dict[ModelKey, Any] = {}
         self.done = expected == 0
@@ -60,19 +65,47 @@ class Ticket:
         if finished and self.on_done is not None:
             self.on_done()
 
+    def let_go(self) -> None:
+        """A server answered (or dropped) its request: it no longer reads the frame."""
+        with self.cond:
+            self.held -= 1
+            if self.held > 0 or self.on_free is None or self.slot is None:
+                return
+            release, slot = self.on_free, self.slot
+            self.on_free = self.slot = None
+        release(slot)
+
+    def hand_back(self, release: Callable[[int], None]) -> None:
+        """The pipeline is done with the input: ``release(slot)`` now, or when the last server lets go."""
+        with self.cond:
+            slot = self.slot
+            if slot is None:
+                return
+            if self.held > 0:
+                self.on_free = release
+                return
+            self.slot = None
+        release(slot)
+
 
 class Request:
     """A ticket's place in one model server's queue."""
 
-    __slots__ = ("client", "item", "submitted", "ticket")
+    __slots__ = ("answered", "client", "item", "submitted", "ticket")
 
     def __init__(self, client: ModelClient, ticket: Ticket, item: tuple[Any, ...]):
         self.client = client
         self.ticket = ticket
         self.item = item
         self.submitted = time.monotonic()
+        self.answered = False
 
     def resolve(self, value: Any) -> None:
+        """The server's answer (once per request, from any thread)."""
+        if self.answered:
+            return
+        self.answered = True
+        self.ticket.let_go()  # first: the frame is free before the pipeline, woken below, reuses its slot
         self.ticket.resolve(self.client.key, value)
 
 

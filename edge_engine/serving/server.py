@@ -408,7 +408,7 @@ class ModelServer:
     def _on_message(self, worker: WorkerHandle, message: tuple[Any, ...]) -> None:
         kind = message[0]
         if kind == RESULT:
-            self._on_result(worker, message[1], message[2], message[3])
+            self._on_result(worker, message[1], message[2], message[3], message[4] if len(message) > 4 else {})
         elif kind == BATCH_ERROR:
             self._on_batch_error(worker, message[1], message[2])
         elif kind == READY:
@@ -437,16 +437,22 @@ class ModelServer:
         self._last_activity = now
         return batch
 
-    def _on_result(self, worker: WorkerHandle, batch_id: int, results: list[Any], seconds: float) -> None:
+    def _on_result(
+        self, worker: WorkerHandle, batch_id: int, results: list[Any], seconds: float, lost: dict[int, str]
+    ) -> None:
         batch = self._take_batch(worker, batch_id)
         if not batch:
             return
-        self.stats.batch_done(len(batch), seconds)
+        if len(batch) > len(lost):
+            self.stats.batch_done(len(batch) - len(lost), seconds)
         if not worker.proven:
             worker.proven = True
             self.supervisor.recovered(worker.part)
-        for request, result in zip(batch, results, strict=False):
-            self._answer(request, result, ok=True)
+        for index, (request, result) in enumerate(zip(batch, results, strict=False)):
+            if index in lost:  # its frame was gone: that input alone fails, and it is no fault of the model
+                self._cancel(request, self.error("stopping", f"pipeline {request.client.pipeline!r}: {lost[index]}"))
+            else:
+                self._answer(request, result, ok=True)
 
     def _on_batch_error(self, worker: WorkerHandle, batch_id: int, text: str) -> None:
         batch = self._take_batch(worker, batch_id)
@@ -464,6 +470,12 @@ class ModelServer:
             client.outstanding -= 1
         self.stats.answered(time.monotonic() - request.submitted, ok)
         request.resolve(value)
+
+    def _cancel(self, request: Request, error: ServingError) -> None:
+        """Answer a request that was not the model's to fail (not counted in its results or errors)."""
+        with self._lock:
+            request.client.outstanding -= 1
+        request.resolve(error)
 
     def _watchdog(self, now: float) -> None:
         for worker in self._workers:

@@ -4,8 +4,11 @@ Each pipeline that uses models owns a small ring of slots (``MAX_IN_FLIGHT`` of 
 ``multiprocessing.shared_memory`` segment, grown when a bigger frame comes. The pipeline copies a frame
 into a free slot once; every server that needs it reads it in place (a numpy view) and the slot is reused
 when all of them have answered. A request names the segment, the shape and the dtype: a few bytes, never
-the pixels. When ``/dev/shm`` is smaller than :data:`SHM_MIN_BYTES` (Docker's default is 64 MB) the node
-says so and falls back to sending the frame's bytes through the server's pipe.
+the pixels. A slot outlives its pipeline while a server still holds a request naming it: when a pipeline
+stops (removed, updated, restarted) with frames in batches in flight, its segments are unlinked only as
+those batches are answered, so a batch mixing its frames with other pipelines' never finds one gone. When
+``/dev/shm`` is smaller than :data:`SHM_MIN_BYTES` (Docker's default is 64 MB) the node says so and falls
+back to sending the frame's bytes through the server's pipe.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from multiprocessing import shared_memory
@@ -77,7 +81,9 @@ def shm_free_bytes(path: str = SHM_PATH) -> int | None:
 class FrameSlots:
     """The pipeline side: a ring of numbered slots, each a shared-memory segment (or pipe mode: none).
 
-    Used by one thread (the pipeline's dispatcher): no locking.
+    The pipeline's dispatcher acquires a slot and writes a frame into it; the slot comes back with
+    :meth:`release`, which a model server's scheduler thread may call (when it answers the last request that
+    names the slot), so the free list is locked. After :meth:`close` a released slot is unlinked at once.
     """
 
     def __init__(self, count: int, use_shm: bool, prefix: str = "ee"):
@@ -87,6 +93,8 @@ class FrameSlots:
         self._views: list[Any] = [None] * count  # an ndarray over each segment, for the last frame shape
         self._names: list[str] = [""] * count
         self._free = list(range(count - 1, -1, -1))
+        self._lock = threading.Lock()
+        self._closed = False
         self.fallbacks = 0
 
     @property
@@ -99,18 +107,30 @@ class FrameSlots:
 
     def resize(self, count: int) -> None:
         """Grow the ring to ``count`` slots (a live update raised MAX_IN_FLIGHT)."""
-        while len(self._segments) < count:
-            self._segments.append(None)
-            self._views.append(None)
-            self._names.append("")
-            self._free.insert(0, len(self._segments) - 1)
+        with self._lock:
+            while len(self._segments) < count:
+                self._add_locked()
+
+    def _add_locked(self) -> None:
+        self._segments.append(None)
+        self._views.append(None)
+        self._names.append("")
+        self._free.insert(0, len(self._segments) - 1)
 
     def acquire(self) -> int:
-        """A free slot number (the caller keeps at most ``count`` in use)."""
-        return self._free.pop()
+        """A free slot number. The caller keeps at most ``count`` inputs in flight, but a slot whose input gave
+        up waiting comes back only when its server answers: meanwhile the ring grows by one."""
+        with self._lock:
+            if not self._free:
+                self._add_locked()
+            return self._free.pop()
 
     def release(self, slot: int) -> None:
-        self._free.append(slot)
+        """No server holds the slot's frame any more: reuse it (unlink it when the ring is closed)."""
+        with self._lock:
+            if self._closed:
+                self._close(slot)
+            self._free.append(slot)
 
     def put(self, slot: int, image: Any) -> FrameRef:
         """Write ``image`` into ``slot``; returns the reference a server resolves with :class:`FrameReader`."""
@@ -166,9 +186,18 @@ class FrameSlots:
             log.debug("closing frame slot %s: %s", segment.name, exc)
 
     def close(self) -> None:
-        """Unlink every segment (servers that still map one keep it until they let it go)."""
-        for slot in range(len(self._segments)):
-            self._close(slot)
+        """Unlink the free slots' segments now, and every other one when it is released (servers that still
+        map one keep it until they let it go)."""
+        with self._lock:
+            self._closed = True
+            for slot in self._free:
+                self._close(slot)
+
+    @property
+    def held(self) -> int:
+        """Slots in use by the pipeline, or named by a request a server has not answered yet (after
+        :meth:`close`: the segments not unlinked yet)."""
+        return len(self._segments) - len(self._free)
 
 
 class FrameReader:
@@ -199,19 +228,34 @@ class FrameReader:
         # Spawned servers share the node's resource tracker, so attaching registers nothing new and exiting
         # unlinks nothing: the pipeline that created the segment unlinks it.
         segment = shared_memory.SharedMemory(name=name)
+        self._forget_unlinked()
         self._segments[name] = segment
         while len(self._segments) > self._keep:
             _, old = self._segments.popitem(last=False)
-            try:
-                old.close()
-            except BufferError:  # a view of it is still alive somewhere: let the GC unmap it later
-                pass
+            _unmap(old)
         return segment
+
+    def _forget_unlinked(self) -> None:
+        """Unmap the segments their pipeline unlinked (it stopped, or a slot grew): mapped, they would keep their
+        memory in /dev/shm until pushed out. Checked when a new segment comes, which is when old ones go."""
+        if not os.path.isdir(SHM_PATH):
+            return
+        gone = [name for name in self._segments if not os.path.exists(os.path.join(SHM_PATH, name.lstrip("/")))]
+        for name in gone:
+            _unmap(self._segments.pop(name))
+
+    @property
+    def mapped(self) -> list[str]:
+        return list(self._segments)
 
     def close(self) -> None:
         for segment in self._segments.values():
-            try:
-                segment.close()
-            except BufferError:
-                pass
+            _unmap(segment)
         self._segments.clear()
+
+
+def _unmap(segment: shared_memory.SharedMemory) -> None:
+    try:
+        segment.close()
+    except BufferError:  # a view of it is still alive somewhere: let the GC unmap it later
+        pass

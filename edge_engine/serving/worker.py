@@ -7,9 +7,11 @@ loaded: the only place onnxruntime is imported). It then answers on its pipe:
 * node → server: ``("batch", batch_id, items)`` with one ``(frame ref, data, metadata, seq, timestamp)`` per
   input, or ``("stop",)``;
 * server → node: ``("ready", info)`` or ``("load_error", text)`` once, then ``("result", batch_id, results,
-  seconds)`` or ``("batch_error", batch_id, text)`` per batch.
+  seconds, lost)`` or ``("batch_error", batch_id, text)`` per batch.
 
-Frames are read in place from shared memory (see :mod:`edge_engine.serving.transport`). The process
+Frames are read in place from shared memory (see :mod:`edge_engine.serving.transport`). An input whose frame
+cannot be read (its segment is gone) is left out of the batch and reported in ``lost`` (``{index: reason}``,
+its entry in ``results`` is None): it fails alone, never the other pipelines' inputs batched with it. The process
 ignores SIGINT (the node decides when it stops) and exits when its pipe closes, so a node killed with
 SIGKILL leaves no server behind.
 """
@@ -153,18 +155,39 @@ def _serve(plugin: Any, conn: Any) -> None:
             _, batch_id, items = message
             started = perf()
             try:
-                inputs = [Input(reader.array(ref), data, meta, seq, ts) for ref, data, meta, seq, ts in items]
-                results = list(plugin.post_process(plugin.predict(plugin.pre_process(inputs)), inputs))
-                del inputs  # release the shared-memory views before the slots are reused
-                if len(results) != len(items):
-                    raise ValueError(f"post_process returned {len(results)} results for {len(items)} inputs")
-                reply: tuple[Any, ...] = (RESULT, batch_id, results, perf() - started)
+                results, lost = _run_batch(plugin, reader, items, Input)
+                reply: tuple[Any, ...] = (RESULT, batch_id, results, perf() - started, lost)
             except Exception as exc:
                 reply = (BATCH_ERROR, batch_id, f"{type(exc).__name__}: {exc}")
             if not _send(conn, reply) and reply[0] == RESULT:
                 _send(conn, (BATCH_ERROR, batch_id, "the results could not be sent (not picklable?)"))
     finally:
         reader.close()
+
+
+def _run_batch(plugin: Any, reader: Any, items: list[Any], input_type: type) -> tuple[list[Any], dict[int, str]]:
+    """One result per item (None for the lost ones), and why each lost item's frame could not be read."""
+    inputs, kept, lost = [], [], {}
+    for index, (ref, data, meta, seq, ts) in enumerate(items):
+        try:
+            image = reader.array(ref)
+        except FileNotFoundError:
+            lost[index] = "its frame was released before the model read it (its pipeline stopped)"
+            continue
+        except (OSError, ValueError, TypeError) as exc:
+            lost[index] = f"its frame could not be read: {type(exc).__name__}: {exc}"
+            continue
+        inputs.append(input_type(image, data, meta, seq, ts))
+        kept.append(index)
+    results: list[Any] = [None] * len(items)
+    if inputs:
+        answers = list(plugin.post_process(plugin.predict(plugin.pre_process(inputs)), inputs))
+        del inputs  # release the shared-memory views before the slots are reused
+        if len(answers) != len(kept):
+            raise ValueError(f"post_process returned {len(answers)} results for {len(kept)} inputs")
+        for index, answer in zip(kept, answers, strict=True):
+            results[index] = answer
+    return results, lost
 
 
 def _send(conn: Any, message: tuple[Any, ...]) -> bool:
