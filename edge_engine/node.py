@@ -97,7 +97,8 @@ class Node:
                                flap_window=float(startup["FLAP_WINDOW_SECONDS"]))  # fmt: skip
         supervisor = Supervisor(policy)
         self.serving = ServingManager(self.registry, supervisor, self.layout.models, self._model_notification)
-        self.env = RuntimeEnv(self.alias, self.layout, self.hooks, supervisor, serving=self.serving)
+        self.env = RuntimeEnv(self.alias, self.layout, self.hooks, supervisor, serving=self.serving,
+                              wake_watchdog=self.watchdog.poke)  # fmt: skip
         self._start_storage(supervisor)
         self.history = NodeHistory(self._identity_fields(), self.layout.root, started_at=self.started_at,
                                    sample_seconds=float(self.settings.startup["SECONDS_HISTORY_SAMPLE"]))  # fmt: skip

@@ -9,6 +9,11 @@ The flapping policy lives here too: a part that fails ``flap_max_failures`` time
 marked *flapping*: :meth:`Supervisor.record` says so, the caller stops restarting it and raises a
 notification carrying :meth:`Supervisor.flap_fields`. A flapping part stays stopped until it is started
 afresh (a config update of its instance or pipeline, or a node restart), which calls :meth:`forget`.
+
+Away is not flapping (decision 32): a source that cannot be reached is reported with :meth:`Supervisor.away`,
+which gives the delay before the next probe (the same backoff, capped by the caller: at most a second or two)
+and never counts towards flapping, however long the source stays away. Flapping is for parts that start and
+then fail again and again: instances, model servers, a source that opens and crashes.
 """
 
 from __future__ import annotations
@@ -129,6 +134,23 @@ class Supervisor:
             restarts = state.restarts
         log.warning("%s failed (%s); restart #%d in %.1f s", part, text, restarts, delay)
         return Verdict(delay, False, count)
+
+    def away(self, part: str, error: BaseException | str, cap: float) -> float:
+        """A source that cannot be reached: the delay (at most ``cap``) before probing it again.
+
+        Counted as a restart and in the backoff, never in the flapping window: an away source is probed for as
+        long as it is away. Nothing is logged here (a source away for hours is probed thousands of times); the
+        caller logs the absence once and reports it as lost and back (:mod:`edge_engine.runtime.presence`).
+        """
+        text = redact_text(error if isinstance(error, str) else f"{type(error).__name__}: {error}")
+        with self._lock:
+            state = self._parts.setdefault(part, PartState())
+            state.consecutive_failures += 1
+            state.last_error = text
+            state.last_failure = time.time()
+            state.restarts += 1
+            delay = self.policy.delay(state.consecutive_failures, self._rng)
+        return max(0.0, min(delay, cap))
 
     def _flapping(self, part: str, state: PartState, text: str, count: int, newly: bool) -> Verdict:
         if newly:

@@ -135,9 +135,9 @@ def test_mqtt_reconnects_after_a_broker_restart(mosquitto, node_factory, caplog)
     })  # fmt: skip
     wait_for(lambda: capture_state(node)["status"] == "running")
     mosquitto.stop()
-    wait_for(lambda: capture_state(node)["status"] == "reconnecting", timeout=5)
+    wait_for(lambda: capture_state(node)["status"] == "away", timeout=5)
     wait_for(lambda: capture_state(node)["errors"] >= 2, timeout=5)  # the loss, then refused connections
-    assert node.snapshot()["pipelines"][0]["status"] == "reconnecting"
+    assert node.snapshot()["pipelines"][0]["status"] == "away"
     mosquitto.start()  # same port
     wait_for(lambda: capture_state(node)["status"] == "running", timeout=10)
     pub = publisher(mosquitto)
@@ -160,7 +160,7 @@ def test_mqtt_unreachable_broker_is_a_connection_error(node_factory, caplog) -> 
                                    "USER": "u", "PASSWORD": SECRET})  # fmt: skip
     wait_for(lambda: capture_state(node)["errors"] >= 1, timeout=5)
     state = capture_state(node)
-    assert state["status"] in ("reconnecting", "starting")
+    assert state["status"] in ("away", "starting")
     assert state["last_error"].startswith("ConnectionError: cannot connect to MQTT mqtt://***@127.0.0.1:")
     assert_no_secret(node, caplog)
 
@@ -236,13 +236,13 @@ def test_http_poll_errors_reconnect_and_bad_json_is_counted(api, node_factory, c
     assert collector.messages()[0]["payload"] == {"v": 1}
 
     api.status, api.body = 500, b'{"error": "boom"}'
-    wait_for(lambda: capture_state(node)["status"] == "reconnecting", timeout=5)
+    wait_for(lambda: capture_state(node)["status"] == "away", timeout=5)
     wait_for(lambda: capture_state(node)["errors"] >= 2, timeout=5)
     state = capture_state(node)
     assert (
         state["last_error"] == f"ConnectionError: HTTP 500 Internal Server Error from http://***@127.0.0.1:{api.port}/x"
     )
-    assert node.snapshot()["pipelines"][0]["status"] == "reconnecting"
+    assert node.snapshot()["pipelines"][0]["status"] == "away"
 
     count = len(collector.payloads)
     api.status, api.body = 200, b"<html>not json</html>"

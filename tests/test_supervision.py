@@ -90,12 +90,12 @@ from edge_engine.api import CapturePlugin, Input, Key
 
 
 class FlakySource(CapturePlugin):
-    """FRAMES inputs per connection, then: None for ever (silent), a read() that blocks (block), or connect()
-    refuses (refuse)."""
+    """FRAMES inputs per connection, then: None for ever (silent), a read() that blocks (block), a read() that
+    raises RuntimeError (crash: it opens and crashes), or connect() refuses (refuse: the source is away)."""
 
     SIGNATURE = "FLAKY_SRC"
     CONFIG = {
-        "BEHAVIOUR": Key("silent", type=str, choices=("silent", "block", "refuse"), doc="how it fails"),
+        "BEHAVIOUR": Key("silent", type=str, choices=("silent", "block", "crash", "refuse"), doc="how it fails"),
         "FRAMES": Key(5, type=int, min=0, doc="inputs per connection before it fails"),
         "LIVE_FEED": Key(True, type=bool, doc="live"),
     }
@@ -118,6 +118,8 @@ class FlakySource(CapturePlugin):
         if self.left > 0:
             self.left -= 1
             return Input(data={"n": self.left})
+        if self.config["BEHAVIOUR"] == "crash":
+            raise RuntimeError("decoder crashed reading rtsp://admin:hunter2@10.0.0.9/live")
         if self.config["BEHAVIOUR"] == "block":
             self.context.stop_event.wait(30)  # blocked far longer than SILENT_SOURCE_SECONDS (until the node stops)
             return None
@@ -346,21 +348,25 @@ class EveryOther(BusinessPlugin):
 
 
 def test_flapping_capture_source_is_stopped_with_a_notification(node_factory: Any) -> None:
-    node = node_factory(plugins=PLUGINS, pipelines=[flaky("cam", "refuse")], startup={"RESTART_BACKOFF_MAX": SHORT_CAP})
+    # a source that opens and then crashes (not a connection error) flaps; one that is away does not
+    # (decision 32, tests/test_stream_away.py)
+    cam = flaky("cam", "crash", FRAMES=2)
+    node = node_factory(plugins=PLUGINS, pipelines=[cam], startup={"RESTART_BACKOFF_MAX": SHORT_CAP})
     runner = node.pipelines["cam"]
     wait_for(lambda: runner.capture.status == "flapping", timeout=within(10))
     cls = plugin_class(node, KIND_CAPTURE, "FLAKY_SRC")
     connects = cls.connects
-    assert connects == 4 and runner.status() == "flapping"
+    assert connects == 4 and runner.status() == "flapping" and runner.capture.stats.inputs == 8
     (note,) = wait_for(lambda: flapping_notes(node, "cam"))
     assert note["path"] == [node.alias, "cam", None, None] and note["level"] == "error"
-    assert note["REASON"] == "ConnectionError: cannot open rtsp://***@10.0.0.9/live"
+    assert note["REASON"] == "RuntimeError: decoder crashed reading rtsp://***@10.0.0.9/live"
     snap = runner.snapshot()
     assert snap["status"] == "flapping" and snap["capture"]["flapping"]["failures"] == 4
+    assert not snap["capture"]["stream"]["away"]  # it connected and gave inputs every time: never away
     time.sleep(3 * SHORT_CAP)
     assert cls.connects == connects  # no more reconnects
 
-    node.add_pipeline({**runner.spec.raw, "BEHAVIOUR": "silent"})  # a config update starts it afresh
+    node.add_pipeline({**runner.spec.raw, "BEHAVIOUR": "silent", "FRAMES": 5})  # a config update starts it afresh
     wait_for(lambda: node.pipelines["cam"].capture.status == "running")
     wait_for(lambda: node.pipelines["cam"].capture.stats.inputs >= 5)
 

@@ -1,34 +1,54 @@
 """The capture loop of one pipeline: connect, read, pace, and hand inputs to the pipeline's mailbox.
 
 It runs on its own daemon thread, so a read blocked in a dead network source cannot hold up the node's
-shutdown. Failures are reported to the supervisor, which decides the backoff before reconnecting, and
-stops a source that flaps (too many failures within its window; see :mod:`edge_engine.supervisor`).
+shutdown. Failures are reported to the supervisor, which decides the backoff before reconnecting.
 
-A source that is connected but gives no input for ``SILENT_SOURCE_SECONDS`` counts as failed. The capture
-thread notices it itself when ``read()`` keeps returning None; when ``read()`` blocks, the node's watchdog
-(:meth:`CaptureRunner.watch`) notices it instead: it abandons the blocked thread (which exits, releasing
-its plugin object, whenever ``read()`` returns) and starts a new one with a new plugin object after the
-backoff. A file source at its end raises ``EndOfStream``, which is not silence.
+Two kinds of failure are told apart (decision 32). A source that cannot be reached or read (a connection
+error, see :func:`~edge_engine.runtime.presence.is_away_error`) is *away*: it is probed again at most
+``AWAY_PROBE_MAX_SECONDS`` apart for as long as it stays away, reported once *lost* after
+``STREAM_LOST_SECONDS`` and once *back* with its next input (:mod:`edge_engine.runtime.presence`). Any other
+failure (the plugin raised something else: it opened and crashed) is restarted with the supervisor's backoff
+and stops the source as *flapping* when it happens too often (see :mod:`edge_engine.supervisor`).
+
+A source that is connected but gives no input for ``SILENT_SOURCE_SECONDS`` is away too: the capture thread
+notices it itself when ``read()`` keeps returning None. When ``read()`` blocks instead, the node's watchdog
+(:meth:`CaptureRunner.watch`) notices it: it abandons the blocked thread (which exits, releasing its plugin
+object, whenever ``read()`` returns) and starts a new one with a new plugin object after the backoff. A
+``read()`` that ignores its own timeouts is the plugin's failure, not the source's: it counts towards
+flapping, so blocked threads cannot pile up. A file source at its end raises ``EndOfStream``, which is not
+silence.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-import traceback
 from typing import Any
 
 from edge_engine.errors import EndOfStream
+from edge_engine.messages import utc_iso
 from edge_engine.plugin_types import CapturePlugin, Input
+from edge_engine.redact import redact_text
 from edge_engine.runtime.environment import ErrorLogLimiter, RuntimeEnv, call_safe_mode
 from edge_engine.runtime.mailbox import Mailbox
+from edge_engine.runtime.presence import (
+    DEFAULT_AWAY_PROBE_MAX_SECONDS,
+    DEFAULT_STREAM_LOST_SECONDS,
+    Absence,
+    Presence,
+    is_away_error,
+)
 from edge_engine.runtime.stats import StageStats
 
 NOT_RECONNECTABLE = ("NO", "FALSE", "0")
+STREAM_LOST = "stream_lost"  # STATUS of the warning sent when a source has been away for STREAM_LOST_SECONDS
+STREAM_BACK = "stream_back"  # STATUS of the info sent when it gives inputs again
+CONNECTED = ("running", "away")  # statuses in which the plugin is connected (away: no input since an absence)
+AWAY_LOG_INTERVAL = 300.0  # seconds: the same error of an away source is logged at most this often
 
 
-class SilentSource(Exception):
-    """A connected source gave no input for ``SILENT_SOURCE_SECONDS``."""
+class SilentSource(TimeoutError):
+    """A connected source gave no input for ``SILENT_SOURCE_SECONDS`` (the source is away)."""
 
 
 def as_input(item: Any) -> Input:
@@ -58,6 +78,14 @@ class CaptureRunner:
         self.flapping: dict[str, Any] | None = None
         self.silent_failures = 0
         self._errors = ErrorLogLimiter()
+        self._away_errors = ErrorLogLimiter(interval=AWAY_LOG_INTERVAL)
+        self.presence = Presence(
+            _seconds(config, "STREAM_LOST_SECONDS", DEFAULT_STREAM_LOST_SECONDS),
+            _seconds(config, "AWAY_PROBE_MAX_SECONDS", DEFAULT_AWAY_PROBE_MAX_SECONDS),
+        )
+        self._report_lock = threading.Lock()  # keeps "lost" before "back" (watchdog and capture thread)
+        self._last_seen_at: float | None = None  # monotonic: the source last answered a read() (see _read_loop)
+        self._connect_timing: dict[str, float] = {}  # the last successful connect: when, and how long it took
         self._seq = 0
         self._generation = 0  # a thread whose generation is no longer current was abandoned by the watchdog
         self._lock = threading.Lock()
@@ -105,11 +133,14 @@ class CaptureRunner:
                         plugin = self.env.create(self.record, self.config, context)  # type: ignore[assignment]
                         plugin.on_init()
                         self._safe_applied = None
+                    attempt = time.monotonic()
                     plugin.connect()
+                    connected = time.monotonic()
+                    self._connect_timing = {"connected": connected, "connect_ms": 1000 * (connected - attempt)}
                     if not self._current(generation):
                         break
                     self.live = plugin.is_live()
-                    self.status = "running"
+                    self.status = "away" if self.presence.away else "running"  # away until an input comes
                     self.env.supervisor.recovered(self.part)
                     self._read_loop(plugin, generation)
                     break  # stopped, abandoned, or the pipeline closed its mailbox
@@ -121,22 +152,11 @@ class CaptureRunner:
                     if not self._current(generation):
                         break
                     self._awaiting_since = self._reading_since = None
-                    text = f"{type(exc).__name__}: {exc}"
-                    self.stats.error(text)
-                    if self._errors.should_log(text):
-                        log.error("pipeline %r: capture failed: %s\n%s", self.pipeline, text, traceback.format_exc())
                     _release(plugin, log)
-                    if not self._reconnectable():
-                        self.status = "failed"
-                        self.env.notify("error", f"capture failed: {text}", [self.env.alias, self.pipeline, None, None])
+                    verdict = self._failed(exc)
+                    if verdict is None:
                         break
-                    verdict = self.env.supervisor.record(self.part, exc)
-                    if verdict.flapping:
-                        self._flap()
-                        break
-                    self.status = "reconnecting"
-                    self.stats.restarts += 1
-                    delay = verdict.delay
+                    delay = verdict
         finally:
             _release(plugin, log)
             if plugin is not None:
@@ -148,6 +168,92 @@ class CaptureRunner:
                 if self.status not in ("finished", "failed", "flapping"):
                     self.status = "stopped"
                 self.out.close()
+
+    def _failed(self, exc: BaseException) -> float | None:
+        """Count and log a failure; the delay before the next attempt, or None when the source is given up."""
+        text = f"{type(exc).__name__}: {exc}"
+        self.stats.error(text)
+        if not self._reconnectable():
+            self.env.log.error("pipeline %r: capture failed: %s", self.pipeline, text, exc_info=exc)
+            self._give_up(text)
+            return None
+        self.stats.restarts += 1
+        if is_away_error(exc):
+            return self._away(text, exc)
+        if self._errors.should_log(text):
+            self.env.log.error("pipeline %r: capture failed: %s", self.pipeline, text, exc_info=exc)
+        verdict = self.env.supervisor.record(self.part, exc)
+        if verdict.flapping:
+            self._flap()
+            return None
+        self.status = "reconnecting"
+        return verdict.delay
+
+    def _away(self, text: str, error: BaseException | str) -> float:
+        """The source cannot be reached: probe it again soon, for as long as it takes (decision 32)."""
+        presence = self.presence
+        text = redact_text(text)
+        started = presence.failed(text, self._last_seen_at)
+        self.status = "away"
+        if started:
+            self.env.log.warning("pipeline %r: source away (%s); probing it at most %g s apart", self.pipeline,
+                                 text, presence.probe_max_seconds)  # fmt: skip
+            self._away_errors.should_log(text)
+        elif self._away_errors.should_log(text):
+            self.env.log.warning("pipeline %r: source still away (%s; %d probes)", self.pipeline, text,
+                                 presence.current.probes if presence.current else 0)  # fmt: skip
+        if started and self.env.wake_watchdog is not None:
+            self.env.wake_watchdog()  # it sends the "lost" warning on time even while a probe blocks in connect()
+        self.check_lost()
+        return self.env.supervisor.away(self.part, error, presence.probe_max_seconds)
+
+    def _give_up(self, text: str) -> None:
+        self.status = "failed"
+        self.env.notify("error", f"capture failed: {text}", [self.env.alias, self.pipeline, None, None])
+
+    def check_lost(self) -> None:
+        """Send the *stream lost* warning when the current absence has just lasted ``STREAM_LOST_SECONDS``."""
+        with self._report_lock:
+            absence = self.presence.lost_due()
+            if absence is not None:
+                self._notify_lost(absence)
+
+    def _notify_lost(self, absence: Absence) -> None:
+        seconds = time.monotonic() - absence.since
+        message = (f"pipeline {self.pipeline!r}: stream lost: no input from its source for {seconds:.0f} s "
+                   f"({absence.probes} failed attempts; last error: {absence.last_error}); still trying")  # fmt: skip
+        self.env.log.warning("%s", message)
+        self.env.notify("warning", message, [self.env.alias, self.pipeline, None, None],
+                        NOTIFICATION_TYPE="ABNORMAL FUNCTIONING", STATUS=STREAM_LOST, PART=self.part,
+                        REASON=absence.last_error, AWAY_SECONDS=round(seconds, 1), PROBES=absence.probes,
+                        AWAY_SINCE=utc_iso(absence.since_wall))  # fmt: skip
+
+    def _seen(self, now: float) -> None:
+        """The source answered: an input, or (for a source that may be quiet) a read() that returned None."""
+        self._last_seen_at = now
+        if self.presence.current is not None:
+            self._returned(now)
+
+    def _returned(self, now: float) -> None:
+        """The first input after an absence: end it, and say so when it had been reported as lost."""
+        timing = self._connect_timing
+        timings = {"connect_ms": round(timing.get("connect_ms", 0.0), 1),
+                   "first_input_ms": round(1000 * (now - timing.get("connected", now)), 1)}  # fmt: skip
+        with self._report_lock:
+            absence = self.presence.returned(timings)
+            if absence is None:
+                return
+            self.status = "running"
+            seconds = now - absence.since
+            if not absence.lost_reported:
+                self.env.log.info("pipeline %r: source back after %.1f s away", self.pipeline, seconds)
+                return
+            message = f"pipeline {self.pipeline!r}: stream back after {seconds:.1f} s away"
+            self.env.log.info("%s", message)
+            self.env.notify("info", message, [self.env.alias, self.pipeline, None, None], NOTIFICATION_TYPE="NORMAL",
+                            STATUS=STREAM_BACK, PART=self.part, AWAY_SECONDS=round(seconds, 1),
+                            PROBES=absence.probes, AWAY_SINCE=utc_iso(absence.since_wall),
+                            CONNECT_MS=timings["connect_ms"], FIRST_INPUT_MS=timings["first_input_ms"])  # fmt: skip
 
     def _flap(self) -> None:
         self.status = "flapping"
@@ -183,12 +289,15 @@ class CaptureRunner:
                 return  # the watchdog gave up on this thread while read() blocked (the new one owns the fields)
             self._reading_since = None
             if item is None:
-                if silent and self._awaiting_since is not None and monotonic() - self._awaiting_since > silent:
+                if not silent:  # a source that may be quiet (messages) is there when read() returns
+                    self._seen(monotonic())
+                elif self._awaiting_since is not None and monotonic() - self._awaiting_since > silent:
                     self.silent_failures += 1
                     raise SilentSource(f"no input for {silent:g} s while connected (SILENT_SOURCE_SECONDS)")
                 if perf() - started < 0.001:
                     stop.wait(0.001)  # a plugin that returns None at once must not spin a core
                 continue
+            self._seen(monotonic())
             if interval and live:
                 now = monotonic()
                 self._awaiting_since = now
@@ -215,12 +324,21 @@ class CaptureRunner:
         call_safe_mode(plugin, self._safe_applied, self.stats, self.env.log, f"pipeline {self.pipeline!r}: capture")
 
     def watch(self, now: float) -> float | None:
-        """Called by the node's watchdog: abandon a thread whose ``read()`` blocked past ``SILENT_SOURCE_SECONDS``.
+        """Called by the node's watchdog: send the *lost* warning on time, and abandon a thread whose ``read()``
+        blocked past ``SILENT_SOURCE_SECONDS``.
 
         Returns the monotonic time at which to look again (None: nothing to watch now).
         """
+        due = [self._watch_blocked(now)]
+        if self.presence.current is not None and not self.stop_event.is_set():
+            self.check_lost()
+            due.append(self.presence.next_check())
+        times = [t for t in due if t is not None]
+        return min(times) if times else None
+
+    def _watch_blocked(self, now: float) -> float | None:
         silent = self.silent_seconds
-        if silent <= 0 or self.status != "running" or self.stop_event.is_set():
+        if silent <= 0 or self.status not in CONNECTED or self.stop_event.is_set():
             return None if silent <= 0 else now + silent
         awaiting, reading = self._awaiting_since, self._reading_since
         if awaiting is None:
@@ -232,7 +350,7 @@ class CaptureRunner:
 
     def _abandon_blocked(self, seconds: float) -> None:
         with self._lock:
-            if self.stop_event.is_set() or self.status != "running":
+            if self.stop_event.is_set() or self.status not in CONNECTED:
                 return
             self._generation += 1
             generation = self._generation
@@ -242,10 +360,13 @@ class CaptureRunner:
         self.stats.error(text)
         self.env.log.error("pipeline %r: capture failed: %s (its thread is abandoned)", self.pipeline, text)
         if not self._reconnectable():
-            self.status = "failed"
-            self.env.notify("error", f"capture failed: {text}", [self.env.alias, self.pipeline, None, None])
+            self._give_up(text)
             self.out.close()
             return
+        # no input: an absence (lost/back); but a read() ignoring its timeouts is the plugin's failure and counts
+        # towards flapping (abandoned threads must not pile up)
+        self.presence.failed(redact_text(text), self._last_seen_at)
+        self.check_lost()
         verdict = self.env.supervisor.record(self.part, text)
         if verdict.flapping:
             self._flap()
@@ -255,6 +376,14 @@ class CaptureRunner:
         self.stats.restarts += 1
         self.thread = self._new_thread(generation, verdict.delay)
         self.thread.start()
+
+
+def _seconds(config: dict[str, Any], key: str, default: float) -> float:
+    """A duration from the capture config (``default`` when unset or not a number)."""
+    value = config.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return default
+    return max(0.0, float(value))
 
 
 def _release(plugin: CapturePlugin | None, log: Any) -> None:

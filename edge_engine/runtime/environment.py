@@ -35,6 +35,7 @@ class RuntimeEnv:
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("edge_engine.runtime"))
     serving: Any = None  # the node's ServingManager (None: inputs needing models get a ServingError)
     storage: Any = None  # the node's StorageService (None: plugin files stay local, see PluginContext.save_file)
+    wake_watchdog: Callable[[], None] | None = None  # look at the runners now (a source just went away)
 
     def plugin_logger(self, pipeline: str, signature: str, instance_id: str | None) -> logging.Logger:
         name = f"{PLUGIN_LOG_PREFIX}.{pipeline}.{signature}" + (f".{instance_id}" if instance_id else "")

@@ -107,6 +107,7 @@ class PipelineRunner:
             "starting",
             "running",
             "reconnecting",
+            "away",
         )
 
     def update_live(self, new: PipelineSpec) -> dict[str, list[str]]:
@@ -236,7 +237,7 @@ class PipelineRunner:
         capture = self.capture.status
         if self.stopping:
             return "stopped"
-        if capture in ("failed", "flapping", "reconnecting", "starting"):
+        if capture in ("failed", "flapping", "reconnecting", "away", "starting"):
             return capture
         if capture == "finished":
             alive = any(r.thread.is_alive() for r in self.instances.values())
@@ -268,6 +269,7 @@ class PipelineRunner:
             snap["silent_failures"] = capture.silent_failures
         if capture.flapping is not None:
             snap["flapping"] = dict(capture.flapping)
+        snap["stream"] = capture.presence.snapshot()
         return snap
 
     def _keep_alive_snapshot(self) -> dict[str, Any]:

@@ -1,8 +1,19 @@
-"""``VIDEO_STREAM`` capture plugin: a live video source (RTSP/HTTP camera, or a local camera device).
+"""``VIDEO_STREAM`` capture plugin: a live video source (RTSP/HTTP/TCP camera, or a local camera device).
 
 The stream is opened with OpenCV, with bounded open and read timeouts when the OpenCV build supports
-them, so that a dead camera fails quickly instead of hanging the capture thread. Any failed read
-raises ``ConnectionError``: the engine releases the stream, waits with backoff and connects again.
+them, so that a dead camera fails quickly instead of hanging the capture thread. A stream that cannot be
+opened, or a failed read, raises ``ConnectionError``: the source is *away*, and the engine probes it again
+(at most ``AWAY_PROBE_MAX_SECONDS`` apart, for as long as it is away) and reports it lost after
+``STREAM_LOST_SECONDS`` and back with its first frame (decision 32).
+
+A returning stream gives its first frame sooner when FFmpeg probes it briefly: ``FFMPEG_OPTIONS`` (OpenCV's
+``OPENCV_FFMPEG_CAPTURE_OPTIONS`` format, ``key;value|key;value``) defaults to half a second of analysis
+(FFmpeg's default, 5 s, made opening a stream take 2.1 to 2.5 s here) and to RTSP over TCP when the server
+allows it. Set the key, or the environment variable, to change it. The options are process-wide in OpenCV:
+pipelines of one node that set different ``FFMPEG_OPTIONS`` open one at a time, and one opening meanwhile
+with the common options may get the other's. FFmpeg's own messages (one per refused
+probe) are silenced unless ``OPENCV_FFMPEG_LOGLEVEL`` is set; the plugin reports every failure itself.
+
 The source is live by default (``LIVE_FEED``: slow consumers get the newest frames, old ones are
 dropped). Credentials in the URL (``rtsp://user:pass@host``) never appear in errors, logs or
 metadata: they are shown as ``***@``. A URL made only of digits is a camera device index.
@@ -11,13 +22,22 @@ metadata: they are shown as ``***@``. A URL made only of digits is a camera devi
 
 from __future__ import annotations
 
+import os
 import re
+import threading
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from edge_engine.api import CapturePlugin, Input, Key, PluginContext
 
 _CREDENTIALS = re.compile(r"(://)[^/\s]*@")
+OPTIONS_ENV = "OPENCV_FFMPEG_CAPTURE_OPTIONS"  # read by OpenCV's FFmpeg backend at each open
+DEFAULT_FFMPEG_OPTIONS = "rtsp_flags;prefer_tcp|analyzeduration;500000"
+_USER_OPTIONS = os.environ.get(OPTIONS_ENV)  # set by the user before the node started: it wins over the default
+_OPEN_LOCK = threading.Lock()  # an open that must change OPENCV_FFMPEG_CAPTURE_OPTIONS holds it
+# FFmpeg logs each refused connection on stderr: thousands of lines while a camera is away for hours. OpenCV
+# reads this once, when its FFmpeg backend starts (this module loads before any pipeline opens a video).
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "8")  # AV_LOG_FATAL
 
 
 def redact_url(url: Any) -> str:
@@ -39,7 +59,14 @@ class VideoStream(CapturePlugin):
         "URL": Key(required=True, type=(str, int), doc="RTSP/HTTP URL, or a camera device index"),
         "LIVE_FEED": Key(True, type=bool, doc="drop the oldest input when consumers lag"),
         "OPEN_TIMEOUT_MS": Key(5000, type=int, min=100, doc="give up opening the stream after this long"),
-        "READ_TIMEOUT_MS": Key(5000, type=int, min=100, doc="a frame not received within this long is a failure"),
+        "READ_TIMEOUT_MS": Key(3000, type=int, min=100, doc="a frame not received within this long is a failure"),
+        "FFMPEG_OPTIONS": Key(
+            DEFAULT_FFMPEG_OPTIONS,
+            type=str,
+            doc="FFmpeg demuxer options, 'key;value|key;value' (as OPENCV_FFMPEG_CAPTURE_OPTIONS, which wins when "
+            "set and this key is left at its default); the default probes for 0.5 s so a returning stream "
+            "gives frames sooner",
+        ),
         "SILENT_SOURCE_SECONDS": Key(
             30.0, min=0, doc="a connected stream giving no frame for this long counts as failed (reconnect); 0 = off"
         ),
@@ -60,17 +87,14 @@ class VideoStream(CapturePlugin):
         target: str | int = int(url) if _is_index(url) else str(url)
         self._source = redact_url(target)
         open_ms = int(self.config.get("OPEN_TIMEOUT_MS", 5000))
-        read_ms = int(self.config.get("READ_TIMEOUT_MS", 5000))
-        cap = None
-        open_key = getattr(cv2, "CAP_PROP_OPEN_TIMEOUT_MSEC", None)
-        read_key = getattr(cv2, "CAP_PROP_READ_TIMEOUT_MSEC", None)
-        if open_key is not None and read_key is not None:
-            try:
-                cap = cv2.VideoCapture(target, cv2.CAP_ANY, [open_key, open_ms, read_key, read_ms])
-            except (TypeError, cv2.error):  # an OpenCV without the params overload
-                cap = None
-        if cap is None:
-            cap = cv2.VideoCapture(target)
+        read_ms = int(self.config.get("READ_TIMEOUT_MS", 3000))
+        options = self._ffmpeg_options() if isinstance(target, str) else None
+        if options is None or os.environ.get(OPTIONS_ENV, "") == options:
+            cap = _open(cv2, target, open_ms, read_ms)  # the usual case: every stream uses the same options
+        else:
+            with _OPEN_LOCK:  # pipelines with other options wait for each other (not for the usual case)
+                _use_ffmpeg_options(options)
+                cap = _open(cv2, target, open_ms, read_ms)
         if not cap.isOpened():
             cap.release()
             raise ConnectionError(f"cannot open video stream {self._source}")
@@ -79,6 +103,12 @@ class VideoStream(CapturePlugin):
         self._fps = fps if 0 < fps < 1000 else 0.0  # NaN, 0, or bogus values (some cameras report 90000)
         self._index = 0
         self.log.info("opened video stream %s (%s)", self._source, cap.getBackendName())
+
+    def _ffmpeg_options(self) -> str:
+        options = str(self.config.get("FFMPEG_OPTIONS") or "")
+        if options == DEFAULT_FFMPEG_OPTIONS and _USER_OPTIONS is not None:
+            return _USER_OPTIONS
+        return options
 
     def read(self) -> Input:
         """Return the next frame; ConnectionError when the stream fails or times out."""
@@ -97,6 +127,27 @@ class VideoStream(CapturePlugin):
         if self._cap is not None:
             self._cap.release()
             self._cap = None
+
+
+def _open(cv2: Any, target: str | int, open_ms: int, read_ms: int) -> Any:
+    """A ``cv2.VideoCapture`` with open/read timeouts where this OpenCV has them."""
+    open_key = getattr(cv2, "CAP_PROP_OPEN_TIMEOUT_MSEC", None)
+    read_key = getattr(cv2, "CAP_PROP_READ_TIMEOUT_MSEC", None)
+    if open_key is not None and read_key is not None:
+        try:
+            return cv2.VideoCapture(target, cv2.CAP_ANY, [open_key, open_ms, read_key, read_ms])
+        except (TypeError, cv2.error):  # an OpenCV without the params overload
+            pass
+    return cv2.VideoCapture(target)
+
+
+def _use_ffmpeg_options(options: str) -> None:
+    """Make OpenCV's next FFmpeg open use ``options`` (the environment is changed only when they differ)."""
+    current = os.environ.get(OPTIONS_ENV)
+    if options and current != options:
+        os.environ[OPTIONS_ENV] = options
+    elif not options and current is not None:
+        del os.environ[OPTIONS_ENV]
 
 
 def _is_index(url: Any) -> bool:
