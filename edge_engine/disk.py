@@ -46,24 +46,25 @@ class DiskSettings:
     min_free_bytes: int
 
 
+def read_disk_settings(env: Mapping[str, str]) -> tuple[DiskSettings, list[ConfigIssue]]:
+    """The bounds from ``EE_OUTPUT_MAX_MB``, ``EE_LOGS_MAX_MB`` and ``EE_DISK_MIN_FREE_MB`` (MB, finite, ≥ 0), and
+    every bad value in the form of :func:`edge_engine.settings.env_issue` (the defaults stand in for them)."""
+    from edge_engine.settings import env_value
+
+    issues: list[ConfigIssue] = []
+    values = {name: env_value(env, name, "float", issues, low=0) for name in DEFAULTS_MB}
+    mb = {name: DEFAULTS_MB[name] if value is None else value for name, value in values.items()}
+    settings = DiskSettings(int(mb[ENV_OUTPUT_MAX_MB] * MB), int(mb[ENV_LOGS_MAX_MB] * MB),
+                            int(mb[ENV_DISK_MIN_FREE_MB] * MB))  # fmt: skip
+    return settings, issues
+
+
 def load_disk_settings(env: Mapping[str, str]) -> DiskSettings:
-    """The bounds from ``EE_OUTPUT_MAX_MB``, ``EE_LOGS_MAX_MB`` and ``EE_DISK_MIN_FREE_MB`` (ConfigError if bad)."""
-    values: dict[str, float] = {}
-    issues = []
-    for name, default in DEFAULTS_MB.items():
-        text = env.get(name)
-        try:
-            values[name] = default if text in (None, "") else float(str(text))
-            if values[name] < 0:
-                raise ValueError
-        except ValueError:
-            issues.append(ConfigIssue("expected a number of MB ≥ 0", file="environment", key=name, got=text,
-                                      has_got=True))  # fmt: skip
+    """:func:`read_disk_settings`, raising :class:`ConfigError` on any bad value."""
+    settings, issues = read_disk_settings(env)
     if issues:
         raise ConfigError(issues)
-    return DiskSettings(
-        int(values[ENV_OUTPUT_MAX_MB] * MB), int(values[ENV_LOGS_MAX_MB] * MB), int(values[ENV_DISK_MIN_FREE_MB] * MB)
-    )
+    return settings
 
 
 def log_file_bytes(logs_max_bytes: int, backups: int, configured: int) -> int:

@@ -4,12 +4,19 @@ Order of precedence for startup keys: declared defaults ← the cached ``config_
 first start from ``$EE_CONFIG`` or ``./.config_startup.json``) ← ``EE_*`` environment variables (and
 ``.env``, loaded by ``device.py``). After the first start the cache is the source of truth; the
 repository's files only seed it. Every problem is reported at once with file and key.
+
+One rule for every ``EE_*`` variable, whichever part reads it (these settings, comms, object storage, the
+status page, disk bounds): a value that cannot be used refuses the start, reported as
+``environment › key 'EE_X': what is wrong (got 'value')`` (:func:`env_issue`) with all other problems.
+:func:`load_settings` and :func:`read_settings` (``edge-node validate``) collect them all.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +29,7 @@ from edge_engine.errors import CacheError, ConfigError, ConfigIssue
 from edge_engine.ratio1_keys import APP_KEYS, STARTUP_KEYS
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+ALIAS_CHARS = re.compile(r"[A-Za-z0-9_.-]+")
 
 STARTUP_SCHEMA: dict[str, Key] = {
     "EE_ID": Key("", type=str, doc="node alias (first start only; then the cached alias wins)"),
@@ -57,6 +65,48 @@ ENV_OVERRIDES: dict[str, tuple[str, str]] = {
 }
 TRUE_WORDS = ("1", "true", "yes", "on")
 FALSE_WORDS = ("0", "false", "no", "off", "")
+ENVIRONMENT = "environment"  # the ``file`` of every issue about an EE_* variable
+
+
+def env_issue(name: str, value: Any, message: str, secret: bool = False) -> ConfigIssue:
+    """The one form of a bad ``EE_*`` value: ``environment › key 'EE_X': <what is wrong> (got '<value>')``;
+    a secret's value is shown as ``***``."""
+    return ConfigIssue(message, file=ENVIRONMENT, key=name, got="***" if secret else value, has_got=True)
+
+
+def env_value(
+    env: Mapping[str, str],
+    name: str,
+    kind: str,
+    issues: list[ConfigIssue],
+    low: float | None = None,
+    high: float | None = None,
+) -> Any:
+    """``env[name]`` parsed as ``kind`` (bool, int, float, str) and within ``low``..``high``; None when unset or
+    empty, or when bad (then an :func:`env_issue` is appended to ``issues``)."""
+    text = env.get(name)
+    if text is None or (kind != "bool" and text.strip() == ""):
+        return None
+    try:
+        value = parse_env_value(name, text, kind)
+    except ValueError as exc:
+        issues.append(env_issue(name, text, str(exc)))
+        return None
+    if kind in ("int", "float") and not _within(value, low, high):
+        issues.append(env_issue(name, text, _range_text(kind, low, high)))
+        return None
+    return value
+
+
+def _within(value: float, low: float | None, high: float | None) -> bool:
+    return (low is None or value >= low) and (high is None or value <= high)
+
+
+def _range_text(kind: str, low: float | None, high: float | None) -> str:
+    what = "a whole number" if kind == "int" else "a number"
+    if low is not None and high is not None:
+        return f"expected {what} from {low:g} to {high:g}"
+    return f"expected {what} >= {low:g}" if low is not None else f"expected {what} <= {high:g}"
 
 
 @dataclass
@@ -98,9 +148,12 @@ def parse_env_value(name: str, text: str, kind: str) -> Any:
         raise ValueError(f"expected one of {', '.join(TRUE_WORDS + FALSE_WORDS[:-1])}")
     if kind == "float":
         try:
-            return float(text)
+            number = float(text)
         except ValueError:
             raise ValueError("expected a number") from None
+        if not math.isfinite(number):
+            raise ValueError("expected a finite number")
+        return number
     if kind == "int":
         try:
             return int(text)
@@ -129,6 +182,7 @@ def load_settings(
     seeds: list[tuple[Path, dict[str, Any], int | None]] = []
     startup, seed_file = _load_startup(layout, base, env, issues, seeds)
     app = _load_app(layout, base, env, issues, seeds)
+    issues.extend(subsystem_issues(app, startup, env))
     if issues:
         raise ConfigError(issues)
     # Seed the cache only with configs that were accepted: a rejected one must not become the cached
@@ -138,7 +192,7 @@ def load_settings(
     if not layout.cache_version.exists():
         atomic_write_text(layout.cache_version, f"{C.CACHE_FORMAT_VERSION}\n")
     disabled = tuple(p for p in env.get(C.ENV_DISABLED_PLUGINS, "").split(",") if p.strip())
-    load_eps = env.get(C.ENV_LOAD_ENTRY_POINTS, "1").strip().lower() not in FALSE_WORDS
+    load_eps = env_value(env, C.ENV_LOAD_ENTRY_POINTS, "bool", []) is not False
     return NodeSettings(base, layout, startup, app, first_start, seed_file, load_eps, disabled, env)
 
 
@@ -162,13 +216,33 @@ def read_settings(
     seeds: list[tuple[Path, dict[str, Any], int | None]] = []  # discarded: nothing is written
     startup, seed_file = _load_startup(layout, base, env, issues, seeds)
     app = _load_app(layout, base, env, issues, seeds)
+    issues.extend(subsystem_issues(app, startup, env))
     for name, key in STARTUP_SCHEMA.items():  # a rejected value must not break the caller's use of it
         if name in startup and check_value(key, startup[name]) is not None:
             startup[name] = defaults({name: key}).get(name)
     disabled = tuple(p for p in env.get(C.ENV_DISABLED_PLUGINS, "").split(",") if p.strip())
-    load_eps = env.get(C.ENV_LOAD_ENTRY_POINTS, "1").strip().lower() not in FALSE_WORDS
+    load_eps = env_value(env, C.ENV_LOAD_ENTRY_POINTS, "bool", []) is not False
     settings = NodeSettings(base, layout, startup, app, first_start, seed_file, load_eps, disabled, env)
     return settings, issues
+
+
+def subsystem_issues(app: Mapping[str, Any], startup: Mapping[str, Any], env: Mapping[str, str]) -> list[ConfigIssue]:
+    """The problems of the settings the node's parts build from the app config and ``EE_*`` variables (comms,
+    object storage, status page, disk bounds), found before anything starts: the node refuses to start on any."""
+    from edge_engine.comms.settings import load_comms_settings
+    from edge_engine.disk import read_disk_settings
+    from edge_engine.observe.settings import read_observe_settings
+    from edge_engine.storage.config import load_storage_settings
+
+    issues: list[ConfigIssue] = []
+    try:
+        issues.extend(load_comms_settings(app, startup, env)[1])
+    except (TypeError, ValueError, AttributeError) as exc:  # a startup value already reported as invalid
+        issues.append(ConfigIssue(f"invalid communication settings: {exc}", file="app config", key="COMMUNICATION"))
+    issues.extend(load_storage_settings(app, env)[1])
+    issues.extend(read_observe_settings(env)[1])
+    issues.extend(read_disk_settings(env)[1])
+    return issues
 
 
 def network_name(env: Mapping[str, str]) -> str:
@@ -255,18 +329,29 @@ def _load_startup(
         try:
             value = parse_env_value(name, env[name], kind)
         except ValueError as exc:
-            issues.append(ConfigIssue(str(exc), file="environment", key=name, got=env[name], has_got=True))
+            issues.append(env_issue(name, env[name], str(exc)))
             continue
         problem = check_value(STARTUP_SCHEMA[key], value)
         if problem:
-            issues.append(ConfigIssue(problem[0], file="environment", key=name, got=env[name], has_got=True))
+            issues.append(env_issue(name, env[name], problem[0]))
             continue
         startup[key] = value
     network = env.get(C.ENV_EVM_NET)
     if network is not None and network.strip().lower() not in C.NETWORKS:
-        issues.append(ConfigIssue(f"expected one of {', '.join(C.NETWORKS)}", file="environment", key=C.ENV_EVM_NET,
-                                  got=network, has_got=True))  # fmt: skip
+        issues.append(env_issue(C.ENV_EVM_NET, network, f"expected one of {', '.join(C.NETWORKS)}"))
+    env_value(env, C.ENV_LOAD_ENTRY_POINTS, "bool", issues)
+    _check_alias_env(env, issues)
     return startup, seed_file
+
+
+def _check_alias_env(env: Mapping[str, str], issues: list[ConfigIssue]) -> None:
+    """``EE_ID`` (the alias at first start) must be usable in topics and file names, or one of Ratio1's placeholders;
+    like Ratio1's commands, the node keeps its first ``ALIAS_MAX_LEN`` characters."""
+    text = env.get(C.ENV_ID)
+    if text is None or text.strip().upper() in C.ALIAS_PLACEHOLDERS:
+        return
+    if not ALIAS_CHARS.fullmatch(text.strip()):
+        issues.append(env_issue(C.ENV_ID, text, "expected letters, digits, '-', '_' or '.' only"))
 
 
 def _load_app(

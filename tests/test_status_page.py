@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from conftest import REPO, wait_for
 
+from edge_engine.errors import ConfigError
 from edge_engine.node import Node
 from edge_engine.observe import ObserveServer, ObserveSettings, load_observe_settings
 from edge_engine.settings import load_settings
@@ -181,9 +182,9 @@ def test_non_loopback_needs_the_token(node: Node) -> None:
         server.stop()
 
 
-def test_public_bind_without_token_stays_on_loopback() -> None:
-    settings = load_observe_settings({"EE_STATUS_BIND": "0.0.0.0", "EE_STATUS_PORT": "0"})
-    assert settings.status_bind == "127.0.0.1" and settings.status_port == 0
+def test_public_bind_without_token_refuses_the_start() -> None:
+    with pytest.raises(ConfigError, match=r"EE_STATUS_BIND.*needs EE_STATUS_TOKEN.*got '0\.0\.0\.0'"):
+        load_observe_settings({"EE_STATUS_BIND": "0.0.0.0", "EE_STATUS_PORT": "0"})
     assert load_observe_settings({}).status_port == 8089
     assert load_observe_settings({"EE_STATUS_BIND": "0.0.0.0", "EE_STATUS_TOKEN": "t"}).status_bind == "0.0.0.0"
 

@@ -157,26 +157,6 @@ def cache_name_warnings(checks: list[PipelineCheck], streams: Path) -> list[str]
     return warnings
 
 
-def comms_issues(settings: NodeSettings) -> list[ConfigIssue]:
-    """The communication settings the node would build from the app config and environment."""
-    try:
-        from edge_engine.comms.settings import load_comms_settings
-    except ImportError:  # pragma: no cover - comms is part of the engine
-        return []
-    try:
-        _, issues = load_comms_settings(settings.app, settings.startup, settings.env)
-    except (TypeError, ValueError, AttributeError) as exc:
-        return [ConfigIssue(f"invalid communication settings: {exc}", file="app config", key="COMMUNICATION")]
-    return issues
-
-
-def storage_issues(settings: NodeSettings) -> list[ConfigIssue]:
-    """The object storage settings (``FILE_UPLOAD``, ``EE_MINIO_*``) the node would build; nothing is contacted."""
-    from edge_engine.storage.config import load_storage_settings
-
-    return load_storage_settings(settings.app, settings.env)[1]
-
-
 def app_config_label(settings: NodeSettings) -> str:
     """Which app config the node would read: the cached one, else ``$EE_APP_CONFIG``, else ``.config_app.json``."""
     if settings.layout.app_config.exists():
@@ -199,9 +179,7 @@ def validate(args: argparse.Namespace) -> Report:
     settings, issues = settings_from(args)
     startup = settings.seed_file if settings.seed_file else str(settings.layout.startup_config)
     report = Report(startup=display_path(startup), app=app_config_label(settings))
-    report.issues.extend(_relative(i) for i in issues)
-    report.issues.extend(comms_issues(settings))
-    report.issues.extend(storage_issues(settings))
+    report.issues.extend(_relative(i) for i in issues)  # comms, storage, status page and disk settings included
     catalog = load_plugins(args, settings)
     registry = catalog.registry
     report.plugins_loaded = len(registry.records())

@@ -17,7 +17,7 @@ from typing import Any
 
 from edge_engine import constants as C
 from edge_engine.errors import ConfigIssue
-from edge_engine.settings import network_name
+from edge_engine.settings import env_issue, env_value, network_name
 
 DEFAULT_ROOT_TOPIC = "naeural"
 DEFAULT_PORT = 1883
@@ -80,7 +80,7 @@ def resolve_env_ref(value: Any, env: Mapping[str, str]) -> Any:
 
 
 def _bool(text: str) -> bool:
-    return text.strip().lower() in ("1", "true", "yes", "on")
+    return text.strip().lower() in ("1", "true", "yes", "on")  # only for EE_SUPERVISOR's boolean form, checked first
 
 
 def _supervisor(text: str, hostname: str | None = None) -> bool:
@@ -91,72 +91,107 @@ def _supervisor(text: str, hostname: str | None = None) -> bool:
     return (hostname if hostname is not None else socket.gethostname()).rsplit("-", 1)[-1] == "0"
 
 
-ENV_FIELDS: dict[str, tuple[str, str]] = {
-    "EE_MQTT_HOST": ("host", "str"),
-    "EE_MQTT_PORT": ("port", "int"),
-    "EE_MQTT_USER": ("user", "str"),
-    "EE_MQTT": ("password", "str"),
-    "EE_MQTT_TLS": ("tls", "bool"),
-    "EE_MQTT_CERT": ("ca_file", "str"),
-    "EE_MQTT_CLIENT_CERT": ("client_cert", "str"),
-    "EE_MQTT_CLIENT_KEY": ("client_key", "str"),
-    "EE_ROOT_TOPIC": ("root_topic", "str"),
-    "EE_MQTT_SUBTOPIC": ("subtopic", "str"),
-    "EE_EMBEDDED_BROKER": ("embedded_broker", "str"),
-    "EE_COMMS": ("enabled", "bool"),
-    "EE_MAX_MESSAGE_BYTES": ("max_message_bytes", "int"),
-    "EE_COMMAND_WINDOW_SECONDS": ("command_window_seconds", "float"),
-    "EE_HB_CONTAINS_PIPELINES": ("hb_contains_pipelines", "bool"),
-    "EE_OUTBOX_MAX_MB": ("outbox_max_mb", "float"),
-    "EE_OUTBOX_FSYNC_SECONDS": ("outbox_fsync_seconds", "float"),
-    "EE_SUPERVISOR": ("supervisor", "supervisor"),
-    "EE_NETMON_SEND_SECONDS": ("netmon_send_seconds", "float"),
-    "EE_NETMON_OFFLINE_SECONDS": ("netmon_offline_seconds", "float"),
-    "EE_NETMON_MAX_NODES": ("netmon_max_nodes", "int"),
-    "EE_NETMON_VERIFY_SECONDS": ("netmon_verify_seconds", "float"),
-    "EE_NETMON_SEND_ONLY_ONLINE": ("netmon_only_online", "bool"),
+# environment variable -> (attribute, kind, lowest, highest): a value outside refuses the start
+ENV_FIELDS: dict[str, tuple[str, str, float | None, float | None]] = {
+    "EE_MQTT_HOST": ("host", "str", None, None),
+    "EE_MQTT_PORT": ("port", "int", 1, 65535),
+    "EE_MQTT_USER": ("user", "str", None, None),
+    "EE_MQTT": ("password", "str", None, None),
+    "EE_MQTT_TLS": ("tls", "bool", None, None),
+    "EE_MQTT_CERT": ("ca_file", "str", None, None),
+    "EE_MQTT_CLIENT_CERT": ("client_cert", "str", None, None),
+    "EE_MQTT_CLIENT_KEY": ("client_key", "str", None, None),
+    "EE_ROOT_TOPIC": ("root_topic", "str", None, None),
+    "EE_MQTT_SUBTOPIC": ("subtopic", "str", None, None),
+    "EE_EMBEDDED_BROKER": ("embedded_broker", "str", None, None),
+    "EE_COMMS": ("enabled", "bool", None, None),
+    "EE_MAX_MESSAGE_BYTES": ("max_message_bytes", "int", 1024, None),
+    "EE_COMMAND_WINDOW_SECONDS": ("command_window_seconds", "float", 1, None),
+    "EE_HB_CONTAINS_PIPELINES": ("hb_contains_pipelines", "bool", None, None),
+    "EE_OUTBOX_MAX_MB": ("outbox_max_mb", "float", 0, None),
+    "EE_OUTBOX_FSYNC_SECONDS": ("outbox_fsync_seconds", "float", 0, None),
+    "EE_SUPERVISOR": ("supervisor", "supervisor", None, None),
+    "EE_NETMON_SEND_SECONDS": ("netmon_send_seconds", "float", 0.1, None),
+    "EE_NETMON_OFFLINE_SECONDS": ("netmon_offline_seconds", "float", 1, None),
+    "EE_NETMON_MAX_NODES": ("netmon_max_nodes", "int", 1, None),
+    "EE_NETMON_VERIFY_SECONDS": ("netmon_verify_seconds", "float", 0, None),
+    "EE_NETMON_SEND_ONLY_ONLINE": ("netmon_only_online", "bool", None, None),
 }
+FILE_FIELDS = {
+    "HOST": "host", "PORT": "port", "USER": "user", "PASS": "password", "CERT_PATH": "ca_file",
+    "CLIENT_CERT_PATH": "client_cert", "CLIENT_KEY_PATH": "client_key", "ROOT_TOPIC": "root_topic",
+    "SUBTOPIC": "subtopic",
+}  # fmt: skip
+APP_WHERE = ".config_app.json › COMMUNICATION › PARAMS"
 
 
 def load_comms_settings(
     app: Mapping[str, Any], startup: Mapping[str, Any], env: Mapping[str, str] | None = None
 ) -> tuple[CommsSettings, list[ConfigIssue]]:
-    """Build comms settings from the app config, the startup config and the environment."""
+    """Build comms settings from the app config, the startup config and the environment; every problem is
+    returned (a bad ``EE_*`` value in the form of :func:`edge_engine.settings.env_issue`)."""
     env = os.environ if env is None else env
     settings = CommsSettings(heartbeat_seconds=float(startup.get("SECONDS_HEARTBEAT", 10.0)))
     settings.root_topic = C.NETWORKS[network_name(env)]["root_topic"]  # the profile's default
     issues: list[ConfigIssue] = []
     comm = app.get("COMMUNICATION") or {}
     params = comm.get("PARAMS") or {} if isinstance(comm, dict) else {}
-    file_fields = {
-        "HOST": "host", "PORT": "port", "USER": "user", "PASS": "password", "CERT_PATH": "ca_file",
-        "CLIENT_CERT_PATH": "client_cert", "CLIENT_KEY_PATH": "client_key", "ROOT_TOPIC": "root_topic",
-        "SUBTOPIC": "subtopic",
-    }  # fmt: skip
-    for key, attr in file_fields.items():
+    for key, attr in FILE_FIELDS.items():
         value = resolve_env_ref(params.get(key), env)
-        if value not in (None, ""):
-            setattr(settings, attr, int(value) if attr == "port" else str(value))
+        if value in (None, ""):
+            continue
+        if attr != "port":
+            setattr(settings, attr, str(value))
+        elif _port(value) is None:
+            issues.append(ConfigIssue("expected a port number from 1 to 65535", file=APP_WHERE, key=key, got=value,
+                                      has_got=True))  # fmt: skip
+        else:
+            settings.port = _port(value)  # type: ignore[assignment]
     secured = resolve_env_ref(params.get("SECURED"), env)
     if secured not in (None, ""):
         settings.tls = str(secured).strip().lower() in ("1", "true", "yes")
-    for name, (attr, kind) in ENV_FIELDS.items():
-        text = env.get(name)
-        if text is None or text == "":
-            continue
-        try:
-            value: Any = {"int": int, "float": float, "bool": _bool, "str": str, "supervisor": _supervisor}[kind](text)
-        except ValueError:
-            issues.append(ConfigIssue(f"expected {kind}", file="environment", key=name, got=text, has_got=True))
-            continue
-        setattr(settings, attr, value)
-    if settings.embedded_broker not in ("auto", "always", "never"):
-        issues.append(ConfigIssue("expected auto, always or never", file="environment", key="EE_EMBEDDED_BROKER",
-                                  got=settings.embedded_broker, has_got=True))  # fmt: skip
-    if settings.subtopic not in ("address", "alias"):
-        issues.append(ConfigIssue("expected address or alias", file="environment", key="EE_MQTT_SUBTOPIC",
-                                  got=settings.subtopic, has_got=True))  # fmt: skip
-    if (settings.client_cert is None) != (settings.client_key is None):
-        issues.append(ConfigIssue("mTLS needs both a client certificate and its key", file="environment",
-                                  key="EE_MQTT_CLIENT_CERT"))  # fmt: skip
+    for name, (attr, kind, low, high) in ENV_FIELDS.items():
+        value = _env_field(env, name, kind, low, high, issues)
+        if value is not None:
+            setattr(settings, attr, value)
+    issues.extend(_choices(settings))
     return settings, issues
+
+
+def _port(value: Any) -> int | None:
+    try:
+        port = int(str(value).strip())
+    except ValueError:
+        return None
+    return port if 1 <= port <= 65535 else None
+
+
+def _env_field(env: Mapping[str, str], name: str, kind: str, low: float | None, high: float | None,
+               issues: list[ConfigIssue]) -> Any:  # fmt: skip
+    text = env.get(name)
+    if text is None or text == "":
+        return None
+    if kind == "supervisor":
+        if text.strip().lower() == "ordinal-0":
+            return _supervisor(text)
+        kind = "bool"
+    if kind == "str":  # strings (the password among them) are used as given: never quoted in an issue
+        return text
+    return env_value(env, name, kind, issues, low, high)
+
+
+def _choices(settings: CommsSettings) -> list[ConfigIssue]:
+    issues = []
+    if settings.embedded_broker not in ("auto", "always", "never"):
+        issues.append(env_issue("EE_EMBEDDED_BROKER", settings.embedded_broker, "expected auto, always or never"))
+    if settings.subtopic not in ("address", "alias"):
+        issues.append(env_issue("EE_MQTT_SUBTOPIC", settings.subtopic, "expected address or alias"))
+    topic = settings.root_topic
+    if not topic or any(c in topic for c in "+#\x00") or topic.startswith("/") or topic.endswith("/"):
+        issues.append(env_issue("EE_ROOT_TOPIC", topic, "expected an MQTT topic without '+', '#', or a leading or "
+                                "trailing '/' (Ratio1: naeural)"))  # fmt: skip
+    if (settings.client_cert is None) != (settings.client_key is None):
+        missing = "EE_MQTT_CLIENT_KEY" if settings.client_key is None else "EE_MQTT_CLIENT_CERT"
+        issues.append(ConfigIssue(f"mTLS needs both a client certificate and its key: {missing} is not set",
+                                  file="environment", key="EE_MQTT_CLIENT_CERT"))  # fmt: skip
+    return issues

@@ -1,19 +1,22 @@
 """Settings of the status page and the metrics listener, read from the node's environment.
 
 The status page binds to loopback unless ``EE_STATUS_TOKEN`` is set (DECISIONS 24); ``/metrics`` may
-have its own listener (``EE_METRICS_PORT``) bound to ``EE_METRICS_BIND`` because it holds no secrets.
+have its own listener (``EE_METRICS_PORT``) bound to ``EE_METRICS_BIND`` because it holds no secrets. A bad value
+(``EE_STATUS_PORT=99999``, a public ``EE_STATUS_BIND`` without a token) refuses the start, as every bad ``EE_*``.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-log = logging.getLogger(__name__)
+from edge_engine.errors import ConfigError, ConfigIssue
+from edge_engine.settings import env_issue, env_value
 
 DEFAULT_STATUS_PORT = 8089
+MAX_PORT = 65535
 LOOPBACK = "127.0.0.1"
+LOOPBACK_NAMES = (LOOPBACK, "localhost", "::1")
 
 
 @dataclass(frozen=True)
@@ -27,32 +30,31 @@ class ObserveSettings:
     metrics_bind: str = LOOPBACK
 
 
-def _port(env: Mapping[str, str], name: str, default: int) -> int:
-    text = (env.get(name) or "").strip()
-    if not text:
-        return default
-    try:
-        port = int(text)
-    except ValueError:
-        log.error("%s=%r is not a port number; using %d", name, text, default)
-        return default
-    if not 0 <= port <= 65535:
-        log.error("%s=%d is out of range; using %d", name, port, default)
-        return default
-    return port
+def read_observe_settings(env: Mapping[str, str]) -> tuple[ObserveSettings, list[ConfigIssue]]:
+    """``EE_STATUS_PORT/BIND/TOKEN`` and ``EE_METRICS_PORT/BIND``, and every problem (a port that is not one, a
+    page bound beyond loopback without a token), each in the form of :func:`edge_engine.settings.env_issue`."""
+    issues: list[ConfigIssue] = []
+    status_port = env_value(env, "EE_STATUS_PORT", "int", issues, low=0, high=MAX_PORT)
+    metrics_port = env_value(env, "EE_METRICS_PORT", "int", issues, low=0, high=MAX_PORT)
+    token = (env.get("EE_STATUS_TOKEN") or "").strip()
+    bind = (env.get("EE_STATUS_BIND") or "").strip() or LOOPBACK
+    if bind not in LOOPBACK_NAMES and not token:
+        issues.append(env_issue("EE_STATUS_BIND", bind, "a status page beyond loopback needs EE_STATUS_TOKEN; set it, "
+                                "or bind to 127.0.0.1"))  # fmt: skip
+        bind = LOOPBACK
+    settings = ObserveSettings(
+        status_port=DEFAULT_STATUS_PORT if status_port is None else status_port,
+        status_bind=bind,
+        token=token,
+        metrics_port=metrics_port or 0,
+        metrics_bind=(env.get("EE_METRICS_BIND") or "").strip() or LOOPBACK,
+    )
+    return settings, issues
 
 
 def load_observe_settings(env: Mapping[str, str]) -> ObserveSettings:
-    """Read ``EE_STATUS_PORT/BIND/TOKEN`` and ``EE_METRICS_PORT/BIND``; refuse a public page without a token."""
-    token = (env.get("EE_STATUS_TOKEN") or "").strip()
-    bind = (env.get("EE_STATUS_BIND") or "").strip() or LOOPBACK
-    if bind not in (LOOPBACK, "localhost", "::1") and not token:
-        log.error("EE_STATUS_BIND=%s needs EE_STATUS_TOKEN; the status page stays on %s", bind, LOOPBACK)
-        bind = LOOPBACK
-    return ObserveSettings(
-        status_port=_port(env, "EE_STATUS_PORT", DEFAULT_STATUS_PORT),
-        status_bind=bind,
-        token=token,
-        metrics_port=_port(env, "EE_METRICS_PORT", 0),
-        metrics_bind=(env.get("EE_METRICS_BIND") or "").strip() or LOOPBACK,
-    )
+    """:func:`read_observe_settings`, raising :class:`ConfigError` on any problem (the node does not start)."""
+    settings, issues = read_observe_settings(env)
+    if issues:
+        raise ConfigError(issues)
+    return settings

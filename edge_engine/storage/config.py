@@ -18,6 +18,7 @@ from typing import Any
 
 from edge_engine.comms.settings import resolve_env_ref
 from edge_engine.errors import ConfigIssue
+from edge_engine.settings import env_issue
 
 URL_MODES = ("presigned", "plain")
 MAX_PRESIGN_SECONDS = 7 * 24 * 3600  # the S3 limit of a presigned URL's lifetime
@@ -128,6 +129,7 @@ def load_storage_settings(
                                   has_got=True))  # fmt: skip
     params = upload.get("CONFIG_UPLOADER", upload.get("CONFIG")) or {}
     params = params if isinstance(params, dict) else {}
+    from_env: dict[str, str] = {}  # attribute -> the text of the variable that set it: its problems name both
     for key, raw in params.items():
         if key not in FIELDS:
             close = difflib.get_close_matches(str(key), list(FIELDS), n=1)
@@ -140,10 +142,11 @@ def load_storage_settings(
         if text:
             key = next(k for k, (a, _, _) in FIELDS.items() if a == attr)
             _apply(settings, key, text, "environment", issues, label=name)
+            from_env[attr] = text
     if settings.endpoint:
         settings.endpoint, settings.secure = split_endpoint(settings.endpoint, settings.secure)
     settings.url_mode = settings.url_mode.lower()
-    issues.extend(_check(settings))
+    issues.extend(_check(settings, from_env))
     return settings, issues
 
 
@@ -156,30 +159,37 @@ def _apply(
     try:
         setattr(settings, attr, _parse(kind, value))
     except ValueError as exc:
-        shown = value if label is None or "SECRET" not in label else "***"
-        issues.append(ConfigIssue(str(exc), file=file, key=label or key, got=shown, has_got=True))
+        if label is not None:
+            issues.append(env_issue(label, value, str(exc), secret="SECRET" in label))
+        else:
+            issues.append(ConfigIssue(str(exc), file=file, key=key, got=value, has_got=True))
 
 
-def _check(s: StorageSettings) -> list[ConfigIssue]:
+def _check(s: StorageSettings, from_env: Mapping[str, str] | None = None) -> list[ConfigIssue]:
+    """Problems of the combined values; one that came from an ``EE_MINIO_*`` variable names the variable."""
+    from_env = from_env or {}
+
+    def bad(message: str, key: str, value: Any) -> ConfigIssue:
+        attr, _, variable = FIELDS[key]
+        if attr in from_env:
+            return env_issue(variable, from_env[attr], message)
+        return ConfigIssue(message, file=WHERE, key=key, got=value, has_got=True)
+
     issues: list[ConfigIssue] = []
     if bool(s.endpoint) != bool(s.bucket):
         missing = "BUCKET_NAME (EE_MINIO_UPLOAD_BUCKET)" if s.endpoint else "ENDPOINT (EE_MINIO_ENDPOINT)"
         issues.append(ConfigIssue(f"object storage half configured: {missing} is missing", file=WHERE))
     if s.bucket and not _BUCKET.match(s.bucket):
-        issues.append(ConfigIssue("not a valid S3 bucket name (3-63 of a-z 0-9 . -)", file=WHERE, key="BUCKET_NAME",
-                                  got=s.bucket, has_got=True))  # fmt: skip
+        issues.append(bad("not a valid S3 bucket name (3-63 of a-z 0-9 . -)", "BUCKET_NAME", s.bucket))
     if s.url_mode not in URL_MODES:
-        issues.append(ConfigIssue("expected presigned or plain", file=WHERE, key="URL_MODE", got=s.url_mode,
-                                  has_got=True))  # fmt: skip
+        issues.append(bad("expected presigned or plain", "URL_MODE", s.url_mode))
     if not 1 <= s.url_expiry_seconds <= MAX_PRESIGN_SECONDS:
-        issues.append(ConfigIssue(f"expected 1 to {MAX_PRESIGN_SECONDS} seconds (the S3 limit)", file=WHERE,
-                                  key="URL_EXPIRY_SECONDS", got=s.url_expiry_seconds, has_got=True))  # fmt: skip
+        issues.append(bad(f"expected 1 to {MAX_PRESIGN_SECONDS} seconds (the S3 limit)", "URL_EXPIRY_SECONDS",
+                          s.url_expiry_seconds))  # fmt: skip
     if len(s.prefix) > MAX_PREFIX_CHARS or s.prefix.startswith("/"):
-        issues.append(ConfigIssue(f"at most {MAX_PREFIX_CHARS} characters, not starting with /", file=WHERE,
-                                  key="PREFIX", got=s.prefix, has_got=True))  # fmt: skip
+        issues.append(bad(f"at most {MAX_PREFIX_CHARS} characters, not starting with /", "PREFIX", s.prefix))
     if s.max_queue_mb < 1:
-        issues.append(ConfigIssue("expected at least 1", file=WHERE, key="MAX_QUEUE_MB", got=s.max_queue_mb,
-                                  has_got=True))  # fmt: skip
+        issues.append(bad("expected at least 1", "MAX_QUEUE_MB", s.max_queue_mb))
     if s.configured and not (s.access_key and s.secret_key) and (s.access_key or s.secret_key):
         issues.append(ConfigIssue("ACCESS_KEY and SECRET_KEY go together", file=WHERE))
     return issues
