@@ -1,7 +1,8 @@
 """The local output writer: payloads as JSON lines and witness images under ``_output/``, one log line each.
 
 It is an ordinary hook implementation (``edge_payload``, ``edge_notification``) registered by the node,
-so comms and storage can sit beside it without touching the runtime. Layout:
+so comms and storage can sit beside it without touching the runtime. Its ``edge_payload`` runs last: comms has
+stored the payload in its durable outbox by then, so what ``_output/`` holds was also queued for the broker. Layout:
 ``_output/<pipeline>/<SIGNATURE>_<INSTANCE>/payloads.jsonl`` and ``.../images/<seq>.jpg``;
 notifications go to ``_output/notifications.jsonl``. A pipeline's files are closed when it stops, and at most
 ``MAX_OPEN_FILES`` stay open at once, so generated pipeline names cannot exhaust the node's descriptors.
@@ -88,7 +89,7 @@ class LocalOutput:
             _close_quietly(self._files.pop(next(iter(self._files))))
         return handle
 
-    @hookimpl
+    @hookimpl(trylast=True)  # after comms: a payload in _output/ is already in the durable outbox (decision 38)
     def edge_payload(self, payload: Payload) -> None:
         image_path = None
         if self.disk is not None and self.disk.paused:

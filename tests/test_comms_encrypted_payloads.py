@@ -43,7 +43,7 @@ class Secret(BusinessPlugin):
 # what may stay in clear on an encrypted payload: the envelope, the routing fields and the signature
 CLEAR = {
     "EE_ID", "EE_ADDR", "EE_EVENT_TYPE", "EE_VERSION", "EE_TIMESTAMP", "EE_TIMEZONE", "EE_TZ", "EE_MESSAGE_SEQ",
-    "EE_MESSAGE_ID", "EE_TOTAL_MESSAGES", "EE_FORMATTER", "EE_PAYLOAD_PATH", "EE_IS_ENCRYPTED", "EE_ENCRYPTED_DATA",
+    "EE_MESSAGE_SEQ_PREV", "EE_MESSAGE_ID", "EE_TOTAL_MESSAGES", "EE_FORMATTER", "EE_PAYLOAD_PATH", "EE_IS_ENCRYPTED", "EE_ENCRYPTED_DATA",
     "EE_DEST", "SESSION_ID", "INITIATOR_ID", "INITIATOR_ADDR", "MODIFIED_BY_ID", "MODIFIED_BY_ADDR",
     "SIGN_CANON_V", "EE_SENDER", "EE_HASH", "EE_SIGN",
 }  # fmt: skip

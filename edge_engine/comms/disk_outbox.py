@@ -1,13 +1,12 @@
 """The durable outbox: payloads and notifications wait on disk until the broker has acknowledged them.
 
-Behind the :class:`~edge_engine.comms.outbox.Outbox` interface. ``put`` is cheap (a list append). Spooling
-encodes what was put (``encode``: envelope, sequence number, signature, the exact wire bytes) and appends it, in
-batches, to segment files under ``_data/outbox/`` (one log per channel, ``payloads`` and ``notif``): the
-publisher does it inside ``get`` while it keeps asking (encoding and publishing then alternate on one thread,
-which is what keeps the GIL traffic low), and a spooler thread takes over what waits longer than
-``SPOOL_DELAY`` (broker away). The publisher ``get``s records in order and ``ack``s each one when the broker's
-PUBACK arrives. Heartbeats (``ctrl``) and replies on a requester's topic (``targeted``) stay in memory: stale,
-they are useless after a restart.
+Behind the :class:`~edge_engine.comms.outbox.Outbox` interface. ``put`` stores before it returns: it encodes
+the message (``encode``: envelope, sequence number, signature, the exact wire bytes) on the caller's thread and
+appends it with one ``write()`` to a segment file under ``_data/outbox/`` (one log per channel, ``payloads`` and
+``notif``). So a message whose ``put`` returned survives a ``kill -9``, and the node's other sinks (the local
+output writer runs after comms) only ever hold what the outbox holds too (decision 38). The publisher ``get``s
+records in order and ``ack``s each one when the broker's PUBACK arrives. Heartbeats (``ctrl``) and replies on a
+requester's topic (``targeted``) stay in memory: stale, they are useless after a restart.
 
 Files. A segment ``<channel>-<id>.seg`` starts with a magic line, then records ``[len u32][crc32 u32][seq
 u64][wire bytes]`` (the CRC covers length, seq and bytes). ``<channel>.ack`` holds the ack point (segment id
@@ -15,11 +14,16 @@ and offset of the first record not yet acknowledged) in two alternating CRC-chec
 leaves the previous value. On start a torn or corrupt tail is detected (length past the end or CRC mismatch),
 cut off and counted; delivery resumes at the persisted ack point; the next append goes to a new segment.
 
-Durability. Appends are one ``write()`` per batch; a second thread fsyncs them, with the ack point, at most
+Durability. Appends are one ``write()`` per message; a second thread fsyncs them, with the ack point, at most
 every ``fsync_seconds`` (group commit; a slow fsync never holds up appends or sending). A killed process loses
-only what was put and not yet spooled (milliseconds); a power loss can also lose the last ``fsync_seconds`` of
-appends. Acknowledgements persisted late only cause duplicates (same ``EE_MESSAGE_SEQ`` and ``EE_MESSAGE_ID``),
-never loss.
+nothing whose ``put`` returned; a power loss can lose the last ``fsync_seconds`` of appends. Acknowledgements
+persisted late only cause duplicates (same ``EE_MESSAGE_SEQ`` and ``EE_MESSAGE_ID``), never loss.
+
+Last stored number. ``previous_last_seq`` tells, per channel, the highest ``EE_MESSAGE_SEQ`` stored before this
+start (the newest record found in the segment files, or ``last_seq.json`` written at each start and stop when
+acknowledged segments were deleted; 0 for a channel never used; None when unknown: no such file, as after the
+folder was removed). Comms puts it on the first message of the run (``EE_MESSAGE_SEQ_PREV``): the numbers
+between it and that message's were never used.
 
 Bound. Segment files together stay under ``max_bytes``: when an append would exceed it, fully acknowledged
 segments go first, then the oldest payload segment (its records are counted in ``dropped``), notifications
@@ -40,7 +44,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from edge_engine.cache import atomic_write_json, read_json
 from edge_engine.comms.outbox import OutboxItem
+from edge_engine.errors import CacheError
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +55,7 @@ RECORD = struct.Struct("<IIQ")  # length of the wire bytes, crc32, EE_MESSAGE_SE
 ACK_SLOT = struct.Struct("<QQQI4x")  # generation, segment id, offset, crc32 of the first 24 bytes
 LANES = ("notif", "payloads")  # delivery priority after heartbeats; order is kept within each
 DROP_ORDER = ("payloads", "notif")  # what goes first when the bound is hit
-SPOOL_BATCH = 64
-SPOOL_DELAY = 0.05  # what the publisher has not spooled itself within this, the spooler thread does
-SPOOL_MAX = 50_000  # items put and not yet spooled (a burst); beyond this the oldest payload is dropped
+LAST_SEQ_FILE = "last_seq.json"  # per channel, the highest number stored (written at start and at stop)
 CTRL_MAX = 4  # heartbeats and targeted replies kept in memory while the broker is away (the newest)
 CACHE_BYTES = 8 * 1024 * 1024  # wire bytes kept in memory after spooling, so the publisher rarely reads back
 ACK_WRITE_SECONDS = 0.05  # ack point written (not fsynced) at most this often while acks come in
@@ -127,6 +131,7 @@ class _Lane:
         self.unsent = 0
         self.pending = 0  # records not yet acknowledged
         self.next_sid = 1
+        self.last_seq = 0  # the highest EE_MESSAGE_SEQ stored (this run, or found at start)
         self.ack_gen = 0
         self.ack_written: tuple[int, int] | None = None
 
@@ -167,13 +172,10 @@ class DiskOutbox:
         self.refused = 0  # items the encoder refused (too large, not encodable)
         self._lock = threading.Lock()
         self._ready = threading.Condition(self._lock)
-        self._spool_cond = threading.Condition()
+        self._notice_cond = threading.Condition()
         self._sync_cond = threading.Condition()
-        self._spool: list[OutboxItem] = []
-        self._spooling = 0
-        self._spool_busy = False
-        self._last_get = 0.0  # when the publisher last asked for a message (it spools while it keeps asking)
-        self._spool_since = 0.0  # when the spool last became non-empty
+        self._count_lock = threading.Lock()
+        self._storing = 0  # puts encoding or appending right now
         self._ctrl: deque[OutboxItem] = deque()
         self._lanes = {name: _Lane(name) for name in LANES}
         self._cached = 0
@@ -184,11 +186,9 @@ class DiskOutbox:
         self._last_sync = time.monotonic()
         self._last_ack_write = 0.0
         self._closed = False
-        self._close_deadline = 0.0
         self._dir_fd = os.open(self.folder, os.O_RDONLY)
-        for lane in self._lanes.values():
-            self._recover(lane)
-        self._thread = threading.Thread(target=self._spool_loop, name="comms:outbox", daemon=True)
+        self.previous_last_seq: dict[str, int | None] = self._recover_all()
+        self._thread = threading.Thread(target=self._notice_loop, name="comms:outbox", daemon=True)
         self._thread.start()
         self._syncer = threading.Thread(target=self._sync_loop, name="comms:outbox-sync", daemon=True)
         self._syncer.start()
@@ -196,9 +196,11 @@ class DiskOutbox:
     # --- interface ----------------------------------------------------------------------------------------------
     def __len__(self) -> int:
         """Messages not yet delivered: waiting to be spooled, on disk and not acknowledged, heartbeats."""
-        return len(self._spool) + self._spooling + len(self._ctrl) + sum(lane.pending for lane in self._lanes.values())
+        return self._storing + len(self._ctrl) + sum(lane.pending for lane in self._lanes.values())
 
     def put(self, item: OutboxItem) -> None:
+        """Payloads and notifications: encoded and appended to their segment before this returns (callers put one
+        channel's messages in ``seq`` order, one at a time). Heartbeats and targeted replies: kept in memory."""
         if item.channel not in self._lanes:
             with self._ready:
                 self._ctrl.append(item)
@@ -207,47 +209,36 @@ class DiskOutbox:
                     self.stale_heartbeats += 1
                 self._ready.notify()
             return
-        with self._spool_cond:
-            if self._closed:
-                return
-            self._spool.append(item)
-            if len(self._spool) > SPOOL_MAX:
-                self._drop_from_spool()
-            first = len(self._spool) == 1
-            if first:
-                self._spool_since = time.monotonic()
-                self._spool_cond.notify()
-        if first:
-            with self._ready:
-                self._ready.notify()  # a publisher waiting in get() spools it itself
+        if self._closed:
+            log.warning("outbox: a %s message put after the outbox closed is not stored", item.channel)
+            return
+        with self._count_lock:
+            self._storing += 1
+        try:
+            self._append(item)
+        except Exception:
+            log.exception("outbox: a %s message could not be stored", item.channel)
+        finally:
+            with self._count_lock:
+                self._storing -= 1
 
     def get(self, timeout: float | None = None) -> OutboxItem | None:
-        """The next message: heartbeats first, then notifications, then payloads. When nothing stored waits, the
-        caller (the publisher) spools what was put (encodes and appends it) itself: while it keeps up, messages
-        are encoded on its thread, one after the other with their publishing, and the spooler thread sleeps."""
-        now = self._last_get = time.monotonic()
-        deadline = None if timeout is None else now + timeout
-        if self._spool and now - self._spool_since >= SPOOL_DELAY:
-            self._spool_batch()  # put a while ago: stored first, even while a backlog is being sent
-        while True:
-            with self._ready:
-                while True:
-                    if self._closed:
-                        return None
-                    if self._ctrl:
-                        return self._ctrl.popleft()
-                    for lane in self._lanes.values():
-                        item = self._take(lane)
-                        if item is not None:
-                            return item
-                    if self._spool and not self._spool_busy:
-                        break  # spool it, below, without the lock
-                    remaining = None if deadline is None else deadline - time.monotonic()
-                    if remaining is not None and remaining <= 0:
-                        return None
-                    self._ready.wait(remaining)
-                    self._last_get = time.monotonic()
-            self._spool_batch()
+        """The next message: heartbeats first, then notifications, then payloads (None after ``timeout``)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._ready:
+            while True:
+                if self._closed:
+                    return None
+                if self._ctrl:
+                    return self._ctrl.popleft()
+                for lane in self._lanes.values():
+                    item = self._take(lane)
+                    if item is not None:
+                        return item
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return None
+                self._ready.wait(remaining)
 
     def ack(self, item: OutboxItem) -> None:
         """Delivered (the broker's PUBACK for QoS 1): the record may go."""
@@ -289,21 +280,24 @@ class DiskOutbox:
             self._ready.notify()
 
     def close(self, timeout: float = 2.0) -> None:
-        """Spool what was put (for at most ``timeout`` seconds: the rest is lost, logged), persist the ack point,
-        fsync and close the files."""
-        with self._spool_cond:
+        """Persist the ack point and the last stored numbers, fsync and close the files (a put still storing gets
+        ``timeout`` seconds to finish)."""
+        with self._notice_cond:
             if self._closed:
                 return
             self._closed = True
-            self._close_deadline = time.monotonic() + timeout
-            self._spool_cond.notify()
-        self._thread.join(timeout + 5)
+            self._notice_cond.notify()
+        deadline = time.monotonic() + timeout
+        while self._storing and time.monotonic() < deadline:
+            time.sleep(0.005)
+        self._thread.join(timeout)
         self._wake_syncer()
         self._syncer.join(timeout)
         with self._ready:
             self._ready.notify_all()
         try:
             self._sync(everything=True)
+            self._write_last_seqs()
         except OSError:
             log.exception("outbox: final sync failed (a restart sends again what it cannot tell was sent)")
         with self._lock:
@@ -360,54 +354,16 @@ class DiskOutbox:
             data = os.pread(seg.fd, seg.end_of(idx) - start, start)
         return OutboxItem(lane.name, {}, [], seq=seg.seqs[idx], wire=data, ref=(lane.name, seg.sid, idx))
 
-    # --- spooling -----------------------------------------------------------------------------------------------
-    def _spool_batch(self) -> bool:
-        """Encode and append up to ``SPOOL_BATCH`` of what was put, in order (one spooler at a time)."""
-        with self._spool_cond:
-            if self._spool_busy or not self._spool:
-                return False
-            if self._closed and time.monotonic() > self._close_deadline:
-                log.warning("outbox: stopping: %d messages not yet stored are lost", len(self._spool))
-                self._spool.clear()
-                return False
-            self._spool_busy = True
-            batch = self._spool[:SPOOL_BATCH]
-            del self._spool[:SPOOL_BATCH]
-            self._spooling = len(batch)
-        try:
-            self._append(batch)
-        except Exception:
-            log.exception("outbox: %d messages could not be stored", len(batch))
-        finally:
-            with self._spool_cond:
-                self._spool_busy = False
-                self._spooling = 0
-                self._spool_cond.notify()
-        self._notify_drop()
-        return True
-
-    def _spool_loop(self) -> None:
-        """Spools what was put when the publisher has not asked for a message for ``SPOOL_DELAY`` (it is waiting
-        for the broker, or for PUBACKs), and everything at close."""
+    # --- drop notices -------------------------------------------------------------------------------------------
+    def _notice_loop(self) -> None:
+        """Calls ``on_drop`` off the producer's thread (it puts a notification, which must not nest in a put)."""
         while True:
-            with self._spool_cond:
+            with self._notice_cond:
                 while not self._closed and not self._drop_notice:
-                    if self._spool and not self._spool_busy:
-                        idle = time.monotonic() - max(self._last_get, self._spool_since)
-                        if idle >= SPOOL_DELAY:
-                            break
-                        self._spool_cond.wait(SPOOL_DELAY - idle)
-                    else:
-                        self._spool_cond.wait()
-                closing = self._closed
+                    self._notice_cond.wait()
+                if self._closed:
+                    return
             self._notify_drop()
-            if self._spool_batch():
-                continue
-            if closing:
-                with self._spool_cond:
-                    if not self._spool and not self._spool_busy:
-                        return
-                    self._spool_cond.wait(0.05)
 
     def _sync_loop(self) -> None:
         """Group commit, on its own thread so that a slow fsync never holds up appends or sending."""
@@ -432,22 +388,20 @@ class DiskOutbox:
         with self._sync_cond:
             self._sync_cond.notify()
 
-    def _append(self, batch: list[OutboxItem]) -> None:
-        encoded: dict[str, list[tuple[int, bytes]]] = {name: [] for name in self._lanes}
-        for item in batch:
-            data = self.encode(item)
-            if data is None:
-                self.refused += 1
-                continue
-            encoded[item.channel].append((item.seq, data))
+    def _append(self, item: OutboxItem) -> None:
+        data = self.encode(item)
+        if data is None:
+            self.refused += 1
+            return
         with self._ready:
-            for name, records in encoded.items():
-                if records:
-                    self._append_lane(self._lanes[name], records)
+            self._append_lane(self._lanes[item.channel], [(item.seq, data)])
             wake, self._unsynced = not self._unsynced, True
             self._ready.notify_all()
         if wake:
             self._wake_syncer()
+        if self._drop_notice:
+            with self._notice_cond:
+                self._notice_cond.notify()
 
     def _append_lane(self, lane: _Lane, records: list[tuple[int, bytes]]) -> None:
         """Write ``records`` (seq, wire bytes) to ``lane``, one write per segment (lock held)."""
@@ -475,6 +429,7 @@ class DiskOutbox:
                 return
             offset = seg.size
             for (seq, data), blob in zip(records[start:end], blobs, strict=True):
+                lane.last_seq = max(lane.last_seq, seq)
                 idx = len(seg.offsets)
                 seg.offsets.append(offset)
                 seg.seqs.append(seq)
@@ -565,16 +520,6 @@ class DiskOutbox:
             self._dropping = True
             self._drop_notice = True
 
-    def _drop_from_spool(self) -> None:
-        """The spooler is far behind (spool lock held): drop the oldest payload not yet spooled."""
-        for i, item in enumerate(self._spool):
-            if item.channel == "payloads":
-                del self._spool[i]
-                break
-        else:
-            del self._spool[0]
-        self._count_drop(1)
-
     def _notify_drop(self) -> None:
         if self._drop_notice and self.on_drop is not None:
             self._drop_notice = False
@@ -637,21 +582,51 @@ class DiskOutbox:
                 os.close(fd)
 
     # --- recovery -----------------------------------------------------------------------------------------------
-    def _recover(self, lane: _Lane) -> None:
-        """Load ``lane`` from disk: segments from the ack point, torn tails cut off, the next append in a new file."""
+    def _recover_all(self) -> dict[str, int | None]:
+        """Load every lane; persist, before any file is deleted, the highest number each one had stored; return
+        those numbers (None: not known)."""
+        recorded = read_last_seqs(self.folder / LAST_SEQ_FILE)
+        previous: dict[str, int | None] = {}
+        doomed: list[Path] = []
+        for lane in self._lanes.values():
+            found = self._recover(lane, doomed)
+            known = [v for v in (found, recorded.get(lane.name)) if v is not None]
+            previous[lane.name] = max(known) if known else None
+            lane.last_seq = previous[lane.name] or 0
+        self._write_last_seqs()
+        for path in doomed:
+            path.unlink(missing_ok=True)
+        return previous
+
+    def _write_last_seqs(self) -> None:
+        """``last_seq.json``: per channel the highest number stored so far (atomic, fsynced)."""
+        values = {name: lane.last_seq for name, lane in self._lanes.items() if lane.last_seq}
+        atomic_write_json(self.folder / LAST_SEQ_FILE, values, indent=None)
+
+    def _recover(self, lane: _Lane, doomed: list[Path]) -> int | None:
+        """Load ``lane`` from disk: segments from the ack point, torn tails cut off, the next append in a new file.
+        Files to delete go to ``doomed``; returns the highest number found in the segments (None: none)."""
         ack_sid, ack_offset, lane.ack_gen = read_ack_point(self.folder / f"{lane.name}.ack")
         lane.ack_written = (ack_sid, ack_offset) if lane.ack_gen else None
         found = sorted(segment_files(self.folder, lane.name))
         lane.next_sid = max([ack_sid] + [sid for sid, _ in found]) + 1
+        highest: int | None = None
+        for _sid, path in reversed(found):  # newest first: the highest number is in the newest readable segment
+            blob = path.read_bytes()
+            if blob.startswith(MAGIC):
+                records, _ = parse_records(blob, len(MAGIC))
+                if records:
+                    highest = records[-1][1]
+                    break
         for sid, path in found:
             if sid < ack_sid:
-                path.unlink()  # fully acknowledged before the last stop
+                doomed.append(path)  # fully acknowledged before the last stop
                 continue
             blob = path.read_bytes()
             if not blob.startswith(MAGIC):
                 log.warning("outbox: %s has no header (torn at creation); removed", path.name)
                 self.corrupt += 1 if blob else 0
-                path.unlink()
+                doomed.append(path)
                 continue
             start = max(ack_offset, len(MAGIC)) if sid == ack_sid else len(MAGIC)
             records, end = parse_records(blob, min(start, len(blob)))
@@ -660,7 +635,7 @@ class DiskOutbox:
                 log.warning("outbox: %s: %d bytes of a torn or corrupt tail discarded", path.name, len(blob) - end)
                 os.truncate(path, end)
             if not records:
-                path.unlink()
+                doomed.append(path)
                 continue
             fd = os.open(path, os.O_RDONLY)
             seg = _Segment(lane.name, sid, path, fd, end, writable=False)
@@ -675,8 +650,9 @@ class DiskOutbox:
             lane.unsent += len(records)
             self.recovered += len(records)
         lane.read_seg = lane.segments[0] if lane.segments else None
-        if self.recovered:
+        if lane.pending:
             log.info("outbox: %d %s messages from before the restart will be sent", lane.pending, lane.name)
+        return highest
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -699,6 +675,17 @@ def read_ack_point(path: Path) -> tuple[int, int, int]:
         if zlib.crc32(struct.pack("<QQQ", gen, sid, offset)) == crc and gen > best[2]:
             best = (sid, offset, gen)
     return best
+
+
+def read_last_seqs(path: Path) -> dict[str, int]:
+    """``last_seq.json`` as ``{channel: number}``; empty when missing or unreadable."""
+    try:
+        stored = read_json(path)
+    except CacheError:
+        return {}
+    if not isinstance(stored, dict):
+        return {}
+    return {str(k): v for k, v in stored.items() if isinstance(v, int) and not isinstance(v, bool)}
 
 
 def segment_files(folder: Path, lane: str) -> list[tuple[int, Path]]:

@@ -1,8 +1,10 @@
 """The comms service: connects the node to MQTT and carries every message in and out.
 
-It is a hook implementation (``edge_payload``, ``edge_notification``) registered by the node: producers
-only enqueue into the outbox, and one publisher thread adds the envelope, a sequence number and the
-signature, then publishes. A heartbeat thread publishes on ``{root}/ctrl``; commands arriving on
+It is a hook implementation (``edge_payload``, ``edge_notification``) registered by the node. A producer's
+payload or notification is numbered, encoded (envelope, signature) and stored in the durable outbox before the
+hook returns, so the sinks called after it (the local output writer) never hold a message the outbox lacks; one
+publisher thread publishes what the outbox holds. A heartbeat thread publishes on ``{root}/ctrl``; commands
+arriving on
 ``{root}/{address}/config`` are checked and applied by a command thread, never on the network thread.
 """
 
@@ -127,6 +129,9 @@ class CommsService:
         self.outbox: Outbox = self._make_outbox()
         self.envelope = EnvelopeBuilder(node.alias, self.identity.address)
         self.sequences = SequenceStore(self.layout.data / "message_seq.json")
+        # channel -> the previous run's last stored EE_MESSAGE_SEQ, sent once as EE_MESSAGE_SEQ_PREV (decision 38)
+        self._seq_prev = self._previous_last_seqs()
+        self._channel_locks = {channel: threading.Lock() for channel in (*CHANNEL_TOPICS, "targeted")}
         self.allowlist = Allowlist(self.layout.authorized_addrs, self.identity.address)
         self.replay = ReplayGuard(self.layout.data / "accepted_commands.json", settings.command_window_seconds)
         self.commands = CommandProcessor(
@@ -159,6 +164,21 @@ class CommsService:
         return DiskOutbox(self.layout.data / OUTBOX_DIR, self._encode_checked,
                           max_bytes=int(self.settings.outbox_max_mb * 1024 * 1024),
                           fsync_seconds=self.settings.outbox_fsync_seconds, on_drop=self._outbox_dropping)  # fmt: skip
+
+    def _previous_last_seqs(self) -> dict[str, int]:
+        """Per durable channel, the highest number stored before this start: what the outbox found, else 0 for a
+        channel that was never numbered. A channel missing here (in-memory outbox, or the outbox folder removed
+        while numbers were used) carries no ``EE_MESSAGE_SEQ_PREV``: its restart gap cannot be vouched for."""
+        found = getattr(self.outbox, "previous_last_seq", None)
+        if found is None:
+            return {}
+        result = {}
+        for channel, value in found.items():
+            if value is None and not self.sequences.used(channel):
+                value = 0
+            if value is not None:
+                result[channel] = value
+        return result
 
     def _outbox_dropping(self, dropped: int) -> None:
         """Called once when the outbox starts dropping (its bound hit while the broker is away)."""
@@ -306,9 +326,11 @@ class CommsService:
                                    created=notification.created))  # fmt: skip
 
     def _enqueue(self, item: OutboxItem) -> None:
-        """Number the message (per channel, persisted, strictly increasing) as it enters the outbox."""
-        item.seq = self.sequences.next(item.channel)
-        self.outbox.put(item)
+        """Number the message (per channel, persisted, strictly increasing) as it enters the outbox; one message
+        of a channel at a time, so a channel's records are stored in the order of their numbers."""
+        with self._channel_locks[item.channel]:
+            item.seq = self.sequences.next(item.channel)
+            self.outbox.put(item)
 
     def send_targeted(self, body: dict[str, Any], path: list[Any], topic: str) -> bool:
         """Queue a payload for one receiver on its own ``topic`` (``{root}/{receiver}/payloads``), only while
@@ -373,6 +395,8 @@ class CommsService:
                 body.update(item.body)
                 body["EE_IS_ENCRYPTED"] = False  # not a plugin's field of that name
         self.envelope.wrap(body, event, item.path, item.seq, item.created)
+        if item.channel in self._seq_prev:
+            body["EE_MESSAGE_SEQ_PREV"] = self._seq_prev[item.channel]  # dropped once this message is stored
         # one serialisation: the canonical (signed) text is the wire text, so what arrives is exactly what was
         # hashed (numpy values as numbers, datetime as Ratio1's text, NaN/Inf as null)
         return sign_to_json(body, self.identity).encode("utf-8")
@@ -473,6 +497,7 @@ class CommsService:
             log.error("message %s › %s refused: %d bytes > %d", item.channel, item.path, len(data),
                       self.settings.max_message_bytes)  # fmt: skip
             return None
+        self._seq_prev.pop(item.channel, None)  # said once, on the first message of the channel stored in this run
         return data
 
     # --- commands -------------------------------------------------------------------------------------------
