@@ -5,6 +5,10 @@ A subclass says where its model file is (:meth:`OnnxServingPlugin.model_file`), 
 into a batch and outputs into results. This class builds the session with the configured threads and
 execution providers, checks the model's input against the config (in the node process when the pipeline
 is added, reading the file's header only; again in the server once the model is loaded), and runs it.
+With ``MODEL_URL`` and ``MODEL_SHA256`` in the config the model is fetched by the node
+(:mod:`edge_engine.serving.model_fetch`) and read from ``_models/fetched/<sha256>.onnx`` instead of
+``model_file``. Once loaded, a model whose input size is fixed runs once on zeros (a warm-up: the first run
+allocates), so a server reports ready only when it answers at full speed.
 
 onnxruntime is imported in :meth:`~OnnxServingPlugin.on_init`, which runs in the model-server process only:
 the node process never imports it.
@@ -18,6 +22,7 @@ from typing import Any, ClassVar
 
 from edge_engine.config_keys import Key
 from edge_engine.plugin_types import ServingPlugin
+from edge_engine.serving.model_fetch import ModelSource, fetched_path, source_of
 from edge_engine.serving.onnx_info import Dim, OnnxFormatError, OnnxIO, TensorInfo, read_onnx_io
 
 CPU = "CPUExecutionProvider"
@@ -40,6 +45,9 @@ class OnnxServingPlugin(ServingPlugin):
         "EXECUTION_PROVIDERS": Key(
             [CPU], type=list, doc="onnxruntime providers by preference; those not installed are skipped (CUDA, ...)"
         ),
+        "MODEL_URL": Key("", type=str, doc="fetch the model from http(s)://... or s3://BUCKET/KEY (or s3:KEY)"),
+        "MODEL_SHA256": Key("", type=str, doc="SHA-256 of the file MODEL_URL names (required with it)"),
+        "MODEL_MAX_MB": Key(2048, type=int, min=1, doc="largest model MODEL_URL may deliver, in MB"),
     }
 
     def __init__(self, config: Mapping[str, Any], context: Any):
@@ -76,9 +84,25 @@ class OnnxServingPlugin(ServingPlugin):
         return "float32"
 
     @classmethod
+    def model_source(cls, config: Mapping[str, Any]) -> ModelSource | None:
+        """Where the node fetches the model from (``MODEL_URL``), or None; ValueError when the keys are wrong."""
+        return source_of(config)
+
+    @classmethod
+    def model_location(cls, config: Mapping[str, Any], models_dir: Path | None) -> Path:
+        """The file the server loads: the fetched one with ``MODEL_URL``, else :meth:`model_file`."""
+        source = source_of(config)
+        if source is None:
+            return cls.model_file(config, models_dir)
+        if models_dir is None:
+            raise ValueError("a model fetched from MODEL_URL lives in the cache's _models/")
+        return fetched_path(models_dir, source)
+
+    @classmethod
     def model_name(cls, config: Mapping[str, Any]) -> str:
         try:
-            return cls.model_file(config, None).name
+            source = source_of(config)
+            return source.name if source is not None else cls.model_file(config, None).name
         except (NotImplementedError, ValueError, OSError, TypeError):
             return cls.SIGNATURE
 
@@ -94,7 +118,10 @@ class OnnxServingPlugin(ServingPlugin):
         """The model file exists, is ONNX, and takes what ``pre_process`` gives it."""
         name = cls.model_name(config)
         try:
-            path = cls.model_file(config, models_dir)
+            source = source_of(config)
+            if source is not None and (models_dir is None or not fetched_path(models_dir, source).is_file()):
+                return []  # fetched when a pipeline needs it, and checked once loaded
+            path = cls.model_location(config, models_dir)
         except (ValueError, OSError) as exc:
             return [f"model {name!r}: {exc}"]
         if not path.is_absolute() and models_dir is None:
@@ -122,7 +149,7 @@ class OnnxServingPlugin(ServingPlugin):
         """Create the session; raise (a load error naming model and shapes) when the model does not fit."""
         import onnxruntime as ort
 
-        path = self.model_file(self.config, self.context.models_dir)
+        path = self.model_location(self.config, self.context.models_dir)
         if not path.is_file():
             raise FileNotFoundError(f"model {self.model_name(self.config)!r}: file not found ({path})")
         options = ort.SessionOptions()
@@ -149,6 +176,23 @@ class OnnxServingPlugin(ServingPlugin):
         self.output_names = [o.name for o in outputs]
         batch_dim = inputs[0].shape[0] if inputs[0].shape else None
         self.fixed_batch = batch_dim if isinstance(batch_dim, int) else None
+        self.warm_up()
+
+    def warm_up(self) -> None:
+        """Run the model once on zeros when every input's size is fixed (but the batch): the first run
+        allocates, and a model that cannot run at all fails its load here, not on the first frame."""
+        import numpy as np
+
+        feeds = {}
+        for tensor in self.inputs:
+            dims = tensor.shape[1:] if tensor.shape else None
+            if dims is None or not all(isinstance(d, int) for d in dims):
+                return
+            dtype = {"float32": np.float32, "float16": np.float16, "uint8": np.uint8}.get(tensor.element_type)
+            if dtype is None:
+                return
+            feeds[tensor.name] = np.zeros((1, *dims), dtype)  # type: ignore[misc]
+        self.session.run(None, feeds)
 
     def predict(self, batch: Any) -> list[Any]:
         """Run the session; a model whose batch dimension is fixed at 1 runs input by input."""

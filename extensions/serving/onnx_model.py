@@ -34,7 +34,9 @@ class OnnxModel(OnnxServingPlugin):
     VERSION = "1.0.0"
     DESCRIPTION = "any ONNX image model from _models/: resize, layout, colour order and normalisation configurable"
     CONFIG: ClassVar[dict[str, Any]] = {
-        "ONNX_MODEL": Key(required=True, type=str, doc="model file: a name in the cache's _models/, or a full path"),
+        "ONNX_MODEL": Key(
+            "", type=str, doc="model file: a name in the cache's _models/, or a full path (or MODEL_URL)"
+        ),
         "INPUT_WIDTH": Key(0, type=int, min=0, max=16384, doc="model input width; 0 = the model's fixed width"),
         "INPUT_HEIGHT": Key(0, type=int, min=0, max=16384, doc="model input height; 0 = the model's fixed height"),
         "LAYOUT": Key("NCHW", type=str, choices=("NCHW", "NHWC"), doc="tensor layout of the model's input"),
@@ -51,15 +53,11 @@ class OnnxModel(OnnxServingPlugin):
     def model_file(cls, config: Mapping[str, Any], models_dir: Path | None) -> Path:
         name = str(config.get("ONNX_MODEL") or "").strip()
         if not name:
-            raise ValueError("ONNX_MODEL is empty")
+            raise ValueError("set ONNX_MODEL (a file in _models/) or MODEL_URL and MODEL_SHA256")
         path = Path(name).expanduser()
         if path.is_absolute() or models_dir is None:
             return path
         return models_dir / path
-
-    @classmethod
-    def model_name(cls, config: Mapping[str, Any]) -> str:
-        return Path(str(config.get("ONNX_MODEL") or "?")).name
 
     @classmethod
     def expected_input(cls, config: Mapping[str, Any]) -> tuple[Any, ...]:

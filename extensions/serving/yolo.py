@@ -59,7 +59,9 @@ class YoloDetector(OnnxServingPlugin):
     VERSION = "1.0.0"
     DESCRIPTION = "object detection with a YOLOv5/v8/v11 ONNX export from _models/: boxes, scores, class names"
     CONFIG: ClassVar[dict[str, Any]] = {
-        "ONNX_MODEL": Key(required=True, type=str, doc="model file: a name in the cache's _models/, or a full path"),
+        "ONNX_MODEL": Key(
+            "", type=str, doc="model file: a name in the cache's _models/, or a full path (or MODEL_URL)"
+        ),
         "INPUT_WIDTH": Key(0, type=int, min=0, max=8192, doc="model input width; 0 = the model's fixed width (or 640)"),
         "INPUT_HEIGHT": Key(
             0, type=int, min=0, max=8192, doc="model input height; 0 = the model's fixed height (or 640)"
@@ -76,11 +78,10 @@ class YoloDetector(OnnxServingPlugin):
     # --- node process: where the model is and whether it fits the config --------------------------------------
     @classmethod
     def model_file(cls, config: Mapping[str, Any], models_dir: Path | None) -> Path:
-        return _in_models(str(config.get("ONNX_MODEL") or ""), models_dir, "ONNX_MODEL")
-
-    @classmethod
-    def model_name(cls, config: Mapping[str, Any]) -> str:
-        return Path(str(config.get("ONNX_MODEL") or "?")).name
+        name = str(config.get("ONNX_MODEL") or "")
+        if not name.strip():
+            raise ValueError("set ONNX_MODEL (a file in _models/) or MODEL_URL and MODEL_SHA256")
+        return _in_models(name, models_dir, "ONNX_MODEL")
 
     @classmethod
     def expected_input(cls, config: Mapping[str, Any]) -> tuple[Any, ...]:
@@ -101,7 +102,10 @@ class YoloDetector(OnnxServingPlugin):
         if problems or models_dir is None:
             return problems
         try:
-            io = read_onnx_io(cls.model_file(config, models_dir))
+            path = cls.model_location(config, models_dir)
+            if not path.is_file():
+                return []  # fetched from MODEL_URL when a pipeline needs it; checked once loaded
+            io = read_onnx_io(path)
             names = class_names(config, io.metadata, models_dir)
         except (ValueError, OSError) as exc:
             return [f"model {cls.model_name(config)!r}: {exc}"]
