@@ -141,58 +141,66 @@ class Tracker:
         boxes = _boxes_array(dets)
         scores = np.asarray([float(d.get("score", 1.0)) for d in dets], np.float64)
         classes = np.asarray([int(d.get("class_id", 0)) for d in dets], np.int64)
-        for track in self.tracks:
-            track.predicted = track.box + track.velocity * (track.frames_lost + 1)
+        self._predict()
         high = np.flatnonzero(scores >= cfg.high_score)
         low = np.flatnonzero(scores < cfg.high_score)
-        track_index = np.arange(len(self.tracks))
-        matches, free_tracks, free_high = self._match(track_index, high, boxes, classes, cfg.match_iou)
-        tracked_free = np.asarray([t for t in free_tracks if self.tracks[t].state != LOST], np.int64)
-        low_matches, _, _ = self._match(tracked_free, low, boxes, classes, cfg.low_match_iou)
+        all_tracks = np.arange(len(self.tracks))
+        matches, free_tracks, free_high = self._match(all_tracks, high, boxes, classes, cfg.match_iou)
+        not_lost = np.asarray([self.tracks[t].state != LOST for t in free_tracks], bool).reshape(-1)
+        low_matches, _, _ = self._match(free_tracks[not_lost], low, boxes, classes, cfg.low_match_iou)
         matches += low_matches
-        matched_tracks = {t for t, _ in matches}
         if cfg.distance_gate > 0:
-            rest_tracks = np.asarray([t for t in free_tracks if t not in matched_tracks], np.int64)
-            near, _, free_high = self._match_by_distance(rest_tracks, free_high, boxes, classes)
+            matched = np.zeros(len(self.tracks), bool)
+            matched[[t for t, _ in matches]] = True
+            rest = free_tracks[~matched[free_tracks]]
+            near, _, free_high = self._match_by_distance(rest, free_high, boxes, classes)
             matches += near
-            matched_tracks |= {t for t, _ in near}
-        for t, d in matches:
-            self._refresh(self.tracks[t], dets[d], boxes[d], timestamp)
-        for t in range(len(self.tracks)):
-            if t not in matched_tracks:
-                self._miss(self.tracks[t])
+        self._refresh(matches, dets, boxes, timestamp)
+        matched_ids = {t for t, _ in matches}
+        for t, track in enumerate(self.tracks):
+            if t not in matched_ids:
+                self._miss(track)
         for d in free_high:
             self._start(dets[int(d)], boxes[int(d)], timestamp)
         self.removed = [t for t in self.tracks if t.state == REMOVED]
         self.tracks = [t for t in self.tracks if t.state != REMOVED]
         return [t.detection for t in self.tracks if t.state == TRACKED and t.frames_lost == 0]  # type: ignore[misc]
 
+    def _predict(self) -> None:
+        """Every track's expected box this frame: last box + velocity × frames since it was seen."""
+        if not self.tracks:
+            self._boxes = self._velocity = self._predicted = np.zeros((0, 4))
+            self._steps = np.zeros(0)
+            self._classes = np.zeros(0, np.int64)
+            return
+        self._boxes = np.stack([t.box for t in self.tracks])
+        self._velocity = np.stack([t.velocity for t in self.tracks])
+        self._steps = np.asarray([t.frames_lost + 1 for t in self.tracks], np.float64)
+        self._predicted = self._boxes + self._velocity * self._steps[:, None]
+        self._classes = np.asarray([t.class_id for t in self.tracks], np.int64)
+        for track, predicted in zip(self.tracks, self._predicted, strict=True):
+            track.predicted = predicted
+
     # --- association ------------------------------------------------------------------------------------------
     def _match(
         self, track_idx: np.ndarray, det_idx: np.ndarray, boxes: np.ndarray, classes: np.ndarray, min_iou: float
-    ) -> tuple[list[tuple[int, int]], list[int], np.ndarray]:
+    ) -> tuple[list[tuple[int, int]], np.ndarray, np.ndarray]:
         """Greedy IoU matching of tracks (predicted boxes) and detections; returns matches and the unmatched."""
         if len(track_idx) == 0 or len(det_idx) == 0:
-            return [], [int(t) for t in track_idx], det_idx
-        predicted = np.stack([self.tracks[int(t)].predicted for t in track_idx])
-        iou = iou_matrix(predicted, boxes[det_idx])
+            return [], track_idx, det_idx
+        rows, cols, ious = overlapping_pairs(self._predicted[track_idx], boxes[det_idx])
         if self.config.class_aware:
-            track_classes = np.asarray([self.tracks[int(t)].class_id for t in track_idx])
-            iou[track_classes[:, None] != classes[det_idx][None, :]] = 0.0
-        rows, cols = greedy_assign(iou, min_iou, larger_is_better=True)
-        matches = [(int(track_idx[r]), int(det_idx[c])) for r, c in zip(rows, cols, strict=True)]
-        taken_rows, taken_cols = set(rows), set(cols)
-        free_tracks = [int(t) for i, t in enumerate(track_idx) if i not in taken_rows]
-        free_dets = np.asarray([d for i, d in enumerate(det_idx) if i not in taken_cols], np.int64)
-        return matches, free_tracks, free_dets
+            same = self._classes[track_idx][rows] == classes[det_idx][cols]
+            rows, cols, ious = rows[same], cols[same], ious[same]
+        return self._split(*greedy_pairs(rows, cols, ious, min_iou, larger_is_better=True), track_idx, det_idx)
 
     def _match_by_distance(
         self, track_idx: np.ndarray, det_idx: np.ndarray, boxes: np.ndarray, classes: np.ndarray
-    ) -> tuple[list[tuple[int, int]], list[int], np.ndarray]:
+    ) -> tuple[list[tuple[int, int]], np.ndarray, np.ndarray]:
         """Nearest-centre matching within ``distance_gate`` diagonals of the track's predicted box."""
         if len(track_idx) == 0 or len(det_idx) == 0:
-            return [], [int(t) for t in track_idx], det_idx
-        predicted = np.stack([self.tracks[int(t)].predicted for t in track_idx])
+            return [], track_idx, det_idx
+        predicted = self._predicted[track_idx]
         det_boxes = boxes[det_idx]
         centres_t = (predicted[:, :2] + predicted[:, 2:]) / 2
         centres_d = (det_boxes[:, :2] + det_boxes[:, 2:]) / 2
@@ -201,29 +209,46 @@ class Tracker:
             np.linalg.norm(centres_t[:, None, :] - centres_d[None, :, :], axis=2) / np.maximum(diagonal, 1e-6)[:, None]
         )
         if self.config.class_aware:
-            track_classes = np.asarray([self.tracks[int(t)].class_id for t in track_idx])
-            distance[track_classes[:, None] != classes[det_idx][None, :]] = np.inf
-        rows, cols = greedy_assign(distance, self.config.distance_gate, larger_is_better=False)
-        matches = [(int(track_idx[r]), int(det_idx[c])) for r, c in zip(rows, cols, strict=True)]
-        taken_rows, taken_cols = set(rows), set(cols)
-        free_tracks = [int(t) for i, t in enumerate(track_idx) if i not in taken_rows]
-        free_dets = np.asarray([d for i, d in enumerate(det_idx) if i not in taken_cols], np.int64)
-        return matches, free_tracks, free_dets
+            distance[self._classes[track_idx][:, None] != classes[det_idx][None, :]] = np.inf
+        rows, cols = np.nonzero(distance <= self.config.distance_gate)
+        chosen = greedy_pairs(rows, cols, distance[rows, cols], self.config.distance_gate, larger_is_better=False)
+        return self._split(*chosen, track_idx, det_idx)
+
+    @staticmethod
+    def _split(
+        rows: np.ndarray, cols: np.ndarray, track_idx: np.ndarray, det_idx: np.ndarray
+    ) -> tuple[list[tuple[int, int]], np.ndarray, np.ndarray]:
+        """Matches as (track, detection) indices, and the tracks and detections left over."""
+        matches = list(zip(track_idx[rows].tolist(), det_idx[cols].tolist(), strict=True))
+        free_rows = np.ones(len(track_idx), bool)
+        free_rows[rows] = False
+        free_cols = np.ones(len(det_idx), bool)
+        free_cols[cols] = False
+        return matches, track_idx[free_rows], det_idx[free_cols]
 
     # --- track life -------------------------------------------------------------------------------------------
-    def _refresh(self, track: Track, det: Mapping[str, Any], box: np.ndarray, timestamp: float) -> None:
-        steps = track.frames_lost + 1
-        displacement = (box - track.box) / steps
+    def _refresh(self, matches: list[tuple[int, int]], dets: list[Any], boxes: np.ndarray, timestamp: float) -> None:
+        """Matched tracks take their detection's box; velocities are updated (vectorised)."""
+        if not matches:
+            return
+        ti = np.asarray([t for t, _ in matches])
+        di = np.asarray([d for _, d in matches])
+        displacement = (boxes[di] - self._boxes[ti]) / self._steps[ti][:, None]
+        first = np.asarray([self.tracks[t].hits == 1 for t in ti.tolist()])[:, None]
         alpha = self.config.velocity_smoothing
-        track.velocity = displacement if track.hits == 1 else alpha * displacement + (1 - alpha) * track.velocity
-        track.box = box.copy()
-        track.score = float(det.get("score", 1.0))
-        track.hits += 1
-        track.frames_lost = 0
-        track.last_time = timestamp
-        if track.state in (TENTATIVE, LOST) and track.hits >= self.config.min_hits:
-            track.state = TRACKED
-        track.detection = _tagged(det, track.track_id)
+        velocity = np.where(first, displacement, alpha * displacement + (1 - alpha) * self._velocity[ti])
+        new_boxes = boxes[di]
+        min_hits = self.config.min_hits
+        for k, (t, d) in enumerate(matches):
+            track, det = self.tracks[t], dets[d]
+            track.box, track.velocity = new_boxes[k], velocity[k]
+            track.score = float(det.get("score", 1.0))
+            track.hits += 1
+            track.frames_lost = 0
+            track.last_time = timestamp
+            if track.state != TRACKED and track.hits >= min_hits:
+                track.state = TRACKED
+            track.detection = _tagged(det, track.track_id)
 
     def _miss(self, track: Track) -> None:
         track.frames_lost += 1
@@ -264,44 +289,88 @@ def _boxes_array(dets: Sequence[Mapping[str, Any]]) -> np.ndarray:
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of every box of ``a`` (n×4, xyxy) with every box of ``b`` (m×4): an n×m array."""
+    """IoU of every box of ``a`` (n×4, xyxy) with every box of ``b`` (m×4): an n×m float32 array."""
     if len(a) == 0 or len(b) == 0:
-        return np.zeros((len(a), len(b)), np.float64)
-    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area_a = np.clip(a[:, 2] - a[:, 0], 0, None) * np.clip(a[:, 3] - a[:, 1], 0, None)
-    area_b = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)  # type: ignore[no-any-return]
+        return np.zeros((len(a), len(b)), np.float32)
+    a = np.asarray(a, np.float32)
+    b = np.asarray(b, np.float32)
+    # overlap widths and heights, computed in place (float32: half the memory traffic of float64)
+    width = np.minimum(a[:, None, 2], b[None, :, 2])
+    width -= np.maximum(a[:, None, 0], b[None, :, 0])
+    np.maximum(width, 0, out=width)
+    height = np.minimum(a[:, None, 3], b[None, :, 3])
+    height -= np.maximum(a[:, None, 1], b[None, :, 1])
+    np.maximum(height, 0, out=height)
+    inter = width
+    inter *= height
+    area_a = np.maximum(a[:, 2] - a[:, 0], 0) * np.maximum(a[:, 3] - a[:, 1], 0)
+    area_b = np.maximum(b[:, 2] - b[:, 0], 0) * np.maximum(b[:, 3] - b[:, 1], 0)
+    union = area_a[:, None] + area_b[None, :]
+    union -= inter
+    np.maximum(union, 1e-9, out=union)
+    inter /= union
+    return inter
 
 
-def greedy_assign(scores: np.ndarray, gate: float, larger_is_better: bool = True) -> tuple[list[int], list[int]]:
-    """Pair rows and columns best first, each at most once, among the cells that pass ``gate``.
+def overlapping_pairs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The pairs (row of ``a``, row of ``b``) of xyxy boxes that overlap, with their IoU.
 
-    With ``larger_is_better`` a cell passes when ``score >= gate`` (IoU), else when ``score <= gate``
-    (distance). Only passing cells are sorted, so sparse matrices (most objects far apart) stay cheap.
+    Boxes of ``b`` are sorted by left edge; each box of ``a`` only looks at those whose left edge lies
+    within its own x-range widened by the widest box of ``b`` (a sweep, not an n×m matrix), so the cost
+    follows the number of nearby pairs: about linear for objects spread over a frame.
     """
-    passing = scores >= gate if larger_is_better else scores <= gate
-    if larger_is_better and gate <= 0:
-        passing &= scores > 0
-    rows, cols = np.nonzero(passing)
-    if len(rows) == 0:
-        return [], []
-    values = scores[rows, cols]
+    empty = np.zeros(0, np.int64)
+    if len(a) == 0 or len(b) == 0:
+        return empty, empty, np.zeros(0, np.float32)
+    order = np.argsort(b[:, 0], kind="stable")
+    left = b[order, 0]
+    widest = float(np.max(b[:, 2] - b[:, 0]))
+    lo = np.searchsorted(left, a[:, 0] - widest, side="left")
+    hi = np.searchsorted(left, a[:, 2], side="left")
+    counts = np.maximum(hi - lo, 0)
+    total = int(counts.sum())
+    if total == 0:
+        return empty, empty, np.zeros(0, np.float32)
+    rows = np.repeat(np.arange(len(a)), counts)
+    offsets = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
+    cols = order[np.repeat(lo, counts) + offsets]
+    pa, pb = a[rows], b[cols]
+    width = np.minimum(pa[:, 2], pb[:, 2]) - np.maximum(pa[:, 0], pb[:, 0])
+    height = np.minimum(pa[:, 3], pb[:, 3]) - np.maximum(pa[:, 1], pb[:, 1])
+    inter = np.maximum(width, 0) * np.maximum(height, 0)
+    keep = inter > 0
+    rows, cols, inter, pa, pb = rows[keep], cols[keep], inter[keep], pa[keep], pb[keep]
+    union = (pa[:, 2] - pa[:, 0]) * (pa[:, 3] - pa[:, 1]) + (pb[:, 2] - pb[:, 0]) * (pb[:, 3] - pb[:, 1]) - inter
+    return rows, cols, (inter / np.maximum(union, 1e-9)).astype(np.float32)
+
+
+def greedy_pairs(
+    rows: np.ndarray, cols: np.ndarray, values: np.ndarray, gate: float, larger_is_better: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pick candidate pairs best first, each row and column at most once, among those that pass ``gate``
+    (``value >= gate`` with ``larger_is_better``, else ``value <= gate``); returns the chosen rows and cols."""
+    passing = values >= gate if larger_is_better else values <= gate
+    rows, cols, values = rows[passing], cols[passing], values[passing]
     order = np.argsort(-values if larger_is_better else values, kind="stable")
     used_rows: set[int] = set()
     used_cols: set[int] = set()
     out_rows: list[int] = []
     out_cols: list[int] = []
-    for k in order:
-        r, c = int(rows[k]), int(cols[k])
+    for r, c in zip(rows[order].tolist(), cols[order].tolist(), strict=True):
         if r in used_rows or c in used_cols:
             continue
         used_rows.add(r)
         used_cols.add(c)
         out_rows.append(r)
         out_cols.append(c)
-    return out_rows, out_cols
+    return np.asarray(out_rows, np.int64), np.asarray(out_cols, np.int64)
+
+
+def greedy_assign(scores: np.ndarray, gate: float, larger_is_better: bool = True) -> tuple[list[int], list[int]]:
+    """:func:`greedy_pairs` over a dense matrix (cells at exactly 0 never pass an IoU gate)."""
+    passing = scores >= gate if larger_is_better else scores <= gate
+    if larger_is_better:
+        passing &= scores > 0
+    rows, cols = np.nonzero(passing)
+    chosen_rows, chosen_cols = greedy_pairs(rows, cols, scores[rows, cols], gate, larger_is_better)
+    return chosen_rows.tolist(), chosen_cols.tolist()

@@ -187,17 +187,11 @@ def _segments_intersect(p: np.ndarray, q: np.ndarray, a: np.ndarray, b: np.ndarr
 # --- per-track state and events --------------------------------------------------------------------------------
 @dataclass
 class _Presence:
-    inside: bool = False
+    inside: bool = False  # the monitor keeps a presence only while the track is inside
     since: float = 0.0
     dwell_reported: bool = False
     class_name: str = ""
     class_id: int = 0
-
-
-@dataclass
-class _Side:
-    side: int = 0  # +1 right-hand, -1 left-hand, 0 not yet known
-    point: tuple[float, float] = (0.0, 0.0)
 
 
 class ZoneMonitor:
@@ -207,7 +201,8 @@ class ZoneMonitor:
         self.zones = list(zones)
         self.lines = list(lines)
         self._presence: dict[str, dict[int, _Presence]] = {z.name: {} for z in self.zones}
-        self._sides: dict[str, dict[int, _Side]] = {line.name: {} for line in self.lines}
+        self._sides: dict[str, dict[int, int]] = {line.name: {} for line in self.lines}  # +1 right, -1 left
+        self._last_points: dict[str, dict[int, tuple[float, float]]] = {line.name: {} for line in self.lines}
         self._count_alert: dict[str, bool] = {z.name: False for z in self.zones}
         self._pixels: dict[tuple[str, int, int], np.ndarray] = {}
         self.totals: dict[str, dict[str, dict[str, int]]] = {}
@@ -271,12 +266,13 @@ class ZoneMonitor:
         width, height = frame_size
         tracked = [d for d in detections if "track_id" in d]
         boxes = np.asarray([d["box"] for d in tracked], np.float64).reshape(-1, 4)
+        ids = np.asarray([int(d["track_id"]) for d in tracked], np.int64)
         events: list[dict[str, Any]] = []
         base = {"TIME": round(float(timestamp), 3), "FRAME_INDEX": frame_index}
         for zone in self.zones:
-            events += self._update_zone(zone, tracked, boxes, timestamp, (width, height), base)
+            events += self._update_zone(zone, tracked, ids, boxes, timestamp, (width, height), base)
         for line in self.lines:
-            events += self._update_line(line, tracked, boxes, (width, height), base)
+            events += self._update_line(line, tracked, ids, boxes, (width, height), base)
         gone_ids = set(gone)
         for zone in self.zones:
             states = self._presence[zone.name]
@@ -287,39 +283,54 @@ class ZoneMonitor:
         for line in self.lines:
             for track_id in gone_ids:
                 self._sides[line.name].pop(track_id, None)
+                self._last_points[line.name].pop(track_id, None)
         for zone in self.zones:
             events += self._count_events(zone, base)
         return events
 
+    def _chosen(self, region: Region, tracked: list[Mapping[str, Any]]) -> np.ndarray:
+        """Indices of the detections whose class concerns the region."""
+        if not region.classes:
+            return np.arange(len(tracked))
+        return np.asarray(
+            [i for i, d in enumerate(tracked) if region.accepts(d.get("class_id"), d.get("class_name"))], np.int64
+        )
+
     def _update_zone(
-        self, zone: Region, tracked: list[Mapping[str, Any]], boxes: np.ndarray, now: float,
+        self, zone: Region, tracked: list[Mapping[str, Any]], ids: np.ndarray, boxes: np.ndarray, now: float,
         size: tuple[int, int], base: dict[str, Any],
     ) -> list[dict[str, Any]]:  # fmt: skip
+        """ENTER, EXIT and DWELL of one zone; only tracks whose state changes are visited one by one."""
         events: list[dict[str, Any]] = []
-        chosen = [i for i, d in enumerate(tracked) if zone.accepts(d.get("class_id"), d.get("class_name"))]
-        if not chosen:
+        chosen = self._chosen(zone, tracked)
+        if len(chosen) == 0:
             return events
-        polygon = self.region_pixels(zone, *size)
-        distance = signed_distance_to_polygon(anchor_points(boxes[chosen], zone.anchor), polygon)
+        distance = signed_distance_to_polygon(
+            anchor_points(boxes[chosen], zone.anchor), self.region_pixels(zone, *size)
+        )
         states = self._presence[zone.name]
-        for i, dist in zip(chosen, distance, strict=True):
-            det = tracked[i]
-            track_id = int(det["track_id"])
-            state = states.setdefault(track_id, _Presence())
-            state.class_name, state.class_id = str(det.get("class_name", "")), int(det.get("class_id", 0))
-            if not state.inside and dist > zone.margin:
-                state.inside, state.since, state.dwell_reported = True, now, False
+        chosen_ids = ids[chosen].tolist()
+        was_inside = np.fromiter((i in states for i in chosen_ids), bool, len(chosen_ids))
+        entering = ~was_inside & (distance > zone.margin)
+        leaving = was_inside & (distance < -zone.margin)
+        for k in np.flatnonzero(entering | leaving).tolist():
+            det, track_id = tracked[chosen[k]], chosen_ids[k]
+            if entering[k]:
+                state = states[track_id] = _Presence(True, now, False, str(det.get("class_name", "")),
+                                                     int(det.get("class_id", 0)))  # fmt: skip
                 self._add(zone.name, "ENTER", state.class_name)
                 events.append({**base, "EVENT": "ENTER", "REGION": zone.name, **_who(det)})
-            elif state.inside and dist < -zone.margin:
-                state.inside = False
+            else:
+                state = states.pop(track_id)
                 events.append(self._exit_event(zone, track_id, state, now, base, det=det))
-            dwelling = state.inside and zone.dwell_seconds > 0 and not state.dwell_reported
-            if dwelling and now - state.since >= zone.dwell_seconds:
-                state.dwell_reported = True
-                self._add(zone.name, "DWELL", state.class_name)
-                events.append({**base, "EVENT": "DWELL", "REGION": zone.name, **_who(det),
-                               "DWELL_S": round(now - state.since, 3), "SINCE": round(state.since, 3)})  # fmt: skip
+        if zone.dwell_seconds > 0:
+            for k in np.flatnonzero((was_inside & ~leaving) | entering).tolist():
+                state = states[chosen_ids[k]]
+                if not state.dwell_reported and now - state.since >= zone.dwell_seconds:
+                    state.dwell_reported = True
+                    self._add(zone.name, "DWELL", state.class_name)
+                    events.append({**base, "EVENT": "DWELL", "REGION": zone.name, **_who(tracked[chosen[k]]),
+                                   "DWELL_S": round(now - state.since, 3), "SINCE": round(state.since, 3)})  # fmt: skip
         return events
 
     def _exit_event(
@@ -345,30 +356,34 @@ class ZoneMonitor:
         return []
 
     def _update_line(
-        self, line: Region, tracked: list[Mapping[str, Any]], boxes: np.ndarray, size: tuple[int, int],
-        base: dict[str, Any],
+        self, line: Region, tracked: list[Mapping[str, Any]], ids: np.ndarray, boxes: np.ndarray,
+        size: tuple[int, int], base: dict[str, Any],
     ) -> list[dict[str, Any]]:  # fmt: skip
+        """CROSS events of one line; only tracks that changed side are visited one by one."""
         events: list[dict[str, Any]] = []
-        chosen = [i for i, d in enumerate(tracked) if line.accepts(d.get("class_id"), d.get("class_name"))]
-        if not chosen:
+        chosen = self._chosen(line, tracked)
+        if len(chosen) == 0:
             return events
         polyline = self.region_pixels(line, *size)
         points = anchor_points(boxes[chosen], line.anchor)
         distance = signed_distance_to_polyline(points, polyline)
-        sides = self._sides[line.name]
-        for i, point, dist in zip(chosen, points, distance, strict=True):
-            if abs(dist) <= line.margin:
-                continue  # in the hysteresis band: the side stays what it was
-            det = tracked[i]
-            state = sides.setdefault(int(det["track_id"]), _Side())
-            side = 1 if dist > 0 else -1
-            here = (float(point[0]), float(point[1]))
-            if state.side and side != state.side and path_crosses_polyline(state.point, here, polyline):
-                direction = "IN" if side > 0 else "OUT"
-                self._add(line.name, direction, str(det.get("class_name", "")))
-                events.append({**base, "EVENT": "CROSS", "REGION": line.name, "DIRECTION": direction, **_who(det),
-                               "POINT": [round(here[0], 1), round(here[1], 1)]})  # fmt: skip
-            state.side, state.point = side, here
+        confirmed = np.abs(distance) > line.margin  # in the hysteresis band the side stays what it was
+        chosen, points, distance = chosen[confirmed], points[confirmed], distance[confirmed]
+        chosen_ids = ids[chosen].tolist()
+        sides, last_points = self._sides[line.name], self._last_points[line.name]
+        side = np.where(distance > 0, 1, -1)
+        before = np.fromiter((sides.get(i, 0) for i in chosen_ids), np.int64, len(chosen_ids))
+        for k in np.flatnonzero((before != 0) & (before != side)).tolist():
+            here = (float(points[k][0]), float(points[k][1]))
+            if not path_crosses_polyline(last_points[chosen_ids[k]], here, polyline):
+                continue  # it went around the line's end
+            det = tracked[chosen[k]]
+            direction = "IN" if side[k] > 0 else "OUT"
+            self._add(line.name, direction, str(det.get("class_name", "")))
+            events.append({**base, "EVENT": "CROSS", "REGION": line.name, "DIRECTION": direction, **_who(det),
+                           "POINT": [round(here[0], 1), round(here[1], 1)]})  # fmt: skip
+        sides.update(zip(chosen_ids, side.tolist(), strict=True))
+        last_points.update(zip(chosen_ids, map(tuple, points.tolist()), strict=True))
         return events
 
     def _add(self, region: str, event: str, class_name: str) -> None:

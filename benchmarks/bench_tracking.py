@@ -1,0 +1,264 @@
+"""Tracking, zones and counting: accuracy on drawn ground truth, cost per frame, and a 4-camera node's CPU.
+
+1. **Accuracy** – the scenes of ``tests/vision_scenes.py`` (objects with known trajectories: a line crossed
+   both ways, a stop in a zone, two objects crossing paths, an occlusion, jitter on a line, a crowd) go
+   through the motion model (``MotionBoxes``) and through the ONNX colour-box detector, then the tracker.
+   CLEAR-MOT MOTA (a hypothesis matches a ground-truth box at IoU ≥ 0.5; a match is kept while it still
+   holds; FN, FP and id switches counted) and IDF1 (ground-truth ids paired one-to-one with track ids,
+   greedily by the number of frames they match) are printed per scene and detector, and over all.
+2. **Cost per frame** – ``Tracker.update`` + ``ZoneMonitor.update`` (2 lines, 2 zones) with 10, 100 and
+   1,000 boxes moving on a 1920x1080 frame (each box jittered and moved every frame): median CPU µs per
+   frame (``time.thread_time``: less sensitive than wall time to a busy machine, not immune to it).
+3. **Pipeline CPU** – an in-process node (comms off) with 4 ``VIDEO_FILE`` pipelines (320x240 scene clip,
+   looped, ``REALTIME`` at 10 fps) runs ``--seconds`` s each way: a no-op plugin (counting off),
+   motion boxes only, and ``OBJECT_COUNTER`` (motion boxes, tracker, 1 line, 1 zone, payloads). CPU % of
+   one core (the node process, all threads) and frames processed are printed.
+
+    .venv/bin/python benchmarks/bench_tracking.py [--seconds 20] [--skip-pipeline]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))
+
+import numpy as np  # noqa: E402
+import vision_scenes as vs  # noqa: E402
+
+from edge_engine.vision.motion import MotionBoxes  # noqa: E402
+from edge_engine.vision.tracking import Tracker, TrackerConfig, iou_matrix  # noqa: E402
+from edge_engine.vision.zones import ZoneMonitor, parse_regions  # noqa: E402
+
+SCENES = [vs.scene_line_both_ways, vs.scene_zone_stop, vs.scene_crossing_paths, vs.scene_occlusion,
+          vs.scene_jitter, vs.scene_crowd]  # fmt: skip
+
+
+# --- accuracy -----------------------------------------------------------------------------------------------------
+def mot_counts(scene: vs.Scene, detect: Callable[[Any], list[dict[str, Any]]]) -> dict[str, Any]:
+    """FN, FP, id switches, ground-truth count and per-frame matches of one scene through the tracker."""
+    tracker = Tracker(TrackerConfig())
+    mapping: dict[int, int] = {}  # ground-truth id -> track id it was last matched to
+    fn = fp = switches = gt_total = hyp_total = 0
+    pair_frames: dict[tuple[int, int], int] = {}
+    gt_count: dict[int, int] = {}
+    hyp_count: dict[int, int] = {}
+    for frame in range(scene.frames):
+        hyps = tracker.update(detect(scene.render(frame)), frame / vs.FPS)
+        truth = scene.truth(frame)
+        gt_total += len(truth)
+        hyp_total += len(hyps)
+        for truth_id in truth:
+            gt_count[truth_id] = gt_count.get(truth_id, 0) + 1
+        for h in hyps:
+            hyp_count[h["track_id"]] = hyp_count.get(h["track_id"], 0) + 1
+        gt_ids = list(truth)
+        gt_boxes = np.asarray([truth[g] for g in gt_ids]).reshape(-1, 4)
+        hyp_boxes = np.asarray([h["box"] for h in hyps]).reshape(-1, 4)
+        iou = iou_matrix(gt_boxes, hyp_boxes)
+        matched: dict[int, int] = {}
+        used: set[int] = set()
+        for gi, g in enumerate(gt_ids):  # keep last frame's pairing when it still holds
+            previous = mapping.get(g)
+            for hi, h in enumerate(hyps):
+                if h["track_id"] == previous and iou[gi, hi] >= 0.5 and hi not in used:
+                    matched[g] = hi
+                    used.add(hi)
+        pairs = sorted(((iou[gi, hi], gi, hi) for gi in range(len(gt_ids)) for hi in range(len(hyps))), reverse=True)
+        for value, gi, hi in pairs:
+            g = gt_ids[gi]
+            if value < 0.5 or g in matched or hi in used:
+                continue
+            matched[g] = hi
+            used.add(hi)
+        for g, hi in matched.items():
+            track_id = hyps[hi]["track_id"]
+            if g in mapping and mapping[g] != track_id:
+                switches += 1
+            mapping[g] = track_id
+            pair_frames[(g, track_id)] = pair_frames.get((g, track_id), 0) + 1
+        fn += len(gt_ids) - len(matched)
+        fp += len(hyps) - len(matched)
+    idtp = 0
+    taken_g: set[int] = set()
+    taken_h: set[int] = set()
+    for (g, h), count in sorted(pair_frames.items(), key=lambda kv: -kv[1]):
+        if g not in taken_g and h not in taken_h:
+            idtp += count
+            taken_g.add(g)
+            taken_h.add(h)
+    return {"fn": fn, "fp": fp, "idsw": switches, "gt": gt_total, "hyp": hyp_total, "idtp": idtp}
+
+
+def scores(c: dict[str, int]) -> tuple[float, float]:
+    mota = 1 - (c["fn"] + c["fp"] + c["idsw"]) / max(1, c["gt"])
+    idf1 = 2 * c["idtp"] / max(1, c["gt"] + c["hyp"])
+    return mota, idf1
+
+
+def accuracy(workdir: Path) -> None:
+    model = vs.color_box_model(workdir / "color_boxes.onnx", list(vs.COLORS.values()))
+    onnx = vs.ColorBoxDetector(model, ["person"] * len(vs.COLORS), [0] * len(vs.COLORS))
+    print("## Accuracy on drawn ground truth (IoU >= 0.5)")
+    print(f"| scene | detector | GT boxes | FN | FP | ID sw | MOTA | IDF1 |\n|{'---|' * 8}")
+    totals: dict[str, dict[str, int]] = {}
+    for make in SCENES:
+        scene = make()
+        for name, detect in (("onnx", onnx), ("motion", MotionBoxes().boxes)):
+            c = mot_counts(scene, detect)
+            total = totals.setdefault(name, dict.fromkeys(c, 0))
+            for key, value in c.items():
+                total[key] += value
+            mota, idf1 = scores(c)
+            row = f"| {scene.name} | {name} | {c['gt']} | {c['fn']} | {c['fp']} | {c['idsw']}"
+            print(f"{row} | {mota:.3f} | {idf1:.3f} |")
+    for name, c in totals.items():
+        mota, idf1 = scores(c)
+        row = f"| **all** | {name} | {c['gt']} | {c['fn']} | {c['fp']} | {c['idsw']}"
+        print(f"{row} | **{mota:.3f}** | **{idf1:.3f}** |")
+
+
+# --- cost per frame -----------------------------------------------------------------------------------------------
+def cost(boxes: int, frames: int = 60) -> tuple[float, float]:
+    """Median µs per frame of the tracker alone and of tracker + zones, with ``boxes`` moving boxes."""
+    rng = np.random.default_rng(boxes)
+    width, height = 1920, 1080
+    size = rng.uniform(20, 60, (boxes, 2))
+    start = rng.uniform([0, 0], [width - 60, height - 60], (boxes, 2))
+    velocity = rng.uniform(-4, 4, (boxes, 2))
+    lines = parse_regions([{"NAME": "a", "POINTS": [[0.5, 0], [0.5, 1]]},
+                           {"NAME": "b", "POINTS": [[0, 0.5], [0.3, 0.6], [1, 0.5]]}], "line")  # fmt: skip
+    square = [[0.1, 0.1], [0.4, 0.1], [0.4, 0.4], [0.1, 0.4]]
+    triangle = [[0.6, 0.6], [0.9, 0.6], [0.8, 0.9]]
+    zones = parse_regions([{"NAME": "z1", "POINTS": square, "DWELL_SECONDS": 1},
+                           {"NAME": "z2", "POINTS": triangle, "MAX_COUNT": 5}], "zone")  # fmt: skip
+    tracker, monitor = Tracker(), ZoneMonitor(zones, lines)
+    track_us, total_us = [], []
+    for frame in range(frames):
+        centre = (start + velocity * frame) % [width, height]
+        jitter = rng.normal(0, 1, (boxes, 2))
+        xy = centre + jitter
+        dets = [{"box": [x, y, x + w, y + h], "score": 0.9, "class_id": 0, "class_name": "person"}
+                for (x, y), (w, h) in zip(xy.tolist(), size.tolist(), strict=True)]  # fmt: skip
+        t0 = time.thread_time()
+        tracked = tracker.update(dets, frame / 10)
+        t1 = time.thread_time()
+        monitor.update(tracked, frame / 10, (width, height), frame, [t.track_id for t in tracker.removed])
+        t2 = time.thread_time()
+        if frame >= 5:
+            track_us.append((t1 - t0) * 1e6)
+            total_us.append((t2 - t0) * 1e6)
+    return statistics.median(track_us), statistics.median(total_us)
+
+
+def costs() -> None:
+    print("\n## Cost per frame (1920x1080, boxes moving and jittering; 2 lines, 2 zones)")
+    print("| boxes | tracker µs | tracker + zones µs |\n|---|---|---|")
+    for boxes in (10, 100, 1000):
+        track_us, total_us = cost(boxes, frames=60 if boxes < 1000 else 25)
+        print(f"| {boxes} | {track_us:,.0f} | {total_us:,.0f} |")
+
+
+# --- pipeline CPU -------------------------------------------------------------------------------------------------
+NOOP = """
+    from edge_engine.api import BusinessPlugin
+
+
+    class BenchNoop(BusinessPlugin):
+        SIGNATURE = "BENCH_NOOP"
+
+        def process(self, inp):
+            return None
+"""
+MOTION_ONLY = """
+    from edge_engine.api import BusinessPlugin
+
+
+    class BenchMotion(BusinessPlugin):
+        SIGNATURE = "BENCH_MOTION"
+
+        def on_init(self):
+            from edge_engine.api import MotionBoxes
+
+            self.motion = MotionBoxes()
+
+        def process(self, inp):
+            self.motion.boxes(inp.image)
+"""
+
+
+def pipeline_cpu(workdir: Path, seconds: float) -> None:
+    from edge_engine.node import Node
+    from edge_engine.settings import load_settings
+
+    video = vs.scene_line_both_ways().write_video(workdir / "scene.avi")
+    plugins = workdir / "plugins" / "business"
+    plugins.mkdir(parents=True)
+    (plugins / "bench_noop.py").write_text(textwrap.dedent(NOOP), encoding="utf-8")
+    (plugins / "bench_motion.py").write_text(textwrap.dedent(MOTION_ONLY), encoding="utf-8")
+    config = {"PLUGIN_FOLDERS": [str(REPO / "extensions"), str(workdir / "plugins")], "DEMO_PIPELINE": False,
+              "LOG_LEVEL": "WARNING"}  # fmt: skip
+    (workdir / ".config_startup.json").write_text(json.dumps(config), encoding="utf-8")
+    node = Node(load_settings(workdir, workdir / "_local_cache", {"EE_LOAD_ENTRY_POINTS": "0", "EE_COMMS": "0"}))
+    node.start()
+    counter = {"SIGNATURE": "OBJECT_COUNTER", "INSTANCES": [{
+        "INSTANCE_ID": "count", "DETECTIONS_FROM": "MOTION",
+        "LINES": [{"NAME": "door", "POINTS": [[0.5, 0], [0.5, 1]]}],
+        "ZONES": [{"NAME": "area", "POINTS": [[0.55, 0.25], [0.95, 0.25], [0.95, 0.85], [0.55, 0.85]]}],
+        "REPORT_SECONDS": 10}]}  # fmt: skip
+    variants = {
+        "counting off (no-op plugin)": {"SIGNATURE": "BENCH_NOOP", "INSTANCES": [{"INSTANCE_ID": "noop"}]},
+        "motion boxes only": {"SIGNATURE": "BENCH_MOTION", "INSTANCES": [{"INSTANCE_ID": "motion"}]},
+        "OBJECT_COUNTER (motion + tracker + line + zone)": counter,
+    }
+    print(f"\n## 4 cameras (320x240 at 10 fps, VIDEO_FILE REALTIME LOOP), {seconds:.0f} s each, node process CPU")
+    print("| plugin | CPU % of one core | frames processed | payloads |\n|---|---|---|---|")
+    try:
+        for label, plugin in variants.items():
+            names = [f"cam{i}" for i in range(4)]
+            for name in names:
+                node.add_pipeline({"NAME": name, "TYPE": "VIDEO_FILE", "URL": str(video), "LOOP": True,
+                                   "REALTIME": True, "PLUGINS": [plugin]}, source="benchmark")  # fmt: skip
+            time.sleep(2.0)  # warm-up: first frames, imports
+            instances = [i for n in names for i in node.pipelines[n].instances.values()]
+            inputs0 = sum(i.stats.inputs for i in instances)
+            payloads0 = sum(getattr(i.stats, "payloads", 0) for i in instances)
+            cpu0, wall0 = time.process_time(), time.perf_counter()
+            time.sleep(seconds)
+            cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+            frames = sum(i.stats.inputs for i in instances) - inputs0
+            payloads = sum(getattr(i.stats, "payloads", 0) for i in instances) - payloads0
+            print(f"| {label} | {100 * cpu / wall:.1f} | {frames} | {payloads} |")
+            for name in names:
+                node.remove_pipeline(name)
+    finally:
+        node.stop("benchmark done")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=20.0, help="measured seconds per pipeline variant")
+    parser.add_argument("--skip-pipeline", action="store_true", help="only accuracy and cost per frame")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="bench_tracking_") as tmp:
+        workdir = Path(tmp)
+        accuracy(workdir)
+        costs()
+        if not args.skip_pipeline:
+            pipeline_cpu(workdir / "node", args.seconds)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
