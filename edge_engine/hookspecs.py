@@ -119,12 +119,16 @@ def edge_notification(notification: Notification) -> None:
 # --------------------------------------------------------------------------------------------------
 @hookspec(firstresult=True)
 def edge_command_received(action: str, payload: Any, sender: str | None) -> Any:
-    """An owner's command reached the node (verified by comms when it came from the network).
+    """An owner's command passed every check (signature, allowlist, time window, replay) and was applied.
 
-    Stops at the first non-None result: return a value to say you handled the command.
+    Called by comms in its command thread, after the node applied the command (a refused command is not
+    passed on), so keep it short. For an ``ACTION`` the node does not know, it is called instead of refusing
+    the command: return a JSON-able value to say you handled it; the sender gets it as ``RESULT`` in an info
+    notification (code 1). When every implementation returns None, the command is refused as unknown. For the
+    node's own actions the result is ignored: return None, so that other implementations are called too.
 
-    :param action: the command ``ACTION`` (``UPDATE_CONFIG``, ``DELETE_CONFIG``, ...).
-    :param payload: the command ``PAYLOAD``.
-    :param sender: the sender's address, or None for a local caller.
-    :return: a result for the sender, or None to let other implementations handle it.
+    :param action: the command ``ACTION`` in upper case (``UPDATE_CONFIG``, ``DELETE_CONFIG``, ...).
+    :param payload: the command ``PAYLOAD`` (decrypted when it came encrypted).
+    :param sender: the verified sender's address.
+    :return: a result for the sender of an ``ACTION`` you handle, else None.
     """

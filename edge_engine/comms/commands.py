@@ -379,11 +379,29 @@ class CommandProcessor:
 
     # --- actions -------------------------------------------------------------------------------------------
     def _apply(self, action: str, payload: Any, context: dict[str, Any], sender: str) -> None:
+        """Run the action's handler, then tell plugins (``edge_command_received``; their results are ignored). An
+        ACTION the node does not know is offered to plugins and refused only when none of them handles it."""
         handler = ACTIONS.get(action)
         if handler is None:
-            raise Rejected(f"unknown ACTION {action!r}; known: {', '.join(sorted(ACTIONS))}", kind=UNKNOWN_ACTION)
+            result = self._command_hook(action, payload, sender)
+            if result is None:
+                raise Rejected(f"unknown ACTION {action!r}; known: {', '.join(sorted(ACTIONS))}", kind=UNKNOWN_ACTION)
+            try:
+                json.dumps(result)
+            except (TypeError, ValueError, RecursionError):
+                raise Rejected(f"the plugin that handled {action!r} returned a result that is not JSON") from None
+            log.info("command %s from %s handled by a plugin", action, sender)
+            self._notify("info", f"command {action} handled by a plugin", PIPELINE_OK, None, None, None, context,
+                         RESULT=result)  # fmt: skip
+            return
         log.info("command %s from %s", action, sender)
         handler(self, payload, context, sender)
+        self._command_hook(action, payload, sender)
+
+    def _command_hook(self, action: str, payload: Any, sender: str) -> Any:
+        """Fire ``edge_command_received`` (a hook implementation that raises is logged, never stops the command)."""
+        hooks = getattr(self.node, "hooks", None)
+        return None if hooks is None else hooks.command_received(action, payload, sender)
 
     def _update_config(self, payload: Any, context: dict[str, Any], sender: str) -> None:
         if not isinstance(payload, dict):
