@@ -124,3 +124,31 @@ def test_video_through_the_onnx_detector_counts_and_the_day_survives_a_restart(
     wait_for(lambda: len([p for p in tap.payloads if p.data.get("EVENT") == "CROSS"]) >= 2, timeout=60)
     second = [p.data for p in tap.payloads if p.data.get("EVENT") == "CROSS"]
     assert second[-1]["COUNTS"]["door"] == {"IN": {"person": 2}, "OUT": {"person": 2}}
+
+
+# --- event clips -----------------------------------------------------------------------------------------------------
+def test_zone_alert_keeps_a_clip_of_the_seconds_around_the_alert(plugin_harness: Any) -> None:
+    import cv2
+
+    zone = {"NAME": "no-parking", "POINTS": ZONE_POINTS, "DWELL_SECONDS": 2}
+    config = {**MOTION, "ZONES": [zone], "CLIP_SECONDS_BEFORE": 1.0, "CLIP_SECONDS_AFTER": 1.5, "CLIP_WIDTH": 160}
+    result = plugin_harness.run("ZONE_ALERT", config=config, inputs=scene_inputs(vs.scene_zone_stop()))
+    raised = next(p for p in result.payloads if p["EVENT"] == "DWELL")
+    clip = next(p for p in result.payloads if p["EVENT"] == "CLIP")
+    assert clip["CLIP_ID"] == raised["CLIP_ID"] and clip["ZONE"] == "no-parking" and clip["ALERT_EVENT"] == "DWELL"
+    assert clip["CLIP_START"] == pytest.approx(3.7 - 1.0)  # DWELL at frame 37 (3.7 s of video), 1 s of pre-roll
+    assert clip["CLIP_SECONDS"] == pytest.approx(2.5) and clip["CLIP_FRAMES"] == 26
+    path = Path(clip["CLIP_URL"])
+    assert path.name == clip["CLIP_ID"] and path.stat().st_size == clip["CLIP_BYTES"]
+    video = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, frame = video.read()
+        if not ok:
+            break
+        frames.append(frame)
+    video.release()
+    assert len(frames) == 26 and frames[0].shape == (120, 160, 3)
+    # the object (cyan, drawn at x 228..252 of 320 while it stands still) is in the clip's middle frame
+    middle = frames[13]
+    assert (abs(middle[:, 114:126].astype(int) - (255, 255, 0)).sum(axis=2) < 120).sum() > 20

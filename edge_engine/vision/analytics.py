@@ -48,6 +48,9 @@ class ZoneAnalyticsPlugin(BusinessPlugin):
             doc="event times: capture clock, or video time (frame_index / fps: files read faster than real time)",
         ),
         "WITNESS_WIDTH": Key(960, type=int, min=64, max=8192, doc="largest witness image width"),
+        "CLIP_SECONDS_BEFORE": Key(0.0, min=0, max=60, doc="event clips: seconds kept before the event; 0 = no clips"),
+        "CLIP_SECONDS_AFTER": Key(5.0, min=0, max=60, doc="event clips: seconds recorded after the event"),
+        "CLIP_WIDTH": Key(640, type=int, min=64, max=4096, doc="event clips: largest frame width"),
     }
     ZONE_EXTRA_KEYS: ClassVar[tuple[str, ...]] = ()  # extra per-zone keys a subclass reads (Region.options)
     LINE_EXTRA_KEYS: ClassVar[tuple[str, ...]] = ()
@@ -59,6 +62,20 @@ class ZoneAnalyticsPlugin(BusinessPlugin):
         self.frames = 0
         self.last_tracked: list[dict[str, Any]] = []
         self.last_frame_size = (0, 0)
+        self.clips: Any = None
+        if float(self.config["CLIP_SECONDS_BEFORE"]) > 0:
+            from edge_engine.vision.clips import ClipRecorder
+
+            self.clips = ClipRecorder(
+                pre_seconds=float(self.config["CLIP_SECONDS_BEFORE"]),
+                post_seconds=float(self.config["CLIP_SECONDS_AFTER"]),
+                max_width=int(self.config["CLIP_WIDTH"]),
+            )
+
+    def on_close(self) -> None:
+        """Encode the clip being recorded and send the clips not sent yet."""
+        if self.clips is not None:
+            self._send_clips(self.clips.close())
 
     def on_config(self, changed: dict[str, Any]) -> None:
         """Rebuild what changed; totals of regions that keep their name survive."""
@@ -112,7 +129,40 @@ class ZoneAnalyticsPlugin(BusinessPlugin):
         events = self.monitor.update(tracked, now, size, self.frame_index(inp), gone)
         self.frames += 1
         self.last_tracked, self.last_frame_size = tracked, size
-        return self.on_events(inp, events, tracked, now)
+        if self.clips is not None and inp.image is not None:
+            self.clips.add(inp.image, now)
+        result = self.on_events(inp, events, tracked, now)
+        if self.clips is not None:
+            self._send_clips(self.clips.finished())
+        return result
+
+    # --- event clips ----------------------------------------------------------------------------------------
+    def start_clip(self, now: float, **tags: Any) -> str | None:
+        """Record a clip around ``now`` (``CLIP_SECONDS_BEFORE`` / ``AFTER``); returns its ``CLIP_ID`` for the
+        event's payload, or None when clips are off. A clip already being recorded is extended instead, and
+        its id is returned. When the MP4 is ready a payload ``EVENT: "CLIP"`` carries ``CLIP_ID`` and
+        ``CLIP_URL`` (the object URL, or the file's path in the local cache)."""
+        if self.clips is None:
+            return None
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        name = f"clip_{self.context.instance_id or self.SIGNATURE}_{stamp}_{self.frames}.mp4"
+        self.clips.trigger(name, now, **tags)
+        return self.clips.recording or name
+
+    def _send_clips(self, clips: list[Any]) -> None:
+        for clip in clips:
+            payload: dict[str, Any] = {"EVENT": "CLIP", "CLIP_ID": clip.name, **clip.tags}
+            if clip.error or not clip.data:
+                payload["CLIP_ERROR"] = clip.error or "empty clip"
+            else:
+                payload.update(
+                    CLIP_URL=self.save_file(clip.name, clip.data),
+                    CLIP_SECONDS=clip.seconds,
+                    CLIP_FRAMES=clip.frames,
+                    CLIP_BYTES=len(clip.data),
+                    CLIP_START=round(clip.start, 3),
+                )
+            self.emit(payload)
 
     def on_events(
         self, inp: Input, events: list[dict[str, Any]], tracked: list[dict[str, Any]], now: float

@@ -17,6 +17,12 @@ Each raising event gives a payload with the event, ``IS_ALERT: true``, ``IS_NEW_
 one of an alert), the zone's occupancy and a witness image (the object in red). When nothing holds the alert
 any more (the objects left, the count fell back), a payload ``EVENT: "ALERT_END"`` with ``IS_ALERT: false``,
 ``IS_NEW_LOWER: true`` and ``LAST_ALERT_DURATION`` (seconds) lowers it.
+
+With ``CLIP_SECONDS_BEFORE`` > 0 each raising payload also names a ``CLIP_ID``: the seconds before and
+``CLIP_SECONDS_AFTER`` after it are kept as an MP4 (pre-roll from a bounded in-memory ring, encoded on a
+background thread), and a payload ``EVENT: "CLIP"`` with the same ``CLIP_ID`` gives its ``CLIP_URL`` (the
+object's URL with object storage, uploaded by the node's queue like witness images; else its path in the
+local cache) once it is written.
 """
 
 from __future__ import annotations
@@ -86,6 +92,9 @@ class ZoneAlert(ZoneAnalyticsPlugin):
             "OCCUPANCY": self.monitor.occupancy()[event["REGION"]],
             **_alert_fields(is_alert=True, raised=new),
         }
+        clip = self.start_clip(float(event["TIME"]), ZONE=event["REGION"], ALERT_EVENT=event["EVENT"])
+        if clip:
+            payload["CLIP_ID"] = clip
         self.emit(payload, image=self.witness(inp, tracked, highlight=highlight) if self.config["WITNESS"] else None)
 
     def _emit_lower(self, inp: Input, tracked: list[dict[str, Any]], zone: str, now: float) -> None:
