@@ -1,11 +1,13 @@
 """Disk bounds of the local cache (DECISIONS 25): ``_output/`` and ``_logs/`` capped by size, and a full disk.
 
-:func:`prune_oldest` deletes a folder's oldest files (by modification time) until it is back under its bound.
-:class:`DiskManager` runs it from the node's housekeeping loop (every round for ``_output`` once the bytes
-written since the last scan could have crossed the bound, and a full rescan of both folders every
-``RESCAN_SECONDS``) and watches free space: when a write fails with ENOSPC/EDQUOT, or free space falls under
-``EE_DISK_MIN_FREE_MB``, outputs are paused (the node keeps running), one notification says so and
-``local_info.json`` carries ``disk.full``; once space is back (free space over the threshold and a probe
+``_output/`` is kept within its bound at write time: the local output writer writes through
+:meth:`DiskManager.writing`, which first makes room (the least recently written files go, down to 90 % of the
+bound) from an index of the folder's files, built by a scan at the first write or housekeeping round, whichever
+comes first, and refreshed every ``RESCAN_SECONDS`` (that rescan also prunes what other writers added).
+:func:`prune_oldest` deletes a folder's oldest files (by modification time) until it is back under its bound:
+``_logs/`` at each rescan. The manager also watches free space: when a write fails with ENOSPC/EDQUOT, or free
+space falls under ``EE_DISK_MIN_FREE_MB``, outputs are paused (the node keeps running), one notification says
+so and ``local_info.json`` carries ``disk.full``; once space is back (free space over the threshold and a probe
 write succeeds) outputs resume and a second notification says so.
 """
 
@@ -17,7 +19,9 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -169,12 +173,16 @@ class DiskManager:
         self.outputs_skipped = 0
         self.pruned_files = 0
         self.pruned_bytes = 0
-        self.output_bytes = 0
         self.logs_bytes = 0
         self.free: int | None = None
-        self._written_since_scan = 0
         self._next_rescan = 0.0
         self._lock = threading.Lock()
+        # _output's files, least recently written first -> bytes (None until the first scan); guarded by _output_lock,
+        # which a write holds from making room to its last byte, so nothing is deleted under a writer
+        self._index: OrderedDict[Path, int] | None = None
+        self._indexed_bytes = 0
+        self._touched: set[Path] | None = None  # paths changed while a rescan walks the folder
+        self._output_lock = threading.RLock()
 
     # --- called by writers ---------------------------------------------------------------------------
     @property
@@ -186,9 +194,80 @@ class DiskManager:
         """Count outputs not written because the disk is full."""
         self.outputs_skipped += count
 
+    @contextmanager
+    def writing(self, path: Path, nbytes: int) -> Iterator[bool]:
+        """Hold the output folder while ``nbytes`` are written to ``path``: room is made first (the least recently
+        written files are deleted, their handles closed through ``output_on_delete``), so the folder never holds
+        more than its bound. Yields False when ``nbytes`` alone exceed the bound: the caller must not write."""
+        with self._output_lock:
+            yield self._make_room(path, nbytes)
+
+    def renamed(self, old: Path, new: Path) -> None:
+        """A file under ``_output`` was renamed (a JSON-lines file rotated)."""
+        with self._output_lock:
+            if self._index is not None and old in self._index:
+                self._index[new] = self._index.pop(old)
+            if self._touched is not None:
+                self._touched.update((old, new))
+
+    def _make_room(self, path: Path, nbytes: int) -> bool:
+        bound = self.settings.output_max_bytes
+        if nbytes > bound:
+            return False
+        index = self._ensure_index()
+        if self._indexed_bytes + nbytes > bound:
+            self._evict(int(bound * PRUNE_TO) - nbytes)
+        index[path] = index.pop(path, 0) + nbytes  # the newest now
+        self._indexed_bytes += nbytes
+        if self._touched is not None:
+            self._touched.add(path)
+        return True
+
+    def _ensure_index(self) -> OrderedDict[Path, int]:
+        """The index of ``_output`` (scanned now when no housekeeping round has built it yet)."""
+        if self._index is None:
+            self._install_index(folder_files(self.output_dir), set())
+        assert self._index is not None
+        return self._index
+
+    def _install_index(self, files: list[tuple[float, int, Path]], touched: set[Path]) -> None:
+        """Replace the index by a scan's result; paths changed during the scan keep what the index says."""
+        fresh: OrderedDict[Path, int] = OrderedDict()
+        for _mtime, size, path in sorted(files, key=lambda item: (item[0], str(item[2]))):
+            if path not in touched:
+                fresh[path] = size
+        for path in touched:
+            if self._index is not None and path in self._index:
+                fresh[path] = self._index[path]
+        self._index = fresh
+        self._indexed_bytes = sum(fresh.values())
+
+    def _evict(self, target: int) -> PruneResult:
+        """Delete the least recently written files until the index holds at most ``target`` bytes (lock held)."""
+        assert self._index is not None
+        deleted = freed = 0
+        while self._index and self._indexed_bytes > max(target, 0):
+            path, size = self._index.popitem(last=False)
+            self._indexed_bytes -= size
+            if self._touched is not None:
+                self._touched.add(path)
+            if self.output_on_delete is not None:
+                self.output_on_delete(path)
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                log.warning("cannot delete %s: %s", path, exc)
+                continue
+            deleted += 1
+            freed += size
+        result = PruneResult(self._indexed_bytes, deleted, freed)
+        self._count(result, self.output_dir)
+        return result
+
     def wrote(self, nbytes: int) -> None:
-        """Count bytes written to ``_output`` (a prune is due once they could cross the bound)."""
-        self._written_since_scan += nbytes
+        """Kept for writers that do not use :meth:`writing`: their bytes are found by the next rescan."""
 
     def write_failed(self, exc: BaseException, where: str = "") -> bool:
         """Report a failed write; True (and outputs paused) when it failed because the disk is full."""
@@ -204,10 +283,8 @@ class DiskManager:
         try:
             self._check_space()
             now = time.monotonic()
-            rescan = now >= self._next_rescan
-            if rescan or self.output_bytes + self._written_since_scan > self.settings.output_max_bytes:
+            if now >= self._next_rescan:
                 self.prune_output()
-            if rescan:
                 self.prune_logs()
                 self._next_rescan = now + RESCAN_SECONDS
         except OSError as exc:
@@ -221,11 +298,24 @@ class DiskManager:
             log.error("disk housekeeping failed: %s", exc)
 
     def prune_output(self) -> PruneResult:
-        result = prune_oldest(self.output_dir, self.settings.output_max_bytes, on_delete=self.output_on_delete)
-        self._written_since_scan = 0
-        self.output_bytes = result.total_bytes
-        self._count(result, self.output_dir)
-        return result
+        """Rescan ``_output`` (writes go on meanwhile) and delete the oldest files if others' writes put it over."""
+        with self._output_lock:
+            self._touched = set()
+        try:
+            files = folder_files(self.output_dir)
+        finally:
+            with self._output_lock:
+                touched, self._touched = self._touched, None
+                self._install_index(files, touched)
+        with self._output_lock:
+            if self._indexed_bytes <= self.settings.output_max_bytes:
+                return PruneResult(self._indexed_bytes, 0, 0)
+            return self._evict(int(self.settings.output_max_bytes * PRUNE_TO))
+
+    @property
+    def output_bytes(self) -> int:
+        """Bytes under ``_output`` as the index knows them (0 before the first scan)."""
+        return self._indexed_bytes
 
     def prune_logs(self) -> PruneResult:
         current = self.logs_dir / "node.log"
@@ -290,7 +380,7 @@ class DiskManager:
             "full_since": None if self.full_since is None else utc_iso(self.full_since),
             "free_mb": None if self.free is None else round(self.free / MB, 1),
             "min_free_mb": round(self.settings.min_free_bytes / MB, 1),
-            "output_mb": round((self.output_bytes + self._written_since_scan) / MB, 2),
+            "output_mb": round(self.output_bytes / MB, 2),
             "output_max_mb": round(self.settings.output_max_bytes / MB, 1),
             "logs_mb": round(self.logs_bytes / MB, 2),
             "logs_max_mb": round(self.settings.logs_max_bytes / MB, 1),

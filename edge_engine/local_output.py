@@ -15,6 +15,8 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
@@ -113,13 +115,14 @@ class LocalOutput:
         if payload.image_jpeg is not None:
             image_file = self.output_dir / image_relpath(payload)
             image_file.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                image_file.write_bytes(payload.image_jpeg)
-            except OSError:
-                image_file.unlink(missing_ok=True)  # no torn image left behind
-                raise
-            image_path = str(image_file.relative_to(self.output_dir))
-            self._wrote(len(payload.image_jpeg))
+            with self._bounded(image_file, len(payload.image_jpeg), "witness image") as fits:
+                if fits:
+                    try:
+                        image_file.write_bytes(payload.image_jpeg)
+                    except OSError:
+                        image_file.unlink(missing_ok=True)  # no torn image left behind
+                        raise
+                    image_path = str(image_file.relative_to(self.output_dir))
         record = {
             "time": utc_iso(payload.created),
             "path": payload.path,
@@ -130,12 +133,33 @@ class LocalOutput:
             "data": payload.data,
         }
         line = json.dumps(record, default=to_jsonable, ensure_ascii=False)
-        self._append(tuple(payload.path), folder / "payloads.jsonl", line + "\n")
-        self.written += 1
+        if self._append(tuple(payload.path), folder / "payloads.jsonl", line + "\n"):
+            self.written += 1
         return image_path
 
-    def _append(self, key: tuple[Any, ...], path: Path, text: str) -> None:
-        """Append ``text`` to the JSON-lines file of ``key``; a failed write leaves no torn line; big files rotate."""
+    @contextmanager
+    def _bounded(self, path: Path, nbytes: int, what: str) -> Iterator[bool]:
+        """Write ``nbytes`` to ``path`` within the bound of ``_output`` (room made first, see
+        :meth:`edge_engine.disk.DiskManager.writing`); False (logged, counted as skipped): larger than the bound."""
+        if self.disk is None:
+            yield True
+            return
+        with self.disk.writing(path, nbytes) as fits:
+            if not fits:
+                self.disk.skipped()
+                log.error("a %s of %d bytes is larger than the bound of _output (EE_OUTPUT_MAX_MB): not written",
+                          what, nbytes)  # fmt: skip
+            yield fits
+
+    def _append(self, key: tuple[Any, ...], path: Path, text: str) -> bool:
+        """Append ``text`` to the JSON-lines file of ``key``; a failed write leaves no torn line; big files rotate.
+        False when the line alone is larger than the bound of ``_output`` (not written)."""
+        with self._bounded(path, len(text.encode("utf-8")), "JSON line") as fits:
+            if fits:
+                self._append_locked(key, path, text)
+            return fits
+
+    def _append_locked(self, key: tuple[Any, ...], path: Path, text: str) -> None:
         with self._lock:
             handle = self._handle_locked(key, path)
             start = handle.tell()
@@ -149,16 +173,14 @@ class LocalOutput:
                 except OSError:
                     pass
                 raise
-            self._wrote(len(text))
             if handle.tell() >= self.rotate_bytes:
                 self._files.pop(key, None)
                 _close_quietly(handle)
                 stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-                os.replace(path, path.with_name(f"{path.stem}.{stamp}.{time.time_ns() % 10**9:09d}{path.suffix}"))
-
-    def _wrote(self, nbytes: int) -> None:
-        if self.disk is not None:
-            self.disk.wrote(nbytes)
+                rotated = path.with_name(f"{path.stem}.{stamp}.{time.time_ns() % 10**9:09d}{path.suffix}")
+                os.replace(path, rotated)
+                if self.disk is not None:
+                    self.disk.renamed(path, rotated)
 
     def _write_failed(self, exc: OSError, what: str) -> None:
         if self.disk is not None and self.disk.write_failed(exc, f"writing a {what} to {self.output_dir}"):
