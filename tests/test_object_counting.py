@@ -152,3 +152,29 @@ def test_zone_alert_keeps_a_clip_of_the_seconds_around_the_alert(plugin_harness:
     # the object (cyan, drawn at x 228..252 of 320 while it stands still) is in the clip's middle frame
     middle = frames[13]
     assert (abs(middle[:, 114:126].astype(int) - (255, 255, 0)).sum(axis=2) < 120).sum() > 20
+
+
+def test_alert_clip_is_uploaded_through_the_s3_queue(s3_server: Any, node_factory: Any, tmp_path: Path) -> None:
+    import hashlib
+
+    video = vs.scene_zone_stop().write_video(tmp_path / "zone.avi")
+    node = node_factory(environ=dict(s3_server.env), start=False)
+    tap = EmitTap()
+    node.pm.register(tap, name="test-tap")
+    node.start()
+    zone = {"NAME": "no-parking", "POINTS": ZONE_POINTS, "DWELL_SECONDS": 2}
+    node.add_pipeline({
+        "NAME": "cam", "TYPE": "VIDEO_FILE", "URL": str(video),
+        "PLUGINS": [{"SIGNATURE": "ZONE_ALERT", "INSTANCES": [{
+            "INSTANCE_ID": "lot", **MOTION, "ZONES": [zone], "CLIP_SECONDS_BEFORE": 1, "CLIP_SECONDS_AFTER": 1}]}],
+    })  # fmt: skip
+    clip = wait_for(lambda: next((p.data for p in tap.payloads if p.data.get("EVENT") == "CLIP"), None), timeout=30)
+    (local,) = (node.layout.output / "cam" / "ZONE_ALERT_lot" / "files").glob("*.mp4")
+    data = local.read_bytes()
+    sha = hashlib.sha256(data).hexdigest()
+    assert clip["CLIP_URL"].split("?")[0].endswith(f"/{s3_server.bucket}/{sha}.mp4")
+    assert clip["CLIP_BYTES"] == len(data) and local.name == clip["CLIP_ID"]
+    wait_for(lambda: node.storage.snapshot()["pending"] == 0, timeout=30)
+    assert s3_server.get(f"{sha}.mp4") == data
+    raised = next(p for p in tap.payloads if p.data.get("EVENT") == "DWELL")
+    assert raised.data["CLIP_ID"] == clip["CLIP_ID"] and raised.image_url  # the witness image went the same way
