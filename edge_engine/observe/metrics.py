@@ -65,6 +65,7 @@ class NodeCollector:
         for labels, stats in stages:
             flapping.add_metric(labels, 1.0 if stats.get("status") == "flapping" else 0.0)
         yield flapping
+        yield from _streams(stages)
         safe = GaugeMetricFamily("edge_safe_mode", "1 while a pipeline's keep-alive has lapsed", labels=["pipeline"])
         for pipe in snap.get("pipelines", []):
             if isinstance(pipe.get("keep_alive"), dict):
@@ -77,6 +78,25 @@ class NodeCollector:
                                 value=float(snap.get("uptime_seconds", 0.0)))  # fmt: skip
         yield GaugeMetricFamily("edge_process_rss_bytes", "Resident memory of the node process",
                                 value=float(psutil.Process().memory_info().rss))  # fmt: skip
+
+
+def _streams(stages: list[tuple[list[str], dict[str, Any]]]) -> Iterator[Metric]:
+    """Each capture's source: away or there, for how long, and how often it was reported lost and back."""
+    away = GaugeMetricFamily("edge_stream_away", "1 while a capture's source cannot be reached (away)", labels=LABELS)
+    seconds = GaugeMetricFamily("edge_stream_away_seconds", "How long the source has been away (0: there)",
+                                labels=LABELS)  # fmt: skip
+    lost = CounterMetricFamily("edge_stream_lost", "Times the source was reported lost (away STREAM_LOST_SECONDS)",
+                               labels=LABELS)  # fmt: skip
+    back = CounterMetricFamily("edge_stream_back", "Times a lost source gave inputs again", labels=LABELS)
+    for labels, stats in stages:
+        stream = stats.get("stream")
+        if not isinstance(stream, dict):
+            continue
+        away.add_metric(labels, 1.0 if stream.get("away") else 0.0)
+        seconds.add_metric(labels, float(stream.get("away_seconds") or 0.0))
+        lost.add_metric(labels, float(stream.get("times_lost") or 0))
+        back.add_metric(labels, float(stream.get("times_back") or 0))
+    yield from (away, seconds, lost, back)
 
 
 def _models(models: dict[str, Any]) -> Iterator[Metric]:
