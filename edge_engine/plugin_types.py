@@ -179,7 +179,7 @@ class CapturePlugin(PluginBase):
         "RECONNECTABLE": Key(True, type=(bool, str), doc="reconnect after a failure (Ratio1: YES/NO/KEEPALIVE)"),
         "MAX_INPUTS_QUEUE_SIZE": Key(4, type=int, min=1, doc="inputs buffered between capture and plugins"),
         "SILENT_SOURCE_SECONDS": Key(
-            0.0, min=0, doc="a connected source giving no input for this long counts as failed (reconnect); 0 = off"
+            0.0, min=0, doc="a connected source giving no input for this long is away (reconnect); 0 = off"
         ),
         "KEEP_ALIVE_SECONDS": Key(
             0.0, min=0, doc="without an owner's keep-alive for this long, the plugins enter safe mode; 0 = off"

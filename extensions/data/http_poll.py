@@ -10,10 +10,10 @@ text), and is counted (``parse_errors`` in the input's metadata).
 request headers. Credentials in the URL (``https://user:pass@host/...``) are sent as HTTP basic
 authentication and never shown: the URL appears as ``https://***@host/...`` in inputs, logs and errors, and
 the values of secret-looking headers (``Authorization``, cookies, tokens, keys) are masked in logs.
-An HTTP error status, a timeout or an unreachable host raises ``ConnectionError``: the engine reports the
-pipeline as reconnecting and polls again after its backoff. The wait between polls ends at once when the
-node stops. Only the standard library is used (``urllib``, imported on first use); the source is live by
-default (``LIVE_FEED``).
+An HTTP error status, a timeout or an unreachable host raises ``ConnectionError``: the source is *away*,
+and the engine polls again after its backoff (at most ``AWAY_PROBE_MAX_SECONDS``). The wait between polls
+ends at once when the node stops. Only the standard library is used (``urllib``, imported on first use);
+the source is live by default (``LIVE_FEED``).
 """
 
 from __future__ import annotations

@@ -15,9 +15,9 @@ dropped and counted: a subscription cannot slow down its publishers). ``read()``
 most a quarter of a second, so a stopping node never waits on the broker. The source is live by default
 (``LIVE_FEED``: slow consumers get the newest messages). paho's own reconnection is off: a broker that
 cannot be reached makes ``connect()`` raise ``ConnectionError`` and a lost connection makes ``read()``
-raise it (after the messages already received), so the engine reconnects with its backoff and reports the
-pipeline as reconnecting meanwhile. The password never appears in logs or errors. ``paho`` is imported
-lazily.
+raise it (after the messages already received): the source is *away*, and the engine reconnects with its
+backoff (at most ``AWAY_PROBE_MAX_SECONDS``); it is back once connected. The password never appears in
+logs or errors. ``paho`` is imported lazily.
 """
 
 from __future__ import annotations

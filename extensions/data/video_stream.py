@@ -52,8 +52,10 @@ class VideoStream(CapturePlugin):
     ALIASES = ("VideoStream",)
     VERSION = "1.0.0"
     DESCRIPTION = (
-        "Live video from an RTSP/HTTP URL or a camera device index, with open/read timeouts. A failed read "
-        "makes the engine reconnect with backoff. Credentials in the URL are redacted everywhere."
+        "Live video from an RTSP/HTTP/TCP URL or a camera device index, with open/read timeouts. A stream that "
+        "cannot be opened or read is away: probed again about every second for as long as it takes, reported "
+        "lost after STREAM_LOST_SECONDS and back with its first frame. Credentials in the URL are redacted "
+        "everywhere."
     )
     CONFIG: ClassVar[dict[str, Any]] = {
         "URL": Key(required=True, type=(str, int), doc="RTSP/HTTP URL, or a camera device index"),
@@ -68,7 +70,7 @@ class VideoStream(CapturePlugin):
             "gives frames sooner",
         ),
         "SILENT_SOURCE_SECONDS": Key(
-            30.0, min=0, doc="a connected stream giving no frame for this long counts as failed (reconnect); 0 = off"
+            30.0, min=0, doc="a connected stream giving no frame for this long is away (reconnect); 0 = off"
         ),
     }
 
