@@ -5,8 +5,9 @@ URL before the upload is done, even during an S3 outage: ``plain`` is ``{scheme}
 (for buckets readable by consumers), ``presigned`` a signed GET URL valid ``URL_EXPIRY_SECONDS`` from the
 payload's making (at most 7 days). The loop uploads the queue's oldest entry; a failure is reported to the
 node's supervisor, which answers with the capped exponential backoff (with jitter) before the next attempt.
-An entry that may already be in the bucket (found at start, or retried) is checked first, so it is never sent
-twice; as keys are content-addressed, even a second PUT could not make a second copy.
+Every entry is checked first (a HEAD request, ``stat_object``): one already in the bucket with its size (sent
+before a crash or a lost reply, or the same bytes produced again after a restart, when the queue no longer
+remembers them) is not sent again, so no object is PUT twice.
 """
 
 from __future__ import annotations
@@ -186,8 +187,8 @@ class Uploader:
     def _upload(self, entry: Entry) -> None:
         started = time.monotonic()
         self.store.ensure_bucket()
-        if (entry.recovered or entry.attempts) and self.store.has(entry.key, entry.size):
-            self.already_there += 1  # sent before a crash or a lost reply: not sent again
+        if self.store.has(entry.key, entry.size):
+            self.already_there += 1  # sent before (a crash, a lost reply, the same bytes before a restart)
         else:
             self.store.put(entry)
             self.uploaded += 1
