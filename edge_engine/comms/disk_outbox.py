@@ -393,59 +393,48 @@ class DiskOutbox:
         if data is None:
             self.refused += 1
             return
+        blob = encode_record(item.seq, data)
         with self._ready:
-            self._append_lane(self._lanes[item.channel], [(item.seq, data)])
+            self._append_record(self._lanes[item.channel], item.seq, data, blob)
             wake, self._unsynced = not self._unsynced, True
-            self._ready.notify_all()
+            self._ready.notify()
         if wake:
             self._wake_syncer()
         if self._drop_notice:
             with self._notice_cond:
                 self._notice_cond.notify()
 
-    def _append_lane(self, lane: _Lane, records: list[tuple[int, bytes]]) -> None:
-        """Write ``records`` (seq, wire bytes) to ``lane``, one write per segment (lock held)."""
-        start = 0
-        while start < len(records):
-            seg = lane.active
-            if seg is None or (seg.offsets and seg.size >= self.segment_bytes):
+    def _append_record(self, lane: _Lane, seq: int, data: bytes, blob: bytes) -> None:
+        """Write one record (``blob``: ``data`` with its header) to ``lane`` with one ``write()`` (lock held)."""
+        seg = lane.active
+        if seg is None or (seg.offsets and seg.size >= self.segment_bytes):
+            seg = self._new_segment(lane)
+        if self.disk_bytes + len(blob) > self.max_bytes:  # else compaction waits for the group commit
+            self._make_room(len(blob), keep=seg)
+            if seg.sid not in lane.by_sid:  # dropped to make room: a fresh segment
                 seg = self._new_segment(lane)
-            blobs, room, end = [], self.segment_bytes - seg.size, start
-            while end < len(records) and (end == start or room > 0):
-                blob = encode_record(*records[end])
-                blobs.append(blob)
-                room -= len(blob)
-                end += 1
-            size = sum(len(b) for b in blobs)
-            self._make_room(size, keep=seg)
-            if seg.sid not in lane.by_sid:  # dropped to make room: start again in a fresh segment
-                continue
-            try:
-                _write_all(seg.fd, b"".join(blobs))
-            except OSError as exc:
-                os.ftruncate(seg.fd, seg.size)
-                self._count_drop(end - start)
-                log.error("outbox: %d messages dropped, the disk refused them (%s)", end - start, exc)
-                return
-            offset = seg.size
-            for (seq, data), blob in zip(records[start:end], blobs, strict=True):
-                lane.last_seq = max(lane.last_seq, seq)
-                idx = len(seg.offsets)
-                seg.offsets.append(offset)
-                seg.seqs.append(seq)
-                seg.acked.append(0)
-                if self._cached + len(data) <= CACHE_BYTES:
-                    seg.cache[idx] = data
-                    self._cached += len(data)
-                offset += len(blob)
-            seg.size = offset
-            seg.unacked += end - start
-            seg.dirty = True
-            lane.pending += end - start
-            lane.unsent += end - start
-            if lane.read_seg is None:
-                lane.read_seg, lane.read_idx = seg, 0
-            start = end
+        try:
+            _write_all(seg.fd, blob)
+        except OSError as exc:
+            os.ftruncate(seg.fd, seg.size)
+            self._count_drop(1)
+            log.error("outbox: a message dropped, the disk refused it (%s)", exc)
+            return
+        lane.last_seq = max(lane.last_seq, seq)
+        idx = len(seg.offsets)
+        seg.offsets.append(seg.size)
+        seg.seqs.append(seq)
+        seg.acked.append(0)
+        if self._cached + len(data) <= CACHE_BYTES:
+            seg.cache[idx] = data
+            self._cached += len(data)
+        seg.size += len(blob)
+        seg.unacked += 1
+        seg.dirty = True
+        lane.pending += 1
+        lane.unsent += 1
+        if lane.read_seg is None:
+            lane.read_seg, lane.read_idx = seg, 0
 
     def _new_segment(self, lane: _Lane) -> _Segment:
         if lane.active is not None:
