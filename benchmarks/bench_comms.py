@@ -1,11 +1,11 @@
 """Comms budgets against a real Mosquitto: signed payloads per second, frame → broker latency, launch → heartbeat.
 
 (a) **throughput**: an in-process node (comms on a private Mosquitto) gets ``--messages`` synthetic payloads
-    through its real publish path (``CommsService.edge_payload`` → durable outbox, spooled (envelope, sequence
-    number, signature and JSON in one pass, appended to disk) → publisher thread: paho publish, removal at the
-    PUBACK), at QoS 1 and QoS 0; the same with the in-memory outbox (``EE_OUTBOX_MAX_MB=0``) as the baseline of
-    the durable one, and the producer's cost per payload. A separate subscriber process
-    counts arrivals. In the same run, a bare paho client publishes the same pre-serialised bytes (baseline).
+    through its real publish path (``CommsService.edge_payload``: sequence number, envelope, signature and JSON
+    in one pass, appended to the durable outbox on disk before it returns → publisher thread: paho publish,
+    removal at the PUBACK), at QoS 1 and QoS 0; the same with the in-memory outbox (``EE_OUTBOX_MAX_MB=0``) as
+    the baseline of the durable one, and the producer's cost per payload. A separate subscriber process counts
+    arrivals. In the same run, a bare paho client publishes the same pre-serialised bytes (baseline).
     Also the split of the encode step (µs/message: envelope, canonical JSON, hash + ECDSA) and of paho's
     ``publish()`` call. Target ≥ 10,000/s.
 (b) **latency**: a SYNTHETIC pipeline at ``--fps`` frames/s into a plugin that emits one payload per frame

@@ -204,7 +204,7 @@ class LocalOutput:
             for key in [k for k in self._files if len(k) == 4 and k[1] == name]:
                 _close_quietly(self._files.pop(key))
 
-    @hookimpl
+    @hookimpl(trylast=True)  # after comms, as for payloads
     def edge_notification(self, notification: Notification) -> None:
         level = {"error": logging.ERROR, "warning": logging.WARNING}.get(notification.level, logging.INFO)
         where = " › ".join(str(p) for p in notification.path[1:] if p)

@@ -254,7 +254,7 @@ def test_kill9_while_appending_leaves_a_readable_outbox(folder: Path) -> None:
             assert got == pending, "a restart sends exactly what is on disk after the ack point, in order"
             assert outbox.previous_last_seq["payloads"] == pending[-1], "the last number stored before the kill"
             assert got[-1] > last
-            # stored records are contiguous: nothing is lost in the middle (only unspooled ones at the end)
+            # stored records are contiguous: nothing is lost in the middle
             assert got == list(range(got[0], got[0] + len(got)))
             last = got[-1]
         finally:

@@ -57,7 +57,7 @@ LANES = ("notif", "payloads")  # delivery priority after heartbeats; order is ke
 DROP_ORDER = ("payloads", "notif")  # what goes first when the bound is hit
 LAST_SEQ_FILE = "last_seq.json"  # per channel, the highest number stored (written at start and at stop)
 CTRL_MAX = 4  # heartbeats and targeted replies kept in memory while the broker is away (the newest)
-CACHE_BYTES = 8 * 1024 * 1024  # wire bytes kept in memory after spooling, so the publisher rarely reads back
+CACHE_BYTES = 8 * 1024 * 1024  # wire bytes kept in memory after the append, so the publisher rarely reads back
 ACK_WRITE_SECONDS = 0.05  # ack point written (not fsynced) at most this often while acks come in
 
 Encoder = Callable[[OutboxItem], "bytes | None"]
@@ -195,7 +195,7 @@ class DiskOutbox:
 
     # --- interface ----------------------------------------------------------------------------------------------
     def __len__(self) -> int:
-        """Messages not yet delivered: waiting to be spooled, on disk and not acknowledged, heartbeats."""
+        """Messages not yet delivered: being stored, on disk and not acknowledged, heartbeats."""
         return self._storing + len(self._ctrl) + sum(lane.pending for lane in self._lanes.values())
 
     def put(self, item: OutboxItem) -> None:
