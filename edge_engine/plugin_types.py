@@ -89,6 +89,32 @@ class PluginContext:
         atomic_write_bytes(path, data.encode("utf-8") if isinstance(data, str) else bytes(data))
         return str(path)
 
+    def publish_live(self, image: Any, quality: int = 70) -> bool:
+        """Show ``image`` (numpy BGR) as this instance's live view on the status page, replacing the last one.
+
+        It is kept as one JPEG in ``output_dir`` (replaced atomically, not synced: a view, not a record) and
+        sent nowhere. Returns False when it could not be written (disk full...); that loses only the view.
+        """
+        import os
+
+        import cv2
+
+        ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+        if not ok:
+            return False
+        path = self.output_dir / LIVE_IMAGE
+        temp = path.with_name(f".{LIVE_IMAGE}.{threading.get_ident()}.tmp")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temp.write_bytes(encoded.tobytes())
+            os.replace(temp, path)
+        except OSError:
+            return False
+        return True
+
+
+LIVE_IMAGE = "live.jpg"  # an instance's live view, in its output folder (shown by the status page)
+
 
 class PluginBase:
     """Common part of every plugin class.
@@ -307,6 +333,10 @@ class BusinessPlugin(PluginBase):
     def save_file(self, name: str, data: bytes | str) -> str:
         """Keep a produced file; returns its object URL (S3 configured) or local path (see PluginContext)."""
         return self.context.save_file(name, data)
+
+    def publish_live(self, image: Any) -> bool:
+        """Show an image (numpy BGR) as this instance's live view on the status page (see PluginContext)."""
+        return self.context.publish_live(image)
 
 
 PLUGIN_BASES: dict[str, type[PluginBase]] = {

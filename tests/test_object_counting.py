@@ -178,3 +178,40 @@ def test_alert_clip_is_uploaded_through_the_s3_queue(s3_server: Any, node_factor
     assert s3_server.get(f"{sha}.mp4") == data
     raised = next(p for p in tap.payloads if p.data.get("EVENT") == "DWELL")
     assert raised.data["CLIP_ID"] == clip["CLIP_ID"] and raised.image_url  # the witness image went the same way
+
+
+# --- live overlay on the status page ----------------------------------------------------------------------------------
+PALETTE = ((60, 180, 75), (255, 130, 0), (0, 130, 255), (200, 60, 200), (0, 200, 200), (128, 128, 255))  # track boxes
+
+
+def test_status_page_shows_the_live_annotated_frame(node_factory: Any, tmp_path: Path) -> None:
+    import urllib.request
+
+    import cv2
+    import numpy as np
+    from mqtt_broker import free_port
+
+    video = vs.scene_line_both_ways().write_video(tmp_path / "line.avi")
+    node = node_factory(environ={"EE_STATUS_PORT": str(free_port())})
+    node.add_pipeline({
+        "NAME": "cam", "TYPE": "VIDEO_FILE", "URL": str(video), "REALTIME": True, "LOOP": True,
+        "PLUGINS": [{"SIGNATURE": "OBJECT_COUNTER", "INSTANCES": [{
+            "INSTANCE_ID": "door", **MOTION, "LINES": [LINE], "EVENT_PAYLOADS": False, "LIVE_OVERLAY_SECONDS": 0.2}]}],
+    })  # fmt: skip
+    url = f"http://127.0.0.1:{node.observe.port()}/api/witness/cam/OBJECT_COUNTER_door"
+
+    def frame_with_a_track() -> Any:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                image = cv2.imdecode(np.frombuffer(response.read(), np.uint8), cv2.IMREAD_COLOR)
+        except OSError:
+            return None
+        line = (abs(image[5:230, 157:164].astype(int) - (255, 0, 255)).sum(axis=2) < 120).sum() > 50
+        boxes = [c for c in PALETTE if (abs(image.astype(int) - c).sum(axis=2) < 90).sum() > 30]
+        return [image] if line and boxes else None  # (a list: wait_for tests the result's truth)
+
+    (first,) = wait_for(frame_with_a_track, timeout=30, interval=0.2)  # the line and a tracked box with its id
+    assert first.shape == (vs.HEIGHT, vs.WIDTH, 3)
+    # refreshed live: the object moves, so a later view differs
+    wait_for(lambda: (lambda later: later is not None and not np.array_equal(later[0], first))(frame_with_a_track()),
+             timeout=10, interval=0.2)  # fmt: skip

@@ -1,7 +1,8 @@
 """The HTTP listeners: the status page and its JSON API, and ``/metrics`` (stdlib ``http.server`` only).
 
 Routes: ``/`` (the page), ``/api/status`` (the node snapshot, redacted), ``/api/history`` (the node
-history), ``/api/witness/<pipeline>/<SIGNATURE>_<INSTANCE>`` (the newest witness JPEG) and ``/metrics``.
+history), ``/api/witness/<pipeline>/<SIGNATURE>_<INSTANCE>`` (the instance's newest image: its live view
+(``publish_live``) or its newest witness JPEG, whichever is newer) and ``/metrics``.
 Clients from a non-loopback address need ``Authorization: Bearer TOKEN`` or ``?token=TOKEN``.
 """
 
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from edge_engine.observe.settings import ObserveSettings, load_observe_settings
+from edge_engine.plugin_types import LIVE_IMAGE
 from edge_engine.redact import redact
 
 if TYPE_CHECKING:
@@ -31,19 +33,27 @@ SAFE_SEGMENT = re.compile(r"^[A-Za-z0-9_\-][A-Za-z0-9_.\-]*$")
 
 
 def newest_witness(output_dir: Path, pipeline: str, folder: str) -> Path | None:
-    """The newest ``.jpg`` in ``output_dir/pipeline/folder/images``; None for unsafe names or none there."""
+    """The newer of the instance's live view (``live.jpg``) and the newest ``.jpg`` in its ``images``
+    folder, under ``output_dir/pipeline/folder``; None for unsafe names or none there."""
     if not (SAFE_SEGMENT.match(pipeline) and SAFE_SEGMENT.match(folder)) or ".." in (pipeline, folder):
         return None
-    images = (output_dir / pipeline / folder / "images").resolve()
-    if not images.is_relative_to(output_dir.resolve()) or not images.is_dir():
+    base = (output_dir / pipeline / folder).resolve()
+    if not base.is_relative_to(output_dir.resolve()) or not base.is_dir():
         return None
     best: tuple[float, str] | None = None
-    with os.scandir(images) as entries:
-        for entry in entries:
-            if entry.name.endswith(".jpg") and entry.is_file():
-                key = (entry.stat().st_mtime, entry.name)
-                best = key if best is None or key > best else best
-    return images / best[1] if best else None
+    live = base / LIVE_IMAGE
+    try:
+        best = (live.stat().st_mtime, LIVE_IMAGE)
+    except OSError:
+        pass
+    images = base / "images"
+    if images.is_dir():
+        with os.scandir(images) as entries:
+            for entry in entries:
+                if entry.name.endswith(".jpg") and entry.is_file():
+                    key = (entry.stat().st_mtime, f"images/{entry.name}")
+                    best = key if best is None or key > best else best
+    return base / best[1] if best else None
 
 
 class _Handler(BaseHTTPRequestHandler):

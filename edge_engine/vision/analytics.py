@@ -48,6 +48,9 @@ class ZoneAnalyticsPlugin(BusinessPlugin):
             doc="event times: capture clock, or video time (frame_index / fps: files read faster than real time)",
         ),
         "WITNESS_WIDTH": Key(960, type=int, min=64, max=8192, doc="largest witness image width"),
+        "LIVE_OVERLAY_SECONDS": Key(
+            1.0, min=0, doc="status page: the annotated frame (zones, boxes, ids) every this many seconds; 0 = off"
+        ),
         "CLIP_SECONDS_BEFORE": Key(0.0, min=0, max=60, doc="event clips: seconds kept before the event; 0 = no clips"),
         "CLIP_SECONDS_AFTER": Key(5.0, min=0, max=60, doc="event clips: seconds recorded after the event"),
         "CLIP_WIDTH": Key(640, type=int, min=64, max=4096, doc="event clips: largest frame width"),
@@ -62,6 +65,7 @@ class ZoneAnalyticsPlugin(BusinessPlugin):
         self.frames = 0
         self.last_tracked: list[dict[str, Any]] = []
         self.last_frame_size = (0, 0)
+        self._live_at = 0.0
         self.clips: Any = None
         if float(self.config["CLIP_SECONDS_BEFORE"]) > 0:
             from edge_engine.vision.clips import ClipRecorder
@@ -131,10 +135,20 @@ class ZoneAnalyticsPlugin(BusinessPlugin):
         self.last_tracked, self.last_frame_size = tracked, size
         if self.clips is not None and inp.image is not None:
             self.clips.add(inp.image, now)
+        self._publish_live(inp, tracked)
         result = self.on_events(inp, events, tracked, now)
         if self.clips is not None:
             self._send_clips(self.clips.finished())
         return result
+
+    def _publish_live(self, inp: Input, tracked: list[dict[str, Any]]) -> None:
+        """The annotated frame as the instance's live view on the status page, every LIVE_OVERLAY_SECONDS."""
+        period = float(self.config["LIVE_OVERLAY_SECONDS"])
+        clock = time.monotonic()
+        if period <= 0 or inp.image is None or clock - self._live_at < period:
+            return
+        self._live_at = clock
+        self.publish_live(self.witness(inp, tracked))
 
     # --- event clips ----------------------------------------------------------------------------------------
     def start_clip(self, now: float, **tags: Any) -> str | None:
