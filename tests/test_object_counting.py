@@ -215,3 +215,20 @@ def test_status_page_shows_the_live_annotated_frame(node_factory: Any, tmp_path:
     # refreshed live: the object moves, so a later view differs
     wait_for(lambda: (lambda later: later is not None and not np.array_equal(later[0], first))(frame_with_a_track()),
              timeout=10, interval=0.2)  # fmt: skip
+
+
+def test_detections_from_any_serving_result_and_a_malformed_one_is_named(plugin_harness: Any) -> None:
+    import numpy as np
+
+    frame = np.zeros((vs.HEIGHT, vs.WIDTH, 3), np.uint8)
+    good = [Input(image=frame, seq=f + 1, metadata={"frame_index": f, "fps": 10},
+                  inferences={"MY_DETECTOR": [{"box": [np.float32(20 + 10 * f), 100, np.float32(40 + 10 * f), 140],
+                                               "score": np.float32(0.9), "class_id": 0, "class_name": "person"}]})
+            for f in range(25)]  # fmt: skip
+    bad = Input(image=frame, seq=26, inferences={"MY_DETECTOR": [{"box": [1, 2, 3], "score": 0.9}]})
+    config = {"DETECTIONS_FROM": "MY_DETECTOR", "TIME_SOURCE": "video", "LINES": [LINE]}
+    result = plugin_harness.run("OBJECT_COUNTER", config=config, inputs=[*good, bad], raise_errors=False)
+    assert [(p["EVENT"], p["DIRECTION"], p["CLASS_NAME"]) for p in result.payloads] == [("CROSS", "OUT", "person")]
+    (error,) = result.errors
+    assert error.stage == "process" and error.input_seq == 26
+    assert "MY_DETECTOR gave a malformed detection #0" in str(error.exception) and "[x1, y1, x2, y2]" in str(error)

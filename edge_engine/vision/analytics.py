@@ -13,6 +13,8 @@ numpy and OpenCV are imported when an instance starts, not when this module is i
 
 from __future__ import annotations
 
+import math
+import numbers
 import time
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -208,6 +210,12 @@ class ZoneAnalyticsPlugin(BusinessPlugin):
                     f"{source} gave a {type(found).__name__}, not a list of detections (decision 34: box, score, "
                     "class_id, class_name); use a detector serving plugin"
                 )
+        for index, detection in enumerate(found):
+            if not _valid_detection(detection):
+                raise ValueError(
+                    f"{source} gave a malformed detection #{index} ({str(detection)[:120]}): each needs 'box' "
+                    "[x1, y1, x2, y2] (finite numbers, x1 <= x2, y1 <= y2) and a numeric 'score' (decision 34)"
+                )
         minimum = float(self.config["MIN_SCORE"])
         return [
             d for d in found
@@ -246,6 +254,19 @@ class ZoneAnalyticsPlugin(BusinessPlugin):
             inp.image, self.monitor, self.last_tracked if tracked is None else tracked,
             int(self.config["WITNESS_WIDTH"]), set(highlight),
         )  # fmt: skip
+
+
+def _valid_detection(detection: Any) -> bool:
+    """A mapping with a finite xyxy ``box`` and a numeric ``score`` (when given)."""
+    if not isinstance(detection, Mapping):
+        return False
+    box = detection.get("box")
+    if not isinstance(box, (list, tuple)) or len(box) != 4:
+        return False
+    if not all(isinstance(v, numbers.Real) and math.isfinite(v) for v in box):
+        return False
+    score = detection.get("score", 1.0)
+    return box[0] <= box[2] and box[1] <= box[3] and isinstance(score, numbers.Real) and math.isfinite(score)
 
 
 def draw_overlay(image: Any, monitor: Any, tracked: list[dict[str, Any]], max_width: int, highlight: set[int]) -> Any:
