@@ -12,7 +12,9 @@
 3. **Pipeline CPU** – an in-process node (comms off) with 4 ``VIDEO_FILE`` pipelines (320x240 scene clip,
    looped, ``REALTIME`` at 10 fps) runs ``--seconds`` s each way: a no-op plugin (counting off),
    motion boxes only, and ``OBJECT_COUNTER`` (motion boxes, tracker, 1 line, 1 zone, payloads). CPU % of
-   one core (the node process, all threads) and frames processed are printed.
+   one core (the node process, all threads), capture rate, frames processed and payloads are printed. Then
+   the same with ``ZONE_ALERT`` (dwell alert every 7.5 s per camera) without and with event clips: the
+   capture rate shows whether clip encoding slows the cameras down.
 
     .venv/bin/python benchmarks/bench_tracking.py [--seconds 20] [--skip-pipeline]
 """
@@ -210,7 +212,8 @@ def pipeline_cpu(workdir: Path, seconds: float) -> None:
     config = {"PLUGIN_FOLDERS": [str(REPO / "extensions"), str(workdir / "plugins")], "DEMO_PIPELINE": False,
               "LOG_LEVEL": "WARNING"}  # fmt: skip
     (workdir / ".config_startup.json").write_text(json.dumps(config), encoding="utf-8")
-    node = Node(load_settings(workdir, workdir / "_local_cache", {"EE_LOAD_ENTRY_POINTS": "0", "EE_COMMS": "0"}))
+    env = {"EE_LOAD_ENTRY_POINTS": "0", "EE_COMMS": "0", "EE_STATUS_PORT": "0"}
+    node = Node(load_settings(workdir, workdir / "_local_cache", env))
     node.start()
     counter = {"SIGNATURE": "OBJECT_COUNTER", "INSTANCES": [{
         "INSTANCE_ID": "count", "DETECTIONS_FROM": "MOTION",
@@ -223,27 +226,49 @@ def pipeline_cpu(workdir: Path, seconds: float) -> None:
         "OBJECT_COUNTER (motion + tracker + line + zone)": counter,
     }
     print(f"\n## 4 cameras (320x240 at 10 fps, VIDEO_FILE REALTIME LOOP), {seconds:.0f} s each, node process CPU")
-    print("| plugin | CPU % of one core | frames processed | payloads |\n|---|---|---|---|")
+    print("| plugin | CPU % of one core | capture fps (4 cameras) | frames processed | payloads |")
+    print("|---|---|---|---|---|")
     try:
         for label, plugin in variants.items():
-            names = [f"cam{i}" for i in range(4)]
-            for name in names:
-                node.add_pipeline({"NAME": name, "TYPE": "VIDEO_FILE", "URL": str(video), "LOOP": True,
-                                   "REALTIME": True, "PLUGINS": [plugin]}, source="benchmark")  # fmt: skip
-            time.sleep(2.0)  # warm-up: first frames, imports
-            instances = [i for n in names for i in node.pipelines[n].instances.values()]
-            inputs0 = sum(i.stats.inputs for i in instances)
-            payloads0 = sum(getattr(i.stats, "payloads", 0) for i in instances)
-            cpu0, wall0 = time.process_time(), time.perf_counter()
-            time.sleep(seconds)
-            cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
-            frames = sum(i.stats.inputs for i in instances) - inputs0
-            payloads = sum(getattr(i.stats, "payloads", 0) for i in instances) - payloads0
-            print(f"| {label} | {100 * cpu / wall:.1f} | {frames} | {payloads} |")
-            for name in names:
-                node.remove_pipeline(name)
+            run_variant(node, video, label, plugin, seconds)
+        zone_video = vs.scene_zone_stop().write_video(workdir / "zone.avi")
+        alert = {"INSTANCE_ID": "alert", "DETECTIONS_FROM": "MOTION", "TIME_SOURCE": "capture",
+                 "ZONES": [{"NAME": "lot", "POINTS": [[180, 60], [300, 60], [300, 200], [180, 200]],
+                            "DWELL_SECONDS": 1.5}]}  # fmt: skip
+        print("\n## Clip encoding and the capture rate (4 cameras as above, ZONE_ALERT, an alert every 7.5 s each)")
+        print("| clips | CPU % of one core | capture fps (4 cameras) | frames processed | payloads |")
+        print("|---|---|---|---|---|")
+        for label, extra in (
+            ("off", {}),
+            ("2 s before + 2 s after", {"CLIP_SECONDS_BEFORE": 2, "CLIP_SECONDS_AFTER": 2}),
+        ):
+            plugin = {"SIGNATURE": "ZONE_ALERT", "INSTANCES": [{**alert, **extra}]}
+            run_variant(node, zone_video, label, plugin, seconds)
     finally:
         node.stop("benchmark done")
+
+
+def run_variant(node: Any, video: Path, label: str, plugin: dict[str, Any], seconds: float) -> None:
+    """Four looping real-time pipelines with ``plugin``; one table row of CPU, capture rate and outputs."""
+    names = [f"cam{i}" for i in range(4)]
+    for name in names:
+        node.add_pipeline({"NAME": name, "TYPE": "VIDEO_FILE", "URL": str(video), "LOOP": True, "REALTIME": True,
+                           "PLUGINS": [plugin]}, source="benchmark")  # fmt: skip
+    time.sleep(2.0)  # warm-up: first frames, imports
+    captures = [node.pipelines[n].capture for n in names]
+    instances = [i for n in names for i in node.pipelines[n].instances.values()]
+    read0 = sum(c.stats.inputs for c in captures)
+    inputs0 = sum(i.stats.inputs for i in instances)
+    payloads0 = sum(i.stats.outputs for i in instances)
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    time.sleep(seconds)
+    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    read = sum(c.stats.inputs for c in captures) - read0
+    frames = sum(i.stats.inputs for i in instances) - inputs0
+    payloads = sum(i.stats.outputs for i in instances) - payloads0
+    print(f"| {label} | {100 * cpu / wall:.1f} | {read / wall:.1f} | {frames} | {payloads} |", flush=True)
+    for name in names:
+        node.remove_pipeline(name)
 
 
 def main(argv: list[str] | None = None) -> int:
