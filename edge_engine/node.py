@@ -96,7 +96,8 @@ class Node:
                                flap_max_failures=int(startup["FLAP_MAX_FAILURES"]),
                                flap_window=float(startup["FLAP_WINDOW_SECONDS"]))  # fmt: skip
         supervisor = Supervisor(policy)
-        self.serving = ServingManager(self.registry, supervisor, self.layout.models, self._model_notification)
+        self.serving = ServingManager(self.registry, supervisor, self.layout.models, self._model_notification,
+                                      storage=lambda: getattr(self.storage, "settings", None))  # fmt: skip
         self.env = RuntimeEnv(self.alias, self.layout, self.hooks, supervisor, serving=self.serving,
                               wake_watchdog=self.watchdog.poke)  # fmt: skip
         self._start_storage(supervisor)

@@ -124,3 +124,24 @@ def yolo_model(
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(path))
     return path
+
+
+def offset_mean_model(path: Path, offset: float) -> Path:
+    """``image`` (N × 3 × H × W float) → ``mean`` (N × 3): each image's mean per channel plus ``offset``, so a
+    test can tell which of two model versions answered."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, "H", "W"])
+    mean = helper.make_tensor_value_info("mean", TensorProto.FLOAT, ["N", 3])
+    nodes = [helper.make_node("ReduceMean", ["image"], ["raw"], axes=[2, 3], keepdims=0),
+             helper.make_node("Add", ["raw", "offset"], ["mean"])]  # fmt: skip
+    offset_init = numpy_helper.from_array(np.asarray(offset, np.float32), "offset")
+    graph = helper.make_graph(nodes, "offset_mean", [image], [mean], [offset_init])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path

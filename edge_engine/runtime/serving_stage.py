@@ -9,6 +9,11 @@ reading while models run, and a slow model delays only the pipelines that use it
 ring only when every server answered the request naming it, so a pipeline that stops with inputs in flight
 (removed, updated, restarted) leaves its frames readable for the batches that mix them with other pipelines'.
 
+When an update gives an instance a new model (a new ``MODEL_URL``, a new file, any config change), the
+instance keeps the model it had until the new model's server is ready (downloaded, loaded, warmed up): then
+the next input goes to the new one, and the old client is closed once its last input is answered, so an
+update loses no frame (decision 36). A new model that never gets ready leaves the old one serving.
+
 ``Input.inferences[SIGNATURE]`` then holds each model's result, or a :class:`~edge_engine.errors.ServingError`.
 When two instances of one pipeline use the same serving plugin with different configs, each gets a view
 of the input with its own results (:meth:`complete` returns those views).
@@ -49,6 +54,7 @@ class ServingPlan:
     shared: dict[str, ModelKey] = field(default_factory=dict)  # signature -> model, same for every instance
     per_instance: dict[InstanceKey, dict[str, ModelKey]] = field(default_factory=dict)
     markers: dict[str, ServingError] = field(default_factory=dict)  # engines that cannot run: a fixed error
+    pending: tuple[ModelClient, ...] = ()  # new models loading while the ones they replace still serve
     window: int = 1
     wait_cap: float = 60.0
 
@@ -75,6 +81,9 @@ class ServingStage:
         self._update_lock = threading.Lock()  # update() (node thread) against close() (dispatcher)
         self._closed = False
         self._clients: dict[ModelKey, ModelClient] = {}
+        self._instances: tuple[InstanceSpec, ...] = ()
+        self._mappings: dict[InstanceKey, dict[str, ModelKey]] = {}  # the models each instance uses now
+        self._retiring: list[ModelClient] = []  # replaced models, closed once their last input is answered
         self._stopped = False
         self._warned: set[str] = set()
         self.plan = ServingPlan()
@@ -119,6 +128,7 @@ class ServingStage:
                 self._update(instances)
 
     def _update(self, instances: tuple[InstanceSpec, ...]) -> None:
+        self._instances = instances
         wanted: dict[ModelKey, Any] = {}
         per_instance: dict[InstanceKey, dict[str, ModelKey]] = {}
         markers: dict[str, ServingError] = {}
@@ -135,17 +145,54 @@ class ServingStage:
             per_instance[spec.key] = mapping
         window = min((int(e.config.get("MAX_IN_FLIGHT") or 1) for e in wanted.values()), default=1)
         clients = self._clients_for(wanted, window, markers)
+        held = self._hold_over(per_instance, clients)
+        used = {key for mapping in per_instance.values() for key in mapping.values()}
+        serving = {key: client for key, client in {**clients, **held}.items() if key in used}
+        pending = tuple(client for key, client in clients.items() if key not in used)
         shared, split = _split_uniform(per_instance)
-        caps = [c.server.settings.inference_timeout for c in clients.values()]
+        caps = [c.server.settings.inference_timeout for c in serving.values()]
         self.plan = ServingPlan(
-            clients=tuple(clients.values()), shared=shared, per_instance=split, markers=markers,
+            clients=tuple(serving.values()), shared=shared, per_instance=split, markers=markers, pending=pending,
             window=max(1, window), wait_cap=LOAD_TIMEOUT + max(caps, default=30.0) + 10.0,
         )  # fmt: skip
+        keep = {**clients, **held}
         for key, client in list(self._clients.items()):
-            if key not in clients:
-                client.close()
-        self._clients = clients
+            if key not in keep:
+                self._retiring.append(client)
+        self._clients = keep
+        self._close_retired()
         self._fit_window(self._frame_bytes)
+
+    def _hold_over(
+        self, per_instance: dict[InstanceKey, dict[str, ModelKey]], clients: dict[ModelKey, ModelClient]
+    ) -> dict[ModelKey, ModelClient]:
+        """Point each instance whose model changed to its previous model while the new one is not ready yet
+        (downloading, loading, failed); returns the previous models' clients kept that way."""
+        held: dict[ModelKey, ModelClient] = {}
+        for instance, mapping in per_instance.items():
+            before = self._mappings.get(instance, {})
+            for signature, key in mapping.items():
+                old_key = before.get(signature)
+                new = clients.get(key)
+                old = self._clients.get(old_key) if old_key is not None else None
+                if old is None or old_key == key or new is None or new.server.ready:
+                    continue
+                if old.closed or old.server.closed:
+                    continue
+                mapping[signature] = old_key
+                held[old_key] = old
+        self._mappings = {instance: dict(mapping) for instance, mapping in per_instance.items()}
+        return held
+
+    def _close_retired(self) -> None:
+        """Close the replaced models' clients that have no input left in their servers."""
+        still = []
+        for client in self._retiring:
+            if client.outstanding > 0 and not client.server.closed:
+                still.append(client)
+            else:
+                client.close()
+        self._retiring = still
 
     def _registry(self) -> Any:
         from edge_engine.registry import PluginRegistry
@@ -185,6 +232,9 @@ class ServingStage:
     def submit(self, inp: Input) -> Ticket:
         """Send ``inp`` to every model the instances need; returns at once (the ticket completes later)."""
         plan = self.plan
+        if plan.pending and any(c.server.ready for c in plan.pending):
+            self.update(self._instances)  # a new model is ready: it takes over from this input on
+            plan = self.plan
         clients = plan.clients
         slot = None
         ref: tuple[Any, ...] = (None, (), "")
@@ -238,6 +288,9 @@ class ServingStage:
             ticket.hand_back(self.slots.release)  # at once, or when the last server lets go of the frame
         if plan.clients:
             self.in_flight -= 1
+        if self._retiring:
+            with self._update_lock:
+                self._close_retired()
         inp = ticket.inp
         inferences = inp.inferences
         results = ticket.results
@@ -284,9 +337,10 @@ class ServingStage:
         """Release the models and the frame slots (called by the dispatcher thread when it ends)."""
         with self._update_lock:
             self._closed = True
-            for client in self._clients.values():
+            for client in [*self._clients.values(), *self._retiring]:
                 client.close()
             self._clients = {}
+            self._retiring = []
             self.plan = ServingPlan()
         slots, self.slots = self.slots, None
         if slots is not None:

@@ -5,6 +5,8 @@ it when they stop; the first client of a model creates its server (whose process
 later ones share it. A server nobody uses stops its processes after its idle time and is forgotten. At
 start the manager checks ``/dev/shm`` once and chooses how frames travel (shared memory, or pipes when it
 is too small). Creating the manager imports nothing heavy and starts nothing: an idle node has no server.
+Models named by ``MODEL_URL`` are fetched by the manager's one :class:`~edge_engine.serving.model_fetch.ModelFetcher`
+(S3 through the node's storage settings); ``snapshot()["downloads"]`` shows its progress.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 from edge_engine.registry import PluginRegistry
 from edge_engine.serving.client import ModelClient
 from edge_engine.serving.config import EngineSpec, ModelKey
+from edge_engine.serving.model_fetch import ModelFetcher, fetched_path
 from edge_engine.serving.server import ModelServer
 from edge_engine.serving.transport import ShmStatus, check_shm
 from edge_engine.supervisor import Supervisor
@@ -37,6 +40,7 @@ class ServingManager:
         models_dir: Path,
         notify: Notify | None = None,
         shm: ShmStatus | None = None,
+        storage: Callable[[], Any] | None = None,
     ):
         self.registry = registry
         self.supervisor = supervisor
@@ -48,6 +52,7 @@ class ServingManager:
         self._servers: dict[ModelKey, ModelServer] = {}
         self._lock = threading.Lock()
         self._stopping = False
+        self.fetcher = ModelFetcher(models_dir, storage=storage, in_use=self._fetched_in_use)
 
     @property
     def use_shm(self) -> bool:
@@ -64,7 +69,8 @@ class ServingManager:
             if created:
                 if stale is not None:  # pipelines updated or restarted: a flapping server starts afresh
                     stale.stop()
-                server = ModelServer(engine, self.supervisor, self.models_dir, self.notify, self._closing)
+                server = ModelServer(engine, self.supervisor, self.models_dir, self.notify, self._closing,
+                                     self.fetcher)  # fmt: skip
                 self._servers[engine.key] = server
             assert server is not None
             client = server.add_client(pipeline, window)
@@ -87,6 +93,10 @@ class ServingManager:
             log.info("model server %s closed: no pipeline uses it", server.part)
             return True
 
+    def _fetched_in_use(self) -> list[Path]:
+        """The fetched model files some server uses (never removed to bound the cache)."""
+        return [fetched_path(self.models_dir, s.source) for s in self.servers() if s.source is not None]
+
     def servers(self) -> list[ModelServer]:
         with self._lock:
             return list(self._servers.values())
@@ -97,7 +107,11 @@ class ServingManager:
 
     def snapshot(self) -> dict[str, Any]:
         """The ``models`` section of ``local_info.json``."""
-        return {**self.shm.as_dict(), "servers": [server.snapshot() for server in self.servers()]}
+        return {
+            **self.shm.as_dict(),
+            "servers": [server.snapshot() for server in self.servers()],
+            "downloads": self.fetcher.snapshot(),
+        }
 
     def stop(self, deadline: float | None = None) -> list[str]:
         """Stop every server (their processes exit or are killed); returns the ones still stopping."""

@@ -151,7 +151,7 @@ class OnnxServingPlugin(ServingPlugin):
 
         path = self.model_location(self.config, self.context.models_dir)
         if not path.is_file():
-            raise FileNotFoundError(f"model {self.model_name(self.config)!r}: file not found ({path})")
+            raise FileNotFoundError(f"model {self.model_name(self.config)!r}: file not found ({path.name})")
         options = ort.SessionOptions()
         options.intra_op_num_threads = int(self.config.get("INTRA_OP_THREADS") or 0)
         options.inter_op_num_threads = int(self.config.get("INTER_OP_THREADS") or 0)
@@ -162,7 +162,12 @@ class OnnxServingPlugin(ServingPlugin):
         wanted = list(self.config.get("EXECUTION_PROVIDERS") or [CPU])
         providers, self.skipped_providers = choose_providers(wanted, ort.get_available_providers())
         self.model_path = path
-        self.session = ort.InferenceSession(str(path), options, providers=providers)
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=providers)
+        except Exception as exc:  # onnxruntime's text names the file: say the model's name instead (no local path)
+            name = self.model_name(self.config)
+            text = str(exc).replace(str(path), name).replace(str(path.parent), "_models")
+            raise ValueError(f"model {name!r} does not load: {text}") from None
         inputs = [TensorInfo(i.name, _ort_type(i.type), tuple(_ort_dim(d) for d in i.shape))
                   for i in self.session.get_inputs()]  # fmt: skip
         outputs = [TensorInfo(o.name, _ort_type(o.type), tuple(_ort_dim(d) for d in o.shape))

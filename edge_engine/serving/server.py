@@ -19,7 +19,11 @@ Failures never stall a pipeline silently:
   ``unavailable``.
 
 Processes start when the first pipeline needs the model and stop after ``IDLE_STOP_SECONDS`` without
-inputs; the next input starts them again.
+inputs; the next input starts them again. A model named by ``MODEL_URL`` is fetched first (on a thread of
+its own, see :mod:`~edge_engine.serving.model_fetch`): meanwhile the server is ``downloading`` and inputs
+sent to it wait, at most ``INFERENCE_TIMEOUT`` (then ``unavailable``); a download that fails (wrong hash,
+404, too big) makes it ``failed`` with ``load_failed`` answers. A pipeline updated to a new model keeps its
+old one until the new server is :attr:`ModelServer.ready` (the serving stage sees to that).
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from edge_engine.errors import ServingError
 from edge_engine.serving import batcher
 from edge_engine.serving.client import ModelClient, Request
 from edge_engine.serving.config import EngineSpec, ServerSettings
+from edge_engine.serving.model_fetch import ModelFetcher, ModelFetchError, fetched_path
 from edge_engine.serving.stats import ModelStats
 from edge_engine.serving.worker import BATCH, BATCH_ERROR, LOAD_ERROR, READY, RESULT, STOP, WorkerSpec, run_worker
 from edge_engine.supervisor import Supervisor
@@ -94,6 +99,7 @@ class ModelServer:
         models_dir: Path,
         notify: Notify,
         on_idle_closed: Callable[[ModelServer], bool] | None = None,
+        fetcher: ModelFetcher | None = None,
     ):
         self.engine = engine
         self.key = engine.key
@@ -108,6 +114,11 @@ class ModelServer:
         self.info: dict[str, Any] = {}
         self.load_error: str | None = None
         self.closed = False
+        self.fetcher = fetcher
+        self.source = _model_source(engine)
+        self.downloading = False  # fetching MODEL_URL: no process starts until the file is here
+        self.fetch_error: str | None = None
+        self._fetch_stop = threading.Event()
         self._clients: dict[int, ModelClient] = {}
         self._queue = batcher.FairQueue()
         self._lock = threading.Lock()
@@ -135,7 +146,32 @@ class ModelServer:
 
     # --- pipelines' side (any thread) -------------------------------------------------------------------------
     def start(self) -> None:
+        source = self.source
+        if source is not None and self.fetcher is not None and not fetched_path(self.models_dir, source).is_file():
+            self.downloading = True
+            threading.Thread(target=self._fetch, name=f"fetch:{self.signature}", daemon=True).start()
         self._thread.start()
+
+    @property
+    def ready(self) -> bool:
+        """Some process has the model loaded (and warmed up) and takes batches."""
+        return any(w.state in ("ready", "busy") for w in self._workers)
+
+    def _fetch(self) -> None:
+        """Fetch thread: download ``MODEL_URL`` into ``_models/fetched/``, then let the processes start."""
+        assert self.fetcher is not None and self.source is not None
+        max_bytes = int(self.engine.config.get("MODEL_MAX_MB") or 2048) * (1 << 20)
+        try:
+            self.fetcher.ensure(self.source, max_bytes, self._fetch_stop)
+            error = None
+        except ModelFetchError as exc:
+            error = str(exc)
+        with self._lock:
+            self.downloading = False
+            self.fetch_error = error
+            self._wake_locked()
+        if error is not None and not self._fetch_stop.is_set():
+            self._notify_once("error", f"{error}; a pipeline updated to it keeps its previous model")
 
     def add_client(self, pipeline: str, window: int) -> ModelClient:
         client = ModelClient(self, pipeline, window)
@@ -188,6 +224,7 @@ class ModelServer:
 
     def stop(self) -> None:
         """Ask the scheduler to stop its workers and end (see :meth:`join`)."""
+        self._fetch_stop.set()
         with self._lock:
             self._stop = True
             self.closed = True
@@ -248,6 +285,14 @@ class ModelServer:
     def _maintain(self, now: float) -> tuple[list[WorkerHandle], list[Request], ServingError | None]:
         """Under the lock: workers to (re)start now, and requests to fail because nothing can serve them."""
         to_start: list[WorkerHandle] = []
+        if self.downloading or self.fetch_error is not None:  # no model file (yet): nothing to start
+            if not self._queue.size:
+                return to_start, [], None
+            if self.fetch_error is not None:
+                return to_start, self._queue.drain(), self.error("load_failed", self.fetch_error)
+            expired = self._queue.expire(now - self.settings.inference_timeout)  # inputs wait, as for a restart
+            text = f"model {self.model} is still downloading after {self.settings.inference_timeout:g} s"
+            return to_start, expired, self.error("unavailable", text)
         wanted = bool(self._clients) or self._queue.size > 0
         demand = self._queue.size > 0 or self._warm
         self._warm = False
@@ -621,6 +666,10 @@ class ModelServer:
     # --- reporting --------------------------------------------------------------------------------------------
     @property
     def state(self) -> str:
+        if self.downloading:
+            return "downloading"
+        if self.fetch_error is not None:
+            return "failed"
         states = {w.state for w in self._workers}
         for name in ("busy", "ready"):
             if name in states:
@@ -653,7 +702,19 @@ class ModelServer:
             "max_batch_size": settings.max_batch,
             "max_wait_ms": round(settings.max_wait * 1000, 3),
             "pipelines": clients,
-            "load_error": self.load_error,
+            "load_error": self.fetch_error or self.load_error,
+            **({"source": self.source.shown, "sha256": self.source.sha256} if self.source is not None else {}),
             **({"flapping": dict(self.flapping)} if self.flapping else {}),
             **self.stats.snapshot(),
         }
+
+
+def _model_source(engine: EngineSpec) -> Any:
+    """The engine's ``MODEL_URL`` source, if its plugin class fetches models (None otherwise)."""
+    reader = getattr(engine.record.cls, "model_source", None)
+    if reader is None:
+        return None
+    try:
+        return reader(engine.config)
+    except ValueError:
+        return None  # refused by the config check before a server is made

@@ -1,0 +1,151 @@
+"""Models delivered remotely, in a node: a pipeline names ``MODEL_URL`` + ``MODEL_SHA256``, the node fetches the
+model (a real local HTTP server, a real S3 server), and an update to a new version swaps models without losing
+a frame; a wrong hash, a 404 or a model that does not load leaves the old version serving (decision 36)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import EmitTap, wait_for
+from model_http import ModelHttpServer
+from onnx_models import offset_mean_model
+
+pytest.importorskip("onnxruntime", reason="model serving needs onnxruntime (requirements.txt)")
+
+SOURCE = """
+    import numpy as np
+    from edge_engine.api import CapturePlugin, Input, Key
+
+
+    class Counting(CapturePlugin):
+        SIGNATURE = "COUNTING_FRAMES"
+        CONFIG = {"FPS": Key(60.0)}
+
+        def connect(self):
+            self.index = 0
+
+        def read(self):
+            self.context.stop_event.wait(1 / self.config["FPS"])
+            self.index += 1
+            value = self.index % 50
+            return Input(image=np.full((24, 32, 3), value, np.uint8), metadata={"value": value})
+"""
+
+RECORDER = """
+    from edge_engine.api import BusinessPlugin, ServingError
+
+
+    class Versions(BusinessPlugin):
+        SIGNATURE = "VERSIONS"
+        SEEN = []  # (seq, model offset or error kind), read by the test
+
+        def process(self, inp):
+            value = inp.inferences.get("ONNX")
+            if isinstance(value, ServingError):
+                type(self).SEEN.append((inp.seq, value.kind))
+            else:
+                type(self).SEEN.append((inp.seq, round(float(value["mean"][0]) - inp.metadata["value"])))
+"""
+
+PARAMS = {"INPUT_WIDTH": 16, "INPUT_HEIGHT": 16, "COLOR_ORDER": "BGR", "SCALE": 1.0, "WORKERS": 1}
+
+
+def pipeline(url: str, sha: str) -> dict[str, Any]:
+    params = {**PARAMS, "MODEL_URL": url, "MODEL_SHA256": sha}
+    return {"NAME": "fleet", "TYPE": "COUNTING_FRAMES", "PLUGINS": [{"SIGNATURE": "VERSIONS", "INSTANCES": [
+        {"INSTANCE_ID": "v", "AI_ENGINE": "ONNX", "STARTUP_AI_ENGINE_PARAMS": params}]}]}  # fmt: skip
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def models(tmp_path: Path) -> Iterator[tuple[ModelHttpServer, dict[str, str]]]:
+    """Versions 1 and 2 (means plus 100 or 200), a file that is not a model, on a local HTTP server."""
+    server = ModelHttpServer().start()
+    shas = {}
+    for name, offset in (("v1", 100.0), ("v2", 200.0)):
+        path = offset_mean_model(tmp_path / "built" / f"{name}.onnx", offset)
+        server.files[f"/models/{name}.onnx"] = path.read_bytes()
+        shas[name] = sha256(path)
+    server.files["/models/broken.onnx"] = b"this is not an onnx model"
+    shas["broken"] = hashlib.sha256(b"this is not an onnx model").hexdigest()
+    yield server, shas
+    server.stop()
+
+
+def seen_after(start: int) -> list[tuple[int, Any]]:
+    return [item for item in versions().SEEN if item[0] > start]
+
+
+def versions() -> Any:
+    import sys
+
+    return next(m.Versions for n, m in sys.modules.items() if n.startswith("edge_plugins.") and hasattr(m, "Versions"))
+
+
+def server_states(node: Any) -> dict[str, tuple[str, Any]]:
+    return {s["model"]: (s["state"], s.get("load_error")) for s in node.snapshot()["models"]["servers"]}
+
+
+def test_an_update_to_a_new_model_version_loses_no_frame_and_a_bad_one_keeps_the_old(
+    node_factory: Any, models: tuple[ModelHttpServer, dict[str, str]]
+) -> None:
+    http, shas = models
+    node = node_factory(plugins={"data/counting.py": SOURCE, "business/versions.py": RECORDER}, start=False)
+    tap = EmitTap()
+    node.pm.register(tap, name="test-tap")
+    node.start()
+    node.add_pipeline(pipeline(http.url("/models/v1.onnx"), shas["v1"]))
+    wait_for(lambda: sum(1 for _, v in versions().SEEN if v == 100) >= 10, timeout=60)
+    assert {v for _, v in versions().SEEN} == {100}  # frames waited for the first download: none failed
+    fetched = node.layout.models / "fetched" / f"{shas['v1']}.onnx"
+    assert fetched.read_bytes() == http.files["/models/v1.onnx"]
+    (download,) = node.snapshot()["models"]["downloads"]
+    assert download["state"] == "ready" and download["model"] == "v1.onnx" and download["percent"] == 100.0
+
+    # version 2, slowed down on the wire: version 1 keeps serving until version 2 is downloaded and loaded
+    http.gate = gate = __import__("threading").Event()
+    mark = versions().SEEN[-1][0]
+    node.add_pipeline(pipeline(http.url("/models/v2.onnx"), shas["v2"]))
+    wait_for(lambda: server_states(node).get("v2.onnx", ("",))[0] == "downloading", timeout=10)
+    wait_for(lambda: len(seen_after(mark)) >= 10, timeout=30)
+    assert {v for _, v in seen_after(mark)} == {100}
+    gate.set()
+    wait_for(lambda: any(v == 200 for _, v in versions().SEEN[-5:]), timeout=60)
+    wait_for(lambda: sum(1 for _, v in seen_after(mark) if v == 200) >= 10, timeout=30)
+    after = seen_after(mark)
+    values = [v for _, v in after]
+    switch = values.index(200)
+    assert set(values[:switch]) == {100} and set(values[switch:]) == {200}, values  # one switch, no error
+    seqs = [s for s, _ in versions().SEEN]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "a frame was lost or repeated"
+    http.gate = None
+
+    # a wrong hash, a 404, a file that is not a model: each is a clear error naming the model; v2 keeps serving
+    bad = [
+        (http.url("/models/v1.onnx"), "0" * 64, "v1.onnx", "SHA-256 mismatch"),
+        (http.url("/models/gone.onnx"), "2" * 64, "gone.onnx", "HTTP 404"),  # (v1 would come from the cache)
+        (http.url("/models/broken.onnx"), shas["broken"], "broken.onnx", "failed to load"),
+    ]
+    for url, sha, model, reason in bad:
+        mark = versions().SEEN[-1][0]
+        node.add_pipeline(pipeline(url, sha))
+        wait_for(lambda m=model, r=reason: any(m in n.message and r in n.message for n in tap.notifications), 60)
+        wait_for(lambda m=mark: len(seen_after(m)) >= 10, timeout=30)
+        assert {v for _, v in seen_after(mark)} == {200}, seen_after(mark)
+        state, error = server_states(node)[model]
+        assert state in ("failed", "restarting", "starting") and model in str(error), (state, error)
+        assert str(node.layout.root) not in str(error), error  # no local path on the wire (decision 37)
+    seqs = [s for s, _ in versions().SEEN]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+    info = json.loads(json.dumps(node.snapshot()["models"]))  # what local_info.json carries
+    assert [d["model"] for d in info["downloads"]] == ["v1.onnx", "v2.onnx", "v1.onnx", "gone.onnx", "broken.onnx"]
+    assert [d["state"] for d in info["downloads"]] == ["ready", "ready", "failed", "failed", "ready"]
+    assert str(node.layout.models) not in json.dumps(info["downloads"])  # no local path on the wire
