@@ -232,3 +232,24 @@ def test_detections_from_any_serving_result_and_a_malformed_one_is_named(plugin_
     (error,) = result.errors
     assert error.stage == "process" and error.input_seq == 26
     assert "MY_DETECTOR gave a malformed detection #0" in str(error.exception) and "[x1, y1, x2, y2]" in str(error)
+
+
+def test_counts_start_again_at_midnight_utc_after_a_last_totals_of_the_day(
+    plugin_harness: Any, edge_plugin_registry: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    module = sys.modules[edge_plugin_registry.get("business", "OBJECT_COUNTER").cls.__module__]
+    monkeypatch.setattr(module, "_utc_day", lambda: "2026-12-07")
+    inputs = scene_inputs(vs.scene_line_both_ways())
+    with plugin_harness.start("OBJECT_COUNTER", config={**MOTION, "LINES": [LINE], "REPORT_SECONDS": 0}) as session:
+        crossed = session.feed(inputs[:40])  # the first crossing (frame 18)
+        assert [(p["EVENT"], p["DAY"]) for p in crossed] == [("CROSS", "2026-12-07")]
+        monkeypatch.setattr(module, "_utc_day", lambda: "2026-12-08")
+        after = session.feed(inputs[40:])  # midnight passes, then the way back (frame 51)
+        closed, back = after
+        assert closed["EVENT"] == "TOTALS" and closed["DAY_CLOSED"] and closed["DAY"] == "2026-12-07"
+        assert closed["COUNTS"]["door"]["OUT"] == {"motion": 1}
+        assert back["EVENT"] == "CROSS" and back["DAY"] == "2026-12-08"
+        assert back["COUNTS"]["door"] == {"IN": {"motion": 1}, "OUT": {}}
+        assert session.command("COUNTS")["DAY"] == "2026-12-08"

@@ -73,7 +73,9 @@ class ZoneAlert(ZoneAnalyticsPlugin):
                     self._alert_since[zone.name] = now
                 self._emit_raise(inp, tracked, event, new)
         for name in list(self._alert_since):
-            if name in zones and not self._holds(zones[name]):
+            if name not in zones:
+                del self._alert_since[name]  # the zone was removed by a config update
+            elif not self._holds(zones[name]):
                 self._emit_lower(inp, tracked, name, now)
 
     def _holds(self, zone: Any) -> bool:
