@@ -237,15 +237,14 @@ def test_detections_from_any_serving_result_and_a_malformed_one_is_named(plugin_
 def test_counts_start_again_at_midnight_utc_after_a_last_totals_of_the_day(
     plugin_harness: Any, edge_plugin_registry: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import sys
-
-    module = sys.modules[edge_plugin_registry.get("business", "OBJECT_COUNTER").cls.__module__]
-    monkeypatch.setattr(module, "_utc_day", lambda: "2026-12-07")
+    # the class's own module globals (other tests' nodes may have loaded the module again under the same name)
+    module = edge_plugin_registry.get("business", "OBJECT_COUNTER").cls.on_events.__globals__
+    monkeypatch.setitem(module, "_utc_day", lambda: "2026-12-07")
     inputs = scene_inputs(vs.scene_line_both_ways())
     with plugin_harness.start("OBJECT_COUNTER", config={**MOTION, "LINES": [LINE], "REPORT_SECONDS": 0}) as session:
         crossed = session.feed(inputs[:40])  # the first crossing (frame 18)
         assert [(p["EVENT"], p["DAY"]) for p in crossed] == [("CROSS", "2026-12-07")]
-        monkeypatch.setattr(module, "_utc_day", lambda: "2026-12-08")
+        monkeypatch.setitem(module, "_utc_day", lambda: "2026-12-08")
         after = session.feed(inputs[40:])  # midnight passes, then the way back (frame 51)
         closed, back = after
         assert closed["EVENT"] == "TOTALS" and closed["DAY_CLOSED"] and closed["DAY"] == "2026-12-07"
