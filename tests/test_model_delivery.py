@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,10 @@ from typing import Any
 import pytest
 from conftest import EmitTap, wait_for
 from model_http import ModelHttpServer
+from mqtt_broker import free_port
 from onnx_models import offset_mean_model
+
+from edge_engine.constants import KIND_BUSINESS
 
 pytest.importorskip("onnxruntime", reason="model serving needs onnxruntime (requirements.txt)")
 
@@ -80,14 +84,19 @@ def models(tmp_path: Path) -> Iterator[tuple[ModelHttpServer, dict[str, str]]]:
     server.stop()
 
 
-def seen_after(start: int) -> list[tuple[int, Any]]:
-    return [item for item in versions().SEEN if item[0] > start]
+def seen(node: Any) -> list[tuple[int, Any]]:
+    """(seq, model offset or error kind) of every input the node's VERSIONS instance got, in order."""
+    return node.registry.get(KIND_BUSINESS, "VERSIONS").cls.SEEN  # type: ignore[no-any-return]
 
 
-def versions() -> Any:
-    import sys
+def seen_after(node: Any, start: int) -> list[tuple[int, Any]]:
+    return [item for item in seen(node) if item[0] > start]
 
-    return next(m.Versions for n, m in sys.modules.items() if n.startswith("edge_plugins.") and hasattr(m, "Versions"))
+
+def status_page(port: int) -> Any:
+    """What the status page shows (it renders /api/status)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status", timeout=5) as response:
+        return json.loads(response.read())
 
 
 def server_states(node: Any) -> dict[str, tuple[str, Any]]:
@@ -98,13 +107,16 @@ def test_an_update_to_a_new_model_version_loses_no_frame_and_a_bad_one_keeps_the
     node_factory: Any, models: tuple[ModelHttpServer, dict[str, str]]
 ) -> None:
     http, shas = models
-    node = node_factory(plugins={"data/counting.py": SOURCE, "business/versions.py": RECORDER}, start=False)
+    port = free_port()
+    node = node_factory(plugins={"data/counting.py": SOURCE, "business/versions.py": RECORDER}, start=False,
+                        environ={"EE_STATUS_PORT": str(port)})  # fmt: skip
     tap = EmitTap()
     node.pm.register(tap, name="test-tap")
     node.start()
+    seen(node).clear()
     node.add_pipeline(pipeline(http.url("/models/v1.onnx"), shas["v1"]))
-    wait_for(lambda: sum(1 for _, v in versions().SEEN if v == 100) >= 10, timeout=60)
-    assert {v for _, v in versions().SEEN} == {100}  # frames waited for the first download: none failed
+    wait_for(lambda: sum(1 for _, v in seen(node) if v == 100) >= 10, timeout=60)
+    assert {v for _, v in seen(node)} == {100}  # frames waited for the first download: none failed
     fetched = node.layout.models / "fetched" / f"{shas['v1']}.onnx"
     assert fetched.read_bytes() == http.files["/models/v1.onnx"]
     (download,) = node.snapshot()["models"]["downloads"]
@@ -112,19 +124,29 @@ def test_an_update_to_a_new_model_version_loses_no_frame_and_a_bad_one_keeps_the
 
     # version 2, slowed down on the wire: version 1 keeps serving until version 2 is downloaded and loaded
     http.gate = gate = __import__("threading").Event()
-    mark = versions().SEEN[-1][0]
+    mark = seen(node)[-1][0]
     node.add_pipeline(pipeline(http.url("/models/v2.onnx"), shas["v2"]))
     wait_for(lambda: server_states(node).get("v2.onnx", ("",))[0] == "downloading", timeout=10)
-    wait_for(lambda: len(seen_after(mark)) >= 10, timeout=30)
-    assert {v for _, v in seen_after(mark)} == {100}
+
+    def local_info() -> Any:
+        node.write_local_info()  # (the node's run loop does it every SECONDS_LOCAL_INFO; an in-process node has none)
+        return json.loads(node.layout.local_info.read_text())
+
+    for where in (local_info, lambda: status_page(port)):  # both show it
+        wait_for(lambda w=where: "v2.onnx" in {s["model"] for s in w()["models"]["servers"]}, timeout=10)
+        (shown,) = [s for s in where()["models"]["servers"] if s["model"] == "v2.onnx"]
+        assert shown["state"] == "downloading" and shown["download"].startswith("downloading 0.0 of 0.0 MB"), shown
+        assert shown["source"] == http.url("/models/v2.onnx") and shown["sha256"] == shas["v2"]
+    wait_for(lambda: len(seen_after(node, mark)) >= 10, timeout=30)
+    assert {v for _, v in seen_after(node, mark)} == {100}
     gate.set()
-    wait_for(lambda: any(v == 200 for _, v in versions().SEEN[-5:]), timeout=60)
-    wait_for(lambda: sum(1 for _, v in seen_after(mark) if v == 200) >= 10, timeout=30)
-    after = seen_after(mark)
+    wait_for(lambda: any(v == 200 for _, v in seen(node)[-5:]), timeout=60)
+    wait_for(lambda: sum(1 for _, v in seen_after(node, mark) if v == 200) >= 10, timeout=30)
+    after = seen_after(node, mark)
     values = [v for _, v in after]
     switch = values.index(200)
     assert set(values[:switch]) == {100} and set(values[switch:]) == {200}, values  # one switch, no error
-    seqs = [s for s, _ in versions().SEEN]
+    seqs = [s for s, _ in seen(node)]
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "a frame was lost or repeated"
     http.gate = None
 
@@ -135,17 +157,38 @@ def test_an_update_to_a_new_model_version_loses_no_frame_and_a_bad_one_keeps_the
         (http.url("/models/broken.onnx"), shas["broken"], "broken.onnx", "failed to load"),
     ]
     for url, sha, model, reason in bad:
-        mark = versions().SEEN[-1][0]
+        mark = seen(node)[-1][0]
         node.add_pipeline(pipeline(url, sha))
         wait_for(lambda m=model, r=reason: any(m in n.message and r in n.message for n in tap.notifications), 60)
-        wait_for(lambda m=mark: len(seen_after(m)) >= 10, timeout=30)
-        assert {v for _, v in seen_after(mark)} == {200}, seen_after(mark)
+        wait_for(lambda m=mark: len(seen_after(node, m)) >= 10, timeout=30)
+        assert {v for _, v in seen_after(node, mark)} == {200}, seen_after(node, mark)
         state, error = server_states(node)[model]
         assert state in ("failed", "restarting", "starting") and model in str(error), (state, error)
         assert str(node.layout.root) not in str(error), error  # no local path on the wire (decision 37)
-    seqs = [s for s, _ in versions().SEEN]
+    seqs = [s for s, _ in seen(node)]
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
     info = json.loads(json.dumps(node.snapshot()["models"]))  # what local_info.json carries
     assert [d["model"] for d in info["downloads"]] == ["v1.onnx", "v2.onnx", "v1.onnx", "gone.onnx", "broken.onnx"]
     assert [d["state"] for d in info["downloads"]] == ["ready", "ready", "failed", "failed", "ready"]
     assert str(node.layout.models) not in json.dumps(info["downloads"])  # no local path on the wire
+
+
+def test_a_model_in_s3_comes_through_the_node_storage_settings(
+    node_factory: Any, s3_server: Any, tmp_path: Path
+) -> None:
+    import io
+
+    path = offset_mean_model(tmp_path / "v1.onnx", 100.0)
+    client = s3_server.client()
+    if not client.bucket_exists(s3_server.bucket):
+        client.make_bucket(s3_server.bucket)
+    client.put_object(s3_server.bucket, "fleet/v1.onnx", io.BytesIO(path.read_bytes()), path.stat().st_size)
+    node = node_factory(plugins={"data/counting.py": SOURCE, "business/versions.py": RECORDER},
+                        environ=s3_server.env)  # fmt: skip
+    seen(node).clear()
+    mark = 0
+    node.add_pipeline(pipeline("s3:fleet/v1.onnx", sha256(path)))
+    wait_for(lambda: sum(1 for _, v in seen_after(node, mark) if v == 100) >= 5, timeout=60)
+    assert {v for _, v in seen_after(node, mark)} == {100}
+    (download,) = node.snapshot()["models"]["downloads"]
+    assert download["source"] == "s3:fleet/v1.onnx" and download["state"] == "ready"

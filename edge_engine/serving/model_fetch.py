@@ -311,6 +311,22 @@ class ModelFetcher:
         if error:
             log.error("%s", error)
 
+    def progress_text(self, sha256: str) -> str | None:
+        """One line on the download of ``sha256`` for the status page (``downloading 1.5 of 3.0 MB (50 %)``)."""
+        with self._lock:
+            entry = dict(self._progress.get(sha256) or {})
+        if not entry:
+            return None
+        done, total = (entry.get("bytes") or 0) / (1 << 20), entry.get("total")
+        if entry["state"] == "downloading":
+            size = (
+                f"{done:.1f} of {total / (1 << 20):.1f} MB ({100 * done * (1 << 20) / total:.0f} %)"
+                if total
+                else f"{done:.1f} MB"
+            )
+            return f"downloading {size}" + (f", try {entry['attempts']}" if entry.get("attempts", 0) > 1 else "")
+        return str(entry["state"])
+
     def snapshot(self) -> list[dict[str, Any]]:
         """Downloads in progress and the last ones finished, oldest first (for ``local_info.json``)."""
         with self._lock:
