@@ -12,6 +12,7 @@ import copy
 import logging
 import os
 import platform
+import re
 import threading
 import time
 from concurrent.futures import Future
@@ -31,7 +32,16 @@ from edge_engine.hooks import Hooks, get_plugin_manager
 from edge_engine.identity import Identity, default_alias, load_or_create_identity
 from edge_engine.local_output import LocalOutput
 from edge_engine.messages import Notification, utc_iso
-from edge_engine.pipeline_config import NAME_PATTERN, PipelineSpec, check_instance_update, validate_pipeline
+from edge_engine.pipeline_config import (
+    CACHE_FILE,
+    NAME_PATTERN,
+    SEED_FILE,
+    PipelineSpec,
+    check_instance_update,
+    public_reasons,
+    read_pipeline_file,
+    validate_pipeline,
+)
 from edge_engine.redact import redact
 from edge_engine.registry import PluginRegistry
 from edge_engine.runtime.environment import RuntimeEnv
@@ -43,6 +53,7 @@ from edge_engine.supervisor import RestartPolicy, Supervisor
 
 log = logging.getLogger(__name__)
 REMOVE_JOIN_SECONDS = 2.0
+VOLUME_ALIAS = re.compile(r"[A-Za-z0-9_.-]+")  # an alias found in a volume's local_info.json (Ratio1's)
 
 
 def ratio1_time(ts: float | None = None) -> str:
@@ -125,12 +136,13 @@ class Node:
         )  # fmt: skip
 
     def _resolve_alias(self, identity: Identity) -> str:
-        """The cached alias wins; ``EE_ID`` seeds it at first start; else hostname + address."""
+        """The cached alias wins (``config_startup.json``, else the volume's own ``_data/local_info.json``: a Ratio1
+        volume keeps it there); ``EE_ID`` seeds it at first start; else hostname + address."""
         startup_file = self.layout.startup_config
         stored = self.settings.startup.get("EE_ID") or ""
         if stored.strip().upper() not in C.ALIAS_PLACEHOLDERS:
             return stored.strip()[: C.ALIAS_MAX_LEN]
-        alias = (self.settings.env.get(C.ENV_ID) or "").strip()
+        alias = self._volume_alias() or (self.settings.env.get(C.ENV_ID) or "").strip()
         if alias.upper() in C.ALIAS_PLACEHOLDERS:
             alias = default_alias(identity.address)
         alias = alias[: C.ALIAS_MAX_LEN]
@@ -141,6 +153,25 @@ class Node:
         data["EE_ID"] = alias
         atomic_write_json(startup_file, data)
         self.settings.startup["EE_ID"] = alias
+        return alias
+
+    def _volume_alias(self) -> str:
+        """The alias in the cache's ``_data/local_info.json`` when it holds a usable one (a Ratio1 volume's node), else
+        an empty string. Read before this node writes the file."""
+        try:
+            info = read_json(self.layout.local_info) if self.layout.local_info.exists() else None
+        except CacheError:
+            return ""
+        alias = info.get("alias") if isinstance(info, dict) else None
+        if not isinstance(alias, str) or alias.strip().upper() in C.ALIAS_PLACEHOLDERS:
+            return ""
+        alias = alias.strip()
+        if not VOLUME_ALIAS.fullmatch(alias):
+            log.warning("the alias %r in %s is not usable here; not taken", alias, self.layout.local_info)
+            return ""
+        if len(alias) > C.ALIAS_MAX_LEN:
+            log.warning("the volume's alias %r is cut to %d characters", alias, C.ALIAS_MAX_LEN)
+        log.info("alias %r taken from the volume's %s", alias[: C.ALIAS_MAX_LEN], self.layout.local_info.name)
         return alias
 
     def _start_disk(self) -> None:
@@ -236,50 +267,58 @@ class Node:
             log.debug("plugin %s %s v%s from %s", record.kind, record.signature, record.version, record.source)
 
     def _seed_pipelines(self) -> None:
-        """First start: copy the configured pipeline files (and the demo) into the cache."""
+        """First start: copy the configured pipeline files into the cache, and the demo into a brand new cache."""
         entries: list[tuple[str, Any]] = []
         for item in self.settings.startup.get("PIPELINES", []):
             entries.append(("startup config › PIPELINES", item))
         if self.settings.startup.get("DEMO_PIPELINE"):
             demo = self.settings.base_dir / C.DEMO_PIPELINE_FILE
-            if demo.exists():
+            if not self.settings.new_cache:
+                log.info("demo pipeline not seeded: the cache is not new (it holds a key, pipelines or an allowlist)")
+            elif demo.exists():
                 entries.append(("demo", str(demo)))
             else:
                 log.info("demo pipeline %s not found; not seeded", demo)
         for label, item in entries:
             if isinstance(item, str):
                 path = Path(item) if Path(item).is_absolute() else self.settings.base_dir / item
-                try:
-                    data = read_json(path)
-                except CacheError as exc:
-                    log.error("%s: %s", label, exc)
-                    self.invalid[path.stem] = {"name": path.stem, "file": str(path), "errors": [str(exc)]}
+                items, issues = read_pipeline_file(path, SEED_FILE)
+                if issues:
+                    self._record_invalid(path.stem, str(path), issues)
                     continue
                 label = str(path)
             else:
-                data = item
-            for raw in data if isinstance(data, list) else [data]:
-                name = raw.get("NAME") if isinstance(raw, dict) else None
-                if not isinstance(name, str) or not name:
-                    issue = ConfigIssue("missing required key (string)", file=label, key="NAME")
-                    self.invalid[f"unnamed:{label}"] = {"name": None, "file": label, "errors": [str(issue)]}
-                    log.error("%s", issue)
-                    continue
-                atomic_write_json(self.layout.stream_file(name), self._stamp(raw))
-                log.info("seeded pipeline %r from %s", name, label)
+                items = [item]
+            for raw in items:
+                self._seed_one(raw, label)
+
+    def _seed_one(self, raw: Any, label: str) -> None:
+        """Write one seed pipeline to ``streams/<NAME>.json`` (checked when the cache is loaded); a NAME that cannot
+        be a file name there is refused here."""
+        name = raw.get("NAME") if isinstance(raw, dict) else None
+        if not isinstance(name, str) or not NAME_PATTERN.match(name):
+            hint = "use 1-64 letters, digits, '_', '-' or '.'"
+            if not isinstance(raw, dict):
+                issue = ConfigIssue("a pipeline must be a JSON object", file=label, got=type(raw).__name__,
+                                    has_got=True)  # fmt: skip
+            else:
+                issue = ConfigIssue("missing or invalid pipeline name", file=label, key="NAME", got=name,
+                                    has_got="NAME" in raw, hint=hint)  # fmt: skip
+            self._record_invalid(f"unnamed:{Path(label).name}" if not isinstance(name, str) else name, label, [issue])
+            return
+        atomic_write_json(self.layout.stream_file(name), self._stamp(raw))
+        log.info("seeded pipeline %r from %s", name, label)
 
     def _load_cached_pipelines(self) -> None:
         for path in sorted(self.layout.streams.glob("*.json")):
             if path.stem.lower() == C.ADMIN_PIPELINE_NAME:
                 log.info("%s: the admin pipeline is built from the startup config; this file is ignored", path)
                 continue
-            try:
-                raw = read_json(path)
-            except CacheError as exc:
-                self.invalid[path.stem] = {"name": path.stem, "file": str(path), "errors": [str(exc)]}
-                log.error("%s", exc)
+            items, issues = read_pipeline_file(path, CACHE_FILE)
+            if issues:
+                self._record_invalid(path.stem, str(path), issues)
                 continue
-            spec, issues = validate_pipeline(raw, self.registry, str(path), self.layout.models)
+            spec, issues = validate_pipeline(items[0], self.registry, str(path), self.layout.models)
             if spec is None:
                 self._record_invalid(path.stem, str(path), issues)
                 continue
@@ -292,9 +331,12 @@ class Node:
             self._start_pipeline(spec)
 
     def _record_invalid(self, name: str, file: str, issues: list[ConfigIssue]) -> None:
+        """Keep an invalid pipeline's problems: ``errors`` (with the file, for local_info.json and the logs) and
+        ``reasons`` (the same without it: what heartbeats carry, decision 37)."""
         for issue in issues:
             log.error("invalid pipeline: %s", issue)
-        self.invalid[name] = {"name": name, "file": file, "errors": [str(i) for i in issues]}
+        self.invalid[name] = {"name": name, "file": file, "errors": [str(i) for i in issues],
+                              "reasons": public_reasons(issues)}  # fmt: skip
 
     # --- engine API -----------------------------------------------------------------------------------------
     def add_pipeline(self, raw: dict[str, Any], source: str = "api") -> PipelineSpec:

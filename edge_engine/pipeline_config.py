@@ -3,19 +3,24 @@
 A pipeline is ``{"NAME", "TYPE", ...capture keys, "PLUGINS": [{"SIGNATURE", "INSTANCES": [{"INSTANCE_ID",
 ...overrides}]}]}``. Every problem is collected (never only the first) with its full location.
 An instance's effective config is the plugin's defaults updated with the instance's overrides.
+
+Pipeline files are read by :func:`read_pipeline_file`, the one reader of the node and of ``edge-node validate``:
+a file in the cache (``streams/<NAME>.json``, Ratio1's layout) holds one pipeline object; a seed file (the
+startup config's ``PIPELINES``, the demo, ``edge-node deploy``) holds one object or a list of them.
 """
 
 from __future__ import annotations
 
 import copy
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from edge_engine.cache import read_json
 from edge_engine.config_keys import Key, check_value, defaults, validate_mapping
 from edge_engine.constants import KIND_BUSINESS, KIND_CAPTURE
-from edge_engine.errors import ConfigIssue
+from edge_engine.errors import CacheError, ConfigIssue
 from edge_engine.ratio1_keys import INSTANCE_KEYS, PIPELINE_KEYS
 from edge_engine.registry import PluginRecord, PluginRegistry
 from edge_engine.serving.config import check_engines
@@ -23,6 +28,34 @@ from edge_engine.serving.config import check_engines
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 PIPELINE_STRUCTURE = frozenset({"NAME", "TYPE", "PLUGINS"})
 PLUGIN_ENTRY_KEYS = frozenset({"SIGNATURE", "INSTANCES"})
+CACHE_FILE = "cache"  # one pipeline object per file: _data/box_configuration/streams/<NAME>.json
+SEED_FILE = "seed"  # one pipeline object or a list of them: PIPELINES entries, the demo, edge-node deploy
+
+
+def read_pipeline_file(path: Path, role: str = SEED_FILE) -> tuple[list[Any], list[ConfigIssue]]:
+    """The pipeline objects of a file as the node reads it (``role``: :data:`CACHE_FILE` or :data:`SEED_FILE`),
+    or the issue that refuses the whole file (unreadable, not JSON, a list in the cache, an empty list).
+    Each object is then checked by :func:`validate_pipeline`."""
+    label = str(path)
+    try:
+        data = read_json(path)
+    except CacheError as exc:
+        return [], [ConfigIssue(str(exc).replace(f"{path} ", "", 1), file=label)]
+    if not isinstance(data, list):
+        return [data], []
+    if role == CACHE_FILE:
+        hint = "a file of the cache holds one pipeline: put each in its own <NAME>.json (lists are for seed files)"
+        return [], [ConfigIssue("expected one pipeline object, not a list", file=label, got=f"a list of {len(data)}",
+                                has_got=True, hint=hint)]  # fmt: skip
+    if not data:
+        return [], [ConfigIssue("expected a pipeline object or a non-empty list of them", file=label, got=[],
+                                has_got=True)]  # fmt: skip
+    return data, []
+
+
+def public_reasons(issues: list[ConfigIssue]) -> list[str]:
+    """What is wrong, without the file it is in: the form that may leave the node (decision 37)."""
+    return [str(replace(issue, file=None)) for issue in issues]
 
 
 @dataclass(frozen=True)
@@ -227,4 +260,15 @@ def _near(name: str, known: frozenset[str]) -> str | None:
     return f"did you mean {near[0]!r}?" if near else None
 
 
-__all__ = ["InstanceSpec", "Key", "PipelineSpec", "check_instance_update", "check_value", "validate_pipeline"]
+__all__ = [
+    "CACHE_FILE",
+    "SEED_FILE",
+    "InstanceSpec",
+    "Key",
+    "PipelineSpec",
+    "check_instance_update",
+    "check_value",
+    "public_reasons",
+    "read_pipeline_file",
+    "validate_pipeline",
+]

@@ -66,6 +66,7 @@ ENV_OVERRIDES: dict[str, tuple[str, str]] = {
 TRUE_WORDS = ("1", "true", "yes", "on")
 FALSE_WORDS = ("0", "false", "no", "off", "")
 ENVIRONMENT = "environment"  # the ``file`` of every issue about an EE_* variable
+NEW_CACHE = "brand new cache: the demo may be seeded\n"  # in the first-start marker
 
 
 def env_issue(name: str, value: Any, message: str, secret: bool = False) -> ConfigIssue:
@@ -122,6 +123,7 @@ class NodeSettings:
     load_entry_points: bool = True
     disabled_plugins: tuple[str, ...] = ()
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
+    new_cache: bool = False  # first start on a brand new cache (no key, no pipelines, no allowlist): demo allowed
 
     def plugin_folders(self) -> list[Path]:
         return [_resolve(self.base_dir, folder) for folder in self.startup["PLUGIN_FOLDERS"]]
@@ -172,15 +174,15 @@ def load_settings(
     base = (base_dir or Path.cwd()).absolute()
     layout = CacheLayout(resolve_cache_dir(cache_dir or env.get(C.ENV_CACHE_DIR)))
     check_cache_version(layout)
-    first_start = not layout.cache_version.exists() and not layout.startup_config.exists()
-    first_start = first_start or layout.first_start_marker.exists()  # a first start that crashed before seeding
+    first_start = is_first_start(layout)
+    new_cache = is_new_cache(layout) if first_start else False
     layout.ensure()
     layout.remove_stale_temp_files()
     if first_start:
-        atomic_write_text(layout.first_start_marker, "pipelines not seeded yet\n")
+        atomic_write_text(layout.first_start_marker, f"pipelines not seeded yet\n{NEW_CACHE if new_cache else ''}")
     issues: list[ConfigIssue] = []
     seeds: list[tuple[Path, dict[str, Any], int | None]] = []
-    startup, seed_file = _load_startup(layout, base, env, issues, seeds)
+    startup, seed_file = _load_startup(layout, base, env, issues, seeds, first_start)
     app = _load_app(layout, base, env, issues, seeds)
     issues.extend(subsystem_issues(app, startup, env))
     if issues:
@@ -193,7 +195,7 @@ def load_settings(
         atomic_write_text(layout.cache_version, f"{C.CACHE_FORMAT_VERSION}\n")
     disabled = tuple(p for p in env.get(C.ENV_DISABLED_PLUGINS, "").split(",") if p.strip())
     load_eps = env_value(env, C.ENV_LOAD_ENTRY_POINTS, "bool", []) is not False
-    return NodeSettings(base, layout, startup, app, first_start, seed_file, load_eps, disabled, env)
+    return NodeSettings(base, layout, startup, app, first_start, seed_file, load_eps, disabled, env, new_cache)
 
 
 def read_settings(
@@ -212,9 +214,10 @@ def read_settings(
         check_cache_version(layout)
     except CacheError as exc:
         issues.append(ConfigIssue(str(exc), file=str(layout.cache_version)))
-    first_start = not layout.cache_version.exists() and not layout.startup_config.exists()
+    first_start = is_first_start(layout)
+    new_cache = is_new_cache(layout) if first_start else False
     seeds: list[tuple[Path, dict[str, Any], int | None]] = []  # discarded: nothing is written
-    startup, seed_file = _load_startup(layout, base, env, issues, seeds)
+    startup, seed_file = _load_startup(layout, base, env, issues, seeds, first_start)
     app = _load_app(layout, base, env, issues, seeds)
     issues.extend(subsystem_issues(app, startup, env))
     for name, key in STARTUP_SCHEMA.items():  # a rejected value must not break the caller's use of it
@@ -222,8 +225,27 @@ def read_settings(
             startup[name] = defaults({name: key}).get(name)
     disabled = tuple(p for p in env.get(C.ENV_DISABLED_PLUGINS, "").split(",") if p.strip())
     load_eps = env_value(env, C.ENV_LOAD_ENTRY_POINTS, "bool", []) is not False
-    settings = NodeSettings(base, layout, startup, app, first_start, seed_file, load_eps, disabled, env)
+    settings = NodeSettings(base, layout, startup, app, first_start, seed_file, load_eps, disabled, env, new_cache)
     return settings, issues
+
+
+def is_first_start(layout: CacheLayout) -> bool:
+    """Whether this node has not completed a start with this cache yet: no ``_data/cache_version`` (written by every
+    first start; a Ratio1 volume, or a cache where only ``change_alias`` ran, has none), or a first start that
+    crashed before it seeded the pipelines (the marker)."""
+    return not layout.cache_version.exists() or layout.first_start_marker.exists()
+
+
+def is_new_cache(layout: CacheLayout) -> bool:
+    """Whether the cache is brand new: no node key, no pipeline file, no allowlist (a Ratio1 volume has them). Only
+    such a cache gets the demo pipeline. After a crashed first start the marker remembers the answer."""
+    if layout.first_start_marker.exists():
+        try:
+            return NEW_CACHE in layout.first_start_marker.read_text(encoding="utf-8")
+        except OSError:
+            return False
+    has_streams = layout.streams.is_dir() and any(layout.streams.glob("*.json"))
+    return not (layout.key_file.exists() or has_streams or layout.authorized_addrs.exists())
 
 
 def subsystem_issues(app: Mapping[str, Any], startup: Mapping[str, Any], env: Mapping[str, str]) -> list[ConfigIssue]:
@@ -297,17 +319,25 @@ def _cached_or_seed(
     issues: list[ConfigIssue],
     seeds: list[tuple[Path, dict[str, Any], int | None]],
     mode: int | None,
+    merge_seed: bool = False,
 ) -> tuple[dict[str, Any], str, str | None]:
     """Read the cached copy of a config; at first start read its seed (``spec``, else ``default_file``)
-    and queue it for the cache. Returns the config, its label for errors, and the seed's label."""
-    if cached.exists():
+    and queue it for the cache. Returns the config, its label for errors, and the seed's label.
+
+    With ``merge_seed`` (a first start) a cached copy that is already there (``change_alias`` before any start, or
+    a Ratio1 volume's own file) keeps its keys and gets the seed's others: the seeding still happens."""
+    if cached.exists() and not merge_seed:
         raw, label = _read_config_source(str(cached), base, "", issues)
         return raw, label, None
     if spec is None and (base / default_file).exists():
         spec = default_file
-    raw, label = _read_config_source(spec, base, env_name, issues) if spec else ({}, "defaults")
+    seed, seed_label = _read_config_source(spec, base, env_name, issues) if spec else ({}, "defaults")
+    raw, label = seed, seed_label
+    if cached.exists():
+        kept, label = _read_config_source(str(cached), base, "", issues)
+        raw = {**seed, **kept}
     seeds.append((cached, raw, mode))
-    return raw, label, label
+    return raw, label, seed_label
 
 
 def _load_startup(
@@ -316,10 +346,12 @@ def _load_startup(
     env: dict[str, str],
     issues: list[ConfigIssue],
     seeds: list[tuple[Path, dict[str, Any], int | None]],
+    first_start: bool = False,
 ) -> tuple[dict[str, Any], str | None]:
     raw, label, seed_file = _cached_or_seed(
-        layout.startup_config, env.get(C.ENV_CONFIG), C.ENV_CONFIG, C.STARTUP_CONFIG_FILE, base, issues, seeds, None
-    )
+        layout.startup_config, env.get(C.ENV_CONFIG), C.ENV_CONFIG, C.STARTUP_CONFIG_FILE, base, issues, seeds, None,
+        merge_seed=first_start,
+    )  # fmt: skip
     issues.extend(validate_mapping(raw, STARTUP_SCHEMA, {"file": label}, extra_known=STARTUP_KEYS))
     startup = defaults(STARTUP_SCHEMA)
     startup.update({k: v for k, v in raw.items()})

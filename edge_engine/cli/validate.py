@@ -21,10 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from edge_engine import constants as C
-from edge_engine.cache import read_json
 from edge_engine.cli._common import add_node_args, display_path, load_plugins, print_json, settings_from
-from edge_engine.errors import CacheError, ConfigIssue
-from edge_engine.pipeline_config import PipelineSpec, validate_pipeline
+from edge_engine.errors import ConfigIssue
+from edge_engine.pipeline_config import CACHE_FILE, SEED_FILE, PipelineSpec, read_pipeline_file, validate_pipeline
 from edge_engine.registry import PluginRegistry
 from edge_engine.settings import NodeSettings
 
@@ -80,9 +79,14 @@ def plan(spec: PipelineSpec) -> str:
 
 
 def check_pipeline_data(data: Any, label: str, registry: PluginRegistry) -> PipelineCheck:
-    """Validate one pipeline object, or a list of them (a seed file may hold several)."""
+    """Validate one pipeline object (a startup config's PIPELINES item), or a list of them."""
     check = PipelineCheck(label)
-    for raw in data if isinstance(data, list) else [data]:
+    return _check_items(check, data if isinstance(data, list) else [data], registry)
+
+
+def _check_items(check: PipelineCheck, items: list[Any], registry: PluginRegistry) -> PipelineCheck:
+    label = check.file
+    for raw in items:
         spec, issues = validate_pipeline(raw, registry, label)
         check.issues.extend(issues)
         name = raw.get("NAME") if isinstance(raw, dict) else None
@@ -93,13 +97,23 @@ def check_pipeline_data(data: Any, label: str, registry: PluginRegistry) -> Pipe
     return check
 
 
-def check_pipeline_file(path: Path, registry: PluginRegistry) -> PipelineCheck:
+def check_pipeline_file(path: Path, registry: PluginRegistry, role: str = SEED_FILE) -> PipelineCheck:
+    """Check a pipeline file as the node reads it (:func:`edge_engine.pipeline_config.read_pipeline_file`): a cache
+    file (``role`` :data:`CACHE_FILE`) must hold one object; a seed file may hold a list."""
     label = display_path(path)
+    items, issues = read_pipeline_file(path, role)
+    if issues:
+        return PipelineCheck(label, issues=[dataclasses.replace(i, file=label) for i in issues])
+    return _check_items(PipelineCheck(label), items, registry)
+
+
+def file_role(path: Path, settings: NodeSettings) -> str:
+    """How the node reads ``path``: as a cache file when it is in the cache's streams folder, else as a seed."""
     try:
-        data = read_json(path)
-    except CacheError as exc:
-        return PipelineCheck(label, issues=[ConfigIssue(str(exc).replace(f"{path} ", "", 1), file=label)])
-    return check_pipeline_data(data, label, registry)
+        Path(path).resolve().relative_to(settings.layout.streams.resolve())
+    except ValueError:
+        return SEED_FILE
+    return CACHE_FILE
 
 
 def default_pipeline_sources(settings: NodeSettings) -> list[tuple[str, Any]]:
@@ -188,11 +202,11 @@ def validate(args: argparse.Namespace) -> Report:
                                          file=display_path(failure.source), plugin=failure.name))  # fmt: skip
     if args.files:
         for path in args.files:
-            report.pipelines.append(check_pipeline_file(path, registry))
+            report.pipelines.append(check_pipeline_file(path, registry, file_role(path, settings)))
     else:
         for kind, item in default_pipeline_sources(settings):
             if kind == "file":
-                report.pipelines.append(check_pipeline_file(Path(item), registry))
+                report.pipelines.append(check_pipeline_file(Path(item), registry, file_role(Path(item), settings)))
             else:
                 report.pipelines.append(check_pipeline_data(item, kind, registry))
         report.issues.extend(duplicate_names(report.pipelines, settings.layout.streams))

@@ -2,7 +2,9 @@
 
 The body says who the node is (address, alias, version, allowlist), how the machine is doing (CPU, memory,
 disk, uptime) and what runs (pipelines and instances with status and counters). Credentials never appear:
-pipeline configs are redacted before they are put in ``CONFIG_STREAMS``.
+pipeline configs are redacted before they are put in ``CONFIG_STREAMS``. Nor do the node's local paths
+(decision 37): ``INVALID_PIPELINES`` carries names and reasons only, and every other field has the node's folders
+replaced (:class:`edge_engine.redact.LocalPaths`); ``CONFIG_STREAMS`` is the owners' configs, as they wrote them.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any
 
 from edge_engine import __version__
 from edge_engine.comms.envelope import ratio1_timestamp
-from edge_engine.redact import redact
+from edge_engine.redact import LocalPaths, redact
 
 
 def encode_data(body: dict[str, Any]) -> str:
@@ -142,6 +144,12 @@ def active_plugins(snapshot: dict[str, Any]) -> list[dict[str, Any]]:
     return result
 
 
+def invalid_pipelines(snapshot: dict[str, Any]) -> list[dict[str, Any]]:
+    """``INVALID_PIPELINES``: each invalid pipeline's name and reasons, never the file it is in (decision 37)."""
+    return [{"name": item.get("name"), "errors": list(item.get("reasons", []))}
+            for item in snapshot.get("invalid_pipelines", []) if isinstance(item, dict)]  # fmt: skip
+
+
 def build_heartbeat(
     snapshot: dict[str, Any],
     pipelines: list[dict[str, Any]],
@@ -150,12 +158,15 @@ def build_heartbeat(
     counters: dict[str, int],
     supervisor: bool = False,
     admin_plugins: list[dict[str, Any]] | None = None,
+    local_paths: LocalPaths | None = None,
 ) -> dict[str, Any]:
     """The heartbeat message body (v2), before envelope and signature.
 
     ``pipelines`` are the configs for ``CONFIG_STREAMS`` (the admin pipeline's included by the caller);
-    ``admin_plugins`` the admin pipeline's ``ACTIVE_PLUGINS`` entries; ``supervisor`` sets ``EE_IS_SUPER``.
+    ``admin_plugins`` the admin pipeline's ``ACTIVE_PLUGINS`` entries; ``supervisor`` sets ``EE_IS_SUPER``;
+    ``local_paths`` the node's folders to keep out (default: the snapshot's cache folder).
     """
+    local_paths = local_paths or LocalPaths(*([snapshot["cache_dir"]] if snapshot.get("cache_dir") else []))
     body = {
         "EE_ADDR": snapshot["address"],
         "EE_ETH_ADDR": snapshot.get("eth_address"),
@@ -178,11 +189,12 @@ def build_heartbeat(
         "ACTIVE_PLUGINS": list(admin_plugins or []) + active_plugins(snapshot),
         "CONFIG_STREAMS": redact(pipelines) if include_pipelines else [],
         "PIPELINES_STATUS": snapshot.get("pipelines", []),
-        "INVALID_PIPELINES": snapshot.get("invalid_pipelines", []),
+        "INVALID_PIPELINES": invalid_pipelines(snapshot),
         "COMM_STATS": {k: v for k, v in counters.items() if k != "interval"},
         "UPLOAD_STATS": snapshot.get("storage"),  # object storage queue and counters (no credentials)
         **machine_status(snapshot.get("cache_dir") or "."),
     }
+    body = local_paths.scrub(body, skip=frozenset({"CONFIG_STREAMS"}))
     return {
         "ENCODED_DATA": encode_data(body),
         "HEARTBEAT_VERSION": "v2",

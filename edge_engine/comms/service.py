@@ -35,6 +35,7 @@ from edge_engine.comms.transport import MqttTransport, NotConnected
 from edge_engine.constants import OUTBOX_DIR
 from edge_engine.hookspecs import hookimpl
 from edge_engine.messages import Notification, Payload
+from edge_engine.redact import LocalPaths
 
 log = logging.getLogger(__name__)
 MAX_INLINE_IMAGE = 256 * 1024
@@ -128,6 +129,7 @@ class CommsService:
         self.layout = node.layout
         self.outbox: Outbox = self._make_outbox()
         self.envelope = EnvelopeBuilder(node.alias, self.identity.address)
+        self.local_paths = LocalPaths(node.layout.root, node.settings.base_dir)  # never on the wire (decision 37)
         self.sequences = SequenceStore(self.layout.data / "message_seq.json")
         # channel -> the previous run's last stored EE_MESSAGE_SEQ, sent once as EE_MESSAGE_SEQ_PREV (decision 38)
         self._seq_prev = self._previous_last_seqs()
@@ -322,8 +324,8 @@ class CommsService:
     @hookimpl
     def edge_notification(self, notification: Notification) -> None:
         self.counters["notifications"] += 1
-        self._enqueue(OutboxItem("notif", notification_body(notification), list(notification.path),
-                                   created=notification.created))  # fmt: skip
+        body = self.local_paths.scrub(notification_body(notification))  # reasons may quote the node's paths
+        self._enqueue(OutboxItem("notif", body, list(notification.path), created=notification.created))
 
     def _enqueue(self, item: OutboxItem) -> None:
         """Number the message (per channel, persisted, strictly increasing) as it enters the outbox; one message
@@ -358,7 +360,8 @@ class CommsService:
                 self.admin.touch_self(snapshot)
                 body = build_heartbeat(snapshot, [self.admin.config, *self.node.pipeline_configs()],
                                        self.commands.secured, self.settings.hb_contains_pipelines, counters,
-                                       self.admin.supervisor, self.admin.plugin_statuses())  # fmt: skip
+                                       self.admin.supervisor, self.admin.plugin_statuses(),
+                                       self.local_paths)  # fmt: skip
                 self._enqueue(OutboxItem("ctrl", body, [self.node.alias, None, None, None]))
                 self.counters["heartbeats"] += 1
             except Exception:
