@@ -367,6 +367,8 @@ def _load_startup(
         if problem:
             issues.append(env_issue(name, env[name], problem[0]))
             continue
+        if name == C.ENV_PLUGIN_FOLDERS and not _folders_exist(base, value, env[name], issues):
+            continue
         startup[key] = value
     network = env.get(C.ENV_EVM_NET)
     if network is not None and network.strip().lower() not in C.NETWORKS:
@@ -374,6 +376,15 @@ def _load_startup(
     env_value(env, C.ENV_LOAD_ENTRY_POINTS, "bool", issues)
     _check_alias_env(env, issues)
     return startup, seed_file
+
+
+def _folders_exist(base: Path, folders: list[str], text: str, issues: list[ConfigIssue]) -> bool:
+    """``EE_PLUGIN_FOLDERS`` names folders someone chose: one that is missing is a typo, not a folder to skip (the
+    startup config's defaults may be missing, e.g. ``plugins`` in an image)."""
+    missing = [folder for folder in folders if not _resolve(base, folder).is_dir()]
+    if missing:
+        issues.append(env_issue(C.ENV_PLUGIN_FOLDERS, text, f"no such folder: {', '.join(missing)}"))
+    return not missing
 
 
 def _check_alias_env(env: Mapping[str, str], issues: list[ConfigIssue]) -> None:

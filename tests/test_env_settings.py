@@ -30,6 +30,7 @@ BAD_VALUES: dict[str, tuple[str, dict[str, str]]] = {
     "EE_DEV": ("perhaps", {}),
     "EE_LOAD_ENTRY_POINTS": ("maybe", {}),
     "EE_EVM_NET": ("moonnet", {}),
+    "EE_PLUGIN_FOLDERS": ("extensions:/no/such/plugins", {}),
     "EE_ID": ("my node/1", {}),
     # status page and metrics
     "EE_STATUS_PORT": ("99999", {}),
@@ -72,7 +73,7 @@ def test_every_typed_variable_has_a_bad_value_case() -> None:
     typed = {name for name, (_attr, kind, *_rest) in COMMS_FIELDS.items() if kind != "str"}
     typed |= {"EE_ROOT_TOPIC", "EE_MQTT_SUBTOPIC", "EE_EMBEDDED_BROKER"}
     typed |= {name for name, (_attr, kind) in STORAGE_FIELDS.items() if kind != "str"}
-    typed |= {name for name, (_key, kind) in ENV_OVERRIDES.items() if kind != "list"}  # a folder list is any text
+    typed |= set(ENV_OVERRIDES)
     typed |= set(DEFAULTS_MB) | {"EE_STATUS_PORT", "EE_METRICS_PORT", "EE_STATUS_BIND"}
     assert typed <= set(BAD_VALUES), sorted(typed - set(BAD_VALUES))
 
