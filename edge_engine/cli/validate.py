@@ -126,7 +126,7 @@ def default_pipeline_sources(settings: NodeSettings) -> list[tuple[str, Any]]:
         else:
             sources.append((f"startup config › PIPELINES[{index}]", item))
     demo = settings.base_dir / C.DEMO_PIPELINE_FILE
-    if settings.startup.get("DEMO_PIPELINE") and settings.first_start and demo.is_file():
+    if settings.startup.get("DEMO_PIPELINE") and settings.first_start and settings.new_cache and demo.is_file():
         sources.append(("file", demo))
     if settings.layout.streams.is_dir():
         sources.extend(("file", p) for p in sorted(settings.layout.streams.glob("*.json")))
