@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -123,7 +124,9 @@ def test_an_update_to_a_new_model_version_loses_no_frame_and_a_bad_one_keeps_the
     assert download["state"] == "ready" and download["model"] == "v1.onnx" and download["percent"] == 100.0
 
     # version 2, slowed down on the wire: version 1 keeps serving until version 2 is downloaded and loaded
-    http.gate = gate = __import__("threading").Event()
+    http.gate = gate = threading.Event()
+    half = len(http.files["/models/v2.onnx"]) // 2
+    http.cut_after["/models/v2.onnx"] = half  # and its first response is cut halfway: the download resumes
     mark = seen(node)[-1][0]
     node.add_pipeline(pipeline(http.url("/models/v2.onnx"), shas["v2"]))
     wait_for(lambda: server_states(node).get("v2.onnx", ("",))[0] == "downloading", timeout=10)
@@ -149,6 +152,9 @@ def test_an_update_to_a_new_model_version_loses_no_frame_and_a_bad_one_keeps_the
     seqs = [s for s, _ in seen(node)]
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "a frame was lost or repeated"
     http.gate = None
+    v2_download = [d for d in node.snapshot()["models"]["downloads"] if d["model"] == "v2.onnx"][-1]
+    assert (v2_download["attempts"], v2_download["resumed_from"], v2_download["state"]) == (2, half, "ready")
+    assert (node.layout.models / "fetched" / f"{shas['v2']}.onnx").read_bytes() == http.files["/models/v2.onnx"]
 
     # a wrong hash, a 404, a file that is not a model: each is a clear error naming the model; v2 keeps serving
     bad = [
