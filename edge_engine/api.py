@@ -26,6 +26,8 @@ from edge_engine.vision.draw import class_color, draw_detections
 
 # numpy-based vision tools load on first use, so importing the API (every plugin module does) stays cheap.
 _LAZY = {
+    "Clip": "edge_engine.vision.clips",
+    "ClipRecorder": "edge_engine.vision.clips",
     "MotionBoxes": "edge_engine.vision.motion",
     "MotionSettings": "edge_engine.vision.motion",
     "Region": "edge_engine.vision.zones",

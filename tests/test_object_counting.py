@@ -9,6 +9,7 @@ restart of the node.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -252,3 +253,28 @@ def test_counts_start_again_at_midnight_utc_after_a_last_totals_of_the_day(
         assert back["EVENT"] == "CROSS" and back["DAY"] == "2026-12-08"
         assert back["COUNTS"]["door"] == {"IN": {"motion": 1}, "OUT": {}}
         assert session.command("COUNTS")["DAY"] == "2026-12-08"
+
+
+def test_clip_encoder_is_bounded_at_close_and_never_outlives_its_instance() -> None:
+    import numpy as np
+
+    from edge_engine.api import ClipRecorder
+
+    frame = np.random.default_rng(0).integers(0, 255, (540, 960, 3), np.uint8)  # noise: slow to encode
+    recorder = ClipRecorder(pre_seconds=10, post_seconds=0, max_width=960, max_ring_bytes=2**30)
+    for index in range(100):
+        recorder.add(frame, index / 25)
+    recorder.trigger("long.mp4", 100 / 25)
+    recorder.add(frame, 101 / 25)  # post-roll done: the clip goes to the encoder (seconds of work)
+    started = time.monotonic()
+    clips = recorder.close(timeout=0.1)
+    assert time.monotonic() - started < 1.5  # it stopped at a frame boundary instead of finishing 100 frames
+    assert recorder._thread is None and clips == []
+    small = ClipRecorder(pre_seconds=1, post_seconds=0.2, max_width=64)
+    for index in range(12):
+        small.add(frame[:64, :64], index / 10)
+        if index == 5:
+            small.trigger("short.mp4", 0.5, ZONE="z")
+    (clip,) = small.close()
+    assert clip.name == "short.mp4" and clip.tags == {"ZONE": "z"} and clip.data[4:8] == b"ftyp"  # an MP4
+    assert clip.start == 0.0 and clip.frames == 8  # frames 0..7: 0.5 s before and 0.2 s after

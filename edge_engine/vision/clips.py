@@ -18,6 +18,7 @@ import os
 import queue
 import tempfile
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,6 +61,7 @@ class ClipRecorder:
         self._jobs: queue.Queue[_Pending | None] = queue.Queue(maxsize=max_queued)
         self._done: queue.Queue[Clip] = queue.Queue()
         self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
         self.dropped = 0
         self.encoded = 0
 
@@ -116,17 +118,31 @@ class ClipRecorder:
             except queue.Empty:
                 return clips
 
-    def close(self, timeout: float = 10.0) -> list[Clip]:
-        """Flush, wait for the encoder to finish (at most ``timeout`` s) and return the clips not yet taken."""
+    def close(self, timeout: float = 1.5) -> list[Clip]:
+        """Flush, give the encoder ``timeout`` seconds to finish, then make it stop at the next frame (a clip
+        cut short is lost and logged); returns the clips not yet taken. Bounded, so a stopping node never
+        waits on an encoder, and the encoder never outlives its instance."""
         self.flush()
-        if self._thread is not None:
+        thread = self._thread
+        if thread is not None:
+            if not self._jobs_done(timeout):
+                self._stop.set()
             try:
-                self._jobs.put(None, timeout=timeout)
+                self._jobs.put_nowait(None)
             except queue.Full:
                 pass
-            self._thread.join(timeout)
+            thread.join(timeout)
             self._thread = None
         return self.finished()
+
+    def _jobs_done(self, timeout: float) -> bool:
+        """Wait until the encoder has taken and finished every queued clip, at most ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._jobs.unfinished_tasks == 0:
+                return True
+            time.sleep(0.02)
+        return self._jobs.unfinished_tasks == 0
 
     # --- encoding (encoder thread) ----------------------------------------------------------------------------
     def _submit(self, pending: _Pending) -> None:
@@ -144,11 +160,16 @@ class ClipRecorder:
     def _encode_loop(self) -> None:
         while True:
             job = self._jobs.get()
-            if job is None:
-                return
-            self._done.put(self._encode(job))
+            try:
+                if job is None:
+                    return
+                clip = self._encode(job)
+                if clip is not None:
+                    self._done.put(clip)
+            finally:
+                self._jobs.task_done()
 
-    def _encode(self, job: _Pending) -> Clip:
+    def _encode(self, job: _Pending) -> Clip | None:
         import cv2
 
         times = [t for t, _ in job.frames]
@@ -162,6 +183,10 @@ class ClipRecorder:
             if not writer.isOpened():
                 return Clip(job.name, b"", 0, 0.0, times[0], job.tags, error="no MP4 encoder in this OpenCV build")
             for _, frame in job.frames:
+                if self._stop.is_set():
+                    writer.release()
+                    log.warning("clip %s not finished: its instance stopped while it was encoded", job.name)
+                    return None
                 if frame.shape[:2] != (height, width):
                     frame = cv2.resize(frame, (width, height))
                 writer.write(frame)
