@@ -83,16 +83,20 @@ docker build -f docker/Dockerfile -t "$tag" "${args[@]}" \
   --build-arg CREATED="$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
   ${extra[@]+"${extra[@]}"} . >&2
 if [ -n "$classic" ]; then
-  # Name the build stage (all cached: seconds) instead of leaving it as an anonymous <none> image, and delete
-  # the stage image of the previous build that this one replaces.
+  # The classic builder leaves the build stage as an anonymous <none> image (labelled edge-node.stage=build in the
+  # Dockerfile): name the one this build made (the newest) and delete older ones, including the one it replaces.
   stage="$tag-build"
   previous="$(docker image inspect -f '{{.Id}}' "$stage" 2>/dev/null || true)"
-  docker build -q -f docker/Dockerfile --target build -t "$stage" "${args[@]}" . >/dev/null
-  current="$(docker image inspect -f '{{.Id}}' "$stage")"
-  if [ -n "$previous" ] && [ "$previous" != "$current" ]; then docker rmi "$previous" >/dev/null 2>&1 || true; fi
+  mapfile -t stages < <(docker images -q --no-trunc --filter dangling=true --filter label=edge-node.stage=build)
+  if [ ${#stages[@]} -gt 0 ]; then
+    docker tag "${stages[0]}" "$stage"
+    for old in "${stages[@]:1}" ${previous:+"$previous"}; do
+      [ "$old" = "${stages[0]}" ] || docker rmi "$old" >/dev/null 2>&1 || true
+    done
+  fi
   if [ -n "$prune_stage" ]; then
-    docker rmi "$stage" >/dev/null && echo "build stage image deleted (--prune-stage)" >&2
-  else
+    docker rmi "$stage" >/dev/null 2>&1 && echo "build stage image deleted (--prune-stage)" >&2
+  elif docker image inspect "$stage" >/dev/null 2>&1; then
     echo "build stage kept as $stage (the cache of the next build; docker rmi $stage or --prune-stage frees it)" >&2
   fi
 fi

@@ -145,7 +145,9 @@ def test_the_documented_plugin_mount_is_a_folder_the_node_scans() -> None:
 
 @pytest.fixture
 def fake_docker(tmp_path: Path) -> tuple[Path, dict[str, str]]:
-    """A ``docker`` that records every call; ``buildx`` is missing (the classic builder), images exist."""
+    """A ``docker`` that records every call; ``buildx`` is missing (the classic builder), so each build leaves its stage
+    as a dangling image: ``stage-new`` (this build's, listed first, as ``docker images`` lists newest first) and
+    ``stage-old``; ``edge-node:mainnet-build`` names ``prev``, the stage of an earlier build."""
     log = tmp_path / "docker.log"
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -155,7 +157,8 @@ def fake_docker(tmp_path: Path) -> tuple[Path, dict[str, str]]:
         f'echo "$*" >> {log}\n'
         'case "$1" in\n'
         "  buildx) exit 1 ;;\n"
-        '  image) [ "$2" = inspect ] && { echo "sha256:$(date +%s%N)"; exit 0; } ;;\n'
+        '  image) [ "$2" = inspect ] && { echo "sha256:prev"; exit 0; } ;;\n'
+        '  images) printf "sha256:stage-new\\nsha256:stage-old\\n"; exit 0 ;;\n'
         "esac\n"
         "exit 0\n",
         encoding="utf-8",
@@ -180,9 +183,18 @@ def test_build_sh_labels_the_commit_and_names_the_build_stage(fake_docker: tuple
     builds = [c for c in calls if c.startswith("build ")]
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
     assert re.search(rf"--build-arg REVISION={commit}(-dirty)? ", builds[0]), builds[0]
-    assert "--target build -t edge-node:mainnet-build" in builds[1]
-    assert any(c.startswith("rmi sha256:") for c in calls)  # the previous stage image it replaced
-    assert not any(c == "rmi edge-node:mainnet-build" for c in calls)
+    assert len(builds) == 1
+    assert "images -q --no-trunc --filter dangling=true --filter label=edge-node.stage=build" in calls
+    assert "tag sha256:stage-new edge-node:mainnet-build" in calls  # this build's stage gets a name
+    assert {"rmi sha256:stage-old", "rmi sha256:prev"} <= set(calls)  # older anonymous ones and the replaced one go
+    assert "rmi sha256:stage-new" not in calls and "rmi edge-node:mainnet-build" not in calls
+
+
+def test_the_build_stage_carries_the_label_build_sh_looks_for() -> None:
+    text = (REPO / "docker" / "Dockerfile").read_text(encoding="utf-8")
+    build_stage = text[text.index(" AS build") : text.index("\nFROM ", text.index(" AS build"))]
+    assert 'LABEL edge-node.stage="build"' in build_stage
+    assert "label=edge-node.stage=build" in BUILD_SH.read_text(encoding="utf-8")
 
 
 def test_build_sh_revision_override_and_prune_stage(fake_docker: tuple[Path, dict[str, str]]) -> None:
