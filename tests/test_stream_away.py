@@ -256,6 +256,7 @@ def test_real_server_killed_and_back(kind: str, node_factory: Any, tmp_path: Pat
         back_at = server.start()
         wait_for(lambda: clock.times and clock.times[-1] > back_at, timeout=FIRST_FRAME_LIMIT_S + 10)
         first = next(t for t in clock.times if t > back_at)
+        print(f"{kind}: first frame {first - back_at:.2f} s after the source was back ({OUTAGE_S:g} s outage)")
         assert first - back_at <= FIRST_FRAME_LIMIT_S, f"first frame {first - back_at:.2f} s after the source was back"
         wait_for(lambda: len(clock.times) >= frames_before + 10, timeout=10)  # frames keep coming
         (back,) = wait_for(lambda: notes(node, "cam", STREAM_BACK), timeout=5)
