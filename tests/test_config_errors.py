@@ -205,7 +205,7 @@ def test_several_errors_are_reported_at_once(registry: PluginRegistry) -> None:
         "SESION_ID": "s",
         "PLUGINS": [
             {"SIGNATURE": "FRAME_STATS", "INSTANCES": [{"INSTANCE_ID": "a", "PROCESS_DELAY": -1}, {"X": 1}]},
-            {"SIGNATURE": "NOPE_DETECTOR", "INSTANCES": [{"INSTANCE_ID": "b"}]},
+            {"SIGNATURE": "TEXT_DETECTER", "INSTANCES": [{"INSTANCE_ID": "b"}]},
             {"SIGNATURE": "MOTION_DETECTOR", "INSTANCES": [{"INSTANCE_ID": "c", "ON_FRAMES": 0}]},
         ],
     }
@@ -220,7 +220,7 @@ def test_several_errors_are_reported_at_once(registry: PluginRegistry) -> None:
         f"{LOC} › plugin 'FRAME_STATS' › instance 'a' › key 'PROCESS_DELAY': must be >= 0 (got -1)",
         f"{LOC} › plugin 'FRAME_STATS' › instance '#1' › key 'INSTANCE_ID': missing or invalid INSTANCE_ID; "
         f"{NAME_HINT}",
-        f"{LOC} › plugin 'NOPE_DETECTOR' › key 'SIGNATURE': unknown business plugin (got 'NOPE_DETECTOR'); "
+        f"{LOC} › plugin 'TEXT_DETECTER' › key 'SIGNATURE': unknown business plugin (got 'TEXT_DETECTER'); "
         "did you mean 'TEXT_DETECTOR'?",
         f"{LOC} › plugin 'MOTION_DETECTOR' › instance 'c' › key 'ON_FRAMES': must be >= 1 (got 0)",
     ]

@@ -25,7 +25,14 @@ from edge_engine.registry import PluginRegistry
 REPO = Path(__file__).resolve().parent.parent
 BUILTINS = {
     KIND_CAPTURE: {"HTTP_POLL", "IMAGE_FOLDER", "MQTT_TOPIC", "SYNTHETIC", "VIDEO_FILE", "VIDEO_STREAM", "VOID"},
-    KIND_BUSINESS: {"FRAME_STATS", "MOTION_DETECTOR", "OBJECT_DETECTOR", "TEXT_DETECTOR"},
+    KIND_BUSINESS: {
+        "FRAME_STATS",
+        "MOTION_DETECTOR",
+        "OBJECT_COUNTER",
+        "OBJECT_DETECTOR",
+        "TEXT_DETECTOR",
+        "ZONE_ALERT",
+    },
     KIND_SERVING: {"ONNX", "PP_OCR_DETECTOR", "PP_OCR_DIRECTION", "YOLO"},
 }
 
