@@ -3,19 +3,28 @@
 Each cycle deploys a pipeline with a new name (a synthetic source and a business instance that writes a payload,
 so ``_output/<pipeline>/<SIGNATURE>_<INSTANCE>/payloads.jsonl`` is opened), waits for its first payload on disk,
 and deletes it. ``EE_TEST_TEARDOWN_CYCLES`` sets the number of cycles (200 by default).
+
+The same with ``python device.py`` driven over a real broker by signed commands (the way an owner does it) runs when
+``EE_TEST_TEARDOWN_PROCESS=1`` (about two minutes for 200 cycles on two shared cores)::
+
+    EE_TEST_TEARDOWN_PROCESS=1 .venv/bin/python -m pytest tests/test_pipeline_teardown_resources.py -q -s
 """
 
 from __future__ import annotations
 
 import os
 import threading
+from pathlib import Path
 from typing import Any
 
+import pytest
 from conftest import wait_for
+from node_runner import NodeRunner, base_env, rss_bytes
 
 from edge_engine.node import Node
 
 CYCLES = int(os.environ.get("EE_TEST_TEARDOWN_CYCLES", "200"))
+PROCESS_TEST = os.environ.get("EE_TEST_TEARDOWN_PROCESS") == "1"
 WARMUP_CYCLES = 20  # first imports, allocator arenas, logging handlers: settled before the baseline
 RSS_MARGIN_MB = 12.0  # allocator noise on 2 shared cores; one leaked pipeline costs far more per cycle x 200
 
@@ -113,3 +122,54 @@ def test_open_payload_files_are_bounded(tmp_path: Any) -> None:
     assert open_descriptors() - before <= MAX_OPEN_FILES
     output.close()
     assert open_descriptors() <= before
+
+
+def process_resources(pid: int) -> tuple[int, int, float]:
+    """Open descriptors, threads and RSS (MB) of the node process."""
+    threads = len(os.listdir(f"/proc/{pid}/task"))
+    return len(os.listdir(f"/proc/{pid}/fd")), threads, rss_bytes(pid) / 1e6
+
+
+@pytest.mark.skipif(not PROCESS_TEST, reason="slow variant: set EE_TEST_TEARDOWN_PROCESS=1 (see the module docstring)")
+@pytest.mark.timeout(1800)
+def test_a_node_process_returns_to_baseline(tmp_path: Path, mosquitto: Any, clients: Any, capsys: Any) -> None:
+    from edge_engine.client import load_client_identity
+    from edge_engine.ops import main_add_allowed
+
+    folder = tmp_path / "more_plugins"
+    folder.joinpath("business").mkdir(parents=True)
+    folder.joinpath("business", "emit_each.py").write_text(EMITTER, encoding="utf-8")
+    config = {"PLUGIN_FOLDERS": ["extensions", "plugins", str(folder)], "DEMO_PIPELINE": False,
+              "SECONDS_LOCAL_INFO": 1}  # fmt: skip
+    runner = NodeRunner(tmp_path / "work", base_env(tmp_path / "cache", **mosquitto.env), config)
+    me = load_client_identity(tmp_path / "client" / "client.pem")
+    try:
+        proc = runner.start()
+        info = runner.wait_running(timeout=30)
+        assert main_add_allowed(["--cache-dir", str(runner.cache), me.address, "me"]) == 0
+        client = clients(me, mosquitto.port)
+        client.wait_node(info["address"])
+
+        def cycle(name: str) -> None:
+            assert client.deploy(info["address"], pipeline(name), timeout=30).ok
+            written = runner.cache / "_output" / name / "EMIT_EACH_main" / "payloads.jsonl"
+            wait_for(lambda: written.exists() and written.stat().st_size > 0, timeout=30)
+            assert client.delete(info["address"], name, timeout=30).ok
+
+        for index in range(WARMUP_CYCLES):
+            cycle(f"warmup_{index}")
+        baseline = process_resources(proc.pid)
+        for index in range(CYCLES):
+            cycle(f"generated_{index}")
+        try:
+            wait_for(lambda: process_resources(proc.pid)[:2] <= baseline[:2], timeout=10)
+        except AssertionError:
+            pass  # the figures below say what is left
+        after = process_resources(proc.pid)
+        with capsys.disabled():
+            print(f"\nnode process, {CYCLES} deploy+delete cycles over MQTT: descriptors {baseline[0]} -> {after[0]}, "
+                  f"threads {baseline[1]} -> {after[1]}, RSS {baseline[2]:.1f} -> {after[2]:.1f} MB")  # fmt: skip
+        assert after[0] <= baseline[0] and after[1] <= baseline[1], (baseline, after)
+        assert after[2] - baseline[2] < RSS_MARGIN_MB, (baseline, after)
+    finally:
+        runner.cleanup()
