@@ -231,6 +231,11 @@ class PluginLoader:
         except (ValueError, pluggy.PluginValidationError) as exc:
             self._fail(source, name, f"invalid hook implementation: {exc}")
             return 0
+        unknown = self._unknown_hooks(plugin)
+        if unknown:  # pm.check_pending() would raise for the whole node: this module's hooks are refused instead
+            self.pm.unregister(name=name)
+            self._fail(source, name, "; ".join(unknown))
+            return 0
         count = 0
         for impl in self.pm.hook.edge_register_plugins.get_hookimpls():
             if impl.plugin_name != name:
@@ -246,6 +251,18 @@ class PluginLoader:
                 self._fail(source, name, f"edge_register_plugins raised: {_describe(exc)}")
             count += sum(registered)
         return count
+
+    def _unknown_hooks(self, plugin: Any) -> list[str]:
+        """Hook implementations of ``plugin`` that no hookspec declares (a misspelt name), each with a hint."""
+        known = [n for n in vars(self.pm.hook) if not n.startswith("_") and getattr(self.pm.hook, n).has_spec()]
+        problems = []
+        for caller in self.pm.get_hookcallers(plugin) or []:
+            if caller.has_spec() or all(i.optionalhook for i in caller.get_hookimpls() if i.plugin is plugin):
+                continue
+            near = difflib.get_close_matches(caller.name, known, n=1, cutoff=0.6)
+            hint = f"; did you mean {near[0]!r}?" if near else " (see edge_engine.hookspecs)"
+            problems.append(f"unknown hook {caller.name!r}{hint}")
+        return problems
 
     def load_entry_points(self, group: str = ENTRY_POINT_GROUP) -> int:
         """Load installed packages that declare an entry point in ``group``."""

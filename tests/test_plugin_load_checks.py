@@ -223,3 +223,20 @@ def test_a_kind_folder_given_as_the_plugin_folder_is_explained(tmp_path: Path, c
         PluginLoader(PluginRegistry(), get_plugin_manager()).load_folder(tmp_path / "business")
     assert "plugin file business/counter.py skipped: business/ is itself a kind folder: list its parent folder as " \
            "the plugin folder" in caplog.text  # fmt: skip
+
+
+def test_a_misspelt_hook_fails_its_module_not_the_node(node_factory: Any) -> None:
+    typo = """
+from edge_engine.api import hookimpl
+
+
+@hookimpl
+def edge_paylod(payload):
+    pass
+"""
+    node = node_factory(plugins={"business/typo_hook.py": typo, "business/counter.py": GOOD},
+                        pipelines=[messages("good", "COUNTER")])  # fmt: skip
+    assert node.status == "running" and list(node.pipelines) == ["good"]
+    [failure] = node.snapshot()["plugins"]["failed"]
+    assert failure["reason"] == "unknown hook 'edge_paylod'; did you mean 'edge_payload'?", failure
+    assert "typo_hook" in failure["source"]
