@@ -3,6 +3,7 @@
 ``process()`` returning something other than a dict or None, ``emit()`` given a non-dict, and a payload value
 that is not JSON (an arbitrary object, a ``datetime``) are counted on the instance with a readable reason and
 never written or sent (no ``"<object object at 0x...>"`` in a payload); numpy values are converted as before.
+``sys.exit()`` in ``process()`` is an error of the call, not the end of the instance.
 Other instances and pipelines keep running.
 """
 
@@ -16,6 +17,7 @@ from conftest import wait_for
 
 MISBEHAVING = """
 import datetime
+import sys
 
 import numpy as np
 
@@ -35,6 +37,8 @@ class Misbehaving(BusinessPlugin):
             return None
         if mode == "object":
             return {"OK": 1, "NESTED": {"WHEN": [1, object()]}}
+        if mode == "exit":
+            sys.exit(3)
         if mode == "datetime":
             self.emit({"AT": datetime.datetime(2026, 1, 1)})
             return None
@@ -47,7 +51,7 @@ def pipeline(mode: str) -> dict[str, Any]:
             "PLUGINS": [{"SIGNATURE": "MISBEHAVING", "INSTANCES": [{"INSTANCE_ID": "i", "MODE": mode}]}]}  # fmt: skip
 
 
-MODES = ("list", "emit_list", "object", "datetime", "numpy")
+MODES = ("list", "emit_list", "object", "datetime", "exit", "numpy")
 
 
 def test_run_time_mistakes_are_the_instances_errors(node_factory: Any) -> None:
@@ -64,6 +68,7 @@ def test_run_time_mistakes_are_the_instances_errors(node_factory: Any) -> None:
         "send numbers, text, lists or dicts"
     )
     assert errors["datetime"].startswith("TypeError: payload['AT'] is not JSON: a value of type datetime")
+    assert errors["exit"] == "SystemExit: 3" and instance["exit"].thread.is_alive()
     assert errors["numpy"] is None and node.status == "running"
     for mode in modes[:-1]:
         assert instance[mode].stats.outputs == 0 and not (node.layout.output / mode).exists()

@@ -190,7 +190,7 @@ class InstanceRunner:
             try:
                 plugin = self.env.create(self.spec.record, self.config, context)
                 plugin.on_init()
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:  # sys.exit() in plugin code ends nothing but the call
                 text = f"{type(exc).__name__}: {exc}"
                 self.stats.error(text)
                 self.status = "error"
@@ -327,7 +327,7 @@ class InstanceRunner:
                 if not isinstance(result, Mapping):
                     raise TypeError(f"process() must return a dict or None (got {type(result).__name__})")
                 self._emit(dict(result), None, inp.seq if inp is not None else None)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # sys.exit() in plugin code ends nothing but the call
             self.stats.timed(time.perf_counter() - started)
             self._process_failed(exc)
             return
@@ -336,7 +336,7 @@ class InstanceRunner:
             self._failure_run = 0
             self.env.supervisor.recovered(self.part, clear_window=True)
 
-    def _process_failed(self, exc: Exception) -> None:
+    def _process_failed(self, exc: BaseException) -> None:
         """Count and log a process() exception; back off from the second in a row; flapping stops the instance."""
         text = f"{type(exc).__name__}: {exc}"
         self.stats.error(text)
@@ -391,7 +391,7 @@ class InstanceRunner:
         self._plugin._apply_config(changed)
         try:
             self._plugin.on_config(changed)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # sys.exit() in plugin code ends nothing but the call
             # the plugin refused the update: keep running with the values it accepted before
             self._plugin._apply_config(previous)
             self.config.update(previous)
@@ -412,7 +412,7 @@ class InstanceRunner:
             return
         try:
             result = self._plugin.on_command(command, **params)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # sys.exit() in plugin code ends nothing but the call
             self.stats.error(f"{type(exc).__name__}: {exc}")
             self.env.log.exception("%s: on_command raised", self.part)
             if future is not None:
