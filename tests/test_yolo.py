@@ -235,8 +235,8 @@ def test_an_output_of_neither_layout_is_refused(tmp_path: Path) -> None:
 def test_nms_keeps_what_opencv_keeps_on_random_sets() -> None:
     """Across classes against ``cv2.dnn.NMSBoxes``, per class against ``cv2.dnn.NMSBoxesBatched``."""
     rng = np.random.default_rng(16)
-    for _ in range(200):
-        count = int(rng.integers(1, 120))
+    for trial in range(204):
+        count = int(rng.integers(1, 120)) if trial < 200 else 1500  # the last ones: more than MATRIX_NMS_MAX
         corner = rng.uniform(0, 600, (count, 2))
         size = rng.uniform(2, 220, (count, 2))
         scores = rng.uniform(0, 1, count)
@@ -249,6 +249,7 @@ def test_nms_keeps_what_opencv_keeps_on_random_sets() -> None:
         batched = cv2.dnn.NMSBoxesBatched(xywh, scores.tolist(), classes.tolist(), 0.0, threshold)
         expected = np.asarray(batched).reshape(-1).tolist()
         assert non_max_suppression(xyxy, scores, threshold, class_ids=classes) == expected
+        assert non_max_suppression(xyxy, scores, threshold, class_ids=classes, max_keep=5) == expected[:5]
 
 
 def test_letterbox_centres_the_frame_and_maps_boxes_back() -> None:

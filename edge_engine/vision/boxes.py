@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 LETTERBOX_PAD = 114  # the grey Ultralytics pads with
+MATRIX_NMS_MAX = 1024  # up to this many boxes, NMS computes every pair's IoU at once (8 MB), then walks the rows
 
 
 @dataclass(frozen=True)
@@ -80,8 +81,10 @@ def non_max_suppression(
 ) -> list[int]:
     """Indices of the boxes kept by greedy NMS, best score first.
 
-    With ``class_ids``, boxes only suppress boxes of their own class (class-aware NMS); without, every box
-    competes with every other. ``max_keep`` > 0 keeps at most that many.
+    With ``class_ids``, boxes only suppress boxes of their own class (class-aware NMS: each class's boxes are
+    shifted apart by ``class id × (largest coordinate + 1)``, as OpenCV's ``NMSBoxesBatched`` does); without,
+    every box competes with every other. ``max_keep`` > 0 keeps at most that many (and stops there: the
+    greedy pass keeps boxes in score order).
     """
     import numpy as np
 
@@ -89,27 +92,41 @@ def non_max_suppression(
     scores = np.asarray(scores, np.float64).reshape(-1)
     if len(boxes) != len(scores):
         raise ValueError(f"{len(boxes)} boxes but {len(scores)} scores")
-    if class_ids is None:
-        kept = _greedy(boxes, scores, np.arange(len(boxes)), iou_threshold)
-    else:
-        classes = np.asarray(class_ids).reshape(-1)
-        kept = []
-        for value in np.unique(classes):
-            kept.extend(_greedy(boxes, scores, np.flatnonzero(classes == value), iou_threshold))
-        kept.sort(key=lambda i: (-scores[i], i))
-    return kept[:max_keep] if max_keep > 0 else kept
+    if class_ids is not None and len(boxes):
+        shift = np.asarray(class_ids, np.float64).reshape(-1, 1) * (float(boxes.max()) + 1.0)
+        boxes = boxes + shift
+    order = np.argsort(-scores, kind="stable")
+    limit = max_keep if max_keep > 0 else len(order)
+    if len(order) <= MATRIX_NMS_MAX:
+        return _greedy_by_matrix(boxes, order, iou_threshold, limit)
+    x1, y1, x2, y2 = boxes.T
+    areas = (x2 - x1).clip(0) * (y2 - y1).clip(0)
+    kept: list[int] = []
+    while order.size and len(kept) < limit:
+        best, rest = int(order[0]), order[1:]
+        kept.append(best)
+        width = (np.minimum(x2[best], x2[rest]) - np.maximum(x1[best], x1[rest])).clip(0)
+        height = (np.minimum(y2[best], y2[rest]) - np.maximum(y1[best], y1[rest])).clip(0)
+        inter = width * height
+        union = areas[best] + areas[rest] - inter
+        iou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+        order = rest[iou <= iou_threshold]
+    return kept
 
 
-def _greedy(boxes: Any, scores: Any, candidates: Any, iou_threshold: float) -> list[int]:
+def _greedy_by_matrix(boxes: Any, order: Any, iou_threshold: float, limit: int) -> list[int]:
+    """Greedy NMS over boxes already in score order, from the matrix of every pair's IoU (few boxes: one
+    vectorised step, then one row test per kept box)."""
     import numpy as np
 
-    order = candidates[np.argsort(-scores[candidates], kind="stable")]
+    overlaps = box_iou(boxes[order], boxes[order]) > iou_threshold
+    suppressed = np.zeros(len(order), bool)
     kept: list[int] = []
-    while order.size:
-        best = int(order[0])
-        kept.append(best)
-        rest = order[1:]
-        if not rest.size:
+    for position in range(len(order)):
+        if suppressed[position]:
+            continue
+        kept.append(int(order[position]))
+        if len(kept) >= limit:
             break
-        order = rest[box_iou(boxes[best], boxes[rest])[0] <= iou_threshold]
+        suppressed |= overlaps[position]
     return kept
