@@ -73,3 +73,16 @@ def test_an_empty_list_is_refused_alike(
     assert code == 1 and "pipelines/none.json: expected a pipeline object or a non-empty list of them" in out, out
     (invalid,) = start(base)["invalid_pipelines"]
     assert invalid["name"] == "none" and "non-empty list" in invalid["errors"][0]
+
+
+def test_a_list_written_in_pipelines_itself_is_refused_alike(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An item of ``PIPELINES`` is a file name or one pipeline object; a list in its place is neither."""
+    base = make_project(tmp_path, startup={"PIPELINES": [[GOOD]]})
+    code, out = run(base, monkeypatch=monkeypatch, capsys=capsys)
+    assert code == 1 and "startup config › PIPELINES[0]: a pipeline must be a JSON object (got 'list')" in out, out
+    snapshot = start(base)
+    assert snapshot["pipelines"] == []
+    (invalid,) = snapshot["invalid_pipelines"]
+    assert "a pipeline must be a JSON object (got 'list')" in invalid["errors"][0], invalid

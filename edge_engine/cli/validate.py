@@ -79,9 +79,9 @@ def plan(spec: PipelineSpec) -> str:
 
 
 def check_pipeline_data(data: Any, label: str, registry: PluginRegistry) -> PipelineCheck:
-    """Validate one pipeline object (a startup config's PIPELINES item), or a list of them."""
-    check = PipelineCheck(label)
-    return _check_items(check, data if isinstance(data, list) else [data], registry)
+    """Validate one pipeline object written in the startup config's PIPELINES (the node seeds it as one pipeline:
+    a list there is refused, as by the node)."""
+    return _check_items(PipelineCheck(label), [data], registry)
 
 
 def _check_items(check: PipelineCheck, items: list[Any], registry: PluginRegistry) -> PipelineCheck:
