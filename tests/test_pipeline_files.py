@@ -86,3 +86,14 @@ def test_a_list_written_in_pipelines_itself_is_refused_alike(
     assert snapshot["pipelines"] == []
     (invalid,) = snapshot["invalid_pipelines"]
     assert "a pipeline must be a JSON object (got 'list')" in invalid["errors"][0], invalid
+
+
+def test_an_admin_pipeline_file_in_the_cache_is_ignored_by_both(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The admin pipeline is built from the startup config; a file of that name in the cache means nothing."""
+    base = make_project(tmp_path)
+    write_json(base / "cache" / "_data" / "box_configuration" / "streams" / "admin_pipeline.json", [1, 2])
+    code, out = run(base, monkeypatch=monkeypatch, capsys=capsys)
+    assert code == 0 and "admin_pipeline.json" not in out, out
+    assert start(base)["invalid_pipelines"] == []

@@ -129,7 +129,8 @@ def default_pipeline_sources(settings: NodeSettings) -> list[tuple[str, Any]]:
     if settings.startup.get("DEMO_PIPELINE") and settings.first_start and settings.new_cache and demo.is_file():
         sources.append(("file", demo))
     if settings.layout.streams.is_dir():
-        sources.extend(("file", p) for p in sorted(settings.layout.streams.glob("*.json")))
+        sources.extend(("file", p) for p in sorted(settings.layout.streams.glob("*.json"))
+                       if p.stem.lower() != C.ADMIN_PIPELINE_NAME)  # the node ignores it too  # fmt: skip
     repo = settings.base_dir / REPO_PIPELINES
     if repo.is_dir():
         sources.extend(("file", p) for p in sorted(repo.glob("*.json")))
