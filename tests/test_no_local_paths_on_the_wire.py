@@ -18,6 +18,7 @@ from node_runner import NodeRunner, base_env
 from edge_engine.client import EdgeClient, load_client_identity
 from edge_engine.comms.heartbeat import build_heartbeat, decode_data
 from edge_engine.ops import main_add_allowed
+from edge_engine.redact import LocalPaths
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -131,3 +132,25 @@ def test_heartbeat_invalid_pipelines_carry_names_and_reasons_only(tmp_path: Path
     assert body["INVALID_PIPELINES"] == [{"name": "BENCH_VIDEO", "errors": ["key 'TYPE': x"]}]
     assert body["UPLOAD_STATS"] == {"queue_error": "cannot write a.jpg"}
     assert cache not in json.dumps(body)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("/n/cache/_data/box_configuration/streams/cam.json › key 'TYPE': x", "cam.json › key 'TYPE': x"),
+        ("model 'm': file not found (/n/cache/_models/m.onnx)", "model 'm': file not found (m.onnx)"),
+        ('File "/n/work/plugins/p.py", line 3', 'File "p.py", line 3'),
+        ("disk full under /n/cache", "disk full under <node folder>"),
+        (
+            "rtsp://camera/n/work/x and /n/cache2/y and /n/workshop",
+            "rtsp://camera/n/work/x and /n/cache2/y and /n/workshop",
+        ),
+        ("no path here", "no path here"),
+    ],
+)
+def test_local_paths_become_their_last_part(text: str, expected: str) -> None:
+    paths = LocalPaths("/n/cache", "/n/work")
+    assert paths.text(text) == expected
+    assert paths.scrub({"A": [text], "CONFIG_STREAMS": [text]}, skip=frozenset({"CONFIG_STREAMS"})) == {
+        "A": [expected], "CONFIG_STREAMS": [text]
+    }  # fmt: skip
