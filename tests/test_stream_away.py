@@ -226,6 +226,7 @@ def stream_pipeline(url: str, **capture: Any) -> dict[str, Any]:
             "PLUGINS": [{"SIGNATURE": "FRAME_CLOCK", "INSTANCES": [{"INSTANCE_ID": "c"}]}]}  # fmt: skip
 
 
+@pytest.mark.timeout(max(120, int(OUTAGE_S) + 100))  # the slow runs' outage is longer than the suite's per-test limit
 @pytest.mark.parametrize("kind", sorted(SERVERS))
 def test_real_server_killed_and_back(kind: str, node_factory: Any, tmp_path: Path) -> None:
     server = SERVERS[kind](free_port(), tmp_path)
