@@ -14,7 +14,8 @@
    motion boxes only, and ``OBJECT_COUNTER`` (motion boxes, tracker, 1 line, 1 zone, payloads). CPU % of
    one core (the node process, all threads), capture rate, frames processed and payloads are printed. Then
    the same with ``ZONE_ALERT`` (dwell alert every 7.5 s per camera) without and with event clips: the
-   capture rate shows whether clip encoding slows the cameras down.
+   capture rate shows whether clip encoding slows the cameras down; and one 1280x720 camera at 25 fps with
+   full-width clips (the heaviest encoding).
 
     .venv/bin/python benchmarks/bench_tracking.py [--seconds 20] [--skip-pipeline]
 """
@@ -244,16 +245,51 @@ def pipeline_cpu(workdir: Path, seconds: float) -> None:
         ):
             plugin = {"SIGNATURE": "ZONE_ALERT", "INSTANCES": [{**alert, **extra}]}
             run_variant(node, zone_video, label, plugin, seconds)
+        clip_stress(node, workdir, seconds)
     finally:
         node.stop("benchmark done")
 
 
-def run_variant(node: Any, video: Path, label: str, plugin: dict[str, Any], seconds: float) -> None:
-    """Four looping real-time pipelines with ``plugin``; one table row of CPU, capture rate and outputs."""
-    names = [f"cam{i}" for i in range(4)]
+def hd_video(path: Path, seconds: float = 12.8, fps: int = 25) -> Path:
+    """A 1280x720 MJPG clip: a white square crossing the frame left to right every 6.4 s (8 px per frame)."""
+    import cv2
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (1280, 720))
+    try:
+        for index in range(int(seconds * fps)):
+            frame = np.full((720, 1280, 3), 30, np.uint8)
+            x = (index * 8) % 1280 - 60
+            frame[300:420, max(0, x) : max(0, x + 120)] = 255
+            writer.write(frame)
+    finally:
+        writer.release()
+    return path
+
+
+def clip_stress(node: Any, workdir: Path, seconds: float) -> None:
+    """One 1280x720 camera at 25 fps (VIDEO_FILE REALTIME): an intrusion alert every 6.4 s, with and without
+    3 s + 3 s clips at full width (the heaviest encoding), while the capture rate is watched."""
+    video = hd_video(workdir / "hd.avi")
+    zone = {"NAME": "right", "POINTS": [[0.6, 0], [1, 0], [1, 1], [0.6, 1]], "ANCHOR": "center"}
+    alert = {"INSTANCE_ID": "alert", "DETECTIONS_FROM": "MOTION", "ZONES": [zone]}
+    print(f"\n## Clip encoding at 1280x720, 25 fps (one camera, VIDEO_FILE REALTIME LOOP), {seconds:.0f} s each")
+    print("| clips | CPU % of one core | capture fps | frames processed | payloads |")
+    print("|---|---|---|---|---|")
+    clips = {"CLIP_SECONDS_BEFORE": 3, "CLIP_SECONDS_AFTER": 3, "CLIP_WIDTH": 1280}
+    for label, extra in (("off", {}), ("3 s before + 3 s after, 1280 wide", clips)):
+        plugin = {"SIGNATURE": "ZONE_ALERT", "INSTANCES": [{**alert, **extra}]}
+        run_variant(node, video, label, plugin, seconds, cameras=1)
+
+
+def run_variant(
+    node: Any, video: Path, label: str, plugin: dict[str, Any], seconds: float,
+    cameras: int = 4,
+) -> None:  # fmt: skip
+    """Looping real-time pipelines with ``plugin``; one table row of CPU, capture rate and outputs."""
+    names = [f"cam{i}" for i in range(cameras)]
+    source = {"TYPE": "VIDEO_FILE", "URL": str(video), "LOOP": True, "REALTIME": True}
     for name in names:
-        node.add_pipeline({"NAME": name, "TYPE": "VIDEO_FILE", "URL": str(video), "LOOP": True, "REALTIME": True,
-                           "PLUGINS": [plugin]}, source="benchmark")  # fmt: skip
+        node.add_pipeline({"NAME": name, **source, "PLUGINS": [plugin]}, source="benchmark")
     time.sleep(2.0)  # warm-up: first frames, imports
     captures = [node.pipelines[n].capture for n in names]
     instances = [i for n in names for i in node.pipelines[n].instances.values()]

@@ -138,7 +138,7 @@ def test_zone_alert_keeps_a_clip_of_the_seconds_around_the_alert(plugin_harness:
     clip = next(p for p in result.payloads if p["EVENT"] == "CLIP")
     assert clip["CLIP_ID"] == raised["CLIP_ID"] and clip["ZONE"] == "no-parking" and clip["ALERT_EVENT"] == "DWELL"
     assert clip["CLIP_START"] == pytest.approx(3.7 - 1.0)  # DWELL at frame 37 (3.7 s of video), 1 s of pre-roll
-    assert clip["CLIP_SECONDS"] == pytest.approx(2.5) and clip["CLIP_FRAMES"] == 26
+    assert clip["CLIP_SECONDS"] == pytest.approx(2.5) and clip["CLIP_FRAMES"] == 26 and clip["CLIP_FRAMES_SKIPPED"] == 0
     path = Path(clip["CLIP_URL"])
     assert path.name == clip["CLIP_ID"] and path.stat().st_size == clip["CLIP_BYTES"]
     video = cv2.VideoCapture(str(path))

@@ -177,6 +177,7 @@ class ZoneAnalyticsPlugin(BusinessPlugin):
                     CLIP_FRAMES=clip.frames,
                     CLIP_BYTES=len(clip.data),
                     CLIP_START=round(clip.start, 3),
+                    CLIP_FRAMES_SKIPPED=clip.skipped,
                 )
             self.emit(payload)
 

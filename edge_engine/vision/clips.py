@@ -1,14 +1,19 @@
 """Event clips: the seconds before and after an alert as a short MP4, encoded off the plugin's thread.
 
 :class:`ClipRecorder` keeps a bounded ring of recent frames (downscaled to ``max_width``, at most
-``pre_seconds`` of them and at most ``max_ring_bytes``); :meth:`ClipRecorder.trigger` freezes that pre-roll
-and goes on collecting frames until ``post_seconds`` after the trigger (a trigger during a clip extends it,
-up to ``max_seconds``). The finished frame list goes to one encoder thread (a bounded queue: when it is full
-the clip is dropped and counted, never the frames of the camera), which writes an MP4 (``mp4v``) and hands
-back its bytes. The plugin collects finished clips with :meth:`ClipRecorder.finished` on its own thread and
-keeps them with ``save_file`` (local file, bounded by the node's ``_output`` limit, and the S3 upload queue).
+``pre_seconds`` of them and at most ``max_ring_bytes``). :meth:`ClipRecorder.trigger` hands the pre-roll to
+one encoder thread at once, and the frames that follow are streamed to it through a bounded queue until
+``post_seconds`` after the trigger (a trigger during a clip extends it, up to ``max_seconds``): the clip is
+encoded while it is recorded, memory stays bounded (ring + queue), and when the encoder falls behind it skips
+clip frames (counted), never camera frames. At most ``max_queued`` clips wait for the encoder; more are
+dropped and counted. The encoder runs ``ENCODER_NICE`` below the node (on Linux, where priority is per
+thread: under CPU pressure the cameras and plugins come first) and writes an MP4 (``mp4v``). The plugin
+collects finished clips with :meth:`ClipRecorder.finished` on its own thread and keeps them with
+``save_file`` (local file, bounded by the node's ``_output`` limit, and the S3 upload queue).
 
-The frames added are copies made by the resize, so the capture's buffers are never held.
+A frame already at most ``max_width`` wide (and even-sized) is kept as it is, not copied: every input has its
+own array and plugins never draw on it (they draw on copies). Wider frames are downscaled (a new, smaller
+array). The plugin thread's cost per frame is that resize at most.
 """
 
 from __future__ import annotations
@@ -20,10 +25,20 @@ import tempfile
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 log = logging.getLogger(__name__)
+ENCODER_NICE = 10  # the encoder thread runs this much below the node: cameras and plugins come first
+
+
+def _lower_priority(nice: int) -> None:
+    """Lower the calling thread's CPU priority (Linux: per thread; elsewhere nothing happens)."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), min(19, os.getpriority(os.PRIO_PROCESS, 0) + nice))
+    except (AttributeError, OSError):
+        pass
 
 
 @dataclass
@@ -37,19 +52,28 @@ class Clip:
     start: float
     tags: dict[str, Any] = field(default_factory=dict)
     error: str = ""
+    skipped: int = 0  # frames left out because the encoder fell behind
 
 
-@dataclass
-class _Pending:
-    name: str
-    frames: list[tuple[float, Any]]
-    until: float
-    hard_stop: float
-    tags: dict[str, Any]
+class _Job:
+    """One clip: its pre-roll, then its post-roll frames streamed to the encoder through a bounded queue."""
+
+    def __init__(self, name: str, pre: list[tuple[float, Any]], fps: float, until: float, hard_stop: float,
+                 tags: dict[str, Any], backlog: int):  # fmt: skip
+        self.name, self.pre, self.fps, self.until, self.hard_stop, self.tags = name, pre, fps, until, hard_stop, tags
+        self.frames: queue.Queue[tuple[float, Any] | None] = queue.Queue(maxsize=backlog)
+        self.skipped = 0  # post-roll frames the encoder was too slow to take
+
+    def end(self) -> None:
+        """No more frames: the encoder finishes the file (blocks only if the queue is full, at most 1 s)."""
+        try:
+            self.frames.put(None, timeout=1.0)
+        except queue.Full:
+            pass
 
 
 class ClipRecorder:
-    """Pre-roll ring, post-roll collection and a background MP4 encoder (one per plugin instance)."""
+    """Pre-roll ring, post-roll streaming and a background MP4 encoder (one per plugin instance)."""
 
     def __init__(self, pre_seconds: float = 5.0, post_seconds: float = 5.0, max_width: int = 640,
                  max_seconds: float = 30.0, max_ring_bytes: int = 64 * 2**20, max_queued: int = 2):  # fmt: skip
@@ -57,8 +81,8 @@ class ClipRecorder:
         self.max_width, self.max_ring_bytes = max_width, max_ring_bytes
         self._ring: deque[tuple[float, Any]] = deque()
         self._ring_bytes = 0
-        self._pending: _Pending | None = None
-        self._jobs: queue.Queue[_Pending | None] = queue.Queue(maxsize=max_queued)
+        self._current: _Job | None = None
+        self._jobs: queue.Queue[_Job | None] = queue.Queue(maxsize=max_queued)
         self._done: queue.Queue[Clip] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -67,47 +91,73 @@ class ClipRecorder:
 
     # --- frames (plugin thread) -------------------------------------------------------------------------------
     def add(self, frame: Any, timestamp: float) -> None:
-        """Keep a downscaled copy of ``frame`` in the ring (and in the clip being collected)."""
+        """Keep ``frame`` (downscaled to ``max_width``) in the ring, and hand it to the clip being recorded."""
         import cv2
 
         height, width = frame.shape[:2]
         scale = min(1.0, self.max_width / width)
         # even sizes: most MP4 encoders refuse odd ones
         size = (max(2, int(width * scale) // 2 * 2), max(2, int(height * scale) // 2 * 2))
-        small = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+        # kept as is when small enough: every input has its own array, and plugins never draw on it
+        small = frame if size == (width, height) else cv2.resize(frame, size, interpolation=cv2.INTER_LINEAR)
         self._ring.append((timestamp, small))
         self._ring_bytes += small.nbytes
         while self._ring and (
             timestamp - self._ring[0][0] > self.pre_seconds or self._ring_bytes > self.max_ring_bytes
         ):
             self._ring_bytes -= self._ring.popleft()[1].nbytes
-        pending = self._pending
-        if pending is not None:
-            pending.frames.append((timestamp, small))
-            if timestamp >= pending.until or timestamp >= pending.hard_stop:
-                self._submit(pending)
-                self._pending = None
+        job = self._current
+        if job is None:
+            return
+        if timestamp > job.until or timestamp > job.hard_stop:
+            job.end()
+            self._current = None
+            return
+        try:
+            job.frames.put_nowait((timestamp, small))
+        except queue.Full:
+            job.skipped += 1
 
     def trigger(self, name: str, timestamp: float, **tags: Any) -> bool:
-        """Start a clip (pre-roll from the ring) or extend the one being collected; False when extended."""
-        if self._pending is not None:
-            self._pending.until = min(self._pending.hard_stop, timestamp + self.post_seconds)
+        """Start a clip (pre-roll from the ring) or extend the one being recorded; False when extended or when
+        the encoder is still busy with ``max_queued`` clips (this one is then dropped and counted)."""
+        if self._current is not None:
+            self._current.until = min(self._current.hard_stop, timestamp + self.post_seconds)
             return False
         pre = [item for item in self._ring if item[0] >= timestamp - self.pre_seconds]
         start = pre[0][0] if pre else timestamp
-        self._pending = _Pending(name, list(pre), timestamp + self.post_seconds, start + self.max_seconds, tags)
+        frame_bytes = max(1, self._ring[-1][1].nbytes) if self._ring else 1
+        backlog = max(16, self.max_ring_bytes // frame_bytes)
+        job = _Job(name, pre, self._fps(), timestamp + self.post_seconds, start + self.max_seconds, tags, backlog)
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._encode_loop, name="clip-encoder", daemon=True)
+            self._thread.start()
+        try:
+            self._jobs.put_nowait(job)
+        except queue.Full:
+            self.dropped += 1
+            log.warning("clip %s dropped: the encoder is still busy with earlier clips", name)
+            return False
+        self._current = job
         return True
+
+    def _fps(self) -> float:
+        """The recent frame rate, from the ring's timestamps (10 when it cannot tell)."""
+        if len(self._ring) < 2:
+            return 10.0
+        span = self._ring[-1][0] - self._ring[0][0]
+        return max(1.0, min(60.0, (len(self._ring) - 1) / span)) if span > 0 else 10.0
 
     @property
     def recording(self) -> str | None:
-        """The name of the clip being collected, if any."""
-        return self._pending.name if self._pending is not None else None
+        """The name of the clip being recorded, if any."""
+        return self._current.name if self._current is not None else None
 
     def flush(self) -> None:
-        """Encode the clip being collected now, with what it has (the stream ended or the plugin stops)."""
-        if self._pending is not None:
-            self._submit(self._pending)
-            self._pending = None
+        """End the clip being recorded now, with what it has (the stream ended or the plugin stops)."""
+        if self._current is not None:
+            self._current.end()
+            self._current = None
 
     def finished(self) -> list[Clip]:
         """Clips encoded since the last call."""
@@ -145,19 +195,8 @@ class ClipRecorder:
         return self._jobs.unfinished_tasks == 0
 
     # --- encoding (encoder thread) ----------------------------------------------------------------------------
-    def _submit(self, pending: _Pending) -> None:
-        if len(pending.frames) < 2:
-            return
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._encode_loop, name="clip-encoder", daemon=True)
-            self._thread.start()
-        try:
-            self._jobs.put_nowait(pending)
-        except queue.Full:
-            self.dropped += 1
-            log.warning("clip %s dropped: the encoder is still busy with earlier clips", pending.name)
-
     def _encode_loop(self) -> None:
+        _lower_priority(ENCODER_NICE)
         while True:
             job = self._jobs.get()
             try:
@@ -169,36 +208,59 @@ class ClipRecorder:
             finally:
                 self._jobs.task_done()
 
-    def _encode(self, job: _Pending) -> Clip | None:
+    def _frames(self, job: _Job) -> Iterator[tuple[float, Any]]:
+        """The pre-roll, then the post-roll as it arrives, until the job ends or the recorder stops."""
+        for item in job.pre:
+            if self._stop.is_set():
+                return
+            yield item
+        while not self._stop.is_set():
+            try:
+                item = job.frames.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if item is None:
+                return
+            yield item
+
+    def _encode(self, job: _Job) -> Clip | None:
         import cv2
 
-        times = [t for t, _ in job.frames]
-        seconds = max(1e-3, times[-1] - times[0])
-        fps = max(1.0, min(60.0, (len(times) - 1) / seconds))
-        height, width = job.frames[0][1].shape[:2]
         handle, path = tempfile.mkstemp(suffix=".mp4", prefix="clip_")
         os.close(handle)
+        writer: Any = None
+        times: list[float] = []
         try:
-            writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
-            if not writer.isOpened():
-                return Clip(job.name, b"", 0, 0.0, times[0], job.tags, error="no MP4 encoder in this OpenCV build")
-            for _, frame in job.frames:
-                if self._stop.is_set():
-                    writer.release()
-                    log.warning("clip %s not finished: its instance stopped while it was encoded", job.name)
-                    return None
+            for timestamp, frame in self._frames(job):
+                if writer is None:
+                    height, width = frame.shape[:2]
+                    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), job.fps, (width, height))
+                    if not writer.isOpened():
+                        return Clip(job.name, b"", 0, 0.0, timestamp, job.tags, error="no MP4 encoder in OpenCV")
                 if frame.shape[:2] != (height, width):
                     frame = cv2.resize(frame, (width, height))
                 writer.write(frame)
+                times.append(timestamp)
+            if self._stop.is_set():
+                log.warning("clip %s not finished: its instance stopped while it was encoded", job.name)
+                return None
+            if writer is None or len(times) < 2:
+                return Clip(job.name, b"", 0, 0.0, times[0] if times else 0.0, job.tags, error="no frames")
             writer.release()
+            writer = None
             with open(path, "rb") as handle_in:
                 data = handle_in.read()
             self.encoded += 1
-            return Clip(job.name, data, len(job.frames), round(seconds, 3), times[0], job.tags)
+            if job.skipped:
+                log.warning("clip %s: %d frames skipped (the encoder fell behind)", job.name, job.skipped)
+            seconds = round(times[-1] - times[0], 3)
+            return Clip(job.name, data, len(times), seconds, times[0], job.tags, skipped=job.skipped)
         except Exception as exc:  # an encoder failure loses the clip, never the plugin
             log.warning("clip %s not encoded: %s", job.name, exc)
-            return Clip(job.name, b"", 0, 0.0, times[0], job.tags, error=str(exc))
+            return Clip(job.name, b"", 0, 0.0, times[0] if times else 0.0, job.tags, error=str(exc))
         finally:
+            if writer is not None:
+                writer.release()
             try:
                 os.unlink(path)
             except OSError:
