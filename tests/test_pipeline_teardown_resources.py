@@ -12,6 +12,7 @@ The same with ``python device.py`` driven over a real broker by signed commands 
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from pathlib import Path
@@ -82,6 +83,7 @@ def test_deleted_pipelines_release_files_threads_and_memory(node_factory: Any, c
         deploy_and_delete(node, f"warmup_{index}")
     wait_for(lambda: not node.pipelines)
     baseline = resources()
+    loggers = len(logging.Logger.manager.loggerDict)
     for index in range(CYCLES):
         deploy_and_delete(node, f"generated_{index}")
     try:  # the last pipelines' threads end within the join deadline
@@ -96,6 +98,7 @@ def test_deleted_pipelines_release_files_threads_and_memory(node_factory: Any, c
     assert after[1] <= baseline[1], f"threads grew: {baseline[1]} -> {after[1]}"
     assert after[2] - baseline[2] < RSS_MARGIN_MB, f"RSS grew by {after[2] - baseline[2]:.1f} MB"
     assert not [target for target in open_files() if target.endswith("payloads.jsonl")]
+    assert len(logging.Logger.manager.loggerDict) <= loggers, "each pipeline's plugin loggers stayed registered"
 
 
 def open_files() -> list[str]:

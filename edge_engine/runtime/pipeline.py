@@ -4,20 +4,24 @@ Updates keep what they can: a change limited to instances (added, removed, or re
 live without restarting the capture; a change to the capture restarts the whole pipeline. Any update starts
 a flapping part again. With ``KEEP_ALIVE_SECONDS`` set, the owner must send a keep-alive at least that often
 (:meth:`PipelineRunner.keep_alive`); when it lapses, every plugin of the pipeline is told to enter its safe
-mode (``on_safe_mode``) and, when the keep-alive returns, to leave it (``on_resume``).
+mode (``on_safe_mode``) and, when the keep-alive returns, to leave it (``on_resume``). A stopped pipeline leaves
+nothing behind: its threads end, and its plugins' loggers leave :mod:`logging`'s registry (which never forgets a
+name), so deploying and deleting pipelines with generated names for months does not grow the node.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Iterable
 from typing import Any
 
 from edge_engine.messages import utc_iso
 from edge_engine.pipeline_config import InstanceSpec, PipelineSpec
 from edge_engine.runtime.capture import CaptureRunner
-from edge_engine.runtime.environment import RuntimeEnv
+from edge_engine.runtime.environment import PLUGIN_LOG_PREFIX, RuntimeEnv
 from edge_engine.runtime.instance import InstanceRunner
 from edge_engine.runtime.mailbox import BLOCK, DROP_OLDEST, Closed, Mailbox
 from edge_engine.runtime.serving_stage import ServingStage
@@ -44,6 +48,8 @@ class PipelineRunner:
             i.key: InstanceRunner(env, spec.name, i, live) for i in spec.instances
         }
         self._live = live
+        self._logger_names = {_logger_name(spec.name, spec.capture.signature, None)}
+        self._logger_names.update(_logger_name(spec.name, i.signature, i.instance_id) for i in spec.instances)
         self._lock = threading.Lock()
         self.dispatcher = threading.Thread(target=self._dispatch, name=f"dispatch:{spec.name}", daemon=True)
         self.stopping = False
@@ -140,6 +146,7 @@ class PipelineRunner:
 
     def _new_instance(self, pipeline: str, spec: InstanceSpec) -> InstanceRunner:
         runner = InstanceRunner(self.env, pipeline, spec, self._live)
+        self._logger_names.add(_logger_name(pipeline, spec.signature, spec.instance_id))
         if self.safe_mode is not None:
             runner.set_safe_mode(self.safe_mode)
         return runner
@@ -230,6 +237,7 @@ class PipelineRunner:
         for thread in threads:
             if thread.ident is not None:
                 thread.join(max(0.0, deadline - time.monotonic()))
+        forget_loggers(self._logger_names)  # a plugin still finishing keeps its logger object; only the name goes
         return [t.name for t in threads if t.is_alive()]
 
     # --- reporting ---------------------------------------------------------------------------------------
@@ -280,6 +288,33 @@ class PipelineRunner:
             "safe_mode": self.safe_mode is not None,
             **({"reason": self.safe_mode} if self.safe_mode else {}),
         }
+
+
+def _logger_name(pipeline: str, signature: str, instance_id: str | None) -> str:
+    """The name :meth:`RuntimeEnv.plugin_logger` gives a plugin's logger."""
+    return f"{PLUGIN_LOG_PREFIX}.{pipeline}.{signature}" + (f".{instance_id}" if instance_id else "")
+
+
+def forget_loggers(names: Iterable[str]) -> None:
+    """Remove loggers, and the placeholders that only they needed, from :mod:`logging`'s registry.
+
+    ``logging.getLogger`` keeps every name for the life of the process; a pipeline's loggers would stay after
+    it is deleted. A placeholder another logger still needs (a longer name under it) is kept.
+    """
+    registry = logging.Logger.manager.loggerDict
+    for name in names:
+        logger = registry.pop(name, None)
+        if not isinstance(logger, logging.Logger):
+            continue
+        parent = name.rpartition(".")[0]
+        while parent:  # every placeholder up to the first real logger holds a reference to it
+            holder = registry.get(parent)
+            if not isinstance(holder, logging.PlaceHolder):
+                break
+            holder.loggerMap.pop(logger, None)
+            if not holder.loggerMap:
+                registry.pop(parent, None)
+            parent = parent.rpartition(".")[0]
 
 
 def _changed(old: dict[str, Any], spec: InstanceSpec) -> dict[str, Any]:
