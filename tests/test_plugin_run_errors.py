@@ -3,7 +3,8 @@
 ``process()`` returning something other than a dict or None, ``emit()`` given a non-dict, and a payload value
 that is not JSON (an arbitrary object, a ``datetime``) are counted on the instance with a readable reason and
 never written or sent (no ``"<object object at 0x...>"`` in a payload); numpy values are converted as before.
-``sys.exit()`` in ``process()`` is an error of the call, not the end of the instance.
+``sys.exit()`` in ``process()`` is an error of the call, not the end of the instance. An ``on_command()`` result
+that is not JSON fails the command with the reason.
 Other instances and pipelines keep running.
 """
 
@@ -27,6 +28,9 @@ from edge_engine.api import BusinessPlugin
 class Misbehaving(BusinessPlugin):
     SIGNATURE = "MISBEHAVING"
     CONFIG = {"MODE": "list"}
+
+    def on_command(self, command, **params):
+        return object() if command == "OBJECT" else {"COUNT": np.int64(3)}
 
     def process(self, inp):
         mode = self.config["MODE"]
@@ -72,6 +76,10 @@ def test_run_time_mistakes_are_the_instances_errors(node_factory: Any) -> None:
     assert errors["numpy"] is None and node.status == "running"
     for mode in modes[:-1]:
         assert instance[mode].stats.outputs == 0 and not (node.layout.output / mode).exists()
+    answer = node.instance_command("numpy", "MISBEHAVING", "i", "COUNT").result(10)
+    assert answer == {"COUNT": 3}
+    with pytest.raises(TypeError, match=r"^on_command\(\) result is not JSON: a value of type object is not JSON"):
+        node.instance_command("numpy", "MISBEHAVING", "i", "OBJECT").result(10)
     [line, *_] = (node.layout.output / "numpy" / "MISBEHAVING_i" / "payloads.jsonl").read_text().splitlines()
     assert json.loads(line)["data"] == {"ARRAY": [0, 1, 2], "SCALAR": 0.5, "TAGS": ["b"]}
 

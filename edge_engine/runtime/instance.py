@@ -55,9 +55,9 @@ def _json_value(value: Any) -> Any:
     raise TypeError(f"a value of type {type(value).__name__} is not JSON")
 
 
-def check_payload(data: Mapping[str, Any]) -> None:
+def check_payload(data: Any, what: str = "payload") -> None:
     """Raise TypeError naming the first key whose value cannot be sent as JSON (a payload must never carry
-    ``"<object object at 0x...>"`` in place of a value)."""
+    ``"<object object at 0x...>"`` in place of a value). ``what`` names the value in the message."""
     try:
         json.dumps(data, default=_json_value)
     except (TypeError, ValueError, RecursionError) as exc:
@@ -65,7 +65,7 @@ def check_payload(data: Mapping[str, Any]) -> None:
             where = _first_bad_key(data)
         except RecursionError:  # a value that contains itself
             where = ""
-        raise TypeError(f"payload{where} is not JSON: {exc}; send numbers, text, lists or dicts") from None
+        raise TypeError(f"{what}{where} is not JSON: {exc}; send numbers, text, lists or dicts") from None
 
 
 def _first_bad_key(value: Any, where: str = "") -> str:
@@ -87,7 +87,7 @@ def _first_bad_key(value: Any, where: str = "") -> str:
     try:
         json.dumps(value, default=_json_value)
     except (TypeError, ValueError):
-        return where or " value"
+        return where
     return ""
 
 
@@ -412,6 +412,7 @@ class InstanceRunner:
             return
         try:
             result = self._plugin.on_command(command, **params)
+            check_payload(result, "on_command() result")  # it goes back to the sender as RESULT
         except (Exception, SystemExit) as exc:  # sys.exit() in plugin code ends nothing but the call
             self.stats.error(f"{type(exc).__name__}: {exc}")
             self.env.log.exception("%s: on_command raised", self.part)
