@@ -1,8 +1,9 @@
 """A small real HTTP file server for the model-delivery tests: ``Range`` requests, and cuts on demand.
 
-``ModelHttpServer().start()`` serves ``files`` (path → bytes) on a free port of 127.0.0.1. ``cut_after[path] =
-n`` makes the next response for that path announce the whole length, send ``n`` bytes and close the
-connection (a download cut halfway). Every request's path and ``Range`` header is kept in ``requests``.
+``ModelHttpServer().start()`` serves ``files`` (path → bytes) on a free port of 127.0.0.1 (or ``port``).
+``cut_after[path] = n`` makes the next response for that path announce the whole length, send ``n`` bytes and
+close the connection (a download cut halfway). Every request's path and ``Range`` header is kept in
+``requests``; while ``gate`` is an event not set yet, responses wait for it after their headers.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 
 class ModelHttpServer:
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self.files: dict[str, bytes] = {}
         self.cut_after: dict[str, int] = {}
         self.requests: list[tuple[str, str | None]] = []
@@ -52,7 +53,7 @@ class ModelHttpServer:
                     return
                 self.wfile.write(body)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)

@@ -198,3 +198,28 @@ def test_a_model_in_s3_comes_through_the_node_storage_settings(
     assert {v for _, v in seen_after(node, mark)} == {100}
     (download,) = node.snapshot()["models"]["downloads"]
     assert download["source"] == "s3:fleet/v1.onnx" and download["state"] == "ready"
+
+
+def test_a_model_server_that_cannot_be_reached_yet_is_tried_again_until_it_answers(
+    node_factory: Any, tmp_path: Path
+) -> None:
+    path = offset_mean_model(tmp_path / "v1.onnx", 100.0)
+    down = ModelHttpServer().start()
+    url, port = down.url("/models/v1.onnx"), down.port
+    down.stop()  # the model server is not up yet (a node booting before the network)
+    node = node_factory(plugins={"data/counting.py": SOURCE, "business/versions.py": RECORDER}, start=False)
+    tap = EmitTap()
+    node.pm.register(tap, name="test-tap")
+    node.start()
+    node.serving.fetcher.attempts = 1  # report the first failure at once (5 tries with backoff by default)
+    seen(node).clear()
+    node.add_pipeline(pipeline(url, sha256(path)))
+    wait_for(lambda: any("cannot reach" in n.message and "trying again" in n.message for n in tap.notifications), 30)
+    assert server_states(node)["v1.onnx"][0] == "downloading"
+    up = ModelHttpServer(port).start()
+    try:
+        up.files["/models/v1.onnx"] = path.read_bytes()
+        wait_for(lambda: sum(1 for _, v in seen(node) if v == 100) >= 5, timeout=60)
+        assert {v for _, v in seen(node)} == {100}  # the frames waited for the model: none failed
+    finally:
+        up.stop()

@@ -89,12 +89,29 @@ def test_a_wrong_hash_a_404_or_a_model_too_big_is_a_clear_error_and_leaves_nothi
     assert fetcher.snapshot()[-1]["state"] == "failed" and len(http.requests) == 1  # not retried: it cannot help
 
 
+def test_two_servers_needing_one_model_download_it_once(tmp_path: Path, http: ModelHttpServer) -> None:
+    import threading
+
+    http.gate = threading.Event()
+    fetcher = ModelFetcher(tmp_path)
+    source = parse_source(http.url("/models/yolov8n.onnx"), SHA)
+    results: list[Path] = []
+    threads = [threading.Thread(target=lambda: results.append(fetcher.ensure(source, 64 * MB))) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    http.gate.set()
+    for thread in threads:
+        thread.join(30)
+    assert results == [results[0]] * 2 and results[0].read_bytes() == BLOB and len(http.requests) == 1
+
+
 def test_an_unreachable_server_is_retried_then_reported(tmp_path: Path, http: ModelHttpServer) -> None:
     url = http.url("/models/yolov8n.onnx")
     http.stop()
     fetcher = ModelFetcher(tmp_path, attempts=2)
-    with pytest.raises(ModelFetchError, match=r"cannot reach .* \(after 2 tries; the next try resumes\)"):
+    with pytest.raises(ModelFetchError, match=r"cannot reach .* \(after 2 tries; the next try resumes\)") as caught:
         fetcher.ensure(parse_source(url, SHA), max_bytes=64 * MB)
+    assert caught.value.retryable  # unlike a 404 or a wrong hash: the node tries again later
 
 
 def test_fetched_models_no_server_uses_are_bounded(tmp_path: Path, http: ModelHttpServer) -> None:

@@ -46,7 +46,13 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 class ModelFetchError(Exception):
-    """A model could not be fetched; the message names the model and says why (no credentials, no paths)."""
+    """A model could not be fetched; the message names the model and says why (no credentials, no paths).
+    ``retryable``: the server could not be reached or failed (trying later may work), unlike a 404, a wrong
+    hash or a model too big."""
+
+    def __init__(self, message: str, retryable: bool = False):
+        super().__init__(message)
+        self.retryable = retryable
 
 
 class _Retry(Exception):
@@ -180,7 +186,8 @@ class ModelFetcher:
             except _Retry as exc:
                 progress["error"] = str(exc)
                 if attempt == self.attempts:
-                    raise ModelFetchError(f"{what}: {exc} (after {attempt} tries; the next try resumes)") from exc
+                    text = f"{what}: {exc} (after {attempt} tries; the next try resumes)"
+                    raise ModelFetchError(text, retryable=True) from exc
                 log.warning("%s: %s; resuming (try %d of %d)", what, exc, attempt + 1, self.attempts)
                 if stop.wait(min(BACKOFF_MAX, 0.5 * 2 ** (attempt - 1))):
                     raise ModelFetchError(f"{what}: stopped") from exc

@@ -22,7 +22,8 @@ Processes start when the first pipeline needs the model and stop after ``IDLE_ST
 inputs; the next input starts them again. A model named by ``MODEL_URL`` is fetched first (on a thread of
 its own, see :mod:`~edge_engine.serving.model_fetch`): meanwhile the server is ``downloading`` and inputs
 sent to it wait, at most ``INFERENCE_TIMEOUT`` (then ``unavailable``); a download that fails (wrong hash,
-404, too big) makes it ``failed`` with ``load_failed`` answers. A pipeline updated to a new model keeps its
+404, too big) makes it ``failed`` with ``load_failed`` answers; an unreachable server is tried again and
+again (backoff up to :data:`FETCH_RETRY_MAX`). A pipeline updated to a new model keeps its
 old one until the new server is :attr:`ModelServer.ready` (the serving stage sees to that).
 """
 
@@ -56,6 +57,7 @@ LOAD_TIMEOUT = 120.0  # a worker still loading after this long is killed and cou
 STOP_GRACE = 1.0  # seconds a worker gets to exit after "stop" before it is killed
 QUANTUM = 2  # a batch takes up to this many consecutive inputs of one pipeline (fewer wake-ups, same shares)
 WORKER_DEPTH = 2  # batches a worker holds: the one it runs and the next, already in its pipe
+FETCH_RETRY_MAX = 60.0  # seconds between two downloads of a model whose server cannot be reached, at most
 Notify = Callable[[str, str, dict[str, Any]], None]
 
 
@@ -161,11 +163,20 @@ class ModelServer:
         """Fetch thread: download ``MODEL_URL`` into ``_models/fetched/``, then let the processes start."""
         assert self.fetcher is not None and self.source is not None
         max_bytes = int(self.engine.config.get("MODEL_MAX_MB") or 2048) * (1 << 20)
-        try:
-            self.fetcher.ensure(self.source, max_bytes, self._fetch_stop)
-            error = None
-        except ModelFetchError as exc:
-            error = str(exc)
+        delay = 1.0
+        while True:
+            try:
+                self.fetcher.ensure(self.source, max_bytes, self._fetch_stop)
+                error = None
+                break
+            except ModelFetchError as exc:
+                error = str(exc)
+                if not exc.retryable or self._fetch_stop.is_set():
+                    break
+            self._notify_once("warning", f"{error}; trying again (every {FETCH_RETRY_MAX:g} s at most)")
+            if self._fetch_stop.wait(delay):
+                break
+            delay = min(FETCH_RETRY_MAX, delay * 2)  # an unreachable server: keep trying, the node may be early
         with self._lock:
             self.downloading = False
             self.fetch_error = error
