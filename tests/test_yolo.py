@@ -319,3 +319,39 @@ def test_a_class_name_typo_refuses_the_pipeline_naming_model_and_instance(node_f
     message = str(caught.value)
     assert "instance 'cars'" in message and "serving plugin 'YOLO' › model 'yolov8n.onnx'" in message, message
     assert "no class named 'cra'; did you mean 'car'?" in message, message
+
+
+# --- OBJECT_DETECTOR's own logic (unit: detections given by hand) ---------------------------------------------------
+def object_detector(**config: Any) -> tuple[Any, list[tuple[dict[str, Any], Any]]]:
+    module = _load("extensions/business/object_detector.py")
+    emitted: list[tuple[dict[str, Any], Any]] = []
+
+    def emit(payload: dict[str, Any], image: Any = None) -> None:
+        emitted.append((payload, image))
+
+    log = logging.getLogger("test")
+    context = PluginContext("", "cam", "OBJECT_DETECTOR", "i", log, Path("."), Path("."), threading.Event(), emit)
+    plugin = module.ObjectDetector({**defaults(module.ObjectDetector.config_schema()), **config}, context)
+    plugin.on_init()
+    return plugin, emitted
+
+
+def test_object_detector_filters_counts_and_draws() -> None:
+    from edge_engine.api import ServingError, make_detection
+
+    plugin, emitted = object_detector(CLASSES=["Person", 2], MIN_SCORE=0.3, MIN_OBJECTS=2, MIN_PAYLOAD_INTERVAL=0)
+    frame = np.zeros((90, 160, 3), np.uint8)
+    detections = [
+        make_detection((10, 10, 40, 60), 0.9, 0, "person"),
+        make_detection((50, 10, 90, 60), 0.2, 0, "person"),  # under MIN_SCORE
+        make_detection((100, 20, 150, 80), 0.8, 2, "car"),  # class 2 is wanted by id
+        make_detection((0, 0, 5, 5), 0.99, 1, "bicycle"),  # not wanted
+    ]
+    plugin.process(Input(image=frame, seq=7, inferences={"YOLO": detections}))
+    plugin.process(Input(image=frame, seq=8, inferences={"YOLO": detections[:2]}))  # one left: under MIN_OBJECTS
+    ((payload, witness),) = emitted
+    assert payload["OBJECTS"] == 2 and payload["COUNTS"] == {"car": 1, "person": 1} and payload["FRAME_INDEX"] == 7
+    assert payload["DETECTIONS"] == [detections[0], detections[2]] and payload["IMAGE_SIZE"] == [160, 90]
+    assert witness.shape == frame.shape and witness[10, 10:40].any()  # the person's box is drawn
+    with pytest.raises(ServingError):
+        plugin.process(Input(image=frame, inferences={"YOLO": ServingError("YOLO", "crashed", "gone")}))
