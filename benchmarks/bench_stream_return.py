@@ -103,7 +103,7 @@ def one_return(node: Node, server: Any, outage: float) -> dict[str, float]:
     first = wait_until(lambda: next((t for t in reversed(clock.times) if t > back_at), None), 30, "a frame")
     first = min(t for t in clock.times if t > back_at)
     wait_until(lambda: capture.presence.last_return is not None and not capture.presence.away, 5, "the return")
-    timing = capture._connect_timing  # when the successful connect() ended, and how long it took
+    timing = capture.last_connect  # when the successful connect() ended, and how long it took
     attempt_started = timing["connected"] - timing["connect_ms"] / 1000
     return {
         "first_frame_s": first - back_at,

@@ -77,6 +77,7 @@ class AwaySource(CapturePlugin):
 
     SIGNATURE = "AWAY_SRC"
     CONFIG = {"BLOCK_S": Key(0.0, min=0, doc="connect() blocks this long before refusing"),
+              "QUIET": Key(False, type=bool, doc="once there, read() returns None (no message yet)"),
               "LIVE_FEED": Key(True, type=bool, doc="live")}
     away = True
     attempts = []  # monotonic times of connect() calls
@@ -93,7 +94,7 @@ class AwaySource(CapturePlugin):
         if type(self).away:
             raise ConnectionError("stream of rtsp://admin:hunter2@10.0.0.9/live ended")
         self.context.stop_event.wait(0.02)
-        return Input(data={"t": time.time()})
+        return None if self.config["QUIET"] else Input(data={"t": time.time()})
 ''',
 }
 
@@ -218,6 +219,28 @@ def test_lost_is_sent_on_time_while_a_probe_blocks_and_back_with_the_first_input
     wait_for(lambda: capture.status == "running")
     stream = node.pipelines["cam"].snapshot()["capture"]["stream"]
     assert (stream["away"], stream["times_lost"], stream["times_back"]) == (False, 1, 1)
+
+
+@pytest.mark.parametrize("silent", [0.0, 30.0])
+def test_a_quiet_source_is_back_when_read_answers_unless_it_must_give_inputs(node_factory: Any, silent: float) -> None:
+    # a message source (MQTT_TOPIC: SILENT_SOURCE_SECONDS 0) may have nothing to say: connected and read() answering
+    # is being there; a source that must give inputs (a camera: SILENT_SOURCE_SECONDS set) is back with an input
+    cam = {"NAME": "q", "TYPE": "AWAY_SRC", "QUIET": True, "SILENT_SOURCE_SECONDS": silent,
+           "PLUGINS": [{"SIGNATURE": "FRAME_CLOCK", "INSTANCES": [{"INSTANCE_ID": "c"}]}]}  # fmt: skip
+    node = node_factory(plugins=PLUGINS, pipelines=[cam])
+    source = plugin_class(node, KIND_CAPTURE, "AWAY_SRC")
+    capture = node.pipelines["q"].capture
+    wait_for(lambda: capture.status == "away" and len(source.attempts) >= 2)
+    source.away = False
+    if silent:
+        wait_for(lambda: len(source.attempts) >= 3 and capture.last_connect.get("connected", 0) > source.attempts[-1])
+        time.sleep(0.3)  # read() answers None meanwhile
+        assert capture.status == "away" and capture.presence.away
+    else:
+        wait_for(lambda: capture.status == "running")
+        stream = node.pipelines["q"].snapshot()["capture"]["stream"]
+        assert not stream["away"] and stream["times_away"] == 1 and stream["last_return"]["probes"] >= 2
+    assert capture.stats.inputs == 0
 
 
 # --- real servers killed and started again ------------------------------------------------------------------------

@@ -85,7 +85,7 @@ class CaptureRunner:
         )
         self._report_lock = threading.Lock()  # keeps "lost" before "back" (watchdog and capture thread)
         self._last_seen_at: float | None = None  # monotonic: the source last answered a read() (see _read_loop)
-        self._connect_timing: dict[str, float] = {}  # the last successful connect: when, and how long it took
+        self.last_connect: dict[str, float] = {}  # the last successful connect(): "connected" (monotonic), "connect_ms"
         self._seq = 0
         self._generation = 0  # a thread whose generation is no longer current was abandoned by the watchdog
         self._lock = threading.Lock()
@@ -136,7 +136,7 @@ class CaptureRunner:
                     attempt = time.monotonic()
                     plugin.connect()
                     connected = time.monotonic()
-                    self._connect_timing = {"connected": connected, "connect_ms": 1000 * (connected - attempt)}
+                    self.last_connect = {"connected": connected, "connect_ms": 1000 * (connected - attempt)}
                     if not self._current(generation):
                         break
                     self.live = plugin.is_live()
@@ -236,7 +236,7 @@ class CaptureRunner:
 
     def _returned(self, now: float) -> None:
         """The first input after an absence: end it, and say so when it had been reported as lost."""
-        timing = self._connect_timing
+        timing = self.last_connect
         timings = {"connect_ms": round(timing.get("connect_ms", 0.0), 1),
                    "first_input_ms": round(1000 * (now - timing.get("connected", now)), 1)}  # fmt: skip
         with self._report_lock:
