@@ -28,12 +28,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import wait_for
+from conftest import EmitTap, wait_for
 from mqtt_broker import free_port
 from stream_servers import SERVERS, listening
 
 from edge_engine.comms.heartbeat import build_heartbeat
 from edge_engine.comms.network import heartbeat_fields
+from edge_engine.comms.service import notification_body
 from edge_engine.constants import KIND_BUSINESS, KIND_CAPTURE
 from edge_engine.node import Node
 from edge_engine.observe.metrics import MetricsExporter
@@ -198,6 +199,8 @@ def test_lost_is_sent_on_time_while_a_probe_blocks_and_back_with_the_first_input
            "PLUGINS": [{"SIGNATURE": "FRAME_CLOCK", "INSTANCES": [{"INSTANCE_ID": "c"}]}]}  # fmt: skip
     started = time.monotonic()
     node = node_factory(plugins=PLUGINS, pipelines=[cam], environ={"EE_FLAP_MAX_FAILURES": "2"})
+    tap = EmitTap()
+    node.pm.register(tap)  # before the warning is due (1 s): what goes to MQTT is built from these
     source = plugin_class(node, KIND_CAPTURE, "AWAY_SRC")  # loaded by this node: away, no attempts before it
     capture = node.pipelines["cam"].capture
     (lost,) = wait_for(lambda: notes(node, "cam", STREAM_LOST), timeout=10)
@@ -219,6 +222,11 @@ def test_lost_is_sent_on_time_while_a_probe_blocks_and_back_with_the_first_input
     wait_for(lambda: capture.status == "running")
     stream = node.pipelines["cam"].snapshot()["capture"]["stream"]
     assert (stream["away"], stream["times_lost"], stream["times_back"]) == (False, 1, 1)
+    bodies = [notification_body(n) for n in tap.notifications if n.fields.get("STATUS") in (STREAM_LOST, STREAM_BACK)]
+    assert [(b["STATUS"], b["NOTIFICATION_TYPE"], b["NOTIFICATION_LEVEL"], b["STREAM_NAME"]) for b in bodies] == [
+        (STREAM_LOST, "ABNORMAL FUNCTIONING", "warning", "cam"),
+        (STREAM_BACK, "NORMAL", "info", "cam"),
+    ]  # on MQTT
 
 
 @pytest.mark.parametrize("silent", [0.0, 30.0])
