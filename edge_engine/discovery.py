@@ -218,7 +218,11 @@ class PluginLoader:
         try:
             self.registry.add(cls, source)
         except PluginLoadError as exc:
-            self._fail(exc.source, exc.name, exc.reason, signature if isinstance(signature, str) else "")
+            self._fail(exc.source, exc.name, exc.reason, signature)
+            return 0
+        except Exception as exc:  # a class that breaks the checks themselves (a property that raises, ...)
+            self._fail(source, getattr(cls, "__qualname__", repr(cls)), f"class cannot be checked: {_describe(exc)}",
+                       signature)  # fmt: skip
             return 0
         return 1
 

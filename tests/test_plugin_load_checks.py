@@ -240,3 +240,46 @@ def edge_paylod(payload):
     [failure] = node.snapshot()["plugins"]["failed"]
     assert failure["reason"] == "unknown hook 'edge_paylod'; did you mean 'edge_payload'?", failure
     assert "typo_hook" in failure["source"]
+
+
+def test_a_class_that_breaks_the_checks_is_refused_with_the_reason(tmp_path: Path) -> None:
+    write_plugin(tmp_path / "plugins", "business/odd.py", """
+from edge_engine.api import BusinessPlugin
+
+
+class Odd(BusinessPlugin):
+    SIGNATURE = "ODD"
+    ALIASES = (1, 2)
+""")  # fmt: skip
+    registry = PluginRegistry()
+    PluginLoader(registry, get_plugin_manager()).load_folder(tmp_path / "plugins")
+    [failure] = registry.failures
+    assert failure.signature == "ODD" and "ALIASES must be a tuple of names (got (1, 2))" in failure.reason
+
+
+def test_a_declaration_that_raises_while_checked_fails_its_class_only(tmp_path: Path) -> None:
+    write_plugin(tmp_path / "plugins", "business/raising.py", """
+from collections.abc import Mapping
+
+from edge_engine.api import BusinessPlugin
+
+
+class Exploding(Mapping):
+    def __getitem__(self, key):
+        raise KeyError(key)
+
+    def __iter__(self):
+        raise RuntimeError("no keys today")
+
+    def __len__(self):
+        return 1
+
+
+class Raising(BusinessPlugin):
+    SIGNATURE = "RAISING"
+    CONFIG = Exploding()
+""")  # fmt: skip
+    registry = PluginRegistry()
+    PluginLoader(registry, get_plugin_manager()).load_folder(tmp_path / "plugins")
+    [failure] = registry.failures
+    assert failure.reason == "class cannot be checked: RuntimeError: no keys today", failure
