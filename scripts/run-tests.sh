@@ -8,14 +8,21 @@ DEV=1 source scripts/_venv.sh
 "$VENV/bin/python" tests/sdk_env.py >/dev/null
 # Debian packages the integration tests run for real (a broker, a headless browser), as package:binary pairs;
 # installed when the binary is missing and installing is possible.
-for entry in mosquitto:mosquitto chromium:chromium chromium-driver:chromedriver; do
+apt_install() {
+  echo "installing Debian package(s) $* for the integration tests" >&2
+  if [ "$(id -u)" = 0 ]; then apt-get install -y -q "$@" >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q "$@" >/dev/null; }
+  else sudo apt-get install -y -q "$@" >/dev/null; fi
+}
+for entry in mosquitto:mosquitto chromium:chromium chromium-driver:chromedriver ffmpeg:ffmpeg; do
   pkg="${entry%%:*}" bin="${entry#*:}"
   if ! command -v "$bin" >/dev/null 2>&1 && ! [ -x "/usr/sbin/$bin" ] && ! [ -x "/usr/bin/$bin" ]; then
-    echo "installing Debian package $pkg for the integration tests" >&2
-    if [ "$(id -u)" = 0 ]; then apt-get install -y -q "$pkg" >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q "$pkg" >/dev/null; }
-    else sudo apt-get install -y -q "$pkg" >/dev/null; fi
+    apt_install "$pkg"
   fi
 done
+# GStreamer's RTSP server under the system Python, for the camera away/back tests (tests/stream_servers.py)
+if ! /usr/bin/python3 -c "import gi; gi.require_version('GstRtspServer', '1.0'); from gi.repository import Gst, GstRtspServer; Gst.init(None); assert Gst.ElementFactory.find('x264enc')" >/dev/null 2>&1; then
+  apt_install python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly
+fi
 "$VENV/bin/ruff" check .
 "$VENV/bin/ruff" format --check .
 exec "$VENV/bin/python" -m pytest "$@"
