@@ -35,6 +35,7 @@ from typing import Any
 import coincurve
 import paho.mqtt.client as mqtt
 import pytest
+from conftest import wait_for
 from mqtt_broker import Mosquitto
 from node_runner import NodeRunner, base_env, rss_bytes
 
@@ -437,7 +438,8 @@ def test_fuzzed_commands_are_all_rejected(fuzz_node: NodeRunner, mosquitto: Mosq
         assert deployed.ok, deployed.reason
         runner.wait_running(lambda i: "base" in [p["name"] for p in i["pipelines"]])
         before = state(runner)
-        baseline = commands_seen(runner)
+        # the node counts the command once its handler and the edge_command_received hook ran: wait for it
+        baseline = wait_for(lambda: commands_seen(runner).get("accepted") and commands_seen(runner), timeout=20)
         assert baseline["accepted"] == 1 and baseline["rejected"] == 0, baseline
         time.sleep(1.0)  # the deploy's notifications arrive before the fuzz starts
         with lock:
