@@ -135,10 +135,10 @@ def test_an_away_source_is_probed_for_hours_and_never_flaps() -> None:
 def test_presence_reports_lost_once_and_back_once() -> None:
     clock = [1000.0]
     presence = Presence(lost_seconds=10.0, probe_max_seconds=1.0, clock=lambda: clock[0])
-    assert presence.failed("ConnectionError: read failed", last_input=999.0)  # starts the absence at the last input
+    assert presence.failed("SilentSource: no input for 1 s", last_seen=999.0)  # silent: gone since its last input
     assert presence.next_check() == 1009.0
     clock[0] = 1005.0
-    assert not presence.failed("ConnectionRefusedError: refused", last_input=999.0)  # the same absence
+    assert not presence.failed("ConnectionRefusedError: refused")  # the same absence
     clock[0] = 1008.9
     assert presence.lost_due() is None
     clock[0] = 1009.0
@@ -161,7 +161,7 @@ def test_presence_reports_lost_once_and_back_once() -> None:
 def test_a_short_blip_is_counted_but_not_reported() -> None:
     clock = [50.0]
     presence = Presence(lost_seconds=10.0, probe_max_seconds=1.0, clock=lambda: clock[0])
-    presence.failed("ConnectionError: x", last_input=None)  # never had an input: the absence starts now
+    presence.failed("ConnectionError: x")  # a failed attempt: the absence starts now
     clock[0] = 53.0
     assert presence.lost_due() is None
     back = presence.returned({})

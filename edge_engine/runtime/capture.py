@@ -179,7 +179,7 @@ class CaptureRunner:
             return None
         self.stats.restarts += 1
         if is_away_error(exc):
-            return self._away(text, exc)
+            return self._away(text, exc, self._last_seen_at if isinstance(exc, SilentSource) else None)
         if self._errors.should_log(text):
             self.env.log.error("pipeline %r: capture failed: %s", self.pipeline, text, exc_info=exc)
         verdict = self.env.supervisor.record(self.part, exc)
@@ -189,11 +189,14 @@ class CaptureRunner:
         self.status = "reconnecting"
         return verdict.delay
 
-    def _away(self, text: str, error: BaseException | str) -> float:
-        """The source cannot be reached: probe it again soon, for as long as it takes (decision 32)."""
+    def _away(self, text: str, error: BaseException | str, last_seen: float | None) -> float:
+        """The source cannot be reached: probe it again soon, for as long as it takes (decision 32).
+
+        ``last_seen``: when a silent source last gave an input (its absence started then); None: now.
+        """
         presence = self.presence
         text = redact_text(text)
-        started = presence.failed(text, self._last_seen_at)
+        started = presence.failed(text, last_seen)
         self.status = "away"
         if started:
             self.env.log.warning("pipeline %r: source away (%s); probing it at most %g s apart", self.pipeline,

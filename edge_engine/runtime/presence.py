@@ -4,8 +4,8 @@ A source is *away* when it cannot be reached or read: its ``connect()`` or ``rea
 error (:func:`is_away_error`: ``ConnectionError``, ``TimeoutError``, a name that does not resolve, a network
 that is down). An away source is not a failing part: it is probed again and again, for as long as it stays
 away (hours included), at most ``AWAY_PROBE_MAX_SECONDS`` apart, and never stopped as *flapping*. The absence
-starts at the source's last input (or at the first failed attempt when there was none) and ends with the
-next input. Once it has lasted ``STREAM_LOST_SECONDS`` the owner gets one warning (*stream lost*); when
+starts with the first failed attempt (for a silent source, at its last input) and ends with the next
+input. Once it has lasted ``STREAM_LOST_SECONDS`` the owner gets one warning (*stream lost*); when
 inputs come again after that, one info (*stream back*). Shorter blips send nothing but are counted.
 
 :class:`Presence` keeps that state for one capture; its methods are called by the capture thread (failures,
@@ -72,13 +72,17 @@ class Presence:
     def away(self) -> bool:
         return self.current is not None
 
-    def failed(self, error: str, last_input: float | None) -> bool:
-        """A connect or read failed with a connection error; True when this starts an absence."""
+    def failed(self, error: str, last_seen: float | None = None) -> bool:
+        """A connect or read failed with a connection error; True when this starts an absence.
+
+        A new absence starts now, or at ``last_seen`` (monotonic) when the caller knows the source has been
+        gone since then: a silent source, whose last input is that long ago.
+        """
         now = self._clock()
         with self._lock:
             started = self.current is None
             if started:
-                since = now if last_input is None else min(now, last_input)
+                since = now if last_seen is None else min(now, last_seen)
                 self.current = Absence(since=since, since_wall=time.time() - (now - since))
                 self.times_away += 1
             assert self.current is not None
