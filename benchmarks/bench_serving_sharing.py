@@ -15,6 +15,9 @@ the same pre-processing, for ``--seconds`` each, one after the other in this run
 Reported per N: aggregate images/s of each, the engine's ratios to both baselines, fairness (slowest
 pipeline's share / fastest's), the engine's p99 latency (input handed to the serving stage → result back)
 and the p99 *added* latency: engine p99 minus the tuned baseline's p99 per-image time (pre-process + run).
+The JSON line also has ``errors`` (inputs that got no result while measuring) and ``teardown_errors``
+(inputs the model server answered with an error while the pipelines were removed one by one, the others
+still running, over all rounds: must be 0; the inputs a removed pipeline stops waiting for are not errors).
 Targets (issue 3 and DECISIONS 13): ≥ 1.6× naive (≥ 2× in DECISIONS) and ≥ 0.95× tuned at 4 pipelines,
 fairness ≥ 0.95.
 
@@ -130,8 +133,10 @@ def run_engine(node: Any, pipelines: int, seconds: float, warmup: float) -> dict
     latencies = sorted(server.stats.latencies)
     batches = {k: v - histogram.get(k, 0) for k, v in server.stats.batch_sizes.items()}
     failed = sum(instance_plugin(node, n).failed + instance_plugin(node, n).missing for n in names)
-    for name in names:
+    errors_before = server.stats.errors
+    for name in names:  # one by one, the others still running: no batch may fail (issue 14 item 16)
         node.remove_pipeline(name)
+    teardown_errors = server.stats.errors - errors_before
     total_batches = sum(batches.values()) or 1
     return {
         "throughput": sum(counts) / elapsed,
@@ -140,6 +145,7 @@ def run_engine(node: Any, pipelines: int, seconds: float, warmup: float) -> dict
         "p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))] if latencies else None,
         "batch_avg": sum(k * v for k, v in batches.items()) / total_batches,
         "errors": failed,
+        "teardown_errors": teardown_errors,
     }
 
 
@@ -183,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
                     "added_p99_ms": round(engine["p99_ms"] - tuned["p99_ms"], 2) if engine["p99_ms"] else None,
                     "batch_avg": round(engine["batch_avg"], 2),
                     "errors": engine["errors"],
+                    "teardown_errors": sum(r[0]["teardown_errors"] for r in rounds),
                     "per_pipeline": engine["counts"],
                 }
                 results.append(result)

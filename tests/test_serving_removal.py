@@ -121,16 +121,21 @@ def test_removing_and_adding_a_pipeline_under_load_fails_no_other_pipeline(share
 def test_restarting_or_updating_a_pipeline_under_load_fails_no_other_pipeline(shared_node: Any) -> None:
     node = shared_node
     before = steady_outcome(node)
-    node.add_pipeline(churn_pipeline())
+    rate = 1000  # the churned pipeline's CAP_RESOLUTION: a new value is a capture change, which restarts it
+    node.add_pipeline({**churn_pipeline(), "CAP_RESOLUTION": rate})
     other_model = {**PARAMS, "MAX_IN_FLIGHT": 4}  # another config: another server, so this pipeline leaves ours
     for cycle in range(CYCLES):
         wait_for(lambda: churn_running(node), 30)
+        runner = node.pipelines["churn"]
         if cycle % 2:
-            node.add_pipeline({**churn_pipeline(), "CAP_RESOLUTION": 500 + cycle})  # capture changed: restarted
+            rate += 1
+            node.add_pipeline({**churn_pipeline(), "CAP_RESOLUTION": rate})  # restarted
+            assert node.pipelines["churn"] is not runner
         else:
-            node.add_pipeline(churn_pipeline(other_model))  # instances changed: updated live, leaves the server
+            node.add_pipeline({**churn_pipeline(other_model), "CAP_RESOLUTION": rate})  # updated live: leaves ours
+            assert node.pipelines["churn"] is runner and len(node.serving.servers()) == 2
             wait_for(lambda: churn_running(node), 30)
-            node.add_pipeline(churn_pipeline())  # and back
+            node.add_pipeline({**churn_pipeline(), "CAP_RESOLUTION": rate})  # and back
     assert node.remove_pipeline("churn")
     assert_nothing_lost(node, before)
 
@@ -161,13 +166,16 @@ def test_a_stopped_pipelines_slot_is_unlinked_only_when_the_last_server_lets_go(
     slot = slots.acquire()
     ref = slots.put(slot, np.full((8, 8, 3), 7, np.uint8))
     ticket = Ticket(Input(image=None), 2, cond, slot)  # two models read the frame
-    ticket.hand_back(slots.release)  # the pipeline gave up waiting (it stopped): two requests still in flight
+    for model in ("a", "b"):  # the pipeline stops: it gives up waiting, its requests are still in flight
+        ticket.resolve(model, ServingError("X", "stopping", "the pipeline is stopping"))
+    ticket.hand_back(slots.release)
     slots.close()
-    assert segment_exists(ref) and slots.held == 1  # a worker may still read it
-    ticket.let_go()
+    assert ticket.done and segment_exists(ref) and slots.held == 1  # a worker may still read it
+    ticket.resolve("a", {"mean": 7}, served=True)
     assert segment_exists(ref)
-    ticket.let_go()  # the last server answered
+    ticket.resolve("b", {"mean": 7}, served=True)  # the last server answered
     assert not segment_exists(ref) and slots.held == 0
+    assert all(isinstance(value, ServingError) for value in ticket.results.values())  # late answers change nothing
 
 
 @needs_dev_shm
@@ -176,10 +184,11 @@ def test_a_slot_is_reused_only_after_its_servers_answered_and_the_ring_grows_mea
     cond = threading.Condition()
     slot = slots.acquire()
     ticket = Ticket(Input(image=None), 1, cond, slot)
+    ticket.resolve("a", ServingError("X", "unavailable", "no answer in time"))
     ticket.hand_back(slots.release)  # gave up waiting: its frame is still in a batch
     other = slots.acquire()
     assert other != slot and slots.count == 2  # not the held slot: a new one
-    ticket.let_go()
+    ticket.resolve("a", {"mean": 7}, served=True)
     assert slots.free == 1
     slots.release(other)
     slots.close()

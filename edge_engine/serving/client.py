@@ -51,36 +51,40 @@ class Ticket:
         self.done = expected == 0
         self.started = time.perf_counter()
 
-    def resolve(self, key: ModelKey, value: Any) -> None:
-        """Record one model's answer (a result or a ServingError); wakes the pipeline when all are in."""
+    def resolve(self, key: ModelKey, value: Any, served: bool = False) -> None:
+        """Record one model's answer (a result or a ServingError); wakes the pipeline when all are in.
+        ``served``: the answer is the server's own (it no longer reads the frame: see :meth:`hand_back`)."""
+        release = None
         with self.cond:
+            if served:
+                self.held -= 1
+                if self.held <= 0 and self.on_free is not None and self.slot is not None:
+                    release, slot = self.on_free, self.slot
+                    self.on_free = self.slot = None
             if key in self.results:
-                return
-            self.results[key] = value
-            self.remaining -= 1
-            finished = self.remaining <= 0 and not self.done
-            if finished:
-                self.done = True
-                self.cond.notify()  # only the pipeline's dispatcher waits
+                finished = False
+            else:
+                self.results[key] = value
+                self.remaining -= 1
+                finished = self.remaining <= 0 and not self.done
+                if finished:
+                    self.done = True
+                    self.cond.notify()  # only the pipeline's dispatcher waits
+        if release is not None:
+            release(slot)
         if finished and self.on_done is not None:
             self.on_done()
 
-    def let_go(self) -> None:
-        """A server answered (or dropped) its request: it no longer reads the frame."""
-        with self.cond:
-            self.held -= 1
-            if self.held > 0 or self.on_free is None or self.slot is None:
-                return
-            release, slot = self.on_free, self.slot
-            self.on_free = self.slot = None
-        release(slot)
-
     def hand_back(self, release: Callable[[int], None]) -> None:
         """The pipeline is done with the input: ``release(slot)`` now, or when the last server lets go."""
+        slot = self.slot
+        if slot is None:
+            return
+        if self.held <= 0:  # every server answered (it stays so): no race with resolve, no lock needed
+            self.slot = None
+            release(slot)
+            return
         with self.cond:
-            slot = self.slot
-            if slot is None:
-                return
             if self.held > 0:
                 self.on_free = release
                 return
@@ -105,8 +109,7 @@ class Request:
         if self.answered:
             return
         self.answered = True
-        self.ticket.let_go()  # first: the frame is free before the pipeline, woken below, reuses its slot
-        self.ticket.resolve(self.client.key, value)
+        self.ticket.resolve(self.client.key, value, served=True)
 
 
 class ModelClient:

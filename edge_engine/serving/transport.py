@@ -120,10 +120,12 @@ class FrameSlots:
     def acquire(self) -> int:
         """A free slot number. The caller keeps at most ``count`` inputs in flight, but a slot whose input gave
         up waiting comes back only when its server answers: meanwhile the ring grows by one."""
-        with self._lock:
-            if not self._free:
+        try:
+            return self._free.pop()  # atomic: no lock on the per-frame path
+        except IndexError:
+            with self._lock:
                 self._add_locked()
-            return self._free.pop()
+                return self._free.pop()
 
     def release(self, slot: int) -> None:
         """No server holds the slot's frame any more: reuse it (unlink it when the ring is closed)."""
