@@ -95,6 +95,19 @@ def test_regions_parse_relative_points_and_refuse_bad_entries() -> None:
         parse_regions([{"NAME": "a", "POINTS": [[0, 0], [1, 1]]}, {"NAME": "a", "POINTS": [[0, 1], [1, 0]]}], "line")
 
 
+def test_signed_distances_to_a_concave_polygon_and_a_polyline() -> None:
+    from edge_engine.vision.zones import signed_distance_to_polygon, signed_distance_to_polyline
+
+    l_shape = np.asarray([[0, 0], [100, 0], [100, 40], [40, 40], [40, 100], [0, 100]], float)
+    points = np.asarray([[20, 20], [70, 20], [70, 70], [20, 90], [120, 20], [40, 40]], float)
+    distance = signed_distance_to_polygon(points, l_shape)
+    assert distance.tolist() == pytest.approx([20, 20, -30, 10, -20, 0])  # (70, 70) is in the notch: outside
+    bent = np.asarray([[0, 50], [50, 50], [50, 100]], float)  # right, then down: its right-hand side is below-left
+    assert signed_distance_to_polyline(np.asarray([[20, 60], [20, 40], [60, 80], [40, 80]], float), bent).tolist() == (
+        pytest.approx([10, -10, -10, 10])
+    )
+
+
 def test_jitter_on_a_zone_border_enters_once() -> None:
     zones = parse_regions([{"NAME": "z", "POINTS": [[100, 0], [200, 0], [200, 100], [100, 100]], "MARGIN": 4}], "zone")
     monitor = ZoneMonitor(zones)

@@ -31,7 +31,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -134,40 +134,55 @@ def anchor_points(boxes: np.ndarray, anchor: str) -> np.ndarray:
     return np.stack([x, y], axis=1)
 
 
-def signed_distance_to_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
+class Segments(NamedTuple):
+    """A polygon's edges or a polyline's segments, with what every distance computation reuses."""
+
+    a: np.ndarray  # m×2 starts
+    b: np.ndarray  # m×2 ends
+    ab: np.ndarray  # m×2 directions
+    length2: np.ndarray  # m squared lengths (never 0)
+    slope: np.ndarray  # m: dx/dy of each edge (0 for horizontal ones, which never straddle a row)
+
+
+def make_segments(points: np.ndarray, closed: bool) -> Segments:
+    """The segments of a polygon (``closed``: last point back to the first) or of a polyline."""
+    a = points if closed else points[:-1]
+    b = np.roll(points, -1, axis=0) if closed else points[1:]
+    ab = b - a
+    dy = ab[:, 1]
+    slope = np.divide(ab[:, 0], dy, out=np.zeros(len(ab)), where=dy != 0)
+    return Segments(a, b, ab, np.maximum((ab**2).sum(axis=1), 1e-12), slope)
+
+
+def signed_distance_to_polygon(points: np.ndarray, polygon: np.ndarray | Segments) -> np.ndarray:
     """Distance of each point to the polygon's border, positive inside, negative outside."""
-    a = polygon
-    b = np.roll(polygon, -1, axis=0)
-    distance = _segment_distances(points, a, b).min(axis=1)
+    edges = polygon if isinstance(polygon, Segments) else make_segments(polygon, closed=True)
+    distance = _segment_distances(points, edges).min(axis=1)
     px, py = points[:, 0:1], points[:, 1:2]
-    ax, ay, bx, by = a[:, 0][None], a[:, 1][None], b[:, 0][None], b[:, 1][None]
+    ay, by = edges.a[:, 1][None], edges.b[:, 1][None]
     straddles = (ay > py) != (by > py)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        x_cross = ax + (py - ay) * (bx - ax) / (by - ay)
+    x_cross = edges.a[:, 0][None] + (py - ay) * edges.slope[None]
     inside = (np.count_nonzero(straddles & (px < x_cross), axis=1) % 2) == 1
     return np.where(inside, distance, -distance)  # type: ignore[no-any-return]
 
 
-def signed_distance_to_polyline(points: np.ndarray, line: np.ndarray) -> np.ndarray:
+def signed_distance_to_polyline(points: np.ndarray, line: np.ndarray | Segments) -> np.ndarray:
     """Distance of each point to the polyline, positive on its right-hand side (image y pointing down)."""
-    a, b = line[:-1], line[1:]
-    distances = _segment_distances(points, a, b)
+    segs = line if isinstance(line, Segments) else make_segments(line, closed=False)
+    distances = _segment_distances(points, segs)
     nearest = distances.argmin(axis=1)
-    seg_a, seg_b = a[nearest], b[nearest]
-    cross = (seg_b[:, 0] - seg_a[:, 0]) * (points[:, 1] - seg_a[:, 1]) - (seg_b[:, 1] - seg_a[:, 1]) * (
-        points[:, 0] - seg_a[:, 0]
-    )
+    seg_a, seg_ab = segs.a[nearest], segs.ab[nearest]
+    cross = seg_ab[:, 0] * (points[:, 1] - seg_a[:, 1]) - seg_ab[:, 1] * (points[:, 0] - seg_a[:, 0])
     return np.where(cross >= 0, 1.0, -1.0) * distances[np.arange(len(points)), nearest]  # type: ignore[no-any-return]
 
 
-def _segment_distances(points: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """n×m distances of n points to m segments a→b."""
-    ab = b - a
-    length2 = np.maximum((ab**2).sum(axis=1), 1e-12)
-    ap = points[:, None, :] - a[None, :, :]
-    t = np.clip((ap * ab[None]).sum(axis=2) / length2[None], 0, 1)
-    closest = a[None] + t[..., None] * ab[None]
-    return np.linalg.norm(points[:, None, :] - closest, axis=2)  # type: ignore[no-any-return]
+def _segment_distances(points: np.ndarray, segs: Segments) -> np.ndarray:
+    """n×m distances of n points to m segments."""
+    ap = points[:, None, :] - segs.a[None, :, :]
+    t = (ap * segs.ab[None]).sum(axis=2) / segs.length2[None]
+    np.clip(t, 0, 1, out=t)
+    offset = ap - t[..., None] * segs.ab[None]
+    return np.sqrt((offset * offset).sum(axis=2))  # type: ignore[no-any-return]
 
 
 def path_crosses_polyline(p0: Sequence[float], p1: Sequence[float], line: np.ndarray) -> bool:
@@ -204,7 +219,7 @@ class ZoneMonitor:
         self._sides: dict[str, dict[int, int]] = {line.name: {} for line in self.lines}  # +1 right, -1 left
         self._last_points: dict[str, dict[int, tuple[float, float]]] = {line.name: {} for line in self.lines}
         self._count_alert: dict[str, bool] = {z.name: False for z in self.zones}
-        self._pixels: dict[tuple[str, int, int], np.ndarray] = {}
+        self._pixels: dict[tuple[str, int, int], tuple[np.ndarray, Segments]] = {}
         self.totals: dict[str, dict[str, dict[str, int]]] = {}
         self.reset_totals()
 
@@ -248,9 +263,13 @@ class ZoneMonitor:
 
     def region_pixels(self, region: Region, width: int, height: int) -> np.ndarray:
         """The region's points in pixels of this frame size (cached)."""
+        return self._geometry(region, width, height)[0]
+
+    def _geometry(self, region: Region, width: int, height: int) -> tuple[np.ndarray, Segments]:
         key = (region.name, width, height)
         if key not in self._pixels:
-            self._pixels[key] = region.pixels(width, height)
+            pixels = region.pixels(width, height)
+            self._pixels[key] = (pixels, make_segments(pixels, closed=region.kind == ZONE))
         return self._pixels[key]
 
     def update(
@@ -305,9 +324,7 @@ class ZoneMonitor:
         chosen = self._chosen(zone, tracked)
         if len(chosen) == 0:
             return events
-        distance = signed_distance_to_polygon(
-            anchor_points(boxes[chosen], zone.anchor), self.region_pixels(zone, *size)
-        )
+        distance = signed_distance_to_polygon(anchor_points(boxes[chosen], zone.anchor), self._geometry(zone, *size)[1])
         states = self._presence[zone.name]
         chosen_ids = ids[chosen].tolist()
         was_inside = np.fromiter((i in states for i in chosen_ids), bool, len(chosen_ids))
@@ -364,9 +381,9 @@ class ZoneMonitor:
         chosen = self._chosen(line, tracked)
         if len(chosen) == 0:
             return events
-        polyline = self.region_pixels(line, *size)
+        polyline, segments = self._geometry(line, *size)
         points = anchor_points(boxes[chosen], line.anchor)
-        distance = signed_distance_to_polyline(points, polyline)
+        distance = signed_distance_to_polyline(points, segments)
         confirmed = np.abs(distance) > line.margin  # in the hysteresis band the side stays what it was
         chosen, points, distance = chosen[confirmed], points[confirmed], distance[confirmed]
         chosen_ids = ids[chosen].tolist()
