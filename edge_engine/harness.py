@@ -36,7 +36,7 @@ from edge_engine.messages import Notification, Payload
 from edge_engine.pipeline_config import check_instance_update
 from edge_engine.plugin_types import BusinessPlugin, CapturePlugin, Input, PluginBase
 from edge_engine.registry import PluginRegistry
-from edge_engine.runtime.instance import InstanceRunner
+from edge_engine.runtime.instance import InstanceRunner, payload_from_result
 from edge_engine.runtime.pipeline import PipelineRunner
 from edge_engine.sandbox import Sandbox, same_name, with_classes
 
@@ -174,9 +174,9 @@ def instrumented(cls: type[BusinessPlugin], probe: Probe) -> type:
 
         def process(self, inp: Input | None) -> None:
             try:
-                result = super().process(inp)
-                if result is not None:  # emitted here, as the runtime would, so it is counted with the input
-                    self.context.emit(dict(result))
+                payload = payload_from_result(super().process(inp))
+                if payload is not None:  # emitted here, as the runtime would, so it is counted with the input
+                    self.context.emit(payload)
             except Exception as exc:
                 probe.error("process", exc, inp)
                 raise

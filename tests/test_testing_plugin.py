@@ -91,6 +91,20 @@ def test_an_exception_in_process_fails_the_test_with_the_plugin_traceback(plugin
     assert len(result.payloads) == 2, "the instance goes on with the next input, as in the node"
 
 
+class ListReturner(BusinessPlugin):
+    """Returns a list from process(): the harness reports it as the node does."""
+
+    SIGNATURE = "TEST_LIST_RETURNER"
+
+    def process(self, inp: Input | None) -> Any:
+        return [("COUNT", 1)]
+
+
+def test_a_process_result_that_is_not_a_dict_fails_as_in_the_node(plugin_harness: PluginHarness) -> None:
+    with pytest.raises(PluginFailed, match=r"process\(\) must return a dict or None \(got list\)"):
+        plugin_harness.run(ListReturner, inputs=[np.zeros((4, 4, 3), np.uint8)])
+
+
 def test_on_init_failure_is_reported_without_waiting_for_retries(plugin_harness: PluginHarness) -> None:
     with pytest.raises(PluginFailed, match="on_init raised RuntimeError: cannot start with LEVEL 999"):
         plugin_harness.run(Painter, {"LEVEL": 999}, [frame(1)], timeout=5)

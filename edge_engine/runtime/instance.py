@@ -55,6 +55,15 @@ def _json_value(value: Any) -> Any:
     raise TypeError(f"a value of type {type(value).__name__} is not JSON")
 
 
+def payload_from_result(result: Any) -> dict[str, Any] | None:
+    """What ``process()`` returned, as the payload to emit: None, or a dict (TypeError for anything else)."""
+    if result is None:
+        return None
+    if not isinstance(result, Mapping):
+        raise TypeError(f"process() must return a dict or None (got {type(result).__name__})")
+    return dict(result)
+
+
 def check_payload(data: Any, what: str = "payload") -> None:
     """Raise TypeError naming the first key whose value cannot be sent as JSON (a payload must never carry
     ``"<object object at 0x...>"`` in place of a value). ``what`` names the value in the message."""
@@ -322,11 +331,9 @@ class InstanceRunner:
         started = time.perf_counter()
         self._current_seq = inp.seq if inp is not None else None
         try:
-            result = plugin.process(inp)
-            if result is not None:
-                if not isinstance(result, Mapping):
-                    raise TypeError(f"process() must return a dict or None (got {type(result).__name__})")
-                self._emit(dict(result), None, inp.seq if inp is not None else None)
+            payload = payload_from_result(plugin.process(inp))
+            if payload is not None:
+                self._emit(payload, None, inp.seq if inp is not None else None)
         except (Exception, SystemExit) as exc:  # sys.exit() in plugin code ends nothing but the call
             self.stats.timed(time.perf_counter() - started)
             self._process_failed(exc)
