@@ -79,22 +79,30 @@ class AwaySource(CapturePlugin):
     SIGNATURE = "AWAY_SRC"
     CONFIG = {"BLOCK_S": Key(0.0, min=0, doc="connect() blocks this long before refusing"),
               "QUIET": Key(False, type=bool, doc="once there, read() returns None (no message yet)"),
+              "POLL_S": Key(0.02, min=0, doc="read() polls this long after the previous poll (the first at once)"),
               "LIVE_FEED": Key(True, type=bool, doc="live")}
     away = True
     attempts = []  # monotonic times of connect() calls
 
     def connect(self):
         self.attempts.append(time.monotonic())
+        self.next_due = 0.0
         deadline = time.monotonic() + (self.config["BLOCK_S"] if len(self.attempts) > 1 else 0.0)
         while type(self).away and time.monotonic() < deadline and not self.context.stop_event.wait(0.01):
             pass  # a connection attempt in flight: it succeeds as soon as the source is back
         if type(self).away:
             raise ConnectionError("cannot open rtsp://admin:hunter2@10.0.0.9/live")
 
+    fail_next_read = False  # the next read() fails once (one failed poll)
+
     def read(self):
         if type(self).away:
             raise ConnectionError("stream of rtsp://admin:hunter2@10.0.0.9/live ended")
-        self.context.stop_event.wait(0.02)
+        self.context.stop_event.wait(max(0.0, self.next_due - time.monotonic()))  # the first poll at once
+        self.next_due = time.monotonic() + self.config["POLL_S"]
+        if type(self).fail_next_read:
+            type(self).fail_next_read = False
+            raise ConnectionError("HTTP 503 from http://***@10.0.0.9/api")
         return None if self.config["QUIET"] else Input(data={"t": time.time()})
 ''',
 }
@@ -249,6 +257,26 @@ def test_a_quiet_source_is_back_when_read_answers_unless_it_must_give_inputs(nod
         stream = node.pipelines["q"].snapshot()["capture"]["stream"]
         assert not stream["away"] and stream["times_away"] == 1 and stream["last_return"]["probes"] >= 2
     assert capture.stats.inputs == 0
+
+
+def test_one_failed_poll_of_a_slow_poller_is_a_blip_not_a_lost_source(node_factory: Any) -> None:
+    # polled every 1.5 s, lost after 1 s away: one failed poll, answered again by the probe 0.5 s later, is a short
+    # absence (counted, not reported), however long ago the previous poll was
+    poller = {"NAME": "p", "TYPE": "AWAY_SRC", "POLL_S": 1.5, "STREAM_LOST_SECONDS": 1.0,
+              "PLUGINS": [{"SIGNATURE": "FRAME_CLOCK", "INSTANCES": [{"INSTANCE_ID": "c"}]}]}  # fmt: skip
+    node = node_factory(plugins=PLUGINS, pipelines=[poller])
+    source = plugin_class(node, KIND_CAPTURE, "AWAY_SRC")
+    capture = node.pipelines["p"].capture
+    wait_for(lambda: capture.status == "away")
+    source.away = False
+    wait_for(lambda: capture.stats.inputs >= 1)  # there (the first refusal at start was an absence too)
+    assert capture.presence.times_lost == 0
+    source.fail_next_read = True
+    wait_for(lambda: capture.stats.errors >= 2 and capture.stats.inputs >= 2, timeout=10)
+    wait_for(lambda: not capture.presence.away)
+    stream = node.pipelines["p"].snapshot()["capture"]["stream"]
+    assert stream["times_away"] == 2 and stream["times_lost"] == 0 and stream["last_away_seconds"] < 1.0
+    assert not notes(node, "p", STREAM_LOST)
 
 
 # --- real servers killed and started again ------------------------------------------------------------------------
