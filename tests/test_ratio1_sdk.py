@@ -37,7 +37,8 @@ SDK_KEY = Path(".ratio1") / "_local_cache" / "_data" / "_pk.pem"  # where the SD
 SDK_RUN_TIMEOUT = 90.0
 SESSION_START_LIMIT = 5.0  # issue 8: a session starts at once against a supervisor (not after the SDK's 30 s wait)
 
-# Already running when the SDK arrives (seeded at the node's first start): what it attaches to.
+# Already running when the SDK arrives (seeded at the node's first start, beside the default "demo" pipeline):
+# what the attach example attaches to when PIPELINE names it.
 RUNNING = {
     "NAME": "door",
     "TYPE": "SYNTHETIC",
@@ -162,7 +163,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     (tmp / "broker").mkdir()
     broker = Mosquitto(require_binary(), tmp / "broker").start()
     workdir = tmp / "node"
-    config = {"DEMO_PIPELINE": False, "EE_ID": "sdk-node", "PIPELINES": [RUNNING]}
+    config = {"EE_ID": "sdk-node", "PIPELINES": [RUNNING]}  # and the demo pipeline, as every new node
     env = {k: v for k, v in os.environ.items() if not k.startswith("EE_")}
     env.pop("PYTHONPATH", None)
     env.update({"EE_CACHE_DIR": str(workdir / "cache"), "EE_SECONDS_LOCAL_INFO": "0.5", "EE_STATUS_PORT": "0",
@@ -173,7 +174,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     node.start()
     watcher = EdgeClient(load_or_create_identity(tmp / "watcher.pem"), port=broker.port).connect()
     try:
-        info = node.wait_running(lambda i: "door" in [p["name"] for p in i["pipelines"]])
+        info = node.wait_running(lambda i: {"door", "demo"} <= {p["name"] for p in i["pipelines"]})
         yield Rig(broker, node, info["address"], info["alias"], tmp, sdk, watcher)
     finally:
         watcher.close()
@@ -258,6 +259,18 @@ def test_a_pipeline_the_node_cannot_run_is_refused_with_the_node_reason(rig: Rig
     assert any("key 'REPORT_EVRY': unknown key; did you mean 'REPORT_EVERY'?" in r for r in result["reasons"]), result
     assert not any("Transaction timeout" in r for r in result["reasons"]), result
     assert rig.stream_files() == files and "typo" not in rig.pipelines()
+
+
+def test_doc_example_attaches_to_the_default_nodes_pipeline_as_written(rig: Rig) -> None:
+    home, _ = rig.new_home(allowed=True)
+    script = home / "doc_attach.py"
+    script.write_text(doc_blocks()[1], encoding="utf-8")
+    run = run_sdk(rig, script, home)  # no PIPELINE: the block's default must be a pipeline every new node runs
+    (listing,) = run.lines("pipelines:")
+    assert "'demo'" in listing, run.output[-3000:]
+    commands = run.lines("command to")
+    assert commands == ["command to DEFAULT confirmed: True"] * 2, run.output[-3000:]  # MOTION_DETECTOR, FRAME_STATS
+    assert "demo" in rig.pipelines()
 
 
 def test_doc_example_attaches_to_a_running_pipeline(rig: Rig) -> None:
