@@ -56,6 +56,8 @@ ACK_SLOT = struct.Struct("<QQQI4x")  # generation, segment id, offset, crc32 of 
 LANES = ("notif", "payloads")  # delivery priority after heartbeats; order is kept within each
 DROP_ORDER = ("payloads", "notif")  # what goes first when the bound is hit
 LAST_SEQ_FILE = "last_seq.json"  # per channel, the highest number stored (written at start and at stop)
+BURST_GAP = 0.0005  # puts closer than this are a burst: the publisher lingers to batch them
+LINGER = 0.001  # how long (seconds, at most once per batch) the publisher lets a burst accumulate
 CTRL_MAX = 4  # heartbeats and targeted replies kept in memory while the broker is away (the newest)
 CACHE_BYTES = 8 * 1024 * 1024  # wire bytes kept in memory after the append, so the publisher rarely reads back
 ACK_WRITE_SECONDS = 0.05  # ack point written (not fsynced) at most this often while acks come in
@@ -176,6 +178,8 @@ class DiskOutbox:
         self._sync_cond = threading.Condition()
         self._count_lock = threading.Lock()
         self._storing = 0  # puts encoding or appending right now
+        self._last_put = 0.0  # when the last payload or notification was put
+        self._put_gap = 1.0  # seconds between the last two puts
         self._ctrl: deque[OutboxItem] = deque()
         self._lanes = {name: _Lane(name) for name in LANES}
         self._cached = 0
@@ -214,6 +218,8 @@ class DiskOutbox:
             return
         with self._count_lock:
             self._storing += 1
+            now = time.monotonic()
+            self._put_gap, self._last_put = now - self._last_put, now
         try:
             self._append(item)
         except Exception:
@@ -223,8 +229,14 @@ class DiskOutbox:
                 self._storing -= 1
 
     def get(self, timeout: float | None = None) -> OutboxItem | None:
-        """The next message: heartbeats first, then notifications, then payloads (None after ``timeout``)."""
+        """The next message: heartbeats first, then notifications, then payloads (None after ``timeout``).
+
+        While producers put in a burst (puts less than ``BURST_GAP`` apart), a call that may wait (``timeout``
+        not 0: the first of a publisher's batch) first lets them run for ``LINGER`` seconds, so that the batch
+        holds more than one message: otherwise publisher and producer trade the GIL at every message."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        if timeout != 0 and time.monotonic() - self._last_put < BURST_GAP and self._put_gap < BURST_GAP:
+            time.sleep(LINGER)
         with self._ready:
             while True:
                 if self._closed:
