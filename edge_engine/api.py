@@ -17,6 +17,7 @@ from edge_engine.plugin_types import (
     PluginContext,
     ServingPlugin,
 )
+from edge_engine.serving.cascade import crop_box, crop_detection, crop_quad
 from edge_engine.serving.onnx_info import OnnxIO, TensorInfo, read_onnx_io
 from edge_engine.serving.onnx_plugin import OnnxServingPlugin
 from edge_engine.vision.analytics import ZoneAnalyticsPlugin
@@ -68,6 +69,9 @@ __all__ = [
     "TensorInfo",
     "box_iou",
     "class_color",
+    "crop_box",
+    "crop_detection",
+    "crop_quad",
     "draw_detections",
     "hookimpl",
     "letterbox",

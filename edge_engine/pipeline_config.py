@@ -23,6 +23,7 @@ from edge_engine.constants import KIND_BUSINESS, KIND_CAPTURE
 from edge_engine.errors import CacheError, ConfigIssue
 from edge_engine.ratio1_keys import INSTANCE_KEYS, PIPELINE_KEYS
 from edge_engine.registry import PluginRecord, PluginRegistry
+from edge_engine.serving.cascade import check_cascades
 from edge_engine.serving.config import check_engines
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -231,6 +232,7 @@ def _validate_instances(
         config.update({k: copy.deepcopy(v) for k, v in overrides.items() if k in schema})
         if registry is not None:
             found = check_engines(config, registry, inst_where, models_dir)
+            found += check_cascades(config, registry, inst_where, models_dir)
             issues.extend(found)
             if found:
                 continue

@@ -56,6 +56,7 @@ class PluginContext:
     emit_fn: Callable[..., None] = field(repr=False, default=lambda *a, **k: None)
     notify_fn: Callable[..., None] = field(repr=False, default=lambda *a, **k: None)
     save_file_fn: Callable[[str, bytes | str], str] | None = field(repr=False, default=None)
+    infer_fn: Callable[..., list[Any]] | None = field(repr=False, default=None)
 
     def emit(self, payload: Mapping[str, Any], image: Any = None) -> None:
         """Send a payload (a JSON-able mapping), optionally with a witness image (numpy BGR array).
@@ -70,6 +71,19 @@ class PluginContext:
     def notify(self, message: str, level: str = "info", **fields: Any) -> None:
         """Send a notification (``level``: info, warning, error) about this plugin."""
         self.notify_fn(message, level, fields)
+
+    def infer(
+        self, signature: str, crops: Any, params: Mapping[str, Any] | None = None, timeout: float | None = None
+    ) -> list[Any]:
+        """Run the serving plugin ``signature`` (configured with ``params``, the keys ``STARTUP_AI_ENGINE_PARAMS``
+        would give it) on each image of ``crops`` (numpy arrays, at most 1,024), in the node's shared model
+        servers, batched with other pipelines' inputs. Blocks until every crop is answered or ``timeout`` seconds
+        passed; returns the results aligned with ``crops``, a :class:`~edge_engine.errors.ServingError` for each
+        crop that got none. A wrong signature or config raises ``ValueError``. For business plugins in a node;
+        see :mod:`edge_engine.serving.cascade` and ``crop_detection`` to cut crops from detections."""
+        if self.infer_fn is None:
+            raise RuntimeError("infer() is available to business plugins running in a node")
+        return self.infer_fn(signature, crops, params, timeout)
 
     def save_file(self, name: str, data: bytes | str) -> str:
         """Keep a file this plugin produced (a clip, a report...) and return where consumers find it.
@@ -314,6 +328,9 @@ class BusinessPlugin(PluginBase):
         "STARTUP_AI_ENGINE_PARAMS": Key(
             {}, type=dict, doc="serving config overrides: {KEY: value} for all engines, {SIGNATURE: {...}} for one"
         ),
+        "CASCADE": Key(
+            [], type=list, doc="second models on the first's boxes: [{SIGNATURE, ON, CLASSES, MIN_SCORE, PADDING, ...}]"
+        ),
         "INSTANCE_COMMAND": Key({}, type=(dict, str, list), doc="set to send a command to the instance"),
         "ENCRYPT_PAYLOAD": Key(False, type=bool, doc="send payloads encrypted to the initiator"),
     }
@@ -325,6 +342,12 @@ class BusinessPlugin(PluginBase):
     def emit(self, payload: Mapping[str, Any], image: Any = None) -> None:
         """Send a payload, optionally with a witness image."""
         self.context.emit(payload, image)
+
+    def infer(
+        self, signature: str, crops: Any, params: Mapping[str, Any] | None = None, timeout: float | None = None
+    ) -> list[Any]:
+        """Run a serving plugin on crops; see :meth:`PluginContext.infer`."""
+        return self.context.infer(signature, crops, params, timeout)
 
     def notify(self, message: str, level: str = "info", **fields: Any) -> None:
         """Send a notification about this instance."""

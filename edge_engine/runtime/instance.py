@@ -28,6 +28,7 @@ from edge_engine.plugin_types import BusinessPlugin, Input
 from edge_engine.runtime.environment import ErrorLogLimiter, RuntimeEnv, call_safe_mode
 from edge_engine.runtime.mailbox import BLOCK, CONTROL, DROP_OLDEST, Closed, Mailbox
 from edge_engine.runtime.stats import StageStats
+from edge_engine.serving.cascade import ModelCaller
 
 JPEG_QUALITY = 85
 
@@ -118,6 +119,7 @@ class InstanceRunner:
         self._payload_seq = 0
         self._current_seq: int | None = None
         self._plugin: BusinessPlugin | None = None
+        self._models = ModelCaller(env.serving, pipeline, self.stop_event)  # the plugin's context.infer()
         self._failure_run = 0  # process() exceptions in a row
         self.flapping: dict[str, Any] | None = None  # reason, failures, window_seconds, since
         self.safe_mode: str | None = None  # the reason, while the pipeline's keep-alive has lapsed
@@ -193,6 +195,7 @@ class InstanceRunner:
         context = self.env.make_context(
             self.pipeline, self.spec.record, self.spec.instance_id, self.stop_event, self._context_emit
         )
+        context.infer_fn = self._models.infer
         while not self.stop_event.is_set():
             if self.config.get("DISABLED"):
                 return None
@@ -265,6 +268,7 @@ class InstanceRunner:
             pass
         finally:
             self._close_plugin()
+            self._models.close()
             if self.status != "failed":
                 self.status = "finished" if not self.stop_event.is_set() else "stopped"
 

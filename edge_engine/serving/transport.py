@@ -209,8 +209,9 @@ class FrameReader:
         self._keep = keep
         self._segments: OrderedDict[str, shared_memory.SharedMemory] = OrderedDict()
 
-    def array(self, ref: FrameRef) -> Any:
-        source, shape, dtype = ref
+    def array(self, ref: FrameRef | tuple[Any, ...]) -> Any:
+        """The array ``ref`` names; a 4th element is its byte offset in the segment (cascade crops share one)."""
+        source, shape, dtype = ref[0], ref[1], ref[2]
         if source is None:
             return None
         import numpy as np
@@ -218,7 +219,7 @@ class FrameReader:
         if isinstance(source, (bytes, bytearray)):
             return np.frombuffer(source, dtype=np.dtype(dtype)).reshape(shape)
         segment = self._attach(source)
-        view = np.ndarray(shape, np.dtype(dtype), buffer=segment.buf)
+        view = np.ndarray(shape, np.dtype(dtype), buffer=segment.buf, offset=ref[3] if len(ref) > 3 else 0)
         view.flags.writeable = False
         return view
 
