@@ -278,3 +278,36 @@ def test_clip_encoder_is_bounded_at_close_and_never_outlives_its_instance() -> N
     (clip,) = small.close()
     assert clip.name == "short.mp4" and clip.tags == {"ZONE": "z"} and clip.data[4:8] == b"ftyp"  # an MP4
     assert clip.start == 0.0 and clip.frames == 8  # frames 0..7: 0.5 s before and 0.2 s after
+
+
+def test_live_update_of_lines_keeps_the_counts_of_lines_that_keep_their_name(plugin_harness: Any) -> None:
+    inputs = scene_inputs(vs.scene_line_both_ways())
+    config = {**MOTION, "LINES": [LINE], "REPORT_SECONDS": 0, "EVENT_PAYLOADS": True}
+    with plugin_harness.start("OBJECT_COUNTER", config=config) as session:
+        assert [p["DIRECTION"] for p in session.feed(inputs[:40])] == ["OUT"]
+        moved = {"NAME": "door", "POINTS": [[0.55, 0.0], [0.55, 1.0]]}  # same name, moved a little
+        session.update_config(LINES=[moved, {"NAME": "side", "POINTS": [[0.2, 0.0], [0.2, 1.0]]}])
+        back = session.feed(inputs[40:])
+        assert [(p["REGION"], p["DIRECTION"]) for p in back] == [("door", "IN"), ("side", "IN")]
+        assert {p["TRACK_ID"] for p in back} == {1}
+        assert back[-1]["COUNTS"] == {"door": {"IN": {"motion": 1}, "OUT": {"motion": 1}},
+                                      "side": {"IN": {"motion": 1}, "OUT": {}}}  # fmt: skip
+
+
+def test_tracks_and_region_state_survive_a_live_update(plugin_harness: Any) -> None:
+    from edge_engine.api import ZoneAnalyticsPlugin
+
+    class TrackProbe(ZoneAnalyticsPlugin):
+        SIGNATURE = "TRACK_PROBE"
+
+        def on_command(self, command: Any, **params: Any) -> Any:
+            return {"tracks": [t.track_id for t in self.tracker.tracks], "occupancy": self.monitor.occupancy()}
+
+    inputs = scene_inputs(vs.scene_zone_stop())
+    zone = {"NAME": "z", "POINTS": ZONE_POINTS}
+    with plugin_harness.start(TrackProbe, config={**MOTION, "ZONES": [zone]}) as session:
+        session.feed(inputs[:30])  # the object walked in (frame 17) and stands inside
+        assert session.command("STATUS") == {"tracks": [1], "occupancy": {"z": {"motion": 1}}}
+        session.update_config(ZONES=[zone, {"NAME": "other", "POINTS": [[0, 0], [50, 0], [50, 50]]}])
+        # the same track, still inside "z" (no second ENTER), and the new zone starts empty
+        assert session.command("STATUS") == {"tracks": [1], "occupancy": {"z": {"motion": 1}, "other": {}}}

@@ -89,23 +89,34 @@ class ZoneAnalyticsPlugin(BusinessPlugin):
             self._build(keep_totals=self.monitor.totals)
 
     def _build(self, keep_totals: Mapping[str, Any] | None) -> None:
+        """Parse and check everything first (a bad config changes nothing), then apply it. Tracks, the motion
+        background and the state of regions that keep their name carry over a live update."""
         from edge_engine.vision.motion import MotionBoxes, MotionSettings
         from edge_engine.vision.tracking import Tracker, TrackerConfig
         from edge_engine.vision.zones import LINE, ZONE, ZoneMonitor, parse_regions
 
-        tracker = Tracker(TrackerConfig.from_mapping(self.config["TRACKER"]))
+        tracker_config = TrackerConfig.from_mapping(self.config["TRACKER"])
         zones = parse_regions(self.config["ZONES"], ZONE, self.ZONE_EXTRA_KEYS)
         lines = parse_regions(self.config["LINES"], LINE, self.LINE_EXTRA_KEYS)
-        motion = None
+        motion_settings = None
         if self.detection_source() == MOTION:
             known = {f.upper(): f for f in MotionSettings.__dataclass_fields__}
             unknown = sorted(set(map(str.upper, self.config["MOTION"])) - set(known))
             if unknown:
                 raise ValueError(f"MOTION: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-            motion = MotionBoxes(MotionSettings(**{known[k.upper()]: v for k, v in self.config["MOTION"].items()}))
+            motion_settings = MotionSettings(**{known[k.upper()]: v for k, v in self.config["MOTION"].items()})
         elif not self.detection_source():
             raise ValueError("set AI_ENGINE (a detector serving plugin) or DETECTIONS_FROM: MOTION")
+        old_tracker, old_monitor, old_motion = (getattr(self, name, None) for name in ("tracker", "monitor", "motion"))
+        tracker = old_tracker if old_tracker is not None else Tracker(tracker_config)
+        tracker.config = tracker_config  # ids go on: an old id never names a new object
+        motion = None
+        if motion_settings is not None:
+            same = old_motion is not None and old_motion.settings == motion_settings
+            motion = old_motion if same else MotionBoxes(motion_settings)
         monitor = ZoneMonitor(zones, lines)
+        if old_monitor is not None:
+            monitor.adopt(old_monitor)
         if keep_totals:
             monitor.restore(keep_totals)
         self.tracker, self.monitor, self.motion = tracker, monitor, motion

@@ -228,6 +228,19 @@ class ZoneMonitor:
         self.totals = {z.name: {"ENTER": {}, "EXIT": {}, "DWELL": {}} for z in self.zones}
         self.totals.update({line.name: {"IN": {}, "OUT": {}} for line in self.lines})
 
+    def adopt(self, old: ZoneMonitor) -> None:
+        """Take over the per-track state of ``old``'s regions that have the same name and kind here (a live
+        config update: who is inside, on which side of a line, a count alert). Totals are not taken (see
+        :meth:`restore`)."""
+        for zone in self.zones:
+            if zone.name in old._presence:
+                self._presence[zone.name] = old._presence[zone.name]
+                self._count_alert[zone.name] = old._count_alert.get(zone.name, False)
+        for line in self.lines:
+            if line.name in old._sides:
+                self._sides[line.name] = old._sides[line.name]
+                self._last_points[line.name] = old._last_points[line.name]
+
     def restore(self, saved: Mapping[str, Any]) -> None:
         """Put saved totals back, for the regions that still exist (others are dropped)."""
         for name, events in saved.items():
