@@ -1,15 +1,15 @@
-# Sourced by run-node.sh and run-tests.sh: pick a Python 3.10-3.12, create .venv, install what is missing.
+# Sourced by run-node.sh and run-tests.sh: pick a Python 3.10-3.13, create .venv, install what is missing.
 # DEV=1 also installs the test tools. Re-installs only when a requirements file's content changed.
 VENV="${VENV:-.venv}"
 pick_python() {
-  for candidate in "${PYTHON:-}" python3.12 python3.11 python3.10 python3; do
+  for candidate in "${PYTHON:-}" python3.13 python3.12 python3.11 python3.10 python3; do
     [ -n "$candidate" ] || continue
     if command -v "$candidate" >/dev/null 2>&1 &&
-       "$candidate" -c 'import sys; sys.exit(not ((3, 10) <= sys.version_info[:2] <= (3, 12)))' 2>/dev/null; then
+       "$candidate" -c 'import sys; sys.exit(not ((3, 10) <= sys.version_info[:2] <= (3, 13)))' 2>/dev/null; then
       echo "$candidate"; return 0
     fi
   done
-  echo "error: Python 3.10, 3.11 or 3.12 is needed (set PYTHON=/path/to/python)" >&2
+  echo "error: Python 3.10, 3.11, 3.12 or 3.13 is needed (set PYTHON=/path/to/python)" >&2
   return 1
 }
 if [ ! -x "$VENV/bin/python" ]; then
