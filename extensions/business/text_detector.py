@@ -9,7 +9,7 @@ regions score ``MIN_SCORE`` or more, it sends a payload (at most one every ``MIN
     {"TEXT_REGIONS": 2, "BOXES": [[x, y, w, h], ...], "POLYGONS": [[[x, y] × 4], ...], "SCORES": [0.91, ...],
      "DETECTIONS": [{"box": [x1, y1, x2, y2], "quad": [[x, y] × 4], "score": 0.91, "class_id": 0,
                      "class_name": "text"}, ...],
-     "FRAME_INDEX": 42, "IMAGE_SIZE": [640, 480], "MODEL": "ch_PP-OCRv4_det_infer.onnx"}
+     "FRAME_INDEX": 42, "IMAGE_SIZE": [640, 480], "MODEL": "PP-OCRv6_det_small.onnx"}
 
 ``BOXES`` and ``POLYGONS`` (integer pixels) are kept for consumers written before the detection format;
 ``POLYGONS`` is the quad, or the box's corners for a detector without quads.
@@ -34,7 +34,7 @@ class TextDetector(BusinessPlugin):
 
     SIGNATURE = "TEXT_DETECTOR"
     VERSION = "1.0.0"
-    DESCRIPTION = "text regions (PP-OCRv4 detector, served and batched) → payload with boxes, scores and a witness"
+    DESCRIPTION = "text regions (PP-OCRv6 detector, served and batched) → payload with boxes, scores and a witness"
     CONFIG: ClassVar[dict[str, Any]] = {
         "AI_ENGINE": Key([ENGINE], type=(list, str), doc="the serving plugin giving text regions"),
         "MIN_REGIONS": Key(1, type=int, min=1, doc="regions needed for a payload"),
@@ -81,7 +81,7 @@ class TextDetector(BusinessPlugin):
             "DETECTIONS": [dict(r) for r in regions],
             "FRAME_INDEX": inp.metadata.get("frame_index", inp.seq),
             "IMAGE_SIZE": [width, height],
-            "MODEL": "ch_PP-OCRv4_det_infer.onnx",
+            "MODEL": "PP-OCRv6_det_small.onnx",
         }
 
     def _witness(self, inp: Input, regions: list[Detection]) -> Any:

@@ -1,18 +1,24 @@
-"""PP-OCR models shipped inside the ``rapidocr-onnxruntime`` wheel: the text detector and the direction classifier.
+"""PP-OCR models shipped inside the ``rapidocr`` wheel: text detector, direction classifier and recognizer.
 
 The ONNX files are loaded from the installed package's ``models/`` folder (found with ``importlib.util.find_spec``,
 which does not import the package: it was installed with ``--no-deps`` and its own dependencies are absent).
 Nothing is downloaded. The pre- and post-processing follow RapidOCR's (Apache-2.0), re-implemented with
 OpenCV and numpy only.
 
-* ``PP_OCR_DETECTOR`` (PP-OCRv4 det, DB): each frame is resized so its longer side is at most
-  ``LIMIT_SIDE`` (multiples of 32), frames of a batch are padded to a common size, and the probability map
-  of each is turned into text regions in the one detection format (decision 34): ``box`` (xyxy around the
-  region), ``quad`` (its four corners, clockwise from the top-left), ``score``, ``class_id`` 0 and
-  ``class_name`` ``"text"``, all in the frame's pixels.
+* ``PP_OCR_DETECTOR`` (PP-OCRv6 det "small", DB): each frame is resized (``LIMIT_TYPE`` ``max``: longer side at
+  most ``LIMIT_SIDE``; ``min``: shorter side at least ``LIMIT_SIDE``, as RapidOCR does with 736; multiples of
+  32), frames of a batch are padded to a common size, and the probability map of each is turned into text
+  regions in the one detection format (decision 34): ``box`` (xyxy around the region), ``quad`` (its four
+  corners, clockwise from the top-left), ``score``, ``class_id`` 0 and ``class_name`` ``"text"``, all in the
+  frame's pixels, in reading order (lines top to bottom, left to right within a line).
 * ``PP_OCR_DIRECTION`` (PP-OCR mobile v2 cls): a text-line crop is resized to 48 px high (up to 192 wide) and
   classified upright or upside down: ``{"label": "0" | "180", "score": p}``. Small and fast: the model the
   sharing benchmark batches.
+* ``PP_OCR_RECOGNIZER`` (PP-OCRv6 rec "small", CTC): a text-line crop (upright) is resized to 48 px high with
+  its aspect ratio kept; crops of a batch are sorted by width and run in groups of ``GROUP_SIZE``, each group
+  padded to its widest crop (at least 320 px). Greedy CTC decoding with the character dictionary stored in the
+  model's metadata gives ``{"text": "...", "score": p}`` (``score``: the mean probability of the characters
+  kept; 0 for an empty line).
 """
 
 from __future__ import annotations
@@ -25,16 +31,17 @@ from typing import Any, ClassVar
 
 from edge_engine.api import Detection, Input, Key, OnnxServingPlugin, make_detection
 
-PACKAGE = "rapidocr_onnxruntime"
+PACKAGE = "rapidocr"
 TEXT_CLASS = "text"
-INSTALL_HINT = "install it with: pip install --no-deps rapidocr-onnxruntime"
+INSTALL_HINT = "install it with: pip install --no-deps rapidocr==3.10.0"
+LINE_GAP = 10  # pixels: regions whose tops differ by less are on one line (reading order)
 
 
 def rapidocr_models_dir() -> Path:
-    """The ``models/`` folder of the installed rapidocr-onnxruntime package (the package is not imported)."""
+    """The ``models/`` folder of the installed rapidocr package (the package is not imported)."""
     spec = importlib.util.find_spec(PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"the rapidocr-onnxruntime package is not installed; {INSTALL_HINT}")
+        raise FileNotFoundError(f"the rapidocr package is not installed; {INSTALL_HINT}")
     return Path(next(iter(spec.submodule_search_locations))) / "models"
 
 
@@ -53,12 +60,12 @@ class _PackagedModel(OnnxServingPlugin):
 
 # --- text detector ----------------------------------------------------------------------------------------------
 class PpOcrDetector(_PackagedModel):
-    """PP-OCRv4 text detector; see the module docstring."""
+    """PP-OCRv6 text detector; see the module docstring."""
 
     SIGNATURE = "PP_OCR_DETECTOR"
-    VERSION = "1.0.0"
-    DESCRIPTION = "PP-OCRv4 text detection (from the rapidocr-onnxruntime wheel): text regions with scores"
-    MODEL_FILE = "ch_PP-OCRv4_det_infer.onnx"
+    VERSION = "2.0.0"
+    DESCRIPTION = "PP-OCRv6 text detection (from the rapidocr wheel): text regions with quads and scores"
+    MODEL_FILE = "PP-OCRv6_det_small.onnx"
     CONFIG: ClassVar[dict[str, Any]] = {
         "MAX_BATCH_SIZE": Key(
             1,
@@ -66,7 +73,13 @@ class PpOcrDetector(_PackagedModel):
             min=1,
             doc="largest batch; 1 on CPU (batches of big frames are slower there and need more memory)",
         ),
-        "LIMIT_SIDE": Key(640, type=int, min=32, max=4096, doc="longest side of a frame once resized for the model"),
+        "LIMIT_SIDE": Key(640, type=int, min=32, max=4096, doc="the side LIMIT_TYPE bounds, in model pixels"),
+        "LIMIT_TYPE": Key(
+            "max",
+            type=str,
+            choices=("max", "min"),
+            doc="max: longer side at most LIMIT_SIDE (never enlarged); min: shorter side at least LIMIT_SIDE",
+        ),
         "THRESH": Key(0.3, min=0, max=1, doc="probability above which a pixel is text"),
         "BOX_THRESH": Key(0.5, min=0, max=1, doc="smallest mean probability of a reported region"),
         "UNCLIP_RATIO": Key(1.6, min=0, max=10, doc="how much a region is grown around its text"),
@@ -86,13 +99,13 @@ class PpOcrDetector(_PackagedModel):
         import cv2
         import numpy as np
 
-        limit = int(self.config["LIMIT_SIDE"])
+        limit, limit_type = int(self.config["LIMIT_SIDE"]), str(self.config["LIMIT_TYPE"])
         resized, sizes = [], []
         for inp in inputs:
             if inp.image is None:
                 raise ValueError(f"input #{inp.seq} has no image")
             height, width = inp.image.shape[:2]
-            new_h, new_w = detector_size(height, width, limit)
+            new_h, new_w = detector_size(height, width, limit, limit_type)
             image = inp.image if inp.image.ndim == 3 else cv2.cvtColor(inp.image, cv2.COLOR_GRAY2BGR)
             resized.append(cv2.resize(image, (new_w, new_h)))
             sizes.append((new_h, new_w, height, width))
@@ -121,10 +134,13 @@ class PpOcrDetector(_PackagedModel):
         return results
 
 
-def detector_size(height: int, width: int, limit: int) -> tuple[int, int]:
-    """The network size of a ``height`` × ``width`` frame: longer side at most ``limit``, multiples of 32."""
-    ratio = min(1.0, limit / max(height, width))
-    return max(32, round(height * ratio / 32) * 32), max(32, round(width * ratio / 32) * 32)
+def detector_size(height: int, width: int, limit: int, limit_type: str = "max") -> tuple[int, int]:
+    """The network size of a ``height`` × ``width`` frame, in multiples of 32: with ``limit_type`` ``max`` the
+    longer side is at most ``limit`` (never enlarged), with ``min`` the shorter side at least ``limit``."""
+    enlarge = limit_type == "min"
+    ratio = max(1.0, limit / min(height, width)) if enlarge else min(1.0, limit / max(height, width))
+    new_h, new_w = int(height * ratio), int(width * ratio)
+    return max(32, round(new_h / 32) * 32), max(32, round(new_w / 32) * 32)
 
 
 def db_regions(
@@ -160,8 +176,22 @@ def db_regions(
         quad = points.astype(int)
         box = [quad[:, 0].min(), quad[:, 1].min(), quad[:, 0].max(), quad[:, 1].max()]
         regions.append(make_detection(box, round(float(score), 4), 0, TEXT_CLASS, quad=quad.tolist()))
-    regions.sort(key=lambda r: (r["quad"][0][1], r["quad"][0][0]))
-    return regions
+    return reading_order(regions)
+
+
+def reading_order(regions: list[Detection], line_gap: float = LINE_GAP) -> list[Detection]:
+    """Regions in reading order: by the top-left corner's y, a new line where it grows by ``line_gap`` or more
+    from the previous region's, then left to right within each line."""
+    by_top = sorted(regions, key=lambda r: r["quad"][0][1] if r.get("quad") else r["box"][1])
+    lines: list[list[Detection]] = []
+    previous_top = None
+    for region in by_top:
+        top = region["quad"][0][1] if region.get("quad") else region["box"][1]
+        if previous_top is None or top - previous_top >= line_gap:
+            lines.append([])
+        lines[-1].append(region)
+        previous_top = top
+    return [r for line in lines for r in sorted(line, key=lambda r: r["quad"][0][0] if r.get("quad") else r["box"][0])]
 
 
 def _mini_box(contour: Any) -> tuple[Any, float]:
@@ -215,9 +245,9 @@ class PpOcrDirection(_PackagedModel):
     """PP-OCR text-direction classifier; see the module docstring."""
 
     SIGNATURE = "PP_OCR_DIRECTION"
-    VERSION = "1.0.0"
-    DESCRIPTION = "PP-OCR text-line direction (0 or 180 degrees), from the rapidocr-onnxruntime wheel"
-    MODEL_FILE = "ch_ppocr_mobile_v2.0_cls_infer.onnx"
+    VERSION = "2.0.0"
+    DESCRIPTION = "PP-OCR text-line direction (0 or 180 degrees), from the rapidocr wheel"
+    MODEL_FILE = "ch_ppocr_mobile_v2.0_cls_mobile.onnx"
     LABELS = ("0", "180")
     HEIGHT, WIDTH = 48, 192
     CONFIG: ClassVar[dict[str, Any]] = {
@@ -260,3 +290,107 @@ def direction_batch(images: list[Any], height: int = 48, width: int = 192) -> An
             resized = cv2.cvtColor(resized, cv2.COLOR_GRAY2BGR)
         batch[index, :, :, :new_w] = (resized.astype(np.float32) * (2 / 255.0) - 1.0).transpose(2, 0, 1)
     return batch
+
+
+# --- text recognizer ---------------------------------------------------------------------------------------------
+class PpOcrRecognizer(_PackagedModel):
+    """PP-OCRv6 text-line recognizer; see the module docstring."""
+
+    SIGNATURE = "PP_OCR_RECOGNIZER"
+    VERSION = "1.0.0"
+    DESCRIPTION = "PP-OCRv6 text-line recognition (from the rapidocr wheel): a crop → its text and score"
+    MODEL_FILE = "PP-OCRv6_rec_small.onnx"
+    HEIGHT, MIN_WIDTH = 48, 320
+    CONFIG: ClassVar[dict[str, Any]] = {
+        "MAX_BATCH_SIZE": Key(12, type=int, min=1, doc="largest batch of crops (of any frames and pipelines)"),
+        "GROUP_SIZE": Key(
+            6, type=int, min=1, max=64, doc="crops run together once sorted by width, padded to the widest of them"
+        ),
+    }
+
+    def __init__(self, config: Mapping[str, Any], context: Any):
+        super().__init__(config, context)
+        self.characters: list[str] = []
+
+    @classmethod
+    def expected_input(cls, config: Mapping[str, Any]) -> tuple[Any, ...]:
+        return (None, 3, cls.HEIGHT, None)
+
+    @classmethod
+    def describe_input(cls, config: Mapping[str, Any]) -> str:
+        return "PP_OCR_RECOGNIZER's pre-processing (3 × 48 × width)"
+
+    def on_init(self) -> None:
+        super().on_init()
+        self.characters = ctc_characters(self.metadata.get("character", ""))
+        classes = self.outputs[0].shape[-1] if self.outputs and self.outputs[0].shape else None
+        if isinstance(classes, int) and classes != len(self.characters):
+            raise ValueError(
+                f"model {self.model_name(self.config)!r}: {classes} classes but its dictionary gives "
+                f"{len(self.characters)} (blank + characters + space)"
+            )
+
+    def pre_process(self, inputs: list[Input]) -> Any:
+        images = [inp.image for inp in inputs]
+        for inp in inputs:
+            if inp.image is None or inp.image.size == 0:
+                raise ValueError(f"input #{inp.seq} has no image")
+        return recognizer_groups(images, int(self.config["GROUP_SIZE"]), self.HEIGHT, self.MIN_WIDTH)
+
+    def predict(self, batch: Any) -> Any:
+        return [(indices, super(PpOcrRecognizer, self).predict(tensor)[0]) for indices, tensor in batch]
+
+    def post_process(self, predictions: Any, inputs: list[Input]) -> list[Any]:
+        results: list[Any] = [None] * len(inputs)
+        for indices, probabilities in predictions:
+            for index, row in zip(indices, probabilities, strict=True):
+                text, score = ctc_decode(row, self.characters)
+                results[index] = {"text": text, "score": score}
+        return results
+
+
+def ctc_characters(dictionary: str) -> list[str]:
+    """The CTC classes of a PP-OCR recognizer: the blank, the dictionary's lines, then a space."""
+    if not dictionary:
+        raise ValueError("the recognizer model has no 'character' dictionary in its metadata")
+    return ["", *dictionary.splitlines(), " "]
+
+
+def recognizer_groups(images: list[Any], group_size: int, height: int = 48, min_width: int = 320) -> list[Any]:
+    """Crops → ``[(indices, N × 3 × height × W tensor)]``: sorted by aspect ratio, ``group_size`` at a time,
+    each resized to ``height`` with its ratio kept and padded (zeros on the right) to the group's widest."""
+    import cv2
+    import numpy as np
+
+    ratios = [image.shape[1] / float(image.shape[0]) for image in images]
+    order = sorted(range(len(images)), key=lambda i: ratios[i])
+    groups = []
+    for start in range(0, len(order), group_size):
+        indices = order[start : start + group_size]
+        width = int(height * max(min_width / height, *(ratios[i] for i in indices)))
+        tensor = np.zeros((len(indices), 3, height, width), np.float32)
+        for row, index in enumerate(indices):
+            image = images[index]
+            new_w = min(width, math.ceil(height * ratios[index]))
+            resized = cv2.resize(image, (new_w, height))
+            if resized.ndim == 2:
+                resized = cv2.cvtColor(resized, cv2.COLOR_GRAY2BGR)
+            tensor[row, :, :, :new_w] = (resized.astype(np.float32) / 255.0 - 0.5).transpose(2, 0, 1) / 0.5
+        groups.append((indices, tensor))
+    return groups
+
+
+def ctc_decode(probabilities: Any, characters: list[str]) -> tuple[str, float]:
+    """Greedy CTC: the best class per time step, repeats merged, blanks dropped; the score is the mean
+    probability of the characters kept (5 decimals), 0 when none is."""
+    import numpy as np
+
+    best = probabilities.argmax(axis=1)
+    keep = np.ones(len(best), bool)
+    keep[1:] = best[1:] != best[:-1]
+    keep &= best != 0
+    if not keep.any():
+        return "", 0.0
+    text = "".join(characters[i] for i in best[keep])
+    score = round(float(np.mean(probabilities.max(axis=1)[keep])), 5)
+    return text, score

@@ -1,0 +1,238 @@
+"""Text reader: a business plugin that reads the text in a frame (full OCR), line by line, with a witness image.
+
+Three models, each in the node's shared model servers (batched with every other pipeline that uses them):
+
+1. ``PP_OCR_DETECTOR`` (its ``AI_ENGINE``) finds text regions, each with its ``quad`` (decision 34);
+2. each region is cut out of the frame along its quad (perspective warp, cubic, to an upright line; a crop
+   1.5 times taller than wide is turned a quarter, as RapidOCR does) and the crops go, in one call, to
+   ``PP_OCR_DIRECTION``; a crop classified ``"180"`` with a score above ``DIRECTION_THRESHOLD`` is turned
+   half a turn;
+3. the upright crops go, in one call, to ``PP_OCR_RECOGNIZER``, which gives each its text and score.
+
+Steps 2 and 3 run through the engine's cascade call (``self.infer``): the crops travel in shared memory and
+are batched with crops of other frames and pipelines. The defaults are RapidOCR's (detector: shorter side
+enlarged to 736, box threshold 0.5, unclip 1.6; direction threshold 0.9; lines scoring under 0.5 or empty
+are dropped), so the text read is RapidOCR's. Each frame with at least ``MIN_LINES`` lines gives (at most
+one every ``MIN_PAYLOAD_INTERVAL`` seconds) a payload::
+
+    {"TEXT_LINES": 2, "TEXT": "HELLO EDGE\\nInvoice 4711",
+     "LINES": [{"text": "HELLO EDGE", "score": 0.99, "box": [x1, y1, x2, y2], "quad": [[x, y] × 4],
+                "detection_score": 0.87, "direction": "0"}, ...],
+     "FAILED_LINES": 0, "FRAME_INDEX": 42, "IMAGE_SIZE": [640, 480]}
+
+``LINES`` are in reading order (top to bottom, then left to right). A line whose second or third stage
+failed (its server crashed, timed out...) is kept with ``"text": null`` and ``"error": "..."`` and counted in
+``FAILED_LINES``: a failing second stage marks boxes, never the frame (decision 35). When the detector
+itself failed, ``process`` raises its ``ServingError`` (the engine counts it; the next frame goes on). The
+witness image is the frame (at most ``WITNESS_WIDTH`` wide) with each line's quad outlined and its text
+written above it (characters OpenCV's fonts lack are drawn as ``?``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from edge_engine.api import BusinessPlugin, Detection, Input, Key, ServingError
+
+DETECTOR = "PP_OCR_DETECTOR"
+DIRECTION = "PP_OCR_DIRECTION"
+RECOGNIZER = "PP_OCR_RECOGNIZER"
+RAPIDOCR_DETECTOR = {"LIMIT_TYPE": "min", "LIMIT_SIDE": 736}  # RapidOCR's detector resize
+TEXT_COLOR, BOX_COLOR = (255, 255, 255), (0, 160, 0)
+
+
+class TextReader(BusinessPlugin):
+    """Read text lines: detector → crops → direction → recognizer; see the module docstring."""
+
+    SIGNATURE = "TEXT_READER"
+    VERSION = "1.0.0"
+    DESCRIPTION = "full OCR (PP-OCRv6 detector, direction classifier, recognizer; served, batched) → text per line"
+    CONFIG: ClassVar[dict[str, Any]] = {
+        "AI_ENGINE": Key([DETECTOR], type=(list, str), doc="the serving plugin giving text regions (with quads)"),
+        "STARTUP_AI_ENGINE_PARAMS": Key(
+            {DETECTOR: dict(RAPIDOCR_DETECTOR)},
+            type=dict,
+            doc="the detector's config; keys that are not a signature's section also go to the two other models",
+        ),
+        "DIRECTION_PARAMS": Key({}, type=dict, doc="PP_OCR_DIRECTION's config (e.g. WORKERS, MAX_BATCH_SIZE)"),
+        "RECOGNIZER_PARAMS": Key({}, type=dict, doc="PP_OCR_RECOGNIZER's config (e.g. WORKERS, GROUP_SIZE)"),
+        "USE_DIRECTION": Key(True, type=bool, doc="classify each line's direction and turn upside-down ones"),
+        "DIRECTION_THRESHOLD": Key(0.9, min=0, max=1, doc="turn a line only when '180' scores more than this"),
+        "MIN_DETECTION_SCORE": Key(0.0, min=0, max=1, doc="regions scoring less are not read"),
+        "MIN_TEXT_SCORE": Key(0.5, min=0, max=1, doc="lines read with a lower score are dropped"),
+        "MAX_LINES": Key(100, type=int, min=1, max=1024, doc="lines read per frame, best detection scores first"),
+        "MIN_LINES": Key(1, type=int, min=1, doc="lines needed for a payload"),
+        "MIN_PAYLOAD_INTERVAL": Key(0.0, min=0, doc="seconds between two payloads (0: every frame with text)"),
+        "WITNESS": Key(True, type=bool, doc="attach a witness image with the lines and their text"),
+        "WITNESS_WIDTH": Key(960, type=int, min=64, max=4096, doc="largest witness image width"),
+        "INFER_TIMEOUT": Key(0.0, min=0, doc="seconds a frame's crops may wait for a model (0: the engine's default)"),
+    }
+
+    def on_init(self) -> None:
+        self._last_payload = 0.0
+        self.frames = 0
+        self.frames_with_text = 0
+        self.lines_failed = 0
+
+    # --- per frame ------------------------------------------------------------------------------------------------
+    def process(self, inp: Input | None) -> None:
+        if inp is None or inp.image is None:
+            return None
+        regions = inp.inferences.get(DETECTOR)
+        if isinstance(regions, ServingError):
+            raise regions
+        self.frames += 1
+        lines = self.read_lines(inp.image, self._regions(regions or []))
+        lines = [line for line in lines if "error" in line or self._kept(line)]
+        if len([line for line in lines if "error" not in line]) < self.config["MIN_LINES"]:
+            return None
+        self.frames_with_text += 1
+        now = time.monotonic()
+        if self._last_payload and now - self._last_payload < self.config["MIN_PAYLOAD_INTERVAL"]:
+            return None
+        self._last_payload = now
+        self.emit(self._payload(inp, lines), image=self._witness(inp, lines))
+        return None
+
+    def read_lines(self, image: Any, regions: list[Detection]) -> list[dict[str, Any]]:
+        """Each region's line (text, score, box, quad, direction) or its error, in the regions' order."""
+        crops = [crop_line(image, region) for region in regions]
+        lines: list[dict[str, Any]] = [_line(region) for region in regions]
+        if not crops:
+            return lines
+        pending = list(range(len(crops)))
+        if self.config["USE_DIRECTION"]:
+            directions = self.infer(DIRECTION, crops, self._params(DIRECTION), self._timeout())
+            pending = []
+            for index, result in enumerate(directions):
+                if isinstance(result, ServingError):
+                    self._fail(lines[index], result)
+                    continue
+                lines[index]["direction"] = result["label"]
+                if result["label"] == "180" and result["score"] > self.config["DIRECTION_THRESHOLD"]:
+                    crops[index] = turn_half(crops[index])
+                else:
+                    lines[index]["direction"] = "0"
+                pending.append(index)
+        texts = self.infer(RECOGNIZER, [crops[i] for i in pending], self._params(RECOGNIZER), self._timeout())
+        for index, result in zip(pending, texts, strict=True):
+            if isinstance(result, ServingError):
+                self._fail(lines[index], result)
+            else:
+                lines[index]["text"], lines[index]["score"] = result["text"], result["score"]
+        return lines
+
+    def _regions(self, detections: list[Detection]) -> list[Detection]:
+        """The regions read: scoring at least MIN_DETECTION_SCORE, the best MAX_LINES, in reading order."""
+        kept = [d for d in detections if d.get("score", 0.0) >= self.config["MIN_DETECTION_SCORE"]]
+        if len(kept) > self.config["MAX_LINES"]:
+            best = sorted(kept, key=lambda d: -d.get("score", 0.0))[: self.config["MAX_LINES"]]
+            kept = [d for d in kept if any(d is b for b in best)]
+        return kept
+
+    def _kept(self, line: Mapping[str, Any]) -> bool:
+        return bool(str(line.get("text") or "").strip()) and line.get("score", 0.0) >= self.config["MIN_TEXT_SCORE"]
+
+    def _fail(self, line: dict[str, Any], error: ServingError) -> None:
+        line["error"] = f"{error.signature}: {error.kind}: {error.message}"
+        self.lines_failed += 1
+
+    def _params(self, signature: str) -> dict[str, Any]:
+        """A second stage's config: the shared keys of STARTUP_AI_ENGINE_PARAMS, then its own *_PARAMS."""
+        shared = self.config.get("STARTUP_AI_ENGINE_PARAMS") or {}
+        params = {k: v for k, v in shared.items() if not isinstance(v, Mapping)}
+        own = self.config["DIRECTION_PARAMS"] if signature == DIRECTION else self.config["RECOGNIZER_PARAMS"]
+        params.update(own or {})
+        return params
+
+    def _timeout(self) -> float | None:
+        return float(self.config["INFER_TIMEOUT"]) or None
+
+    # --- output ---------------------------------------------------------------------------------------------------
+    def _payload(self, inp: Input, lines: list[dict[str, Any]]) -> dict[str, Any]:
+        height, width = inp.image.shape[:2]
+        read = [line for line in lines if "error" not in line]
+        return {
+            "TEXT_LINES": len(read),
+            "TEXT": "\n".join(line["text"] for line in read),
+            "LINES": lines,
+            "FAILED_LINES": len(lines) - len(read),
+            "FRAME_INDEX": inp.metadata.get("frame_index", inp.seq),
+            "IMAGE_SIZE": [width, height],
+        }
+
+    def _witness(self, inp: Input, lines: list[dict[str, Any]]) -> Any:
+        if not self.config["WITNESS"]:
+            return None
+        return draw_lines(inp.image, lines, self.config["WITNESS_WIDTH"])
+
+
+def _line(region: Detection) -> dict[str, Any]:
+    quad = region.get("quad") or _corners(region["box"])
+    return {
+        "text": None,
+        "score": 0.0,
+        "box": [round(float(v)) for v in region["box"]],
+        "quad": [[round(float(x)), round(float(y))] for x, y in quad],
+        "detection_score": region.get("score", 0.0),
+        "direction": "0",
+    }
+
+
+def _corners(box: Any) -> list[list[float]]:
+    x1, y1, x2, y2 = (float(v) for v in box)
+    return [[x1, y1], [x2, y1], [x2, y2], [x1, y2]]
+
+
+def crop_line(image: Any, region: Detection) -> Any:
+    """The region's text line as an upright crop: its quad (or box) perspective-warped to a rectangle as wide as
+    its longer horizontal side and as high as its longer vertical side (cubic interpolation, borders repeated);
+    a crop at least 1.5 times taller than wide is turned a quarter counter-clockwise (vertical text)."""
+    import cv2
+    import numpy as np
+
+    points = np.asarray(region.get("quad") or _corners(region["box"]), np.float32).reshape(4, 2)
+    width = max(1, int(max(np.linalg.norm(points[0] - points[1]), np.linalg.norm(points[2] - points[3]))))
+    height = max(1, int(max(np.linalg.norm(points[0] - points[3]), np.linalg.norm(points[1] - points[2]))))
+    target = np.array([[0, 0], [width, 0], [width, height], [0, height]], np.float32)
+    matrix = cv2.getPerspectiveTransform(points, target)
+    crop = cv2.warpPerspective(image, matrix, (width, height), borderMode=cv2.BORDER_REPLICATE, flags=cv2.INTER_CUBIC)
+    if crop.shape[0] >= 1.5 * crop.shape[1]:
+        crop = np.ascontiguousarray(np.rot90(crop))
+    return crop
+
+
+def turn_half(crop: Any) -> Any:
+    """The crop turned 180°."""
+    import cv2
+
+    return cv2.rotate(crop, cv2.ROTATE_180)
+
+
+def draw_lines(image: Any, lines: list[dict[str, Any]], max_width: int) -> Any:
+    """A copy of the frame (at most ``max_width`` wide) with each line's quad and its text (or ``ERROR``)."""
+    import cv2
+    import numpy as np
+
+    scale = min(1.0, max_width / image.shape[1])
+    canvas = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else image.copy()
+    if canvas.ndim == 2:
+        canvas = cv2.cvtColor(canvas, cv2.COLOR_GRAY2BGR)
+    font, size = cv2.FONT_HERSHEY_SIMPLEX, 0.5
+    for line in lines:
+        points = (np.asarray(line["quad"], np.float64) * scale).round().astype(np.int32)
+        failed = "error" in line
+        cv2.polylines(canvas, [points.reshape(-1, 1, 2)], True, (0, 0, 255) if failed else BOX_COLOR, 2)
+        text = "ERROR" if failed else _printable(f"{line['text']} ({line['score']:.2f})")
+        (width, height), base = cv2.getTextSize(text, font, size, 1)
+        x, y = int(points[:, 0].min()), max(int(points[:, 1].min()) - 4, height + base)
+        cv2.rectangle(canvas, (x, y - height - base), (x + width, y + base), (0, 0, 0), -1)
+        cv2.putText(canvas, text, (x, y), font, size, TEXT_COLOR, 1, cv2.LINE_AA)
+    return canvas
+
+
+def _printable(text: str) -> str:
+    """``text`` with the characters OpenCV's Hershey fonts cannot draw replaced by ``?``."""
+    return "".join(c if 32 <= ord(c) < 127 else "?" for c in text)
