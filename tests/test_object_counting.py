@@ -311,3 +311,28 @@ def test_tracks_and_region_state_survive_a_live_update(plugin_harness: Any) -> N
         session.update_config(ZONES=[zone, {"NAME": "other", "POINTS": [[0, 0], [50, 0], [50, 50]]}])
         # the same track, still inside "z" (no second ENTER), and the new zone starts empty
         assert session.command("STATUS") == {"tracks": [1], "occupancy": {"z": {"motion": 1}, "other": {}}}
+
+
+def test_clips_are_bounded_by_the_output_size_limit(node_factory: Any, tmp_path: Path) -> None:
+    from edge_engine.disk import folder_files
+
+    video = vs.scene_zone_stop().write_video(tmp_path / "zone.avi")
+    node = node_factory(environ={"EE_OUTPUT_MAX_MB": "0.12"})
+    zone = {"NAME": "lot", "POINTS": ZONE_POINTS, "DWELL_SECONDS": 1}
+    node.add_pipeline({
+        "NAME": "cam", "TYPE": "VIDEO_FILE", "URL": str(video), "LOOP": True,
+        "PLUGINS": [{"SIGNATURE": "ZONE_ALERT", "INSTANCES": [{
+            "INSTANCE_ID": "lot", **MOTION, "ZONES": [zone], "CLIP_SECONDS_BEFORE": 2, "CLIP_SECONDS_AFTER": 2,
+            "LIVE_OVERLAY_SECONDS": 0, "WITNESS": False}]}],
+    })  # fmt: skip
+    files = node.layout.output / "cam" / "ZONE_ALERT_lot" / "files"
+    # one clip per loop of the video (a looping file's video time keeps increasing), about 7.5 KB each
+    wait_for(lambda: len(list(files.glob("*.mp4"))) + node.disk.pruned_files >= 25, timeout=90)
+    node.pipelines["cam"].stop()
+    node.pipelines["cam"].join(time.monotonic() + 5)
+    node.disk.prune_output()
+    assert sum(size for _, size, _ in folder_files(node.layout.output)) <= 0.12 * 2**20
+    kept = sorted(files.glob("*.mp4"), key=lambda p: p.stat().st_mtime)
+    assert node.disk.pruned_files > 0 and 3 <= len(kept) < 25  # the oldest clips went first, the newest stayed
+    payloads = [json.loads(line)["data"] for line in (files.parent / "payloads.jsonl").read_text().splitlines()]
+    assert kept[-1].name == [p["CLIP_ID"] for p in payloads if p.get("EVENT") == "CLIP"][-1]

@@ -68,6 +68,8 @@ class ZoneAnalyticsPlugin(BusinessPlugin):
         self.last_tracked: list[dict[str, Any]] = []
         self.last_frame_size = (0, 0)
         self._live_at = 0.0
+        self._video_offset = 0.0
+        self._video_last: tuple[float, float] | None = None
         self.clips: Any = None
         if float(self.config["CLIP_SECONDS_BEFORE"]) > 0:
             from edge_engine.vision.clips import ClipRecorder
@@ -236,12 +238,18 @@ class ZoneAnalyticsPlugin(BusinessPlugin):
         ]  # fmt: skip
 
     def frame_time(self, inp: Input) -> float:
-        """Seconds of this frame: capture time, or video time with ``TIME_SOURCE: video``."""
+        """Seconds of this frame: capture time, or video time with ``TIME_SOURCE: video`` (``frame_index / fps``,
+        kept increasing when a looping file starts again: each loop continues one frame after the last)."""
         if self.config["TIME_SOURCE"] == "video":
             fps = float(inp.metadata.get("fps") or 0)
             index = inp.metadata.get("frame_index")
             if fps > 0 and index is not None:
-                return float(index) / fps
+                raw = float(index) / fps
+                last = self._video_last
+                if last is not None and raw + self._video_offset <= last[1]:
+                    self._video_offset = last[1] + 1 / fps - raw  # the file started again
+                self._video_last = (raw, raw + self._video_offset)
+                return raw + self._video_offset
         return float(inp.timestamp or time.time())
 
     @staticmethod

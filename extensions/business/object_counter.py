@@ -11,8 +11,10 @@ are tracked, and every ``LINES`` crossing (``IN`` / ``OUT``) and ``ZONES`` entry
 Payloads: one per crossing or entry (``EVENT_PAYLOADS``), with the event, the day's ``COUNTS`` and a
 witness image (zones, lines, tracks and ids drawn, the counted track in red); and a ``TOTALS`` payload every
 ``REPORT_SECONDS``. Totals are kept per UTC day in the instance's output folder (``counters.json``, written
-atomically at most every ``PERSIST_SECONDS`` and when the instance stops), so a restart does not reset the
-day; at midnight UTC a last ``TOTALS`` payload of the day (``DAY_CLOSED: true``) is sent and counting restarts.
+atomically at most every ``PERSIST_SECONDS`` after a change, at least every minute so that the ``_output``
+size bound, which deletes the least recently written files first, never takes it, and when the instance
+stops), so a restart does not reset the day; at midnight UTC a last ``TOTALS`` payload of the day
+(``DAY_CLOSED: true``) is sent and counting restarts.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from edge_engine.api import Input, Key, ZoneAnalyticsPlugin
 
 COUNTED = ("CROSS", "ENTER", "EXIT")
 STATE_FILE = "counters.json"
+REFRESH_SECONDS = 60.0  # rewritten at least this often: the _output bound deletes the least recently written first
 
 
 class ObjectCounter(ZoneAnalyticsPlugin):
@@ -80,7 +83,8 @@ class ObjectCounter(ZoneAnalyticsPlugin):
                 image = self.witness(inp, tracked, highlight=[event["TRACK_ID"]]) if self.config["WITNESS"] else None
                 self.emit({**event, "DAY": self._day, "COUNTS": self.counts()}, image=image)
         self._report_if_due(inp, now)
-        if self._dirty and time.monotonic() - self._saved_at >= float(self.config["PERSIST_SECONDS"]):
+        since = time.monotonic() - self._saved_at
+        if (self._dirty and since >= float(self.config["PERSIST_SECONDS"])) or since >= REFRESH_SECONDS:
             self._save()
 
     def counts(self) -> dict[str, Any]:
