@@ -1,0 +1,184 @@
+"""The OCR reader: PP-OCR's detector, direction classifier and recognizer (from the rapidocr wheel) read frames
+where known text was drawn (several fonts, sizes, angles, upside down), in-process and in a node (TEXT_READER),
+and a failing second stage marks lines, never the frame.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+
+from edge_engine.discovery import import_file
+from edge_engine.errors import ServingError
+from edge_engine.plugin_types import Input, PluginContext
+from tests.conftest import wait_for
+from tests.text_frames import CASES, TextFrame, expected_text, render
+
+REPO = Path(__file__).resolve().parent.parent
+pp_ocr = import_file(REPO / "extensions" / "serving" / "pp_ocr.py", "test_ocr_pp_ocr")
+reader_module = import_file(REPO / "extensions" / "business" / "text_reader.py", "test_ocr_text_reader")
+
+
+def context(signature: str, infer: Any = None) -> PluginContext:
+    return PluginContext("node", "p", signature, "i", logging.getLogger("test"), Path("."), Path("."),
+                         threading.Event(), infer_fn=infer)  # fmt: skip
+
+
+def serving(cls: type, **config: Any) -> Any:
+    """A serving plugin with its model loaded, in this process (what a model server does)."""
+    merged = {k: v.default for k, v in cls.config_schema().items()}
+    merged.update(config)
+    plugin = cls(merged, context(cls.SIGNATURE))
+    plugin.on_init()
+    return plugin
+
+
+def run(plugin: Any, images: list[Any]) -> list[Any]:
+    inputs = [Input(image=image, seq=i + 1) for i, image in enumerate(images)]
+    return plugin.post_process(plugin.predict(plugin.pre_process(inputs)), inputs)  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="module")
+def models() -> dict[str, Any]:
+    return {
+        "detector": serving(pp_ocr.PpOcrDetector, **reader_module.RAPIDOCR_DETECTOR),
+        "direction": serving(pp_ocr.PpOcrDirection),
+        "recognizer": serving(pp_ocr.PpOcrRecognizer),
+    }
+
+
+# --- the models, in-process ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_the_three_models_read_what_was_drawn(models: dict[str, Any], case: TextFrame) -> None:
+    frame = render(case)
+    (regions,) = run(models["detector"], [frame])
+    assert all(len(r["quad"]) == 4 and r["class_name"] == "text" for r in regions)
+    crops = [reader_module.crop_line(frame, region) for region in regions]
+    directions = run(models["direction"], crops)
+    assert {d["label"] for d in directions} == ({"180"} if case.upside_down else {"0"})
+    crops = [reader_module.turn_half(c) if d["label"] == "180" else c for c, d in zip(crops, directions, strict=True)]
+    lines = run(models["recognizer"], crops)
+    assert [line["text"] for line in lines] == expected_text(case)
+    assert all(0.8 < line["score"] <= 1.0 for line in lines)
+
+
+def test_recognizer_batches_crops_of_any_width_each_as_read_alone(models: dict[str, Any]) -> None:
+    frame = render(CASES[1])  # sizes: crops from 60 to 500 px wide
+    (regions,) = run(models["detector"], [frame])
+    crops = [reader_module.crop_line(frame, region) for region in regions]
+    alone = [run(models["recognizer"], [crop])[0]["text"] for crop in crops]
+    together = [r["text"] for r in run(models["recognizer"], crops[::-1])][::-1]  # one batch, in another order
+    assert together == alone == expected_text(CASES[1])
+
+
+def test_recognizer_groups_sort_by_width_and_pad_each_group_to_its_widest() -> None:
+    crops = [np.full((20, width, 3), 200, np.uint8) for width in (400, 30, 100, 2000, 60)]
+    groups = pp_ocr.recognizer_groups(crops, group_size=2)
+    assert [indices for indices, _ in groups] == [[1, 4], [2, 0], [3]]
+    assert [tensor.shape for _, tensor in groups] == [(2, 3, 48, 320), (2, 3, 48, 960), (1, 3, 48, 4800)]
+    _, tensor = groups[0]
+    assert tensor[0, :, :, 72:].max() == 0 and tensor[0, :, :, :72].min() > 0  # 30 px wide at 20 high → 72 at 48
+
+
+def test_ctc_decoding_merges_repeats_drops_blanks_and_scores_the_kept_characters() -> None:
+    characters = pp_ocr.ctc_characters("a\nb\nc")
+    assert characters == ["", "a", "b", "c", " "]
+    steps = [0, 1, 1, 0, 1, 2, 4, 3, 3]  # blank a a blank a b space c c
+    probabilities = np.full((len(steps), len(characters)), 0.01, np.float32)
+    for row, index in enumerate(steps):
+        probabilities[row, index] = 0.9 if row != 5 else 0.6
+    text, score = pp_ocr.ctc_decode(probabilities, characters)
+    assert text == "aab c" and score == pytest.approx((0.9 * 4 + 0.6) / 5, abs=1e-5)
+    assert pp_ocr.ctc_decode(np.eye(5, dtype=np.float32)[[0, 0, 0]], characters) == ("", 0.0)
+
+
+def test_the_recognizer_model_has_its_dictionary(models: dict[str, Any]) -> None:
+    characters = models["recognizer"].characters
+    assert characters[0] == "" and characters[-1] == " " and len(characters) == 18710
+    assert {"A", "z", "7", "/", "%"} <= set(characters)
+
+
+# --- the business plugin's logic, with a stand-in infer() -------------------------------------------------------
+def test_a_failing_second_stage_marks_its_lines_and_the_frame_still_reports(models: dict[str, Any]) -> None:
+    frame = render(CASES[0])
+    (regions,) = run(models["detector"], [frame])
+    calls: list[tuple[str, int]] = []
+
+    def infer(signature: str, crops: list[Any], params: Any, timeout: Any) -> list[Any]:
+        calls.append((signature, len(crops)))
+        if signature == "PP_OCR_DIRECTION":
+            return [{"label": "0", "score": 0.99}] * len(crops)
+        crashed = ServingError(signature, "crashed", "its server process died during the batch")
+        return [crashed if i == 1 else {"text": f"line {i}", "score": 0.97} for i in range(len(crops))]
+
+    emitted: list[dict[str, Any]] = []
+    config = {k: v.default for k, v in reader_module.TextReader.config_schema().items()}
+    plugin = reader_module.TextReader(config, context("TEXT_READER", infer))
+    plugin.context.emit_fn = lambda payload, image=None: emitted.append({"payload": payload, "image": image})
+    plugin.on_init()
+    plugin.process(Input(image=frame, seq=1, inferences={"PP_OCR_DETECTOR": regions}))
+    assert calls == [("PP_OCR_DIRECTION", 5), ("PP_OCR_RECOGNIZER", 5)]
+    (out,) = emitted
+    payload = out["payload"]
+    assert payload["TEXT_LINES"] == 4 and payload["FAILED_LINES"] == 1
+    assert payload["TEXT"] == "line 0\nline 2\nline 3\nline 4"
+    failed = payload["LINES"][1]
+    assert (
+        failed["text"] is None
+        and "crashed" in failed["error"]
+        and failed["box"] == [round(v) for v in regions[1]["box"]]
+    )
+    assert out["image"].shape[1] == 640 and plugin.lines_failed == 1
+    json.dumps(payload)  # plain JSON
+
+
+def test_a_failed_detector_is_the_frames_error() -> None:
+    config = {k: v.default for k, v in reader_module.TextReader.config_schema().items()}
+    plugin = reader_module.TextReader(config, context("TEXT_READER"))
+    plugin.on_init()
+    error = ServingError("PP_OCR_DETECTOR", "timeout", "the batch ran past the watchdog")
+    with pytest.raises(ServingError):
+        plugin.process(Input(image=render(CASES[0]), seq=1, inferences={"PP_OCR_DETECTOR": error}))
+
+
+# --- TEXT_READER in a node --------------------------------------------------------------------------------------
+def test_text_reader_in_a_node_reads_every_rendered_frame(node_factory: Any, tmp_path: Path) -> None:
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for index, case in enumerate(CASES):
+        cv2.imwrite(str(folder / f"{index:02d}.png"), render(case))
+    node = node_factory()
+    node.add_pipeline({
+        "NAME": "signs", "TYPE": "IMAGE_FOLDER", "PATH": str(folder), "PATTERN": "*.png",
+        "PLUGINS": [{"SIGNATURE": "TEXT_READER", "INSTANCES": [{
+            "INSTANCE_ID": "read", "WITNESS_WIDTH": 320,
+            "STARTUP_AI_ENGINE_PARAMS": {"WORKERS": 1, "PP_OCR_DETECTOR": {"LIMIT_TYPE": "min", "LIMIT_SIDE": 736}},
+        }]}],
+    })  # fmt: skip
+    out = node.layout.output / "signs" / "TEXT_READER_read"
+
+    def payloads() -> list[dict[str, Any]]:
+        path = out / "payloads.jsonl"
+        lines = path.read_text().splitlines() if path.exists() else []
+        return [json.loads(line) for line in lines]
+
+    wait_for(lambda: len(payloads()) == len(CASES), timeout=180)
+    for case, raw in zip(CASES, payloads(), strict=True):
+        data = raw.get("data", raw)
+        assert data["TEXT"].split("\n") == expected_text(case), case.name
+        assert data["FAILED_LINES"] == 0 and data["IMAGE_SIZE"] == [640, 480]
+        assert [line["direction"] for line in data["LINES"]] == ["180" if case.upside_down else "0"] * len(case.lines)
+        for line in data["LINES"]:
+            x1, y1, x2, y2 = line["box"]
+            assert 0 <= x1 < x2 <= 640 and 0 <= y1 < y2 <= 480 and len(line["quad"]) == 4
+    witnesses = sorted((out / "images").glob("*.jpg"))
+    assert len(witnesses) == len(CASES) and cv2.imread(str(witnesses[0])).shape[1] == 320
+    signatures = {server.signature for server in node.serving.servers()}
+    assert signatures == {"PP_OCR_DETECTOR", "PP_OCR_DIRECTION", "PP_OCR_RECOGNIZER"}
