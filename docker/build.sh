@@ -3,14 +3,18 @@
 #
 #   docker/build.sh                          # edge-node:mainnet
 #   docker/build.sh --network devnet         # edge-node:devnet (EE_EVM_NET=devnet)
-#   docker/build.sh --gpu                    # edge-node:mainnet-gpu (onnxruntime-gpu)
+#   docker/build.sh --gpu                    # edge-node:mainnet-gpu (onnxruntime-gpu; amd64 only)
+#   docker/build.sh --platform linux/arm64   # edge-node:mainnet-arm64 on edge-node-base:trixie-arm64; on an
+#                                            # x86 host the build runs under qemu (qemu-user-static)
 #   docker/build.sh --wheelhouse             # install only from docker/wheelhouse/ (no network in the build)
 #   docker/build.sh --ca /etc/ssl/certs/ca-certificates.crt   # trust the host's CAs (intercepting proxy)
-#   docker/build.sh --base python:3.12-slim  # another base; default: python:3.11-slim if it is present or
-#                                            # can be pulled, else the offline base made by docker/build-base.sh
+#   docker/build.sh --base python:3.12-slim  # another base; default: python:3.13-slim-trixie if it is present
+#                                            # or can be pulled, else the offline base made by docker/build-base.sh
+#                                            # (edge-node-base:trixie, or edge-node-base:trixie-ARCH for another arch)
 #   docker/build.sh --prune-stage            # legacy builder: delete the build stage image afterwards
 #   docker/build.sh -- --no-cache            # anything after -- goes to docker build
 #
+# docker/publish-multiarch.sh puts the amd64 and arm64 images behind one tag (a manifest list) in a registry.
 # Prints the tag built on the last line. IMAGE_NAME (default edge-node) names the repository. The OCI revision
 # label is the checkout's commit (`git rev-parse HEAD`, "-dirty" when tracked files differ from it); REVISION
 # overrides it, e.g. when building from an exported tree without .git.
@@ -21,9 +25,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 IMAGE_NAME="${IMAGE_NAME:-edge-node}"
-OFFLINE_BASE="${OFFLINE_BASE:-edge-node-base:bookworm}"
-DEFAULT_BASE="python:3.11-slim"
-network=mainnet variant=cpu base="${BASE_IMAGE:-}" source=index tag="" cas=() extra=() prune_stage=
+DEFAULT_BASE="python:3.13-slim-trixie"
+HOST_ARCH="$(dpkg --print-architecture 2>/dev/null || echo amd64)"
+network=mainnet variant=cpu base="${BASE_IMAGE:-}" source=index tag="" cas=() extra=() prune_stage= platform=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --network) network="$2"; shift 2 ;;
@@ -33,28 +37,44 @@ while [ $# -gt 0 ]; do
     --ca) cas+=("$2"); shift 2 ;;
     --tag) tag="$2"; shift 2 ;;
     --prune-stage) prune_stage=1; shift ;;
+    --platform) platform="$2"; shift 2 ;;
     --) shift; extra=("$@"); break ;;
-    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
     *) echo "error: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
 case "$network" in mainnet|testnet|devnet) ;; *) echo "error: --network must be mainnet, testnet or devnet" >&2; exit 2 ;; esac
+arch="$HOST_ARCH"
+if [ -n "$platform" ]; then
+  case "$platform" in
+    linux/amd64) arch=amd64 ;;
+    linux/arm64|linux/arm64/v8) arch=arm64 ;;
+    linux/arm|linux/arm/*|linux/386) echo "error: $platform is not supported: onnxruntime has no 32-bit wheels (docs/deployment.md)" >&2; exit 2 ;;
+    *) echo "error: --platform must be linux/amd64 or linux/arm64 (got $platform)" >&2; exit 2 ;;
+  esac
+fi
+[ "$variant" = cpu ] || [ "$arch" = amd64 ] || { echo "error: the GPU image is amd64 only (onnxruntime-gpu wheels)" >&2; exit 2; }
 suffix=""
 [ "$variant" = cpu ] || suffix="-$variant"
+[ -z "$platform" ] || [ "$arch" = "$HOST_ARCH" ] || suffix="$suffix-$arch"
 tag="${tag:-$IMAGE_NAME:$network$suffix}"
+OFFLINE_BASE="${OFFLINE_BASE:-edge-node-base:trixie}"
+[ "$arch" = "$HOST_ARCH" ] || OFFLINE_BASE="${OFFLINE_BASE}-$arch"
 
 if [ -z "$base" ]; then
-  if docker image inspect "$DEFAULT_BASE" >/dev/null 2>&1 || timeout 60 docker pull -q "$DEFAULT_BASE" >/dev/null 2>&1; then
+  if docker image inspect "$DEFAULT_BASE" >/dev/null 2>&1 && [ "$(docker image inspect -f '{{.Architecture}}' "$DEFAULT_BASE")" = "$arch" ] \
+     || timeout 60 docker pull -q --platform "linux/$arch" "$DEFAULT_BASE" >/dev/null 2>&1; then
     base="$DEFAULT_BASE"
   else
     echo "$DEFAULT_BASE cannot be pulled: using the offline base $OFFLINE_BASE (docker/build-base.sh)" >&2
-    docker/build-base.sh "$OFFLINE_BASE" >&2
+    ARCH="$arch" docker/build-base.sh "$OFFLINE_BASE" >&2
     base="$OFFLINE_BASE"
   fi
 fi
 if [ "$source" = wheelhouse ] && ! ls docker/wheelhouse/*.whl >/dev/null 2>&1; then
   docker/make-wheelhouse.sh ${suffix:+--gpu} >&2
 fi
+[ -z "$platform" ] || extra=(--platform "linux/$arch" ${extra[@]+"${extra[@]}"})
 copied=()
 cleanup() { [ ${#copied[@]} -eq 0 ] || rm -f "${copied[@]}"; }
 trap cleanup EXIT
@@ -77,7 +97,7 @@ args=(--build-arg BASE_IMAGE="$base" --build-arg NETWORK="$network" --build-arg 
       --build-arg PIP_SOURCE="$source"
       ${PIP_INDEX_URL:+--build-arg PIP_INDEX_URL="$PIP_INDEX_URL"}
       ${PIP_EXTRA_INDEX_URL:+--build-arg PIP_EXTRA_INDEX_URL="$PIP_EXTRA_INDEX_URL"})
-echo "building $tag (base $base, network $network, variant $variant, packages from $source, revision $revision)" >&2
+echo "building $tag (linux/$arch, base $base, network $network, variant $variant, packages from $source, revision $revision)" >&2
 docker build -f docker/Dockerfile -t "$tag" "${args[@]}" \
   --build-arg VERSION="$version" --build-arg REVISION="$revision" \
   --build-arg CREATED="$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
@@ -87,7 +107,9 @@ if [ -n "$classic" ]; then
   # Dockerfile): name the one this build made (the newest) and delete older ones, including the one it replaces.
   stage="$tag-build"
   previous="$(docker image inspect -f '{{.Id}}' "$stage" 2>/dev/null || true)"
-  mapfile -t stages < <(docker images -q --no-trunc --filter dangling=true --filter label=edge-node.stage=build)
+  # (of this build's architecture: an amd64 and an arm64 build may run side by side)
+  mapfile -t stages < <(docker images -q --no-trunc --filter dangling=true --filter label=edge-node.stage=build \
+    | while read -r id; do [ "$(docker image inspect -f '{{.Architecture}}' "$id")" = "$arch" ] && echo "$id"; done)
   if [ ${#stages[@]} -gt 0 ]; then
     docker tag "${stages[0]}" "$stage"
     for old in "${stages[@]:1}" ${previous:+"$previous"}; do

@@ -7,10 +7,12 @@
 #
 # Exits non-zero on any failure and removes every container, volume and network it made (images are kept).
 #
-#   docker/smoke.sh                          # build the image (offline base if python:3.11-slim cannot be pulled)
+#   docker/smoke.sh                          # build the image (offline base if python:3.13-slim-trixie cannot be pulled)
 #   docker/smoke.sh --wheelhouse             # build from docker/wheelhouse/ (no network in the build)
 #   docker/smoke.sh --ca /etc/ssl/certs/ca-certificates.crt    # build trusting these CAs (intercepting proxy)
 #   docker/smoke.sh --image edge-node:mainnet                  # skip the build, test this image
+#   docker/smoke.sh --platform linux/arm64                     # the arm64 image, under qemu on x86: start, heartbeat,
+#                                           # exec, demo and model pipelines, stop (docker/smoke-platform.sh)
 #
 # Needs: docker (a running daemon), docker-compose 1.29+ or the Compose v2 plugin, python3. The client runs
 # from the repository's .venv (made by scripts/_venv.sh if missing). Run under pytest: pytest -m docker.
@@ -18,13 +20,14 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 REPO="$PWD"
 P="${SMOKE_PREFIX:-edge-smoke-$$}"
-IMAGE="" BUILD_OPTS=() CA_FILES=() SOURCE=index
+IMAGE="" BUILD_OPTS=() CA_FILES=() SOURCE=index PLATFORM=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --image) IMAGE="$2"; shift 2 ;;
     --wheelhouse) BUILD_OPTS+=(--wheelhouse); SOURCE=wheelhouse; shift ;;
     --ca) BUILD_OPTS+=(--ca "$2"); CA_FILES+=("$2"); shift 2 ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    --platform) PLATFORM="$2"; shift 2 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -100,12 +103,12 @@ no_traceback() { ! grep -q Traceback "$1"; }
 # --- steps: image ---------------------------------------------------------------------------------------------
 BASE=""
 step_base() {
-  if docker image inspect python:3.11-slim >/dev/null 2>&1 || timeout 60 docker pull -q python:3.11-slim; then
-    BASE=python:3.11-slim; DETAIL="python:3.11-slim available"
+  if docker image inspect python:3.13-slim-trixie >/dev/null 2>&1 || timeout 60 docker pull -q python:3.13-slim-trixie; then
+    BASE=python:3.13-slim-trixie; DETAIL="python:3.13-slim-trixie available"
   else
-    docker/build-base.sh edge-node-base:bookworm || return 1
-    BASE=edge-node-base:bookworm
-    DETAIL="python:3.11-slim cannot be pulled: offline base $BASE (debootstrap), $(docker image inspect -f '{{.Size}}' "$BASE" | awk '{ printf "%.0f MB", $1 / 1e6 }')"
+    docker/build-base.sh edge-node-base:trixie || return 1
+    BASE=edge-node-base:trixie
+    DETAIL="python:3.13-slim-trixie cannot be pulled: offline base $BASE (debootstrap), $(docker image inspect -f '{{.Size}}' "$BASE" | awk '{ printf "%.0f MB", $1 / 1e6 }')"
   fi
 }
 step_build() {
@@ -395,13 +398,18 @@ step_down() {
   DETAIL="down -v: no container, volume or network of the stack left"
 }
 
+if [ -n "$PLATFORM" ]; then  # another architecture's image: its own, shorter list of steps
+  # shellcheck source=docker/smoke-platform.sh
+  source docker/smoke-platform.sh
+  run_platform_steps
+fi
 echo "edge node smoke test: docker $(docker version -f '{{.Server.Version}}' 2>/dev/null), ${COMPOSE_CMD[*]} $("${COMPOSE_CMD[@]}" version --short 2>/dev/null), $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 started_all="$(now)"
 if [ -z "$IMAGE" ]; then
   run_step base step_base
   run_step build step_build
 else
-  BASE="${BASE_IMAGE:-edge-node-base:bookworm}"
+  BASE="${BASE_IMAGE:-edge-node-base:trixie}"
   run_step image step_image
 fi
 run_step run step_run

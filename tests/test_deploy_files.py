@@ -246,7 +246,7 @@ def test_image_layout() -> None:
 
 def test_dockerfile_arguments() -> None:
     args = dict(re.match(r"(\w+)(?:=(.*))?", a).groups() for a in instructions("ARG"))  # type: ignore[union-attr]
-    assert args["BASE_IMAGE"] == "python:3.11-slim"
+    assert args["BASE_IMAGE"] == "python:3.13-slim-trixie"
     assert args["NETWORK"] in C.NETWORKS
     assert args["VARIANT"] == "cpu"
     build = (REPO / "docker" / "build.sh").read_text()

@@ -157,7 +157,8 @@ def fake_docker(tmp_path: Path) -> tuple[Path, dict[str, str]]:
         f'echo "$*" >> {log}\n'
         'case "$1" in\n'
         "  buildx) exit 1 ;;\n"
-        '  image) [ "$2" = inspect ] && { echo "sha256:prev"; exit 0; } ;;\n'
+        '  image) [ "$2" = inspect ] && {\n'
+        '    case "$*" in *Architecture*) echo amd64 ;; *) echo "sha256:prev" ;; esac; exit 0; } ;;\n'
         '  images) printf "sha256:stage-new\\nsha256:stage-old\\n"; exit 0 ;;\n'
         "esac\n"
         "exit 0\n",
