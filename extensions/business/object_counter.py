@@ -6,7 +6,8 @@ are tracked, and every ``LINES`` crossing (``IN`` / ``OUT``) and ``ZONES`` entry
 "Count people crossing this line"::
 
     {"SIGNATURE": "OBJECT_COUNTER", "INSTANCES": [{"INSTANCE_ID": "door", "AI_ENGINE": "YOLO",
-     "CLASSES": ["person"], "LINES": [{"NAME": "door", "POINTS": [[0.5, 0.0], [0.5, 1.0]]}]}]}
+     "STARTUP_AI_ENGINE_PARAMS": {"ONNX_MODEL": "yolov8n.onnx"}, "CLASSES": ["person"],
+     "LINES": [{"NAME": "door", "POINTS": [[0.5, 0.0], [0.5, 1.0]]}]}]}
 
 Payloads: one per crossing or entry (``EVENT_PAYLOADS``), with the event, the day's ``COUNTS`` and a
 witness image (zones, lines, tracks and ids drawn, the counted track in red); and a ``TOTALS`` payload every

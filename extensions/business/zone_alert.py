@@ -10,8 +10,9 @@ Built on the plugin API's :class:`~edge_engine.api.ZoneAnalyticsPlugin` (detecti
 "Alert when a car stays in this zone more than 60 s"::
 
     {"SIGNATURE": "ZONE_ALERT", "INSTANCES": [{"INSTANCE_ID": "no-parking", "AI_ENGINE": "YOLO",
-     "CLASSES": ["car"], "ZONES": [{"NAME": "no-parking", "POINTS": [[0.1, 0.5], [0.6, 0.5], [0.6, 0.9],
-     [0.1, 0.9]], "DWELL_SECONDS": 60}]}]}
+     "STARTUP_AI_ENGINE_PARAMS": {"ONNX_MODEL": "yolov8n.onnx"}, "CLASSES": ["car"],
+     "ZONES": [{"NAME": "no-parking", "POINTS": [[0.1, 0.5], [0.6, 0.5], [0.6, 0.9], [0.1, 0.9]],
+                "DWELL_SECONDS": 60}]}]}
 
 Each raising event gives a payload with the event, ``IS_ALERT: true``, ``IS_NEW_RAISE`` (true for the first
 one of an alert), the zone's occupancy and a witness image (the object in red). When nothing holds the alert
