@@ -336,3 +336,19 @@ def test_clips_are_bounded_by_the_output_size_limit(node_factory: Any, tmp_path:
     assert node.disk.pruned_files > 0 and 3 <= len(kept) < 25  # the oldest clips went first, the newest stayed
     payloads = [json.loads(line)["data"] for line in (files.parent / "payloads.jsonl").read_text().splitlines()]
     assert kept[-1].name == [p["CLIP_ID"] for p in payloads if p.get("EVENT") == "CLIP"][-1]
+
+
+def test_the_documented_pipelines_are_valid_and_their_zones_parse(edge_plugin_registry: Any) -> None:
+    import re
+
+    from edge_engine.api import parse_regions
+    from edge_engine.pipeline_config import validate_pipeline
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "analytics.md").read_text(encoding="utf-8")
+    blocks = [json.loads(b) for b in re.findall(r"```json\n(.*?)```", text, re.DOTALL) if '"PLUGINS"' in b]
+    assert {b["PLUGINS"][0]["SIGNATURE"] for b in blocks} == {"OBJECT_COUNTER", "ZONE_ALERT"}
+    for block in blocks:
+        spec, issues = validate_pipeline(block, edge_plugin_registry)
+        assert issues == [] and spec is not None, issues
+        (instance,) = spec.instances
+        assert parse_regions(instance.config["ZONES"], "zone") or parse_regions(instance.config["LINES"], "line")
