@@ -14,6 +14,13 @@ instance keeps the model it had until the new model's server is ready (downloade
 the next input goes to the new one, and the old client is closed once its last input is answered, so an
 update loses no frame (decision 36). A new model that never gets ready leaves the old one serving.
 
+Cascades (``CASCADE``, see :mod:`edge_engine.serving.cascade`): once an input's first stages are answered, the
+stage crops the boxes each cascade selects and sends the crops, packed in one shared-memory segment, to the second
+model's shared server (its own client, so the server batches them with other frames' and pipelines' crops); it
+does so for every input in flight whose first stage is done, and hands an input on once its cascades are answered.
+``Input.inferences[AS]`` is then a list aligned with the ``ON`` engine's detections (a result, a ``ServingError``
+for a box whose crop failed, or None for a box not cropped).
+
 ``Input.inferences[SIGNATURE]`` then holds each model's result, or a :class:`~edge_engine.errors.ServingError`.
 When two instances of one pipeline use the same serving plugin with different configs, each gets a view
 of the input with its own results (:meth:`complete` returns those views).
@@ -24,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -31,6 +39,17 @@ from typing import TYPE_CHECKING, Any
 from edge_engine.constants import KIND_SERVING
 from edge_engine.errors import ServingError
 from edge_engine.plugin_types import Input
+from edge_engine.serving.cascade import (
+    LOAD_WAIT,
+    CascadeSpec,
+    CropBatch,
+    CropSlots,
+    crop_detection,
+    resolve_cascades,
+    select_boxes,
+    submit_crops,
+    wait_batch,
+)
 from edge_engine.serving.client import ModelClient, Ticket
 from edge_engine.serving.config import ModelKey, resolve_engines
 from edge_engine.serving.server import LOAD_TIMEOUT
@@ -46,6 +65,45 @@ MIN_WINDOW = 2
 InstanceKey = tuple[str, str]
 
 
+@dataclass(eq=False)
+class CascadeRun:
+    """One cascade of the pipeline: which first-stage model's boxes, and the second model's client (None: it could
+    not be had, its boxes get ``error``)."""
+
+    spec: CascadeSpec
+    on_key: ModelKey
+    client: ModelClient | None
+    error: ServingError | None = None
+
+
+class _CascadeJob:
+    """One cascade on one input: the boxes cropped and their crops' answers (or a fixed result)."""
+
+    __slots__ = ("batch", "count", "errors", "fixed", "indices", "run")
+
+    def __init__(self, run: CascadeRun, count: int = 0, fixed: Any = None):
+        self.run = run
+        self.count = count  # detections of the ON engine
+        self.fixed = fixed  # the result when nothing was sent: [] or a ServingError
+        self.indices: list[int] = []  # the boxes whose crops were sent, in crop order
+        self.errors: dict[int, ServingError] = {}  # boxes that could not be cropped
+        self.batch: CropBatch | None = None
+
+    def aligned(self) -> Any:
+        if self.fixed is not None:
+            return self.fixed
+        out: list[Any] = [None] * self.count
+        for index, error in self.errors.items():
+            out[index] = error
+        if self.batch is not None:
+            for index, value in zip(self.indices, self.batch.results, strict=True):
+                if isinstance(value, ServingError) and value.signature == "?":
+                    engine = self.run.spec.engine
+                    value = ServingError(engine.signature, value.kind, value.message, engine.model)
+                out[index] = value
+        return out
+
+
 @dataclass(frozen=True)
 class ServingPlan:
     """What the stage does for each input, rebuilt when the pipeline's instances change."""
@@ -57,6 +115,9 @@ class ServingPlan:
     pending: tuple[ModelClient, ...] = ()  # new models loading while the ones they replace still serve
     window: int = 1
     wait_cap: float = 60.0
+    cascades: tuple[CascadeRun, ...] = ()
+    cascade_shared: dict[str, CascadeRun] = field(default_factory=dict)  # AS -> run, same for every instance
+    cascade_per_instance: dict[InstanceKey, dict[str, CascadeRun]] = field(default_factory=dict)
 
     @property
     def active(self) -> bool:
@@ -89,6 +150,13 @@ class ServingStage:
         self.plan = ServingPlan()
         self.slots: FrameSlots | None = None
         self._holding: set[Ticket] = set()  # tickets whose slot is not handed back yet (the dispatcher's)
+        self._cascade_clients: dict[ModelKey, ModelClient] = {}  # second stages: their own clients (crops)
+        self._cascade_order: deque[Ticket] = deque()  # inputs in flight with cascades, in order (the dispatcher's)
+        self._cascade_jobs: dict[Ticket, list[_CascadeJob]] = {}  # their cascades, once started
+        self.crop_slots: CropSlots | None = None
+        self.cascade_crops = 0
+        self.cascade_skipped = 0  # boxes past MAX_CROPS
+        self.cascade_errors = 0  # boxes marked with a ServingError
         self.in_flight = 0
         self.errors = 0
         self._window = 1
@@ -151,9 +219,11 @@ class ServingStage:
         pending = tuple(client for key, client in clients.items() if key not in used)
         shared, split = _split_uniform(per_instance)
         caps = [c.server.settings.inference_timeout for c in serving.values()]
+        runs, cascade_shared, cascade_split = self._cascades(instances, per_instance)
         self.plan = ServingPlan(
             clients=tuple(serving.values()), shared=shared, per_instance=split, markers=markers, pending=pending,
-            window=max(1, window), wait_cap=LOAD_TIMEOUT + max(caps, default=30.0) + 10.0,
+            window=max(1, window), wait_cap=LOAD_TIMEOUT + max(caps, default=30.0) + 10.0, cascades=runs,
+            cascade_shared=cascade_shared, cascade_per_instance=cascade_split,
         )  # fmt: skip
         keep = {**clients, **held}
         for key, client in list(self._clients.items()):
@@ -162,6 +232,65 @@ class ServingStage:
         self._clients = keep
         self._close_retired()
         self._fit_window(self._frame_bytes)
+
+    def _cascades(
+        self, instances: tuple[InstanceSpec, ...], per_instance: dict[InstanceKey, dict[str, ModelKey]]
+    ) -> tuple[tuple[CascadeRun, ...], dict[str, CascadeRun], dict[InstanceKey, dict[str, CascadeRun]]]:
+        """The pipeline's cascades (one run per distinct declaration, shared by the instances declaring it), the ones
+        every instance sees, and the ones only some do; acquires the second stages' clients, retires unused ones."""
+        runs: dict[tuple[Any, ...], CascadeRun] = {}
+        by_instance: dict[InstanceKey, dict[str, CascadeRun]] = {}
+        clients: dict[ModelKey, ModelClient] = {}
+        for spec in instances:
+            if not spec.config.get("CASCADE"):
+                continue
+            found, problems = resolve_cascades(spec.config, self._registry())
+            for text in problems:  # only when validation was skipped
+                self._warn_once(f"pipeline {self.pipeline!r} › {spec.signature}/{spec.instance_id} › CASCADE: {text}")
+            mapping = {}
+            for cascade in found:
+                on_key = per_instance.get(spec.key, {}).get(cascade.on)
+                if on_key is None:
+                    continue
+                ident = (cascade.identity(), on_key)
+                run = runs.get(ident)
+                if run is None:
+                    run = runs[ident] = self._cascade_run(cascade, on_key, clients)
+                mapping[cascade.name] = run
+            by_instance[spec.key] = mapping
+        for key, client in self._cascade_clients.items():
+            if key not in clients:
+                self._retiring.append(client)
+        self._cascade_clients = clients
+        names: dict[str, set[int]] = {}
+        for mapping in by_instance.values():
+            for name, run in mapping.items():
+                names.setdefault(name, set()).add(id(run))
+        # one declaration of a name: every instance sees its results (as for AI_ENGINE); several: each its own
+        shared = {n: r for m in by_instance.values() for n, r in m.items() if len(names[n]) == 1}
+        split = {k: {n: r for n, r in m.items() if n not in shared} for k, m in by_instance.items()}
+        return tuple(runs.values()), shared, {k: m for k, m in split.items() if m}
+
+    def _cascade_run(self, cascade: CascadeSpec, on_key: ModelKey, clients: dict[ModelKey, ModelClient]) -> CascadeRun:
+        engine = cascade.engine
+        client = clients.get(engine.key) or self._cascade_clients.get(engine.key)
+        if client is not None and (client.closed or client.server.closed):
+            client = None
+        if client is None:
+            if self.manager is None:
+                return CascadeRun(cascade, on_key, None, ServingError(engine.signature, "unavailable",
+                                                                      "model serving is off"))  # fmt: skip
+            try:
+                client = self.manager.acquire(engine, self.pipeline, 1)
+            except RuntimeError as exc:
+                return CascadeRun(cascade, on_key, None, ServingError(engine.signature, "stopping", str(exc)))
+        clients[engine.key] = client
+        return CascadeRun(cascade, on_key, client)
+
+    def _warn_once(self, text: str) -> None:
+        if text not in self._warned:
+            self._warned.add(text)
+            log.warning("%s", text)
 
     def _hold_over(
         self, per_instance: dict[InstanceKey, dict[str, ModelKey]], clients: dict[ModelKey, ModelClient]
@@ -256,7 +385,82 @@ class ServingStage:
             self.in_flight += 1
             for client in clients:
                 client.submit(ticket, item)
+        if plan.cascades:
+            self._start_ready_cascades()
+            self._cascade_order.append(ticket)
         return ticket
+
+    # --- cascades (the dispatcher thread) ---------------------------------------------------------------------
+    def _start_ready_cascades(self) -> None:
+        """Send the crops of every input in flight whose first stage is answered (crops of consecutive frames then
+        batch together in the second model's server)."""
+        for ticket in self._cascade_order:
+            if ticket.done and ticket not in self._cascade_jobs:
+                self._cascade_jobs[ticket] = [self._start_cascade(ticket, run) for run in ticket.plan.cascades]
+
+    def _start_cascade(self, ticket: Ticket, run: CascadeRun) -> _CascadeJob:
+        spec = run.spec
+        detections = ticket.results.get(run.on_key)
+        if isinstance(detections, ServingError) or detections is None:
+            return _CascadeJob(run, fixed=[])  # the first stage failed: no boxes to mark
+        if not isinstance(detections, list):
+            text = f"{spec.on} did not return a list of detections (got {type(detections).__name__})"
+            self._warn_once(f"pipeline {self.pipeline!r} › CASCADE {spec.name}: {text}")
+            return _CascadeJob(run, fixed=ServingError(spec.engine.signature, "config", text, spec.engine.model))
+        job = _CascadeJob(run, len(detections))
+        indices, skipped = select_boxes(detections, spec)
+        self.cascade_skipped += skipped
+        if not indices:
+            return job
+        image = ticket.inp.image
+        failure = run.error
+        if failure is None and (image is None or getattr(image, "ndim", 0) < 2):
+            failure = ServingError(spec.engine.signature, "config", "the input has no image to crop", spec.engine.model)
+        if failure is not None:
+            job.errors = dict.fromkeys(indices, failure)
+            self.cascade_errors += len(indices)
+            return job
+        crops = []
+        for index in indices:
+            try:
+                crops.append(crop_detection(image, detections[index], spec.padding, spec.crop, spec.max_side))
+                job.indices.append(index)
+            except Exception as exc:  # a malformed box or quad marks that box alone
+                text = f"box {index} could not be cropped: {type(exc).__name__}: {exc}"
+                job.errors[index] = ServingError(spec.engine.signature, "inference_error", text, spec.engine.model)
+        self.cascade_errors += len(job.errors)
+        if crops:
+            assert run.client is not None
+            slots = self.crop_slots
+            if slots is None:
+                slots = self.crop_slots = CropSlots(4, self.manager.use_shm if self.manager is not None else False)
+            job.batch = submit_crops(run.client, slots, crops, self._cond, ticket.inp.seq, ticket.inp.timestamp)
+            self.cascade_crops += len(crops)
+        return job
+
+    def _finish_cascades(self, ticket: Ticket) -> dict[CascadeRun, Any]:
+        """Wait for the input's cascades (starting them, and those of the other inputs ready, first); the aligned
+        results by run."""
+        self._start_ready_cascades()
+        jobs = self._cascade_jobs.pop(ticket, None)
+        if jobs is None:  # the input is done: it was not when its cascades were last looked at
+            jobs = [self._start_cascade(ticket, run) for run in ticket.plan.cascades]
+        if self._cascade_order and self._cascade_order[0] is ticket:
+            self._cascade_order.popleft()
+        else:
+            try:
+                self._cascade_order.remove(ticket)
+            except ValueError:
+                pass
+        results = {}
+        for job in jobs:
+            if job.batch is not None:
+                client = job.run.client
+                cap = LOAD_WAIT + (client.server.settings.inference_timeout if client is not None else 30.0) + 10.0
+                wait_batch(job.batch, cap, lambda: self._stopped)
+                self.cascade_errors += sum(isinstance(v, ServingError) for v in job.batch.results)
+            results[job.run] = job.aligned()
+        return results
 
     def _slots(self, window: int) -> FrameSlots:
         slots = self.slots
@@ -301,11 +505,15 @@ class ServingStage:
                 self.errors += 1
         for signature, error in plan.markers.items():
             inferences[signature] = error
-        if not plan.per_instance:
+        cascaded = self._finish_cascades(ticket) if plan.cascades else {}
+        for name, run in plan.cascade_shared.items():
+            inferences[name] = cascaded.get(run)
+        if not plan.per_instance and not plan.cascade_per_instance:
             return inp, None
         views = {}
-        for instance, mapping in plan.per_instance.items():
-            own = {signature: results.get(key) for signature, key in mapping.items()}
+        for instance in {*plan.per_instance, *plan.cascade_per_instance}:
+            own = {signature: results.get(key) for signature, key in plan.per_instance.get(instance, {}).items()}
+            own.update({n: cascaded.get(r) for n, r in plan.cascade_per_instance.get(instance, {}).items()})
             views[instance] = dataclasses.replace(inp, inferences={**inferences, **own})
         return inp, views
 
@@ -337,11 +545,17 @@ class ServingStage:
         """Release the models and the frame slots (called by the dispatcher thread when it ends)."""
         with self._update_lock:
             self._closed = True
-            for client in [*self._clients.values(), *self._retiring]:
+            for client in [*self._clients.values(), *self._cascade_clients.values(), *self._retiring]:
                 client.close()
             self._clients = {}
+            self._cascade_clients = {}
             self._retiring = []
             self.plan = ServingPlan()
+        self._cascade_jobs.clear()  # crops still in flight free their segment when answered
+        self._cascade_order.clear()
+        crop_slots, self.crop_slots = self.crop_slots, None
+        if crop_slots is not None:
+            crop_slots.close()
         slots, self.slots = self.slots, None
         if slots is not None:
             # inputs still in flight (the pipeline stopped without waiting for them) hand their slots back as
@@ -358,6 +572,15 @@ class ServingStage:
             "in_flight": self.in_flight,
             "max_in_flight": self.window,
             "errors": self.errors,
+            **({"cascades": self._cascade_snapshot(plan)} if plan.cascades else {}),
+        }
+
+    def _cascade_snapshot(self, plan: ServingPlan) -> dict[str, Any]:
+        return {
+            "names": sorted({run.spec.name for run in plan.cascades}),
+            "crops": self.cascade_crops,
+            "skipped_over_max_crops": self.cascade_skipped,
+            "box_errors": self.cascade_errors,
         }
 
 

@@ -323,7 +323,7 @@ class CropSlots(FrameSlots):
     def put_many(self, slot: int, crops: Sequence[Any]) -> list[tuple[Any, ...]]:
         import numpy as np
 
-        arrays = [np.ascontiguousarray(c) for c in crops]
+        arrays = [c if isinstance(c, np.ndarray) else np.asarray(c) for c in crops]  # views are copied once, below
         offsets, total = [], 0
         for array in arrays:
             total = -(-total // CROP_ALIGN) * CROP_ALIGN

@@ -1,0 +1,380 @@
+"""Cascades (decision 35): a second model on the boxes of a first, in the shared model servers, real processes and
+real onnxruntime on models built here with ``onnx``.
+
+The first stage, ``TILE_DETECTOR``, runs a real ONNX graph on the frame and returns a grid of boxes (the tiles
+``TILE_FRAMES`` paints, each one uniform colour that changes every frame), best score first. The second stage is
+the built-in ``ONNX`` plugin on the mean-colour model: a crop's result is its mean colour, so every result can be
+checked against the tile its box covers: a result aligned with the wrong box, or coming from another frame or
+pipeline, has the wrong colour.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import wait_for
+from onnx_models import mean_model
+
+from edge_engine.errors import ConfigError
+from edge_engine.serving.cascade import (
+    CascadeSpec,
+    CropBatch,
+    CropSlots,
+    crop_box,
+    crop_detection,
+    crop_quad,
+    select_boxes,
+)
+from edge_engine.serving.transport import FrameReader
+
+pytest.importorskip("onnxruntime", reason="model serving needs onnxruntime (requirements.txt)")
+
+TILE_FRAMES = """
+    import numpy as np
+    from edge_engine.api import CapturePlugin, EndOfStream, Input, Key
+
+
+    def tile_colour(frame, tile):
+        value = (frame * 37 + tile * 11) % 200 + 20
+        return (value, (value + 60) % 256, (value + 120) % 256)
+
+
+    class TileFrames(CapturePlugin):
+        SIGNATURE = "TILE_FRAMES"
+        CONFIG = {"COLS": Key(4, type=int), "ROWS": Key(3, type=int), "TILE": Key(16, type=int),
+                  "COUNT": Key(20, type=int), "BASE": Key(0, type=int)}
+
+        def connect(self):
+            self.index = 0
+
+        def read(self):
+            if self.index >= self.config["COUNT"]:
+                raise EndOfStream("done")
+            self.index += 1
+            cols, rows, tile = self.config["COLS"], self.config["ROWS"], self.config["TILE"]
+            frame = np.empty((rows * tile, cols * tile, 3), np.uint8)
+            for number in range(cols * rows):
+                y, x = divmod(number, cols)
+                frame[y * tile:(y + 1) * tile, x * tile:(x + 1) * tile] = tile_colour(self.config["BASE"] + self.index,
+                                                                                     number)
+            return Input(image=frame)
+"""
+
+TILE_DETECTOR = """
+    from edge_engine.api import Key, OnnxServingPlugin, make_detection
+
+
+    class TileDetector(OnnxServingPlugin):
+        SIGNATURE = "TILE_DETECTOR"
+        CONFIG = {"COLS": Key(4, type=int), "ROWS": Key(3, type=int), "TILE": Key(16, type=int),
+                  "MAX_BATCH_SIZE": Key(4, type=int, min=1), "WORKERS": Key(1, type=int, min=0)}
+
+        @classmethod
+        def model_file(cls, config, models_dir):
+            return models_dir / "tiles.onnx"
+
+        def pre_process(self, inputs):
+            import cv2
+            import numpy as np
+
+            return np.stack([cv2.resize(i.image, (8, 8)).transpose(2, 0, 1).astype(np.float32) for i in inputs])
+
+        def post_process(self, predictions, inputs):
+            cols, rows, tile = self.config["COLS"], self.config["ROWS"], self.config["TILE"]
+            count = cols * rows
+            results = []
+            for _ in inputs:  # one box per tile, scores decreasing with the tile's number
+                dets = []
+                for number in range(count):
+                    y, x = divmod(number, cols)
+                    box = [x * tile, y * tile, (x + 1) * tile, (y + 1) * tile]
+                    quad = [[box[0], box[1]], [box[2], box[1]], [box[2], box[3]], [box[0], box[3]]]
+                    dets.append(make_detection(box, 1.0 - number / (count + 1), number % 2, ("even", "odd")[number % 2],
+                                               quad=quad if count <= 100 else None))
+                results.append(dets)
+            return results
+"""
+
+FAILING = """
+    from edge_engine.api import Key, ServingPlugin
+
+
+    class FailingCrops(ServingPlugin):
+        SIGNATURE = "FAILING_CROPS"
+        CONFIG = {"WORKERS": Key(1, type=int, min=0)}
+
+        def pre_process(self, inputs):
+            raise RuntimeError(f"cannot read {len(inputs)} crop(s)")
+
+        def predict(self, batch):
+            return batch
+
+        def post_process(self, predictions, inputs):
+            return predictions
+"""
+
+CHECKER = """
+    import numpy as np
+    from edge_engine.api import BusinessPlugin, Key, ServingError, crop_detection
+
+
+    class CascadeChecker(BusinessPlugin):
+        SIGNATURE = "CASCADE_CHECKER"
+        CONFIG = {"AI_ENGINE": ["TILE_DETECTOR"], "NAMES": Key(["ONNX"], type=list), "CALL": Key({}, type=dict)}
+        BY_PIPELINE = {}
+
+        def on_init(self):
+            type(self).BY_PIPELINE[self.context.pipeline] = self
+            self.frames = 0
+            self.results = {name: 0 for name in self.config["NAMES"]}
+            self.nones = {name: [] for name in self.config["NAMES"]}
+            self.errors = {name: [] for name in self.config["NAMES"]}
+            self.wrong = []
+            self.called = []
+            self.seconds = []
+
+        def process(self, inp):
+            dets = inp.inferences["TILE_DETECTOR"]
+            assert isinstance(dets, list) and dets, dets
+            self.frames += 1
+            for name in self.config["NAMES"]:
+                values = inp.inferences[name]
+                assert len(values) == len(dets), (name, len(values), len(dets))
+                for index, (det, value) in enumerate(zip(dets, values)):
+                    assert "cascade" not in det  # the detections stay as the detector made them
+                    if value is None:
+                        self.nones[name].append(index)
+                    elif isinstance(value, ServingError):
+                        self.errors[name].append((index, value.kind, value.signature))
+                    else:
+                        self.check(inp.image, det, value["mean"], (inp.seq, name, index))
+                        self.results[name] += 1
+            if self.config["CALL"]:
+                self.call(inp, dets)
+
+        def check(self, image, det, mean, where):
+            x1, y1, x2, y2 = (int(v) for v in det["box"])
+            expected = image[(y1 + y2) // 2, (x1 + x2) // 2].astype(float)
+            if np.abs(np.asarray(mean, float) - expected).max() > 0.01:
+                self.wrong.append((where, list(mean), expected.tolist()))
+
+        def call(self, inp, dets):
+            call = self.config["CALL"]
+            crops = [crop_detection(inp.image, d, mode="quad") for d in dets[: call["COUNT"]]]
+            started = __import__("time").perf_counter()
+            try:
+                values = self.infer(call["SIGNATURE"], crops, params=call["PARAMS"])
+            except ValueError as exc:
+                self.called.append(("ValueError", str(exc)))
+                return
+            self.seconds.append(__import__("time").perf_counter() - started)
+            assert len(values) == len(crops)
+            for index, (det, value) in enumerate(zip(dets, values)):
+                if isinstance(value, ServingError):
+                    self.called.append((index, value.kind))
+                else:
+                    self.check(inp.image, det, value["mean"], (inp.seq, "infer", index))
+                    self.called.append((index, "ok"))
+"""
+
+PLUGINS = {
+    "data/tile_frames.py": TILE_FRAMES,
+    "serving/tile_detector.py": TILE_DETECTOR,
+    "serving/failing.py": FAILING,
+    "business/checker.py": CHECKER,
+}
+MEAN = {"ONNX_MODEL": "mean.onnx", "INPUT_WIDTH": 8, "INPUT_HEIGHT": 8, "COLOR_ORDER": "BGR", "SCALE": 1.0,
+        "WORKERS": 1, "MAX_BATCH_SIZE": 16}  # fmt: skip
+
+
+def pipeline(name: str, cascades: list[dict[str, Any]], capture: dict[str, Any] | None = None,
+             **instance: Any) -> dict[str, Any]:  # fmt: skip
+    grid = {k: v for k, v in (capture or {}).items() if k in ("COLS", "ROWS", "TILE")}
+    return {
+        "NAME": name, "TYPE": "TILE_FRAMES", **(capture or {}),
+        "PLUGINS": [{"SIGNATURE": "CASCADE_CHECKER", "INSTANCES": [
+            {"INSTANCE_ID": "check", "STARTUP_AI_ENGINE_PARAMS": grid, "CASCADE": cascades, **instance}]}],
+    }  # fmt: skip
+
+
+def checker(node: Any, name: str) -> Any:
+    (runner,) = node.pipelines[name].instances.values()
+    return runner.spec.record.cls.BY_PIPELINE.get(name)
+
+
+def finished(node: Any, name: str) -> bool:
+    runner = node.pipelines[name]
+    return runner.capture.status == "finished" and not any(r.thread.is_alive() for r in runner.instances.values())
+
+
+@pytest.fixture
+def cascade_node(node_factory: Any) -> Any:
+    node = node_factory(plugins=PLUGINS, start=False)
+    mean_model(node.layout.models / "mean.onnx")
+    mean_model(node.layout.models / "tiles.onnx", 8, 8)
+    node.start()
+    return node
+
+
+# --- in the node ---------------------------------------------------------------------------------------------------
+def test_pipelines_share_the_servers_and_every_crop_result_is_its_own_box(cascade_node: Any) -> None:
+    node = cascade_node
+    cascade = {"SIGNATURE": "ONNX", "CLASSES": ["even"], "MIN_SCORE": 0.2, "MAX_CROPS": 8, "PARAMS": MEAN}
+    names = [f"cam{i}" for i in range(3)]
+    for index, name in enumerate(names):
+        node.add_pipeline(pipeline(name, [cascade], {"COUNT": 30, "BASE": 100 * index}))
+    wait_for(lambda: all(finished(node, n) for n in names), timeout=60)
+    for name in names:
+        rec = checker(node, name)
+        assert rec.frames == 30 and rec.wrong == [] and rec.errors["ONNX"] == [], name
+        # 12 tiles: the 6 even ones are cropped, but the score filter leaves out tile 10 (score 3/13 >= 0.2 passes,
+        # so all 6 pass); odd tiles are never cropped
+        assert rec.results["ONNX"] == 30 * 6, name
+        assert all(index % 2 == 1 for index in rec.nones["ONNX"]), name
+    servers = {s.signature: s for s in node.serving.servers()}
+    assert sorted(servers) == ["ONNX", "TILE_DETECTOR"]  # one server per model, whatever the number of pipelines
+    assert len(node.serving.pids()) == 2  # one process (model copy) each
+    crops = servers["ONNX"].snapshot()
+    assert crops["results"] == 3 * 30 * 6 and crops["errors"] == 0
+    assert max(int(size) for size in crops["batch_sizes"]) > 1, crops["batch_sizes"]  # crops batched together
+
+
+def test_a_failing_second_stage_marks_its_boxes_never_the_frame(cascade_node: Any) -> None:
+    node = cascade_node
+    cascades = [
+        {"SIGNATURE": "FAILING_CROPS", "AS": "BAD", "CLASSES": ["odd"]},
+        {"SIGNATURE": "ONNX", "AS": "GOOD", "MAX_CROPS": 4, "PARAMS": MEAN},
+    ]
+    node.add_pipeline(pipeline("cam", cascades, {"COUNT": 10}, NAMES=["BAD", "GOOD"]))
+    wait_for(lambda: finished(node, "cam"), timeout=60)
+    rec = checker(node, "cam")
+    assert rec.frames == 10 and rec.wrong == []  # every frame reached the instance
+    assert len(rec.errors["BAD"]) == 10 * 6  # each odd box of each frame is marked...
+    assert {(index % 2, kind, sig) for index, kind, sig in rec.errors["BAD"]} == {(1, "inference_error",
+                                                                                    "FAILING_CROPS")}  # fmt: skip
+    assert rec.results["GOOD"] == 10 * 4 and rec.errors["GOOD"] == []  # ...and the other cascade is not affected
+    stage = node.pipelines["cam"].serving
+    assert stage.errors == 0 and stage.cascade_errors == 10 * 6  # counted (local_info.json shows them)
+
+
+def test_a_frame_with_5000_boxes_sends_max_crops_and_keeps_flowing(cascade_node: Any) -> None:
+    node = cascade_node
+    grid = {"COLS": 100, "ROWS": 50, "TILE": 4}
+    cascade = {"SIGNATURE": "ONNX", "MAX_CROPS": 16, "PARAMS": MEAN}
+    started = time.monotonic()
+    node.add_pipeline(pipeline("crowd", [cascade], {"COUNT": 20, **grid}))
+    wait_for(lambda: finished(node, "crowd"), timeout=90)
+    rec = checker(node, "crowd")
+    assert rec.frames == 20 and rec.wrong == [] and rec.errors["ONNX"] == []
+    assert rec.results["ONNX"] == 20 * 16  # the 16 best boxes of each frame (tiles 0-15), no more
+    assert len(rec.nones["ONNX"]) == 20 * (5000 - 16) and min(rec.nones["ONNX"]) == 16
+    stage = node.pipelines["crowd"].serving
+    assert stage.cascade_crops == 20 * 16 and stage.cascade_skipped == 20 * (5000 - 16)
+    print(f"20 frames of 5,000 boxes: {time.monotonic() - started:.1f} s")
+
+
+def test_a_business_plugin_runs_a_model_on_its_own_crops(cascade_node: Any) -> None:
+    node = cascade_node
+    call = {"SIGNATURE": "ONNX", "COUNT": 5, "PARAMS": MEAN}
+    node.add_pipeline(pipeline("calls", [], {"COUNT": 8}, NAMES=[], CALL=call))
+    node.add_pipeline(pipeline("typo", [], {"COUNT": 2}, NAMES=[], CALL={**call, "SIGNATURE": "ONX"}))
+    wait_for(lambda: finished(node, "calls") and finished(node, "typo"), timeout=60)
+    rec = checker(node, "calls")
+    assert rec.wrong == [] and rec.called == [(i, "ok") for _ in range(8) for i in range(5)]
+    (error,) = set(checker(node, "typo").called)
+    assert error[0] == "ValueError" and "'ONX'" in error[1] and "did you mean 'ONNX'" in error[1]
+    # the calls used the same shared server as any pipeline would
+    assert [s.signature for s in node.serving.servers()].count("ONNX") == 1
+
+
+def test_cascade_config_errors_name_the_place(cascade_node: Any) -> None:
+    node = cascade_node
+    bad = [
+        ({"SIGNATURE": "ONNX", "MIN_SCORE": 2, "PARAMS": MEAN}, "entry 0 (ONNX) › key 'MIN_SCORE': must be <= 1"),
+        ({"SIGNATURE": "ONX", "PARAMS": MEAN}, "no serving plugin has the signature 'ONX'; did you mean 'ONNX'?"),
+        ({"SIGNATURE": "ONNX", "ON": "YOLO", "PARAMS": MEAN}, "key 'ON': 'YOLO' is not in the instance's AI_ENGINE"),
+        ({"SIGNATURE": "ONNX", "PARAMS": {**MEAN, "ONNX_MODEL": "gone.onnx"}}, "'gone.onnx': file not found"),
+        ({"SIGNATURE": "ONNX", "PARAMS": {**MEAN, "INPUT_WIDHT": 8}}, "did you mean 'INPUT_WIDTH'?"),
+        ({"SIGNATURE": "ONNX", "AS": "TILE_DETECTOR", "PARAMS": MEAN}, "'TILE_DETECTOR' is already an AI_ENGINE"),
+        ({"SIGNATURE": "ONNX", "MAX_CROP": 3, "PARAMS": MEAN}, "did you mean 'MAX_CROPS'?"),
+    ]
+    for cascade, expected in bad:
+        with pytest.raises(ConfigError) as caught:
+            node.add_pipeline(pipeline("bad", [cascade]))
+        text = str(caught.value)
+        assert "pipeline 'bad' › plugin 'CASCADE_CHECKER' › instance 'check' › key 'CASCADE'" in text, text
+        assert expected in text, text
+    assert "bad" not in node.pipelines
+
+
+# --- pieces ----------------------------------------------------------------------------------------------------------
+def spec(**kw: Any) -> CascadeSpec:
+    base = {"name": "X", "on": "D", "engine": None, "classes": (), "min_score": 0.0, "padding": 0.0,
+            "max_crops": 32, "crop": "box", "max_side": 0}  # fmt: skip
+    return CascadeSpec(**{**base, **kw})
+
+
+def test_select_boxes_filters_then_keeps_the_best_in_list_order() -> None:
+    rows = [(0.9, 0, "car"), (0.3, 1, "bus"), (0.95, 0, "car"), (0.5, 0, "car"), (0.7, 1, "bus")]
+    dets = [{"box": [0, 0, 1, 1], "score": s, "class_id": c, "class_name": n} for s, c, n in rows]
+    assert select_boxes(dets, spec()) == ([0, 1, 2, 3, 4], 0)
+    assert select_boxes(dets, spec(classes=("car",))) == ([0, 2, 3], 0)
+    assert select_boxes(dets, spec(classes=("1",))) == ([1, 4], 0)  # ids work too
+    assert select_boxes(dets, spec(min_score=0.6, max_crops=2)) == ([0, 2], 1)  # 0.95 and 0.9; 0.7 left out
+    many = [{"box": [0, 0, 1, 1], "score": (i * 7919) % 5000 / 5000, "class_id": 0, "class_name": "x"}
+            for i in range(5000)]  # fmt: skip
+    chosen, skipped = select_boxes(many, spec(max_crops=10))
+    assert skipped == 4990 and len(chosen) == 10 and chosen == sorted(chosen)
+    assert min(many[i]["score"] for i in chosen) >= sorted(d["score"] for d in many)[-10]
+
+
+def test_crops_are_clipped_padded_downscaled_and_warped() -> None:
+    image = np.zeros((100, 200, 3), np.uint8)
+    image[20:60, 40:120] = 200
+    assert crop_box(image, [40, 20, 120, 60]).shape == (40, 80, 3) and crop_box(image, [40, 20, 120, 60]).min() == 200
+    assert crop_box(image, [40, 20, 120, 60], padding=0.1).shape == (48, 96, 3)  # 8 and 4 px more on each side
+    assert crop_box(image, [-50, -50, 500, 500]).shape == (100, 200, 3)  # clipped to the frame
+    assert crop_box(image, [199.5, 99.5, 300, 300]).shape == (1, 1, 3)  # never empty
+    assert crop_box(image, [0, 0, 200, 100], max_side=50).shape == (25, 50, 3)
+    # a rotated rectangle: the warp gives it upright, the right size, and only its own pixels
+    rotated = np.zeros((200, 200, 3), np.uint8)
+    quad = [[60, 40], [140, 80], [120, 120], [40, 80]]  # clockwise from the top-left
+    import cv2
+
+    cv2.fillConvexPoly(rotated, np.array(quad, np.int32), (0, 255, 0))
+    warped = crop_quad(rotated, quad)
+    assert warped.shape[:2] == (45, 89)  # |(40,80)-(60,40)| = 44.7, |(140,80)-(60,40)| = 89.4
+    assert warped[5:-5, 5:-5, 1].min() == 255 and warped[5:-5, 5:-5, 0].max() == 0
+    det = {"box": [40, 40, 140, 120], "score": 1.0, "class_id": 0, "class_name": "text", "quad": quad}
+    assert crop_detection(rotated, det, mode="quad").shape == warped.shape
+    assert crop_detection(rotated, det).shape == (80, 100, 3)  # the box
+    with pytest.raises(ValueError):
+        crop_detection(rotated, det, mode="circle")
+
+
+def test_crops_of_one_request_share_one_segment_and_read_back_at_their_offsets() -> None:
+    import threading
+
+    slots = CropSlots(1, use_shm=True)
+    reader = FrameReader()
+    try:
+        crops = [np.full((3, 5, 3), 7, np.uint8), np.arange(24, dtype=np.float32).reshape(4, 6), np.eye(3)[::2]]
+        slot = slots.acquire()
+        refs = slots.put_many(slot, crops)
+        assert len({ref[0] for ref in refs}) == 1 and [ref[3] % 64 for ref in refs] == [0, 0, 0]
+        for crop, ref in zip(crops, refs, strict=True):
+            assert np.array_equal(reader.array(ref), crop)
+        batch = CropBatch(len(refs), threading.Condition(), slot, slots.release)
+        for index in (2, 0):
+            batch.answer(index, f"r{index}")
+        assert not batch.done and slots.free == 0  # a crop is still unanswered: its segment is held
+        batch.answer(1, "r1")
+        assert batch.done and batch.results == ["r0", "r1", "r2"] and slots.free == 1
+        piped = CropSlots(1, use_shm=False).put_many(0, crops)
+        assert all(np.array_equal(FrameReader().array(ref), crop) for crop, ref in zip(crops, piped, strict=True))
+    finally:
+        reader.close()
+        slots.close()
