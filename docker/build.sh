@@ -72,7 +72,9 @@ if [ -z "$base" ]; then
   fi
 fi
 if [ "$source" = wheelhouse ] && ! ls docker/wheelhouse/*.whl >/dev/null 2>&1; then
-  docker/make-wheelhouse.sh ${suffix:+--gpu} >&2
+  wheel_options=(--platform "linux/$arch")
+  [ "$variant" = cpu ] || wheel_options+=(--gpu)
+  docker/make-wheelhouse.sh "${wheel_options[@]}" >&2
 fi
 [ -z "$platform" ] || extra=(--platform "linux/$arch" ${extra[@]+"${extra[@]}"})
 copied=()
