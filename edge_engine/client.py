@@ -73,7 +73,8 @@ def is_address(text: str) -> bool:
 
 
 def decode_heartbeat(message: dict[str, Any]) -> dict[str, Any]:
-    """A heartbeat with its v2 ``ENCODED_DATA`` (base64 of zlib JSON) merged in, as Ratio1's SDK does."""
+    """A heartbeat (or a v2 NET_MON_01) with its ``ENCODED_DATA`` (base64 of zlib JSON) merged in, as Ratio1's SDK
+    does."""
     encoded = message.get("ENCODED_DATA")
     if not isinstance(encoded, str):
         return dict(message)
@@ -400,12 +401,13 @@ class EdgeClient:
         if not verified:
             self.counters["unverified"] += 1
         received = Received(topic, message, verified, reason)
-        if message.get("EE_EVENT_TYPE") == "HEARTBEAT" or "HEARTBEAT_VERSION" in message:
+        is_heartbeat = message.get("EE_EVENT_TYPE") == "HEARTBEAT" or "HEARTBEAT_VERSION" in message
+        if is_heartbeat or message.get("NETMON_VERSION") == "v2":  # NET_MON_01 v2: ENCODED_DATA as a heartbeat's
             try:
                 received.decoded = decode_heartbeat(message)
             except (ValueError, zlib.error, UnicodeDecodeError) as exc:
                 received.reason = f"{received.reason}; ENCODED_DATA not decodable: {exc}"
-            if verified:
+            if verified and is_heartbeat:
                 self._note_heartbeat(received)
         elif message.get("EE_IS_ENCRYPTED") and isinstance(message.get("EE_ENCRYPTED_DATA"), str):
             try:

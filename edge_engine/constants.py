@@ -139,9 +139,11 @@ COMMS_ENV_VARS: Final[dict[str, str]] = {
     "ordinal-0: only a StatefulSet's first pod",
     "EE_NETMON_SEND_SECONDS": "seconds between NET_MON_01 payloads of a supervisor (default: admin pipeline's, 3)",
     "EE_NETMON_OFFLINE_SECONDS": "a node not heard from for this many seconds is shown offline (60)",
-    "EE_NETMON_MAX_NODES": "most nodes kept in the network view (1000; the longest silent is dropped first)",
+    "EE_NETMON_MAX_NODES": "most nodes kept in the network view (10000; when full, a new node replaces an offline one "
+    "or is refused)",
     "EE_NETMON_VERIFY_SECONDS": "seconds between two signature checks of the same node's unchanged heartbeats (30)",
     "EE_NETMON_SEND_ONLY_ONLINE": "1 leaves offline nodes out of NET_MON_01's CURRENT_NETWORK",
+    "EE_NETMON_VERSION": "v2 (default) sends NET_MON_01 compressed (ENCODED_DATA), v1 plain for older SDKs",
 }
 ENV_VARS.update(COMMS_ENV_VARS)
 

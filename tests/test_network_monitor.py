@@ -135,7 +135,8 @@ def test_signatures_are_checked_again_on_identity_change_or_after_n_seconds() ->
 
 def test_the_view_is_bounded_and_keeps_this_node() -> None:
     clock = Clock()
-    net = tracker(clock, max_nodes=3)
+    counting = CountingVerify()
+    net = tracker(clock, max_nodes=3, verify=counting)
     net.touch_self({"EE_ADDR": "0xai_self", "EE_ID": "me"})
     others = [new_identity() for _ in range(4)]
     for i, node in enumerate(others):
@@ -143,8 +144,19 @@ def test_the_view_is_bounded_and_keeps_this_node() -> None:
         net.observe(heartbeat(node, f"n{i}"))
     addresses = {row["address"] for row in net.nodes()}
     assert len(net) == 3 and "0xai_self" in addresses
-    assert addresses - {"0xai_self"} == {others[2].address, others[3].address}  # the oldest went first
-    assert net.stats.evicted == 2
+    # full of online nodes: the newcomers are refused (before any signature check), nobody is evicted
+    assert addresses - {"0xai_self"} == {others[0].address, others[1].address}
+    assert net.stats.evicted == 0 and net.stats.full == 2 and counting.calls == 2
+    # so a fleet larger than the view does not evict itself in turn: the same heartbeats again change nothing
+    for i, node in enumerate(others):
+        net.observe(heartbeat(node, f"n{i}"))
+    assert {row["address"] for row in net.nodes()} == addresses and net.stats.evicted == 0
+    # the node heard from longest ago gives its place once it is offline
+    clock.now += 61
+    net.observe(heartbeat(others[1], "n1"))  # n1 keeps talking, n0 has gone silent
+    assert net.observe(heartbeat(others[3], "n3")) == "new"
+    assert {row["address"] for row in net.nodes()} == {"0xai_self", others[1].address, others[3].address}
+    assert net.stats.evicted == 1
     clock.now += 10_000
     assert [r["alias"] for r in net.nodes() if r["online"]] == ["me"]  # this node is online while it runs
 
@@ -224,7 +236,7 @@ def test_supervisor_publishes_net_mon_listing_itself_and_another_node(mosquitto,
         with client.listen(lambda r: admin_path(r, NET_MON)) as netmon:
 
             def both_online(r: Received) -> bool:
-                network = r.message.get("CURRENT_NETWORK") or {}
+                network = r.data.get("CURRENT_NETWORK") or {}
                 online = all(network.get(n.identity.address, {}).get("working") == "ONLINE" for n in (sup, other))
                 return online and me.address in network[other.identity.address]["whitelist"]  # allowed just now
 
@@ -234,10 +246,11 @@ def test_supervisor_publishes_net_mon_listing_itself_and_another_node(mosquitto,
     assert received.verified and received.sender == sup.identity.address
     assert received.message["EE_PAYLOAD_PATH"] == [sup.alias, ADMIN_PIPELINE, NET_MON, "NET_MON_01_INST"]
     assert received.message["EE_ID"] == sup.alias and received.message["EE_EVENT_TYPE"] == "PAYLOAD"
-    entry = received.message["CURRENT_NETWORK"][other.identity.address]
+    assert received.message["NETMON_VERSION"] == "v2" and "CURRENT_NETWORK" not in received.message  # compressed
+    entry = received.data["CURRENT_NETWORK"][other.identity.address]
     assert entry["eeid"] == other.alias and entry["address"] == other.identity.address
     assert entry["secured"] is True and me.address in entry["whitelist"]
-    assert received.message["CURRENT_NETWORK"][sup.identity.address]["is_supervisor"] is True
+    assert received.data["CURRENT_NETWORK"][sup.identity.address]["is_supervisor"] is True
     assert other.comms.admin.counters["netmon_sent"] == 0  # only supervisors publish
 
     # every node tracks the network: the other node's view (local_info.json) lists the supervisor online

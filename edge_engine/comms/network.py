@@ -5,7 +5,10 @@ this cheap on a busy broker a node's signature is checked again only when ``veri
 last good check or when its identity fields (alias, whitelist, secured, version, eth address) change, so a forged
 message can at most keep a known node looking alive until the next check. A node is online when its last heartbeat
 is younger than ``offline_seconds`` (60, as the SDK's ``online_timeout``) and it has not sent its ``OFFLINE`` last
-will since. At most ``max_nodes`` nodes are kept (the one heard from longest ago is dropped first).
+will since. At most ``max_nodes`` nodes are kept: when the view is full, a new node takes the place of the one heard
+from longest ago only if that one is offline; otherwise the newcomer is refused (counted as ``full``), so a fleet
+larger than the view cannot make the nodes evict each other in turn (each eviction would cost a signature check and
+an early NET_MON_01). The nodes are kept in the order they were last heard from, so the oldest is found at once.
 
 The same view gives Ratio1's NET_MON_01 ``CURRENT_NETWORK`` (field names as the SDK reads them).
 """
@@ -25,7 +28,7 @@ from typing import Any
 from edge_engine.messages import utc_iso
 
 DEFAULT_OFFLINE_SECONDS = 60.0
-DEFAULT_MAX_NODES = 1000
+DEFAULT_MAX_NODES = 10_000
 DEFAULT_VERIFY_SECONDS = 30.0
 MAX_DECODED_BYTES = 4 * 1024 * 1024  # a heartbeat that inflates beyond this is refused (zip bomb)
 ONLINE, OFFLINE = "ONLINE", "OFFLINE"
@@ -90,6 +93,7 @@ class TrackerStats:
     malformed: int = 0
     verified: int = 0
     evicted: int = 0
+    full: int = 0  # heartbeats of new nodes refused while the view was full of online nodes
 
 
 class NetworkTracker:
@@ -147,6 +151,9 @@ class NetworkTracker:
         now = self.clock()
         with self._lock:
             known = self._nodes.get(sender)
+            if known is None and not self._has_room(now):
+                self.stats.full += 1
+                return None
         needs_check = (
             known is None
             or known.verified_mono is None
@@ -161,12 +168,14 @@ class NetworkTracker:
                 return None
             self.stats.verified += 1
         with self._lock:
-            node = self._nodes.get(sender)
+            node = self._nodes.pop(sender, None)  # put back last: the dict stays ordered by last heard
             was_online = node is not None and self._online(node, now)
             if node is None:
-                self._make_room()
+                if not self._make_room(now):
+                    self.stats.full += 1
+                    return None
                 node = PeerNode(address=sender, first_seen=self.wall())
-                self._nodes[sender] = node
+            self._nodes[sender] = node
             if needs_check:
                 node.verified_mono = now
             node.identity = identity
@@ -181,11 +190,11 @@ class NetworkTracker:
         address = str(fields.get("EE_ADDR") or self.own_address)
         now = self.clock()
         with self._lock:
-            node = self._nodes.get(address)
+            node = self._nodes.pop(address, None)
             if node is None:
-                self._make_room()
+                self._make_room(now, force=True)
                 node = PeerNode(address=address, first_seen=self.wall(), self_node=True)
-                self._nodes[address] = node
+            self._nodes[address] = node
             node.self_node = True
             node.said_offline = False
             self._update(node, fields, now)
@@ -207,12 +216,30 @@ class NetworkTracker:
         node.last_seen_mono = now
         node.heartbeats += 1
 
-    def _make_room(self) -> None:
-        """Called with the lock held, before adding a node: drop the one heard from longest ago when full."""
+    def _oldest(self) -> PeerNode | None:
+        """The node heard from longest ago, this node aside (the dict is ordered by last heard: O(1))."""
+        for node in self._nodes.values():
+            if not node.self_node:
+                return node
+        return None
+
+    def _has_room(self, now: float) -> bool:
+        """Called with the lock held: whether a new node can be added (a free place, or an offline node to drop)."""
+        if len(self._nodes) < self.max_nodes:
+            return True
+        oldest = self._oldest()
+        return oldest is not None and not self._online(oldest, now)
+
+    def _make_room(self, now: float, force: bool = False) -> bool:
+        """Called with the lock held, before adding a node: when full, drop the node heard from longest ago if it
+        is offline (any, with ``force``: this node's own entry). False when there is no room."""
         while len(self._nodes) >= self.max_nodes:
-            oldest = min(self._nodes.values(), key=lambda n: (n.self_node, n.last_seen_mono))
+            oldest = self._oldest()
+            if oldest is None or (not force and self._online(oldest, now)):
+                return False
             del self._nodes[oldest.address]
             self.stats.evicted += 1
+        return True
 
     # --- output -------------------------------------------------------------------------------------------
     def _online(self, node: PeerNode, now: float) -> bool:

@@ -53,9 +53,10 @@ class CommsSettings:
     supervisor: bool = False  # publish NET_MON_01 (CURRENT_NETWORK) for SDK sessions
     netmon_send_seconds: float | None = None  # None: the admin pipeline's NET_MON_01 PROCESS_DELAY
     netmon_offline_seconds: float = 60.0
-    netmon_max_nodes: int = 1000
+    netmon_max_nodes: int = 10_000
     netmon_verify_seconds: float = 30.0
     netmon_only_online: bool = False
+    netmon_version: str = "v2"  # v2: CURRENT_NETWORK compressed in ENCODED_DATA (Ratio1 NETMON v2); v1: plain
 
     @property
     def configured(self) -> bool:
@@ -116,6 +117,7 @@ ENV_FIELDS: dict[str, tuple[str, str, float | None, float | None]] = {
     "EE_NETMON_MAX_NODES": ("netmon_max_nodes", "int", 1, None),
     "EE_NETMON_VERIFY_SECONDS": ("netmon_verify_seconds", "float", 0, None),
     "EE_NETMON_SEND_ONLY_ONLINE": ("netmon_only_online", "bool", None, None),
+    "EE_NETMON_VERSION": ("netmon_version", "str", None, None),
 }
 FILE_FIELDS = {
     "HOST": "host", "PORT": "port", "USER": "user", "PASS": "password", "CERT_PATH": "ca_file",
@@ -184,6 +186,8 @@ def _choices(settings: CommsSettings) -> list[ConfigIssue]:
     issues = []
     if settings.embedded_broker not in ("auto", "always", "never"):
         issues.append(env_issue("EE_EMBEDDED_BROKER", settings.embedded_broker, "expected auto, always or never"))
+    if settings.netmon_version not in ("v1", "v2"):
+        issues.append(env_issue("EE_NETMON_VERSION", settings.netmon_version, "expected v1 or v2"))
     if settings.subtopic not in ("address", "alias"):
         issues.append(env_issue("EE_MQTT_SUBTOPIC", settings.subtopic, "expected address or alias"))
     topic = settings.root_topic
