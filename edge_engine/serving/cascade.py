@@ -412,8 +412,7 @@ def submit_crops(
     batch = CropBatch(len(refs), cond, slot, slots.release)
     # all these crops are coming: the batcher may send them without waiting MAX_WAIT_MS for more
     client.window = max(1, client.outstanding + len(refs))
-    for index, ref in enumerate(refs):
-        client.submit(_CropTicket(batch, index), (ref, None, {}, seq, timestamp))  # type: ignore[arg-type]
+    client.submit_many([(_CropTicket(batch, index), (ref, None, {}, seq, timestamp)) for index, ref in enumerate(refs)])
     return batch
 
 

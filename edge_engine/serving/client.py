@@ -128,6 +128,10 @@ class ModelClient:
         """Queue the ticket's input on the server (never blocks: the pipeline bounds what is in flight)."""
         self.server.submit(Request(self, ticket, item))
 
+    def submit_many(self, entries: list[tuple[Any, tuple[Any, ...]]]) -> None:
+        """Queue several ``(ticket, item)`` at once (a frame's cascade crops; never blocks)."""
+        self.server.submit_many([Request(self, ticket, item) for ticket, item in entries])
+
     def close(self) -> None:
         """The pipeline is done with this model: drop its queued requests."""
         if not self.closed:

@@ -230,6 +230,27 @@ class ModelServer:
         if refused:
             request.resolve(self.error("stopping", "the model server is stopping"))
 
+    def submit_many(self, requests: list[Request]) -> None:
+        """Queue several requests of one client at once (a frame's cascade crops): one lock, one wake-up, so the
+        scheduler plans their batches once they are all queued."""
+        if not requests:
+            return
+        client = requests[0].client
+        with self._lock:
+            refused = self.closed or client.closed
+            if not refused:
+                for request in requests:
+                    self._queue.push(id(client), request)
+                client.outstanding += len(requests)
+                client.last_submit = requests[-1].submitted
+                self.stats.requests += len(requests)
+                if self._idle_slots:
+                    self._wake_locked()
+        if refused:
+            error = self.error("stopping", "the model server is stopping")
+            for request in requests:
+                request.resolve(error)
+
     def error(self, kind: str, message: str) -> ServingError:
         return ServingError(self.signature, kind, message, self.model)
 
