@@ -346,7 +346,8 @@ class BusinessPlugin(PluginBase):
     def infer(
         self, signature: str, crops: Any, params: Mapping[str, Any] | None = None, timeout: float | None = None
     ) -> list[Any]:
-        """Run a serving plugin on crops; see :meth:`PluginContext.infer`."""
+        """Run a serving plugin on images (crops) in the shared model servers; results aligned with them, a
+        ServingError for each that got none (see PluginContext)."""
         return self.context.infer(signature, crops, params, timeout)
 
     def notify(self, message: str, level: str = "info", **fields: Any) -> None:

@@ -36,7 +36,7 @@ METHODS: list[tuple[type[PluginBase], tuple[str, ...]]] = [
     (PluginBase, ("on_init", "on_config", "on_command", "on_close", "on_safe_mode", "on_resume")),
     (CapturePlugin, ("connect", "read", "release", "is_live")),
     (ServingPlugin, ("pre_process", "predict", "post_process")),
-    (BusinessPlugin, ("process", "emit", "notify", "save_file", "publish_live")),
+    (BusinessPlugin, ("process", "emit", "infer", "notify", "save_file", "publish_live")),
 ]
 
 
