@@ -1,5 +1,5 @@
 # Mosquitto from Debian packages, on the node's base image (docker-compose.local-images.yml).
-ARG BASE_IMAGE=python:3.11-slim
+ARG BASE_IMAGE=python:3.13-slim-trixie
 FROM ${BASE_IMAGE}
 LABEL org.opencontainers.image.title="edge-node-mosquitto" \
       org.opencontainers.image.description="Mosquitto from Debian packages for the edge node compose stacks"

