@@ -86,7 +86,7 @@ step_platform_run() {
   DETAIL="docker run -d (demo pipeline on, broker $MQTT_CONTAINER): healthy ${seconds} s after the container started"
 }
 step_platform_heartbeat() {
-  (source scripts/_venv.sh) || return 1
+  [ -x .venv/bin/edge-client ] || (source scripts/_venv.sh) || return 1
   CLIENT="$REPO/.venv/bin/edge-client"
   timeout 120 "$CLIENT" --key "$WORK/client.pem" --port "$MQTT_PUBLISHED_PORT" watch --heartbeats --count 1 \
     >"$WORK/heartbeat.jsonl" || { fail "no heartbeat in 120 s"; return 1; }
