@@ -226,19 +226,24 @@ def test_pipelines_share_the_servers_and_every_crop_result_is_its_own_box(cascad
     names = [f"cam{i}" for i in range(3)]
     for index, name in enumerate(names):
         node.add_pipeline(pipeline(name, [cascade], {"COUNT": 30, "BASE": 100 * index}))
-    wait_for(lambda: all(finished(node, n) for n in names), timeout=60)
+    # a fourth pipeline runs the same model (same config) on whole frames AND as a cascade: still the same server
+    whole = {**cascade, "ON": "TILE_DETECTOR", "AS": "CROPS"}
+    engines = {"AI_ENGINE": ["TILE_DETECTOR", "ONNX"], "STARTUP_AI_ENGINE_PARAMS": {"ONNX": MEAN}}
+    node.add_pipeline(pipeline("cam3", [whole], {"COUNT": 30, "BASE": 7}, NAMES=["CROPS"], **engines))
+    wait_for(lambda: all(finished(node, n) for n in [*names, "cam3"]), timeout=90)
+    whole_frames = checker(node, "cam3")
+    assert whole_frames.frames == 30 and whole_frames.wrong == [] and whole_frames.results["CROPS"] == 30 * 6
     for name in names:
         rec = checker(node, name)
         assert rec.frames == 30 and rec.wrong == [] and rec.errors["ONNX"] == [], name
-        # 12 tiles: the 6 even ones are cropped, but the score filter leaves out tile 10 (score 3/13 >= 0.2 passes,
-        # so all 6 pass); odd tiles are never cropped
+        # 12 tiles scoring 1 - n/13 (all >= 0.2): the 6 even ones are cropped, odd tiles never
         assert rec.results["ONNX"] == 30 * 6, name
         assert all(index % 2 == 1 for index in rec.nones["ONNX"]), name
     servers = {s.signature: s for s in node.serving.servers()}
     assert sorted(servers) == ["ONNX", "TILE_DETECTOR"]  # one server per model, whatever the number of pipelines
     assert len(node.serving.pids()) == 2  # one process (model copy) each
     crops = servers["ONNX"].snapshot()
-    assert crops["results"] == 3 * 30 * 6 and crops["errors"] == 0
+    assert crops["results"] == 4 * 30 * 6 + 30 and crops["errors"] == 0  # the crops of 4 pipelines and 30 frames
     assert max(int(size) for size in crops["batch_sizes"]) > 1, crops["batch_sizes"]  # crops batched together
 
 
