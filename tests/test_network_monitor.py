@@ -492,3 +492,14 @@ def test_a_clean_stop_says_offline_and_a_stop_without_broker_does_not_wait(mosqu
     wait_for(lambda: not watch.comms.transport.connected.is_set())
     watch.stop("test")
     assert watch.status == "stopped"
+
+
+def test_the_views_timestamps_are_the_usual_utc_iso_ones() -> None:
+    from random import Random
+
+    from edge_engine.comms.network import _utc_iso
+    from edge_engine.messages import utc_iso
+
+    rng = Random(7)
+    stamps = [1.0, 1.9999996, 1_700_000_000.0005, 1_700_000_000.9995] + [rng.uniform(0, 4e9) for _ in range(5000)]
+    assert [_utc_iso(t) for t in stamps] == [utc_iso(t) for t in stamps]

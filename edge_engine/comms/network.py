@@ -23,9 +23,8 @@ import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
-
-from edge_engine.messages import utc_iso
 
 DEFAULT_OFFLINE_SECONDS = 60.0
 DEFAULT_MAX_NODES = 10_000
@@ -259,9 +258,9 @@ class NetworkTracker:
                     "eth_address": n.eth_address,
                     "status": ONLINE if self._online(n, now) else OFFLINE,
                     "online": self._online(n, now),
-                    "last_seen": utc_iso(n.last_seen),
+                    "last_seen": _utc_iso(n.last_seen),
                     "seconds_ago": round(max(0.0, now - n.last_seen_mono), 1),
-                    "first_seen": utc_iso(n.first_seen),
+                    "first_seen": _utc_iso(n.first_seen),
                     "version": n.version,
                     "whitelist": list(n.whitelist),
                     "secured": n.secured,
@@ -327,6 +326,24 @@ def _identity(fields: dict[str, Any]) -> tuple[Any, ...]:
         fields.get("EE_ETH_SENDER") or fields.get("EE_ETH_ADDR"),
         fields.get("EE_IS_SUPER"),
     )
+
+
+_ISO_SECONDS: dict[int, str] = {}  # whole second -> "2026-11-23T15:00:00." (the view formats thousands of times)
+
+
+def _utc_iso(ts: float) -> str:
+    """:func:`edge_engine.messages.utc_iso` of ``ts``, with the date and time formatted once per second."""
+    whole = int(ts)
+    micros = round((ts - whole) * 1e6)
+    if micros >= 1_000_000:
+        whole, micros = whole + 1, micros - 1_000_000
+    prefix = _ISO_SECONDS.get(whole)
+    if prefix is None:
+        if len(_ISO_SECONDS) > 4096:
+            _ISO_SECONDS.clear()
+        prefix = datetime.fromtimestamp(whole, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.")
+        _ISO_SECONDS[whole] = prefix
+    return f"{prefix}{micros // 1000:03d}Z"
 
 
 def _text(value: Any) -> str | None:
