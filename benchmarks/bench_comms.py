@@ -41,6 +41,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _broker import start_mosquitto as start_broker  # noqa: E402
+from _results import record  # noqa: E402
 
 TARGET_RATE = 10_000
 LAUNCH_BUDGET_MS = 1000.0
@@ -382,6 +383,9 @@ def bench_throughput(port: int, n: int, work: Path) -> bool:
             f"{split['json']:.1f} | hash + ECDSA + signature fields {split['sign']:.1f} || encode() "
             f"{split['encode']:.1f} | paho publish() {bare['publish_us']:.1f}"
         )
+        record(f"node publish path, QoS {qos}", round(engine["rate"]), "msg/s", goal=f"≥ {TARGET_RATE}",
+               baseline=round(bare["rate"]), baseline_name="bare paho, same bytes")  # fmt: skip
+        record(f"node CPU per message, QoS {qos}", round(engine["cpu_us"]), "µs")
     return ok
 
 
@@ -420,6 +424,8 @@ def bench_latency(port: int, fps: int, seconds: float, work: Path) -> bool:
         f"  {len(delays)} frames (the first second left out): p50 {p50:.2f} ms   p99 {p99:.2f} ms   "
         f"max {max(delays):.2f} ms   (no budget: reported)"
     )
+    record(f"frame → broker latency p50, {fps} fps", round(p50, 2), "ms")
+    record(f"frame → broker latency p99, {fps} fps", round(p99, 2), "ms")
     return True
 
 
@@ -489,6 +495,8 @@ def bench_launch(port: int, runs: int, work: Path) -> bool:
         f"  median {median:.0f} ms  (runs: {', '.join(f'{t:.0f}' for t in times)})  "
         f"budget ≤ {LAUNCH_BUDGET_MS:.0f} ms  {verdict}"
     )
+    record("launch → first heartbeat at the broker", round(median), "ms", goal=f"≤ {LAUNCH_BUDGET_MS:.0f}",
+           samples=[round(t) for t in times])  # fmt: skip
     return verdict == "OK"
 
 

@@ -37,6 +37,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _broker import free_port
+from _results import record
 
 REPO = Path(__file__).resolve().parent.parent
 LINKED_DIRS = ("extensions", "plugins", "pipelines", "samples")
@@ -218,6 +219,13 @@ def print_figures(title: str, figures: Figures, budgets: bool) -> bool:
         line += f"   budget ≤ {BUDGET_CPU_PCT:.0f} %  {verdict(good)}"
     print(line)
     print(f"  threads {figures.threads}, child processes {figures.children}")
+    label = title.split(" (")[0]
+    record(f"{label}: first local_info.json", round(figures.first_info_ms), "ms",
+           goal=f"≤ {BUDGET_FIRST_INFO_MS:.0f}" if budgets else None)  # fmt: skip
+    record(f"{label}: RSS of the process tree (max)", round(rss_max, 1), "MB",
+           goal=f"≤ {BUDGET_RSS_MB:.0f}" if budgets else None)  # fmt: skip
+    record(f"{label}: CPU", round(figures.cpu_pct, 2), "% of a core",
+           goal=f"≤ {BUDGET_CPU_PCT:.0f}" if budgets else None)  # fmt: skip
     return ok
 
 

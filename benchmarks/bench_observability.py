@@ -32,6 +32,7 @@ from pathlib import Path
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _results import record
 from bench_idle import SETTLE_SECONDS, Figures, free_port, prepare_node
 
 BUDGET_RSS_MB = 15.0
@@ -144,6 +145,10 @@ def main(argv: list[str] | None = None) -> int:
     print("cost of the status page + metrics, nobody watching (on - off):")
     print(f"  RSS {d_rss:+7.1f} MB   budget ≤ {BUDGET_RSS_MB:.0f} MB  {'OK' if ok_rss else 'OVER BUDGET'}")
     print(f"  CPU {d_cpu:+7.2f} %    budget ≤ {BUDGET_CPU_PCT} %  {'OK' if ok_cpu else 'OVER BUDGET'}")
+    record("status page + metrics, nobody watching: RSS", round(d_rss, 1), "MB", goal=f"≤ {BUDGET_RSS_MB:.0f}",
+           note="on - off")  # fmt: skip
+    record("status page + metrics, nobody watching: CPU", round(d_cpu, 2), "% of a core",
+           goal=f"≤ {BUDGET_CPU_PCT}", note="on - off")  # fmt: skip
     if not watched.error and watched.cpu_pct is not None:
         w_rss = statistics.fmean(watched.rss_mb) - statistics.fmean(off.rss_mb)
         print(f"while polled (watched - off): RSS {w_rss:+.1f} MB, CPU {watched.cpu_pct - off.cpu_pct:+.2f} %")

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _results import record
 from _serving_common import instance_plugin, make_node, print_json, print_table, tree_memory, wait_until
 
 ENGINE = "PP_OCR_DETECTOR"
@@ -86,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"RSS MB per process (node first): 1 pipeline {one['rss_each_mb']}, {args.pipelines}: {many['rss_each_mb']}")
     print(f"per extra pipeline: {per_rss:.1f} MB RSS (target ≤ 25), {per_pss:.1f} MB PSS")
+    record(f"RSS per extra pipeline sharing {ENGINE}", round(per_rss, 1), "MB", goal="≤ 25")
+    record(f"PSS per extra pipeline sharing {ENGINE}", round(per_pss, 1), "MB")
     print_json("serving_memory", {
         "model": ENGINE, "workers": workers, "idle": idle, "one": one, "many": many, "pipelines": args.pipelines,
         "per_extra_pipeline_rss_mb": round(per_rss, 2), "per_extra_pipeline_pss_mb": round(per_pss, 2),

@@ -34,6 +34,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import cv2
 import numpy as np
+from _results import record
 from _serving_common import REPO, make_node, print_json, print_table, wait_until
 
 LIMIT_SIDE = 320
@@ -181,6 +182,10 @@ def main(argv: list[str] | None = None) -> int:
     same = next(r for r in results if r["setup"] == "engine, same session")
     print(f"engine overhead (same session): {same['overhead_ms']:+.3f} ms/frame (target ≤ 1), ratio {same['ratio']} "
           "(target ≥ 0.97)")  # fmt: skip
+    bare_row = next(r for r in results if r["setup"] == "bare loop")
+    record("serving overhead, engine same session", same["overhead_ms"], "ms/frame", goal="≤ 1",
+           baseline=bare_row["ms_per_frame"], baseline_name="bare onnxruntime loop, ms/frame")  # fmt: skip
+    record("serving throughput ratio (bare / engine)", same["ratio"], "", goal="≥ 0.97")
     print_json("serving_overhead", {"model": "PP_OCR_DETECTOR", "size": [width, height], "results": results})
     return 0
 

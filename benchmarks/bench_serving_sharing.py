@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _results import record
 from _serving_common import REPO, instance_plugin, make_node, print_json, print_table, wait_until
 
 ENGINE = "PP_OCR_DIRECTION"
@@ -212,6 +213,10 @@ def main(argv: list[str] | None = None) -> int:
             f"at 4 pipelines: {at4['vs_naive']}× naive (target ≥ 1.6), {at4['vs_tuned']}× tuned (target ≥ 0.95), "
             f"fairness {at4['fairness']} (target ≥ 0.95)"
         )
+    for r in results:
+        record(f"{ENGINE} shared by {r['pipelines']} pipeline(s)", r["engine_ips"], "img/s",
+               goal="≥ 1.6 × naive" if r["pipelines"] == 4 else None, baseline=r["naive_ips"],
+               baseline_name="naive: one session per pipeline", note=f"fairness {r['fairness']}")  # fmt: skip
     print_json("serving_sharing", {"model": ENGINE, "cores": os.cpu_count(), "results": results})
     return 0
 

@@ -39,6 +39,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _broker import start_mosquitto
+from _results import record
 
 REPO = Path(__file__).resolve().parent.parent
 LINKED_DIRS = ("extensions", "plugins", "pipelines", "samples")
@@ -276,9 +277,14 @@ def main() -> int:
         for name, getter in (("fps", lambda s: sum(s.fps.values())), ("rss_mb", lambda s: s.rss_mb),
                              ("fds", lambda s: s.fds), ("threads", lambda s: s.threads),
                              ("cpu_ms_per_frame", lambda s: s.cpu_ms_per_frame)):  # fmt: skip
-            line, word = verdict(name, [(s.t, float(getter(s))) for s in kept])
+            points = [(s.t, float(getter(s))) for s in kept]
+            line, word = verdict(name, points)
             print(line)
             words.append(word)
+            values = [v for _, v in points]
+            record(f"soak, {args.pipelines} pipeline(s): {RULES[name].label}", round(statistics.median(values), 2),
+                   RULES[name].unit, goal="flat", samples=values, note=f"{word} over {len(kept)} samples, "
+                   f"slope {slope_per_hour(points):+.1f} {RULES[name].unit}/h")  # fmt: skip
         per_pipeline = {name: statistics.fmean(s.fps.get(name, 0.0) for s in kept) for name in kept[-1].fps}
         print("mean frames/s per pipeline: " + ", ".join(f"{k} {v:.1f}" for k, v in sorted(per_pipeline.items())))
         if broker is not None:

@@ -17,6 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _results import record
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
@@ -81,6 +83,8 @@ def main() -> int:
             print(f"{args.images} distinct {args.width}x{args.height} JPEGs, {size / 1024:.1f} KB each")
             print(f"(a) producer cost per image: queue for S3 {queued:.3f} ms | local image file {local:.3f} ms | "
                   f"inline IMG body (what S3 replaces) {inline:.3f} ms")  # fmt: skip
+            record("producer cost per image, queued for S3", round(queued, 3), "ms", baseline=round(inline, 3),
+                   baseline_name="inline IMG body")  # fmt: skip
             started = time.perf_counter()
             storage.start()
             while storage.snapshot()["pending"]:
@@ -92,6 +96,7 @@ def main() -> int:
             rate, mbps = args.images / seconds, stats["uploaded_bytes"] / seconds / 1e6
             print(f"(b) upload: {args.images} objects in {seconds:.2f} s = {rate:.0f} images/s, {mbps:.1f} MB/s "
                   "(one uploader thread, local SeaweedFS)")  # fmt: skip
+            record(f"S3 upload, {args.width}x{args.height} JPEGs", round(rate), "images/s")
         finally:
             server.cleanup()
     return 0

@@ -39,6 +39,7 @@ sys.path.insert(0, str(REPO / "tests"))
 
 import numpy as np  # noqa: E402
 import vision_scenes as vs  # noqa: E402
+from _results import record  # noqa: E402
 
 from edge_engine.vision.motion import MotionBoxes  # noqa: E402
 from edge_engine.vision.tracking import Tracker, TrackerConfig, iou_matrix  # noqa: E402
@@ -141,6 +142,8 @@ def accuracy(workdir: Path) -> None:
         mota, idf1 = scores(c)
         row = f"| **all** | {name} | {c['gt']} | {c['fn']} | {c['fp']} | {c['idsw']}"
         print(f"{row} | **{mota:.3f}** | **{idf1:.3f}** |")
+        record(f"tracking IDF1, all scenes, {name} detector", round(idf1, 3), "")
+        record(f"tracking MOTA, all scenes, {name} detector", round(mota, 3), "")
 
 
 # --- cost per frame -----------------------------------------------------------------------------------------------
@@ -182,6 +185,7 @@ def costs() -> None:
     for boxes in (10, 100, 1000):
         track_us, total_us = cost(boxes, frames=60 if boxes < 1000 else 25)
         print(f"| {boxes} | {track_us:,.0f} | {total_us:,.0f} |")
+        record(f"tracker + zones per frame, {boxes} boxes", round(total_us), "µs")
 
 
 # --- pipeline CPU -------------------------------------------------------------------------------------------------
@@ -314,6 +318,8 @@ def run_variant(
     frames = sum(i.stats.inputs for i in instances) - inputs0
     payloads = sum(i.stats.outputs for i in instances) - payloads0
     print(f"| {label} | {100 * cpu / wall:.1f} | {read / wall:.1f} | {frames} | {payloads} |", flush=True)
+    record(f"node CPU, {cameras} camera(s), {label}", round(100 * cpu / wall, 1), "% of a core",
+           note=f"capture {read / wall:.1f} fps")  # fmt: skip
     for name in names:
         node.remove_pipeline(name)
 
