@@ -8,7 +8,8 @@ see no error, no wrong result and no missing input, and the node must send no er
 
 Before the fix, 50 cycles gave up to 15 errors in the steady pipelines per run (the removal test: 8 to 15 in
 six of seven runs): a removed pipeline's shared-memory slots were unlinked while a batch naming them waited in
-a worker's pipe, and the whole batch failed with FileNotFoundError. ``EE_TEST_REMOVAL_CYCLES`` sets how many cycles (default 50 each way)::
+a worker's pipe, and the whole batch failed with FileNotFoundError. ``EE_TEST_REMOVAL_CYCLES`` sets how many
+cycles (default 50 each way)::
 
     EE_TEST_REMOVAL_CYCLES=500 .venv/bin/python -m pytest tests/test_serving_removal.py -q -s
 
