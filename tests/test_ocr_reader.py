@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 from pathlib import Path
 from typing import Any
@@ -149,19 +150,27 @@ def test_a_failed_detector_is_the_frames_error() -> None:
 
 
 # --- TEXT_READER in a node --------------------------------------------------------------------------------------
+def docs_example() -> dict[str, Any]:
+    """The pipeline docs/serving.md shows for reading text."""
+    text = (REPO / "docs" / "serving.md").read_text(encoding="utf-8")
+    match = re.search(r"<!-- text-reader-example -->\s*```json\n(.*?)```", text, re.S)
+    assert match, "docs/serving.md lost its TEXT_READER example"
+    return json.loads(match.group(1))  # type: ignore[no-any-return]
+
+
 def test_text_reader_in_a_node_reads_every_rendered_frame(node_factory: Any, tmp_path: Path) -> None:
     folder = tmp_path / "frames"
     folder.mkdir()
     for index, case in enumerate(CASES):
         cv2.imwrite(str(folder / f"{index:02d}.png"), render(case))
     node = node_factory()
-    node.add_pipeline({
-        "NAME": "signs", "TYPE": "IMAGE_FOLDER", "PATH": str(folder), "PATTERN": "*.png",
-        "PLUGINS": [{"SIGNATURE": "TEXT_READER", "INSTANCES": [{
-            "INSTANCE_ID": "read", "WITNESS_WIDTH": 320,
-            "STARTUP_AI_ENGINE_PARAMS": {"WORKERS": 1, "PP_OCR_DETECTOR": {"LIMIT_TYPE": "min", "LIMIT_SIDE": 736}},
-        }]}],
-    })  # fmt: skip
+    pipeline = {**docs_example(), "NAME": "signs", "TYPE": "IMAGE_FOLDER", "PATH": str(folder), "PATTERN": "*.png"}
+    pipeline.pop("URL")
+    (instance,) = pipeline["PLUGINS"][0]["INSTANCES"]
+    detector = {"PP_OCR_DETECTOR": {"LIMIT_TYPE": "min", "LIMIT_SIDE": 736}}  # the default, with WORKERS 1 for all
+    instance.update({"INSTANCE_ID": "read", "MIN_PAYLOAD_INTERVAL": 0, "WITNESS_WIDTH": 320,
+                     "STARTUP_AI_ENGINE_PARAMS": {"WORKERS": 1, **detector}})  # fmt: skip
+    node.add_pipeline(pipeline)
     out = node.layout.output / "signs" / "TEXT_READER_read"
 
     def payloads() -> list[dict[str, Any]]:
@@ -182,3 +191,20 @@ def test_text_reader_in_a_node_reads_every_rendered_frame(node_factory: Any, tmp
     assert len(witnesses) == len(CASES) and cv2.imread(str(witnesses[0])).shape[1] == 320
     signatures = {server.signature for server in node.serving.servers()}
     assert signatures == {"PP_OCR_DETECTOR", "PP_OCR_DIRECTION", "PP_OCR_RECOGNIZER"}
+
+
+def test_dry_run_reads_the_bundled_sample(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
+    from edge_engine.cli import dry_run
+
+    sample = REPO / "samples" / "text.png"
+    case = next(c for c in CASES if c.name == "fonts")
+    assert np.array_equal(cv2.imread(str(sample)), render(case)), "rebuild it: samples/make_text_sample.py"
+    assert sample.stat().st_size < 200 * 1024
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("EE_CACHE_DIR", raising=False)
+    argv = ["--plugin", "TEXT_READER", "--source", str(sample), "--inputs", "1",
+            "--plugin-folder", str(REPO / "extensions"), "--no-entry-points"]  # fmt: skip
+    assert dry_run.main(argv) == 0
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    (payload,) = [line for line in printed if line.get("type") == "payload"]
+    assert payload["data"]["TEXT"] == "\n".join(expected_text(case))

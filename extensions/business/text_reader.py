@@ -63,7 +63,7 @@ class TextReader(BusinessPlugin):
         "MIN_DETECTION_SCORE": Key(0.0, min=0, max=1, doc="regions scoring less are not read"),
         "MIN_TEXT_SCORE": Key(0.5, min=0, max=1, doc="lines read with a lower score are dropped"),
         "MAX_LINES": Key(100, type=int, min=1, max=1024, doc="lines read per frame, best detection scores first"),
-        "MIN_LINES": Key(1, type=int, min=1, doc="lines needed for a payload"),
+        "MIN_LINES": Key(1, type=int, min=1, doc="lines (read, or marked failed) needed for a payload"),
         "MIN_PAYLOAD_INTERVAL": Key(0.0, min=0, doc="seconds between two payloads (0: every frame with text)"),
         "WITNESS": Key(True, type=bool, doc="attach a witness image with the lines and their text"),
         "WITNESS_WIDTH": Key(960, type=int, min=64, max=4096, doc="largest witness image width"),
@@ -86,7 +86,7 @@ class TextReader(BusinessPlugin):
         self.frames += 1
         lines = self.read_lines(inp.image, self._regions(regions or []))
         lines = [line for line in lines if "error" in line or self._kept(line)]
-        if len([line for line in lines if "error" not in line]) < self.config["MIN_LINES"]:
+        if len(lines) < self.config["MIN_LINES"]:  # lines that failed count: their boxes are reported, marked
             return None
         self.frames_with_text += 1
         now = time.monotonic()

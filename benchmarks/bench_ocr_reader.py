@@ -1,0 +1,314 @@
+"""OCR reader benchmark: ``TEXT_READER`` in the node against RapidOCR's own pipeline (its Python API).
+
+Both read the same frames (``tests/text_frames.py``: known text in several fonts, sizes, angles, one frame
+upside down; 640×480), with the same model files (the PP-OCRv6 det/rec "small" and the mobile direction
+classifier inside the installed ``rapidocr`` wheel) and the same settings (RapidOCR's defaults: detector
+shorter side 736, direction threshold 0.9, text score 0.5), on the same cores:
+
+* **baseline**: ``S`` independent RapidOCR engines, one process each (no GIL between them), each with
+  ``intra_op_num_threads = max(1, cores // S)``; every process loops over the frames for ``--seconds``.
+  RapidOCR needs its dependencies, so it runs in its own virtualenv (``--baseline-venv``; created on first use
+  with ``pip install rapidocr==3.10.0`` and the project's own onnxruntime, OpenCV and numpy versions).
+* **node**: one node (in this process, comms off) with ``S`` pipelines, each an ``IMAGE_FOLDER`` looping over
+  the frames into a ``TEXT_READER`` (no witness image: the baseline draws none); the three models run in the
+  node's shared model servers (default workers: one per core, one thread each) and the crops of all streams
+  are batched together.
+
+Each side first reads every frame once (warm-up, not timed), then runs ``--seconds``. Printed: frames/s, ms per
+frame (wall time / frames), p99 latency per frame (baseline: the engine call; node: from capture to the end of
+``process``, which includes the time the frame waits in flight), RSS of the process tree (the node with its
+model servers; the baseline's processes), and whether every frame's text equals what was drawn and what the
+other side read. Run from the repository root::
+
+    .venv/bin/python benchmarks/bench_ocr_reader.py                  # 1 and 4 streams, 60 s each
+    .venv/bin/python benchmarks/bench_ocr_reader.py --streams 1 --seconds 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_VENV = Path.home() / ".cache" / "edge-node-bench" / "rapidocr-venv"
+PINNED = ("onnxruntime", "opencv-python-headless", "numpy")
+DETECTOR = {"LIMIT_TYPE": "min", "LIMIT_SIDE": 736}  # TEXT_READER's default: RapidOCR's
+IN_FLIGHT = 2  # frames of a stream in the model servers at once (queues of 1: latency as a live camera sees it)
+
+
+# --- frames ---------------------------------------------------------------------------------------------------------
+def write_frames(folder: Path) -> dict[str, list[str]]:
+    """The test frames as PNG files; file name → the text drawn, in reading order."""
+    import cv2
+
+    sys.path.insert(0, str(REPO))
+    from tests.text_frames import CASES, expected_text, render
+
+    expected = {}
+    for index, case in enumerate(CASES):
+        name = f"{index:02d}.png"
+        cv2.imwrite(str(folder / name), render(case))
+        expected[name] = expected_text(case)
+    return expected
+
+
+def models_dir() -> Path:
+    from edge_engine.discovery import import_file
+
+    return import_file(REPO / "extensions" / "serving" / "pp_ocr.py", "bench_pp_ocr").rapidocr_models_dir()
+
+
+# --- baseline: RapidOCR's Python API, in its own virtualenv ------------------------------------------------------
+def baseline_python(venv: Path) -> Path:
+    """The baseline virtualenv's interpreter, created (rapidocr with its dependencies) when missing."""
+    python = venv / "bin" / "python"
+    probe = [str(python), "-c", "import rapidocr, onnxruntime"]
+    if python.exists() and subprocess.run(probe, capture_output=True).returncode == 0:
+        return python
+    from importlib.metadata import version
+
+    print(f"creating the baseline virtualenv {venv} (rapidocr 3.10.0 with its dependencies)", file=sys.stderr)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pins = [f"{name}=={version(name)}" for name in PINNED]
+    subprocess.run([str(python), "-m", "pip", "install", "-q", "rapidocr==3.10.0", *pins], check=True)
+    return python
+
+
+def baseline_child(streams: int, threads: int, folder: Path, models: Path, seconds: float) -> None:
+    """Runs in the baseline virtualenv: ``streams`` RapidOCR processes; prints one JSON line."""
+    ctx = multiprocessing.get_context("spawn")
+    results = ctx.Queue()
+    ready = ctx.Barrier(streams + 1)
+    args = (threads, str(folder), str(models), seconds, ready, results)
+    processes = [ctx.Process(target=baseline_stream, args=args) for _ in range(streams)]
+    for process in processes:
+        process.start()
+    ready.wait(timeout=600)  # every engine loaded and warmed up
+    peak = _tree_rss_mb(os.getpid())
+    got = []
+    deadline = time.monotonic() + seconds + 600
+    while len(got) < streams:
+        got.append(results.get(timeout=max(1.0, deadline - time.monotonic())))
+        peak = max(peak, _tree_rss_mb(os.getpid()))
+    for process in processes:
+        process.join(10)
+    print(json.dumps({"streams": got, "rss_mb": peak}))
+
+
+def baseline_stream(threads: int, folder: str, models: str, seconds: float, ready: Any, results: Any) -> None:
+    import cv2
+    from rapidocr import RapidOCR
+
+    engine = RapidOCR(params={
+        "Det.model_path": f"{models}/PP-OCRv6_det_small.onnx", "Rec.model_path": f"{models}/PP-OCRv6_rec_small.onnx",
+        "Cls.model_path": f"{models}/ch_ppocr_mobile_v2.0_cls_mobile.onnx",
+        "EngineConfig.onnxruntime.intra_op_num_threads": threads,
+        "EngineConfig.onnxruntime.inter_op_num_threads": 1, "Global.log_level": "warning",
+    })  # fmt: skip
+    frames = [(p.name, cv2.imread(str(p))) for p in sorted(Path(folder).glob("*.png"))]
+    texts: dict[str, set[str]] = {}
+    for name, image in frames:  # warm-up (its text is checked too)
+        texts.setdefault(name, set()).add("\n".join(engine(image).txts or ()))
+    ready.wait(timeout=600)
+    latencies = []
+    end = time.perf_counter() + seconds
+    count = 0
+    while time.perf_counter() < end:
+        name, image = frames[count % len(frames)]
+        began = time.perf_counter()
+        out = engine(image)
+        latencies.append(time.perf_counter() - began)
+        texts.setdefault(name, set()).add("\n".join(out.txts or ()))
+        count += 1
+    results.put({"frames": count, "latencies": latencies, "texts": {k: sorted(v) for k, v in texts.items()}})
+
+
+def _tree_rss_mb(pid: int) -> float:
+    """RSS (MB) of a process and its children, from /proc (the baseline's virtualenv has no psutil)."""
+    total = 0
+    pids = [pid]
+    while pids:
+        current = pids.pop()
+        try:
+            status = Path(f"/proc/{current}/status").read_text()
+            total += int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:")))
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except (OSError, StopIteration, ValueError):
+            continue
+        pids.extend(int(child) for child in children)
+    return total / 1024
+
+
+def run_baseline(python: Path, streams: int, cores: int, folder: Path, seconds: float) -> dict[str, Any]:
+    threads = max(1, cores // streams)
+    command = [str(python), __file__, "--baseline-child", str(streams), str(threads), str(folder), str(models_dir()),
+               str(seconds)]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 1800)
+    if done.returncode != 0:
+        raise RuntimeError(f"the baseline failed: {done.stderr[-2000:]}")
+    data = json.loads(done.stdout.strip().splitlines()[-1])
+    frames = sum(s["frames"] for s in data["streams"])
+    latencies = sorted(latency for s in data["streams"] for latency in s["latencies"])
+    texts: dict[str, set[str]] = {}
+    for stream in data["streams"]:
+        for name, seen in stream["texts"].items():
+            texts.setdefault(name, set()).update(seen)
+    return {"threads_per_engine": threads, "frames": frames, "seconds": seconds, "latencies": latencies,
+            "texts": texts, "rss_mb": data["rss_mb"]}  # fmt: skip
+
+
+# --- the node ------------------------------------------------------------------------------------------------------
+class Recorder:
+    """Wraps a TEXT_READER's ``process``: when each frame was done, its latency, the text it emitted."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.done: list[tuple[float, float]] = []  # (perf_counter at the end, seconds since capture)
+        self.texts: dict[str, set[str]] = {}
+        self.frames_read = 0
+
+    def wrap(self, plugin: Any) -> None:
+        original, emit = plugin.process, plugin.emit
+        current: dict[str, Any] = {}
+
+        def emit_recorded(payload: Any, image: Any = None) -> None:
+            errors = sorted({line["error"] for line in payload["LINES"] if "error" in line})
+            current["text"] = payload["TEXT"] + (f" (failed lines: {errors})" if errors else "")
+            emit(payload, image)
+
+        def process(inp: Any) -> Any:
+            current.clear()
+            failed_before = plugin.lines_failed
+            try:
+                return original(inp)
+            except Exception as exc:
+                current["text"] = f"(error: {exc})"
+                raise
+            finally:
+                if inp is not None:
+                    failed = plugin.lines_failed - failed_before
+                    self.record(inp, current.get("text", f"(no payload; {failed} lines failed)"))
+
+        plugin.emit = emit_recorded
+        plugin.process = process
+
+    def record(self, inp: Any, text: str) -> None:
+        with self.lock:
+            self.done.append((time.perf_counter(), time.time() - inp.timestamp))
+            self.texts.setdefault(inp.metadata.get("file", "?"), set()).add(text)
+            self.frames_read += 1
+
+
+def run_node(node: Any, streams: int, folder: Path, frames_per_pass: int, seconds: float) -> dict[str, Any]:
+    from _serving_common import tree_memory, wait_until
+
+    names = [f"ocr{streams}_{i}" for i in range(streams)]
+    recorder = Recorder()
+    for name in names:
+        node.add_pipeline({
+            "NAME": name, "TYPE": "IMAGE_FOLDER", "PATH": str(folder), "PATTERN": "*.png", "LOOP": True,
+            "MAX_INPUTS_QUEUE_SIZE": 1,
+            "PLUGINS": [{"SIGNATURE": "TEXT_READER", "INSTANCES": [{
+                "INSTANCE_ID": "read", "WITNESS": False, "MAX_INPUTS_QUEUE_SIZE": 1,
+                "STARTUP_AI_ENGINE_PARAMS": {"PP_OCR_DETECTOR": {**DETECTOR, "MAX_IN_FLIGHT": IN_FLIGHT}}}]}],
+        }, source="benchmark")  # fmt: skip
+    wait_until(lambda: all(_plugin(node, n) is not None for n in names), 120, "the readers to start")
+    for name in names:
+        recorder.wrap(_plugin(node, name))
+    wait_until(lambda: recorder.frames_read >= streams * frames_per_pass, 1800, "the warm-up pass")
+    started = time.perf_counter()
+    with recorder.lock:
+        first = len(recorder.done)
+    time.sleep(seconds)
+    with recorder.lock:
+        window = [d for d in recorder.done[first:] if d[0] <= started + seconds]
+    memory = tree_memory(os.getpid())
+    for name in names:
+        node.remove_pipeline(name)
+    return {"frames": len(window), "seconds": seconds, "latencies": sorted(lat for _, lat in window),
+            "texts": recorder.texts, "rss_mb": memory["rss_mb"], "processes": memory["processes"]}  # fmt: skip
+
+
+def _plugin(node: Any, pipeline: str) -> Any:
+    runner = node.pipelines.get(pipeline)
+    if runner is None or not runner.instances:
+        return None
+    (instance,) = runner.instances.values()
+    return instance._plugin
+
+
+# --- report --------------------------------------------------------------------------------------------------------
+def summary(result: dict[str, Any], expected: dict[str, list[str]]) -> dict[str, Any]:
+    latencies = result["latencies"]
+    wrong = {name: sorted(texts) for name, texts in result["texts"].items() if texts != {"\n".join(expected[name])}}
+    return {
+        "frames": result["frames"],
+        "fps": result["frames"] / result["seconds"],
+        "ms_per_frame": 1000 * result["seconds"] / max(1, result["frames"]),
+        "p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))] if latencies else None,
+        "rss_mb": round(result["rss_mb"]),
+        "text_as_drawn": not wrong and len(result["texts"]) == len(expected),
+        "wrong": wrong,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--streams", default="1,4", help="stream counts, comma-separated (default 1,4)")
+    parser.add_argument("--seconds", type=float, default=60.0, help="timed seconds per run (default 60)")
+    parser.add_argument("--cores", type=int, default=os.cpu_count() or 1, help="the thread budget (default: cores)")
+    parser.add_argument("--baseline-venv", type=Path, default=DEFAULT_VENV, help=f"default {DEFAULT_VENV}")
+    parser.add_argument("--baseline-child", nargs=5, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.baseline_child:
+        streams, threads, folder, models, seconds = args.baseline_child
+        baseline_child(int(streams), int(threads), Path(folder), Path(models), float(seconds))
+        return 0
+    sys.path.insert(0, str(Path(__file__).resolve().parent))  # the node's side only (not the baseline's venv)
+    from _serving_common import make_node, print_json, print_table
+
+    counts = [int(s) for s in args.streams.split(",")]
+    python = baseline_python(args.baseline_venv)
+    print(f"load before: {os.getloadavg()[0]:.1f} {os.getloadavg()[1]:.1f} {os.getloadavg()[2]:.1f} "
+          f"on {os.cpu_count()} cores", flush=True)  # fmt: skip
+    rows, report = [], []
+    with tempfile.TemporaryDirectory(prefix="bench-ocr-") as tmp:
+        folder = Path(tmp) / "frames"
+        folder.mkdir()
+        expected = write_frames(folder)
+        node = make_node(Path(tmp) / "node")
+        try:
+            for streams in counts:
+                base = summary(run_baseline(python, streams, args.cores, folder, args.seconds), expected)
+                ours = summary(run_node(node, streams, folder, len(expected), args.seconds), expected)
+                same = base["text_as_drawn"] and ours["text_as_drawn"]
+                ratio = ours["fps"] / base["fps"] if base["fps"] else float("nan")
+                for side, data in (("RapidOCR", base), ("TEXT_READER", ours)):
+                    rows.append([f"{streams} x {side}", data["frames"], data["fps"], data["ms_per_frame"],
+                                 data["p99_ms"], data["rss_mb"], data["text_as_drawn"]])  # fmt: skip
+                rows.append([f"{streams} stream(s): node / RapidOCR", "", ratio, "", "", "", same])
+                report.append({"streams": streams, "baseline": base, "node": ours, "throughput_ratio": ratio})
+                print(f"{streams} stream(s) done: ratio {ratio:.2f}", flush=True)
+        finally:
+            node.stop()
+    load = os.getloadavg()
+    print_table(
+        f"OCR reader, {len(expected)} frames 640x480 looped, {args.seconds:g} s per run, {args.cores} cores "
+        f"(load after: {load[0]:.1f} {load[1]:.1f} {load[2]:.1f})",
+        ["run", "frames", "frames/s", "ms/frame", "p99 ms", "RSS MB", "text as drawn"], rows,
+    )  # fmt: skip
+    print_json("ocr_reader", {"cores": args.cores, "seconds": args.seconds, "load_after": load, "runs": report})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
