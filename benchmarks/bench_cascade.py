@@ -15,8 +15,9 @@ medians are reported, for several numbers of boxes per frame (``--boxes``):
    ``crop_detection`` of every box, then the second model on the crops, batch after batch, in one thread;
 2. **engine, serial**: an in-process node runs ``BENCH_FRAMES`` (the same frames) → ``BENCH_CASCADE`` (counts the
    results), the detector in ``AI_ENGINE`` and the second model in ``CASCADE`` (``MAX_CROPS`` = N), each model in ONE
-   server process (``WORKERS: 1``), ``MAX_IN_FLIGHT: 1``: one frame at a time, like the loop, plus everything the
-   engine adds (capture thread, shared memory for frames and crops, batching, the processes' pipes, the instance);
+   server process (``WORKERS: 1``) at the loop's priority (``PROCESS_NICE: 0``), ``MAX_IN_FLIGHT: 1``: one frame
+   at a time, like the loop, plus everything the engine adds (capture thread, shared memory for frames and crops,
+   batching, the processes' pipes, the instance);
 3. **engine, pipelined**: the same with the default ``MAX_IN_FLIGHT`` (frames overlap: the detector runs the next
    frame while the second model runs this one's crops).
 
@@ -221,13 +222,14 @@ class HandLoop:
 # --- the engine ------------------------------------------------------------------------------------------------------
 def engine_run(node: Any, name: str, frames_file: Path, model: Path, boxes: int, window: int | None,
                second: str) -> tuple[int, int, float]:  # fmt: skip
-    first = {"MODEL": str(model), "WORKERS": 1, **({"MAX_IN_FLIGHT": window} if window else {})}
+    # PROCESS_NICE 0: the servers get the loop's CPU priority (with the default 5 a loaded machine starves them)
+    first = {"MODEL": str(model), "WORKERS": 1, "PROCESS_NICE": 0, **({"MAX_IN_FLIGHT": window} if window else {})}
     pipeline = {
         "NAME": name, "TYPE": "BENCH_FRAMES", "FILE": str(frames_file), "BOXES": boxes,
         "PLUGINS": [{"SIGNATURE": "BENCH_CASCADE", "INSTANCES": [{
             "INSTANCE_ID": "count", "AI_ENGINE": ["BENCH_GRID"], "STARTUP_AI_ENGINE_PARAMS": first,
             "CASCADE": [{"SIGNATURE": SECOND_SIGNATURE[second], "AS": "SECOND", "MAX_CROPS": max(1, boxes),
-                         "PARAMS": {**SECOND_PARAMS[second](model.parent), "WORKERS": 1}}]}]}],
+                         "PARAMS": {**SECOND_PARAMS[second](model.parent), "WORKERS": 1, "PROCESS_NICE": 0}}]}]}],
     }  # fmt: skip
     node.add_pipeline(pipeline, source="benchmark")
     (instance,) = node.pipelines[name].instances.values()
