@@ -10,6 +10,7 @@ pipeline, has the wrong colour.
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -28,7 +29,7 @@ from edge_engine.serving.cascade import (
     crop_quad,
     select_boxes,
 )
-from edge_engine.serving.transport import FrameReader
+from edge_engine.serving.transport import FrameReader, ShmStatus
 
 pytest.importorskip("onnxruntime", reason="model serving needs onnxruntime (requirements.txt)")
 
@@ -210,6 +211,12 @@ def finished(node: Any, name: str) -> bool:
     return runner.capture.status == "finished" and not any(r.thread.is_alive() for r in runner.instances.values())
 
 
+def crop_segments() -> list[str]:
+    """This process's cascade crop segments still in /dev/shm."""
+    prefix = f"eec{os.getpid()}_"
+    return [name for name in os.listdir("/dev/shm") if name.startswith(prefix)] if os.path.isdir("/dev/shm") else []
+
+
 @pytest.fixture
 def cascade_node(node_factory: Any) -> Any:
     node = node_factory(plugins=PLUGINS, start=False)
@@ -245,6 +252,7 @@ def test_pipelines_share_the_servers_and_every_crop_result_is_its_own_box(cascad
     crops = servers["ONNX"].snapshot()
     assert crops["results"] == 4 * 30 * 6 + 30 and crops["errors"] == 0  # the crops of 4 pipelines and 30 frames
     assert max(int(size) for size in crops["batch_sizes"]) > 1, crops["batch_sizes"]  # crops batched together
+    assert crop_segments() == []  # the finished pipelines unlinked their crops' shared memory
 
 
 def test_a_failing_second_stage_marks_its_boxes_never_the_frame(cascade_node: Any) -> None:
@@ -279,6 +287,20 @@ def test_a_frame_with_5000_boxes_sends_max_crops_and_keeps_flowing(cascade_node:
     stage = node.pipelines["crowd"].serving
     assert stage.cascade_crops == 20 * 16 and stage.cascade_skipped == 20 * (5000 - 16)
     print(f"20 frames of 5,000 boxes: {time.monotonic() - started:.1f} s")
+
+
+def test_crops_go_through_pipes_when_shared_memory_is_too_small(node_factory: Any, monkeypatch: Any) -> None:
+    small = ShmStatus(False, 64 * 2**20, 60 * 2**20, "/dev/shm is 64 MB: frames go through pipes")
+    monkeypatch.setattr("edge_engine.serving.manager.check_shm", lambda: small)
+    node = node_factory(plugins=PLUGINS, start=False)
+    mean_model(node.layout.models / "mean.onnx")
+    mean_model(node.layout.models / "tiles.onnx", 8, 8)
+    node.start()
+    node.add_pipeline(pipeline("piped", [{"SIGNATURE": "ONNX", "PADDING": 0.0, "PARAMS": MEAN}], {"COUNT": 5}))
+    wait_for(lambda: finished(node, "piped"), timeout=60)
+    rec = checker(node, "piped")
+    assert rec.frames == 5 and rec.wrong == [] and rec.errors["ONNX"] == [] and rec.results["ONNX"] == 5 * 12
+    assert crop_segments() == []  # none was made
 
 
 def test_a_business_plugin_runs_a_model_on_its_own_crops(cascade_node: Any) -> None:
