@@ -42,10 +42,11 @@ many frames and pipelines together, and each answer comes back to its crop's ind
 The segment is reused only when every crop in it was answered. Crop helpers for plugins:
 :func:`crop_detection` (and :func:`crop_box`, :func:`crop_quad`), exported from :mod:`edge_engine.api`.
 
-The pipeline side is :class:`~edge_engine.runtime.serving_stage.ServingStage`: it sends a frame's crops as
-soon as the frame's first stage is answered (for every frame in flight, so crops of consecutive frames
-batch together) and hands the frame on once its cascades are answered. The config is checked with the
-pipeline (:func:`check_cascades`; errors name file › pipeline › plugin › instance › ``CASCADE``).
+The pipeline side is :class:`~edge_engine.runtime.serving_stage.ServingStage`: each time it sends a frame or
+hands one on, it sends the crops of every frame in flight whose first stage is answered (so crops of
+consecutive frames batch together), and it hands a frame on once its cascades are answered. The config is
+checked with the pipeline (:func:`check_cascades`; errors name file › pipeline › plugin › instance ›
+``CASCADE``).
 """
 
 from __future__ import annotations
