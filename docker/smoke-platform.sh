@@ -18,7 +18,7 @@ RUN_MODE="native"
 [ "$PLATFORM_ARCH" = "$HOST_ARCH" ] || RUN_MODE="emulated (qemu, binfmt_misc)"
 WAIT="${EMULATED_TIMEOUT:-900}"
 [ "$RUN_MODE" = native ] && WAIT=120
-MQTT_CONTAINER="$P-mqtt" NETWORK="$P-net" NODE_ALIAS="$P-${PLATFORM_ARCH}"
+MQTT_CONTAINER="$P-mqtt" NETWORK="$P-net" NODE_ALIAS="smoke-$PLATFORM_ARCH"   # aliases stop at 15 characters
 STOP_LIMIT=5
 [ "$RUN_MODE" = native ] || STOP_LIMIT=30   # the same 5 s native limit, with qemu's slowness as margin
 platform_cleanup() {
@@ -94,7 +94,7 @@ step_platform_heartbeat() {
 import json, sys
 record = next(json.loads(line) for line in open(sys.argv[1]) if line.startswith("{"))
 message = record["message"]
-assert record["verified"] and message["EE_ID"] == sys.argv[2], record
+assert record["verified"] and message["EE_ID"] == sys.argv[2], (record["verified"], message.get("EE_ID"))
 print(f"signed heartbeat from {message['EE_ID']} at the client: CPU {message.get('CPU')}, Python {message.get('PY_VER')}")
 EOF
 )" || return 1
