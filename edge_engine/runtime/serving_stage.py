@@ -31,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -48,7 +49,6 @@ from edge_engine.serving.cascade import (
     resolve_cascades,
     select_boxes,
     submit_crops,
-    wait_batch,
 )
 from edge_engine.serving.client import ModelClient, Ticket
 from edge_engine.serving.config import ModelKey, resolve_engines
@@ -457,10 +457,29 @@ class ServingStage:
             if job.batch is not None:
                 client = job.run.client
                 cap = LOAD_WAIT + (client.server.settings.inference_timeout if client is not None else 30.0) + 10.0
-                wait_batch(job.batch, cap, lambda: self._stopped)
+                self._wait_crops(job.batch, cap)
                 self.cascade_errors += sum(isinstance(v, ServingError) for v in job.batch.results)
             results[job.run] = job.aligned()
         return results
+
+    def _wait_crops(self, batch: CropBatch, cap: float) -> None:
+        """Wait for a frame's crops; meanwhile, each time another input's first stage is answered (it wakes this
+        wait), send that input's crops too, so the second model always has the next ones queued."""
+        deadline = time.monotonic() + cap
+        while True:
+            with self._cond:
+                if batch.done or self._stopped:
+                    break
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(min(left, 0.25))
+            if not batch.done:
+                self._start_ready_cascades()
+        if not batch.done:  # its unanswered crops get a ServingError (their segment is freed when answered)
+            stopping = ("stopping", "the pipeline is stopping")
+            kind, text = stopping if self._stopped else ("unavailable", f"no answer within {cap:g} s")
+            batch.give_up(ServingError("?", kind, text))
 
     def _slots(self, window: int) -> FrameSlots:
         slots = self.slots
