@@ -31,6 +31,8 @@ from edge_engine.serving.transport import ShmStatus
 pytest.importorskip("onnxruntime", reason="model serving needs onnxruntime (requirements.txt)")
 
 CONST_SOURCE = """
+    import os
+
     import numpy as np
     from edge_engine.api import CapturePlugin, EndOfStream, Input, Key
 
@@ -38,16 +40,18 @@ CONST_SOURCE = """
     class ConstFrames(CapturePlugin):
         SIGNATURE = "CONST_FRAMES"
         CONFIG = {"BASE": Key(0, type=int), "COUNT": Key(100, type=int), "WIDTH": Key(64, type=int),
-                  "HEIGHT": Key(48, type=int), "PAUSE": Key(0.0, doc="pause after COUNT, then as many again")}
+                  "HEIGHT": Key(48, type=int),
+                  "GO_FILE": Key("", type=str, doc="after COUNT, wait until this file exists, then as many again")}
 
         def connect(self):
             self.index = 0
 
         def read(self):
-            count, pause = self.config["COUNT"], self.config["PAUSE"]
-            if self.index == count and pause:
-                self.context.stop_event.wait(pause)
-            if self.index >= (2 * count if pause else count):
+            count, go = self.config["COUNT"], self.config["GO_FILE"]
+            while self.index == count and go and not os.path.exists(go):
+                if self.context.stop_event.wait(0.02):
+                    return None
+            if self.index >= (2 * count if go else count):
                 raise EndOfStream("done")
             self.index += 1
             value = self.config["BASE"] + self.index % 50
@@ -155,17 +159,22 @@ def test_frames_go_through_pipes_when_shared_memory_is_too_small(mean_node: Any,
     assert node.snapshot()["models"]["transport"] == "pipe"
 
 
-def test_server_processes_stop_when_idle_and_start_again_on_demand(mean_node: Any) -> None:
+def test_server_processes_stop_when_idle_and_start_again_on_demand(mean_node: Any, tmp_path: Path) -> None:
     node = mean_node()
-    node.add_pipeline(const_pipeline("bursts", {**MEAN_PARAMS, "IDLE_STOP_SECONDS": 0.3}, COUNT=10, PAUSE=2.5))
+    go = tmp_path / "second-burst"  # the capture waits for it after the first burst: the server's idle time
+    params = {**MEAN_PARAMS, "IDLE_STOP_SECONDS": 0.3}
+    node.add_pipeline(const_pipeline("bursts", params, COUNT=10, GO_FILE=str(go)))
     rec = wait_for(lambda: recorder(node, "bursts"), timeout=10)
-    wait_for(lambda: len(rec.ok) == 10, timeout=20)
+    wait_for(lambda: len(rec.ok) == 10, timeout=30)
     (server,) = node.serving.servers()
     pipeline = next(p for p in node.snapshot()["pipelines"] if p["name"] == "bursts")
-    assert pipeline["serving"]["engines"] == ["ONNX"] and server.pids()
+    assert pipeline["serving"]["engines"] == ["ONNX"] and server.stats.batches > 0
     wait_for(lambda: server.pids() == [] and server.state == "idle", timeout=10)  # idle: its process stopped
-    wait_for(lambda: finished(node, "bursts"), timeout=20)  # the second burst started it again
+    restarts = server.stats.restarts
+    go.touch()
+    wait_for(lambda: finished(node, "bursts"), timeout=30)  # the second burst started it again
     assert len(rec.ok) == 20 and not rec.errors and not rec.wrong
+    assert server.stats.restarts == restarts  # started on demand, not counted as a restart after a failure
     node.remove_pipeline("bursts")
     wait_for(lambda: node.serving.servers() == [], timeout=10)  # no pipeline uses it any more: forgotten
 
