@@ -144,8 +144,10 @@ def _network_table(network: Any, admin: Any) -> list[str]:
         return []
     nodes = [n for n in network.get("nodes") or [] if isinstance(n, dict)]
     role = " (supervisor: publishes NET_MON_01)" if isinstance(admin, dict) and admin.get("supervisor") else ""
-    lines = ["", f"NETWORK ({_text(network.get('online'))} of {len(nodes)} online; offline after "
-                 f"{_text(network.get('offline_after_seconds'))} s){role}"]  # fmt: skip
+    total = network.get("total", len(nodes))
+    listed = f"; the {len(nodes)} heard from last listed" if isinstance(total, int) and total > len(nodes) else ""
+    lines = ["", f"NETWORK ({_text(network.get('online'))} of {_text(total)} online; offline after "
+                 f"{_text(network.get('offline_after_seconds'))} s{listed}){role}"]  # fmt: skip
     if not nodes:
         return [*lines, "  (no heartbeat heard yet)"]
     rows = [("ALIAS", "ADDRESS", "STATUS", "LAST SEEN", "VERSION", "SECURED")]

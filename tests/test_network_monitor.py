@@ -503,3 +503,29 @@ def test_the_views_timestamps_are_the_usual_utc_iso_ones() -> None:
     rng = Random(7)
     stamps = [1.0, 1.9999996, 1_700_000_000.0005, 1_700_000_000.9995] + [rng.uniform(0, 4e9) for _ in range(5000)]
     assert [_utc_iso(t) for t in stamps] == [utc_iso(t) for t in stamps]
+
+
+def test_local_info_lists_the_nodes_heard_from_last_and_counts_them_all(monkeypatch) -> None:
+    from edge_engine.comms import network
+
+    monkeypatch.setattr(network, "LOCAL_INFO_NODES", 3)
+    clock = Clock()
+    net = tracker(clock)
+    net.touch_self({"EE_ADDR": "0xai_self", "EE_ID": "me"})
+    others = [new_identity() for _ in range(5)]
+    for i, node in enumerate(others):
+        clock.now += 1
+        net.observe(heartbeat(node, f"n{i}"))
+    view = net.snapshot()
+    assert view["total"] == 6 and view["online"] == 6 and view["listed"] == 4
+    assert [n["alias"] for n in view["nodes"]] == ["me", "n2", "n3", "n4"]
+
+
+def test_a_costly_net_mon_stretches_the_gap_up_to_four_seconds() -> None:
+    def gap(cost: float, wanted: float) -> float:
+        return AdminPipeline._netmon_gap(SimpleNamespace(_netmon_cost=cost), wanted)  # type: ignore[arg-type]
+
+    assert gap(0.001, 3.0) == 3.0 and gap(0.001, 0.5) == 0.5  # cheap: as configured
+    assert gap(0.05, 0.5) == pytest.approx(2.0)  # 40 x its CPU time
+    assert gap(0.5, 0.5) == 4.0 and gap(0.5, 3.0) == 4.0  # never beyond 4 s (an SDK session waits for it)
+    assert gap(0.5, 10.0) == 10.0  # a longer configured period stays

@@ -13,7 +13,8 @@ thread that waits on a queue. They are shown as a pipeline everywhere a pipeline
   form (``NETMON_VERSION: "v2"``, the body in ``ENCODED_DATA`` = base64 of zlib JSON, ``EE_*`` and routing keys
   left in the clear; the SDK decodes it): about 110 bytes a node instead of 400, so 5,000 nodes fit in the 1 MB
   message limit. The gap between two NET_MON_01 is at least ``NETMON_CPU_FACTOR`` times the CPU time the last one
-  took to build, so a large network cannot make the supervisor spend more than a few percent of a core on it.
+  took to build (up to ``NETMON_MAX_STRETCH``, 4 s), so a large network costs the supervisor a few percent of a
+  core at most and a new SDK session still starts within seconds.
 * NET_CONFIG_MONITOR answers a ``GET_CONFIG`` request (path ``[client, "admin_pipeline", "NET_CONFIG_MONITOR",
   null]``, encrypted, ``EE_DEST`` naming this node) from an allowlisted sender with an encrypted ``SET_CONFIG``
   (pipelines and plugin statuses) addressed to it. The ratio1 SDK (3.5.x) sends requests on the node's targeted
@@ -54,7 +55,8 @@ SUPPORTED = (NET_CONFIG, NET_MON)
 DEFAULT_TEMPLATE: dict[str, dict[str, Any]] = {NET_CONFIG: {"PROCESS_DELAY": 0}, NET_MON: {"PROCESS_DELAY": 3}}
 DEFAULT_NETMON_SECONDS = 3.0
 MIN_NETMON_GAP = 0.5  # an early NET_MON_01 (a node appeared) comes at most this soon after the previous one
-NETMON_CPU_FACTOR = 40.0  # the gap between two NET_MON_01 is at least 40 x the CPU time of the last (≤ 2.5 %)
+NETMON_CPU_FACTOR = 40.0  # the gap between two NET_MON_01 is at least 40 x the CPU time of the last (≤ 2.5 %)...
+NETMON_MAX_STRETCH = 4.0  # ...but never stretched beyond 4 s: a new SDK session waits for the next one
 NETMON_ZLIB_LEVEL = 6  # 1 % larger than level 9 at 5,000 nodes, in half the time
 # kept in the clear in a v2 NET_MON_01 besides the EE_* envelope (the SDK's NETMON_TOP_LEVEL_KEEP_KEYS)
 NETMON_TOP_LEVEL = frozenset({"STREAM_NAME", "SIGNATURE", "INSTANCE_ID", "SESSION_ID", "INITIATOR_ID",
@@ -356,8 +358,10 @@ class AdminPipeline:
         return encode_netmon_v2(body) if self.settings.netmon_version == "v2" else body
 
     def _netmon_gap(self, wanted: float) -> float:
-        """``wanted``, or more when the last NET_MON_01 was costly (``NETMON_CPU_FACTOR`` x its CPU time)."""
-        return max(wanted, NETMON_CPU_FACTOR * self._netmon_cost)
+        """``wanted``, or more when the last NET_MON_01 was costly (``NETMON_CPU_FACTOR`` x its CPU time), up to
+        ``NETMON_MAX_STRETCH`` (an SDK ``Session`` blocks until the next NET_MON_01)."""
+        stretched = min(NETMON_CPU_FACTOR * self._netmon_cost, max(wanted, NETMON_MAX_STRETCH))
+        return max(wanted, stretched)
 
     def _publish_netmon(self) -> bool:
         """Queue one NET_MON_01 payload (only while connected: a stale view is worth nothing later). When it would

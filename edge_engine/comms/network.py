@@ -29,6 +29,7 @@ from typing import Any
 DEFAULT_OFFLINE_SECONDS = 60.0
 DEFAULT_MAX_NODES = 10_000
 DEFAULT_VERIFY_SECONDS = 30.0
+LOCAL_INFO_NODES = 1000  # nodes listed in local_info.json (the counts cover the whole view)
 MAX_DECODED_BYTES = 4 * 1024 * 1024  # a heartbeat that inflates beyond this is refused (zip bomb)
 ONLINE, OFFLINE = "ONLINE", "OFFLINE"
 
@@ -246,11 +247,14 @@ class NetworkTracker:
             return True  # this node, while it runs
         return not node.said_offline and now - node.last_seen_mono <= self.offline_seconds
 
-    def nodes(self) -> list[dict[str, Any]]:
-        """Every tracked node (ours first, then by alias): identity, status and last seen."""
+    def nodes(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """Every tracked node, or this node and the ``limit`` heard from last (ours first, then by alias): identity,
+        status and last seen."""
         now = self.clock()
         with self._lock:
             items = list(self._nodes.values())
+            if limit is not None and len(items) > limit:
+                items = [n for n in items if n.self_node] + [n for n in items[-limit:] if not n.self_node]
             rows = [
                 {
                     "address": n.address,
@@ -274,12 +278,19 @@ class NetworkTracker:
         return rows
 
     def snapshot(self) -> dict[str, Any]:
-        """The ``network`` section of local_info.json."""
-        nodes = self.nodes()
+        """The ``network`` section of local_info.json: counts of the whole view, and the nodes heard from last (at
+        most ``LOCAL_INFO_NODES``, this node always: a file rewritten every few seconds is no place for 10,000
+        rows; a supervisor's NET_MON_01, ``edge-client network``, has them all)."""
+        nodes = self.nodes(limit=LOCAL_INFO_NODES)
+        now = self.clock()
+        with self._lock:
+            total = len(self._nodes)
+            online = sum(1 for n in self._nodes.values() if self._online(n, now))
         return {
             "offline_after_seconds": self.offline_seconds,
-            "total": len(nodes),
-            "online": sum(1 for n in nodes if n["online"]),
+            "total": total,
+            "online": online,
+            "listed": len(nodes),
             "max_nodes": self.max_nodes,
             "counters": dict(vars(self.stats)),
             "nodes": nodes,
