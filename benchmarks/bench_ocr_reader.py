@@ -120,6 +120,7 @@ def baseline_stream(threads: int, folder: str, models: str, seconds: float, read
         texts.setdefault(name, set()).add("\n".join(engine(image).txts or ()))
     ready.wait(timeout=600)
     latencies = []
+    cpu_started = time.process_time()  # every thread of this process
     end = time.perf_counter() + seconds
     count = 0
     while time.perf_counter() < end:
@@ -129,7 +130,10 @@ def baseline_stream(threads: int, folder: str, models: str, seconds: float, read
         latencies.append(time.perf_counter() - began)
         texts.setdefault(name, set()).add("\n".join(out.txts or ()))
         count += 1
-    results.put({"frames": count, "latencies": latencies, "texts": {k: sorted(v) for k, v in texts.items()}})
+    cpu = time.process_time() - cpu_started
+    results.put(
+        {"frames": count, "latencies": latencies, "cpu_s": cpu, "texts": {k: sorted(v) for k, v in texts.items()}}
+    )
 
 
 def _tree_rss_mb(pid: int) -> float:
@@ -163,7 +167,7 @@ def run_baseline(python: Path, streams: int, cores: int, folder: Path, seconds: 
         for name, seen in stream["texts"].items():
             texts.setdefault(name, set()).update(seen)
     return {"threads_per_engine": threads, "frames": frames, "seconds": seconds, "latencies": latencies,
-            "texts": texts, "rss_mb": data["rss_mb"]}  # fmt: skip
+            "texts": texts, "rss_mb": data["rss_mb"], "cpu_s": sum(s["cpu_s"] for s in data["streams"])}  # fmt: skip
 
 
 # --- the node ------------------------------------------------------------------------------------------------------
@@ -175,6 +179,7 @@ class Recorder:
         self.done: list[tuple[float, float]] = []  # (perf_counter at the end, seconds since capture)
         self.texts: dict[str, set[str]] = {}
         self.frames_read = 0
+        self.closed = False  # set before the pipelines are removed: frames cut short then are not counted
 
     def wrap(self, plugin: Any) -> None:
         original, emit = plugin.process, plugin.emit
@@ -203,6 +208,8 @@ class Recorder:
 
     def record(self, inp: Any, text: str) -> None:
         with self.lock:
+            if self.closed:
+                return
             self.done.append((time.perf_counter(), time.time() - inp.timestamp))
             self.texts.setdefault(inp.metadata.get("file", "?"), set()).add(text)
             self.frames_read += 1
@@ -224,18 +231,37 @@ def run_node(node: Any, streams: int, folder: Path, frames_per_pass: int, second
     wait_until(lambda: all(_plugin(node, n) is not None for n in names), 120, "the readers to start")
     for name in names:
         recorder.wrap(_plugin(node, name))
-    wait_until(lambda: recorder.frames_read >= streams * frames_per_pass, 1800, "the warm-up pass")
+    wait_until(lambda: recorder.frames_read >= 2 * streams * frames_per_pass, 1800, "two warm-up passes")
+    cpu_before = tree_cpu_seconds()
     started = time.perf_counter()
     with recorder.lock:
         first = len(recorder.done)
     time.sleep(seconds)
     with recorder.lock:
         window = [d for d in recorder.done[first:] if d[0] <= started + seconds]
+        recorder.closed = True
+    cpu = tree_cpu_seconds() - cpu_before
     memory = tree_memory(os.getpid())
     for name in names:
         node.remove_pipeline(name)
     return {"frames": len(window), "seconds": seconds, "latencies": sorted(lat for _, lat in window),
-            "texts": recorder.texts, "rss_mb": memory["rss_mb"], "processes": memory["processes"]}  # fmt: skip
+            "texts": recorder.texts, "rss_mb": memory["rss_mb"], "processes": memory["processes"],
+            "cpu_s": cpu, "rss_each_mb": memory["rss_each_mb"]}  # fmt: skip
+
+
+def tree_cpu_seconds() -> float:
+    """User + system CPU seconds of this process (all its threads) and its children (the model servers)."""
+    import psutil
+
+    root = psutil.Process(os.getpid())
+    total = 0.0
+    for process in [root, *root.children(recursive=True)]:
+        try:
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
 
 
 def _plugin(node: Any, pipeline: str) -> Any:
@@ -254,8 +280,11 @@ def summary(result: dict[str, Any], expected: dict[str, list[str]]) -> dict[str,
         "frames": result["frames"],
         "fps": result["frames"] / result["seconds"],
         "ms_per_frame": 1000 * result["seconds"] / max(1, result["frames"]),
+        "p50_ms": 1000 * latencies[len(latencies) // 2] if latencies else None,
         "p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))] if latencies else None,
+        "cpu_ms_per_frame": 1000 * result["cpu_s"] / max(1, result["frames"]),
         "rss_mb": round(result["rss_mb"]),
+        "rss_each_mb": result.get("rss_each_mb"),
         "text_as_drawn": not wrong and len(result["texts"]) == len(expected),
         "wrong": wrong,
     }
@@ -292,11 +321,14 @@ def main() -> int:
                 ours = summary(run_node(node, streams, folder, len(expected), args.seconds), expected)
                 same = base["text_as_drawn"] and ours["text_as_drawn"]
                 ratio = ours["fps"] / base["fps"] if base["fps"] else float("nan")
+                cpu_ratio = base["cpu_ms_per_frame"] / ours["cpu_ms_per_frame"] if ours["frames"] else float("nan")
                 for side, data in (("RapidOCR", base), ("TEXT_READER", ours)):
                     rows.append([f"{streams} x {side}", data["frames"], data["fps"], data["ms_per_frame"],
-                                 data["p99_ms"], data["rss_mb"], data["text_as_drawn"]])  # fmt: skip
-                rows.append([f"{streams} stream(s): node / RapidOCR", "", ratio, "", "", "", same])
-                report.append({"streams": streams, "baseline": base, "node": ours, "throughput_ratio": ratio})
+                                 data["cpu_ms_per_frame"], data["p50_ms"], data["p99_ms"], data["rss_mb"],
+                                 data["text_as_drawn"]])  # fmt: skip
+                rows.append([f"{streams} stream(s): node vs RapidOCR", "", ratio, "", cpu_ratio, "", "", "", same])
+                report.append({"streams": streams, "baseline": base, "node": ours, "throughput_ratio": ratio,
+                               "cpu_efficiency_ratio": cpu_ratio})  # fmt: skip
                 print(f"{streams} stream(s) done: ratio {ratio:.2f}", flush=True)
         finally:
             node.stop()
@@ -304,7 +336,8 @@ def main() -> int:
     print_table(
         f"OCR reader, {len(expected)} frames 640x480 looped, {args.seconds:g} s per run, {args.cores} cores "
         f"(load after: {load[0]:.1f} {load[1]:.1f} {load[2]:.1f})",
-        ["run", "frames", "frames/s", "ms/frame", "p99 ms", "RSS MB", "text as drawn"], rows,
+        ["run", "frames", "frames/s", "ms/frame", "CPU ms/frame", "p50 ms", "p99 ms", "RSS MB", "text as drawn"],
+        rows,
     )  # fmt: skip
     print_json("ocr_reader", {"cores": args.cores, "seconds": args.seconds, "load_after": load, "runs": report})
     return 0
