@@ -294,8 +294,14 @@ def main(argv: list[str] | None = None) -> int:
                             node, f"run{index}_{boxes}", frames_file, model, boxes, window, args.second
                         )
                         runs.setdefault((label, boxes), []).append(measured)
+            second = [v.snapshot() for v in node.serving.servers() if v.signature == SECOND_SIGNATURE[args.second]]
         finally:
             node.stop("benchmark done")
+    for info in second:  # where a crop's time goes in the second model's server, over all the runs
+        print(
+            f"second stage server: {info['results']} crops, batch sizes {info['batch_sizes']}, batch run in its "
+            f"process {info['inference_ms_avg']} ms on average, crop queued → answered {info['latency_ms']} ms"
+        )
     rows, results = [], []
     overheads: dict[str, list[tuple[float, float]]] = {"median": [], "best": []}
     for boxes in counts:
