@@ -32,8 +32,8 @@ while [ $# -gt 0 ]; do
   esac
 done
 WORK="$(mktemp -d "/tmp/$P.XXXXXX")"
-ALLOWED=0xai_AkYwQx3AkYwQx3AkYwQx3AkYwQx3AkYwQx3AkYwQx3Ak   # an address to allow and find again after a restart
-OTHER=0xai_A9wm8cDTs2ayL04PpT_PhNWCdYEiBxQy6tAoaRGIPc5G
+ALLOWED=0xai_AsCXG86OfK9rN9RMOibLlDfqRbEu1laoZfJRwlsVLkS_   # an address to allow and find again after a restart
+OTHER=0xai_A08LtDc3urOc8BZ5VfNa7aCIBg2Mp_hw6OIM3bUNepxF
 NODE="$P-node"
 VOLUME="$P-cache"
 PROJECT="${P//[^a-z0-9]/}stack"
@@ -65,8 +65,9 @@ run_step() {  # run_step NAME FUNCTION [ARGS...]: the function sets DETAIL; its 
 }
 fail() { DETAIL="$*"; echo "$*"; return 1; }
 cleanup() {
-  docker rm -f "$NODE" "$NODE-user" >/dev/null 2>&1
-  docker volume rm -f "$VOLUME" "$VOLUME-user" >/dev/null 2>&1
+  docker rm -f "$NODE" "$NODE-user" "$NODE-plugin" "$NODE-key" >/dev/null 2>&1
+  docker volume rm -f "$VOLUME" "$VOLUME-user" "$VOLUME-plugin" "$VOLUME-key" "$VOLUME-client" >/dev/null 2>&1
+  docker rmi "$P-mine" >/dev/null 2>&1
   compose down -v --remove-orphans >/dev/null 2>&1
   [ -z "${WATCH_PID:-}" ] || kill "$WATCH_PID" 2>/dev/null
   rm -f docker/ca/smoke-*.crt
@@ -186,6 +187,70 @@ step_exec_validate_plugins() {
   node_exec dry_run pipelines/demo.json --inputs 10 -q >"$WORK/dry.jsonl" || return 1
   node_exec edge-client address >/dev/null || return 1
   DETAIL="validate: $(cut -c1-38 "$WORK/validate.txt")...; plugins: $(cut -c1-36 "$WORK/plugins.txt")...; dry_run demo: $(json_field 'd["inputs"]' < <(tail -1 "$WORK/dry.jsonl")) inputs; edge-client address"
+}
+pipeline_file() {  # pipeline_file NAME SIGNATURE: a cheap synthetic pipeline into one business plugin
+  printf '{"NAME": "%s", "TYPE": "SYNTHETIC", "MODE": "messages", "CAP_RESOLUTION": 10, "PLUGINS": [{"SIGNATURE": "%s", "INSTANCES": [{"INSTANCE_ID": "i1"}]}]}\n' "$1" "$2"
+}
+step_exec_deploy() {
+  pipeline_file local FRAME_STATS >"$WORK/local.json"
+  docker cp "$WORK/local.json" "$NODE:/tmp/local.json" || return 1
+  node_exec deploy /tmp/local.json | tee "$WORK/deploy-local.txt" || return 1
+  grep -q "applied: pipeline 'local' added on the running node" "$WORK/deploy-local.txt" || return 1
+  local t0; t0="$(now)"  # local_info.json is refreshed every SECONDS_LOCAL_INFO (5 s)
+  until node_exec get_node_info | json_field '[p["name"] for p in d["pipelines"]]' | grep -q "'local'"; do
+    awk -v t="$(elapsed "$t0")" 'BEGIN { exit !(t > 20) }' && { fail "pipeline 'local' not in get_node_info after 20 s"; return 1; }
+    sleep 0.5
+  done
+  node_exec delete local | tee "$WORK/delete-local.txt" || return 1
+  grep -q "deleted from the running node" "$WORK/delete-local.txt" || return 1
+  DETAIL="docker exec deploy: $(cut -c1-70 "$WORK/deploy-local.txt")...; delete: deleted"
+}
+step_deploy_stopped() {
+  pipeline_file offline FRAME_STATS >"$WORK/offline.json"
+  docker run --rm -v "$VOLUME:/edge_node/_local_cache" -v "$WORK/offline.json:/tmp/offline.json:ro" "$IMAGE" \
+    deploy /tmp/offline.json | tee "$WORK/deploy-offline.txt" || return 1
+  grep -q "pipeline 'offline' written to the cache" "$WORK/deploy-offline.txt" || return 1
+  docker run --rm -v "$VOLUME:/edge_node/_local_cache" "$IMAGE" delete offline | tee "$WORK/delete-offline.txt" || return 1
+  grep -q "deleted from the cache" "$WORK/delete-offline.txt" || return 1
+  DETAIL="node stopped: docker run --rm ... deploy wrote the cache, delete removed it"
+}
+step_own_plugin() {
+  mkdir -p "$WORK/my_plugins"
+  sed 's/"TUTORIAL_HELLO"/"SMOKE_HELLO"/' plugins/business/tutorials/hello_counter.py >"$WORK/my_plugins/smoke_hello.py"
+  docker run -d --name "$NODE-plugin" --shm-size 1g -e EE_DEV=1 \
+    -v "$WORK/my_plugins:/edge_node/plugins/business/my_plugins:ro" \
+    -v "$VOLUME-plugin:/edge_node/_local_cache" "$IMAGE" >/dev/null || return 1
+  wait_healthy "$NODE-plugin" 120 >/dev/null || return 1
+  docker exec "$NODE-plugin" plugins SMOKE_HELLO >"$WORK/own-plugins.txt" 2>&1  # (grep -q in a pipe: broken pipe)
+  grep -q "SMOKE_HELLO" "$WORK/own-plugins.txt" || { fail "bind-mounted plugin not listed"; return 1; }
+  pipeline_file own SMOKE_HELLO >"$WORK/own.json"
+  docker cp "$WORK/own.json" "$NODE-plugin:/tmp/own.json" || return 1
+  docker exec "$NODE-plugin" deploy /tmp/own.json >"$WORK/own-deploy.txt" 2>&1
+  grep -q "applied" "$WORK/own-deploy.txt" || { fail "pipeline with the mounted plugin not applied"; return 1; }
+  sed -i 's/VERSION = "0.1.0"/VERSION = "0.1.1"/' "$WORK/my_plugins/smoke_hello.py"
+  local t0; t0="$(now)"
+  until docker logs "$NODE-plugin" 2>&1 | grep -q "reloaded .*smoke_hello.py"; do
+    awk -v t="$(elapsed "$t0")" 'BEGIN { exit !(t > 30) }' && { fail "EE_DEV=1: the changed file was not reloaded in 30 s"; return 1; }
+    sleep 0.5
+  done
+  docker rm -f "$NODE-plugin" >/dev/null; docker volume rm "$VOLUME-plugin" >/dev/null
+  printf 'FROM %s\nCOPY my_plugins/ /edge_node/plugins/business/my_plugins/\n' "$IMAGE" >"$WORK/Dockerfile.mine"
+  docker build -q -t "$P-mine" -f "$WORK/Dockerfile.mine" "$WORK" >/dev/null || return 1
+  docker run --rm "$P-mine" plugins SMOKE_HELLO >"$WORK/mine-plugins.txt" 2>&1
+  grep -q "SMOKE_HELLO" "$WORK/mine-plugins.txt" || { fail "plugin of the derived image not listed"; return 1; }
+  docker rmi "$P-mine" >/dev/null
+  DETAIL="bind mount + EE_DEV=1: listed, deployed, reloaded on change; derived image (COPY): listed"
+}
+step_client_key() {
+  local first second
+  docker run -d --name "$NODE-key" -v "$VOLUME-client:/root/.edge_client" -v "$VOLUME-key:/edge_node/_local_cache" "$IMAGE" >/dev/null || return 1
+  first="$(docker exec "$NODE-key" edge-client address)" || return 1
+  docker rm -f "$NODE-key" >/dev/null
+  docker run -d --name "$NODE-key" -v "$VOLUME-client:/root/.edge_client" -v "$VOLUME-key:/edge_node/_local_cache" "$IMAGE" >/dev/null || return 1
+  second="$(docker exec "$NODE-key" edge-client address)" || return 1
+  docker rm -f "$NODE-key" >/dev/null; docker volume rm "$VOLUME-key" "$VOLUME-client" >/dev/null
+  [ "$first" = "$second" ] || { fail "edge-client address changed across docker rm: $first -> $second"; return 1; }
+  DETAIL="volume at /root/.edge_client: the same edge-client address after docker rm + docker run"
 }
 step_volume_missing() {
   docker run --rm "$IMAGE" get_node_info >"$WORK/missing.txt" 2>&1 && { fail "get_node_info succeeded without a volume"; return 1; }
@@ -422,11 +487,15 @@ run_step exec-allowlist step_exec_allowlist
 run_step exec-change_alias step_exec_change_alias
 run_step exec-reset_node_keys step_exec_reset_refused
 run_step exec-validate-plugins step_exec_validate_plugins
+run_step exec-deploy step_exec_deploy
 run_step volume-missing step_volume_missing
 run_step stop step_stop
+run_step deploy-stopped step_deploy_stopped
 run_step restart-same-volume step_restart
 run_step reset-keys step_reset_keys
 run_step non-root-user step_non_root
+run_step own-plugin step_own_plugin
+run_step client-key step_client_key
 run_step client step_client
 run_step stack-images step_stack_images
 run_step stack-up step_stack_up
