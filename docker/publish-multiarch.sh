@@ -8,7 +8,8 @@
 #
 # The per-architecture images are the local edge-node:NETWORK (this host's architecture) and
 # edge-node:NETWORK-arm64 (or -amd64 on an arm64 host), built by docker/build.sh [--platform linux/ARCH] when
-# missing. They are pushed as REGISTRY/edge-node:NETWORK-amd64 and -arm64, then joined by `docker manifest`
+# missing (AMD64_IMAGE=... / ARM64_IMAGE=... name other local images). They are pushed as
+# REGISTRY/edge-node:NETWORK-amd64 and -arm64, then joined by `docker manifest`
 # into REGISTRY/edge-node:NETWORK, which is pulled back for each platform to check the architecture.
 # The GPU image is amd64 only and is not part of the list.
 #
@@ -55,8 +56,10 @@ start_local_registry() {
   done
   echo "started a local registry on 127.0.0.1:5000 (PID $pid, data in $dir/data; stop it with kill $pid)"
 }
-local_image() {  # local_image ARCH: the local tag docker/build.sh gives that architecture's image
-  if [ "$1" = "$HOST_ARCH" ]; then echo "$IMAGE_NAME:$network"; else echo "$IMAGE_NAME:$network-$1"; fi
+local_image() {  # local_image ARCH: AMD64_IMAGE / ARM64_IMAGE, else the local tag docker/build.sh gives it
+  local chosen; chosen="$(printenv "$(echo "$1" | tr '[:lower:]' '[:upper:]')_IMAGE" || true)"
+  if [ -n "$chosen" ]; then echo "$chosen"
+  elif [ "$1" = "$HOST_ARCH" ]; then echo "$IMAGE_NAME:$network"; else echo "$IMAGE_NAME:$network-$1"; fi
 }
 size_mb() { docker image inspect -f '{{.Size}}' "$1" | awk '{ printf "%.0f MB", $1 / 1e6 }'; }
 
@@ -68,7 +71,7 @@ list="$REGISTRY/$IMAGE_NAME:$network"
 members=()
 for arch in "${ARCHES[@]}"; do
   image="$(local_image "$arch")"
-  if [ -n "$rebuild" ] || ! docker image inspect "$image" >/dev/null 2>&1; then
+  if [ -n "$rebuild" ] || ! docker image inspect "$image" >/dev/null 2>&1; then   # (--build ignores *_IMAGE)
     image="$(IMAGE_NAME="$IMAGE_NAME" docker/build.sh --network "$network" --platform "linux/$arch" | tail -1)"
   fi
   actual="$(docker image inspect -f '{{.Os}}/{{.Architecture}}' "$image")"
