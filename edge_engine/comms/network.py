@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 import threading
 import time
 import zlib
@@ -25,6 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 DEFAULT_OFFLINE_SECONDS = 60.0
 DEFAULT_MAX_NODES = 10_000
@@ -152,7 +155,7 @@ class NetworkTracker:
         with self._lock:
             known = self._nodes.get(sender)
             if known is None and not self._has_room(now):
-                self.stats.full += 1
+                self._refuse_full()
                 return None
         needs_check = (
             known is None
@@ -172,7 +175,7 @@ class NetworkTracker:
             was_online = node is not None and self._online(node, now)
             if node is None:
                 if not self._make_room(now):
-                    self.stats.full += 1
+                    self._refuse_full()
                     return None
                 node = PeerNode(address=sender, first_seen=self.wall())
             self._nodes[sender] = node
@@ -215,6 +218,13 @@ class NetworkTracker:
         node.last_seen = self.wall()
         node.last_seen_mono = now
         node.heartbeats += 1
+
+    def _refuse_full(self) -> None:
+        """Count a new node refused by a full view (logged at the first)."""
+        if not self.stats.full:
+            log.warning("network view full: %d nodes online (EE_NETMON_MAX_NODES); new nodes are left out until one "
+                        "goes offline (counted as 'full')", self.max_nodes)  # fmt: skip
+        self.stats.full += 1
 
     def _oldest(self) -> PeerNode | None:
         """The node heard from longest ago, this node aside (the dict is ordered by last heard: O(1))."""
