@@ -7,6 +7,7 @@
 #   scripts/check-python313.sh tests/test_serving.py -x # pytest arguments, as for scripts/run-tests.sh
 #   BASE=python:3.13-slim-trixie scripts/check-python313.sh
 #   scripts/check-python313.sh --ca /etc/ssl/certs/ca-certificates.crt   # pip trusts these CAs (intercepting proxy)
+#   LINT=0 scripts/check-python313.sh    # skip run-tests.sh's ruff steps (lint does not depend on the Python version)
 #
 # BASE (default edge-node-base:trixie, made by docker/build-base.sh when missing) must be Debian 13 with
 # python3 3.13 and its venv module. The committed tree (git archive HEAD; REF=<commit> for another) is copied into
@@ -48,8 +49,9 @@ export DEBIAN_FRONTEND=noninteractive
 rm -f /etc/apt/apt.conf.d/docker-clean   # keep downloaded packages in the cache volume
 apt-get update -q >/dev/null
 apt-get install -y -q --no-install-recommends git procps >/dev/null   # ps and git, which some tests call
+[ "${LINT:-1}" = 1 ] || sed -i "/ruff\" /d" scripts/run-tests.sh   # in this copy only
 exec scripts/run-tests.sh "$@"'
 
-checkout_tar | docker run --rm -i --name "$name" --shm-size 1g -e TESTED="$tested" \
+checkout_tar | docker run --rm -i --name "$name" --shm-size 1g -e TESTED="$tested" -e LINT="${LINT:-1}" \
   -v edge-py313-apt:/var/cache/apt/archives -v edge-py313-pip:/root/.cache/pip ${ca_options[@]+"${ca_options[@]}"} \
   "$BASE" bash -c "$inside" check-python313 "$@"
