@@ -7,6 +7,8 @@
 #   ARCH=arm64 docker/build-base.sh           # edge-node-base:trixie-arm64 (an arm64 root, run under emulation)
 #   SUITE=bookworm docker/build-base.sh       # edge-node-base:bookworm (Debian 12, Python 3.11)
 #   MIRROR=http://deb.debian.org/debian docker/build-base.sh
+#   FORCE=1 ARCH=arm64 FROM_IMAGE=edge-node-base:trixie-arm64 docker/build-base.sh   # re-tag an existing base's files
+#                                             # for linux/ARCH without debootstrap (a base imported as amd64)
 #
 # A foreign ARCH needs the host to run its binaries: apt-get install qemu-user-static binfmt-support (the
 # qemu-aarch64 handler must show in /proc/sys/fs/binfmt_misc; mount binfmt_misc there first if it is empty).
@@ -39,6 +41,18 @@ if [ "$ARCH" != "$HOST_ARCH" ]; then
     echo "       apt-get install qemu-user-static binfmt-support (mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc first if it is empty)" >&2
     exit 1; }
 fi
+import_rootfs() {  # import_rootfs DIR IMAGE DESCRIPTION: DIR/rootfs.tar as a one-layer image of linux/$ARCH
+  # A build FROM scratch rather than `docker import --platform`, which Docker 20.10 ignores (the image would say
+  # amd64 whatever it holds, and `docker pull --platform` / manifest lists would pick the wrong one).
+  printf 'FROM scratch\nADD rootfs.tar /\nENV LANG=C.UTF-8 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\nLABEL org.opencontainers.image.description="%s"\nCMD ["python3"]\n' "$3" >"$1/Dockerfile"
+  DOCKER_BUILDKIT=0 docker build -q --platform "linux/$ARCH" -t "$2" "$1" >/dev/null
+}
+if [ -n "${FROM_IMAGE:-}" ]; then  # re-import an existing base's file system for linux/$ARCH (no debootstrap)
+  ctx="$(mktemp -d /tmp/edge-node-base.XXXXXX)"; trap 'rm -rf "$ctx"; docker rm -f "${cid:-}" >/dev/null 2>&1' EXIT
+  cid="$(docker create "$FROM_IMAGE" true)"; docker export "$cid" >"$ctx/rootfs.tar"
+  import_rootfs "$ctx" "$IMAGE" "$(docker image inspect -f '{{.Comment}}' "$FROM_IMAGE") (re-imported for linux/$ARCH)"
+  echo "re-imported $FROM_IMAGE as $IMAGE ($(docker image inspect -f '{{.Os}}/{{.Architecture}}' "$IMAGE"))"; exit 0
+fi
 ROOT="$(mktemp -d /tmp/edge-node-base.XXXXXX)"
 trap 'rm -rf "$ROOT"' EXIT
 started=$(date +%s)
@@ -53,8 +67,7 @@ printf 'path-exclude /usr/share/doc/*\npath-exclude /usr/share/man/*\npath-exclu
   >"$ROOT/etc/dpkg/dpkg.cfg.d/excludes"
 ln -sf python3 "$ROOT/usr/bin/python"
 chmod 0755 "$ROOT"  # mktemp made it 0700: it becomes the image's /
-tar -C "$ROOT" -c . | docker import --platform "linux/$ARCH" \
-  --change 'ENV LANG=C.UTF-8' --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-  --change 'CMD ["python3"]' \
-  --message "debootstrap --arch=$ARCH --variant=minbase $SUITE + python3, python3-venv, ca-certificates" - "$IMAGE" >/dev/null
-echo "built $IMAGE (linux/$ARCH, $(docker run --rm --platform "linux/$ARCH" "$IMAGE" python3 -V)) in $(( $(date +%s) - started )) s: $(docker image inspect -f '{{.Size}}' "$IMAGE" | awk '{printf "%.0f MB", $1/1e6}')"
+mkdir "$ROOT/.image"
+tar -C "$ROOT" --exclude ./.image -c . >"$ROOT/.image/rootfs.tar"
+import_rootfs "$ROOT/.image" "$IMAGE" "debootstrap --arch=$ARCH --variant=minbase $SUITE + python3, python3-venv, ca-certificates"
+echo "built $IMAGE ($(docker image inspect -f '{{.Os}}/{{.Architecture}}' "$IMAGE"), $(docker run --rm "$IMAGE" python3 -V)) in $(( $(date +%s) - started )) s: $(docker image inspect -f '{{.Size}}' "$IMAGE" | awk '{printf "%.0f MB", $1/1e6}')"
