@@ -208,3 +208,32 @@ def test_dry_run_reads_the_bundled_sample(tmp_path: Path, monkeypatch: pytest.Mo
     printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     (payload,) = [line for line in printed if line.get("type") == "payload"]
     assert payload["data"]["TEXT"] == "\n".join(expected_text(case))
+
+
+def test_a_recognizer_that_never_answers_marks_the_lines_in_a_node(node_factory: Any, tmp_path: Path) -> None:
+    """A real failing second stage: the recognizer's model is to come from a server nobody listens on."""
+    import socket
+
+    with socket.socket() as probe:  # a free port, closed again: connections to it are refused
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "00.png"), render(CASES[3]))  # upside down, three lines
+    node = node_factory()
+    unreachable = {"MODEL_URL": f"http://127.0.0.1:{port}/rec.onnx", "MODEL_SHA256": "0" * 64}
+    node.add_pipeline({
+        "NAME": "gate", "TYPE": "IMAGE_FOLDER", "PATH": str(folder), "PATTERN": "*.png",
+        "PLUGINS": [{"SIGNATURE": "TEXT_READER", "INSTANCES": [{
+            "INSTANCE_ID": "read", "INFER_TIMEOUT": 3, "RECOGNIZER_PARAMS": unreachable,
+            "STARTUP_AI_ENGINE_PARAMS": {"WORKERS": 1, "PP_OCR_DETECTOR": {"LIMIT_TYPE": "min", "LIMIT_SIDE": 736}},
+        }]}],
+    })  # fmt: skip
+    path = node.layout.output / "gate" / "TEXT_READER_read" / "payloads.jsonl"
+    wait_for(lambda: path.exists() and path.read_text().strip(), timeout=120)
+    data = json.loads(path.read_text().splitlines()[0])
+    data = data.get("data", data)
+    assert data["TEXT_LINES"] == 0 and data["FAILED_LINES"] == 3 and data["TEXT"] == ""
+    for line in data["LINES"]:
+        assert line["text"] is None and line["error"].startswith("PP_OCR_RECOGNIZER: unavailable")
+        assert line["direction"] == "180"  # the first two stages answered: only the failing one is marked
