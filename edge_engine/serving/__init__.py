@@ -8,6 +8,8 @@
 * :mod:`~edge_engine.serving.worker`: the model-server process itself;
 * :mod:`~edge_engine.serving.transport`: frame slots in shared memory (pipes as a fallback);
 * :mod:`~edge_engine.serving.client`: tickets and requests, the pipeline side;
+* :mod:`~edge_engine.serving.cascade`: second models on the boxes of a first (``CASCADE``, ``infer()``), crops
+  packed in shared memory and answers aligned with their boxes;
 * :mod:`~edge_engine.serving.stats`: the counters ``local_info.json`` shows;
 * :mod:`~edge_engine.serving.onnx_plugin` and :mod:`~edge_engine.serving.onnx_info`: the onnxruntime base
   class for serving plugins, and reading a model's inputs without onnxruntime.
