@@ -431,3 +431,25 @@ def test_crops_of_one_request_share_one_segment_and_read_back_at_their_offsets()
     finally:
         reader.close()
         slots.close()
+
+
+def test_a_frame_without_image_or_an_on_model_without_detections_gives_config_errors() -> None:
+    from types import SimpleNamespace
+
+    from edge_engine.errors import ServingError
+    from edge_engine.plugin_types import Input
+    from edge_engine.runtime.serving_stage import CascadeRun, ServingStage
+
+    engine = SimpleNamespace(signature="ONNX", model="mean.onnx")
+    run = CascadeRun(spec(engine=engine, max_crops=2), on_key="D", client=None)  # type: ignore[arg-type]
+    stage = ServingStage(None, "p")
+    dets = [{"box": [0, 0, 4, 4], "score": s, "class_id": 0, "class_name": "x"} for s in (0.9, 0.8, 0.7)]
+    no_image = SimpleNamespace(results={"D": dets}, inp=Input(data={"reading": 1}))
+    aligned = stage._start_cascade(no_image, run).aligned()  # type: ignore[arg-type]
+    assert [getattr(v, "kind", v) for v in aligned] == ["config", "config", None]  # the 2 selected boxes are marked
+    not_detections = SimpleNamespace(results={"D": {"mean": [1, 2, 3]}}, inp=Input(image=np.zeros((4, 4, 3))))
+    value = stage._start_cascade(not_detections, run).aligned()  # type: ignore[arg-type]
+    assert isinstance(value, ServingError) and value.kind == "config" and "list of detections" in value.message
+    failed = SimpleNamespace(results={"D": ServingError("D", "crashed", "gone")}, inp=Input(image=np.zeros((4, 4, 3))))
+    assert stage._start_cascade(failed, run).aligned() == []  # type: ignore[arg-type]
+    assert stage.cascade_skipped == 1 and stage.cascade_errors == 2
