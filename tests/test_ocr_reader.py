@@ -125,7 +125,12 @@ def test_a_failing_second_stage_marks_its_lines_and_the_frame_still_reports(mode
     plugin.context.emit_fn = lambda payload, image=None: emitted.append({"payload": payload, "image": image})
     plugin.on_init()
     plugin.process(Input(image=frame, seq=1, inferences={"PP_OCR_DETECTOR": regions}))
-    assert calls == [("PP_OCR_DIRECTION", 5), ("PP_OCR_RECOGNIZER", 5)]
+    assert calls == [
+        ("PP_OCR_DIRECTION", 0),
+        ("PP_OCR_RECOGNIZER", 0),
+        ("PP_OCR_DIRECTION", 5),
+        ("PP_OCR_RECOGNIZER", 5),
+    ]
     (out,) = emitted
     payload = out["payload"]
     assert payload["TEXT_LINES"] == 4 and payload["FAILED_LINES"] == 1
@@ -237,3 +242,21 @@ def test_a_recognizer_that_never_answers_marks_the_lines_in_a_node(node_factory:
     for line in data["LINES"]:
         assert line["text"] is None and line["error"].startswith("PP_OCR_RECOGNIZER: unavailable")
         assert line["direction"] == "180"  # the first two stages answered: only the failing one is marked
+
+
+def test_a_wrong_key_for_a_second_stage_fails_the_instance_start_naming_it(node_factory: Any, tmp_path: Path) -> None:
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "00.png"), render(CASES[0]))
+    node = node_factory()
+    node.add_pipeline({
+        "NAME": "typo", "TYPE": "IMAGE_FOLDER", "PATH": str(folder), "PATTERN": "*.png",
+        "PLUGINS": [{"SIGNATURE": "TEXT_READER", "INSTANCES": [{
+            "INSTANCE_ID": "read", "RECOGNIZER_PARAMS": {"GROUP_SIZ": 4},
+            "STARTUP_AI_ENGINE_PARAMS": {"WORKERS": 1, "PP_OCR_DETECTOR": {"LIMIT_TYPE": "min", "LIMIT_SIDE": 736}},
+        }]}],
+    })  # fmt: skip
+    (instance,) = node.pipelines["typo"].instances.values()
+    wait_for(lambda: instance.stats.last_error and instance.status in ("error", "flapping"), timeout=30)  # at start
+    text = instance.stats.last_error
+    assert "PP_OCR_RECOGNIZER" in text and "'GROUP_SIZ'" in text and "GROUP_SIZE" in text, text

@@ -23,7 +23,8 @@ one every ``MIN_PAYLOAD_INTERVAL`` seconds) a payload::
 ``LINES`` are in reading order (top to bottom, then left to right). A line whose second or third stage
 failed (its server crashed, timed out...) is kept with ``"text": null`` and ``"error": "..."`` and counted in
 ``FAILED_LINES``: a failing second stage marks boxes, never the frame (decision 35). When the detector
-itself failed, ``process`` raises its ``ServingError`` (the engine counts it; the next frame goes on). The
+itself failed, ``process`` raises its ``ServingError`` (the engine counts it; the next frame goes on). The two
+other models' servers start with the instance (``on_init``), where a wrong key in their params fails it. The
 witness image is the frame (at most ``WITNESS_WIDTH`` wide) with each line's quad outlined and its text
 written above it (characters OpenCV's fonts lack are drawn as ``?``).
 """
@@ -75,6 +76,18 @@ class TextReader(BusinessPlugin):
         self.frames = 0
         self.frames_with_text = 0
         self.lines_failed = 0
+        self._start_second_stages()
+
+    def _start_second_stages(self) -> None:
+        """Check the two other models' configs and start their servers now: a wrong key in DIRECTION_PARAMS or
+        RECOGNIZER_PARAMS fails the instance's start with the key named, and the models load while the
+        detector runs on the first frames."""
+        try:
+            if self.config["USE_DIRECTION"]:
+                self.infer(DIRECTION, [], self._params(DIRECTION))
+            self.infer(RECOGNIZER, [], self._params(RECOGNIZER))
+        except RuntimeError:  # not in a node (a plugin test harness): the models are asked at the first frame
+            return
 
     # --- per frame ------------------------------------------------------------------------------------------------
     def process(self, inp: Input | None) -> None:
