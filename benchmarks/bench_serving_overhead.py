@@ -183,8 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"engine overhead (same session): {same['overhead_ms']:+.3f} ms/frame (target ≤ 1), ratio {same['ratio']} "
           "(target ≥ 0.97)")  # fmt: skip
     bare_row = next(r for r in results if r["setup"] == "bare loop")
-    record("serving overhead, engine same session", same["overhead_ms"], "ms/frame", goal="≤ 1",
-           baseline=bare_row["ms_per_frame"], baseline_name="bare onnxruntime loop, ms/frame")  # fmt: skip
+    record("engine (same session) per frame", same["ms_per_frame"], "ms", baseline=bare_row["ms_per_frame"],
+           baseline_name="bare onnxruntime loop")  # fmt: skip
+    record("serving overhead, engine same session", same["overhead_ms"], "ms/frame", goal="≤ 1")
     record("serving throughput ratio (bare / engine)", same["ratio"], "", goal="≥ 0.97")
     print_json("serving_overhead", {"model": "PP_OCR_DETECTOR", "size": [width, height], "results": results})
     return 0
