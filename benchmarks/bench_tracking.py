@@ -41,8 +41,9 @@ import numpy as np  # noqa: E402
 import vision_scenes as vs  # noqa: E402
 from _results import record  # noqa: E402
 
+from edge_engine.vision.boxes import box_iou  # noqa: E402
 from edge_engine.vision.motion import MotionBoxes  # noqa: E402
-from edge_engine.vision.tracking import Tracker, TrackerConfig, iou_matrix  # noqa: E402
+from edge_engine.vision.tracking import Tracker, TrackerConfig  # noqa: E402
 from edge_engine.vision.zones import ZoneMonitor, parse_regions  # noqa: E402
 
 SCENES = [vs.scene_line_both_ways, vs.scene_zone_stop, vs.scene_crossing_paths, vs.scene_occlusion,
@@ -70,7 +71,7 @@ def mot_counts(scene: vs.Scene, detect: Callable[[Any], list[dict[str, Any]]]) -
         gt_ids = list(truth)
         gt_boxes = np.asarray([truth[g] for g in gt_ids]).reshape(-1, 4)
         hyp_boxes = np.asarray([h["box"] for h in hyps]).reshape(-1, 4)
-        iou = iou_matrix(gt_boxes, hyp_boxes)
+        iou = box_iou(gt_boxes, hyp_boxes)
         matched: dict[int, int] = {}
         used: set[int] = set()
         for gi, g in enumerate(gt_ids):  # keep last frame's pairing when it still holds

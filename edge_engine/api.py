@@ -37,7 +37,6 @@ _LAZY = {
     "TrackerConfig": "edge_engine.vision.tracking",
     "ZoneMonitor": "edge_engine.vision.zones",
     "draw_overlay": "edge_engine.vision.analytics",
-    "iou_matrix": "edge_engine.vision.tracking",
     "parse_regions": "edge_engine.vision.zones",
 }
 

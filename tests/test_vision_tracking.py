@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import vision_scenes as vs
 
-from edge_engine.api import MotionBoxes, Tracker, TrackerConfig, ZoneMonitor, iou_matrix, make_detection, parse_regions
+from edge_engine.api import MotionBoxes, Tracker, TrackerConfig, ZoneMonitor, box_iou, make_detection, parse_regions
 from edge_engine.vision.tracking import LOST, TENTATIVE, TRACKED, greedy_assign
 
 
@@ -23,10 +23,10 @@ def det(x1: float, y1: float, x2: float, y2: float, score: float = 0.9, class_id
 
 
 # --- tracker logic ---------------------------------------------------------------------------------------------------
-def test_iou_matrix_and_greedy_assignment() -> None:
+def test_box_iou_and_greedy_assignment() -> None:
     a = np.asarray([[0, 0, 10, 10], [20, 20, 30, 30]], float)
     b = np.asarray([[0, 0, 10, 10], [5, 0, 15, 10], [100, 100, 110, 110]], float)
-    iou = iou_matrix(a, b)
+    iou = box_iou(a, b)
     assert iou.shape == (2, 3)
     assert iou[0, 0] == pytest.approx(1.0) and iou[0, 1] == pytest.approx(50 / 150) and iou[1].max() == 0
     rows, cols = greedy_assign(iou, 0.3)
@@ -158,7 +158,7 @@ def run_scene(scene: vs.Scene, detect: Any, lines: list[Any] = (), zones: list[A
         for truth_id, box in scene.truth(frame).items():
             if not tracked:
                 continue
-            overlaps = iou_matrix(np.asarray([box]), np.asarray([d["box"] for d in tracked]))[0]
+            overlaps = box_iou(np.asarray([box]), np.asarray([d["box"] for d in tracked]))[0]
             if overlaps.max() >= 0.5:  # the track that covers this object best
                 ids_of_truth.setdefault(truth_id, []).append(tracked[int(overlaps.argmax())]["track_id"])
     return {"events": events, "ids": ids_of_truth, "monitor": monitor}
@@ -258,4 +258,4 @@ def test_color_box_model_reports_the_drawn_boxes(onnx_detector: Any, tmp_path: P
     truth = scene.truth(5)
     assert len(found) == 2
     for box in truth.values():
-        assert max(iou_matrix(np.asarray([box]), np.asarray([d["box"] for d in found]))[0]) > 0.9
+        assert max(box_iou(np.asarray([box]), np.asarray([d["box"] for d in found]))[0]) > 0.9

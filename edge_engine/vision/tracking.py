@@ -288,30 +288,6 @@ def _boxes_array(dets: Sequence[Mapping[str, Any]]) -> np.ndarray:
     return boxes
 
 
-def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of every box of ``a`` (n×4, xyxy) with every box of ``b`` (m×4): an n×m float32 array."""
-    if len(a) == 0 or len(b) == 0:
-        return np.zeros((len(a), len(b)), np.float32)
-    a = np.asarray(a, np.float32)
-    b = np.asarray(b, np.float32)
-    # overlap widths and heights, computed in place (float32: half the memory traffic of float64)
-    width = np.minimum(a[:, None, 2], b[None, :, 2])
-    width -= np.maximum(a[:, None, 0], b[None, :, 0])
-    np.maximum(width, 0, out=width)
-    height = np.minimum(a[:, None, 3], b[None, :, 3])
-    height -= np.maximum(a[:, None, 1], b[None, :, 1])
-    np.maximum(height, 0, out=height)
-    inter = width
-    inter *= height
-    area_a = np.maximum(a[:, 2] - a[:, 0], 0) * np.maximum(a[:, 3] - a[:, 1], 0)
-    area_b = np.maximum(b[:, 2] - b[:, 0], 0) * np.maximum(b[:, 3] - b[:, 1], 0)
-    union = area_a[:, None] + area_b[None, :]
-    union -= inter
-    np.maximum(union, 1e-9, out=union)
-    inter /= union
-    return inter
-
-
 def overlapping_pairs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The pairs (row of ``a``, row of ``b``) of xyxy boxes that overlap, with their IoU.
 
