@@ -30,7 +30,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import textwrap
 import threading
 import time
 from collections.abc import Callable
@@ -40,25 +39,16 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(REPO / "tests"))
 from _broker import start_mosquitto as start_broker  # noqa: E402
 from _results import record  # noqa: E402
+from plugins_src import payload_plugin  # noqa: E402
 
 TARGET_RATE = 10_000
 LAUNCH_BUDGET_MS = 1000.0
 TOPIC = "naeural/payloads"
 
-STAMP_PLUGIN = """
-from edge_engine.api import BusinessPlugin
-
-
-class BenchStamp(BusinessPlugin):
-    SIGNATURE = "BENCH_STAMP"
-
-    def process(self, inp):
-        if inp is None:
-            return None
-        return {"CAPTURED": inp.timestamp, "FRAME": inp.seq}
-"""
+STAMP_PLUGIN = payload_plugin("BenchStamp", "BENCH_STAMP", '{"CAPTURED": inp.timestamp, "FRAME": inp.seq}')
 
 PY_SUBSCRIBER = """
 import sys, time
@@ -178,7 +168,7 @@ def make_node(
     from edge_engine.settings import load_settings
 
     (base / "plugins" / "business").mkdir(parents=True, exist_ok=True)
-    (base / "plugins" / "business" / "bench_stamp.py").write_text(textwrap.dedent(STAMP_PLUGIN))
+    (base / "plugins" / "business" / "bench_stamp.py").write_text(STAMP_PLUGIN)
     config = {
         "PLUGIN_FOLDERS": [str(REPO / "extensions"), str(base / "plugins")],
         "DEMO_PIPELINE": False,

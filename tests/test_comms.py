@@ -27,6 +27,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from conftest import REPO, wait_for
 from mqtt_broker import Mosquitto, free_port
+from plugins_src import message_pipeline, payload_plugin
 
 from edge_engine import client_cli
 from edge_engine.client import EdgeClient, Received, load_client_identity
@@ -40,37 +41,14 @@ from edge_engine.ops import main_add_allowed, main_remove_allowed
 OUTAGE_SECONDS = float(os.environ.get("EE_TEST_OUTAGE_SECONDS", "3"))
 pytestmark = pytest.mark.timeout(60 + 2 * OUTAGE_SECONDS)
 
-TICK_PLUGIN = """
-from edge_engine.api import BusinessPlugin
-
-
-class Tick(BusinessPlugin):
-    SIGNATURE = "TEST_TICK"
-
-    def process(self, inp):
-        if inp is None:
-            return None
-        return {"I": inp.seq, "CAPTURED": inp.timestamp}
-"""
+TICK_PLUGIN = payload_plugin("Tick", "TEST_TICK", '{"I": inp.seq, "CAPTURED": inp.timestamp}')
 
 
 def tick_pipeline(name: str = "tick", fps: int = 20) -> dict[str, Any]:
-    return {
-        "NAME": name,
-        "TYPE": "SYNTHETIC",
-        "MODE": "messages",
-        "CAP_RESOLUTION": fps,
-        "PLUGINS": [{"SIGNATURE": "TEST_TICK", "INSTANCES": [{"INSTANCE_ID": "t"}]}],
-    }
+    return message_pipeline(name, "TEST_TICK", fps)
 
 
-STATS_PIPELINE = {
-    "NAME": "stats",
-    "TYPE": "SYNTHETIC",
-    "MODE": "messages",
-    "CAP_RESOLUTION": 50,
-    "PLUGINS": [{"SIGNATURE": "FRAME_STATS", "INSTANCES": [{"INSTANCE_ID": "fs", "REPORT_EVERY": 2}]}],
-}
+STATS_PIPELINE = message_pipeline("stats", "FRAME_STATS", 50, "fs", REPORT_EVERY=2)
 FAST_HEARTBEATS = {"SECONDS_HEARTBEAT": 1, "RESTART_BACKOFF_MAX": 1.0}
 
 
@@ -286,13 +264,7 @@ REJECTIONS = {
     "bad-key-type": (_bad_key_type, -100, "key 'REPORT_EVERY': expected int (got 'often')"),
     "oversize": (_oversize, -5000, "message too large"),
 }
-KEEP = {
-    "NAME": "keep",
-    "TYPE": "SYNTHETIC",
-    "MODE": "messages",
-    "CAP_RESOLUTION": 5,
-    "PLUGINS": [{"SIGNATURE": "FRAME_STATS", "INSTANCES": [{"INSTANCE_ID": "k", "REPORT_EVERY": 1000}]}],
-}
+KEEP = message_pipeline("keep", "FRAME_STATS", 5, "k", REPORT_EVERY=1000)
 
 
 @pytest.fixture

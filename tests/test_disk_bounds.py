@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 from conftest import REPO, wait_for
+from plugins_src import message_pipeline, payload_plugin
 
 from edge_engine.disk import MB, DiskManager, DiskSettings, folder_files, load_disk_settings, prune_oldest
 from edge_engine.errors import ConfigError
@@ -30,28 +31,11 @@ from edge_engine.node import Node
 
 pytestmark = pytest.mark.timeout(90)
 
-BULKY_PLUGIN = """
-from edge_engine.api import BusinessPlugin
-
-
-class Bulky(BusinessPlugin):
-    SIGNATURE = "TEST_BULKY"
-
-    def process(self, inp):
-        if inp is None:
-            return None
-        return {"I": inp.seq, "FILL": "x" * 2000}
-"""
+BULKY_PLUGIN = payload_plugin("Bulky", "TEST_BULKY", '{"I": inp.seq, "FILL": "x" * 2000}')
 
 
 def bulky_pipeline(fps: int = 200) -> dict[str, Any]:
-    return {
-        "NAME": "bulky",
-        "TYPE": "SYNTHETIC",
-        "MODE": "messages",
-        "CAP_RESOLUTION": fps,
-        "PLUGINS": [{"SIGNATURE": "TEST_BULKY", "INSTANCES": [{"INSTANCE_ID": "b"}]}],
-    }
+    return message_pipeline("bulky", "TEST_BULKY", fps, "b")
 
 
 def make_files(folder: Path, sizes: list[int], start: float = 1_700_000_000.0) -> list[Path]:

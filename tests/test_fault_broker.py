@@ -25,6 +25,7 @@ import pytest
 from conftest import wait_for
 from mqtt_broker import Mosquitto
 from node_runner import NodeRunner
+from plugins_src import message_pipeline, payload_plugin
 from test_node_process import make_node  # noqa: F401  (fixture)
 
 from edge_engine.comms.disk_outbox import inspect_outbox
@@ -36,29 +37,12 @@ OUTAGE_SECONDS = float(os.environ.get("EE_TEST_OUTAGE_SECONDS", "5"))
 FPS = 50
 pytestmark = pytest.mark.timeout(90 + 3 * OUTAGE_SECONDS)
 
-TICK_PLUGIN = """
-from edge_engine.api import BusinessPlugin
-
-
-class FaultTick(BusinessPlugin):
-    SIGNATURE = "FAULT_TICK"
-
-    def process(self, inp):
-        if inp is None:
-            return None
-        return {"I": inp.seq, "CAPTURED": inp.timestamp}
-"""
+TICK_PLUGIN = payload_plugin("FaultTick", "FAULT_TICK", '{"I": inp.seq, "CAPTURED": inp.timestamp}')
 
 
 def pipeline(signature: str, **instance: Any) -> dict[str, Any]:
     """A SYNTHETIC message source at ``FPS`` into one instance that emits a payload per input."""
-    return {
-        "NAME": "steady",
-        "TYPE": "SYNTHETIC",
-        "MODE": "messages",
-        "CAP_RESOLUTION": FPS,
-        "PLUGINS": [{"SIGNATURE": signature, "INSTANCES": [{"INSTANCE_ID": "t", **instance}]}],
-    }
+    return message_pipeline("steady", signature, FPS, **instance)
 
 
 class Watcher:

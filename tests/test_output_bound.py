@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from conftest import wait_for
+from plugins_src import message_pipeline
 
 from edge_engine.disk import MB, DiskManager, DiskSettings, folder_files
 from edge_engine.node import Node
@@ -46,8 +47,7 @@ def folder_bytes(folder: Path) -> int:
 
 
 def test_output_never_exceeds_its_bound_between_prunes(node_factory: Callable[..., Node]) -> None:
-    pipeline = {"NAME": "fill", "TYPE": "SYNTHETIC", "MODE": "messages", "CAP_RESOLUTION": 100,
-                "PLUGINS": [{"SIGNATURE": "TEST_IMAGE_FILL", "INSTANCES": [{"INSTANCE_ID": "f"}]}]}  # fmt: skip
+    pipeline = message_pipeline("fill", "TEST_IMAGE_FILL", 100, "f")
     node = node_factory(plugins={"business/image_fill.py": IMAGE_PLUGIN}, pipelines=[pipeline],
                         environ={"EE_OUTPUT_MAX_MB": str(BOUND_MB)}, start=False)  # fmt: skip
     node.output.rotate_bytes = 20_000  # small JSON-lines files, so that old lines can go too

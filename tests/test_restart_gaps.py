@@ -20,6 +20,7 @@ import pytest
 from conftest import REPO, wait_for
 from mqtt_broker import Mosquitto
 from node_runner import NodeRunner, base_env
+from plugins_src import message_pipeline, payload_plugin
 
 from edge_engine.comms.disk_outbox import DiskOutbox
 from edge_engine.comms.outbox import OutboxItem
@@ -29,20 +30,7 @@ from edge_engine.comms.signing import verify
 pytestmark = pytest.mark.timeout(120)
 FPS = 100
 
-TOKEN_PLUGIN = """
-import os
-
-from edge_engine.api import BusinessPlugin
-
-
-class GapToken(BusinessPlugin):
-    SIGNATURE = "GAP_TOKEN"
-
-    def process(self, inp):
-        if inp is None:
-            return None
-        return {"TOKEN": f"{os.getpid()}-{inp.seq}"}
-"""
+TOKEN_PLUGIN = payload_plugin("GapToken", "GAP_TOKEN", '{"TOKEN": f"{os.getpid()}-{inp.seq}"}', "import os")
 
 
 # --- the consumer's check -------------------------------------------------------------------------------------------
@@ -102,8 +90,7 @@ def test_outbox_knows_the_last_stored_number_across_stops_and_quiet_runs(tmp_pat
 def test_a_payload_is_in_the_outbox_files_before_local_output_writes_it(node_factory, mosquitto_factory) -> None:
     """At the moment the local writer starts on a payload, its signed record is already in a segment file."""
     broker: Mosquitto = mosquitto_factory()
-    pipeline = {"NAME": "load", "TYPE": "SYNTHETIC", "MODE": "messages", "CAP_RESOLUTION": 50,
-                "PLUGINS": [{"SIGNATURE": "GAP_TOKEN", "INSTANCES": [{"INSTANCE_ID": "t"}]}]}  # fmt: skip
+    pipeline = message_pipeline("load", "GAP_TOKEN", 50)
     node = node_factory(plugins={"business/gap_token.py": TOKEN_PLUGIN}, pipelines=[pipeline],
                         environ=broker.env, start=False)  # fmt: skip
     outbox_dir = node.layout.data / "outbox"
@@ -175,8 +162,7 @@ def test_kill9_under_load_leaves_no_unexplained_gap_and_output_never_runs_ahead(
         "PLUGIN_FOLDERS": [str(REPO / "extensions"), str(plugins)],
         "DEMO_PIPELINE": False,
         "SECONDS_HEARTBEAT": 5,
-        "PIPELINES": [{"NAME": "load", "TYPE": "SYNTHETIC", "MODE": "messages", "CAP_RESOLUTION": FPS,
-                       "PLUGINS": [{"SIGNATURE": "GAP_TOKEN", "INSTANCES": [{"INSTANCE_ID": "t"}]}]}],
+        "PIPELINES": [message_pipeline("load", "GAP_TOKEN", FPS)],
     }  # fmt: skip
     env = base_env(tmp_path / "work" / "cache", EE_SECONDS_LOCAL_INFO="0.5", **broker.env)
     node = NodeRunner(tmp_path / "work", env, config)
