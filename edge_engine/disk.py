@@ -110,6 +110,21 @@ class PruneResult:
     freed_bytes: int
 
 
+def delete_file(path: Path, on_delete: Callable[[Path], None] | None = None) -> bool:
+    """Call ``on_delete(path)`` (the writer closes its handle), then delete ``path``. False, with a warning,
+    when the file stays (permissions...); a file already gone counts as deleted."""
+    if on_delete is not None:
+        on_delete(path)
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        log.warning("cannot delete %s: %s", path, exc)
+        return False
+    return True
+
+
 def prune_oldest(
     folder: Path,
     max_bytes: int,
@@ -132,14 +147,7 @@ def prune_oldest(
             break
         if keep is not None and keep(path):
             continue
-        if on_delete is not None:
-            on_delete(path)
-        try:
-            path.unlink()
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            log.warning("cannot delete %s: %s", path, exc)
+        if not delete_file(path, on_delete):
             continue
         total -= size
         deleted += 1
@@ -251,14 +259,7 @@ class DiskManager:
             self._indexed_bytes -= size
             if self._touched is not None:
                 self._touched.add(path)
-            if self.output_on_delete is not None:
-                self.output_on_delete(path)
-            try:
-                path.unlink()
-            except FileNotFoundError:
-                pass
-            except OSError as exc:
-                log.warning("cannot delete %s: %s", path, exc)
+            if not delete_file(path, self.output_on_delete):
                 continue
             deleted += 1
             freed += size

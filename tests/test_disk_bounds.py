@@ -23,7 +23,15 @@ import pytest
 from conftest import REPO, wait_for
 from plugins_src import message_pipeline, payload_plugin
 
-from edge_engine.disk import MB, DiskManager, DiskSettings, folder_files, load_disk_settings, prune_oldest
+from edge_engine.disk import (
+    MB,
+    DiskManager,
+    DiskSettings,
+    delete_file,
+    folder_files,
+    load_disk_settings,
+    prune_oldest,
+)
 from edge_engine.errors import ConfigError
 from edge_engine.hookspecs import hookimpl
 from edge_engine.messages import Notification
@@ -72,6 +80,16 @@ def test_prune_keeps_protected_files(tmp_path: Path) -> None:
     paths = make_files(tmp_path, [4000, 1000, 1000, 1000])
     result = prune_oldest(tmp_path, 3000, keep=lambda p: p == paths[0])
     assert paths[0].exists() and result.deleted == 3 and result.total_bytes == 4000  # nothing else to delete
+
+
+def test_delete_file_keeps_counting_honest(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The one deletion step of prune_oldest and DiskManager: told first, False when the file stays."""
+    stuck = tmp_path / "stuck"
+    stuck.mkdir()  # unlinking a directory fails (an OSError) even as root
+    released: list[Path] = []
+    assert delete_file(stuck, released.append) is False and stuck.exists() and released == [stuck]
+    assert "cannot delete" in caplog.text
+    assert delete_file(tmp_path / "gone") is True  # already gone: counted as deleted
 
 
 def test_disk_settings_from_the_environment() -> None:
