@@ -33,6 +33,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 DEFAULT_OUTPUT = HERE / "RESULTS.md"
 TIMEOUT_SECONDS = 3600
+KEPT = " (kept from the previous run)"
 
 
 @dataclass(frozen=True)
@@ -177,8 +178,24 @@ def table_rows(outcome: Outcome) -> list[list[str]]:
     return lines
 
 
+def kept_lines(path: Path, ran: set[str]) -> tuple[list[str], list[str]]:
+    """Table rows and per-benchmark lines of an existing table for the benchmarks not run this time."""
+    if not path.exists():
+        return [], []
+    rows, notes = [], []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("| ") and not line.startswith(("| benchmark |", "|---")):
+            if line.split(" | ")[0][2:] not in ran:
+                rows.append(line)
+        elif line.startswith("- `") and line[3:].split("`")[0] not in ran:
+            notes.append(line if line.endswith(KEPT) else line + KEPT)
+    return rows, notes
+
+
 def write_table(path: Path, outcomes: list[Outcome], args: argparse.Namespace, load_before: Any, started: str) -> None:
     load_after = os.getloadavg()
+    ran = {o.bench.name for o in outcomes}
+    old_rows, old_notes = kept_lines(path, ran) if args.only and not args.quick else ([], [])
     command = "benchmarks/run_all.py" + (" --quick" if args.quick else "")
     command += f" --repeat {args.repeat}" if args.repeat > 1 else ""
     command += "".join(f" --only {n}" for n in args.only or [])
@@ -197,11 +214,21 @@ def write_table(path: Path, outcomes: list[Outcome], args: argparse.Namespace, l
     ]
     if args.quick:
         lines.append("- `--quick`: shortened runs (a smoke test of the table); do not quote these figures.")
+    if old_rows:
+        lines.append(f"- Rows of benchmarks other than {', '.join(sorted(ran))} are kept from the previous table "
+                     "(their load column is that run's).")  # fmt: skip
     lines += ["", "| benchmark | figure | goal | median | min–max | baseline | ratio | load |",
               "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    by_bench: dict[str, list[str]] = {}
+    for line in old_rows:
+        by_bench.setdefault(line.split(" | ")[0][2:], []).append(line)
     for outcome in outcomes:
-        for row in table_rows(outcome):
-            lines.append("| " + " | ".join(cell.replace("|", "/") for cell in row) + " |")
+        by_bench[outcome.bench.name] = [
+            "| " + " | ".join(cell.replace("|", "/") for cell in row) + " |" for row in table_rows(outcome)
+        ]
+    order = [b.name for b in BENCHES]
+    for name in sorted(by_bench, key=lambda n: order.index(n) if n in order else len(order)):
+        lines += by_bench[name]
     lines += ["", "Per benchmark: arguments and wall time.", ""]
     for outcome in outcomes:
         bench = outcome.bench
@@ -209,6 +236,7 @@ def write_table(path: Path, outcomes: list[Outcome], args: argparse.Namespace, l
         status = outcome.status()
         lines.append(f"- `{bench.name}` ({bench.what}): `{bench.script} {argv}`, {len(outcome.runs)} run(s), "
                      f"{outcome.seconds:.0f} s, {status}")  # fmt: skip
+    lines += old_notes
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
