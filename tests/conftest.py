@@ -19,7 +19,9 @@ import pytest
 from mqtt_broker import clients, mosquitto, mosquitto_factory  # noqa: F401  (fixtures: a real broker on a free port)
 from s3_server import s3_factory, s3_server  # noqa: F401  (fixtures: a real S3 server, SeaweedFS, on free ports)
 
+from edge_engine.client import load_client_identity
 from edge_engine.hookspecs import hookimpl
+from edge_engine.identity import Identity
 from edge_engine.node import Node
 from edge_engine.settings import load_settings
 
@@ -46,6 +48,18 @@ def write_plugin(folder: Path, relative: str, source: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(textwrap.dedent(source), encoding="utf-8")
     return path
+
+
+@pytest.fixture
+def me(tmp_path: Path) -> Identity:
+    """The client's identity (its key created in tmp_path, as ``edge-client`` does in ~/.edge_client)."""
+    return load_client_identity(tmp_path / "client" / "client.pem")
+
+
+@pytest.fixture
+def stranger(tmp_path: Path) -> Identity:
+    """A second client identity, not allowed on any node unless a test allows it."""
+    return load_client_identity(tmp_path / "stranger" / "client.pem")
 
 
 @pytest.fixture

@@ -8,14 +8,12 @@ ACTION no plugin handles is still refused, and a hook that raises changes nothin
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import wait_for
 
-from edge_engine.client import Received, load_client_identity
-from edge_engine.identity import Identity
+from edge_engine.client import Received
 from edge_engine.node import Node
 from edge_engine.ops import main_add_allowed
 
@@ -38,11 +36,6 @@ def edge_command_received(action, payload, sender):
 """
 PIPELINE = {"NAME": "hooked", "TYPE": "VOID", "PLUGINS": [{"SIGNATURE": "FRAME_STATS",
             "INSTANCES": [{"INSTANCE_ID": "fs"}]}]}  # fmt: skip
-
-
-@pytest.fixture
-def me(tmp_path: Path) -> Identity:
-    return load_client_identity(tmp_path / "client" / "client.pem")
 
 
 def seen_by_plugin(node: Node) -> list[list[Any]]:

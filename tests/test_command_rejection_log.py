@@ -6,28 +6,16 @@ from __future__ import annotations
 import logging
 import re
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import pytest
 from conftest import wait_for
 from test_comms import allow, raw, start_node, tick_pipeline
 
-from edge_engine.client import EdgeClient, load_client_identity
+from edge_engine.client import EdgeClient
 from edge_engine.comms.commands import REJECTIONS_PER_SECOND
-from edge_engine.identity import Identity
 
 pytestmark = pytest.mark.timeout(60)
 COMMANDS_LOGGER = "edge_engine.comms.commands"
-
-
-@pytest.fixture
-def me(tmp_path: Path) -> Identity:
-    return load_client_identity(tmp_path / "client" / "client.pem")
-
-
-@pytest.fixture
-def stranger(tmp_path: Path) -> Identity:
-    return load_client_identity(tmp_path / "stranger" / "client.pem")
 
 
 def _unsigned(address: str, i: int) -> bytes:

@@ -18,7 +18,6 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import coincurve
@@ -30,7 +29,7 @@ from mqtt_broker import Mosquitto, free_port
 from plugins_src import message_pipeline, payload_plugin
 
 from edge_engine import client_cli
-from edge_engine.client import EdgeClient, Received, load_client_identity
+from edge_engine.client import EdgeClient, Received
 from edge_engine.comms.outbox import OutboxItem
 from edge_engine.comms.signing import verify
 from edge_engine.identity import Identity, identity_from_private_key
@@ -53,17 +52,6 @@ FAST_HEARTBEATS = {"SECONDS_HEARTBEAT": 1, "RESTART_BACKOFF_MAX": 1.0}
 
 
 # --- fixtures ------------------------------------------------------------------------------------------------
-@pytest.fixture
-def me(tmp_path: Path) -> Identity:
-    """The client's identity (its key created in tmp_path, as ``edge-client`` does in ~/.edge_client)."""
-    return load_client_identity(tmp_path / "client" / "client.pem")
-
-
-@pytest.fixture
-def stranger(tmp_path: Path) -> Identity:
-    return load_client_identity(tmp_path / "stranger" / "client.pem")
-
-
 def allow(node: Node, identity: Identity) -> None:
     assert main_add_allowed(["--cache-dir", str(node.layout.root), identity.address, "me"]) == 0
 

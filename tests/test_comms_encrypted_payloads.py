@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -21,7 +20,6 @@ from mqtt_broker import Mosquitto
 from edge_engine.client import EdgeClient, Received, load_client_identity
 from edge_engine.comms.crypto import DecryptError, decrypt
 from edge_engine.comms.signing import verify
-from edge_engine.identity import Identity
 from edge_engine.node import Node
 from edge_engine.ops import main_add_allowed
 
@@ -53,11 +51,6 @@ CLEAR = {
 def pipeline(name: str, *instances: dict[str, Any]) -> dict[str, Any]:
     return {"NAME": name, "TYPE": "SYNTHETIC", "MODE": "messages", "CAP_RESOLUTION": 20,
             "PLUGINS": [{"SIGNATURE": "TEST_SECRET", "INSTANCES": list(instances)}]}  # fmt: skip
-
-
-@pytest.fixture
-def me(tmp_path: Path) -> Identity:
-    return load_client_identity(tmp_path / "client" / "client.pem")
 
 
 class Eavesdropper:
