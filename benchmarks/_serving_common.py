@@ -70,12 +70,17 @@ def instance_plugin(node: Node, pipeline: str) -> Any:
     return instance._plugin
 
 
-def wait_until(predicate: Any, timeout: float, what: str) -> None:
+def wait_until(predicate: Any, timeout: float, what: str, interval: float = 0.05) -> Any:
+    """Poll ``predicate`` every ``interval`` s until it returns a truthy value, and return that value;
+    ``RuntimeError`` naming ``what`` after ``timeout`` s."""
     deadline = time.monotonic() + timeout
-    while not predicate():
+    while True:
+        value = predicate()
+        if value:
+            return value
         if time.monotonic() > deadline:
             raise RuntimeError(f"timed out waiting for {what}")
-        time.sleep(0.05)
+        time.sleep(interval)
 
 
 def tree_memory(pid: int) -> dict[str, float]:

@@ -36,6 +36,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
+import _serving_common as serving_common  # noqa: E402
 from _results import record  # noqa: E402
 from stream_servers import SERVERS  # noqa: E402
 
@@ -44,6 +45,7 @@ from edge_engine.node import Node  # noqa: E402
 from edge_engine.settings import load_settings  # noqa: E402
 
 GOAL_S = 3.0
+POLL_SECONDS = 0.005  # how often a wait looks again: the return is timed by the plugin, this only adds latency
 CLOCK_PLUGIN = '''
     """Benchmark plugin: the monotonic time at which each input reached it."""
 
@@ -80,14 +82,7 @@ def make_node(workdir: Path, url: str, capture: dict[str, Any]) -> Node:
 
 
 def wait_until(predicate: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out waiting for {what}")
-        time.sleep(0.005)
+    return serving_common.wait_until(predicate, timeout, what, interval=POLL_SECONDS)
 
 
 def one_return(node: Node, server: Any, outage: float) -> dict[str, float]:
