@@ -49,6 +49,7 @@ export DEBIAN_FRONTEND=noninteractive
 rm -f /etc/apt/apt.conf.d/docker-clean   # keep downloaded packages in the cache volume
 apt-get update -q >/dev/null
 apt-get install -y -q --no-install-recommends git procps >/dev/null   # ps and git, which some tests call
+[ -d .git ] || { git init -q && git add -A && git -c user.name=check -c user.email=check@localhost commit -q -m "$TESTED"; }  # build.sh labels the commit
 [ "${LINT:-1}" = 1 ] || sed -i "/ruff\" /d" scripts/run-tests.sh   # in this copy only
 exec scripts/run-tests.sh "$@"'
 
