@@ -42,6 +42,18 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: floa
         time.sleep(interval)
 
 
+def instance_state(node: Any, pipeline: str) -> Any:
+    """What the single instance of ``pipeline`` recorded in its plugin class's ``BY_PIPELINE`` (test plugins)."""
+    (runner,) = node.pipelines[pipeline].instances.values()
+    return runner.spec.record.cls.BY_PIPELINE.get(pipeline)
+
+
+def pipeline_finished(node: Any, pipeline: str) -> bool:
+    """The pipeline's capture reached its end and every instance thread has ended."""
+    runner = node.pipelines[pipeline]
+    return runner.capture.status == "finished" and not any(r.thread.is_alive() for r in runner.instances.values())
+
+
 def write_plugin(folder: Path, relative: str, source: str) -> Path:
     """Write a plugin module (dedented) at ``folder/relative``."""
     path = folder / relative

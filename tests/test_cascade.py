@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import wait_for
+from conftest import instance_state, pipeline_finished, wait_for
 from onnx_models import mean_model
 
 from edge_engine.errors import ConfigError
@@ -206,16 +206,6 @@ def pipeline(name: str, cascades: list[dict[str, Any]], capture: dict[str, Any] 
     }  # fmt: skip
 
 
-def checker(node: Any, name: str) -> Any:
-    (runner,) = node.pipelines[name].instances.values()
-    return runner.spec.record.cls.BY_PIPELINE.get(name)
-
-
-def finished(node: Any, name: str) -> bool:
-    runner = node.pipelines[name]
-    return runner.capture.status == "finished" and not any(r.thread.is_alive() for r in runner.instances.values())
-
-
 def crop_segments() -> list[str]:
     """This process's cascade crop segments still in /dev/shm."""
     prefix = f"eec{os.getpid()}_"
@@ -242,11 +232,11 @@ def test_pipelines_share_the_servers_and_every_crop_result_is_its_own_box(cascad
     whole = {**cascade, "ON": "TILE_DETECTOR", "AS": "CROPS"}
     engines = {"AI_ENGINE": ["TILE_DETECTOR", "ONNX"], "STARTUP_AI_ENGINE_PARAMS": {"ONNX": MEAN}}
     node.add_pipeline(pipeline("cam3", [whole], {"COUNT": 30, "BASE": 7}, NAMES=["CROPS"], **engines))
-    wait_for(lambda: all(finished(node, n) for n in [*names, "cam3"]), timeout=90)
-    whole_frames = checker(node, "cam3")
+    wait_for(lambda: all(pipeline_finished(node, n) for n in [*names, "cam3"]), timeout=90)
+    whole_frames = instance_state(node, "cam3")
     assert whole_frames.frames == 30 and whole_frames.wrong == [] and whole_frames.results["CROPS"] == 30 * 6
     for name in names:
-        rec = checker(node, name)
+        rec = instance_state(node, name)
         assert rec.frames == 30 and rec.wrong == [] and rec.errors["ONNX"] == [], name
         # 12 tiles scoring 1 - n/13 (all >= 0.2): the 6 even ones are cropped, odd tiles never
         assert rec.results["ONNX"] == 30 * 6, name
@@ -268,8 +258,8 @@ def test_a_failing_second_stage_marks_its_boxes_never_the_frame(cascade_node: An
         {"SIGNATURE": "ONNX", "AS": "GOOD", "MAX_CROPS": 4, "PARAMS": MEAN},
     ]
     node.add_pipeline(pipeline("cam", cascades, {"COUNT": 10}, NAMES=["BAD", "GOOD"]))
-    wait_for(lambda: finished(node, "cam"), timeout=60)
-    rec = checker(node, "cam")
+    wait_for(lambda: pipeline_finished(node, "cam"), timeout=60)
+    rec = instance_state(node, "cam")
     assert rec.frames == 10 and rec.wrong == []  # every frame reached the instance
     assert len(rec.errors["BAD"]) == 10 * 6  # each odd box of each frame is marked...
     assert {(index % 2, kind, sig) for index, kind, sig in rec.errors["BAD"]} == {(1, "inference_error",
@@ -285,8 +275,8 @@ def test_a_frame_with_5000_boxes_sends_max_crops_and_keeps_flowing(cascade_node:
     cascade = {"SIGNATURE": "ONNX", "MAX_CROPS": 16, "PARAMS": MEAN}
     started = time.monotonic()
     node.add_pipeline(pipeline("crowd", [cascade], {"COUNT": 10, **grid}))
-    wait_for(lambda: finished(node, "crowd"), timeout=90)
-    rec = checker(node, "crowd")
+    wait_for(lambda: pipeline_finished(node, "crowd"), timeout=90)
+    rec = instance_state(node, "crowd")
     assert rec.frames == 10 and rec.wrong == [] and rec.errors["ONNX"] == []
     assert rec.results["ONNX"] == 10 * 16  # the 16 best boxes of each frame (tiles 0-15), no more
     assert len(rec.nones["ONNX"]) == 10 * (5000 - 16) and min(rec.nones["ONNX"]) == 16
@@ -303,8 +293,8 @@ def test_crops_go_through_pipes_when_shared_memory_is_too_small(node_factory: An
     mean_model(node.layout.models / "tiles.onnx", 8, 8)
     node.start()
     node.add_pipeline(pipeline("piped", [{"SIGNATURE": "ONNX", "PADDING": 0.0, "PARAMS": MEAN}], {"COUNT": 5}))
-    wait_for(lambda: finished(node, "piped"), timeout=60)
-    rec = checker(node, "piped")
+    wait_for(lambda: pipeline_finished(node, "piped"), timeout=60)
+    rec = instance_state(node, "piped")
     assert rec.frames == 5 and rec.wrong == [] and rec.errors["ONNX"] == [] and rec.results["ONNX"] == 5 * 12
     assert crop_segments() == []  # none was made
 
@@ -312,7 +302,7 @@ def test_crops_go_through_pipes_when_shared_memory_is_too_small(node_factory: An
 def test_a_live_update_adds_and_removes_a_cascade(cascade_node: Any) -> None:
     node = cascade_node
     node.add_pipeline(pipeline("live", [], {"COUNT": 100000}, NAMES=[]))
-    rec = wait_for(lambda: checker(node, "live"), timeout=20)
+    rec = wait_for(lambda: instance_state(node, "live"), timeout=20)
     wait_for(lambda: rec.frames >= 3, timeout=30)
     cascade = {"SIGNATURE": "ONNX", "CLASSES": ["odd"], "PARAMS": MEAN}
     node.add_pipeline(pipeline("live", [cascade], {"COUNT": 100000}, NAMES=["ONNX"]))  # the same pipeline, updated
@@ -333,11 +323,11 @@ def test_a_business_plugin_runs_a_model_on_its_own_crops(cascade_node: Any) -> N
     node.add_pipeline(pipeline("typo", [], {"COUNT": 2}, NAMES=[], CALL={**call, "SIGNATURE": "ONX"}))
     failing = {"SIGNATURE": "FAILING_CROPS", "COUNT": 3, "PARAMS": {}}
     node.add_pipeline(pipeline("failing", [], {"COUNT": 2}, NAMES=[], CALL=failing))
-    wait_for(lambda: all(finished(node, n) for n in ("calls", "typo", "failing")), timeout=60)
-    assert checker(node, "failing").called == [(i, "inference_error") for _ in range(2) for i in range(3)]
-    rec = checker(node, "calls")
+    wait_for(lambda: all(pipeline_finished(node, n) for n in ("calls", "typo", "failing")), timeout=60)
+    assert instance_state(node, "failing").called == [(i, "inference_error") for _ in range(2) for i in range(3)]
+    rec = instance_state(node, "calls")
     assert rec.wrong == [] and rec.called == [(i, "ok") for _ in range(8) for i in range(5)]
-    (error,) = set(checker(node, "typo").called)
+    (error,) = set(instance_state(node, "typo").called)
     assert error[0] == "ValueError" and "'ONX'" in error[1] and "did you mean 'ONNX'" in error[1]
     # the calls used the same shared server as any pipeline would
     assert [s.signature for s in node.serving.servers()].count("ONNX") == 1

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO, wait_for
+from conftest import REPO, instance_state, pipeline_finished, wait_for
 from onnx_models import mean_model
 
 from edge_engine.discovery import PluginLoader
@@ -101,16 +101,6 @@ def const_pipeline(name: str, params: dict[str, Any], **capture: Any) -> dict[st
     }  # fmt: skip
 
 
-def recorder(node: Any, pipeline: str) -> Any:
-    (runner,) = node.pipelines[pipeline].instances.values()
-    return runner.spec.record.cls.BY_PIPELINE.get(pipeline)
-
-
-def finished(node: Any, pipeline: str) -> bool:
-    runner = node.pipelines[pipeline]
-    return runner.capture.status == "finished" and not any(r.thread.is_alive() for r in runner.instances.values())
-
-
 @pytest.fixture
 def mean_node(node_factory: Any) -> Any:
     def make(**kwargs: Any) -> Any:
@@ -130,9 +120,9 @@ def test_four_pipelines_share_one_server_batch_and_get_their_own_results(mean_no
         node.add_pipeline(const_pipeline(f"cam{index}", MEAN_PARAMS, BASE=60 * index, COUNT=300, WIDTH=width,
                                          HEIGHT=height))  # fmt: skip
     names = [f"cam{i}" for i in range(4)]
-    wait_for(lambda: all(finished(node, n) for n in names), timeout=30)
+    wait_for(lambda: all(pipeline_finished(node, n) for n in names), timeout=30)
     for name in names:
-        rec = recorder(node, name)
+        rec = instance_state(node, name)
         assert rec.wrong == [] and rec.errors == [], name  # each input got the result of its own frame
         assert len(rec.ok) == 300, name
     (server,) = node.serving.servers()  # one model server for the four pipelines
@@ -153,8 +143,8 @@ def test_frames_go_through_pipes_when_shared_memory_is_too_small(mean_node: Any,
     monkeypatch.setattr("edge_engine.serving.manager.check_shm", lambda: small)
     node = mean_node()
     node.add_pipeline(const_pipeline("piped", MEAN_PARAMS, COUNT=40))
-    wait_for(lambda: finished(node, "piped"), timeout=20)
-    rec = recorder(node, "piped")
+    wait_for(lambda: pipeline_finished(node, "piped"), timeout=20)
+    rec = instance_state(node, "piped")
     assert len(rec.ok) == 40 and not rec.wrong and not rec.errors
     assert node.snapshot()["models"]["transport"] == "pipe"
 
@@ -164,7 +154,7 @@ def test_server_processes_stop_when_idle_and_start_again_on_demand(mean_node: An
     go = tmp_path / "second-burst"  # the capture waits for it after the first burst: the server's idle time
     params = {**MEAN_PARAMS, "IDLE_STOP_SECONDS": 0.3}
     node.add_pipeline(const_pipeline("bursts", params, COUNT=10, GO_FILE=str(go)))
-    rec = wait_for(lambda: recorder(node, "bursts"), timeout=10)
+    rec = wait_for(lambda: instance_state(node, "bursts"), timeout=10)
     wait_for(lambda: len(rec.ok) == 10, timeout=30)
     (server,) = node.serving.servers()
     pipeline = next(p for p in node.snapshot()["pipelines"] if p["name"] == "bursts")
@@ -172,7 +162,7 @@ def test_server_processes_stop_when_idle_and_start_again_on_demand(mean_node: An
     wait_for(lambda: server.pids() == [] and server.state == "idle", timeout=10)  # idle: its process stopped
     restarts = server.stats.restarts
     go.touch()
-    wait_for(lambda: finished(node, "bursts"), timeout=30)  # the second burst started it again
+    wait_for(lambda: pipeline_finished(node, "bursts"), timeout=30)  # the second burst started it again
     assert len(rec.ok) == 20 and not rec.errors and not rec.wrong
     assert server.stats.restarts == restarts  # started on demand, not counted as a restart after a failure
     node.remove_pipeline("bursts")
@@ -201,8 +191,8 @@ def test_model_input_shape_mismatch_is_a_config_error_naming_both_shapes(mean_no
     assert "[N, 3, 32, 32]" in text and "[N, 3, 64, 64]" in text, text
     # the model's own size is taken when the config gives none
     node.add_pipeline(const_pipeline("fits", {**params, "INPUT_WIDTH": 0, "INPUT_HEIGHT": 0}, COUNT=5))
-    wait_for(lambda: finished(node, "fits"), timeout=20)
-    assert len(recorder(node, "fits").ok) == 5
+    wait_for(lambda: pipeline_finished(node, "fits"), timeout=20)
+    assert len(instance_state(node, "fits").ok) == 5
 
 
 def test_killed_model_server_is_restarted_and_its_inputs_get_the_error_marker(node_factory: Any) -> None:
@@ -235,7 +225,7 @@ def test_killed_model_server_is_restarted_and_its_inputs_get_the_error_marker(no
         "PLUGINS": [{"SIGNATURE": "DETECTOR_PROBE", "INSTANCES": [
             {"INSTANCE_ID": "probe", "STARTUP_AI_ENGINE_PARAMS": {"WORKERS": 1}}]}],
     })  # fmt: skip
-    probe = wait_for(lambda: recorder(node, "cam"), timeout=10)
+    probe = wait_for(lambda: instance_state(node, "cam"), timeout=10)
     wait_for(lambda: probe.ok >= 2, timeout=30)
     (server,) = node.serving.servers()
     for _attempt in range(3):
@@ -283,8 +273,8 @@ def test_hung_batch_is_killed_by_the_watchdog(node_factory: Any) -> None:
         "PLUGINS": [{"SIGNATURE": "RECORDER", "INSTANCES": [
             {"INSTANCE_ID": "rec", "ENGINE": "SLEEPY", "AI_ENGINE": "SLEEPY", "STARTUP_AI_ENGINE_PARAMS": params}]}],
     })  # fmt: skip
-    wait_for(lambda: finished(node, "hang"), timeout=30)
-    rec = recorder(node, "hang")
+    wait_for(lambda: pipeline_finished(node, "hang"), timeout=30)
+    rec = instance_state(node, "hang")
     assert [(seq, kind) for seq, kind, _ in rec.errors if kind == "timeout"] == [(5, "timeout")]
     assert {kind for _, kind, _ in rec.errors} <= {"timeout", "unavailable"}
     assert 12 in rec.ok and len(rec.ok) + len(rec.errors) == 12
@@ -298,8 +288,8 @@ def test_an_unknown_ai_engine_gives_a_marker_and_starts_nothing(node_factory: An
         "PLUGINS": [{"SIGNATURE": "RECORDER", "INSTANCES": [
             {"INSTANCE_ID": "rec", "ENGINE": "lowres_general_detector", "AI_ENGINE": "lowres_general_detector"}]}],
     })  # fmt: skip
-    wait_for(lambda: finished(node, "ratio1"), timeout=10)
-    assert {kind for _, kind, _ in recorder(node, "ratio1").errors} == {"unknown_engine"}
+    wait_for(lambda: pipeline_finished(node, "ratio1"), timeout=10)
+    assert {kind for _, kind, _ in instance_state(node, "ratio1").errors} == {"unknown_engine"}
     assert node.serving.servers() == [] and node.serving.pids() == []
 
 
@@ -333,7 +323,7 @@ def test_text_detector_reports_boxes_scores_and_a_witness(node_factory: Any) -> 
         "PLUGINS": [{"SIGNATURE": "TEXT_DETECTOR", "INSTANCES": [
             {"INSTANCE_ID": "main", "MIN_PAYLOAD_INTERVAL": 0, "STARTUP_AI_ENGINE_PARAMS": {"WORKERS": 1}}]}],
     })  # fmt: skip
-    wait_for(lambda: finished(node, "signs"), timeout=30)
+    wait_for(lambda: pipeline_finished(node, "signs"), timeout=30)
     folder = node.layout.output / "signs" / "TEXT_DETECTOR_main"
     payloads = [json.loads(line) for line in (folder / "payloads.jsonl").read_text().splitlines()]
     assert len(payloads) == 3
@@ -361,7 +351,7 @@ def test_the_serving_tutorial_runs(node_factory: Any) -> None:
         "NAME": "colours", "TYPE": "SYNTHETIC", "MODE": "static", "WIDTH": 320, "HEIGHT": 240, "COUNT": 10,
         "PLUGINS": [{"SIGNATURE": "TUTORIAL_MEAN_COLOR_REPORT", "INSTANCES": [{"INSTANCE_ID": "main", "EVERY": 5}]}],
     })  # fmt: skip
-    wait_for(lambda: finished(node, "colours"), timeout=30)
+    wait_for(lambda: pipeline_finished(node, "colours"), timeout=30)
     folder = node.layout.output / "colours" / "TUTORIAL_MEAN_COLOR_REPORT_main"
     payloads = [json.loads(line) for line in (folder / "payloads.jsonl").read_text().splitlines()]
     assert [p.get("data", p)["FRAMES"] for p in payloads] == [5, 10]
