@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import EmitTap, wait_for
-from test_serving import MEAN_PARAMS, const_pipeline, recorder
+from conftest import EmitTap, instance_state, wait_for
+from test_serving import MEAN_PARAMS, const_pipeline
 from test_serving import mean_node as mean_node  # a fixture the tests here use
 
 from edge_engine.errors import ServingError
@@ -54,7 +54,9 @@ def shared_node(mean_node: Any) -> Any:
     node.tap = tap
     for index, name in enumerate(STEADY):
         node.add_pipeline(steady_pipeline(name, 60 * index))
-    wait_for(lambda: all(recorder(node, n) is not None and len(recorder(node, n).ok) > 5 for n in STEADY), 60)
+    wait_for(
+        lambda: all(instance_state(node, n) is not None and len(instance_state(node, n).ok) > 5 for n in STEADY), 60
+    )
     return node
 
 
@@ -70,7 +72,7 @@ def churn_pipeline(params: dict[str, Any] = PARAMS) -> dict[str, Any]:
 def churn_running(node: Any, results: int = 1) -> bool:
     """The churned pipeline (this run of it) got results and has more frames in flight in the server."""
     runner = node.pipelines.get("churn")
-    rec = recorder(node, "churn") if runner is not None else None
+    rec = instance_state(node, "churn") if runner is not None else None
     fresh = rec is not None and any(rec is plugin for plugin in _plugins(runner))
     return fresh and len(rec.ok) >= results and runner.serving.in_flight > 0
 
@@ -83,7 +85,7 @@ def steady_outcome(node: Any) -> dict[str, Any]:
     """What the steady pipelines got: errors, wrong results and missing inputs (a gap in their sequence)."""
     outcome: dict[str, Any] = {"results": 0, "errors": [], "wrong": [], "missing": 0}
     for name in STEADY:
-        rec = recorder(node, name)
+        rec = instance_state(node, name)
         seen = sorted([*rec.ok, *(s for s, *_ in rec.errors), *(s for s, *_ in rec.wrong)])
         outcome["results"] += len(rec.ok)
         outcome["errors"] += [(name, *e) for e in rec.errors]
