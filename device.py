@@ -17,11 +17,11 @@ from pathlib import Path
 from dotenv import load_dotenv
 
 from edge_engine import constants as C
-from edge_engine.disk import load_disk_settings, log_file_bytes
+from edge_engine.config.node_settings import load_settings
 from edge_engine.errors import CacheError, ConfigError
-from edge_engine.logs import configure_logging
-from edge_engine.node import Node
-from edge_engine.settings import load_settings
+from edge_engine.node.core import Node
+from edge_engine.node.disk_bounds import load_disk_settings, log_file_bytes
+from edge_engine.node.logs import configure_logging
 
 log = logging.getLogger("device")
 

@@ -15,8 +15,8 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from edge_engine.node import Node  # noqa: E402
-from edge_engine.settings import load_settings  # noqa: E402
+from edge_engine.config.node_settings import load_settings  # noqa: E402
+from edge_engine.node.core import Node  # noqa: E402
 
 COUNTER_PLUGIN = '''
     """Benchmark plugin: counts the inputs it gets and the ones whose inference is a ServingError."""

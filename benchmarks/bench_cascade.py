@@ -177,8 +177,8 @@ class HandLoop:
     """Detector → crop → classifier with the plugins' own code around one session each (one thread each)."""
 
     def __init__(self, plugin_dir: Path, model: Path, second: str) -> None:
-        from edge_engine.discovery import import_file
-        from edge_engine.plugin_types import Input, PluginContext
+        from edge_engine.plugin.discovery import import_file
+        from edge_engine.plugin.kinds import Input, PluginContext
 
         grid = import_file(plugin_dir / "serving" / "bench_grid.py", "bench_grid_loop")
         ocr = import_file(REPO / "extensions" / "serving" / "pp_ocr.py", "bench_pp_ocr_loop")

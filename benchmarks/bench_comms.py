@@ -163,9 +163,9 @@ def make_node(
     base: Path, port: int, pipelines: list[dict[str, Any]] | None = None, qos: int = 1, outbox_mb: str = "256"
 ) -> Any:
     """An in-process node with comms on ``port``, heartbeats rare, plugin ``BENCH_STAMP`` available."""
-    import edge_engine.comms.settings as comms_settings
-    from edge_engine.node import Node
-    from edge_engine.settings import load_settings
+    import edge_engine.comms.comms_settings as comms_settings
+    from edge_engine.config.node_settings import load_settings
+    from edge_engine.node.core import Node
 
     (base / "plugins" / "business").mkdir(parents=True, exist_ok=True)
     (base / "plugins" / "business" / "bench_stamp.py").write_text(STAMP_PLUGIN)

@@ -19,7 +19,7 @@ from _results import record
 from edge_engine.comms.heartbeat import build_heartbeat
 from edge_engine.comms.network import NetworkTracker
 from edge_engine.comms.signing import sign_to_json, verify
-from edge_engine.identity import identity_from_private_key
+from edge_engine.local.identity import identity_from_private_key
 
 
 def heartbeats(count: int) -> list[bytes]:

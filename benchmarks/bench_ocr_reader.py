@@ -62,7 +62,7 @@ def write_frames(folder: Path) -> dict[str, list[str]]:
 
 
 def models_dir() -> Path:
-    from edge_engine.discovery import import_file
+    from edge_engine.plugin.discovery import import_file
 
     return import_file(REPO / "extensions" / "serving" / "pp_ocr.py", "bench_pp_ocr").rapidocr_models_dir()
 

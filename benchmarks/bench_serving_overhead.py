@@ -66,8 +66,8 @@ class BareLoop:
 
         import onnxruntime as ort
 
-        from edge_engine.discovery import import_file
-        from edge_engine.plugin_types import PluginContext
+        from edge_engine.plugin.discovery import import_file
+        from edge_engine.plugin.kinds import PluginContext
 
         module = import_file(REPO / "extensions" / "serving" / "pp_ocr.py", "bench_pp_ocr")
         config = {k: v.default for k, v in module.PpOcrDetector.config_schema().items()}
@@ -76,7 +76,7 @@ class BareLoop:
                                 threading.Event())  # fmt: skip
         self.plugin = module.PpOcrDetector(config, context)
         self.plugin.on_init()  # builds the session: onnxruntime's default threads (INTRA_OP_THREADS 0)
-        self.Input = __import__("edge_engine.plugin_types", fromlist=["Input"]).Input
+        self.Input = __import__("edge_engine.plugin.kinds", fromlist=["Input"]).Input
         self.ort_version = ort.__version__
 
     def run(self, video: Path) -> tuple[int, float]:

@@ -48,8 +48,8 @@ def _frames() -> Any:
     import logging
     import threading
 
-    from edge_engine.discovery import import_file
-    from edge_engine.plugin_types import PluginContext
+    from edge_engine.plugin.discovery import import_file
+    from edge_engine.plugin.kinds import PluginContext
 
     module = import_file(REPO / "extensions" / "data" / "synthetic.py", "bench_synthetic")
     context = PluginContext("", "", "SYNTHETIC", None, logging.getLogger("bench"), Path("."), Path("."),
@@ -63,7 +63,7 @@ def _frames() -> Any:
 def baseline_worker(tuned: bool, start_at: float, seconds: float, results: Any) -> None:
     import onnxruntime as ort
 
-    from edge_engine.discovery import import_file
+    from edge_engine.plugin.discovery import import_file
 
     ocr = import_file(REPO / "extensions" / "serving" / "pp_ocr.py", "bench_pp_ocr")
     options = ort.SessionOptions()

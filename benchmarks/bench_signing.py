@@ -32,7 +32,7 @@ from _results import record
 from coincurve.utils import GROUP_ORDER_INT
 
 from edge_engine.comms import crypto, signing
-from edge_engine.identity import identity_from_private_key
+from edge_engine.local.identity import identity_from_private_key
 
 
 def small_message() -> dict[str, Any]:

@@ -54,13 +54,13 @@ def main() -> int:
 
     from s3_server import SeaweedS3, require_weed
 
-    from edge_engine.cache import CacheLayout
     from edge_engine.comms.service import payload_body
-    from edge_engine.local_output import LocalOutput
+    from edge_engine.local.cache import CacheLayout
     from edge_engine.messages import Payload
-    from edge_engine.storage.config import load_storage_settings
+    from edge_engine.node.local_output import LocalOutput
+    from edge_engine.runtime.supervisor import Supervisor
     from edge_engine.storage.service import StorageService
-    from edge_engine.supervisor import Supervisor
+    from edge_engine.storage.storage_settings import load_storage_settings
 
     images = make_images(args.images, args.width, args.height)
     size = statistics.mean(len(i) for i in images)

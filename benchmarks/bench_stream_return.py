@@ -40,9 +40,9 @@ import _serving_common as serving_common  # noqa: E402
 from _results import record  # noqa: E402
 from stream_servers import SERVERS  # noqa: E402
 
+from edge_engine.config.node_settings import load_settings  # noqa: E402
 from edge_engine.constants import KIND_BUSINESS  # noqa: E402
-from edge_engine.node import Node  # noqa: E402
-from edge_engine.settings import load_settings  # noqa: E402
+from edge_engine.node.core import Node  # noqa: E402
 
 GOAL_S = 3.0
 POLL_SECONDS = 0.005  # how often a wait looks again: the return is timed by the plugin, this only adds latency

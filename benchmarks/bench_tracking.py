@@ -218,8 +218,8 @@ MOTION_ONLY = """
 
 
 def pipeline_cpu(workdir: Path, seconds: float) -> None:
-    from edge_engine.node import Node
-    from edge_engine.settings import load_settings
+    from edge_engine.config.node_settings import load_settings
+    from edge_engine.node.core import Node
 
     video = vs.scene_line_both_ways().write_video(workdir / "scene.avi")
     plugins = workdir / "plugins" / "business"

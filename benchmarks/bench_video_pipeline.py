@@ -4,7 +4,7 @@ Both are measured in the same run, on the same file, alternately (raw, engine, r
 one untimed warm-up of each; the median of ``--repeat`` runs is reported:
 
 1. **raw**: ``cv2.VideoCapture(path)`` then ``read()`` until the end, no engine at all;
-2. **engine**: an in-process :class:`~edge_engine.node.Node` (comms off) runs the pipeline
+2. **engine**: an in-process :class:`~edge_engine.node.core.Node` (comms off) runs the pipeline
    ``VIDEO_FILE`` (no ``LOOP``, no ``REALTIME``: file back-pressure, no frame may be lost) →
    ``BENCH_NOOP`` (a business plugin whose ``process()`` returns None, written by this script into a
    temporary plugins folder). Timed from ``add_pipeline`` (which starts the pipeline) until the
@@ -39,8 +39,8 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 from _results import record  # noqa: E402
 
-from edge_engine.node import Node  # noqa: E402
-from edge_engine.settings import load_settings  # noqa: E402
+from edge_engine.config.node_settings import load_settings  # noqa: E402
+from edge_engine.node.core import Node  # noqa: E402
 
 TARGET_RATIO = 0.9
 NOOP_PLUGIN = '''

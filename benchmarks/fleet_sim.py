@@ -31,7 +31,7 @@ import paho.mqtt.client as mqtt
 from edge_engine.comms.envelope import EnvelopeBuilder
 from edge_engine.comms.heartbeat import build_heartbeat, decode_data, encode_data
 from edge_engine.comms.signing import sign_to_json
-from edge_engine.identity import Identity, identity_from_private_key
+from edge_engine.local.identity import Identity, identity_from_private_key
 
 
 def template_body() -> dict[str, Any]:

@@ -5,11 +5,11 @@
 Plugins in ``extensions/`` and ``plugins/`` import only this module (and third-party libraries).
 """
 
-from edge_engine.config_keys import Key
 from edge_engine.errors import EndOfStream, ServingError
-from edge_engine.hookspecs import hookimpl
 from edge_engine.messages import Notification, Payload
-from edge_engine.plugin_types import (
+from edge_engine.plugin.config_keys import Key
+from edge_engine.plugin.hookspecs import hookimpl
+from edge_engine.plugin.kinds import (
     BusinessPlugin,
     CapturePlugin,
     Input,

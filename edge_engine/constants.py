@@ -116,7 +116,7 @@ ENV_VARS: Final[dict[str, str]] = {
     ENV_EVM_NET: "network profile: mainnet (default), testnet or devnet (set by the image's NETWORK build argument)",
 }
 
-# comms (read by edge_engine.comms.settings; .config_app.json COMMUNICATION.PARAMS may set the same)
+# comms (read by edge_engine.comms.comms_settings; .config_app.json COMMUNICATION.PARAMS may set the same)
 COMMS_ENV_VARS: Final[dict[str, str]] = {
     "EE_COMMS": "0 turns MQTT comms off (payloads stay in _local_cache/_output)",
     "EE_MQTT_HOST": "MQTT broker host; unset = a broker on 127.0.0.1:1883, else the embedded one",
@@ -147,7 +147,7 @@ COMMS_ENV_VARS: Final[dict[str, str]] = {
 }
 ENV_VARS.update(COMMS_ENV_VARS)
 
-# status page and metrics (read by edge_engine.observe.settings; DECISIONS 24)
+# status page and metrics (read by edge_engine.observe.observe_settings; DECISIONS 24)
 OBSERVE_ENV_VARS: Final[dict[str, str]] = {
     "EE_STATUS_PORT": "port of the local status page (8089; 0 turns it off)",
     "EE_STATUS_BIND": "address the status page binds to; other than loopback only with EE_STATUS_TOKEN",
@@ -157,7 +157,7 @@ OBSERVE_ENV_VARS: Final[dict[str, str]] = {
 }
 ENV_VARS.update(OBSERVE_ENV_VARS)
 
-# disk bounds of the local cache (read by edge_engine.disk; DECISIONS 25)
+# disk bounds of the local cache (read by edge_engine.node.disk_bounds; DECISIONS 25)
 DISK_ENV_VARS: Final[dict[str, str]] = {
     "EE_OUTPUT_MAX_MB": "size bound of _local_cache/_output in MB; the oldest files go first (1024)",
     "EE_LOGS_MAX_MB": "size bound of _local_cache/_logs in MB; the oldest files go first (50)",
@@ -165,7 +165,8 @@ DISK_ENV_VARS: Final[dict[str, str]] = {
 }
 ENV_VARS.update(DISK_ENV_VARS)
 
-# object storage (read by edge_engine.storage.config; .config_app.json FILE_UPLOAD.CONFIG_UPLOADER may set the same)
+# object storage (read by edge_engine.storage.storage_settings;
+# .config_app.json FILE_UPLOAD.CONFIG_UPLOADER may set the same)
 STORAGE_ENV_VARS: Final[dict[str, str]] = {
     "EE_MINIO_ENDPOINT": "S3 endpoint host:port (or URL) for witness images and plugin files; unset = no uploads",
     "EE_MINIO_ACCESS_KEY": "S3 access key",

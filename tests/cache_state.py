@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
-from edge_engine.allowlist import read as read_allowlist
 from edge_engine.comms.disk_outbox import inspect_outbox
 from edge_engine.constants import OUTBOX_DIR, UPLOADS_DIR
-from edge_engine.identity import load_or_create_identity
+from edge_engine.local.allowlist import read as read_allowlist
+from edge_engine.local.identity import load_or_create_identity
 
 SKIPPED_DIRS = {"_models"}
 

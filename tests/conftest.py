@@ -1,7 +1,7 @@
 """Shared fixtures: a node built in a temporary folder, with the repository's built-in plugins.
 
 ``node_factory(plugins={"business/x.py": source}, pipelines=[...], startup={...})`` writes the files,
-starts a :class:`~edge_engine.node.Node` in-process with its cache under ``tmp_path`` and returns it;
+starts a :class:`~edge_engine.node.core.Node` in-process with its cache under ``tmp_path`` and returns it;
 every node made is stopped at teardown.
 """
 
@@ -19,11 +19,11 @@ import pytest
 from mqtt_broker import clients, mosquitto, mosquitto_factory  # noqa: F401  (fixtures: a real broker on a free port)
 from s3_server import s3_factory, s3_server  # noqa: F401  (fixtures: a real S3 server, SeaweedFS, on free ports)
 
-from edge_engine.client import load_client_identity
-from edge_engine.hookspecs import hookimpl
-from edge_engine.identity import Identity
-from edge_engine.node import Node
-from edge_engine.settings import load_settings
+from edge_engine.config.node_settings import load_settings
+from edge_engine.local.identity import Identity
+from edge_engine.node.core import Node
+from edge_engine.plugin.hookspecs import hookimpl
+from edge_engine.remote.node_client import load_client_identity
 
 REPO = Path(__file__).resolve().parent.parent
 # Nodes started by tests (in-process or as subprocesses) keep the status page off unless a test picks a port.

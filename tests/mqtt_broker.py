@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from edge_engine.client import EdgeClient
 from edge_engine.comms.broker import broker_answering
-from edge_engine.identity import Identity
+from edge_engine.local.identity import Identity
+from edge_engine.remote.node_client import EdgeClient
 
 INSTALL_HINT = (
     "the mosquitto binary is needed by the comms tests and was not found on PATH (nor in /usr/sbin). "

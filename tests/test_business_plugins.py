@@ -22,7 +22,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from edge_engine.api import BusinessPlugin, Input, PluginContext  # noqa: E402
-from edge_engine.config_keys import defaults  # noqa: E402
+from edge_engine.plugin.config_keys import defaults  # noqa: E402
 
 H, W = 240, 320
 BOX = (200, 60, 80, 60)  # x, y, w, h of the bright box in original pixels: 4800 px = 6.25 % of the frame

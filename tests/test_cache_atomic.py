@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from edge_engine.cache import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
 from edge_engine.errors import CacheError
+from edge_engine.local.cache import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
 
 WRITE_SECONDS = 1.5
 MIN_WRITES = 10

@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 from conftest import REPO
 
-from edge_engine.identity import load_or_create_identity
-from edge_engine.node import Node
-from edge_engine.ops import main_change_alias
-from edge_engine.settings import load_settings
+from edge_engine.cli.ops import main_change_alias
+from edge_engine.config.node_settings import load_settings
+from edge_engine.local.identity import load_or_create_identity
+from edge_engine.node.core import Node
 
 ENV = {"EE_COMMS": "0", "EE_STATUS_PORT": "0", "EE_LOAD_ENTRY_POINTS": "0"}
 FRAME_STATS = {"SIGNATURE": "FRAME_STATS", "INSTANCES": [{"INSTANCE_ID": "s", "REPORT_EVERY": 1000}]}

@@ -21,10 +21,10 @@ import pytest
 from conftest import REPO, wait_for
 from mqtt_broker import Mosquitto, free_port
 
-from edge_engine.hookspecs import hookimpl
 from edge_engine.messages import Payload
-from edge_engine.node import Node
-from edge_engine.plugin_types import PluginContext
+from edge_engine.node.core import Node
+from edge_engine.plugin.hookspecs import hookimpl
+from edge_engine.plugin.kinds import PluginContext
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -268,7 +268,7 @@ def _load(name: str) -> Any:
 
 
 def _plugin(cls: type, config: dict[str, Any], tmp_path: Any) -> Any:
-    from edge_engine.config_keys import defaults
+    from edge_engine.plugin.config_keys import defaults
 
     context = PluginContext(node_alias="n", pipeline="p", signature=cls.SIGNATURE, instance_id=None,
                             log=logging.getLogger("test.net"), output_dir=tmp_path, models_dir=tmp_path,

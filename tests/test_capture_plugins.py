@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 from edge_engine.api import EndOfStream, Input, PluginContext
-from edge_engine.config_keys import check_value, defaults, validate_mapping
+from edge_engine.plugin.config_keys import check_value, defaults, validate_mapping
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "samples" / "demo.mp4"

@@ -29,7 +29,7 @@ from edge_engine.serving.cascade import (
     crop_quad,
     select_boxes,
 )
-from edge_engine.serving.transport import FrameReader, ShmStatus
+from edge_engine.serving.frame_slots import FrameReader, ShmStatus
 
 pytest.importorskip("onnxruntime", reason="model serving needs onnxruntime (requirements.txt)")
 
@@ -427,7 +427,7 @@ def test_a_frame_without_image_or_an_on_model_without_detections_gives_config_er
     from types import SimpleNamespace
 
     from edge_engine.errors import ServingError
-    from edge_engine.plugin_types import Input
+    from edge_engine.plugin.kinds import Input
     from edge_engine.runtime.serving_stage import CascadeRun, ServingStage
 
     engine = SimpleNamespace(signature="ONNX", model="mean.onnx")

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from conftest import wait_for
 
-from edge_engine.client import Received
-from edge_engine.node import Node
-from edge_engine.ops import main_add_allowed
+from edge_engine.cli.ops import main_add_allowed
+from edge_engine.node.core import Node
+from edge_engine.remote.node_client import Received
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -11,8 +11,8 @@ import pytest
 from conftest import wait_for
 from test_comms import allow, raw, start_node, tick_pipeline
 
-from edge_engine.client import EdgeClient
 from edge_engine.comms.commands import REJECTIONS_PER_SECOND
+from edge_engine.remote.node_client import EdgeClient
 
 pytestmark = pytest.mark.timeout(60)
 COMMANDS_LOGGER = "edge_engine.comms.commands"

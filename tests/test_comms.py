@@ -1,8 +1,8 @@
 """Comms against a real Mosquitto: heartbeats, signed payloads, commands from the client, rejections, outages.
 
 Every test starts its own broker on a free port (never 1883) and a node in-process with comms on it; the
-client (:class:`edge_engine.client.EdgeClient`) has its own key in ``tmp_path``. Heartbeats come every second
-here (``SECONDS_HEARTBEAT: 1``). The broker outage lasts ``OUTAGE_SECONDS`` (``EE_TEST_OUTAGE_SECONDS``; 3 s in
+client (:class:`edge_engine.remote.node_client.EdgeClient`) has its own key in ``tmp_path``. Heartbeats come every
+second here (``SECONDS_HEARTBEAT: 1``). The broker outage lasts ``OUTAGE_SECONDS`` (``EE_TEST_OUTAGE_SECONDS``; 3 s in
 CI, 30 s in the documented slow run).
 """
 
@@ -28,14 +28,14 @@ from conftest import REPO, wait_for
 from mqtt_broker import Mosquitto, free_port
 from plugins_src import message_pipeline, payload_plugin
 
-from edge_engine import client_cli
-from edge_engine.client import EdgeClient, Received
+from edge_engine.cli.ops import main_add_allowed, main_remove_allowed
 from edge_engine.comms.outbox import OutboxItem
 from edge_engine.comms.signing import verify
-from edge_engine.identity import Identity, identity_from_private_key
+from edge_engine.local.identity import Identity, identity_from_private_key
 from edge_engine.messages import Payload
-from edge_engine.node import Node
-from edge_engine.ops import main_add_allowed, main_remove_allowed
+from edge_engine.node.core import Node
+from edge_engine.remote import command_line as client_cli
+from edge_engine.remote.node_client import EdgeClient, Received
 
 OUTAGE_SECONDS = float(os.environ.get("EE_TEST_OUTAGE_SECONDS", "3"))
 pytestmark = pytest.mark.timeout(60 + 2 * OUTAGE_SECONDS)

@@ -21,10 +21,10 @@ import pytest
 from conftest import wait_for
 from mqtt_broker import Mosquitto
 
-from edge_engine.client import EdgeClient, Received, load_client_identity
+from edge_engine.cli.ops import main_add_allowed
 from edge_engine.comms.commands import ACTIONS, MAX_ANSWERS, PEEK_MAX_BYTES, expected_failures
-from edge_engine.node import Node
-from edge_engine.ops import main_add_allowed
+from edge_engine.node.core import Node
+from edge_engine.remote.node_client import EdgeClient, Received, load_client_identity
 
 pytestmark = pytest.mark.timeout(60)
 

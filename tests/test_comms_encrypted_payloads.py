@@ -17,11 +17,11 @@ import pytest
 from conftest import wait_for
 from mqtt_broker import Mosquitto
 
-from edge_engine.client import EdgeClient, Received, load_client_identity
+from edge_engine.cli.ops import main_add_allowed
 from edge_engine.comms.crypto import DecryptError, decrypt
 from edge_engine.comms.signing import verify
-from edge_engine.node import Node
-from edge_engine.ops import main_add_allowed
+from edge_engine.node.core import Node
+from edge_engine.remote.node_client import EdgeClient, Received, load_client_identity
 
 pytestmark = pytest.mark.timeout(60)
 

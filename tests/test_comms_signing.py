@@ -26,7 +26,7 @@ import pytest
 from coincurve.utils import GROUP_ORDER_INT
 
 from edge_engine.comms import crypto, signing
-from edge_engine.identity import Identity, identity_from_private_key
+from edge_engine.local.identity import Identity, identity_from_private_key
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 VECTORS = json.loads((FIXTURES / "ratio1_sdk_vectors.json").read_text(encoding="utf-8"))

@@ -15,13 +15,13 @@ from typing import Any
 import pytest
 from conftest import wait_for
 
-from edge_engine.cache import CacheLayout
-from edge_engine.discovery import PluginLoader
+from edge_engine.config.node_settings import load_settings
+from edge_engine.config.pipelines import validate_pipeline
 from edge_engine.errors import CacheError, ConfigError
-from edge_engine.hooks import get_plugin_manager
-from edge_engine.pipeline_config import validate_pipeline
-from edge_engine.registry import PluginRegistry
-from edge_engine.settings import load_settings
+from edge_engine.local.cache import CacheLayout
+from edge_engine.plugin.discovery import PluginLoader
+from edge_engine.plugin.hooks import get_plugin_manager
+from edge_engine.plugin.registry import PluginRegistry
 
 REPO = Path(__file__).resolve().parent.parent
 FILE = "pipes/x.json"

@@ -40,12 +40,12 @@ from mqtt_broker import Mosquitto
 from node_runner import REPO, NodeRunner, base_env
 from s3_server import SeaweedS3
 
-from edge_engine.client import EdgeClient, load_client_identity
+from edge_engine.cli.ops import main_add_allowed, main_change_alias
 from edge_engine.comms.disk_outbox import LANES, DiskOutbox
 from edge_engine.comms.sequence import BLOCK
 from edge_engine.comms.signing import verify
 from edge_engine.constants import OUTBOX_DIR, UPLOADS_DIR
-from edge_engine.ops import main_add_allowed, main_change_alias
+from edge_engine.remote.node_client import EdgeClient, load_client_identity
 
 SEED = int(os.environ.get("EE_TEST_CRASH_SEED", str(int(time.time()))))
 ROUNDS = int(os.environ.get("EE_TEST_CRASH_ROUNDS", "1"))
@@ -230,8 +230,8 @@ def test_kill9_at_random_moments_keeps_the_state(crasher: Crasher) -> None:
 
 def test_a_first_start_killed_before_seeding_seeds_at_the_next_start(tmp_path: Path) -> None:
     """The startup config reaches the cache before the pipelines are seeded: a crash in between must not lose them."""
-    from edge_engine.node import Node
-    from edge_engine.settings import load_settings
+    from edge_engine.config.node_settings import load_settings
+    from edge_engine.node.core import Node
 
     base = tmp_path / "node"
     base.mkdir()

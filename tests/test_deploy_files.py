@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from edge_engine import constants as C
-from edge_engine.comms.settings import ENV_FIELDS
+from edge_engine.comms.comms_settings import ENV_FIELDS
 
 REPO = Path(__file__).resolve().parent.parent
 DOCKERFILE = REPO / "docker" / "Dockerfile"

@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 from conftest import write_plugin
 
+from edge_engine.config.pipelines import validate_pipeline
 from edge_engine.constants import KIND_BUSINESS, KIND_CAPTURE, KIND_SERVING
-from edge_engine.discovery import PluginLoader
-from edge_engine.hooks import get_plugin_manager
-from edge_engine.pipeline_config import validate_pipeline
-from edge_engine.registry import PluginRegistry
+from edge_engine.plugin.discovery import PluginLoader
+from edge_engine.plugin.hooks import get_plugin_manager
+from edge_engine.plugin.registry import PluginRegistry
 
 REPO = Path(__file__).resolve().parent.parent
 BUILTINS = {

@@ -23,7 +23,10 @@ import pytest
 from conftest import REPO, wait_for
 from plugins_src import message_pipeline, payload_plugin
 
-from edge_engine.disk import (
+from edge_engine.errors import ConfigError
+from edge_engine.messages import Notification
+from edge_engine.node.core import Node
+from edge_engine.node.disk_bounds import (
     MB,
     DiskManager,
     DiskSettings,
@@ -32,10 +35,7 @@ from edge_engine.disk import (
     load_disk_settings,
     prune_oldest,
 )
-from edge_engine.errors import ConfigError
-from edge_engine.hookspecs import hookimpl
-from edge_engine.messages import Notification
-from edge_engine.node import Node
+from edge_engine.plugin.hookspecs import hookimpl
 
 pytestmark = pytest.mark.timeout(90)
 

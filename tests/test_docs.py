@@ -6,8 +6,8 @@ import inspect
 import re
 from pathlib import Path
 
-from edge_engine import hookspecs
 from edge_engine.constants import ENV_VARS
+from edge_engine.plugin import hookspecs
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -47,8 +47,8 @@ def test_env_template_lists_exactly_the_known_variables() -> None:
 
 
 def test_every_env_variable_the_code_reads_is_listed() -> None:
-    from edge_engine.comms.settings import ENV_FIELDS
-    from edge_engine.settings import ENV_OVERRIDES
+    from edge_engine.comms.comms_settings import ENV_FIELDS
+    from edge_engine.config.node_settings import ENV_OVERRIDES
 
     assert set(ENV_FIELDS) <= set(ENV_VARS)
     assert set(ENV_OVERRIDES) <= set(ENV_VARS)

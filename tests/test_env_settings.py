@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from node_runner import REPO, base_env
 
-from edge_engine.comms.settings import ENV_FIELDS as COMMS_FIELDS
-from edge_engine.disk import DEFAULTS_MB
+from edge_engine.comms.comms_settings import ENV_FIELDS as COMMS_FIELDS
+from edge_engine.config.node_settings import ENV_OVERRIDES, load_settings, read_settings
 from edge_engine.errors import ConfigError
-from edge_engine.settings import ENV_OVERRIDES, load_settings, read_settings
-from edge_engine.storage.config import ENV_FIELDS as STORAGE_FIELDS
+from edge_engine.node.disk_bounds import DEFAULTS_MB
+from edge_engine.storage.storage_settings import ENV_FIELDS as STORAGE_FIELDS
 
 STORAGE = {"EE_MINIO_ENDPOINT": "127.0.0.1:9000", "EE_MINIO_UPLOAD_BUCKET": "frames"}
 # variable -> (bad value, other variables it needs to be read)

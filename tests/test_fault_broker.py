@@ -31,7 +31,7 @@ from test_node_process import make_node  # noqa: F401  (fixture)
 from edge_engine.comms.disk_outbox import inspect_outbox
 from edge_engine.comms.service import PUBLISH_WINDOW
 from edge_engine.comms.signing import verify
-from edge_engine.node import Node
+from edge_engine.node.core import Node
 
 OUTAGE_SECONDS = float(os.environ.get("EE_TEST_OUTAGE_SECONDS", "5"))
 FPS = 50

@@ -30,10 +30,10 @@ from mqtt_broker import Mosquitto, require_binary
 from node_runner import NodeRunner, base_env
 from sdk_env import sdk_python
 
+from edge_engine.cli.ops import main_add_allowed
 from edge_engine.comms.admin import encode_netmon_v2
 from edge_engine.comms.network import decode_encoded_data
-from edge_engine.identity import load_or_create_identity
-from edge_engine.ops import main_add_allowed
+from edge_engine.local.identity import load_or_create_identity
 
 REPO = Path(__file__).resolve().parent.parent
 SIMULATOR = REPO / "benchmarks" / "fleet_sim.py"

@@ -39,11 +39,11 @@ from conftest import wait_for
 from mqtt_broker import Mosquitto
 from node_runner import NodeRunner, base_env, rss_bytes
 
-from edge_engine.client import EdgeClient, Received, load_client_identity
+from edge_engine.cli.ops import main_add_allowed
 from edge_engine.comms.crypto import encrypt_for
 from edge_engine.comms.signing import sign_to_json
-from edge_engine.identity import Identity, identity_from_private_key
-from edge_engine.ops import main_add_allowed
+from edge_engine.local.identity import Identity, identity_from_private_key
+from edge_engine.remote.node_client import EdgeClient, Received, load_client_identity
 
 FUZZ_COUNT = int(os.environ.get("EE_TEST_FUZZ_COUNT", "10000"))
 SEED = int(os.environ.get("EE_TEST_FUZZ_SEED", "20261123"))

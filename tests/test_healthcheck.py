@@ -12,7 +12,7 @@ import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from edge_engine import ops
+from edge_engine.cli import ops
 
 REPO = Path(__file__).resolve().parent.parent
 NOW = datetime(2026, 11, 23, 15, 0, 10, tzinfo=timezone.utc)

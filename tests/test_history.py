@@ -6,7 +6,7 @@ import json
 import logging
 import time
 
-from edge_engine.history import NodeHistory, iso_utc, parse_iso_utc
+from edge_engine.node.history import NodeHistory, iso_utc, parse_iso_utc
 
 IDENTITY = {"address": "0xai_test", "eth_address": "0xabc", "alias": "node-test", "version": "v0.1.0"}
 T0 = 1_795_000_000.0 - (1_795_000_000.0 % 300)  # a bucket boundary
@@ -153,7 +153,7 @@ def test_load_ignores_an_unreadable_file(tmp_path, caplog) -> None:
     path = tmp_path / "local_history.json"
     path.write_text("{not json")
     history = _history(FakeClock())
-    with caplog.at_level(logging.WARNING, logger="edge_engine.history"):
+    with caplog.at_level(logging.WARNING, logger="edge_engine.node.history"):
         assert history.load(path) is False
     assert str(path) in caplog.text
     path.write_text(json.dumps({"timestamps": ["yesterday"], "cpu_load": [1]}))

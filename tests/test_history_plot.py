@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from test_ops_cmds import REPO, run
 
-from edge_engine.history import NodeHistory
-from edge_engine.history_plot import render_svg
+from edge_engine.cli.history_plot import render_svg
+from edge_engine.node.history import NodeHistory
 
 NS = {"svg": "http://www.w3.org/2000/svg"}
 START = datetime(2026, 11, 23, 15, 0, 0, tzinfo=timezone.utc)

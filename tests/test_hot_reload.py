@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from conftest import EmitTap, wait_for
 
-from edge_engine.node import Node
+from edge_engine.node.core import Node
 
 PLUGIN = """
     from edge_engine.api import BusinessPlugin

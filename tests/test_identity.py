@@ -13,9 +13,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from edge_engine._keccak import _sponge, keccak256
 from edge_engine.errors import CacheError
-from edge_engine.identity import (
+from edge_engine.local.identity import (
     Identity,
     default_alias,
     identity_from_private_key,
@@ -23,6 +22,7 @@ from edge_engine.identity import (
     reset_identity,
     to_checksum_address,
 )
+from edge_engine.local.keccak import _sponge, keccak256
 
 KNOWN_KEY = "4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318"
 KNOWN_ETH = "0x2c7536E3605D9C16a7a3D7b1898e529396a65c23"
@@ -123,7 +123,7 @@ def test_group_readable_key_is_tightened_with_a_warning(tmp_path, caplog) -> Non
     key_file = tmp_path / "e2.pem"
     address = load_or_create_identity(key_file).address
     os.chmod(key_file, 0o644)
-    with caplog.at_level(logging.WARNING, logger="edge_engine.identity"):
+    with caplog.at_level(logging.WARNING, logger="edge_engine.local.identity"):
         assert load_or_create_identity(key_file).address == address
     assert _mode(key_file) == 0o600
     assert "0644" in caplog.text

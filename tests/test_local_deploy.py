@@ -23,9 +23,9 @@ from typing import Any
 import pytest
 from node_runner import REPO, NodeRunner, base_env
 
-from edge_engine import local_deploy as L
-from edge_engine.cache import CacheLayout, atomic_write_json, read_json
 from edge_engine.errors import ConfigError, ConfigIssue
+from edge_engine.local.cache import CacheLayout, atomic_write_json, read_json
+from edge_engine.node import local_deploy as L
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edge_engine.cache import CacheLayout
-from edge_engine.local_output import LocalOutput, image_relpath
+from edge_engine.local.cache import CacheLayout
 from edge_engine.messages import Payload
-from edge_engine.storage.config import StorageSettings
+from edge_engine.node.local_output import LocalOutput, image_relpath
+from edge_engine.runtime.supervisor import Supervisor
 from edge_engine.storage.service import StorageService
-from edge_engine.supervisor import Supervisor
+from edge_engine.storage.storage_settings import StorageSettings
 
 PATH = ["node", "pipe", "SIG", "inst"]
 

@@ -13,7 +13,7 @@ from conftest import wait_for
 
 from edge_engine.redact import MASK, RedactingFilter, is_secret_key, redact, redact_text
 from edge_engine.runtime.mailbox import BLOCK, CONTROL, DROP_OLDEST, INPUT, Closed, Mailbox
-from edge_engine.supervisor import RestartPolicy, Supervisor
+from edge_engine.runtime.supervisor import RestartPolicy, Supervisor
 
 
 def start(target: Any, *args: Any) -> tuple[threading.Thread, dict[str, Any]]:
@@ -350,7 +350,7 @@ def test_logging_filter_masks_credentials_in_the_final_message() -> None:
 def test_a_part_may_cap_its_own_backoff() -> None:
     import random
 
-    from edge_engine.supervisor import RestartPolicy, Supervisor
+    from edge_engine.runtime.supervisor import RestartPolicy, Supervisor
 
     supervisor = Supervisor(RestartPolicy(initial=1.0, factor=2.0, cap=30.0, jitter=0.0), random.Random(1))
     delays = [supervisor.failed("comms", "down", cap=5.0, flap=False) for _ in range(8)]  # comms never flaps
@@ -360,7 +360,7 @@ def test_a_part_may_cap_its_own_backoff() -> None:
 
 
 def test_rate_meter_keeps_its_rate_when_readers_call_in_quick_succession() -> None:
-    from edge_engine.runtime.stats import RateMeter
+    from edge_engine.runtime.stage_stats import RateMeter
 
     meter = RateMeter(min_window=1.0)
     assert meter.update(0, now=100.0) == 0.0

@@ -20,7 +20,7 @@ from edge_engine.serving.model_fetch import (
     parse_source,
     source_of,
 )
-from edge_engine.storage.config import StorageSettings
+from edge_engine.storage.storage_settings import StorageSettings
 
 MB = 1 << 20
 BLOB = os.urandom(3 * MB + 12345)  # a "model": big enough for several chunks

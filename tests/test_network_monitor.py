@@ -25,18 +25,18 @@ import pytest
 from conftest import REPO, wait_for
 from mqtt_broker import Mosquitto
 
-from edge_engine import client_cli
-from edge_engine.client import EdgeClient, Received, load_client_identity
+from edge_engine.cli.ops import main_add_allowed
 from edge_engine.comms.admin import ADMIN_PIPELINE, NET_CONFIG, NET_MON, AdminPipeline, admin_pipeline_config
+from edge_engine.comms.comms_settings import CommsSettings
 from edge_engine.comms.crypto import decrypt, encrypt_for_multi
 from edge_engine.comms.heartbeat import encode_data
 from edge_engine.comms.network import NetworkTracker
-from edge_engine.comms.settings import CommsSettings
 from edge_engine.comms.signing import sign_to_json, strip_address_prefix, verify
-from edge_engine.identity import Identity, identity_from_private_key
-from edge_engine.node import Node
-from edge_engine.ops import main_add_allowed
-from edge_engine.settings import load_settings
+from edge_engine.config.node_settings import load_settings
+from edge_engine.local.identity import Identity, identity_from_private_key
+from edge_engine.node.core import Node
+from edge_engine.remote import command_line as client_cli
+from edge_engine.remote.node_client import EdgeClient, Received, load_client_identity
 
 FAST = {"SECONDS_HEARTBEAT": 1, "RESTART_BACKOFF_MAX": 1.0, "SECONDS_LOCAL_INFO": 0.5}
 
@@ -449,7 +449,7 @@ def test_engine_api_keeps_the_admin_pipeline_out_of_reach(node_factory) -> None:
 
 
 def test_supervisor_ordinal_0_picks_the_first_statefulset_pod_only() -> None:
-    from edge_engine.comms.settings import _supervisor, load_comms_settings
+    from edge_engine.comms.comms_settings import _supervisor, load_comms_settings
 
     assert _supervisor("ordinal-0", "edge-node-0") and not _supervisor("ordinal-0", "edge-node-1")
     assert not _supervisor("ordinal-0", "edge-node-10") and not _supervisor("ordinal-0", "laptop")

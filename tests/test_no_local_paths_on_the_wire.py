@@ -15,10 +15,10 @@ import pytest
 from conftest import wait_for
 from node_runner import NodeRunner, base_env
 
-from edge_engine.client import EdgeClient, load_client_identity
+from edge_engine.cli.ops import main_add_allowed
 from edge_engine.comms.heartbeat import build_heartbeat, decode_data
-from edge_engine.ops import main_add_allowed
 from edge_engine.redact import LocalPaths
+from edge_engine.remote.node_client import EdgeClient, load_client_identity
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -314,7 +314,7 @@ def test_tracks_and_region_state_survive_a_live_update(plugin_harness: Any) -> N
 
 
 def test_clips_are_bounded_by_the_output_size_limit(node_factory: Any, tmp_path: Path) -> None:
-    from edge_engine.disk import folder_files
+    from edge_engine.node.disk_bounds import folder_files
 
     video = vs.scene_zone_stop().write_video(tmp_path / "zone.avi")
     node = node_factory(environ={"EE_OUTPUT_MAX_MB": "0.12"})
@@ -342,7 +342,7 @@ def test_the_documented_pipelines_are_valid_and_their_zones_parse(edge_plugin_re
     import re
 
     from edge_engine.api import parse_regions
-    from edge_engine.pipeline_config import validate_pipeline
+    from edge_engine.config.pipelines import validate_pipeline
 
     text = (Path(__file__).resolve().parent.parent / "docs" / "analytics.md").read_text(encoding="utf-8")
     blocks = [json.loads(b) for b in re.findall(r"```json\n(.*?)```", text, re.DOTALL) if '"PLUGINS"' in b]

@@ -16,9 +16,9 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_engine.discovery import import_file
 from edge_engine.errors import ServingError
-from edge_engine.plugin_types import Input, PluginContext
+from edge_engine.plugin.discovery import import_file
+from edge_engine.plugin.kinds import Input, PluginContext
 from tests.conftest import wait_for
 from tests.text_frames import CASES, TextFrame, expected_text, render
 

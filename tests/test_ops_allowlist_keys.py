@@ -9,7 +9,7 @@ from pathlib import Path
 import coincurve
 from test_ops_cmds import run
 
-from edge_engine.identity import load_or_create_identity
+from edge_engine.local.identity import load_or_create_identity
 
 
 def new_address() -> str:

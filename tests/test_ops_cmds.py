@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_engine import ops
+from edge_engine.cli import ops
 from edge_engine.errors import CacheError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -220,8 +220,8 @@ def test_commands_run_without_the_venv_dependencies(cache: Path) -> None:
 
 def test_ops_imports_only_the_standard_library() -> None:
     code = (
-        "import sys, edge_engine.ops; "
-        "bad = [m for m in ('psutil', 'coincurve', 'cryptography', 'pluggy', 'edge_engine.identity') "
+        "import sys, edge_engine.cli.ops; "
+        "bad = [m for m in ('psutil', 'coincurve', 'cryptography', 'pluggy', 'edge_engine.local.identity') "
         "if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)

@@ -18,8 +18,8 @@ import pytest
 from conftest import wait_for
 from plugins_src import message_pipeline
 
-from edge_engine.disk import MB, DiskManager, DiskSettings, folder_files
-from edge_engine.node import Node
+from edge_engine.node.core import Node
+from edge_engine.node.disk_bounds import MB, DiskManager, DiskSettings, folder_files
 
 pytestmark = pytest.mark.timeout(90)
 BOUND_MB = 0.25

@@ -1,5 +1,5 @@
 """``edge-node validate`` and the node read pipeline files through one reader
-(:func:`edge_engine.pipeline_config.read_pipeline_file`), so they agree: a file in the cache holds one pipeline
+(:func:`edge_engine.config.pipelines.read_pipeline_file`), so they agree: a file in the cache holds one pipeline
 object (a JSON array there is refused by both, with the same reason); a seed file (the startup config's
 ``PIPELINES``) may hold a list, which both accept."""
 
@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from test_cli_validate import make_project, run, write_json
 
-from edge_engine.node import Node
-from edge_engine.settings import load_settings
+from edge_engine.config.node_settings import load_settings
+from edge_engine.node.core import Node
 
 GOOD = {"NAME": "good", "TYPE": "SYNTHETIC", "COUNT": 3,
         "PLUGINS": [{"SIGNATURE": "HELLO", "INSTANCES": [{"INSTANCE_ID": "h1", "NEEDED": "x"}]}]}  # fmt: skip

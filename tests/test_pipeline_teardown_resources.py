@@ -22,7 +22,7 @@ import pytest
 from conftest import wait_for
 from node_runner import NodeRunner, base_env, rss_bytes
 
-from edge_engine.node import Node
+from edge_engine.node.core import Node
 
 CYCLES = int(os.environ.get("EE_TEST_TEARDOWN_CYCLES", "200"))
 PROCESS_CYCLES = int(os.environ.get("EE_TEST_TEARDOWN_PROCESS_CYCLES", "20"))
@@ -114,8 +114,8 @@ def open_files() -> list[str]:
 
 def test_open_payload_files_are_bounded(tmp_path: Any) -> None:
     """Instances removed by live updates (their pipeline keeps running) cannot pile up open files either."""
-    from edge_engine.local_output import MAX_OPEN_FILES, LocalOutput
     from edge_engine.messages import Payload
+    from edge_engine.node.local_output import MAX_OPEN_FILES, LocalOutput
 
     output = LocalOutput(tmp_path / "_output", log_payloads=False)
     before = open_descriptors()
@@ -135,8 +135,8 @@ def process_resources(pid: int) -> tuple[int, int, float]:
 
 @pytest.mark.timeout(1800)
 def test_a_node_process_returns_to_baseline(tmp_path: Path, mosquitto: Any, clients: Any, capsys: Any) -> None:
-    from edge_engine.client import load_client_identity
-    from edge_engine.ops import main_add_allowed
+    from edge_engine.cli.ops import main_add_allowed
+    from edge_engine.remote.node_client import load_client_identity
 
     folder = tmp_path / "more_plugins"
     folder.joinpath("business").mkdir(parents=True)

@@ -22,11 +22,11 @@ from node_runner import NodeRunner, base_env
 from edge_engine.api import BusinessPlugin, Key
 from edge_engine.cli import plugins as plugins_cli
 from edge_engine.cli import validate as validate_cli
-from edge_engine.config_keys import check_value
-from edge_engine.discovery import PluginLoader
 from edge_engine.errors import PluginLoadError
-from edge_engine.hooks import get_plugin_manager
-from edge_engine.registry import PluginRegistry
+from edge_engine.plugin.config_keys import check_value
+from edge_engine.plugin.discovery import PluginLoader
+from edge_engine.plugin.hooks import get_plugin_manager
+from edge_engine.plugin.registry import PluginRegistry
 
 BAD_TYPE = """
 from edge_engine.api import BusinessPlugin, Key
@@ -196,7 +196,7 @@ def test_misplaced_plugin_files_are_logged_with_why(tmp_path: Path, caplog: Any,
                      "business/group/sub/deep_ok.py", "lib/_private.py"):  # fmt: skip
         write_plugin(folder, relative, source.replace("COUNTER", Path(relative).stem.upper()))
     registry = PluginRegistry()
-    with caplog.at_level(logging.INFO, logger="edge_engine.discovery"):
+    with caplog.at_level(logging.INFO, logger="edge_engine.plugin.discovery"):
         PluginLoader(registry, get_plugin_manager()).load_folder(folder)
     assert [r.signature for r in registry.records()] == ["DEEP_OK"]  # any depth inside a kind folder loads
     lines = {r.getMessage() for r in caplog.records if "skipped" in r.getMessage()}
@@ -219,7 +219,7 @@ def test_misplaced_plugin_files_are_logged_with_why(tmp_path: Path, caplog: Any,
 
 def test_a_kind_folder_given_as_the_plugin_folder_is_explained(tmp_path: Path, caplog: Any) -> None:
     write_plugin(tmp_path / "business", "counter.py", GOOD)
-    with caplog.at_level(logging.INFO, logger="edge_engine.discovery"):
+    with caplog.at_level(logging.INFO, logger="edge_engine.plugin.discovery"):
         PluginLoader(PluginRegistry(), get_plugin_manager()).load_folder(tmp_path / "business")
     assert "plugin file business/counter.py skipped: business/ is itself a kind folder: list its parent folder as " \
            "the plugin folder" in caplog.text  # fmt: skip

@@ -26,8 +26,8 @@ from mqtt_broker import Mosquitto, require_binary
 from node_runner import NodeRunner
 from sdk_env import sdk_python
 
-from edge_engine.client import EdgeClient
-from edge_engine.identity import load_or_create_identity
+from edge_engine.local.identity import load_or_create_identity
+from edge_engine.remote.node_client import EdgeClient
 
 REPO = Path(__file__).resolve().parent.parent
 DOC = REPO / "docs" / "ratio1-sdk.md"

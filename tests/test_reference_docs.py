@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from edge_engine.cli import gen_reference
-from edge_engine.plugin_types import PLUGIN_BASES
-from edge_engine.sandbox import load_catalog
+from edge_engine.plugin.kinds import PLUGIN_BASES
+from edge_engine.runtime.sandbox import load_catalog
 
 REPO = Path(__file__).resolve().parent.parent
 FIX = "run `python -m edge_engine.cli.gen_reference` and commit docs/plugins.md"

@@ -1,6 +1,6 @@
 """The runtime, in-process: isolation, back-pressure, pacing, live updates, outputs, persistence and shutdown.
 
-Each test starts a real :class:`~edge_engine.node.Node` (``node_factory``) with the built-in capture plugins
+Each test starts a real :class:`~edge_engine.node.core.Node` (``node_factory``) with the built-in capture plugins
 and a ``PROBE`` business plugin that records what the engine does to it.
 """
 
@@ -20,7 +20,7 @@ import pytest
 from conftest import REPO, wait_for
 
 from edge_engine.errors import ConfigError, PipelineError
-from edge_engine.node import Node
+from edge_engine.node.core import Node
 from edge_engine.runtime.environment import RuntimeEnv
 
 DEMO_VIDEO = REPO / "samples" / "demo.mp4"

@@ -19,14 +19,14 @@ import pytest
 from conftest import REPO, instance_state, pipeline_finished, wait_for
 from onnx_models import mean_model
 
-from edge_engine.discovery import PluginLoader
 from edge_engine.errors import ConfigError, ServingError
-from edge_engine.hooks import get_plugin_manager
-from edge_engine.registry import PluginRegistry
+from edge_engine.plugin.discovery import PluginLoader
+from edge_engine.plugin.hooks import get_plugin_manager
+from edge_engine.plugin.registry import PluginRegistry
 from edge_engine.serving import batcher
-from edge_engine.serving.config import check_engines, resolve_engines
+from edge_engine.serving.frame_slots import ShmStatus
+from edge_engine.serving.instance_models import check_engines, resolve_engines
 from edge_engine.serving.onnx_info import read_onnx_io
-from edge_engine.serving.transport import ShmStatus
 
 pytest.importorskip("onnxruntime", reason="model serving needs onnxruntime (requirements.txt)")
 
@@ -365,8 +365,8 @@ def test_an_idle_node_imports_no_onnxruntime_and_starts_no_server(tmp_path: Path
         import json, sys, time
         sys.path.insert(0, {str(REPO)!r})
         import psutil
-        from edge_engine.node import Node
-        from edge_engine.settings import load_settings
+        from edge_engine.node.core import Node
+        from edge_engine.config.node_settings import load_settings
 
         base = __import__("pathlib").Path({str(tmp_path)!r})
         (base / ".config_startup.json").write_text(json.dumps({{

@@ -32,9 +32,9 @@ from test_serving import MEAN_PARAMS, const_pipeline
 from test_serving import mean_node as mean_node  # a fixture the tests here use
 
 from edge_engine.errors import ServingError
-from edge_engine.plugin_types import Input
-from edge_engine.serving.client import Ticket
-from edge_engine.serving.transport import SHM_PATH, FrameReader, FrameSlots
+from edge_engine.plugin.kinds import Input
+from edge_engine.serving.frame_slots import SHM_PATH, FrameReader, FrameSlots
+from edge_engine.serving.tickets import Ticket
 from edge_engine.serving.worker import _run_batch
 
 pytest.importorskip("onnxruntime", reason="model serving needs onnxruntime (requirements.txt)")

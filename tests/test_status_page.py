@@ -20,10 +20,10 @@ import numpy as np
 import pytest
 from conftest import REPO, wait_for
 
+from edge_engine.config.node_settings import load_settings
 from edge_engine.errors import ConfigError
-from edge_engine.node import Node
+from edge_engine.node.core import Node
 from edge_engine.observe import ObserveServer, ObserveSettings, load_observe_settings
-from edge_engine.settings import load_settings
 
 PIPELINES: list[dict[str, Any]] = [
     {"NAME": "synth", "TYPE": "SYNTHETIC",

@@ -25,12 +25,12 @@ import paho.mqtt.client as mqtt
 from conftest import EmitTap, wait_for
 from node_runner import NodeRunner, base_env
 
+from edge_engine.cli.ops import format_node_info
 from edge_engine.comms.heartbeat import build_heartbeat, decode_data
 from edge_engine.comms.service import payload_body
 from edge_engine.observe.metrics import MetricsExporter
-from edge_engine.ops import format_node_info
-from edge_engine.storage.config import load_storage_settings
 from edge_engine.storage.queue import UploadQueue
+from edge_engine.storage.storage_settings import load_storage_settings
 
 OUTAGE_SECONDS = float(os.environ.get("EE_TEST_OUTAGE_SECONDS", "3"))
 
@@ -140,7 +140,7 @@ def test_without_s3_images_stay_local_inline_and_minio_is_not_imported(node_fact
     assert node.snapshot()["storage"]["configured"] is False
     code = (
         "import sys, tempfile, pathlib\n"
-        "from edge_engine.settings import load_settings\nfrom edge_engine.node import Node\n"
+        "from edge_engine.config.node_settings import load_settings\nfrom edge_engine.node.core import Node\n"
         "base = pathlib.Path(tempfile.mkdtemp())\n"
         "env = {'EE_COMMS': '0', 'EE_STATUS_PORT': '0', 'EE_LOAD_ENTRY_POINTS': '0', 'EE_DEMO': '0'}\n"
         "node = Node(load_settings(base, base / 'cache', env)); node.start(); node.stop('done')\n"

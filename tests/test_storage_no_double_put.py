@@ -19,7 +19,7 @@ from mqtt_broker import free_port
 from s3_server import SeaweedS3, require_weed
 from test_storage import IMAGER, imager_pipeline, local_images
 
-from edge_engine.node import Node
+from edge_engine.node.core import Node
 
 pytestmark = pytest.mark.timeout(120)
 FRAMES = 8

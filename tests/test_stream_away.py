@@ -36,11 +36,11 @@ from edge_engine.comms.heartbeat import build_heartbeat
 from edge_engine.comms.network import heartbeat_fields
 from edge_engine.comms.service import notification_body
 from edge_engine.constants import KIND_BUSINESS, KIND_CAPTURE
-from edge_engine.node import Node
+from edge_engine.node.core import Node
 from edge_engine.observe.metrics import MetricsExporter
 from edge_engine.runtime.capture import STREAM_BACK, STREAM_LOST, SilentSource
 from edge_engine.runtime.presence import Presence, is_away_error
-from edge_engine.supervisor import RestartPolicy, Supervisor
+from edge_engine.runtime.supervisor import RestartPolicy, Supervisor
 
 OUTAGE_S = float(os.environ.get("EE_TEST_STREAM_OUTAGE_SECONDS", "4"))
 SLOW_RUN = OUTAGE_S >= 15

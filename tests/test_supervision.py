@@ -21,15 +21,15 @@ import pytest
 from conftest import wait_for
 from mqtt_broker import Mosquitto
 
-from edge_engine import client_cli
-from edge_engine.client import EdgeClient, Received, load_client_identity
+from edge_engine.cli.ops import main_add_allowed
 from edge_engine.comms.heartbeat import active_plugins
+from edge_engine.config.node_settings import load_settings
 from edge_engine.constants import KIND_BUSINESS, KIND_CAPTURE
 from edge_engine.errors import ConfigError
-from edge_engine.node import Node
-from edge_engine.ops import main_add_allowed
-from edge_engine.settings import load_settings
-from edge_engine.supervisor import RestartPolicy, Supervisor
+from edge_engine.node.core import Node
+from edge_engine.remote import command_line as client_cli
+from edge_engine.remote.node_client import EdgeClient, Received, load_client_identity
+from edge_engine.runtime.supervisor import RestartPolicy, Supervisor
 
 SCALE = float(os.environ.get("EE_TEST_SUPERVISION_SCALE", "1"))
 BACKOFF_CAP = 0.2 * SCALE  # seconds: RESTART_BACKOFF_MAX of the test nodes (flapping within about a second)

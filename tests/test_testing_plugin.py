@@ -1,4 +1,4 @@
-"""The plugin authors' pytest plugin (``edge_engine.testing``) and its harness (``edge_engine.harness``).
+"""The plugin authors' pytest plugin (``edge_engine.testing``) and its harness (``edge_engine.testing.harness``).
 
 Most tests use the ``plugin_harness`` fixture directly, as a plugin author's test would; one runs pytest in a
 fresh project to show the fixtures arrive through the ``pytest11`` entry point with nothing else configured,
@@ -19,7 +19,7 @@ import pytest
 
 from edge_engine.api import BusinessPlugin, CapturePlugin, Input, Key
 from edge_engine.errors import ConfigError
-from edge_engine.harness import PluginFailed, PluginHarness
+from edge_engine.testing.harness import PluginFailed, PluginHarness
 
 
 class Painter(BusinessPlugin):

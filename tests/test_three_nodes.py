@@ -26,7 +26,7 @@ from conftest import wait_for
 from mqtt_broker import Mosquitto
 from node_runner import NodeRunner
 
-from edge_engine.ops import main_get_node_info
+from edge_engine.cli.ops import main_get_node_info
 
 OFFLINE_SECONDS = float(os.environ.get("EE_TEST_OFFLINE_SECONDS", "4"))
 LONG_OFFLINE_SECONDS = max(60.0, 3 * OFFLINE_SECONDS)

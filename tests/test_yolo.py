@@ -22,9 +22,9 @@ from conftest import REPO, wait_for
 from onnx_models import yolo_model
 
 from edge_engine.api import PluginContext, letterbox, non_max_suppression
-from edge_engine.config_keys import defaults
 from edge_engine.errors import ConfigError
-from edge_engine.plugin_types import Input
+from edge_engine.plugin.config_keys import defaults
+from edge_engine.plugin.kinds import Input
 
 pytest.importorskip("onnxruntime", reason="model serving needs onnxruntime (requirements.txt)")
 

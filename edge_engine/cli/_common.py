@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from edge_engine import constants as C
+from edge_engine.config.node_settings import NodeSettings, read_settings
 from edge_engine.errors import ConfigIssue
-from edge_engine.local_output import to_jsonable
-from edge_engine.sandbox import Catalog, load_catalog
-from edge_engine.settings import NodeSettings, read_settings
+from edge_engine.node.local_output import to_jsonable
+from edge_engine.runtime.sandbox import Catalog, load_catalog
 
 
 def add_node_args(parser: argparse.ArgumentParser) -> None:

@@ -14,10 +14,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from edge_engine import constants as C
-from edge_engine import local_deploy as L
 from edge_engine.cli._common import display_path
 from edge_engine.cli.deploy import Outcome, add_common_args, cache_layout, run, through_node
-from edge_engine.pipeline_config import NAME_PATTERN
+from edge_engine.config.pipelines import NAME_PATTERN
+from edge_engine.node import local_deploy as L
 
 
 def delete(args: argparse.Namespace, outcome: Outcome) -> None:

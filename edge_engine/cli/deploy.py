@@ -8,7 +8,7 @@ The file (one pipeline object, or a list of them) is checked first with the code
 with any problem nothing is sent and nothing changes. Then, for each pipeline:
 
 - a node runs on the cache: the request goes to it through ``_data/local_requests`` (see
-  :mod:`edge_engine.local_deploy`); it validates again, applies, and answers ``applied`` or ``refused`` with
+  :mod:`edge_engine.node.local_deploy`); it validates again, applies, and answers ``applied`` or ``refused`` with
   its reasons;
 - no node runs on it (stopped, or crashed: ``local_info.json`` stale): the pipeline is written to the cache as
   the node would write it, and starts with the node.
@@ -25,11 +25,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from edge_engine import local_deploy as L
-from edge_engine.cache import CacheLayout, read_json
 from edge_engine.cli._common import add_node_args, display_path, load_plugins, print_json, settings_from
 from edge_engine.cli.validate import check_pipeline_file
 from edge_engine.errors import CacheError
+from edge_engine.local.cache import CacheLayout, read_json
+from edge_engine.node import local_deploy as L
 
 DEFAULT_TIMEOUT = 30.0
 STALE_WAIT = 3.0  # seconds to wait for a node whose local_info.json is stale before treating it as stopped

@@ -36,11 +36,11 @@ from edge_engine.cli._common import add_node_args, dump_json, load_plugins, sett
 from edge_engine.constants import KIND_BUSINESS, KIND_CAPTURE
 from edge_engine.errors import CacheError, ConfigError, EndOfStream
 from edge_engine.messages import Notification, Payload, utc_iso
-from edge_engine.plugin_types import BusinessPlugin, Input
-from edge_engine.registry import PluginRegistry
+from edge_engine.plugin.kinds import BusinessPlugin, Input
+from edge_engine.plugin.registry import PluginRegistry
 from edge_engine.runtime.pipeline import PipelineRunner
-from edge_engine.runtime.stats import StageStats
-from edge_engine.sandbox import Sandbox, same_name, with_classes
+from edge_engine.runtime.sandbox import Sandbox, same_name, with_classes
+from edge_engine.runtime.stage_stats import StageStats
 
 FIRST_PAYLOAD_BUDGET_S = 1.0
 DEFAULT_INPUTS = 100
@@ -108,7 +108,7 @@ def plugin_pipeline(registry: PluginRegistry, signature: str, config: dict[str, 
 
 
 def read_pipeline(path: Path, name: str | None) -> dict[str, Any]:
-    from edge_engine.cache import read_json
+    from edge_engine.local.cache import read_json
 
     data = read_json(path)
     items = data if isinstance(data, list) else [data]

@@ -7,7 +7,7 @@ Only the text between ``<!-- BEGIN GENERATED: NAME -->`` and ``<!-- END GENERATE
 
 * ``hooks``: one ``### edge_name(args)`` heading per hookspec, from its docstring, grouped as in
   ``hookspecs.py``, with its flags (historic, first result);
-* ``lifecycle``: the methods of each plugin base class (:mod:`edge_engine.plugin_types`), from their docstrings;
+* ``lifecycle``: the methods of each plugin base class (:mod:`edge_engine.plugin.kinds`), from their docstrings;
 * ``base-config``: the config keys each base class declares, with default, type and doc;
 * ``builtins``: each built-in plugin of ``extensions/`` with its description and config table.
 """
@@ -23,10 +23,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from edge_engine import hookspecs
-from edge_engine.config_keys import Key
 from edge_engine.constants import ENGINE_NAME, KIND_BUSINESS, KIND_CAPTURE, KIND_SERVING
-from edge_engine.plugin_types import PLUGIN_BASES, BusinessPlugin, CapturePlugin, PluginBase, ServingPlugin
+from edge_engine.plugin import hookspecs
+from edge_engine.plugin.config_keys import Key
+from edge_engine.plugin.kinds import PLUGIN_BASES, BusinessPlugin, CapturePlugin, PluginBase, ServingPlugin
 
 DOC = Path("docs") / "plugins.md"
 BLOCK = re.compile(r"(<!-- BEGIN GENERATED: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- END GENERATED: (?P=name) -->)",
@@ -168,7 +168,7 @@ def base_config_section() -> str:
 
 
 def builtins_section(extensions: Path) -> str:
-    from edge_engine.sandbox import load_catalog
+    from edge_engine.runtime.sandbox import load_catalog
 
     catalog = load_catalog([extensions])
     if catalog.registry.failures:

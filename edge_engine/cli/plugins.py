@@ -22,10 +22,10 @@ from typing import Any
 import pluggy
 
 from edge_engine.cli._common import add_node_args, display_path, load_plugins, print_json, settings_from
-from edge_engine.config_keys import Key
 from edge_engine.constants import ENTRY_POINT_GROUP, KIND_BUSINESS, KIND_CAPTURE, KIND_SERVING, PLUGIN_KINDS
-from edge_engine.plugin_types import PLUGIN_BASES
-from edge_engine.registry import PluginRecord
+from edge_engine.plugin.config_keys import Key
+from edge_engine.plugin.kinds import PLUGIN_BASES
+from edge_engine.plugin.registry import PluginRecord
 
 COMMON_METHODS = ("on_init", "on_config", "on_command", "on_close")
 KIND_METHODS: dict[str, tuple[str, ...]] = {

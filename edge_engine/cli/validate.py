@@ -22,10 +22,10 @@ from typing import Any
 
 from edge_engine import constants as C
 from edge_engine.cli._common import add_node_args, display_path, load_plugins, print_json, settings_from
+from edge_engine.config.node_settings import NodeSettings
+from edge_engine.config.pipelines import CACHE_FILE, SEED_FILE, PipelineSpec, read_pipeline_file, validate_pipeline
 from edge_engine.errors import ConfigIssue
-from edge_engine.pipeline_config import CACHE_FILE, SEED_FILE, PipelineSpec, read_pipeline_file, validate_pipeline
-from edge_engine.registry import PluginRegistry
-from edge_engine.settings import NodeSettings
+from edge_engine.plugin.registry import PluginRegistry
 
 REPO_PIPELINES = "pipelines"
 
@@ -98,7 +98,7 @@ def _check_items(check: PipelineCheck, items: list[Any], registry: PluginRegistr
 
 
 def check_pipeline_file(path: Path, registry: PluginRegistry, role: str = SEED_FILE) -> PipelineCheck:
-    """Check a pipeline file as the node reads it (:func:`edge_engine.pipeline_config.read_pipeline_file`): a cache
+    """Check a pipeline file as the node reads it (:func:`edge_engine.config.pipelines.read_pipeline_file`): a cache
     file (``role`` :data:`CACHE_FILE`) must hold one object; a seed file may hold a list."""
     label = display_path(path)
     items, issues = read_pipeline_file(path, role)

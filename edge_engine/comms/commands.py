@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from edge_engine.allowlist import Allowlist
 from edge_engine.comms.replay import ReplayGuard
 from edge_engine.errors import ConfigError, PipelineError
+from edge_engine.local.allowlist import Allowlist
 
 log = logging.getLogger(__name__)
 

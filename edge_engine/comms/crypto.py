@@ -34,7 +34,7 @@ from edge_engine.comms.signing import public_key_from_address, strip_address_pre
 from edge_engine.constants import ADDRESS_PREFIX
 
 if TYPE_CHECKING:
-    from edge_engine.identity import Identity
+    from edge_engine.local.identity import Identity
 
 HKDF_INFO = b"0xai handshake data"
 NONCE_SIZE = 12

@@ -44,9 +44,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from edge_engine.cache import atomic_write_json, read_json
 from edge_engine.comms.outbox import OutboxItem
 from edge_engine.errors import CacheError
+from edge_engine.local.cache import atomic_write_json, read_json
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ import time
 from collections import OrderedDict
 from pathlib import Path
 
-from edge_engine.cache import atomic_write_json, read_json
 from edge_engine.errors import CacheError
+from edge_engine.local.cache import atomic_write_json, read_json
 
 MAX_ENTRIES = 100_000
 SAVE_INTERVAL = 1.0

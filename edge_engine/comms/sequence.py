@@ -13,8 +13,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from edge_engine.cache import atomic_write_json, read_json
 from edge_engine.errors import CacheError
+from edge_engine.local.cache import atomic_write_json, read_json
 
 BLOCK = 1000
 

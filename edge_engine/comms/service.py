@@ -19,22 +19,22 @@ import time
 from collections import deque
 from typing import Any
 
-from edge_engine.allowlist import Allowlist
 from edge_engine.comms.admin import AdminPipeline
 from edge_engine.comms.broker import EmbeddedBroker, broker_answering
 from edge_engine.comms.commands import CommandProcessor
+from edge_engine.comms.comms_settings import LOCAL_HOST, CommsSettings
 from edge_engine.comms.disk_outbox import DiskOutbox
 from edge_engine.comms.envelope import EVENT_HEARTBEAT, EVENT_NOTIFICATION, EVENT_PAYLOAD, EnvelopeBuilder
 from edge_engine.comms.heartbeat import build_heartbeat
+from edge_engine.comms.mqtt_transport import MqttTransport, NotConnected
 from edge_engine.comms.outbox import MemoryOutbox, Outbox, OutboxItem
 from edge_engine.comms.replay import ReplayGuard
 from edge_engine.comms.sequence import SequenceStore
-from edge_engine.comms.settings import LOCAL_HOST, CommsSettings
 from edge_engine.comms.signing import CANON_UNVERSIONED, canonical_json, public_key_from_address, sign_to_json, verify
-from edge_engine.comms.transport import MqttTransport, NotConnected
 from edge_engine.constants import OUTBOX_DIR
-from edge_engine.hookspecs import hookimpl
+from edge_engine.local.allowlist import Allowlist
 from edge_engine.messages import Notification, Payload
+from edge_engine.plugin.hookspecs import hookimpl
 from edge_engine.redact import LocalPaths
 
 log = logging.getLogger(__name__)

@@ -38,7 +38,7 @@ from coincurve.utils import GROUP_ORDER_INT
 from edge_engine.constants import ADDRESS_PREFIX
 
 if TYPE_CHECKING:
-    from edge_engine.identity import Identity
+    from edge_engine.local.identity import Identity
 
 LEGACY_ADDRESS_PREFIX = "aixp_"
 
@@ -235,7 +235,7 @@ def sign(data: dict[str, Any], identity: Identity, eth_enabled: bool = False) ->
 
     Adds ``SIGN_CANON_V`` (``"v2"``), ``EE_SENDER`` (``identity.address``), ``EE_HASH`` and ``EE_SIGN``; with
     ``eth_enabled`` also ``EE_ETH_SENDER`` (``identity.eth_address``) and ``EE_ETH_SIGN`` (``"0xBEEF"``), which
-    are then left out of the hash. ``identity`` is an :class:`~edge_engine.identity.Identity`. Data values are not
+    are then left out of the hash. ``identity`` is an :class:`~edge_engine.local.identity.Identity`. Data values are not
     changed: a NaN stays NaN in the dict although it is hashed as ``null`` (serialise with :func:`sign_to_json`,
     or as JSON that Python parses, to send it).
     """

@@ -8,7 +8,7 @@ error, see :func:`~edge_engine.runtime.presence.is_away_error`) is *away*: it is
 ``AWAY_PROBE_MAX_SECONDS`` apart for as long as it stays away, reported once *lost* after
 ``STREAM_LOST_SECONDS`` and once *back* with its next input (:mod:`edge_engine.runtime.presence`). Any other
 failure (the plugin raised something else: it opened and crashed) is restarted with the supervisor's backoff
-and stops the source as *flapping* when it happens too often (see :mod:`edge_engine.supervisor`).
+and stops the source as *flapping* when it happens too often (see :mod:`edge_engine.runtime.supervisor`).
 
 A source that is connected but gives no input for ``SILENT_SOURCE_SECONDS`` is away too: the capture thread
 notices it itself when ``read()`` keeps returning None. When ``read()`` blocks instead, the node's watchdog
@@ -27,7 +27,7 @@ from typing import Any
 
 from edge_engine.errors import EndOfStream
 from edge_engine.messages import utc_iso
-from edge_engine.plugin_types import CapturePlugin, Input
+from edge_engine.plugin.kinds import CapturePlugin, Input
 from edge_engine.redact import redact_text
 from edge_engine.runtime.environment import ErrorLogLimiter, RuntimeEnv, call_safe_mode
 from edge_engine.runtime.mailbox import Mailbox
@@ -38,7 +38,7 @@ from edge_engine.runtime.presence import (
     Presence,
     is_away_error,
 )
-from edge_engine.runtime.stats import StageStats
+from edge_engine.runtime.stage_stats import StageStats
 
 NOT_RECONNECTABLE = ("NO", "FALSE", "0")
 STREAM_LOST = "stream_lost"  # STATUS of the warning sent when a source has been away for STREAM_LOST_SECONDS

@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge_engine.cache import CacheLayout
-from edge_engine.hooks import Hooks
+from edge_engine.local.cache import CacheLayout
 from edge_engine.messages import Notification
-from edge_engine.plugin_types import PluginBase, PluginContext
-from edge_engine.registry import PluginRecord
-from edge_engine.supervisor import Supervisor
+from edge_engine.plugin.hooks import Hooks
+from edge_engine.plugin.kinds import PluginBase, PluginContext
+from edge_engine.plugin.registry import PluginRecord
+from edge_engine.runtime.supervisor import Supervisor
 
 PLUGIN_LOG_PREFIX = "edge.plugin"
 FLAPPING_NOTIFICATION_TYPE = "ABNORMAL FUNCTIONING"  # Ratio1's type for a part that misbehaves

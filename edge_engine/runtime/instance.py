@@ -6,7 +6,7 @@ Config updates, commands and safe-mode changes arrive as control messages and ar
 ``process()`` calls. An exception in ``process()`` is logged with pipeline and instance, counted, and the next
 input goes on; from the second exception in a row the instance waits the supervisor's backoff first (its
 inputs meanwhile are dropped and counted), and a run of failures long enough to reach the flapping limit
-(see :mod:`edge_engine.supervisor`) stops the instance as *flapping*. Failing ``on_init()`` calls count the
+(see :mod:`edge_engine.runtime.supervisor`) stops the instance as *flapping*. Failing ``on_init()`` calls count the
 same way. A config update of the instance or its pipeline starts a flapping instance again. A payload is checked
 before it leaves: ``process()`` must return a dict or None, and every value must be JSON (numpy arrays and
 scalars are converted); anything else is the instance's error, with a message naming the key.
@@ -22,12 +22,12 @@ from collections.abc import Mapping
 from concurrent.futures import Future
 from typing import Any
 
+from edge_engine.config.pipelines import InstanceSpec
 from edge_engine.messages import Payload
-from edge_engine.pipeline_config import InstanceSpec
-from edge_engine.plugin_types import BusinessPlugin, Input
+from edge_engine.plugin.kinds import BusinessPlugin, Input
 from edge_engine.runtime.environment import ErrorLogLimiter, RuntimeEnv, call_safe_mode
 from edge_engine.runtime.mailbox import BLOCK, CONTROL, DROP_OLDEST, Closed, Mailbox
-from edge_engine.runtime.stats import StageStats
+from edge_engine.runtime.stage_stats import StageStats
 from edge_engine.serving.cascade import ModelCaller
 
 JPEG_QUALITY = 85

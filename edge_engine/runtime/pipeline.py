@@ -18,8 +18,8 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
+from edge_engine.config.pipelines import InstanceSpec, PipelineSpec
 from edge_engine.messages import utc_iso
-from edge_engine.pipeline_config import InstanceSpec, PipelineSpec
 from edge_engine.runtime.capture import CaptureRunner
 from edge_engine.runtime.environment import PLUGIN_LOG_PREFIX, RuntimeEnv
 from edge_engine.runtime.instance import InstanceRunner

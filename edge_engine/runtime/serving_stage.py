@@ -1,7 +1,7 @@
 """The serving stage between capture and business instances: it gets each input its inferences.
 
 A pipeline whose instances name no ``AI_ENGINE`` passes inputs straight through. Otherwise the stage holds
-a :class:`~edge_engine.serving.client.ModelClient` per model the instances need (shared model servers,
+a :class:`~edge_engine.serving.tickets.ModelClient` per model the instances need (shared model servers,
 see :mod:`edge_engine.serving`), copies each frame once into one of its shared-memory slots, and submits
 it to every model at once. The pipeline's dispatcher keeps up to ``MAX_IN_FLIGHT`` inputs in flight
 (:meth:`submit`) and hands them on in order as they complete (:meth:`complete`), so capture keeps
@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from edge_engine.constants import KIND_SERVING
 from edge_engine.errors import ServingError
-from edge_engine.plugin_types import Input
+from edge_engine.plugin.kinds import Input
 from edge_engine.serving.cascade import (
     LOAD_WAIT,
     CascadeSpec,
@@ -50,13 +50,13 @@ from edge_engine.serving.cascade import (
     select_boxes,
     submit_crops,
 )
-from edge_engine.serving.client import ModelClient, Ticket
-from edge_engine.serving.config import ModelKey, resolve_engines
-from edge_engine.serving.server import LOAD_TIMEOUT
-from edge_engine.serving.transport import FrameSlots
+from edge_engine.serving.frame_slots import FrameSlots
+from edge_engine.serving.instance_models import ModelKey, resolve_engines
+from edge_engine.serving.model_server import LOAD_TIMEOUT
+from edge_engine.serving.tickets import ModelClient, Ticket
 
 if TYPE_CHECKING:
-    from edge_engine.pipeline_config import InstanceSpec
+    from edge_engine.config.pipelines import InstanceSpec
     from edge_engine.serving.manager import ServingManager
 
 log = logging.getLogger(__name__)
@@ -324,7 +324,7 @@ class ServingStage:
         self._retiring = still
 
     def _registry(self) -> Any:
-        from edge_engine.registry import PluginRegistry
+        from edge_engine.plugin.registry import PluginRegistry
 
         return self.manager.registry if self.manager is not None else PluginRegistry()
 

@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from edge_engine.serving.client import ModelClient, Request
+    from edge_engine.serving.tickets import ModelClient, Request
 
 ACTIVE_SECONDS = 0.25
 

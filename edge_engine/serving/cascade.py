@@ -61,16 +61,16 @@ from difflib import get_close_matches
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edge_engine.config_keys import Key, check_value, defaults
 from edge_engine.constants import KIND_SERVING
 from edge_engine.errors import ConfigIssue, ServingError
-from edge_engine.serving.config import ENGINE_KEY, PARAMS_KEY, EngineSpec, engine_names, resolve_engines
-from edge_engine.serving.transport import FrameSlots
+from edge_engine.plugin.config_keys import Key, check_value, defaults
+from edge_engine.serving.frame_slots import FrameSlots
+from edge_engine.serving.instance_models import ENGINE_KEY, PARAMS_KEY, EngineSpec, engine_names, resolve_engines
 
 if TYPE_CHECKING:
-    from edge_engine.registry import PluginRegistry
-    from edge_engine.serving.client import ModelClient
+    from edge_engine.plugin.registry import PluginRegistry
     from edge_engine.serving.manager import ServingManager
+    from edge_engine.serving.tickets import ModelClient
 
 CASCADE_KEY = "CASCADE"
 INFER_MAX_CROPS = 1024  # crops of one infer() call

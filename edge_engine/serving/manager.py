@@ -1,6 +1,6 @@
 """The node's model servers: one per (serving plugin, effective config), shared by every pipeline using it.
 
-Pipelines ask for a :class:`~edge_engine.serving.client.ModelClient` per engine when they start and close
+Pipelines ask for a :class:`~edge_engine.serving.tickets.ModelClient` per engine when they start and close
 it when they stop; the first client of a model creates its server (whose processes then load the model),
 later ones share it. A server nobody uses stops its processes after its idle time and is forgotten. At
 start the manager checks ``/dev/shm`` once and chooses how frames travel (shared memory, or pipes when it
@@ -18,13 +18,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from edge_engine.registry import PluginRegistry
-from edge_engine.serving.client import ModelClient
-from edge_engine.serving.config import EngineSpec, ModelKey
+from edge_engine.plugin.registry import PluginRegistry
+from edge_engine.runtime.supervisor import Supervisor
+from edge_engine.serving.frame_slots import ShmStatus, check_shm
+from edge_engine.serving.instance_models import EngineSpec, ModelKey
 from edge_engine.serving.model_fetch import ModelFetcher, fetched_path
-from edge_engine.serving.server import ModelServer
-from edge_engine.serving.transport import ShmStatus, check_shm
-from edge_engine.supervisor import Supervisor
+from edge_engine.serving.model_server import ModelServer
+from edge_engine.serving.tickets import ModelClient
 
 log = logging.getLogger(__name__)
 Notify = Callable[[str, str, dict[str, Any]], None]

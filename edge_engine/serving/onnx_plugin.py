@@ -20,8 +20,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from edge_engine.config_keys import Key
-from edge_engine.plugin_types import ServingPlugin
+from edge_engine.plugin.config_keys import Key
+from edge_engine.plugin.kinds import ServingPlugin
 from edge_engine.serving.model_fetch import ModelSource, fetched_path, source_of
 from edge_engine.serving.onnx_info import Dim, OnnxFormatError, OnnxIO, TensorInfo, read_onnx_io
 

@@ -9,7 +9,7 @@ loaded: the only place onnxruntime is imported). It then answers on its pipe:
 * server → node: ``("ready", info)`` or ``("load_error", text)`` once, then ``("result", batch_id, results,
   seconds, lost)`` or ``("batch_error", batch_id, text)`` per batch.
 
-Frames are read in place from shared memory (see :mod:`edge_engine.serving.transport`). An input whose frame
+Frames are read in place from shared memory (see :mod:`edge_engine.serving.frame_slots`). An input whose frame
 cannot be read (its segment is gone) is left out of the batch and reported in ``lost`` (``{index: reason}``,
 its entry in ``results`` is None): it fails alone, never the other pipelines' inputs batched with it. The process
 ignores SIGINT (the node decides when it stops) and exits when its pipe closes, so a node killed with
@@ -108,7 +108,7 @@ def _lower_priority(increment: int) -> None:
 
 
 def _create_plugin(spec: WorkerSpec, log: logging.Logger) -> Any:
-    from edge_engine.plugin_types import PluginContext
+    from edge_engine.plugin.kinds import PluginContext
 
     cls = _load_class(spec)
     context = PluginContext(
@@ -127,7 +127,7 @@ def _create_plugin(spec: WorkerSpec, log: logging.Logger) -> Any:
 def _load_class(spec: WorkerSpec) -> type:
     """Import the plugin's module as the node did: folder plugins by file, packages by name."""
     if spec.module_name.startswith("edge_plugins.") and spec.module_file:
-        from edge_engine.discovery import import_file
+        from edge_engine.plugin.discovery import import_file
 
         module: Any = import_file(Path(spec.module_file), spec.module_name)
     else:
@@ -139,8 +139,8 @@ def _load_class(spec: WorkerSpec) -> type:
 
 
 def _serve(plugin: Any, conn: Any) -> None:
-    from edge_engine.plugin_types import Input
-    from edge_engine.serving.transport import FrameReader
+    from edge_engine.plugin.kinds import Input
+    from edge_engine.serving.frame_slots import FrameReader
 
     reader = FrameReader()
     perf = time.perf_counter

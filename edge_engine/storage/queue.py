@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, unquote
 
-from edge_engine.cache import atomic_write_bytes
+from edge_engine.local.cache import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 REMEMBER_UPLOADED = 4096  # recently uploaded keys: identical bytes produced again are not queued again

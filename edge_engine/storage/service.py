@@ -16,13 +16,13 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from edge_engine import constants as C
-from edge_engine.cache import CacheLayout, atomic_write_bytes
-from edge_engine.hookspecs import hookimpl
-from edge_engine.local_output import image_relpath
+from edge_engine.local.cache import CacheLayout, atomic_write_bytes
 from edge_engine.messages import Payload
-from edge_engine.storage.config import StorageSettings
+from edge_engine.node.local_output import image_relpath
+from edge_engine.plugin.hookspecs import hookimpl
+from edge_engine.runtime.supervisor import Supervisor
 from edge_engine.storage.names import object_key, safe_file_name
-from edge_engine.supervisor import Supervisor
+from edge_engine.storage.storage_settings import StorageSettings
 
 log = logging.getLogger(__name__)
 

@@ -24,9 +24,9 @@ from urllib.parse import quote
 
 from edge_engine.messages import utc_iso
 from edge_engine.redact import redact_text
-from edge_engine.storage.config import StorageSettings, split_endpoint
+from edge_engine.runtime.supervisor import Supervisor
 from edge_engine.storage.queue import Entry, UploadQueue
-from edge_engine.supervisor import Supervisor
+from edge_engine.storage.storage_settings import StorageSettings, split_endpoint
 
 log = logging.getLogger(__name__)
 PART = "storage/uploads"  # the uploader's name at the supervisor

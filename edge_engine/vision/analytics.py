@@ -19,9 +19,9 @@ import time
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from edge_engine.config_keys import Key
 from edge_engine.errors import ServingError
-from edge_engine.plugin_types import BusinessPlugin, Input
+from edge_engine.plugin.config_keys import Key
+from edge_engine.plugin.kinds import BusinessPlugin, Input
 
 MOTION = "MOTION"
 _ZONE_COLOR = (0, 200, 255)  # BGR orange

@@ -1,0 +1,61 @@
+"""Settings of the status page and the metrics listener, read from the node's environment.
+
+The status page binds to loopback unless ``EE_STATUS_TOKEN`` is set (DECISIONS 24); ``/metrics`` may
+have its own listener (``EE_METRICS_PORT``) bound to ``EE_METRICS_BIND`` because it holds no secrets. A bad value
+(``EE_STATUS_PORT=99999``, a public ``EE_STATUS_BIND`` without a token) refuses the start, as every bad ``EE_*``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from edge_engine.config.node_settings import env_issue, env_value
+from edge_engine.errors import ConfigError, ConfigIssue
+
+DEFAULT_STATUS_PORT = 8089
+MAX_PORT = 65535
+LOOPBACK = "127.0.0.1"
+LOOPBACK_NAMES = (LOOPBACK, "localhost", "::1")
+
+
+@dataclass(frozen=True)
+class ObserveSettings:
+    """Where the status page and the metrics listener bind (port 0 = off)."""
+
+    status_port: int = DEFAULT_STATUS_PORT
+    status_bind: str = LOOPBACK
+    token: str = ""
+    metrics_port: int = 0
+    metrics_bind: str = LOOPBACK
+
+
+def read_observe_settings(env: Mapping[str, str]) -> tuple[ObserveSettings, list[ConfigIssue]]:
+    """``EE_STATUS_PORT/BIND/TOKEN`` and ``EE_METRICS_PORT/BIND``, and every problem (a port that is not one, a
+    page bound beyond loopback without a token), each in the form of
+    :func:`edge_engine.config.node_settings.env_issue`."""
+    issues: list[ConfigIssue] = []
+    status_port = env_value(env, "EE_STATUS_PORT", "int", issues, low=0, high=MAX_PORT)
+    metrics_port = env_value(env, "EE_METRICS_PORT", "int", issues, low=0, high=MAX_PORT)
+    token = (env.get("EE_STATUS_TOKEN") or "").strip()
+    bind = (env.get("EE_STATUS_BIND") or "").strip() or LOOPBACK
+    if bind not in LOOPBACK_NAMES and not token:
+        issues.append(env_issue("EE_STATUS_BIND", bind, "a status page beyond loopback needs EE_STATUS_TOKEN; set it, "
+                                "or bind to 127.0.0.1"))  # fmt: skip
+        bind = LOOPBACK
+    settings = ObserveSettings(
+        status_port=DEFAULT_STATUS_PORT if status_port is None else status_port,
+        status_bind=bind,
+        token=token,
+        metrics_port=metrics_port or 0,
+        metrics_bind=(env.get("EE_METRICS_BIND") or "").strip() or LOOPBACK,
+    )
+    return settings, issues
+
+
+def load_observe_settings(env: Mapping[str, str]) -> ObserveSettings:
+    """:func:`read_observe_settings`, raising :class:`ConfigError` on any problem (the node does not start)."""
+    settings, issues = read_observe_settings(env)
+    if issues:
+        raise ConfigError(issues)
+    return settings

@@ -1,0 +1,71 @@
+"""The plugin manager factory and a typed facade over the node-level hooks.
+
+Runtime code calls hooks only through :class:`Hooks`, never ``pm.hook.<name>`` by string; a hook
+implementation that raises is logged with its plugin's name and does not stop the caller.
+Set ``EE_TRACE_HOOKS=1`` to log every hook call.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+from edge_engine.constants import ENGINE_NAME, ENV_TRACE_HOOKS
+from edge_engine.plugin import hookspecs
+
+if TYPE_CHECKING:
+    from edge_engine.messages import Notification, Payload
+
+log = logging.getLogger(__name__)
+
+
+def get_plugin_manager() -> pluggy.PluginManager:
+    """A fresh plugin manager with the engine's hookspecs (no module-level singleton)."""
+    pm = pluggy.PluginManager(ENGINE_NAME)
+    pm.add_hookspecs(hookspecs)
+    if os.environ.get(ENV_TRACE_HOOKS) == "1":
+        pm.trace.root.setwriter(lambda text: log.debug("hook: %s", text.rstrip()))
+        pm.enable_tracing()
+    return pm
+
+
+class Hooks:
+    """One method per node-level hook; failures in implementations are isolated and logged."""
+
+    def __init__(self, pm: pluggy.PluginManager):
+        self.pm = pm
+
+    def _call(self, hook_name: str, /, **kwargs: Any) -> Any:
+        caller = getattr(self.pm.hook, hook_name)
+        try:
+            return caller(**kwargs)
+        except Exception:  # a hook implementation must not break the node
+            log.exception("hook %s raised (plugins: %s)", hook_name, [i.plugin_name for i in caller.get_hookimpls()])
+            return None
+
+    def node_started(self, node_info: dict[str, Any]) -> None:
+        try:
+            self.pm.hook.edge_node_started.call_historic(kwargs={"node_info": node_info})
+        except Exception:
+            log.exception("hook edge_node_started raised")
+
+    def node_stopping(self, reason: str) -> None:
+        self._call("edge_node_stopping", reason=reason)
+
+    def pipeline_started(self, name: str, config: dict[str, Any]) -> None:
+        self._call("edge_pipeline_started", name=name, config=config)
+
+    def pipeline_stopped(self, name: str, reason: str) -> None:
+        self._call("edge_pipeline_stopped", name=name, reason=reason)
+
+    def payload(self, payload: Payload) -> None:
+        self._call("edge_payload", payload=payload)
+
+    def notification(self, notification: Notification) -> None:
+        self._call("edge_notification", notification=notification)
+
+    def command_received(self, action: str, payload: Any, sender: str | None) -> Any:
+        return self._call("edge_command_received", action=action, payload=payload, sender=sender)
