@@ -1,18 +1,25 @@
-"""Shared fixtures: a node built in a temporary folder, with the repository's built-in plugins.
+"""Shared fixtures and builders: a node built in a temporary folder, with the repository's built-in plugins.
 
 ``node_factory(plugins={"business/x.py": source}, pipelines=[...], startup={...})`` writes the files,
 starts a :class:`~edge_engine.node.core.Node` in-process with its cache under ``tmp_path`` and returns it;
-every node made is stopped at teardown.
+every node made is stopped at teardown. ``comms_node(node_factory, broker, ...)`` is the same node talking to a
+broker, returned once connected. ``wait_for(predicate)`` waits on a condition (tests never sleep for a fixed
+time to let something happen); ``load_module(path)`` imports a plugin module (or script) from its file as the
+engine does; ``plugin_class(node, kind, signature)`` is the class a node loaded. The small test plugins and
+SYNTHETIC pipelines are built by :mod:`plugins_src`.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import sys
 import textwrap
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -40,6 +47,37 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: floa
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s: {predicate}")
         time.sleep(interval)
+
+
+def load_module(path: Path | str, name: str | None = None) -> ModuleType:
+    """Import a module from its file, as the engine imports a plugin (plugin folders and scripts are not packages).
+
+    ``path`` is absolute or relative to the repository; the module is loaded once a test session, under ``name``
+    (default ``_test_<stem>``) in ``sys.modules``.
+    """
+    path = Path(path) if Path(path).is_absolute() else REPO / path
+    name = name or f"_test_{path.stem}"
+    loaded = sys.modules.get(name)
+    if loaded is not None and getattr(loaded, "__file__", None) == str(path):
+        return loaded
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec and spec.loader, f"cannot import {path}"
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
+
+
+def plugin_class(node: Any, kind: str, signature: str) -> Any:
+    """The class of plugin ``signature`` (of ``kind``) that ``node`` loaded; its class attributes are how test
+    plugins report what they saw."""
+    record = node.registry.get(kind, signature)
+    assert record is not None, f"{node} has no {kind} plugin {signature}"
+    return record.cls
 
 
 def instance_state(node: Any, pipeline: str) -> Any:
@@ -110,6 +148,20 @@ def node_factory(tmp_path: Path) -> Iterator[Callable[..., Node]]:
     for node in nodes:
         if node.status == "running":
             node.stop("test teardown")
+
+
+def comms_node(
+    node_factory: Callable[..., Node],
+    broker: Any,
+    environ: dict[str, str] | None = None,
+    **kw: Any,
+) -> Node:
+    """A node from ``node_factory`` (``kw``: plugins, pipelines, startup, ...) with comms on ``broker`` (a
+    :class:`~mqtt_broker.Mosquitto`), returned once connected."""
+    node = node_factory(environ={**broker.env, **(environ or {})}, **kw)
+    assert node.comms is not None and node.comms.transport is not None
+    wait_for(node.comms.transport.connected.is_set, timeout=10)
+    return node
 
 
 class EmitTap:

@@ -1,9 +1,11 @@
-"""The small test plugins node tests install, and the one-instance SYNTHETIC pipeline that feeds them.
+"""The small test plugins node tests install, and the SYNTHETIC pipelines that feed them.
 
 ``payload_plugin("Tick", "TEST_TICK", '{"I": inp.seq}')`` is the source of a business plugin that returns that
 payload for every input (the plugin file a user would write, given to ``node_factory(plugins=...)`` or written
 into a plugin folder); ``message_pipeline("tick", "TEST_TICK", fps=20)`` is a SYNTHETIC message source at
-``fps`` into one instance of it. One builder here instead of a copy per test file and benchmark.
+``fps`` into one instance of it; ``synthetic_pipeline("cam", "FRAME_STATS", {"INSTANCE_ID": "s"}, COUNT=3)``
+any SYNTHETIC source (``MODE`` messages unless given) into instances of one plugin. One builder here instead of
+a copy per test file and benchmark.
 """
 
 from __future__ import annotations
@@ -30,13 +32,14 @@ def payload_plugin(class_name: str, signature: str, payload: str, imports: str =
     return PLUGIN_TEMPLATE.format(imports=head, class_name=class_name, signature=signature, payload=payload)
 
 
+def synthetic_pipeline(name: str, signature: str, *instances: dict[str, Any], **capture: Any) -> dict[str, Any]:
+    """A SYNTHETIC source (``MODE`` "messages" unless ``capture`` says otherwise; ``capture`` holds the source's
+    keys, such as ``CAP_RESOLUTION`` or ``COUNT``) into ``instances`` of ``signature``."""
+    source = {"TYPE": "SYNTHETIC", "MODE": "messages", **capture}
+    return {"NAME": name, **source, "PLUGINS": [{"SIGNATURE": signature, "INSTANCES": list(instances)}]}
+
+
 def message_pipeline(name: str, signature: str, fps: int, instance_id: str = "t", **instance: Any) -> dict[str, Any]:
     """A SYNTHETIC message source at ``fps`` into one instance (``instance_id``, config ``instance``) of
     ``signature``."""
-    return {
-        "NAME": name,
-        "TYPE": "SYNTHETIC",
-        "MODE": "messages",
-        "CAP_RESOLUTION": fps,
-        "PLUGINS": [{"SIGNATURE": signature, "INSTANCES": [{"INSTANCE_ID": instance_id, **instance}]}],
-    }
+    return synthetic_pipeline(name, signature, {"INSTANCE_ID": instance_id, **instance}, CAP_RESOLUTION=fps)

@@ -7,10 +7,8 @@ hook collects the node's payloads in order. Credentials given to either plugin m
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
 import logging
-import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -18,7 +16,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
-from conftest import REPO, wait_for
+from conftest import load_module, wait_for
 from mqtt_broker import Mosquitto, free_port
 
 from edge_engine.messages import Payload
@@ -258,13 +256,7 @@ def test_http_poll_errors_reconnect_and_bad_json_is_counted(api, node_factory, c
 
 # --- the plugins' own logic, without a node ------------------------------------------------------------------------
 def _load(name: str) -> Any:
-    module_name = f"_network_capture_{name}"
-    if module_name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(module_name, REPO / "extensions" / "data" / f"{name}.py")
-        assert spec and spec.loader
-        sys.modules[module_name] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules[module_name])
-    return sys.modules[module_name]
+    return load_module(f"extensions/data/{name}.py")
 
 
 def _plugin(cls: type, config: dict[str, Any], tmp_path: Any) -> Any:

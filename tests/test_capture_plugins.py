@@ -8,7 +8,6 @@ written here. The whole file runs in a few seconds.
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import logging
 import subprocess
@@ -16,12 +15,12 @@ import sys
 import threading
 import time
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import cv2
 import numpy as np
 import pytest
+from conftest import load_module
 
 from edge_engine.api import EndOfStream, Input, PluginContext
 from edge_engine.plugin.config_keys import check_value, defaults, validate_mapping
@@ -39,27 +38,14 @@ MODULE_FILES = {
 }
 
 
-def _load(name: str) -> ModuleType:
-    """Import a plugin module from its file, as the engine does (no package needed)."""
-    module_name = f"_capture_test_{name}"
-    if module_name in sys.modules:
-        return sys.modules[module_name]
-    spec = importlib.util.spec_from_file_location(module_name, MODULE_FILES[name])
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-VideoFile = _load("video_file").VideoFile
-VideoStream = _load("video_stream").VideoStream
-redact_url = _load("video_stream").redact_url
-ImageFolder = _load("image_folder").ImageFolder
-Synthetic = _load("synthetic").Synthetic
-Void = _load("void").Void
-CounterSource = _load("counter_source").CounterSource
-demo = _load("make_demo_video")
+VideoFile = load_module(MODULE_FILES["video_file"]).VideoFile
+VideoStream = load_module(MODULE_FILES["video_stream"]).VideoStream
+redact_url = load_module(MODULE_FILES["video_stream"]).redact_url
+ImageFolder = load_module(MODULE_FILES["image_folder"]).ImageFolder
+Synthetic = load_module(MODULE_FILES["synthetic"]).Synthetic
+Void = load_module(MODULE_FILES["void"]).Void
+CounterSource = load_module(MODULE_FILES["counter_source"]).CounterSource
+demo = load_module(MODULE_FILES["make_demo_video"])
 
 
 def make(cls: type, tmp_path: Path, **overrides: Any) -> Any:

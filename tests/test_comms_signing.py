@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import copy
 import hashlib
-import importlib.util
 import json
 import math
 import random
@@ -24,6 +23,7 @@ import coincurve
 import numpy as np
 import pytest
 from coincurve.utils import GROUP_ORDER_INT
+from conftest import load_module
 
 from edge_engine.comms import crypto, signing
 from edge_engine.local.identity import Identity, identity_from_private_key
@@ -45,11 +45,7 @@ SDK = _identity(VECTORS["sdk_key_pem"])
 
 
 def _load_generator() -> Any:
-    spec = importlib.util.spec_from_file_location("make_ratio1_vectors", FIXTURES / "make_ratio1_vectors.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module(FIXTURES / "make_ratio1_vectors.py")
 
 
 def _message(vector: dict[str, Any]) -> dict[str, Any]:

@@ -10,7 +10,6 @@ ConfigMap is generated from the node's own config files, every ``EE_*`` variable
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import shutil
@@ -21,6 +20,7 @@ from typing import Any
 
 import pytest
 import yaml
+from conftest import load_module
 
 from edge_engine import constants as C
 from edge_engine.comms.comms_settings import ENV_FIELDS
@@ -208,10 +208,7 @@ def test_k8s_matches_the_image() -> None:
 
 
 def test_configmap_is_generated_from_the_node_configs() -> None:
-    spec = importlib.util.spec_from_file_location("generate_configmap", K8S / "generate_configmap.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_module(K8S / "generate_configmap.py")
     assert module.TARGET.read_text(encoding="utf-8") == module.render(), "run: python k8s/generate_configmap.py"
     (configmap,) = k8s("ConfigMap")
     for key, source in module.SOURCES.items():

@@ -6,7 +6,6 @@ the parts that do not need Docker: exit status, signal forwarding within the sto
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import signal
 import subprocess
@@ -16,6 +15,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from conftest import load_module
 
 REPO = Path(__file__).resolve().parent.parent
 ENTRYPOINT = REPO / "docker" / "entrypoint.py"
@@ -67,11 +67,7 @@ def test_a_missing_command_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def load_entrypoint() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("entrypoint", ENTRYPOINT)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module(ENTRYPOINT)
 
 
 def test_a_cache_the_user_cannot_write_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

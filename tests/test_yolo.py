@@ -7,7 +7,6 @@ checked end to end on non-square frames. NMS is checked against OpenCV's ``cv2.d
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import re
@@ -18,7 +17,7 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
-from conftest import REPO, wait_for
+from conftest import REPO, load_module, wait_for
 from onnx_models import yolo_model
 
 from edge_engine.api import PluginContext, letterbox, non_max_suppression
@@ -31,16 +30,7 @@ pytest.importorskip("onnxruntime", reason="model serving needs onnxruntime (requ
 NAMES = {0: "person", 1: "car", 2: "sign"}
 
 
-def _load(relative: str) -> Any:
-    path = REPO / relative
-    spec = importlib.util.spec_from_file_location("_test_" + path.stem, path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-yolo = _load("extensions/serving/yolo.py")
+yolo = load_module("extensions/serving/yolo.py")
 
 
 def v8_row(box: tuple[float, float, float, float], scores: list[float]) -> list[float]:
@@ -323,7 +313,7 @@ def test_a_class_name_typo_refuses_the_pipeline_naming_model_and_instance(node_f
 
 # --- OBJECT_DETECTOR's own logic (unit: detections given by hand) ---------------------------------------------------
 def object_detector(**config: Any) -> tuple[Any, list[tuple[dict[str, Any], Any]]]:
-    module = _load("extensions/business/object_detector.py")
+    module = load_module("extensions/business/object_detector.py")
     emitted: list[tuple[dict[str, Any], Any]] = []
 
     def emit(payload: dict[str, Any], image: Any = None) -> None:
