@@ -2,7 +2,9 @@
 
 Inputs follow a policy: ``block`` (the producer waits for room: files lose no frame) or ``drop_oldest``
 (the oldest waiting input is discarded and counted: live streams stay fresh). Control messages (config
-updates, commands, stop) jump ahead of inputs and are never dropped. Closing wakes every waiter.
+updates, commands, stop) jump ahead of inputs and are never dropped. Closing wakes every waiter, and
+:meth:`Mailbox.wake` wakes a waiting :meth:`~Mailbox.get` with no message (it returns None, as on a timeout): the
+serving stage uses it to tell the dispatcher that the results it waits for are in.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class Mailbox:
         self._controls: deque[Any] = deque()
         self._cond = threading.Condition()
         self._closed = False
+        self._woken = False  # wake() was called: the next get() returns None once
 
     def __len__(self) -> int:
         return len(self._inputs)
@@ -77,8 +80,14 @@ class Mailbox:
             self._controls.append(item)
             self._cond.notify_all()
 
+    def wake(self) -> None:
+        """Make the waiting (or the next) :meth:`get` return None at once, whatever is queued."""
+        with self._cond:
+            self._woken = True
+            self._cond.notify_all()
+
     def get(self, timeout: float | None = None, inputs: bool = True) -> tuple[str, Any] | None:
-        """The next ``(CONTROL, msg)`` or ``(INPUT, item)``; None on timeout.
+        """The next ``(CONTROL, msg)`` or ``(INPUT, item)``; None on timeout or after :meth:`wake`.
 
         With ``inputs=False`` only control messages are returned (inputs stay queued).
         Raises :class:`Closed` once the mailbox is closed and (for inputs) drained.
@@ -86,6 +95,9 @@ class Mailbox:
         with self._cond:
             deadline = None if timeout is None else time.monotonic() + timeout
             while True:
+                if self._woken:
+                    self._woken = False
+                    return None
                 if self._controls:
                     return CONTROL, self._controls.popleft()
                 if inputs and self._inputs:

@@ -43,7 +43,7 @@ class PipelineRunner:
         size = int(spec.capture_config.get("MAX_INPUTS_QUEUE_SIZE") or 4)
         self.inbox = Mailbox(size, DROP_OLDEST if live else BLOCK)
         self.capture = CaptureRunner(env, spec.name, spec.capture, spec.capture_config, self.inbox)
-        self.serving = ServingStage(env.serving, spec.name, spec.instances, wake=self._wake_dispatcher)
+        self.serving = ServingStage(env.serving, spec.name, spec.instances, wake=self.inbox.wake)
         self.instances: dict[tuple[str, str], InstanceRunner] = {
             i.key: InstanceRunner(env, spec.name, i, live) for i in spec.instances
         }
@@ -76,13 +76,11 @@ class PipelineRunner:
                 if len(pending) >= serving.window:
                     serving.wait(pending[0])  # the window is full: only a result can help
                     continue
-                # wait for a new input; a result for an input in flight wakes this wait too (a control message)
-                serving.awaiting = bool(pending)
-                if pending and pending[0].done:
-                    serving.awaiting = False
-                    continue
+                # wait for a new input; the results of the oldest input in flight end this wait too (inbox.wake())
+                if pending and not serving.watch(pending[0]):
+                    continue  # they are in already
                 message = self.inbox.get()
-                serving.awaiting = False
+                serving.unwatch()
                 if message is None or message[0] != "input":
                     continue
                 if pending or serving.active:
@@ -97,9 +95,6 @@ class PipelineRunner:
             if not self.stopping:
                 for runner in tuple(self.instances.values()):
                     runner.finish()
-
-    def _wake_dispatcher(self) -> None:
-        self.inbox.put_control(("serving", None, None))
 
     def _offer(self, inp: Any, views: dict[tuple[str, str], Any] | None) -> None:
         for key, runner in tuple(self.instances.items()):

@@ -54,6 +54,7 @@ from edge_engine.serving.frame_slots import FrameSlots
 from edge_engine.serving.instance_models import ModelKey, resolve_engines
 from edge_engine.serving.model_server import LOAD_TIMEOUT
 from edge_engine.serving.tickets import ModelClient, Ticket
+from edge_engine.serving.worker import FrameItem
 
 if TYPE_CHECKING:
     from edge_engine.config.pipelines import InstanceSpec
@@ -136,8 +137,8 @@ class ServingStage:
     ):
         self.manager = manager
         self.pipeline = pipeline
-        self._wake = wake  # wakes the dispatcher's wait for new inputs (a control message in its inbox)
-        self.awaiting = False  # the dispatcher waits for an input while inputs are in flight
+        self._wake = wake  # wakes the dispatcher's wait for new inputs (its inbox's wake())
+        self._watched: Ticket | None = None  # the dispatcher waits for an input or this ticket's results (_cond)
         self._cond = threading.Condition()
         self._update_lock = threading.Lock()  # update() (node thread) against close() (dispatcher)
         self._closed = False
@@ -381,7 +382,7 @@ class ServingStage:
         if slot is not None:
             self._holding.add(ticket)
         if clients:
-            item = (ref, inp.data, inp.metadata, inp.seq, inp.timestamp)
+            item = FrameItem(ref, inp.data, inp.metadata, inp.seq, inp.timestamp)
             self.in_flight += 1
             for client in clients:
                 client.submit(ticket, item)
@@ -490,10 +491,27 @@ class ServingStage:
             slots.resize(window)
         return slots
 
-    def _done(self) -> None:
-        """A ticket completed (a server thread): wake the dispatcher if it waits for inputs meanwhile."""
-        if self.awaiting and self._wake is not None:
-            self.awaiting = False
+    def watch(self, ticket: Ticket) -> bool:
+        """The dispatcher is about to wait for a new input while ``ticket`` is in flight: have ``wake`` called when
+        its results are in. False when they already are (do not wait)."""
+        with self._cond:
+            if ticket.done:
+                return False
+            self._watched = ticket
+            return True
+
+    def unwatch(self) -> None:
+        """The dispatcher's wait is over (an input came, or it was woken)."""
+        self._watched = None
+
+    def _done(self, ticket: Ticket) -> None:
+        """``ticket`` completed (a server thread; its ``done`` is set under ``_cond``): wake the dispatcher if it
+        waits for that ticket's results. ``watch`` reads ``done`` under the same lock, so no wake is lost."""
+        with self._cond:
+            if self._watched is not ticket:
+                return
+            self._watched = None
+        if self._wake is not None:
             self._wake()
 
     def wait(self, ticket: Ticket) -> None:

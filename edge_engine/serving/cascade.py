@@ -66,6 +66,7 @@ from edge_engine.errors import ConfigIssue, ServingError
 from edge_engine.plugin.config_keys import Key, check_value, defaults
 from edge_engine.serving.frame_slots import FrameSlots
 from edge_engine.serving.instance_models import ENGINE_KEY, PARAMS_KEY, EngineSpec, engine_names, resolve_engines
+from edge_engine.serving.worker import FrameItem
 
 if TYPE_CHECKING:
     from edge_engine.plugin.registry import PluginRegistry
@@ -413,7 +414,9 @@ def submit_crops(
     batch = CropBatch(len(refs), cond, slot, slots.release)
     # all these crops are coming: the batcher may send them without waiting MAX_WAIT_MS for more
     client.window = max(1, client.outstanding + len(refs))
-    client.submit_many([(_CropTicket(batch, index), (ref, None, {}, seq, timestamp)) for index, ref in enumerate(refs)])
+    client.submit_many(
+        [(_CropTicket(batch, index), FrameItem(ref, None, {}, seq, timestamp)) for index, ref in enumerate(refs)]
+    )
     return batch
 
 

@@ -39,6 +39,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,17 @@ from edge_engine.serving.instance_models import EngineSpec, ServerSettings
 from edge_engine.serving.model_fetch import ModelFetcher, ModelFetchError, fetched_path
 from edge_engine.serving.server_stats import ModelStats
 from edge_engine.serving.tickets import ModelClient, Request
-from edge_engine.serving.worker import BATCH, BATCH_ERROR, LOAD_ERROR, READY, RESULT, STOP, WorkerSpec, run_worker
+from edge_engine.serving.worker import (
+    BatchDone,
+    BatchFailed,
+    FromWorker,
+    LoadFailed,
+    Ready,
+    RunBatch,
+    StopWorker,
+    WorkerSpec,
+    run_worker,
+)
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +72,37 @@ FETCH_RETRY_MAX = 60.0  # seconds between two downloads of a model whose server 
 Notify = Callable[[str, str, dict[str, Any]], None]
 
 
+class WorkerState(str, Enum):
+    """Where one worker process is (``local_info.json`` shows the value)."""
+
+    STOPPED = "stopped"  # no process (never started, idle-stopped, or the server stopped)
+    STARTING = "starting"  # spawned, loading its model
+    READY = "ready"  # loaded, no batch
+    BUSY = "busy"  # running a batch (and maybe holding the next)
+    BACKOFF = "backoff"  # died: restarted after the supervisor's backoff
+    FAILED = "failed"  # its model did not load: retried after the backoff
+    FLAPPING = "flapping"  # failed too often: never restarted by this server
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class ServerState(str, Enum):
+    """What a model server is doing, as ``local_info.json`` shows it."""
+
+    DOWNLOADING = "downloading"
+    RUNNING = "running"
+    STARTING = "starting"
+    FLAPPING = "flapping"
+    FAILED = "failed"
+    RESTARTING = "restarting"
+    STOPPED = "stopped"
+    IDLE = "idle"
+
+    def __str__(self) -> str:
+        return self.value
+
+
 class WorkerHandle:
     """One worker process as the scheduler sees it."""
 
@@ -69,7 +111,7 @@ class WorkerHandle:
         self.part = part
         self.process: Any = None
         self.conn: Any = None
-        self.state = "stopped"  # stopped, starting, ready, busy, backoff, failed
+        self.state = WorkerState.STOPPED
         self.queued: deque[tuple[int, list[Request]]] = deque()  # (batch id, requests), the running one first
         self.since = 0.0  # monotonic: when it started loading (starting) or began its current batch (busy)
         self.restart_at = 0.0
@@ -88,7 +130,7 @@ class WorkerHandle:
         return requests
 
     def snapshot(self) -> dict[str, Any]:
-        return {"index": self.index, "pid": self.pid, "state": self.state, "batches": self.batches}
+        return {"index": self.index, "pid": self.pid, "state": self.state.value, "batches": self.batches}
 
 
 class ModelServer:
@@ -157,7 +199,7 @@ class ModelServer:
     @property
     def ready(self) -> bool:
         """Some process has the model loaded (and warmed up) and takes batches."""
-        return any(w.state in ("ready", "busy") for w in self._workers)
+        return any(w.state in (WorkerState.READY, WorkerState.BUSY) for w in self._workers)
 
     def _fetch(self) -> None:
         """Fetch thread: download ``MODEL_URL`` into ``_models/fetched/``, then let the processes start."""
@@ -295,7 +337,8 @@ class ModelServer:
                 timeout = None if jobs else self._next_timeout(now)
                 self._sleeping = not jobs and not to_start and not failed
                 self._idle_slots = any(
-                    w.state in ("ready", "stopped") or (w.state == "busy" and len(w.queued) < WORKER_DEPTH)
+                    w.state in (WorkerState.READY, WorkerState.STOPPED)
+                    or (w.state == WorkerState.BUSY and len(w.queued) < WORKER_DEPTH)
                     for w in self._workers
                 )
             for request in failed:
@@ -329,16 +372,18 @@ class ModelServer:
         demand = self._queue.size > 0 or self._warm
         self._warm = False
         for worker in self._workers:
-            if worker.state in ("backoff", "failed") and now >= worker.restart_at and wanted:
+            if worker.state in (WorkerState.BACKOFF, WorkerState.FAILED) and now >= worker.restart_at and wanted:
                 to_start.append(worker)
-            elif worker.state == "stopped" and demand:
+            elif worker.state == WorkerState.STOPPED and demand:
                 to_start.append(worker)  # on demand: a pipeline started, or an input came after an idle stop
         for worker in to_start:
-            worker.state = "starting"
+            worker.state = WorkerState.STARTING
             worker.since = now
-        if self._queue.size == 0 or any(w.state in ("starting", "ready", "busy") for w in self._workers):
+        if self._queue.size == 0 or any(
+            w.state in (WorkerState.STARTING, WorkerState.READY, WorkerState.BUSY) for w in self._workers
+        ):
             return to_start, [], None
-        if all(w.state == "flapping" for w in self._workers):
+        if all(w.state == WorkerState.FLAPPING for w in self._workers):
             reason = (self.flapping or {}).get("reason")
             return to_start, self._queue.drain(), self.error("flapping", f"the model server is flapping: {reason}")
         if self.load_error is not None:  # the model does not load: no point waiting
@@ -355,14 +400,14 @@ class ModelServer:
             return []
         count = len(self._workers)
         rotated = [self._workers[(self._next_worker + i) % count] for i in range(count)]  # spread the load
-        free = [w for w in rotated if w.state == "ready"]
-        free += [w for w in rotated if w.state == "busy" and len(w.queued) < WORKER_DEPTH]
+        free = [w for w in rotated if w.state == WorkerState.READY]
+        free += [w for w in rotated if w.state == WorkerState.BUSY and len(w.queued) < WORKER_DEPTH]
         if not free:
             return []
         settings = self.settings
         clients = self._clients.values()
         capacity = batcher.active_load(clients, now, self.suggested_window)
-        serving = sum(1 for w in self._workers if w.state in ("ready", "busy"))
+        serving = sum(1 for w in self._workers if w.state in (WorkerState.READY, WorkerState.BUSY))
         target = batcher.batch_target(capacity, serving, settings.max_batch)
         outstanding = sum(c.outstanding for c in clients)
         jobs = []
@@ -375,8 +420,8 @@ class ModelServer:
                 break
             batch = self._queue.take(settings.max_batch, QUANTUM)
             batch_id = next(self._batch_ids)
-            if worker.state == "ready":
-                worker.state = "busy"
+            if worker.state == WorkerState.READY:
+                worker.state = WorkerState.BUSY
                 worker.since = now
             worker.queued.append((batch_id, batch))
             jobs.append((worker, batch_id, batch))
@@ -386,24 +431,26 @@ class ModelServer:
     def _next_timeout(self, now: float) -> float | None:
         """Under the lock: seconds until something is due (a batch's wait, a watchdog, a restart, idle stop)."""
         deadlines: list[float] = []
-        if self._queue.size and not any(w.state in ("starting", "ready", "busy") for w in self._workers):
+        if self._queue.size and not any(
+            w.state in (WorkerState.STARTING, WorkerState.READY, WorkerState.BUSY) for w in self._workers
+        ):
             oldest = self._queue.oldest()
             if oldest is not None:
                 deadlines.append(oldest + self.settings.inference_timeout)  # held inputs expire
-        if self._queue.size and any(w.state in ("ready", "busy") and len(w.queued) < WORKER_DEPTH
+        if self._queue.size and any(w.state in (WorkerState.READY, WorkerState.BUSY) and len(w.queued) < WORKER_DEPTH
                                     for w in self._workers):  # fmt: skip
             oldest = self._queue.oldest()
             if oldest is not None:
                 deadlines.append(oldest + self.settings.max_wait)
         for worker in self._workers:
-            if worker.state == "busy":
+            if worker.state == WorkerState.BUSY:
                 deadlines.append(worker.since + self.settings.inference_timeout)
-            elif worker.state == "starting":
+            elif worker.state == WorkerState.STARTING:
                 deadlines.append(worker.since + LOAD_TIMEOUT)
-            elif worker.state in ("backoff", "failed") and self._clients:
+            elif worker.state in (WorkerState.BACKOFF, WorkerState.FAILED) and self._clients:
                 deadlines.append(worker.restart_at)
         alive = any(w.alive for w in self._workers)
-        working = self._queue.size or any(w.state in ("busy", "starting") for w in self._workers)
+        working = self._queue.size or any(w.state in (WorkerState.BUSY, WorkerState.STARTING) for w in self._workers)
         if alive and not working and (self.settings.idle_stop > 0 or not self._clients):
             deadlines.append(self._last_activity + self.settings.idle_stop)
         if not self._clients and not alive:
@@ -456,7 +503,7 @@ class ModelServer:
         except Exception as exc:
             parent.close()
             child.close()
-            self._backoff(worker, f"cannot start a server process: {type(exc).__name__}: {exc}", "failed")
+            self._backoff(worker, f"cannot start a server process: {type(exc).__name__}: {exc}", WorkerState.FAILED)
             return
         child.close()
         worker.process, worker.conn, worker.pid = process, parent, process.pid
@@ -465,7 +512,7 @@ class ModelServer:
 
     def _send(self, worker: WorkerHandle, batch_id: int, batch: list[Request]) -> None:
         try:
-            worker.conn.send((BATCH, batch_id, [r.item for r in batch]))
+            worker.conn.send(RunBatch(batch_id, [r.item for r in batch]))
         except (OSError, ValueError, AttributeError) as exc:
             log.debug("%s: send failed (%s); the process sentinel reports the death", worker.part, exc)
 
@@ -482,23 +529,22 @@ class ModelServer:
                 worker.conn = None
                 conn.close()
 
-    def _on_message(self, worker: WorkerHandle, message: tuple[Any, ...]) -> None:
-        kind = message[0]
-        if kind == RESULT:
-            self._on_result(worker, message[1], message[2], message[3], message[4] if len(message) > 4 else {})
-        elif kind == BATCH_ERROR:
-            self._on_batch_error(worker, message[1], message[2])
-        elif kind == READY:
-            worker.state = "ready"
+    def _on_message(self, worker: WorkerHandle, message: FromWorker) -> None:
+        if isinstance(message, BatchDone):
+            self._on_result(worker, message.batch_id, message.results, message.seconds, message.lost)
+        elif isinstance(message, BatchFailed):
+            self._on_batch_error(worker, message.batch_id, message.text)
+        elif isinstance(message, Ready):
+            worker.state = WorkerState.READY
             worker.since = time.monotonic()
-            self.info = message[1]
+            self.info = message.info
             self.load_error = None
             log.info("%s: model %s loaded (%s)", worker.part, self.model, ", ".join(self.info.get("providers", [])))
-        elif kind == LOAD_ERROR:
-            self.load_error = str(message[1])
+        elif isinstance(message, LoadFailed):
+            self.load_error = message.text
             self._notify_once("error", f"model {self.model} failed to load: {self.load_error}")
             self._stop_process(worker, grace=STOP_GRACE)
-            self._backoff(worker, f"load failed: {self.load_error}", "failed")
+            self._backoff(worker, f"load failed: {self.load_error}", WorkerState.FAILED)
 
     def _take_batch(self, worker: WorkerHandle, batch_id: int) -> list[Request]:
         """The requests of the batch a worker answered (the first it holds); the next one starts now."""
@@ -506,10 +552,10 @@ class ModelServer:
             return []
         _, batch = worker.queued.popleft()
         now = time.monotonic()
-        if worker.state == "busy":
+        if worker.state == WorkerState.BUSY:
             worker.since = now
             if not worker.queued:
-                worker.state = "ready"
+                worker.state = WorkerState.READY
         worker.batches += 1
         self._last_activity = now
         return batch
@@ -556,11 +602,11 @@ class ModelServer:
 
     def _watchdog(self, now: float) -> None:
         for worker in self._workers:
-            if worker.state == "busy" and now - worker.since > self.settings.inference_timeout:
+            if worker.state == WorkerState.BUSY and now - worker.since > self.settings.inference_timeout:
                 text = f"a batch ran longer than INFERENCE_TIMEOUT ({self.settings.inference_timeout:g} s)"
                 self._kill(worker)
                 self._died(worker, "timeout", text)
-            elif worker.state == "starting" and now - worker.since > LOAD_TIMEOUT:
+            elif worker.state == WorkerState.STARTING and now - worker.since > LOAD_TIMEOUT:
                 self._kill(worker)
                 self.load_error = f"the model did not load within {LOAD_TIMEOUT:g} s"
                 self._died(worker, "load_failed", self.load_error)
@@ -569,7 +615,7 @@ class ModelServer:
         if worker.process is None:
             return
         batch = worker.take_all()
-        was_failed = worker.state == "failed"
+        was_failed = worker.state == WorkerState.FAILED
         self._reap(worker)
         if was_failed:
             return  # a load error already scheduled the retry
@@ -579,12 +625,12 @@ class ModelServer:
         error = self.error(kind, text)
         for request in batch:
             self._answer(request, error, ok=False)
-        self._backoff(worker, text, "backoff")
+        self._backoff(worker, text, WorkerState.BACKOFF)
 
-    def _backoff(self, worker: WorkerHandle, text: str, state: str) -> None:
+    def _backoff(self, worker: WorkerHandle, text: str, state: WorkerState) -> None:
         verdict = self.supervisor.record(worker.part, text)
         if verdict.flapping:
-            worker.state = "flapping"  # never restarted: a new server (pipelines updated, node restarted) is
+            worker.state = WorkerState.FLAPPING  # never restarted: a new server (pipelines updated, node restarted) is
             self.flapping = self.supervisor.flap_fields(worker.part)
             info = self.flapping
             message = (f"model {self.model}: server process {worker.index} is flapping: {info['failures']} failures "
@@ -626,7 +672,7 @@ class ModelServer:
         """Ask a worker to exit, then kill it if it does not within ``grace`` seconds."""
         if worker.conn is not None:
             try:
-                worker.conn.send((STOP,))
+                worker.conn.send(StopWorker())
             except (OSError, ValueError):
                 pass
         if worker.process is not None:
@@ -635,7 +681,7 @@ class ModelServer:
 
     def _idle_stop_due(self, now: float) -> bool:
         with self._lock:
-            busy = self._queue.size or any(w.state in ("busy", "starting") for w in self._workers)
+            busy = self._queue.size or any(w.state in (WorkerState.BUSY, WorkerState.STARTING) for w in self._workers)
             alive = any(w.alive for w in self._workers)
             if busy:
                 return False
@@ -651,8 +697,8 @@ class ModelServer:
             log.info("%s: idle for %.0f s: stopping its server processes", self.part, self.settings.idle_stop)
             for worker in self._workers:
                 self._stop_process(worker, STOP_GRACE)
-                if worker.state != "flapping":
-                    worker.state = "stopped"
+                if worker.state != WorkerState.FLAPPING:
+                    worker.state = WorkerState.STOPPED
         self._last_activity = time.monotonic()
         return self.on_idle_closed is not None and self.on_idle_closed(self)
 
@@ -660,7 +706,7 @@ class ModelServer:
         for worker in self._workers:
             if worker.conn is not None:
                 try:
-                    worker.conn.send((STOP,))
+                    worker.conn.send(StopWorker())
                 except (OSError, ValueError):
                     pass
         deadline = time.monotonic() + STOP_GRACE
@@ -675,7 +721,7 @@ class ModelServer:
                 leftovers.extend(worker.take_all())
         for worker in self._workers:
             self._reap(worker, grace=0.0)  # the shared grace above is over
-            worker.state = "stopped"
+            worker.state = WorkerState.STOPPED
         for request in leftovers:
             self._answer(request, error, ok=False)
         for fd in (self._wake_r, self._wake_w):
@@ -697,24 +743,23 @@ class ModelServer:
 
     # --- reporting --------------------------------------------------------------------------------------------
     @property
-    def state(self) -> str:
+    def state(self) -> ServerState:
         if self.downloading:
-            return "downloading"
+            return ServerState.DOWNLOADING
         if self.fetch_error is not None:
-            return "failed"
+            return ServerState.FAILED
         states = {w.state for w in self._workers}
-        for name in ("busy", "ready"):
-            if name in states:
-                return "running"
-        if "starting" in states:
-            return "starting"
-        if states == {"flapping"}:
-            return "flapping"
-        if "failed" in states:
-            return "failed"
-        if "backoff" in states:
-            return "restarting"
-        return "stopped" if self.closed else "idle"
+        if WorkerState.BUSY in states or WorkerState.READY in states:
+            return ServerState.RUNNING
+        if WorkerState.STARTING in states:
+            return ServerState.STARTING
+        if states == {WorkerState.FLAPPING}:
+            return ServerState.FLAPPING
+        if WorkerState.FAILED in states:
+            return ServerState.FAILED
+        if WorkerState.BACKOFF in states:
+            return ServerState.RESTARTING
+        return ServerState.STOPPED if self.closed else ServerState.IDLE
 
     def _source_info(self) -> dict[str, Any]:
         """Where the model comes from, and how its download goes (``downloading 1.5 of 3.0 MB (50 %)``)."""
@@ -733,7 +778,7 @@ class ModelServer:
             "signature": self.signature,
             "model": self.model,
             "config_id": self.key.short,
-            "state": self.state,
+            "state": self.state.value,
             "providers": list(self.info.get("providers", [])),
             "model_info": {k: v for k, v in self.info.items() if k not in ("providers", "pid")},
             "workers": [w.snapshot() for w in self._workers],

@@ -37,7 +37,7 @@ class Ticket:
         cond: threading.Condition,
         slot: int | None,
         plan: Any = None,
-        on_done: Callable[[], None] | None = None,
+        on_done: Callable[[Ticket], None] | None = None,
     ):
         self.inp = inp
         self.plan = plan
@@ -73,7 +73,7 @@ class Ticket:
         if release is not None:
             release(slot)
         if finished and self.on_done is not None:
-            self.on_done()
+            self.on_done(self)
 
     def hand_back(self, release: Callable[[int], None]) -> None:
         """The pipeline is done with the input: ``release(slot)`` now, or when the last server lets go."""

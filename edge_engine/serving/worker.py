@@ -4,10 +4,11 @@ Started with the ``spawn`` method (a fresh interpreter: never a fork of the thre
 plugin's module, creates the plugin with its effective config and calls ``on_init()`` (where the model is
 loaded: the only place onnxruntime is imported). It then answers on its pipe:
 
-* node → server: ``("batch", batch_id, items)`` with one ``(frame ref, data, metadata, seq, timestamp)`` per
-  input, or ``("stop",)``;
-* server → node: ``("ready", info)`` or ``("load_error", text)`` once, then ``("result", batch_id, results,
-  seconds, lost)`` or ``("batch_error", batch_id, text)`` per batch.
+* node → server: :class:`RunBatch` (a batch id and one :class:`FrameItem` per input), or :class:`StopWorker`;
+* server → node: :class:`Ready` (the model's info) or :class:`LoadFailed` once, then :class:`BatchDone` (results,
+  seconds, lost inputs) or :class:`BatchFailed` per batch.
+
+The messages are frozen dataclasses; a batch travels as plain tuples (its ``__reduce__``), which pickle fastest.
 
 Frames are read in place from shared memory (see :mod:`edge_engine.serving.frame_slots`). An input whose frame
 cannot be read (its segment is gone) is left out of the batch and reported in ``lost`` (``{index: reason}``,
@@ -24,16 +25,78 @@ import os
 import signal
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-READY = "ready"
-LOAD_ERROR = "load_error"
-BATCH = "batch"
-RESULT = "result"
-BATCH_ERROR = "batch_error"
-STOP = "stop"
+
+# --- the messages on a worker's pipe --------------------------------------------------------------------------------
+class FrameItem(NamedTuple):
+    """One input of a batch: where its frame is (a :mod:`~edge_engine.serving.frame_slots` reference) and the rest of
+    its :class:`~edge_engine.plugin.kinds.Input`."""
+
+    ref: tuple[Any, ...]
+    data: Any
+    metadata: Any
+    seq: int
+    timestamp: float
+
+
+def _rebuild_batch(batch_id: int, rows: list[tuple[Any, ...]]) -> RunBatch:
+    return RunBatch(batch_id, [tuple.__new__(FrameItem, row) for row in rows])
+
+
+@dataclass(frozen=True)
+class RunBatch:
+    """node → server: run these inputs as one batch."""
+
+    batch_id: int
+    items: list[FrameItem]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _rebuild_batch, (self.batch_id, [tuple(item) for item in self.items])
+
+
+@dataclass(frozen=True)
+class StopWorker:
+    """node → server: exit now."""
+
+
+@dataclass(frozen=True)
+class Ready:
+    """server → node, once: the model is loaded; ``info`` is its ``model_info()`` plus the process id."""
+
+    info: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class LoadFailed:
+    """server → node, once: the plugin could not be created or its model loaded (the process then exits)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class BatchDone:
+    """server → node: one result per input (None for a lost one), the batch's seconds in the plugin, and why each
+    lost input's frame could not be read (``{index: reason}``)."""
+
+    batch_id: int
+    results: list[Any]
+    seconds: float
+    lost: dict[int, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BatchFailed:
+    """server → node: the batch raised (every input in it gets a ``ServingError``)."""
+
+    batch_id: int
+    text: str
+
+
+ToWorker = RunBatch | StopWorker
+FromWorker = Ready | LoadFailed | BatchDone | BatchFailed
 
 
 @dataclass(frozen=True)
@@ -83,10 +146,10 @@ def run_worker(spec: WorkerSpec, conn: Any) -> None:
         plugin.on_init()
         info = dict(plugin.model_info() or {})
     except Exception as exc:
-        _send(conn, (LOAD_ERROR, f"{type(exc).__name__}: {exc}"))
+        _send(conn, LoadFailed(f"{type(exc).__name__}: {exc}"))
         return
     info["pid"] = os.getpid()
-    if not _send(conn, (READY, info)):
+    if not _send(conn, Ready(info)):
         return
     try:
         _serve(plugin, conn)
@@ -150,22 +213,22 @@ def _serve(plugin: Any, conn: Any) -> None:
                 message = conn.recv()
             except (EOFError, OSError):
                 return  # the node is gone
-            if message[0] != BATCH:
-                return
-            _, batch_id, items = message
+            if not isinstance(message, RunBatch):
+                return  # StopWorker
+            batch_id = message.batch_id
             started = perf()
             try:
-                results, lost = _run_batch(plugin, reader, items, Input)
-                reply: tuple[Any, ...] = (RESULT, batch_id, results, perf() - started, lost)
+                results, lost = _run_batch(plugin, reader, message.items, Input)
+                reply: FromWorker = BatchDone(batch_id, results, perf() - started, lost)
             except Exception as exc:
-                reply = (BATCH_ERROR, batch_id, f"{type(exc).__name__}: {exc}")
-            if not _send(conn, reply) and reply[0] == RESULT:
-                _send(conn, (BATCH_ERROR, batch_id, "the results could not be sent (not picklable?)"))
+                reply = BatchFailed(batch_id, f"{type(exc).__name__}: {exc}")
+            if not _send(conn, reply) and isinstance(reply, BatchDone):
+                _send(conn, BatchFailed(batch_id, "the results could not be sent (not picklable?)"))
     finally:
         reader.close()
 
 
-def _run_batch(plugin: Any, reader: Any, items: list[Any], input_type: type) -> tuple[list[Any], dict[int, str]]:
+def _run_batch(plugin: Any, reader: Any, items: list[FrameItem], input_type: type) -> tuple[list[Any], dict[int, str]]:
     """One result per item (None for the lost ones), and why each lost item's frame could not be read."""
     inputs, kept, lost = [], [], {}
     for index, (ref, data, meta, seq, ts) in enumerate(items):
@@ -190,7 +253,7 @@ def _run_batch(plugin: Any, reader: Any, items: list[Any], input_type: type) -> 
     return results, lost
 
 
-def _send(conn: Any, message: tuple[Any, ...]) -> bool:
+def _send(conn: Any, message: FromWorker) -> bool:
     try:
         conn.send(message)
         return True

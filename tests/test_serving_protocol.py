@@ -1,0 +1,90 @@
+"""The typed seams of serving: the messages on a model worker's pipe, the worker and server states, and how the
+serving stage wakes the pipeline's dispatcher (a proper wait, no fake message in its inbox)."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import threading
+from typing import Any
+
+from conftest import wait_for
+
+from edge_engine.plugin.kinds import Input
+from edge_engine.runtime.mailbox import Mailbox
+from edge_engine.runtime.serving_stage import ServingStage
+from edge_engine.serving.model_server import ServerState, WorkerState
+from edge_engine.serving.tickets import Ticket
+from edge_engine.serving.worker import BatchDone, BatchFailed, FrameItem, LoadFailed, Ready, RunBatch, StopWorker
+
+
+def test_a_batch_crosses_the_pipe_as_typed_items() -> None:
+    ref = ("/ee_frames_1", (48, 64, 3), "|u1")
+    batch = RunBatch(7, [FrameItem(ref, {"k": 1}, {"m": 2}, seq, 1.5) for seq in range(3)])
+    back = pickle.loads(pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL))
+    assert back == batch and isinstance(back, RunBatch)
+    assert all(isinstance(item, FrameItem) for item in back.items)
+    assert [item.seq for item in back.items] == [0, 1, 2] and back.items[0].ref == ref
+    _ref, data, metadata, seq, timestamp = back.items[1]  # still a tuple: the worker unpacks it as one
+    assert (data, metadata, seq, timestamp) == ({"k": 1}, {"m": 2}, 1, 1.5)
+
+
+def test_every_worker_message_pickles_to_itself() -> None:
+    messages: list[Any] = [StopWorker(), Ready({"providers": ["CPUExecutionProvider"], "pid": 1}),
+                           LoadFailed("FileNotFoundError: x.onnx"), BatchDone(3, [{"a": 1}, None], 0.01, {1: "gone"}),
+                           BatchFailed(4, "ValueError: bad")]  # fmt: skip
+    for message in messages:
+        assert pickle.loads(pickle.dumps(message)) == message
+
+
+def test_states_are_enums_that_show_as_plain_strings() -> None:
+    assert WorkerState.BUSY == "busy" and str(WorkerState.BUSY) == "busy" and f"{ServerState.RUNNING}" == "running"
+    assert json.loads(json.dumps({"state": ServerState.FLAPPING})) == {"state": "flapping"}
+
+
+def test_mailbox_wake_ends_a_wait_without_a_message() -> None:
+    box = Mailbox(4)
+    got: list[Any] = []
+    waiter = threading.Thread(target=lambda: got.append(box.get()))
+    waiter.start()
+    box.wake()
+    waiter.join(5)
+    assert not waiter.is_alive() and got == [None]
+    box.put("frame")
+    assert box.get() == ("input", "frame")  # the wake was used up: nothing left behind
+
+
+class Waker:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self) -> None:
+        self.calls += 1
+
+
+def test_the_stage_wakes_the_dispatcher_only_for_the_ticket_it_watches() -> None:
+    waker = Waker()
+    stage = ServingStage(None, "p", wake=waker)
+    head, later = (Ticket(Input(image=None), 1, stage._cond, None, None, stage._done) for _ in range(2))
+    assert stage.watch(head)
+    later.resolve("m", {"x": 1})  # another input's results: the dispatcher keeps waiting for an input
+    assert waker.calls == 0
+    head.resolve("m", {"x": 2})
+    wait_for(lambda: waker.calls == 1, 5)
+    assert not stage.watch(head)  # already done: the dispatcher does not wait at all
+    stage.unwatch()
+    assert waker.calls == 1
+
+
+def test_a_result_ends_the_dispatchers_wait_for_inputs_through_the_mailbox() -> None:
+    box = Mailbox(4)
+    stage = ServingStage(None, "p", wake=box.wake)
+    ticket = Ticket(Input(image=None), 1, stage._cond, None, None, stage._done)
+    assert stage.watch(ticket)
+    got: list[Any] = []
+    waiter = threading.Thread(target=lambda: got.append(box.get()))
+    waiter.start()
+    ticket.resolve("m", {"x": 1})
+    waiter.join(5)
+    assert not waiter.is_alive() and got == [None]  # woken with no message: nothing was put in the inbox
+    assert not box._controls
