@@ -24,6 +24,7 @@ from edge_engine import constants as C
 from edge_engine.cli.history_plot import render_svg
 from edge_engine.errors import CacheError
 from edge_engine.local.cache import CacheLayout, atomic_write_json, read_json
+from edge_engine.node.snapshot import NodeSnapshot, PipelineSnapshot, PluginFailure, read_snapshot
 
 ALIAS_RE = re.compile(rf"[A-Za-z0-9_.-]{{1,{C.ALIAS_MAX_LEN}}}")
 STALE_PERIODS = 3
@@ -93,13 +94,14 @@ def _read_node_file(path: Path, cache: Path, when: str) -> Any:
     raise CacheError(f"{path} does not exist yet: the node is starting ({when})")
 
 
-def format_node_info(info: dict[str, Any], now: datetime | None = None) -> str:
+def format_node_info(data: dict[str, Any], now: datetime | None = None) -> str:
     """Readable summary of ``local_info.json``: the node, then a table of pipelines and their instances."""
     now = now or datetime.now(timezone.utc)
+    info = read_snapshot(data)
     version = _text(info.get("version_short"))
     if info.get("version_long") and info.get("version_long") != info.get("version_short"):
         version += f"  ({info['version_long']})"
-    whitelist = (info.get("info") or {}).get("whitelist") if isinstance(info.get("info"), dict) else None
+    whitelist = info["info"].get("whitelist") if "info" in info else None
     rows = [
         ("alias", _text(info.get("alias"))),
         ("address", _text(info.get("address"))),
@@ -114,21 +116,21 @@ def format_node_info(info: dict[str, Any], now: datetime | None = None) -> str:
         ("allowed", f"{len(whitelist)} address(es)" if isinstance(whitelist, list) else "-"),
     ]
     plugins = info.get("plugins")
-    if isinstance(plugins, dict):
-        failed = plugins.get("failed") or []
-        rows.append(("plugins", f"{_text(plugins.get('loaded'))} loaded, {len(failed)} failed"))
+    if plugins is not None:
+        rows.append(("plugins", f"{_text(plugins.get('loaded'))} loaded, {len(plugins['failed'])} failed"))
     storage = info.get("storage")
-    if isinstance(storage, dict) and storage.get("configured"):
+    if storage is not None and storage.get("configured"):
         rows.append(("uploads", f"{_text(storage.get('bucket'))} on {_text(storage.get('endpoint'))}: "
                      f"{_text(storage.get('uploaded'))} uploaded, {_text(storage.get('pending'))} pending, "
                      f"{_text(storage.get('failed_attempts'))} failed attempt(s)"))  # fmt: skip
     width = max(len(key) for key, _ in rows)
     lines = [f"{key:<{width}}  {value}" for key, value in rows]
-    lines += _plugin_failures(plugins)
-    pipelines = [p for p in info.get("pipelines") or [] if isinstance(p, dict)]
+    if plugins is not None:
+        lines += _plugin_failures(plugins["failed"])
+    pipelines = info["pipelines"]
     lines += ["", f"PIPELINES ({len(pipelines)})"]
     lines += _pipeline_table(pipelines) if pipelines else ["  (none)"]
-    invalid = [p for p in info.get("invalid_pipelines") or [] if isinstance(p, dict)]
+    invalid = info["invalid_pipelines"]
     if invalid:
         lines += ["", f"INVALID PIPELINES ({len(invalid)})"]
         for item in invalid:
@@ -138,12 +140,12 @@ def format_node_info(info: dict[str, Any], now: datetime | None = None) -> str:
     return "\n".join(lines)
 
 
-def _network_table(network: Any, admin: Any) -> list[str]:
+def _network_table(network: dict[str, Any] | None, admin: dict[str, Any] | None) -> list[str]:
     """The NETWORK section: every node heard on the broker (``network`` in local_info.json), online first."""
-    if not isinstance(network, dict):
+    if network is None:
         return []
-    nodes = [n for n in network.get("nodes") or [] if isinstance(n, dict)]
-    role = " (supervisor: publishes NET_MON_01)" if isinstance(admin, dict) and admin.get("supervisor") else ""
+    nodes: list[dict[str, Any]] = network["nodes"]
+    role = " (supervisor: publishes NET_MON_01)" if admin is not None and admin.get("supervisor") else ""
     total = network.get("total", len(nodes))
     listed = f"; the {len(nodes)} heard from last listed" if isinstance(total, int) and total > len(nodes) else ""
     lines = ["", f"NETWORK ({_text(network.get('online'))} of {_text(total)} online; offline after "
@@ -161,22 +163,19 @@ def _network_table(network: Any, admin: Any) -> list[str]:
     return lines
 
 
-def _plugin_failures(plugins: Any) -> list[str]:
-    if not isinstance(plugins, dict):
-        return []
+def _plugin_failures(failed: list[PluginFailure]) -> list[str]:
     lines = []
-    for failure in plugins.get("failed") or []:
-        if isinstance(failure, dict):
-            where = " › ".join(_text(failure.get(k)) for k in ("source", "name") if failure.get(k))
-            lines.append(f"  failed plugin {where}: {_shorten(failure.get('reason'), 100)}")
+    for failure in failed:
+        where = " › ".join(_text(failure.get(k)) for k in ("source", "name") if failure.get(k))
+        lines.append(f"  failed plugin {where}: {_shorten(failure.get('reason'), 100)}")
     return lines
 
 
-def _pipeline_table(pipelines: list[dict[str, Any]]) -> list[str]:
+def _pipeline_table(pipelines: list[PipelineSnapshot]) -> list[str]:
     header = ("NAME", "TYPE", "STATUS", "INPUTS", "RATE/s", "DROPPED", "PAYLOADS", "ERRORS", "LAST ERROR")
     table: list[tuple[str, ...]] = [header]
     for pipeline in pipelines:
-        capture = pipeline.get("capture") if isinstance(pipeline.get("capture"), dict) else {}
+        capture = pipeline["capture"]
         table.append(
             (
                 _text(pipeline.get("name")),
@@ -190,9 +189,7 @@ def _pipeline_table(pipelines: list[dict[str, Any]]) -> list[str]:
                 _shorten(capture.get("last_error")),
             )
         )
-        for instance in pipeline.get("instances") or []:
-            if not isinstance(instance, dict):
-                continue
+        for instance in pipeline["instances"]:
             name = f"{_text(instance.get('signature'))}/{_text(instance.get('instance_id'))}"
             table.append(
                 (
@@ -216,7 +213,7 @@ def _pipeline_table(pipelines: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def _freshness(info: dict[str, Any], now: datetime) -> str:
+def _freshness(info: NodeSnapshot, now: datetime) -> str:
     updated = info.get("updated_at")
     if not updated:
         return "-"

@@ -30,7 +30,7 @@ from edge_engine.local.cache import atomic_write_json, read_json
 log = logging.getLogger(__name__)
 
 GB = 1024**3
-# Numeric series, in the order of the fields of `_Point` after the timestamp.
+# Numeric series, in the order of the fields of `_Point` after the timestamp (`_Point._make` builds from that order).
 SERIES = ("cpu_load", "total_memory", "occupied_memory", "disk_total", "disk_used", "process_rss")
 UNITS = {
     "cpu_load": "%",
@@ -160,7 +160,7 @@ class NodeHistory:
             for name, rate in (pipeline_rates or {}).items()
             if isinstance(rate, (int, float)) and math.isfinite(rate)
         }
-        point = _Point(now, *(values.get(name) for name in SERIES), rates)
+        point = _Point._make((now, *(values.get(name) for name in SERIES), rates))
         self._fine.append(point)
         self._add_to_bucket(point)
         self._prune(now)
@@ -254,7 +254,7 @@ def _mean_point(ts: float, points: list[_Point]) -> _Point:
     columns = [_mean([getattr(p, name) for p in points], name in _INT_SERIES) for name in SERIES]
     names = sorted({name for p in points for name in p.pipelines})
     rates = {name: _mean([p.pipelines.get(name) for p in points], False) for name in names}
-    return _Point(ts, *columns, {k: v for k, v in rates.items() if v is not None})
+    return _Point._make((ts, *columns, {k: v for k, v in rates.items() if v is not None}))
 
 
 def _series(points: deque[_Point]) -> dict[str, Any]:
@@ -278,7 +278,7 @@ def _points_from_json(data: Mapping[str, Any]) -> list[_Point]:
     points = []
     for i, stamp in enumerate(stamps):
         sample_rates = {name: float(vals[i]) for name, vals in rates.items() if isinstance(vals[i], (int, float))}
-        points.append(_Point(parse_iso_utc(stamp), *(columns[name][i] for name in SERIES), sample_rates))
+        points.append(_Point._make((parse_iso_utc(stamp), *(columns[name][i] for name in SERIES), sample_rates)))
     return points
 
 
