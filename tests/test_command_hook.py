@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 import pytest
-from conftest import wait_for
+from conftest import comms_node, wait_for
 
 from edge_engine.cli.ops import main_add_allowed
 from edge_engine.node.core import Node
@@ -51,10 +51,9 @@ def notice_code(expected: int) -> Any:
 
 
 def test_applied_commands_reach_the_hook_and_plugins_may_add_actions(mosquitto, node_factory, me, clients) -> None:
-    node = node_factory(plugins={"business/hooked.py": HOOKED}, environ=mosquitto.env,
-                        startup={"SECONDS_HEARTBEAT": 1})  # fmt: skip
+    node = comms_node(node_factory, mosquitto, plugins={"business/hooked.py": HOOKED},
+                      startup={"SECONDS_HEARTBEAT": 1})  # fmt: skip
     assert main_add_allowed(["--cache-dir", str(node.layout.root), me.address, "me"]) == 0
-    wait_for(node.comms.transport.connected.is_set, timeout=10)
     client = clients(me, mosquitto.port)
     seen = seen_by_plugin(node)
 

@@ -24,7 +24,7 @@ import coincurve
 import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
-from conftest import REPO, wait_for
+from conftest import REPO, comms_node, wait_for
 from mqtt_broker import Mosquitto, free_port
 from plugins_src import message_pipeline, payload_plugin
 
@@ -57,17 +57,30 @@ def allow(node: Node, identity: Identity) -> None:
 
 
 def start_node(node_factory: Callable[..., Node], broker: Mosquitto, **kw: Any) -> Node:
-    environ = {**broker.env, **kw.pop("environ", {})}
+    """The node of these tests: the tick plugin, fast heartbeats, connected to ``broker``."""
     startup = {**FAST_HEARTBEATS, **kw.pop("startup", {})}
-    node = node_factory(plugins={"business/tick.py": TICK_PLUGIN}, startup=startup, environ=environ, **kw)
-    assert node.comms is not None and node.comms.transport is not None
-    wait_for(node.comms.transport.connected.is_set, timeout=10)
-    return node
+    return comms_node(node_factory, broker, plugins={"business/tick.py": TICK_PLUGIN}, startup=startup, **kw)
 
 
 def state(node: Node) -> tuple[list[str], dict[str, bytes]]:
     """What a rejected command must not change: running pipelines and the persisted configs."""
     return sorted(node.pipeline_names()), {p.name: p.read_bytes() for p in sorted(node.layout.streams.glob("*"))}
+
+
+def collect_until(listener: Any, enough: Callable[[list[Received]], bool], timeout: float = 10.0) -> list[Received]:
+    """What ``listener`` receives until ``enough(received)`` holds, then any stragglers (0.2 s apart)."""
+    got: list[Received] = []
+
+    def done() -> bool:
+        item = listener.get(0.05)
+        if item is not None:
+            got.append(item)
+        return enough(got)
+
+    wait_for(done, timeout=timeout)
+    while (item := listener.get(0.2)) is not None:
+        got.append(item)
+    return got
 
 
 def notification(listener: Any, accept: Callable[[Received], bool], timeout: float = 10.0) -> Received:
@@ -160,9 +173,10 @@ def test_deploy_update_command_delete(mosquitto, node_factory, me, clients, tmp_
     deleted = client.delete(node.alias, "stats")
     assert deleted.ok and deleted.code == 4, deleted
     assert node.pipeline_names() == [] and not (node.layout.streams / "stats.json").exists()
-    time.sleep(0.3)  # what was already on its way
-    while payloads.get(0.05) is not None:
-        pass
+    # what was already on its way arrives: the client has every payload the node numbered before the delete
+    wait_for(lambda: len(node.comms.outbox) == 0, timeout=5)
+    last = node.comms.sequences._next["payloads"] - 1
+    wait_for(lambda: (p := payloads.get(0.05)) is not None and p.message["EE_MESSAGE_SEQ"] >= last, timeout=5)
     assert payloads.get(1.0) is None, "payloads still arrive after the delete"
 
     # every message carried the node's alias first in EE_PAYLOAD_PATH, and verified
@@ -322,10 +336,8 @@ def test_rejection_notifications_are_rate_limited(mosquitto, node_factory, stran
             intruder.publish(address, raw(intruder.build_command(address, "UPDATE_CONFIG", tick_pipeline(f"x{i}"))))
         stats = node.comms.commands.stats
         wait_for(lambda: stats.received >= 50, timeout=10)
-        time.sleep(0.5)  # the last notifications on their way
-        notified = 0
-        while notes.get(0.2) is not None:
-            notified += 1
+        # every rejection is either notified (the notification arrives) or counted as not notified
+        notified = len(collect_until(notes, lambda got: len(got) + stats.rejections_not_notified >= 50))
     assert 1 <= notified <= 20, notified
     assert stats.rejected == 50 and stats.accepted == 0
     assert stats.rejections_not_notified == 50 - notified
@@ -338,10 +350,9 @@ def test_rejection_notifications_are_rate_limited(mosquitto, node_factory, stran
             message["EE_SENDER"] = identity_from_private_key(coincurve.PrivateKey()).address
             intruder.publish(address, raw(message))
         wait_for(lambda: stats.received >= 100, timeout=10)
-        time.sleep(0.5)
-        forged = 0
-        while (note := notes.get(0.2)) is not None:
-            forged += 1
+        forged_notes = collect_until(notes, lambda got: notified + len(got) + stats.rejections_not_notified >= 100)
+        forged = len(forged_notes)
+        for note in forged_notes:
             assert "signature rejected" in note.message["NOTIFICATION"]
     assert 1 <= forged <= 20, forged
     assert stats.rejected == 100 and stats.rejections_not_notified == 100 - notified - forged
@@ -396,7 +407,10 @@ def test_broker_restart_reconnects_and_delivers_the_outbox(mosquitto_factory, no
         wait_for(lambda: len(node.comms.outbox) == 0, timeout=10)
         beats_before = sum(1 for t, _ in received if t == "naeural/ctrl")
         wait_for(lambda: sum(1 for t, _ in received if t == "naeural/ctrl") > beats_before + 1, timeout=5)
-        time.sleep(0.3)
+        last = node.comms.sequences._next["payloads"] - 1  # the last payload made has arrived
+        wait_for(
+            lambda: last in {json.loads(d)["EE_MESSAGE_SEQ"] for t, d in list(received) if t == "naeural/payloads"}
+        )
     finally:
         sub.loop_stop()
         sub.disconnect()

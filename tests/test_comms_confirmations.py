@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import wait_for
+from conftest import comms_node, wait_for
 from mqtt_broker import Mosquitto
 
 from edge_engine.cli.ops import main_add_allowed
@@ -88,9 +88,7 @@ def answers(notes: list[Received]) -> set[Answer]:
 
 @pytest.fixture
 def rig(mosquitto: Mosquitto, node_factory: Callable[..., Node], tmp_path: Path, clients: Any) -> Rig:
-    node = node_factory(pipelines=[STATS], startup={"SECONDS_HEARTBEAT": 1}, environ=mosquitto.env)
-    assert node.comms is not None and node.comms.transport is not None
-    wait_for(node.comms.transport.connected.is_set, timeout=10)
+    node = comms_node(node_factory, mosquitto, pipelines=[STATS], startup={"SECONDS_HEARTBEAT": 1})
     me = load_client_identity(tmp_path / "me" / "client.pem")
     assert main_add_allowed(["--cache-dir", str(node.layout.root), me.address, "me"]) == 0
     stranger = load_client_identity(tmp_path / "stranger" / "client.pem")

@@ -14,7 +14,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
-from conftest import wait_for
+from conftest import comms_node, wait_for
 from mqtt_broker import Mosquitto
 
 from edge_engine.cli.ops import main_add_allowed
@@ -84,10 +84,9 @@ def eavesdropper(mosquitto: Mosquitto) -> Iterator[Eavesdropper]:
 
 
 def start_node(node_factory: Callable[..., Node], broker: Mosquitto, **kw: Any) -> Node:
-    node = node_factory(plugins={"business/secret.py": SECRET_PLUGIN}, environ=broker.env,
-                        startup={"SECONDS_HEARTBEAT": 1}, **kw)  # fmt: skip
-    wait_for(node.comms.transport.connected.is_set, timeout=10)
-    return node
+    """The node of these tests: the secret plugin, a heartbeat a second, connected to ``broker``."""
+    return comms_node(node_factory, broker, plugins={"business/secret.py": SECRET_PLUGIN},
+                      startup={"SECONDS_HEARTBEAT": 1}, **kw)  # fmt: skip
 
 
 def test_encrypted_to_the_initiator_only(mosquitto, node_factory, me, clients, eavesdropper, tmp_path) -> None:

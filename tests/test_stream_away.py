@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import EmitTap, wait_for
+from conftest import EmitTap, plugin_class, wait_for
 from mqtt_broker import free_port
 from stream_servers import SERVERS, listening
 
@@ -118,12 +118,6 @@ def notes(node: Node, pipeline: str, status: str | None = None) -> list[dict[str
 
 def stream_notes(node: Node, pipeline: str) -> list[dict[str, Any]]:
     return [n for n in notes(node, pipeline) if n.get("STATUS") in (STREAM_LOST, STREAM_BACK)]
-
-
-def plugin_class(node: Node, kind: str, signature: str) -> Any:
-    record = node.registry.get(kind, signature)
-    assert record is not None
-    return record.cls
 
 
 # --- the policy ---------------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import wait_for
+from conftest import plugin_class, wait_for
 from mqtt_broker import Mosquitto
 
 from edge_engine.cli.ops import main_add_allowed
@@ -155,12 +155,6 @@ def notifications(node: Node) -> list[dict[str, Any]]:
 
 def flapping_notes(node: Node, pipeline: str) -> list[dict[str, Any]]:
     return [n for n in notifications(node) if n.get("STATUS") == "flapping" and n["path"][1] == pipeline]
-
-
-def plugin_class(node: Node, kind: str, signature: str) -> Any:
-    record = node.registry.get(kind, signature)
-    assert record is not None
-    return record.cls
 
 
 def progress(read: Any, seconds: float) -> int:
