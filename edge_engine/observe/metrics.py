@@ -5,12 +5,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import psutil
 from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+from edge_engine.node.snapshot import NodeSnapshot
 
 LABELS = ["pipeline", "stage", "signature", "instance"]
 COUNTERS = {  # metric name -> (snapshot field, help)
@@ -22,19 +24,22 @@ COUNTERS = {  # metric name -> (snapshot field, help)
 }
 
 
-def _stages(snapshot: dict[str, Any]) -> Iterator[tuple[list[str], dict[str, Any]]]:
+Stage = tuple[list[str], Mapping[str, Any]]
+
+
+def _stages(snapshot: NodeSnapshot) -> Iterator[Stage]:
     """(labels, stats) for each pipeline's capture and each of its instances."""
     for pipe in snapshot.get("pipelines", []):
-        name = str(pipe.get("name", ""))
-        yield [name, "capture", str(pipe.get("type", "")), ""], pipe.get("capture", {})
-        for inst in pipe.get("instances", []):
-            yield [name, "instance", str(inst.get("signature", "")), str(inst.get("instance_id", ""))], inst
+        name = pipe["name"]
+        yield [name, "capture", pipe["type"], ""], pipe["capture"]
+        for inst in pipe["instances"]:
+            yield [name, "instance", inst["signature"], inst["instance_id"]], inst
 
 
 class NodeCollector:
     """A custom collector: each scrape calls ``snapshot()`` once."""
 
-    def __init__(self, snapshot: Callable[[], dict[str, Any]]):
+    def __init__(self, snapshot: Callable[[], NodeSnapshot]):
         self._snapshot = snapshot
 
     def collect(self) -> Iterator[Metric]:
@@ -50,14 +55,14 @@ class NodeCollector:
         rate = GaugeMetricFamily("edge_input_rate", "Inputs per second (recent)", labels=LABELS)
         proc = GaugeMetricFamily("edge_process_seconds_avg", "Mean processing time per input", labels=LABELS)
         for labels, stats in stages:
-            for family, key, scale in ((queue, "queue", 1.0), (rate, "rate", 1.0), (proc, "process_ms_avg", 1e-3)):
+            for gauge, key, scale in ((queue, "queue", 1.0), (rate, "rate", 1.0), (proc, "process_ms_avg", 1e-3)):
                 if isinstance(stats.get(key), (int, float)):
-                    family.add_metric(labels, float(stats[key]) * scale)
+                    gauge.add_metric(labels, float(stats[key]) * scale)
         yield from (queue, rate, proc)
         up = GaugeMetricFamily("edge_pipeline_up", "1 while the pipeline runs", labels=["pipeline", "status"])
         for pipe in snap.get("pipelines", []):
-            status = str(pipe.get("status", ""))
-            up.add_metric([str(pipe.get("name", "")), status], 1.0 if status == "running" else 0.0)
+            status = str(pipe["status"])
+            up.add_metric([pipe["name"], status], 1.0 if status == "running" else 0.0)
         yield up
         flapping = GaugeMetricFamily(
             "edge_flapping", "1 while a stage is stopped as flapping (too many failures in the window)", labels=LABELS
@@ -68,25 +73,31 @@ class NodeCollector:
         yield from _streams(stages)
         safe = GaugeMetricFamily("edge_safe_mode", "1 while a pipeline's keep-alive has lapsed", labels=["pipeline"])
         for pipe in snap.get("pipelines", []):
-            if isinstance(pipe.get("keep_alive"), dict):
-                safe.add_metric([str(pipe.get("name", ""))], 1.0 if pipe["keep_alive"].get("safe_mode") else 0.0)
+            if "keep_alive" in pipe:
+                safe.add_metric([pipe["name"]], 1.0 if pipe["keep_alive"].get("safe_mode") else 0.0)
         yield safe
         yield from _models(snap.get("models") or {})
         yield from _storage(snap.get("storage") or {})
         yield from _outbox(snap.get("comms") or {})
-        yield GaugeMetricFamily("edge_uptime_seconds", "Seconds since the node started",
-                                value=float(snap.get("uptime_seconds", 0.0)))  # fmt: skip
-        yield GaugeMetricFamily("edge_process_rss_bytes", "Resident memory of the node process",
-                                value=float(psutil.Process().memory_info().rss))  # fmt: skip
+        yield GaugeMetricFamily(
+            "edge_uptime_seconds", "Seconds since the node started", value=float(snap.get("uptime_seconds", 0.0))
+        )
+        yield GaugeMetricFamily(
+            "edge_process_rss_bytes",
+            "Resident memory of the node process",
+            value=float(psutil.Process().memory_info().rss),
+        )
 
 
-def _streams(stages: list[tuple[list[str], dict[str, Any]]]) -> Iterator[Metric]:
+def _streams(stages: list[Stage]) -> Iterator[Metric]:
     """Each capture's source: away or there, for how long, and how often it was reported lost and back."""
     away = GaugeMetricFamily("edge_stream_away", "1 while a capture's source cannot be reached (away)", labels=LABELS)
-    seconds = GaugeMetricFamily("edge_stream_away_seconds", "How long the source has been away (0: there)",
-                                labels=LABELS)  # fmt: skip
-    lost = CounterMetricFamily("edge_stream_lost", "Times the source was reported lost (away STREAM_LOST_SECONDS)",
-                               labels=LABELS)  # fmt: skip
+    seconds = GaugeMetricFamily(
+        "edge_stream_away_seconds", "How long the source has been away (0: there)", labels=LABELS
+    )
+    lost = CounterMetricFamily(
+        "edge_stream_lost", "Times the source was reported lost (away STREAM_LOST_SECONDS)", labels=LABELS
+    )
     back = CounterMetricFamily("edge_stream_back", "Times a lost source gave inputs again", labels=LABELS)
     for labels, stats in stages:
         stream = stats.get("stream")
@@ -120,12 +131,17 @@ def _outbox(comms: dict[str, Any]) -> Iterator[Metric]:
     outbox = comms.get("outbox") or {}
     if not isinstance(outbox, dict) or "pending" not in outbox:
         return
-    yield GaugeMetricFamily("edge_outbox_pending", "MQTT messages not yet acknowledged by the broker",
-                            value=float(outbox["pending"]))  # fmt: skip
-    yield GaugeMetricFamily("edge_outbox_bytes", "Bytes of the durable outbox on disk",
-                            value=float(outbox.get("bytes", 0)))  # fmt: skip
-    yield CounterMetricFamily("edge_outbox_dropped", "Messages dropped at the outbox bound (EE_OUTBOX_MAX_MB)",
-                              value=float(outbox.get("dropped", 0)))  # fmt: skip
+    yield GaugeMetricFamily(
+        "edge_outbox_pending", "MQTT messages not yet acknowledged by the broker", value=float(outbox["pending"])
+    )
+    yield GaugeMetricFamily(
+        "edge_outbox_bytes", "Bytes of the durable outbox on disk", value=float(outbox.get("bytes", 0))
+    )
+    yield CounterMetricFamily(
+        "edge_outbox_dropped",
+        "Messages dropped at the outbox bound (EE_OUTBOX_MAX_MB)",
+        value=float(outbox.get("dropped", 0)),
+    )
 
 
 STORAGE_COUNTERS = {  # metric name -> (snapshot field, help)
@@ -155,9 +171,9 @@ class MetricsExporter:
 
     content_type = CONTENT_TYPE_LATEST
 
-    def __init__(self, snapshot: Callable[[], dict[str, Any]]):
+    def __init__(self, snapshot: Callable[[], NodeSnapshot]):
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(NodeCollector(snapshot))  # type: ignore[arg-type]
+        self.registry.register(NodeCollector(snapshot))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
