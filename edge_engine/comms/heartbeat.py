@@ -24,6 +24,7 @@ from typing import Any
 
 from edge_engine import __version__
 from edge_engine.comms.envelope import ratio1_timestamp
+from edge_engine.node.snapshot import NodeSnapshot
 from edge_engine.redact import LocalPaths, redact
 
 
@@ -35,7 +36,8 @@ def encode_data(body: dict[str, Any]) -> str:
 
 def decode_data(text: str) -> dict[str, Any]:
     """Inverse of :func:`encode_data`."""
-    return json.loads(zlib.decompress(base64.b64decode(text)).decode("utf-8"))
+    body: dict[str, Any] = json.loads(zlib.decompress(base64.b64decode(text)).decode("utf-8"))
+    return body
 
 
 GPU_CACHE_SECONDS = 60.0
@@ -53,8 +55,11 @@ def _query_nvidia_smi() -> list[dict[str, Any]]:
     try:
         out = subprocess.run(
             [tool, f"--query-gpu={','.join(_NVIDIA_FIELDS)}", "--format=csv,noheader,nounits"],
-            capture_output=True, text=True, timeout=GPU_QUERY_TIMEOUT, check=True,
-        ).stdout  # fmt: skip
+            capture_output=True,
+            text=True,
+            timeout=GPU_QUERY_TIMEOUT,
+            check=True,
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return []
     gpus = []
@@ -63,8 +68,15 @@ def _query_nvidia_smi() -> list[dict[str, Any]]:
         if len(parts) != len(_NVIDIA_FIELDS):
             continue
         name, total, used, load, temp = parts
-        gpus.append({"NAME": name, "TOTAL_MEM": _num(total, 1024), "ALLOCATED_MEM": _num(used, 1024),
-                     "GPU_USED": _num(load), "GPU_TEMP": _num(temp)})  # fmt: skip
+        gpus.append(
+            {
+                "NAME": name,
+                "TOTAL_MEM": _num(total, 1024),
+                "ALLOCATED_MEM": _num(used, 1024),
+                "GPU_USED": _num(load),
+                "GPU_TEMP": _num(temp),
+            }
+        )
     return gpus
 
 
@@ -121,11 +133,11 @@ def machine_status(cache_dir: str) -> dict[str, Any]:
     }
 
 
-def active_plugins(snapshot: dict[str, Any]) -> list[dict[str, Any]]:
+def active_plugins(snapshot: NodeSnapshot) -> list[dict[str, Any]]:
     """Ratio1's ACTIVE_PLUGINS list from a node snapshot."""
     result = []
     for pipeline in snapshot.get("pipelines", []):
-        for inst in pipeline.get("instances", []):
+        for inst in pipeline["instances"]:
             result.append(
                 {
                     "STREAM_ID": pipeline["name"],
@@ -144,14 +156,13 @@ def active_plugins(snapshot: dict[str, Any]) -> list[dict[str, Any]]:
     return result
 
 
-def invalid_pipelines(snapshot: dict[str, Any]) -> list[dict[str, Any]]:
+def invalid_pipelines(snapshot: NodeSnapshot) -> list[dict[str, Any]]:
     """``INVALID_PIPELINES``: each invalid pipeline's name and reasons, never the file it is in (decision 37)."""
-    return [{"name": item.get("name"), "errors": list(item.get("reasons", []))}
-            for item in snapshot.get("invalid_pipelines", []) if isinstance(item, dict)]  # fmt: skip
+    return [{"name": item["name"], "errors": list(item["reasons"])} for item in snapshot.get("invalid_pipelines", [])]
 
 
 def build_heartbeat(
-    snapshot: dict[str, Any],
+    snapshot: NodeSnapshot,
     pipelines: list[dict[str, Any]],
     secured: bool,
     include_pipelines: bool,
@@ -171,7 +182,7 @@ def build_heartbeat(
         "EE_ADDR": snapshot["address"],
         "EE_ETH_ADDR": snapshot.get("eth_address"),
         "EE_ID": snapshot["alias"],
-        "EE_WHITELIST": snapshot.get("info", {}).get("whitelist", []),
+        "EE_WHITELIST": snapshot["info"]["whitelist"] if "info" in snapshot else [],
         "EE_IS_SUPER": bool(supervisor),
         "SECURED": secured,
         "DEVICE_STATUS": "ONLINE",
@@ -185,7 +196,7 @@ def build_heartbeat(
         "PID": os.getpid(),
         "NR_PAYLOADS": counters.get("payloads", 0),
         "NR_INFERENCES": 0,
-        "NR_STREAMS_DATA": sum(p.get("capture", {}).get("inputs", 0) for p in snapshot.get("pipelines", [])),
+        "NR_STREAMS_DATA": sum(p["capture"]["inputs"] for p in snapshot.get("pipelines", [])),
         "ACTIVE_PLUGINS": list(admin_plugins or []) + active_plugins(snapshot),
         "CONFIG_STREAMS": redact(pipelines) if include_pipelines else [],
         "PIPELINES_STATUS": snapshot.get("pipelines", []),
