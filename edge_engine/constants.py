@@ -74,7 +74,8 @@ NETWORKS: Final[dict[str, dict[str, str]]] = {
 }
 
 # --- environment variables ------------------------------------------------------------------------
-# name -> one-line description. `.env.template` lists exactly these (a test keeps them in step).
+# The names the engine's own code uses; every EE_* setting (these and the others) is declared once, with its type,
+# default, bounds and doc, in edge_engine.config.settings_schema.SETTINGS.
 ENV_CACHE_DIR: Final = "EE_CACHE_DIR"
 ENV_CONFIG: Final = "EE_CONFIG"
 ENV_APP_CONFIG: Final = "EE_APP_CONFIG"
@@ -95,90 +96,13 @@ ENV_TRACE_HOOKS: Final = "EE_TRACE_HOOKS"
 ENV_DEV: Final = "EE_DEV"
 ENV_EVM_NET: Final = "EE_EVM_NET"
 
-ENV_VARS: Final[dict[str, str]] = {
-    ENV_CACHE_DIR: "folder of the local cache (default ./_local_cache; /edge_node/_local_cache in the image)",
-    ENV_CONFIG: "startup config that seeds the cache at first start (default ./.config_startup.json)",
-    ENV_APP_CONFIG: "app (communication/upload) config file (default ./.config_app.json)",
-    ENV_ID: "node alias used at first start only; later the cached alias wins (change_alias)",
-    ENV_DEMO: "1 seeds the demo pipeline at first start, 0 does not (overrides DEMO_PIPELINE)",
-    ENV_LOG_LEVEL: "log level: DEBUG, INFO, WARNING or ERROR (overrides LOG_LEVEL)",
-    ENV_PLUGIN_FOLDERS: "plugin folders separated by ':' (overrides PLUGIN_FOLDERS)",
-    ENV_LOAD_ENTRY_POINTS: "0 skips plugins from installed packages' entry points",
-    ENV_DISABLED_PLUGINS: "comma-separated plugin signatures or module names not to load",
-    ENV_SECONDS_LOCAL_INFO: "seconds between local_info.json refreshes (overrides SECONDS_LOCAL_INFO)",
-    ENV_SHUTDOWN_SECONDS: "deadline in seconds for a clean stop on SIGTERM/SIGINT (overrides SHUTDOWN_SECONDS)",
-    ENV_RESTART_BACKOFF_MAX: "cap in seconds of the restart backoff for failed sources and instances",
-    ENV_FLAP_MAX_FAILURES: "a part (instance, capture source, model server) failing this many times within the "
-    "window is stopped as flapping (4; 0 = never; overrides FLAP_MAX_FAILURES)",
-    ENV_FLAP_WINDOW_SECONDS: "window of the flapping policy in seconds (60; overrides FLAP_WINDOW_SECONDS)",
-    ENV_TRACE_HOOKS: "1 logs every node-level hook call at DEBUG level (for plugin authors)",
-    ENV_DEV: "1 turns on development mode: plugin files are reloaded when they change (overrides DEV_MODE)",
-    ENV_EVM_NET: "network profile: mainnet (default), testnet or devnet (set by the image's NETWORK build argument)",
-}
 
-# comms (read by edge_engine.comms.comms_settings; .config_app.json COMMUNICATION.PARAMS may set the same)
-COMMS_ENV_VARS: Final[dict[str, str]] = {
-    "EE_COMMS": "0 turns MQTT comms off (payloads stay in _local_cache/_output)",
-    "EE_MQTT_HOST": "MQTT broker host; unset = a broker on 127.0.0.1:1883, else the embedded one",
-    "EE_MQTT_PORT": "MQTT broker port (1883; 8883 is usual with TLS)",
-    "EE_MQTT_USER": "MQTT user name",
-    "EE_MQTT": "MQTT password (never logged)",
-    "EE_MQTT_TLS": "1 connects with TLS",
-    "EE_MQTT_CERT": "CA certificate file for TLS",
-    "EE_MQTT_CLIENT_CERT": "client certificate file for mutual TLS",
-    "EE_MQTT_CLIENT_KEY": "client key file for mutual TLS",
-    "EE_ROOT_TOPIC": "root of the MQTT topics (Ratio1: naeural)",
-    "EE_MQTT_SUBTOPIC": "command topic suffix: address (default) or alias",
-    "EE_EMBEDDED_BROKER": "auto (default), always or never start the embedded broker when no broker is configured",
-    "EE_MAX_MESSAGE_BYTES": "largest message sent or accepted, in bytes (1000000)",
-    "EE_COMMAND_WINDOW_SECONDS": "commands whose TIME is further than this from now are refused (86400)",
-    "EE_HB_CONTAINS_PIPELINES": "0 leaves pipeline configs out of heartbeats (CONFIG_STREAMS)",
-    "EE_OUTBOX_MAX_MB": "MQTT outbox bound in MB (256); when full the oldest payloads go first; 0 = in memory",
-    "EE_OUTBOX_FSYNC_SECONDS": "outbox group commit: fsync at most every N s (1.0); a power loss may lose that much",
-    "EE_SUPERVISOR": "1 makes the node a supervisor: it publishes NET_MON_01 (the network view) for SDK sessions; "
-    "ordinal-0: only a StatefulSet's first pod",
-    "EE_NETMON_SEND_SECONDS": "seconds between NET_MON_01 payloads of a supervisor (default: admin pipeline's, 3)",
-    "EE_NETMON_OFFLINE_SECONDS": "a node not heard from for this many seconds is shown offline (60)",
-    "EE_NETMON_MAX_NODES": "most nodes kept in the network view (10000; when full, a new node replaces an offline one "
-    "or is refused)",
-    "EE_NETMON_VERIFY_SECONDS": "seconds between two signature checks of the same node's unchanged heartbeats (30)",
-    "EE_NETMON_SEND_ONLY_ONLINE": "1 leaves offline nodes out of NET_MON_01's CURRENT_NETWORK",
-    "EE_NETMON_VERSION": "v2 (default) sends NET_MON_01 compressed (ENCODED_DATA), v1 plain for older SDKs",
-}
-ENV_VARS.update(COMMS_ENV_VARS)
+def __getattr__(name: str) -> dict[str, str]:
+    """``ENV_VARS``: every ``EE_*`` variable -> its one-line doc, from the one declaration
+    (:data:`edge_engine.config.settings_schema.SETTINGS`), which ``.env.template`` and ``docs/settings.md`` are
+    generated from."""
+    if name == "ENV_VARS":
+        from edge_engine.config.settings_schema import env_docs
 
-# status page and metrics (read by edge_engine.observe.observe_settings; DECISIONS 24)
-OBSERVE_ENV_VARS: Final[dict[str, str]] = {
-    "EE_STATUS_PORT": "port of the local status page (8089; 0 turns it off)",
-    "EE_STATUS_BIND": "address the status page binds to; other than loopback only with EE_STATUS_TOKEN",
-    "EE_STATUS_TOKEN": "token (Bearer or ?token=) required from non-loopback clients of the status page",
-    "EE_METRICS_PORT": "port of a separate /metrics listener (unset or 0 = off; /metrics is also on the status page)",
-    "EE_METRICS_BIND": "address of the /metrics listener (127.0.0.1; 0.0.0.0 exposes it, it holds no secrets)",
-}
-ENV_VARS.update(OBSERVE_ENV_VARS)
-
-# disk bounds of the local cache (read by edge_engine.node.disk_bounds; DECISIONS 25)
-DISK_ENV_VARS: Final[dict[str, str]] = {
-    "EE_OUTPUT_MAX_MB": "size bound of _local_cache/_output in MB; the oldest files go first (1024)",
-    "EE_LOGS_MAX_MB": "size bound of _local_cache/_logs in MB; the oldest files go first (50)",
-    "EE_DISK_MIN_FREE_MB": "below this free space (MB) outputs pause, the node alerts once and keeps running (50)",
-}
-ENV_VARS.update(DISK_ENV_VARS)
-
-# object storage (read by edge_engine.storage.storage_settings;
-# .config_app.json FILE_UPLOAD.CONFIG_UPLOADER may set the same)
-STORAGE_ENV_VARS: Final[dict[str, str]] = {
-    "EE_MINIO_ENDPOINT": "S3 endpoint host:port (or URL) for witness images and plugin files; unset = no uploads",
-    "EE_MINIO_ACCESS_KEY": "S3 access key",
-    "EE_MINIO_SECRET_KEY": "S3 secret key (never logged)",
-    "EE_MINIO_UPLOAD_BUCKET": "S3 bucket the node uploads to",
-    "EE_MINIO_SECURE": "1 (default) uses HTTPS to the S3 endpoint, 0 plain HTTP",
-    "EE_MINIO_REGION": "S3 region (us-east-1); object URLs are made locally with it",
-    "EE_MINIO_PREFIX": "prefix of the object keys, e.g. node-1/ (keys are {prefix}{sha256}.{ext})",
-    "EE_MINIO_URL_MODE": "URL in payloads: presigned (default; works on private buckets) or plain",
-    "EE_MINIO_URL_EXPIRY": "lifetime of presigned URLs in seconds (604800 = 7 days, the S3 maximum)",
-    "EE_MINIO_CREATE_BUCKET": "1 (default) creates the bucket when it is missing",
-    "EE_MINIO_PUBLIC_ENDPOINT": "host:port (or URL) consumers fetch objects from, when not EE_MINIO_ENDPOINT",
-    "EE_UPLOAD_QUEUE_MAX_MB": "size bound of the on-disk upload queue in MB; beyond it images go inline (1024)",
-}
-ENV_VARS.update(STORAGE_ENV_VARS)
+        return env_docs()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

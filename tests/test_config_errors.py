@@ -299,12 +299,15 @@ def _settings_error(tmp_path: Path, environ: dict[str, str], startup: Any = None
     [
         (
             {"EE_DEMO": "maybe"},
-            "environment › key 'EE_DEMO': expected one of 1, true, yes, on, 0, false, no, off (got 'maybe')",
+            "environment › key 'EE_DEMO': expected true or false (1, true, yes, on or 0, false, no, off) "
+            "(got 'maybe'); default: 1",
         ),
-        ({"EE_SHUTDOWN_SECONDS": "abc"}, "environment › key 'EE_SHUTDOWN_SECONDS': expected a number (got 'abc')"),
-        ({"EE_SHUTDOWN_SECONDS": "0.1"}, "environment › key 'EE_SHUTDOWN_SECONDS': must be >= 0.5 (got '0.1')"),
-        ({"EE_LOG_LEVEL": "LOUD"}, "environment › key 'EE_LOG_LEVEL': must be one of 'DEBUG', 'INFO', 'WARNING', "
-         "'ERROR' (got 'LOUD')"),
+        ({"EE_SHUTDOWN_SECONDS": "abc"}, "environment › key 'EE_SHUTDOWN_SECONDS': expected a number (got 'abc'); "
+         "default: 5"),
+        ({"EE_SHUTDOWN_SECONDS": "0.1"}, "environment › key 'EE_SHUTDOWN_SECONDS': expected a number >= 0.5 "
+         "(got '0.1'); default: 5"),
+        ({"EE_LOG_LEVEL": "LOUD"}, "environment › key 'EE_LOG_LEVEL': expected DEBUG, INFO, WARNING or ERROR "
+         "(got 'LOUD'); default: INFO"),
     ],
 )  # fmt: skip
 def test_invalid_environment_value_names_the_variable(tmp_path: Path, environ: dict[str, str], expected: str) -> None:

@@ -54,6 +54,7 @@ BAD_VALUES: dict[str, tuple[str, dict[str, str]]] = {
     "EE_ROOT_TOPIC": ("naeural/#", {}),
     "EE_MQTT_SUBTOPIC": ("hostname", {}),
     "EE_EMBEDDED_BROKER": ("sometimes", {}),
+    "EE_NETMON_VERSION": ("v3", {}),
     # object storage
     "EE_MINIO_SECURE": ("maybe", STORAGE),
     "EE_MINIO_CREATE_BUCKET": ("2", STORAGE),

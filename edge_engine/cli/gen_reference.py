@@ -1,9 +1,11 @@
-"""Generate the reference parts of ``docs/plugins.md`` from the code, so they cannot drift from it.
+"""Generate the reference parts of the docs from the code, so they cannot drift from it.
 
-    python -m edge_engine.cli.gen_reference           # rewrite the generated sections in place
+    python -m edge_engine.cli.gen_reference           # rewrite the generated sections and files in place
     python -m edge_engine.cli.gen_reference --check   # exit 1 (and say which) when they are out of date
 
-Only the text between ``<!-- BEGIN GENERATED: NAME -->`` and ``<!-- END GENERATED: NAME -->`` is replaced:
+``.env.template`` and ``docs/settings.md`` are generated whole from the settings schema
+(:data:`edge_engine.config.settings_schema.SETTINGS`). In ``docs/plugins.md`` only the text between
+``<!-- BEGIN GENERATED: NAME -->`` and ``<!-- END GENERATED: NAME -->`` is replaced:
 
 * ``hooks``: one ``### edge_name(args)`` heading per hookspec, from its docstring, grouped as in
   ``hookspecs.py``, with its flags (historic, first result);
@@ -23,12 +25,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from edge_engine.config.settings_schema import GROUPS, SETTINGS, Setting, group
 from edge_engine.constants import ENGINE_NAME, KIND_BUSINESS, KIND_CAPTURE, KIND_SERVING
 from edge_engine.plugin import hookspecs
 from edge_engine.plugin.config_keys import Key
 from edge_engine.plugin.kinds import PLUGIN_BASES, BusinessPlugin, CapturePlugin, PluginBase, ServingPlugin
 
 DOC = Path("docs") / "plugins.md"
+ENV_TEMPLATE = Path(".env.template")
+SETTINGS_DOC = Path("docs") / "settings.md"
 BLOCK = re.compile(r"(<!-- BEGIN GENERATED: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- END GENERATED: (?P=name) -->)",
                    re.DOTALL)  # fmt: skip
 KIND_TITLES = {KIND_CAPTURE: "capture", KIND_SERVING: "serving", KIND_BUSINESS: "business"}
@@ -198,6 +203,112 @@ def sections(repo: Path) -> dict[str, str]:
     }
 
 
+# --- settings: .env.template and docs/settings.md -------------------------------------------------------------
+TEMPLATE_HEAD = """\
+# Environment variables of the edge node. Copy to .env (loaded by device.py; real environment wins).
+# Every variable is optional; the value shown is the default or an example. An empty variable is unset (its
+# default); a value the node cannot use refuses the start, naming the variable (docs/settings.md).
+# Generated from edge_engine/config/settings_schema.py by `python -m edge_engine.cli.gen_reference`: edit there.
+"""
+
+SETTINGS_HEAD = """\
+# Settings reference
+
+<!-- Generated from edge_engine/config/settings_schema.py by `python -m edge_engine.cli.gen_reference`; edit there.
+     tests/test_reference_docs.py fails when this file is out of date. -->
+
+Every `EE_*` variable the node reads is declared once, in `edge_engine/config/settings_schema.py`: its name, the
+config file key that sets the same value (where it has one), its type, default, bounds and doc. That one declaration
+is what the node loads and checks, what `edge-node validate` reports, and what `.env.template` and this page are
+generated from.
+
+**Where a value comes from.** Declared default ← the config file (`.config_startup.json`, seeded into the cache
+at first start; `.config_app.json`, where `"$EE_X"` stands for the variable's value) ← the `EE_*` variable
+(the environment, and `.env`, which the real environment overrides). An empty variable is unset: its default
+applies.
+
+**Booleans** read the same everywhere (variables and file values): `1`, `true`, `yes`, `on` or `0`, `false`, `no`,
+`off`, in any case. JSON `true`/`false` work in the files.
+
+**A bad value.** A value that cannot be used (not a number, out of bounds, not one of the choices, a folder that
+does not exist, a status page beyond loopback without a token) is reported one way, whichever part of the node
+reads it:
+
+```
+{examples}
+```
+
+The node collects every such problem before anything starts and **refuses to start** on any (exit code 2, every
+problem listed), for every group below alike: a node never runs on a value it silently replaced.
+`edge-node validate` lists the same problems without starting (exit code 1) and reads on with the defaults.
+Secrets ({secrets}) are shown as `***`.
+"""
+
+
+def _bad_value_examples() -> str:
+    """What the node says about ``EE_STATUS_PORT=99999`` and a ``PORT`` of 70000 in the app config."""
+    lines = []
+    for name, value, in_file in (("EE_STATUS_PORT", "99999", False), ("EE_MQTT_PORT", 70000, True)):
+        setting = SETTINGS[name]
+        try:
+            setting.parse_file_value(value)
+        except ValueError as exc:
+            lines.append(str(setting.file_issue(value, str(exc)) if in_file else setting.issue(value, str(exc))))
+    return "\n".join(lines)
+
+
+def _template_comment(setting: Setting) -> str:
+    parts = [setting.doc]
+    if setting.kind == "choice" or setting.low is not None or setting.high is not None:
+        parts.append(setting.expected())
+    if setting.file_key:
+        parts.append(f"overrides {setting.file_key}")
+    return "; ".join(parts)
+
+
+def env_template() -> str:
+    """``.env.template``: each setting's doc, then the variable, commented out, with its default (or example)."""
+    out = [TEMPLATE_HEAD]
+    for name, (title, _where) in GROUPS.items():
+        out.append(f"# --- {title} ---")
+        for setting in group(name).values():
+            value = "" if setting.secret else setting.default_text() or (setting.example or "")
+            out.append(f"# {_template_comment(setting)}")
+            out.append(f"# {setting.name}={value}")
+        out.append("")
+    return "\n".join(out)
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def settings_reference() -> str:
+    """``docs/settings.md``: the rules, then one table per group."""
+    secrets = ", ".join(f"`{name}`" for name, setting in SETTINGS.items() if setting.secret)
+    out = [SETTINGS_HEAD.replace("{examples}", _bad_value_examples()).replace("{secrets}", secrets)]
+    for name, (title, where) in GROUPS.items():
+        settings = group(name).values()
+        out.append(f"## {title[0].upper()}{title[1:]}\n")
+        if where:
+            out.append(f"File keys are in `{where}`.\n")
+        out.append("| variable | file key | type | default | meaning |")
+        out.append("|---|---|---|---|---|")
+        for s in settings:
+            key = f"`{s.file_key}`" if s.file_key else "—"
+            default = "`***`" if s.secret and s.default else f"`{s.default_text()}`" if s.default_text() else "unset"
+            kind = s.expected() + (" (secret)" if s.secret else "")
+            out.append(f"| `{s.name}` | {key} | {_cell(kind)} | {default} | {_cell(s.doc)} |")
+        out.append("")
+    return "\n".join(out)
+
+
+def settings_files() -> dict[Path, str]:
+    """The files generated whole from the settings schema, by path relative to the repository."""
+    assert SETTINGS, "no settings declared"
+    return {ENV_TEMPLATE: env_template(), SETTINGS_DOC: settings_reference()}
+
+
 def render(text: str, generated: dict[str, str]) -> tuple[str, list[str]]:
     """Replace each generated block's body; returns the new text and the names of blocks it changed."""
     changed: list[str] = []
@@ -233,16 +344,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{path}: no markers for {', '.join(missing)}", file=sys.stderr)
         return 1
     new, changed = render(text, generated)
+    stale = [relative for relative, content in settings_files().items() if _read(repo / relative) != content]
     if args.check:
         if changed:
             print(f"{path} is out of date ({', '.join(changed)}); run python -m edge_engine.cli.gen_reference",
                   file=sys.stderr)  # fmt: skip
-            return 1
-        return 0
+        for relative in stale:
+            print(f"{repo / relative} is out of date (settings); run python -m edge_engine.cli.gen_reference",
+                  file=sys.stderr)  # fmt: skip
+        return 1 if changed or stale else 0
     if changed:
         path.write_text(new, encoding="utf-8")
     print(f"{path}: {'updated ' + ', '.join(changed) if changed else 'up to date'}")
+    for relative, content in settings_files().items():
+        if relative in stale:
+            (repo / relative).parent.mkdir(parents=True, exist_ok=True)
+            (repo / relative).write_text(content, encoding="utf-8")
+        print(f"{repo / relative}: {'updated' if relative in stale else 'up to date'}")
     return 0
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
 
 
 if __name__ == "__main__":

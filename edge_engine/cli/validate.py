@@ -1,4 +1,5 @@
-"""``edge-node validate``: check the startup config, the app config and pipeline JSON without starting anything.
+"""``edge-node validate``: check the startup config, the app config, the ``EE_*`` variables and pipeline JSON without
+starting anything.
 
     edge-node validate                     # the node's configs, the cache's pipelines, pipelines/*.json
     edge-node validate gate.json door.json # only these pipeline files (and the configs)
@@ -6,8 +7,10 @@
 
 Every problem is reported at once, each as ``file › pipeline › plugin › instance › key: what is wrong
 (got X); hint``, with "did you mean" for unknown signatures and keys. Plugins that fail to load are problems
-too (a pipeline using them would be refused). Nothing is written: not the cache, not a key file. Exit code
-0 when everything is valid, 1 when anything is not, 2 for a usage error.
+too (a pipeline using them would be refused). A bad ``EE_*`` value (or app config value) is reported as the node
+reports it, with the default the setting has (:mod:`edge_engine.config.settings_schema`); the node would refuse to
+start on it. Nothing is written: not the cache, not a key file. Exit code 0 when everything is valid, 1 when
+anything is not, 2 for a usage error.
 """
 
 from __future__ import annotations

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from edge_engine import constants as C
-from edge_engine.config.node_settings import env_issue, env_value, network_name
+from edge_engine.config.node_settings import network_name
+from edge_engine.config.settings_schema import COMMS_PARAMS, ENVIRONMENT, by_file_key, group, parse_supervisor
 from edge_engine.errors import ConfigIssue
 
 DEFAULT_ROOT_TOPIC = "naeural"
@@ -80,122 +80,73 @@ def resolve_env_ref(value: Any, env: Mapping[str, str]) -> Any:
     return value
 
 
-def _bool(text: str) -> bool:
-    return text.strip().lower() in ("1", "true", "yes", "on")  # only for EE_SUPERVISOR's boolean form, checked first
-
-
 def _supervisor(text: str, hostname: str | None = None) -> bool:
-    """``EE_SUPERVISOR``: a boolean, or ``ordinal-0``: true only on a StatefulSet's first pod (host name ``*-0``),
-    so one manifest gives a Kubernetes deployment exactly one supervisor."""
-    if text.strip().lower() != "ordinal-0":
-        return _bool(text)
-    return (hostname if hostname is not None else socket.gethostname()).rsplit("-", 1)[-1] == "0"
+    """``EE_SUPERVISOR``: a boolean, or ``ordinal-0``: true only on a StatefulSet's first pod (host name ``*-0``)."""
+    return parse_supervisor(text, hostname)
 
 
-# environment variable -> (attribute, kind, lowest, highest): a value outside refuses the start
-ENV_FIELDS: dict[str, tuple[str, str, float | None, float | None]] = {
-    "EE_MQTT_HOST": ("host", "str", None, None),
-    "EE_MQTT_PORT": ("port", "int", 1, 65535),
-    "EE_MQTT_USER": ("user", "str", None, None),
-    "EE_MQTT": ("password", "str", None, None),
-    "EE_MQTT_TLS": ("tls", "bool", None, None),
-    "EE_MQTT_CERT": ("ca_file", "str", None, None),
-    "EE_MQTT_CLIENT_CERT": ("client_cert", "str", None, None),
-    "EE_MQTT_CLIENT_KEY": ("client_key", "str", None, None),
-    "EE_ROOT_TOPIC": ("root_topic", "str", None, None),
-    "EE_MQTT_SUBTOPIC": ("subtopic", "str", None, None),
-    "EE_EMBEDDED_BROKER": ("embedded_broker", "str", None, None),
-    "EE_COMMS": ("enabled", "bool", None, None),
-    "EE_MAX_MESSAGE_BYTES": ("max_message_bytes", "int", 1024, None),
-    "EE_COMMAND_WINDOW_SECONDS": ("command_window_seconds", "float", 1, None),
-    "EE_HB_CONTAINS_PIPELINES": ("hb_contains_pipelines", "bool", None, None),
-    "EE_OUTBOX_MAX_MB": ("outbox_max_mb", "float", 0, None),
-    "EE_OUTBOX_FSYNC_SECONDS": ("outbox_fsync_seconds", "float", 0, None),
-    "EE_SUPERVISOR": ("supervisor", "supervisor", None, None),
-    "EE_NETMON_SEND_SECONDS": ("netmon_send_seconds", "float", 0.1, None),
-    "EE_NETMON_OFFLINE_SECONDS": ("netmon_offline_seconds", "float", 1, None),
-    "EE_NETMON_MAX_NODES": ("netmon_max_nodes", "int", 1, None),
-    "EE_NETMON_VERIFY_SECONDS": ("netmon_verify_seconds", "float", 0, None),
-    "EE_NETMON_SEND_ONLY_ONLINE": ("netmon_only_online", "bool", None, None),
-    "EE_NETMON_VERSION": ("netmon_version", "str", None, None),
-}
-FILE_FIELDS = {
-    "HOST": "host", "PORT": "port", "USER": "user", "PASS": "password", "CERT_PATH": "ca_file",
-    "CLIENT_CERT_PATH": "client_cert", "CLIENT_KEY_PATH": "client_key", "ROOT_TOPIC": "root_topic",
-    "SUBTOPIC": "subtopic",
+# setting name -> settings attribute (the declarations are in edge_engine.config.settings_schema)
+ATTRIBUTES: dict[str, str] = {
+    "EE_COMMS": "enabled", "EE_MQTT_HOST": "host", "EE_MQTT_PORT": "port", "EE_MQTT_USER": "user",
+    "EE_MQTT": "password", "EE_MQTT_TLS": "tls", "EE_MQTT_CERT": "ca_file", "EE_MQTT_CLIENT_CERT": "client_cert",
+    "EE_MQTT_CLIENT_KEY": "client_key", "EE_ROOT_TOPIC": "root_topic", "EE_MQTT_SUBTOPIC": "subtopic",
+    "EE_EMBEDDED_BROKER": "embedded_broker", "EE_MAX_MESSAGE_BYTES": "max_message_bytes",
+    "EE_COMMAND_WINDOW_SECONDS": "command_window_seconds", "EE_HB_CONTAINS_PIPELINES": "hb_contains_pipelines",
+    "EE_OUTBOX_MAX_MB": "outbox_max_mb", "EE_OUTBOX_FSYNC_SECONDS": "outbox_fsync_seconds",
+    "EE_SUPERVISOR": "supervisor", "EE_NETMON_SEND_SECONDS": "netmon_send_seconds",
+    "EE_NETMON_OFFLINE_SECONDS": "netmon_offline_seconds", "EE_NETMON_MAX_NODES": "netmon_max_nodes",
+    "EE_NETMON_VERIFY_SECONDS": "netmon_verify_seconds", "EE_NETMON_SEND_ONLY_ONLINE": "netmon_only_online",
+    "EE_NETMON_VERSION": "netmon_version",
 }  # fmt: skip
-APP_WHERE = ".config_app.json › COMMUNICATION › PARAMS"
+SCHEMA = group("comms")
+# environment variable -> (attribute, kind, lowest, highest), as declared in the schema
+ENV_FIELDS: dict[str, tuple[str, str, float | None, float | None]] = {
+    name: (ATTRIBUTES[name], setting.kind, setting.low, setting.high) for name, setting in SCHEMA.items()
+}
+# .config_app.json COMMUNICATION.PARAMS key -> attribute
+FILE_FIELDS: dict[str, str] = {s.file_key: ATTRIBUTES[name] for name, s in SCHEMA.items() if s.file_key}
+APP_WHERE = COMMS_PARAMS
 
 
 def load_comms_settings(
     app: Mapping[str, Any], startup: Mapping[str, Any], env: Mapping[str, str] | None = None
 ) -> tuple[CommsSettings, list[ConfigIssue]]:
     """Build comms settings from the app config, the startup config and the environment; every problem is
-    returned (a bad ``EE_*`` value in the form of :func:`edge_engine.config.node_settings.env_issue`)."""
+    returned, a bad value in the schema's one form (:meth:`edge_engine.config.settings_schema.Setting.issue`)."""
     env = os.environ if env is None else env
     settings = CommsSettings(heartbeat_seconds=float(startup.get("SECONDS_HEARTBEAT", 10.0)))
     settings.root_topic = C.NETWORKS[network_name(env)]["root_topic"]  # the profile's default
     issues: list[ConfigIssue] = []
     comm = app.get("COMMUNICATION") or {}
     params = comm.get("PARAMS") or {} if isinstance(comm, dict) else {}
-    for key, attr in FILE_FIELDS.items():
-        value = resolve_env_ref(params.get(key), env)
-        if value in (None, ""):
+    for key, setting in by_file_key("comms").items():
+        raw = params.get(key)
+        if _is_own_reference(raw, setting.name):
+            continue  # "$EE_MQTT_PORT": the variable itself is read (and reported) below
+        value = resolve_env_ref(raw, env)
+        if value is None or value == "":
             continue
-        if attr != "port":
-            setattr(settings, attr, str(value))
-        elif _port(value) is None:
-            issues.append(ConfigIssue("expected a port number from 1 to 65535", file=APP_WHERE, key=key, got=value,
-                                      has_got=True))  # fmt: skip
-        else:
-            settings.port = _port(value)  # type: ignore[assignment]
-    secured = resolve_env_ref(params.get("SECURED"), env)
-    if secured not in (None, ""):
-        settings.tls = str(secured).strip().lower() in ("1", "true", "yes")
-    for name, (attr, kind, low, high) in ENV_FIELDS.items():
-        value = _env_field(env, name, kind, low, high, issues)
+        try:
+            setattr(settings, ATTRIBUTES[setting.name], setting.parse_file_value(value))
+        except ValueError as exc:
+            issues.append(setting.file_issue(value, str(exc)))
+    for name, setting in SCHEMA.items():
+        value = setting.read(env, issues)
         if value is not None:
-            setattr(settings, attr, value)
-    issues.extend(_choices(settings))
+            setattr(settings, ATTRIBUTES[name], value)
+    issues.extend(_pairs(settings))
     return settings, issues
 
 
-def _port(value: Any) -> int | None:
-    try:
-        port = int(str(value).strip())
-    except ValueError:
-        return None
-    return port if 1 <= port <= 65535 else None
+def _is_own_reference(raw: Any, name: str) -> bool:
+    return isinstance(raw, str) and raw.strip() == f"${name}"
 
 
-def _env_field(env: Mapping[str, str], name: str, kind: str, low: float | None, high: float | None,
-               issues: list[ConfigIssue]) -> Any:  # fmt: skip
-    text = env.get(name)
-    if text is None or text == "":
-        return None
-    if kind == "supervisor":
-        if text.strip().lower() == "ordinal-0":
-            return _supervisor(text)
-        kind = "bool"
-    if kind == "str":  # strings (the password among them) are used as given: never quoted in an issue
-        return text
-    return env_value(env, name, kind, issues, low, high)
-
-
-def _choices(settings: CommsSettings) -> list[ConfigIssue]:
+def _pairs(settings: CommsSettings) -> list[ConfigIssue]:
+    """Values that only work together."""
     issues = []
-    if settings.embedded_broker not in ("auto", "always", "never"):
-        issues.append(env_issue("EE_EMBEDDED_BROKER", settings.embedded_broker, "expected auto, always or never"))
-    if settings.netmon_version not in ("v1", "v2"):
-        issues.append(env_issue("EE_NETMON_VERSION", settings.netmon_version, "expected v1 or v2"))
-    if settings.subtopic not in ("address", "alias"):
-        issues.append(env_issue("EE_MQTT_SUBTOPIC", settings.subtopic, "expected address or alias"))
-    topic = settings.root_topic
-    if not topic or any(c in topic for c in "+#\x00") or topic.startswith("/") or topic.endswith("/"):
-        issues.append(env_issue("EE_ROOT_TOPIC", topic, "expected an MQTT topic without '+', '#', or a leading or "
-                                "trailing '/' (Ratio1: naeural)"))  # fmt: skip
     if (settings.client_cert is None) != (settings.client_key is None):
         missing = "EE_MQTT_CLIENT_KEY" if settings.client_key is None else "EE_MQTT_CLIENT_CERT"
         issues.append(ConfigIssue(f"mTLS needs both a client certificate and its key: {missing} is not set",
-                                  file="environment", key="EE_MQTT_CLIENT_CERT"))  # fmt: skip
+                                  file=ENVIRONMENT, key="EE_MQTT_CLIENT_CERT"))  # fmt: skip
     return issues

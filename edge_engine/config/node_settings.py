@@ -5,18 +5,17 @@ first start from ``$EE_CONFIG`` or ``./.config_startup.json``) ← ``EE_*`` envi
 ``.env``, loaded by ``device.py``). After the first start the cache is the source of truth; the
 repository's files only seed it. Every problem is reported at once with file and key.
 
-One rule for every ``EE_*`` variable, whichever part reads it (these settings, comms, object storage, the
-status page, disk bounds): a value that cannot be used refuses the start, reported as
-``environment › key 'EE_X': what is wrong (got 'value')`` (:func:`env_issue`) with all other problems.
+Every ``EE_*`` variable is declared once, in :mod:`edge_engine.config.settings_schema` (name, startup key, type,
+default, bounds, doc); a value that cannot be used is reported in the schema's one form
+(``environment › key 'EE_X': what is wrong (got 'value'); default: D``) with all other problems, whichever part reads
+it (these settings, comms, object storage, the status page, disk bounds), and refuses the start.
 :func:`load_settings` and :func:`read_settings` (``edge-node validate``) collect them all.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,90 +23,50 @@ from typing import Any
 
 from edge_engine import constants as C
 from edge_engine.config.ratio1_keys import APP_KEYS, STARTUP_KEYS
+from edge_engine.config.settings_schema import SETTINGS, Setting, group
 from edge_engine.errors import CacheError, ConfigError, ConfigIssue
 from edge_engine.local.cache import CacheLayout, atomic_write_json, atomic_write_text, read_json, resolve_cache_dir
 from edge_engine.plugin.config_keys import Key, check_value, defaults, validate_mapping
 
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-ALIAS_CHARS = re.compile(r"[A-Za-z0-9_.-]+")
+LOG_LEVELS = SETTINGS[C.ENV_LOG_LEVEL].choices
+
+
+def _startup_key(setting: Setting, doc: str) -> Key:
+    """The startup config's key of an ``EE_*`` setting: its default, type and bounds come from the schema."""
+    types: dict[str, type] = {"bool": bool, "int": int, "choice": str, "list": list}
+    return Key(setting.default, type=types.get(setting.kind), min=setting.low, max=setting.high,
+               choices=setting.choices or None, doc=doc)  # fmt: skip
+
+
+def _env(name: str, doc: str) -> Key:
+    return _startup_key(SETTINGS[name], doc)
+
 
 STARTUP_SCHEMA: dict[str, Key] = {
     "EE_ID": Key("", type=str, doc="node alias (first start only; then the cached alias wins)"),
     "SECURED": Key(True, type=bool, doc="accept commands only from allowlisted senders"),
     "SECONDS_HEARTBEAT": Key(10.0, min=1, doc="seconds between heartbeats"),
-    "SECONDS_LOCAL_INFO": Key(C.DEFAULT_LOCAL_INFO_SECONDS, min=0.2, doc="seconds between local_info.json writes"),
+    "SECONDS_LOCAL_INFO": _env(C.ENV_SECONDS_LOCAL_INFO, "seconds between local_info.json writes"),
     "SECONDS_HISTORY_SAMPLE": Key(C.DEFAULT_HISTORY_SAMPLE_SECONDS, min=1, doc="seconds between history samples"),
     "SECONDS_HISTORY_SAVE": Key(C.DEFAULT_HISTORY_SAVE_SECONDS, min=1, doc="seconds between local_history.json saves"),
-    "SHUTDOWN_SECONDS": Key(C.DEFAULT_SHUTDOWN_SECONDS, min=0.5, doc="deadline of a clean stop"),
-    "PLUGIN_FOLDERS": Key(list(C.DEFAULT_PLUGIN_FOLDERS), type=list, doc="folders scanned for plugin modules"),
+    "SHUTDOWN_SECONDS": _env(C.ENV_SHUTDOWN_SECONDS, "deadline of a clean stop"),
+    "PLUGIN_FOLDERS": _env(C.ENV_PLUGIN_FOLDERS, "folders scanned for plugin modules"),
     "PIPELINES": Key([], type=list, doc="pipeline files or objects that seed the cache at first start"),
-    "DEMO_PIPELINE": Key(True, type=bool, doc="seed the demo pipeline at first start"),
-    "LOG_LEVEL": Key("INFO", type=str, choices=LOG_LEVELS, doc="log level"),
+    "DEMO_PIPELINE": _env(C.ENV_DEMO, "seed the demo pipeline at first start"),
+    "LOG_LEVEL": _env(C.ENV_LOG_LEVEL, "log level"),
     "LOG_MAX_BYTES": Key(C.DEFAULT_LOG_MAX_BYTES, type=int, min=1024, doc="size of one log file before rotation"),
     "LOG_BACKUPS": Key(C.DEFAULT_LOG_BACKUPS, type=int, min=0, doc="rotated log files kept"),
-    "RESTART_BACKOFF_MAX": Key(30.0, min=0.1, doc="cap of the restart backoff in seconds"),
-    "FLAP_MAX_FAILURES": Key(C.DEFAULT_FLAP_MAX_FAILURES, min=0, doc="failures within FLAP_WINDOW_SECONDS: flapping"),
-    "FLAP_WINDOW_SECONDS": Key(C.DEFAULT_FLAP_WINDOW_SECONDS, min=0.1, doc="window of the flapping policy in seconds"),
-    "DEV_MODE": Key(False, type=bool, doc="development mode: reload plugin files when they change"),
+    "RESTART_BACKOFF_MAX": _env(C.ENV_RESTART_BACKOFF_MAX, "cap of the restart backoff in seconds"),
+    "FLAP_MAX_FAILURES": _env(C.ENV_FLAP_MAX_FAILURES, "failures within FLAP_WINDOW_SECONDS: flapping"),
+    "FLAP_WINDOW_SECONDS": _env(C.ENV_FLAP_WINDOW_SECONDS, "window of the flapping policy in seconds"),
+    "DEV_MODE": _env(C.ENV_DEV, "development mode: reload plugin files when they change"),
 }
 
-# environment variable -> (startup key, parser)
+# environment variable -> (startup key, kind): the node settings an EE_* variable overrides
 ENV_OVERRIDES: dict[str, tuple[str, str]] = {
-    C.ENV_DEMO: ("DEMO_PIPELINE", "bool"),
-    C.ENV_LOG_LEVEL: ("LOG_LEVEL", "str"),
-    C.ENV_PLUGIN_FOLDERS: ("PLUGIN_FOLDERS", "list"),
-    C.ENV_SECONDS_LOCAL_INFO: ("SECONDS_LOCAL_INFO", "float"),
-    C.ENV_SHUTDOWN_SECONDS: ("SHUTDOWN_SECONDS", "float"),
-    C.ENV_RESTART_BACKOFF_MAX: ("RESTART_BACKOFF_MAX", "float"),
-    C.ENV_FLAP_MAX_FAILURES: ("FLAP_MAX_FAILURES", "int"),
-    C.ENV_FLAP_WINDOW_SECONDS: ("FLAP_WINDOW_SECONDS", "float"),
-    C.ENV_DEV: ("DEV_MODE", "bool"),
+    name: (setting.file_key, setting.kind) for name, setting in group("node").items() if setting.file_key
 }
-TRUE_WORDS = ("1", "true", "yes", "on")
-FALSE_WORDS = ("0", "false", "no", "off", "")
-ENVIRONMENT = "environment"  # the ``file`` of every issue about an EE_* variable
 NEW_CACHE = "brand new cache: the demo may be seeded\n"  # in the first-start marker
-
-
-def env_issue(name: str, value: Any, message: str, secret: bool = False) -> ConfigIssue:
-    """The one form of a bad ``EE_*`` value: ``environment › key 'EE_X': <what is wrong> (got '<value>')``;
-    a secret's value is shown as ``***``."""
-    return ConfigIssue(message, file=ENVIRONMENT, key=name, got="***" if secret else value, has_got=True)
-
-
-def env_value(
-    env: Mapping[str, str],
-    name: str,
-    kind: str,
-    issues: list[ConfigIssue],
-    low: float | None = None,
-    high: float | None = None,
-) -> Any:
-    """``env[name]`` parsed as ``kind`` (bool, int, float, str) and within ``low``..``high``; None when unset or
-    empty, or when bad (then an :func:`env_issue` is appended to ``issues``)."""
-    text = env.get(name)
-    if text is None or (kind != "bool" and text.strip() == ""):
-        return None
-    try:
-        value = parse_env_value(name, text, kind)
-    except ValueError as exc:
-        issues.append(env_issue(name, text, str(exc)))
-        return None
-    if kind in ("int", "float") and not _within(value, low, high):
-        issues.append(env_issue(name, text, _range_text(kind, low, high)))
-        return None
-    return value
-
-
-def _within(value: float, low: float | None, high: float | None) -> bool:
-    return (low is None or value >= low) and (high is None or value <= high)
-
-
-def _range_text(kind: str, low: float | None, high: float | None) -> str:
-    what = "a whole number" if kind == "int" else "a number"
-    if low is not None and high is not None:
-        return f"expected {what} from {low:g} to {high:g}"
-    return f"expected {what} >= {low:g}" if low is not None else f"expected {what} <= {high:g}"
 
 
 @dataclass
@@ -139,33 +98,6 @@ def _resolve(base: Path, value: str) -> Path:
     return path if path.is_absolute() else base / path
 
 
-def parse_env_value(name: str, text: str, kind: str) -> Any:
-    """Parse one environment variable; raises ValueError with a readable message."""
-    if kind == "bool":
-        lowered = text.strip().lower()
-        if lowered in TRUE_WORDS:
-            return True
-        if lowered in FALSE_WORDS:
-            return False
-        raise ValueError(f"expected one of {', '.join(TRUE_WORDS + FALSE_WORDS[:-1])}")
-    if kind == "float":
-        try:
-            number = float(text)
-        except ValueError:
-            raise ValueError("expected a number") from None
-        if not math.isfinite(number):
-            raise ValueError("expected a finite number")
-        return number
-    if kind == "int":
-        try:
-            return int(text)
-        except ValueError:
-            raise ValueError("expected a whole number") from None
-    if kind == "list":
-        return [part for part in text.split(":") if part]
-    return text.strip()
-
-
 def load_settings(
     base_dir: Path | None = None, cache_dir: Path | str | None = None, environ: Mapping[str, str] | None = None
 ) -> NodeSettings:
@@ -193,8 +125,8 @@ def load_settings(
         atomic_write_json(path, raw, mode=mode)
     if not layout.cache_version.exists():
         atomic_write_text(layout.cache_version, f"{C.CACHE_FORMAT_VERSION}\n")
-    disabled = tuple(p for p in env.get(C.ENV_DISABLED_PLUGINS, "").split(",") if p.strip())
-    load_eps = env_value(env, C.ENV_LOAD_ENTRY_POINTS, "bool", []) is not False
+    disabled = tuple(SETTINGS[C.ENV_DISABLED_PLUGINS].value(env) or ())
+    load_eps = bool(SETTINGS[C.ENV_LOAD_ENTRY_POINTS].value(env))
     return NodeSettings(base, layout, startup, app, first_start, seed_file, load_eps, disabled, env, new_cache)
 
 
@@ -223,8 +155,8 @@ def read_settings(
     for name, key in STARTUP_SCHEMA.items():  # a rejected value must not break the caller's use of it
         if name in startup and check_value(key, startup[name]) is not None:
             startup[name] = defaults({name: key}).get(name)
-    disabled = tuple(p for p in env.get(C.ENV_DISABLED_PLUGINS, "").split(",") if p.strip())
-    load_eps = env_value(env, C.ENV_LOAD_ENTRY_POINTS, "bool", []) is not False
+    disabled = tuple(SETTINGS[C.ENV_DISABLED_PLUGINS].value(env) or ())
+    load_eps = bool(SETTINGS[C.ENV_LOAD_ENTRY_POINTS].value(env))
     settings = NodeSettings(base, layout, startup, app, first_start, seed_file, load_eps, disabled, env, new_cache)
     return settings, issues
 
@@ -269,8 +201,7 @@ def subsystem_issues(app: Mapping[str, Any], startup: Mapping[str, Any], env: Ma
 
 def network_name(env: Mapping[str, str]) -> str:
     """The network profile (``EE_EVM_NET``: mainnet, testnet or devnet); mainnet when unset or unknown."""
-    name = (env.get(C.ENV_EVM_NET) or "").strip().lower()
-    return name if name in C.NETWORKS else C.DEFAULT_NETWORK
+    return str(SETTINGS[C.ENV_EVM_NET].value(env))
 
 
 def check_cache_version(layout: CacheLayout) -> None:
@@ -355,26 +286,13 @@ def _load_startup(
     issues.extend(validate_mapping(raw, STARTUP_SCHEMA, {"file": label}, extra_known=STARTUP_KEYS))
     startup = defaults(STARTUP_SCHEMA)
     startup.update({k: v for k, v in raw.items()})
-    for name, (key, kind) in ENV_OVERRIDES.items():
-        if name not in env:
-            continue
-        try:
-            value = parse_env_value(name, env[name], kind)
-        except ValueError as exc:
-            issues.append(env_issue(name, env[name], str(exc)))
-            continue
-        problem = check_value(STARTUP_SCHEMA[key], value)
-        if problem:
-            issues.append(env_issue(name, env[name], problem[0]))
+    for name, setting in group("node").items():  # every EE_* variable of the node, overriding its startup key
+        value = setting.read(env, issues)
+        if value is None or setting.file_key is None:
             continue
         if name == C.ENV_PLUGIN_FOLDERS and not _folders_exist(base, value, env[name], issues):
             continue
-        startup[key] = value
-    network = env.get(C.ENV_EVM_NET)
-    if network is not None and network.strip().lower() not in C.NETWORKS:
-        issues.append(env_issue(C.ENV_EVM_NET, network, f"expected one of {', '.join(C.NETWORKS)}"))
-    env_value(env, C.ENV_LOAD_ENTRY_POINTS, "bool", issues)
-    _check_alias_env(env, issues)
+        startup[setting.file_key] = value
     return startup, seed_file
 
 
@@ -383,18 +301,8 @@ def _folders_exist(base: Path, folders: list[str], text: str, issues: list[Confi
     startup config's defaults may be missing, e.g. ``plugins`` in an image)."""
     missing = [folder for folder in folders if not _resolve(base, folder).is_dir()]
     if missing:
-        issues.append(env_issue(C.ENV_PLUGIN_FOLDERS, text, f"no such folder: {', '.join(missing)}"))
+        issues.append(SETTINGS[C.ENV_PLUGIN_FOLDERS].issue(text, f"no such folder: {', '.join(missing)}"))
     return not missing
-
-
-def _check_alias_env(env: Mapping[str, str], issues: list[ConfigIssue]) -> None:
-    """``EE_ID`` (the alias at first start) must be usable in topics and file names, or one of Ratio1's placeholders;
-    like Ratio1's commands, the node keeps its first ``ALIAS_MAX_LEN`` characters."""
-    text = env.get(C.ENV_ID)
-    if text is None or text.strip().upper() in C.ALIAS_PLACEHOLDERS:
-        return
-    if not ALIAS_CHARS.fullmatch(text.strip()):
-        issues.append(env_issue(C.ENV_ID, text, "expected letters, digits, '-', '_' or '.' only"))
 
 
 def _load_app(

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edge_engine.config.settings_schema import group, read_group
 from edge_engine.errors import ConfigError, ConfigIssue
 from edge_engine.messages import utc_iso
 
@@ -35,7 +36,7 @@ MB = 1024 * 1024
 ENV_OUTPUT_MAX_MB = "EE_OUTPUT_MAX_MB"
 ENV_LOGS_MAX_MB = "EE_LOGS_MAX_MB"
 ENV_DISK_MIN_FREE_MB = "EE_DISK_MIN_FREE_MB"
-DEFAULTS_MB = {ENV_OUTPUT_MAX_MB: 1024.0, ENV_LOGS_MAX_MB: 50.0, ENV_DISK_MIN_FREE_MB: 50.0}
+DEFAULTS_MB: dict[str, float] = {name: setting.default for name, setting in group("disk").items()}
 PRUNE_TO = 0.9  # prune down to 90 % of the bound, so the next prune is not one file away
 RESCAN_SECONDS = 60.0
 PROBE_BYTES = 64 * 1024
@@ -51,14 +52,11 @@ class DiskSettings:
 
 
 def read_disk_settings(env: Mapping[str, str]) -> tuple[DiskSettings, list[ConfigIssue]]:
-    """The bounds from ``EE_OUTPUT_MAX_MB``, ``EE_LOGS_MAX_MB`` and ``EE_DISK_MIN_FREE_MB`` (MB, finite, ≥ 0), and
-    every bad value in the form of :func:`edge_engine.config.node_settings.env_issue` (the defaults stand in for
-    them)."""
-    from edge_engine.config.node_settings import env_value
-
-    issues: list[ConfigIssue] = []
-    values = {name: env_value(env, name, "float", issues, low=0) for name in DEFAULTS_MB}
-    mb = {name: DEFAULTS_MB[name] if value is None else value for name, value in values.items()}
+    """The bounds from ``EE_OUTPUT_MAX_MB``, ``EE_LOGS_MAX_MB`` and ``EE_DISK_MIN_FREE_MB`` (MB, finite, ≥ 0; declared
+    in :mod:`edge_engine.config.settings_schema`), and every bad value in the schema's one form (the defaults stand
+    in for them)."""
+    values, issues = read_group("disk", env)
+    mb = {name: values.get(name, default) for name, default in DEFAULTS_MB.items()}
     settings = DiskSettings(int(mb[ENV_OUTPUT_MAX_MB] * MB), int(mb[ENV_LOGS_MAX_MB] * MB),
                             int(mb[ENV_DISK_MIN_FREE_MB] * MB))  # fmt: skip
     return settings, issues

@@ -2,7 +2,8 @@
 
 The status page binds to loopback unless ``EE_STATUS_TOKEN`` is set (DECISIONS 24); ``/metrics`` may
 have its own listener (``EE_METRICS_PORT``) bound to ``EE_METRICS_BIND`` because it holds no secrets. A bad value
-(``EE_STATUS_PORT=99999``, a public ``EE_STATUS_BIND`` without a token) refuses the start, as every bad ``EE_*``.
+(``EE_STATUS_PORT=99999``, a public ``EE_STATUS_BIND`` without a token) refuses the start, as every bad ``EE_*``
+(:mod:`edge_engine.config.settings_schema`).
 """
 
 from __future__ import annotations
@@ -10,11 +11,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from edge_engine.config.node_settings import env_issue, env_value
+from edge_engine.config.settings_schema import SETTINGS, read_group
 from edge_engine.errors import ConfigError, ConfigIssue
 
-DEFAULT_STATUS_PORT = 8089
-MAX_PORT = 65535
+DEFAULT_STATUS_PORT: int = SETTINGS["EE_STATUS_PORT"].default
 LOOPBACK = "127.0.0.1"
 LOOPBACK_NAMES = (LOOPBACK, "localhost", "::1")
 
@@ -31,24 +31,22 @@ class ObserveSettings:
 
 
 def read_observe_settings(env: Mapping[str, str]) -> tuple[ObserveSettings, list[ConfigIssue]]:
-    """``EE_STATUS_PORT/BIND/TOKEN`` and ``EE_METRICS_PORT/BIND``, and every problem (a port that is not one, a
-    page bound beyond loopback without a token), each in the form of
-    :func:`edge_engine.config.node_settings.env_issue`."""
-    issues: list[ConfigIssue] = []
-    status_port = env_value(env, "EE_STATUS_PORT", "int", issues, low=0, high=MAX_PORT)
-    metrics_port = env_value(env, "EE_METRICS_PORT", "int", issues, low=0, high=MAX_PORT)
-    token = (env.get("EE_STATUS_TOKEN") or "").strip()
-    bind = (env.get("EE_STATUS_BIND") or "").strip() or LOOPBACK
+    """``EE_STATUS_PORT/BIND/TOKEN`` and ``EE_METRICS_PORT/BIND`` (declared in
+    :mod:`edge_engine.config.settings_schema`), and every problem (a port that is not one, a page bound beyond
+    loopback without a token) in the schema's one form; the defaults stand in for bad values."""
+    values, issues = read_group("observe", env)
+    token = values.get("EE_STATUS_TOKEN") or ""
+    bind = values.get("EE_STATUS_BIND") or LOOPBACK
     if bind not in LOOPBACK_NAMES and not token:
-        issues.append(env_issue("EE_STATUS_BIND", bind, "a status page beyond loopback needs EE_STATUS_TOKEN; set it, "
-                                "or bind to 127.0.0.1"))  # fmt: skip
+        issues.append(SETTINGS["EE_STATUS_BIND"].issue(bind, "a status page beyond loopback needs EE_STATUS_TOKEN; "
+                                                       "set it, or bind to 127.0.0.1"))  # fmt: skip
         bind = LOOPBACK
     settings = ObserveSettings(
-        status_port=DEFAULT_STATUS_PORT if status_port is None else status_port,
+        status_port=values.get("EE_STATUS_PORT", DEFAULT_STATUS_PORT),
         status_bind=bind,
         token=token,
-        metrics_port=metrics_port or 0,
-        metrics_bind=(env.get("EE_METRICS_BIND") or "").strip() or LOOPBACK,
+        metrics_port=values.get("EE_METRICS_PORT", 0),
+        metrics_bind=values.get("EE_METRICS_BIND") or LOOPBACK,
     )
     return settings, issues
 
