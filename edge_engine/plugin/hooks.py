@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 
+from edge_engine.config.settings_schema import SETTINGS
 from edge_engine.constants import ENGINE_NAME, ENV_TRACE_HOOKS
 from edge_engine.plugin import hookspecs
 
@@ -26,7 +27,7 @@ def get_plugin_manager() -> pluggy.PluginManager:
     """A fresh plugin manager with the engine's hookspecs (no module-level singleton)."""
     pm = pluggy.PluginManager(ENGINE_NAME)
     pm.add_hookspecs(hookspecs)
-    if os.environ.get(ENV_TRACE_HOOKS) == "1":
+    if SETTINGS[ENV_TRACE_HOOKS].value(os.environ):  # the one boolean reader: 1, true, yes, on
         pm.trace.root.setwriter(lambda text: log.debug("hook: %s", text.rstrip()))
         pm.enable_tracing()
     return pm
