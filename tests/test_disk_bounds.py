@@ -219,7 +219,16 @@ def test_enospc_pauses_outputs_alerts_once_and_resumes(running) -> None:
     wait_for(lambda: disk.paused, timeout=10)
     skipped = disk.outputs_skipped
     before = inputs(node)
-    time.sleep(1.5)  # several housekeeping rounds: still full, still one alert, the pipeline keeps going
+    rounds = [0]
+    housekeeping = disk.tick
+
+    def counted_tick() -> None:
+        housekeeping()
+        rounds[0] += 1
+
+    disk.tick = counted_tick  # type: ignore[method-assign]
+    # several housekeeping rounds: still full, still one alert, the pipeline keeps going
+    wait_for(lambda: rounds[0] >= 3 and disk.outputs_skipped > skipped and inputs(node) > before, timeout=10)
     assert disk.paused and disk.outputs_skipped > skipped and inputs(node) > before
     assert [n.level for n in collector.disk()] == ["error"], [n.message for n in collector.items]
     assert "disk full" in collector.disk()[0].message and "No space left on device" in collector.disk()[0].message

@@ -127,7 +127,8 @@ def test_broker_outage_delivers_every_payload_in_order(mosquitto_factory, node_f
 
         wait_for(lambda: comms.transport.connects >= 2, timeout=15)
         wait_for(lambda: comms.outbox_stats()["pending_by_channel"]["payloads"] < FPS, timeout=30)
-        time.sleep(1.0)  # a second of normal traffic after the backlog
+        backlog_end = comms.sequences._next["payloads"]
+        wait_for(lambda: comms.sequences._next["payloads"] >= backlog_end + FPS, timeout=15)  # a second of traffic
         last = comms.sequences._next["payloads"] - 1
         wait_for(lambda: last in watcher.seqs(), timeout=15)
     finally:
@@ -218,7 +219,8 @@ def test_full_outbox_drops_oldest_payloads_counts_and_notifies_once(mosquitto_fa
 
         wait_for(dropped_note, timeout=10)
         wait_for(lambda: any(c == "ctrl" and "ENCODED_DATA" in m for c, m in watcher.others[-3:]), timeout=5)
-        time.sleep(1.5)  # a few heartbeats after the backlog
+        beats = sum(1 for c, m in watcher.others if c == "ctrl" and "ENCODED_DATA" in m)
+        wait_for(lambda: sum(1 for c, m in list(watcher.others) if c == "ctrl" and "ENCODED_DATA" in m) > beats)
         dropped = comms.outbox.dropped
         node.write_local_info()  # an in-process node has no main loop refreshing it
         info = json.loads(node.layout.local_info.read_text())

@@ -118,8 +118,12 @@ def test_api_status_agrees_with_snapshot_and_counters_move(node: Node, base_url:
     assert [p["name"] for p in first["pipelines"]] == [p["name"] for p in snap["pipelines"]]
     for key, value in counters(first).items():
         assert value <= counters(snap)[key]
-    time.sleep(0.6)
-    second = status(base_url)
+
+    def moved() -> dict[str, Any] | None:
+        now = status(base_url)
+        return now if counters(now)[("synth", "capture")] > counters(first)[("synth", "capture")] else None
+
+    second = wait_for(moved)
     assert counters(second)[("synth", "capture")] > counters(first)[("synth", "capture")]
     code, page = get(base_url + "/")
     assert code == 200 and b"/api/status" in page and b"<canvas" in page
