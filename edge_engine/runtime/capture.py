@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
+from typing import Any, Protocol
 
 from edge_engine.errors import EndOfStream
 from edge_engine.messages import utc_iso
 from edge_engine.plugin.kinds import CapturePlugin, Input
 from edge_engine.redact import redact_text
 from edge_engine.runtime.environment import ErrorLogLimiter, RuntimeEnv, call_safe_mode
-from edge_engine.runtime.mailbox import Mailbox
 from edge_engine.runtime.presence import (
     DEFAULT_AWAY_PROBE_MAX_SECONDS,
     DEFAULT_STREAM_LOST_SECONDS,
@@ -39,12 +38,23 @@ from edge_engine.runtime.presence import (
     is_away_error,
 )
 from edge_engine.runtime.stage_stats import StageStats
+from edge_engine.runtime.status import CAPTURE_ENDED, CONNECTED, Status
 
 NOT_RECONNECTABLE = ("NO", "FALSE", "0")
 STREAM_LOST = "stream_lost"  # STATUS of the warning sent when a source has been away for STREAM_LOST_SECONDS
 STREAM_BACK = "stream_back"  # STATUS of the info sent when it gives inputs again
-CONNECTED = ("running", "away")  # statuses in which the plugin is connected (away: no input since an absence)
 AWAY_LOG_INTERVAL = 300.0  # seconds: the same error of an away source is logged at most this often
+
+
+class InputSink(Protocol):
+    """Where a capture hands its inputs: a :class:`~edge_engine.runtime.mailbox.Mailbox`, or the pipeline's inlet."""
+
+    @property
+    def dropped(self) -> int: ...
+
+    def put(self, inp: Input) -> bool: ...
+
+    def close(self) -> None: ...
 
 
 class SilentSource(TimeoutError):
@@ -63,14 +73,14 @@ def as_input(item: Any) -> Input:
 class CaptureRunner:
     """Runs one capture plugin on a thread and feeds ``out``."""
 
-    def __init__(self, env: RuntimeEnv, pipeline: str, record: Any, config: dict[str, Any], out: Mailbox):
+    def __init__(self, env: RuntimeEnv, pipeline: str, record: Any, config: dict[str, Any], out: InputSink):
         self.env = env
         self.pipeline = pipeline
         self.record = record
         self.config = config
         self.out = out
         self.stats = StageStats()
-        self.status = "starting"
+        self.status = Status.STARTING
         self.live = bool(config.get("LIVE_FEED", False))
         self.silent_seconds = float(config.get("SILENT_SOURCE_SECONDS") or 0.0)
         self.stop_event = threading.Event()
@@ -140,12 +150,12 @@ class CaptureRunner:
                     if not self._current(generation):
                         break
                     self.live = plugin.is_live()
-                    self.status = "away" if self.presence.away else "running"  # away until an input comes
+                    self.status = Status.AWAY if self.presence.away else Status.RUNNING  # away until an input comes
                     self.env.supervisor.recovered(self.part)
                     self._read_loop(plugin, generation)
                     break  # stopped, abandoned, or the pipeline closed its mailbox
                 except EndOfStream:
-                    self.status = "finished"
+                    self.status = Status.FINISHED
                     log.info("pipeline %r: source finished after %d inputs", self.pipeline, self.stats.inputs)
                     break
                 except Exception as exc:
@@ -165,8 +175,8 @@ class CaptureRunner:
                 except Exception:
                     log.exception("pipeline %r: capture on_close raised", self.pipeline)
             if generation == self._generation:
-                if self.status not in ("finished", "failed", "flapping"):
-                    self.status = "stopped"
+                if self.status not in CAPTURE_ENDED:
+                    self.status = Status.STOPPED
                 self.out.close()
 
     def _failed(self, exc: BaseException) -> float | None:
@@ -186,7 +196,7 @@ class CaptureRunner:
         if verdict.flapping:
             self._flap()
             return None
-        self.status = "reconnecting"
+        self.status = Status.RECONNECTING
         return verdict.delay
 
     def _away(self, text: str, error: BaseException | str, last_seen: float | None) -> float:
@@ -197,7 +207,7 @@ class CaptureRunner:
         presence = self.presence
         text = redact_text(text)
         started = presence.failed(text, last_seen)
-        self.status = "away"
+        self.status = Status.AWAY
         if started:
             self.env.log.warning("pipeline %r: source away (%s); probing it at most %g s apart", self.pipeline,
                                  text, presence.probe_max_seconds)  # fmt: skip
@@ -211,7 +221,7 @@ class CaptureRunner:
         return self.env.supervisor.away(self.part, error, presence.probe_max_seconds)
 
     def _give_up(self, text: str) -> None:
-        self.status = "failed"
+        self.status = Status.FAILED
         self.env.notify("error", f"capture failed: {text}", [self.env.alias, self.pipeline, None, None])
 
     def check_lost(self) -> None:
@@ -246,7 +256,7 @@ class CaptureRunner:
             absence = self.presence.returned(timings)
             if absence is None:
                 return
-            self.status = "running"
+            self.status = Status.RUNNING
             seconds = now - absence.since
             if not absence.lost_reported:
                 self.env.log.info("pipeline %r: source back after %.1f s away", self.pipeline, seconds)
@@ -259,7 +269,7 @@ class CaptureRunner:
                             CONNECT_MS=timings["connect_ms"], FIRST_INPUT_MS=timings["first_input_ms"])  # fmt: skip
 
     def _flap(self) -> None:
-        self.status = "flapping"
+        self.status = Status.FLAPPING
         self.flapping = self.env.report_flapping(
             self.part, f"capture source of pipeline {self.pipeline!r}", [self.env.alias, self.pipeline, None, None]
         )
@@ -375,7 +385,7 @@ class CaptureRunner:
             self._flap()
             self.out.close()
             return
-        self.status = "reconnecting"
+        self.status = Status.RECONNECTING
         self.stats.restarts += 1
         self.thread = self._new_thread(generation, verdict.delay)
         self.thread.start()

@@ -20,17 +20,52 @@ import time
 import traceback
 from collections.abc import Mapping
 from concurrent.futures import Future
+from dataclasses import dataclass, field
 from typing import Any
 
 from edge_engine.config.pipelines import InstanceSpec
-from edge_engine.messages import Payload
+from edge_engine.messages import Payload, PayloadIntent
 from edge_engine.plugin.kinds import BusinessPlugin, Input
 from edge_engine.runtime.environment import ErrorLogLimiter, RuntimeEnv, call_safe_mode
 from edge_engine.runtime.mailbox import BLOCK, CONTROL, DROP_OLDEST, Closed, Mailbox
 from edge_engine.runtime.stage_stats import StageStats
+from edge_engine.runtime.status import Status
 from edge_engine.serving.cascade import ModelCaller
 
 JPEG_QUALITY = 85
+
+
+# --- control messages into an instance's mailbox (applied between two process() calls) ---------------------------
+@dataclass(frozen=True)
+class ConfigUpdate:
+    """Apply these changed keys (and, from a pipeline update, the instance's new spec)."""
+
+    changes: dict[str, Any]
+    spec: InstanceSpec | None = None
+
+
+@dataclass(frozen=True)
+class Command:
+    """Call ``on_command(command, **params)``; the future (when given) gets its result or exception."""
+
+    command: Any
+    params: dict[str, Any] = field(default_factory=dict)
+    future: Future[Any] | None = None
+
+
+@dataclass(frozen=True)
+class Resume:
+    """Start a flapping instance again."""
+
+
+@dataclass(frozen=True)
+class SafeMode:
+    """Enter the plugin's safe mode for ``reason``, or leave it (None)."""
+
+    reason: str | None
+
+
+Control = ConfigUpdate | Command | Resume | SafeMode
 
 
 def encode_jpeg(image: Any) -> bytes:
@@ -111,7 +146,7 @@ class InstanceRunner:
         self.config = dict(spec.config)
         self.live_source = live_source
         self.stats = StageStats()
-        self.status = "starting"
+        self.status = Status.STARTING
         self.stop_event = threading.Event()
         self.part = f"{pipeline}/{spec.signature}/{spec.instance_id}"
         self.mailbox = Mailbox(*self._mailbox_policy())
@@ -148,20 +183,20 @@ class InstanceRunner:
 
     def update_config(self, changes: dict[str, Any], spec: InstanceSpec | None = None) -> None:
         """Apply a live config update between two process() calls."""
-        self.mailbox.put_control(("config", dict(changes), spec))
+        self.mailbox.put_control(ConfigUpdate(dict(changes), spec))
 
     def resume(self) -> None:
         """Start a flapping instance again (its pipeline was updated without changing its config)."""
-        self.mailbox.put_control(("resume", None, None))
+        self.mailbox.put_control(Resume())
 
     def set_safe_mode(self, reason: str | None) -> None:
         """Tell the plugin to enter its safe mode (``reason``) or to leave it (None), between two inputs."""
-        self.mailbox.put_control(("safe_mode", reason, None))
+        self.mailbox.put_control(SafeMode(reason))
 
     def command(self, command: Any, params: dict[str, Any] | None = None) -> Future[Any]:
         """Deliver a command to ``on_command``; the future holds its return value or exception."""
         future: Future[Any] = Future()
-        self.mailbox.put_control(("command", (command, params or {}), future))
+        self.mailbox.put_control(Command(command, params or {}, future))
         return future
 
     # --- the instance thread ------------------------------------------------------------------------------
@@ -179,16 +214,17 @@ class InstanceRunner:
         check_payload(payload)
         jpeg = encode_jpeg(image) if image is not None else None
         self._payload_seq += 1
-        message = Payload(
-            path=[self.env.alias, self.pipeline, self.spec.signature, self.spec.instance_id],
-            data=payload,
-            seq=self._payload_seq,
-            created=time.time(),
-            image_jpeg=jpeg,
-            input_seq=input_seq,
-        )
+        path: list[str | None] = [self.env.alias, self.pipeline, self.spec.signature, self.spec.instance_id]
+        created = time.time()
+        # decided once, here: routing fields, encryption target, image name (the sinks look nothing up again)
+        intent = PayloadIntent.decide(path, created, self._payload_seq, jpeg is not None, self.config,
+                                      self.env.pipeline_config(self.pipeline))  # fmt: skip
+        message = Payload(path=path, data=payload, seq=self._payload_seq, created=created, image_jpeg=jpeg,
+                          input_seq=input_seq, intent=intent)  # fmt: skip
         self.stats.outputs += 1
-        self.env.hooks.payload(message)
+        refused = self.env.hooks.payload(message)
+        if refused is not None:  # the outbox would not take it (ENCRYPT_PAYLOAD with nobody to encrypt to)
+            self.stats.error(refused)
 
     def _start_plugin(self) -> BusinessPlugin | None:
         """Create and initialise the plugin, retrying with backoff; None when stopping or disabled."""
@@ -205,7 +241,7 @@ class InstanceRunner:
             except (Exception, SystemExit) as exc:  # sys.exit() in plugin code ends nothing but the call
                 text = f"{type(exc).__name__}: {exc}"
                 self.stats.error(text)
-                self.status = "error"
+                self.status = Status.ERROR
                 # meanwhile its inputs are dropped and counted: the pipeline's other instances must not wait for it
                 self.mailbox.set_policy(DROP_OLDEST)
                 self.env.log.error("%s: start failed: %s\n%s", self.part, text, traceback.format_exc())
@@ -229,20 +265,20 @@ class InstanceRunner:
     def _flap(self) -> None:
         """The supervisor says this instance flaps: close it, report it, and wait for a config update."""
         self._close_plugin()
-        self.status = "flapping"
+        self.status = Status.FLAPPING
         self.mailbox.set_policy(DROP_OLDEST)
         self.mailbox.clear()
         what = f"instance {self.spec.signature}/{self.spec.instance_id} of pipeline {self.pipeline!r}"
         self.flapping = self.env.report_flapping(self.part, what, self._path())
 
     def _unflap(self) -> None:
-        if self.status != "flapping":
+        if self.status != Status.FLAPPING:
             return
         self.env.supervisor.forget(self.part)
         self.env.log.info("%s: started again after flapping", self.part)
         self.flapping = None
         self._failure_run = 0
-        self.status = "starting"
+        self.status = Status.STARTING
 
     def _backoff(self, delay: float) -> None:
         """Wait ``delay`` seconds before the next input (control messages are still handled; inputs dropped)."""
@@ -269,8 +305,8 @@ class InstanceRunner:
         finally:
             self._close_plugin()
             self._models.close()
-            if self.status != "failed":
-                self.status = "finished" if not self.stop_event.is_set() else "stopped"
+            if self.status != Status.FAILED:
+                self.status = Status.FINISHED if not self.stop_event.is_set() else Status.STOPPED
 
     def _close_plugin(self) -> None:
         plugin, self._plugin = self._plugin, None
@@ -285,17 +321,17 @@ class InstanceRunner:
         next_due = 0.0
         while not self.stop_event.is_set():
             if self._plugin is None:
-                if self.status == "flapping":
+                if self.status == Status.FLAPPING:
                     self._discard_until_control()
                     continue
                 if self.config.get("DISABLED"):
-                    self.status = "disabled"
+                    self.status = Status.DISABLED
                     self._discard_until_control()
                     continue
                 self._plugin = self._start_plugin()
                 if self._plugin is None:
                     continue
-                self.status = "running"
+                self.status = Status.RUNNING
             delay = float(self.config.get("PROCESS_DELAY") or 0)
             now = time.monotonic()
             if delay > 0 and now < next_due:
@@ -364,16 +400,15 @@ class InstanceRunner:
             self.stats.restarts += 1
             self._backoff(verdict.delay)
 
-    def _handle_control(self, message: tuple[str, Any, Any]) -> None:
-        kind, body, extra = message
-        if kind == "config":
-            self._apply_config(body, extra)
-        elif kind == "command":
-            self._run_command(body, extra)
-        elif kind == "resume":
+    def _handle_control(self, message: Control) -> None:
+        if isinstance(message, ConfigUpdate):
+            self._apply_config(message.changes, message.spec)
+        elif isinstance(message, Command):
+            self._run_command(message.command, message.params, message.future)
+        elif isinstance(message, Resume):
             self._unflap()
-        elif kind == "safe_mode":
-            self._change_safe_mode(body)
+        elif isinstance(message, SafeMode):
+            self._change_safe_mode(message.reason)
 
     def _change_safe_mode(self, reason: str | None) -> None:
         if (reason is None) == (self.safe_mode is None):
@@ -412,10 +447,9 @@ class InstanceRunner:
             self.env.notify("error", text, self._path())
             return
         if changed.get("INSTANCE_COMMAND"):
-            self._run_command((changed["INSTANCE_COMMAND"], {}), None)
+            self._run_command(changed["INSTANCE_COMMAND"], {}, None)
 
-    def _run_command(self, body: tuple[Any, dict[str, Any]], future: Future[Any] | None) -> None:
-        command, params = body
+    def _run_command(self, command: Any, params: dict[str, Any], future: Future[Any] | None) -> None:
         if self._plugin is None:
             error = RuntimeError(f"instance {self.part} is not running (status {self.status})")
             if future is not None:
