@@ -16,12 +16,13 @@ from __future__ import annotations
 import math
 import numbers
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from edge_engine.errors import ServingError
 from edge_engine.plugin.config_keys import Key
 from edge_engine.plugin.kinds import BusinessPlugin, Input
+from edge_engine.vision.detections import Detection
 
 MOTION = "MOTION"
 _ZONE_COLOR = (0, 200, 255)  # BGR orange
@@ -65,7 +66,7 @@ class ZoneAnalyticsPlugin(BusinessPlugin):
         """Build the tracker, the zones and lines (a config error raises, naming the entry and key)."""
         self._build(keep_totals=None)
         self.frames = 0
-        self.last_tracked: list[dict[str, Any]] = []
+        self.last_tracked: list[Detection] = []
         self.last_frame_size = (0, 0)
         self._live_at = 0.0
         self._video_offset = 0.0
@@ -156,7 +157,7 @@ class ZoneAnalyticsPlugin(BusinessPlugin):
             self._send_clips(self.clips.finished())
         return result
 
-    def _publish_live(self, inp: Input, tracked: list[dict[str, Any]]) -> None:
+    def _publish_live(self, inp: Input, tracked: list[Detection]) -> None:
         """The annotated frame as the instance's live view on the status page, every LIVE_OVERLAY_SECONDS."""
         period = float(self.config["LIVE_OVERLAY_SECONDS"])
         clock = time.monotonic()
@@ -195,7 +196,7 @@ class ZoneAnalyticsPlugin(BusinessPlugin):
             self.emit(payload)
 
     def on_events(
-        self, inp: Input, events: list[dict[str, Any]], tracked: list[dict[str, Any]], now: float
+        self, inp: Input, events: list[dict[str, Any]], tracked: list[Detection], now: float
     ) -> Mapping[str, Any] | None:
         """Called for every frame with its events (maybe none) and its tracked detections."""
         return None
@@ -232,10 +233,11 @@ class ZoneAnalyticsPlugin(BusinessPlugin):
                 )
         minimum = float(self.config["MIN_SCORE"])
         return [
-            d for d in found
+            d
+            for d in found
             if float(d.get("score", 1.0)) >= minimum
             and (not self.classes or str(d.get("class_name")) in self.classes or str(d.get("class_id")) in self.classes)
-        ]  # fmt: skip
+        ]
 
     def frame_time(self, inp: Input) -> float:
         """Seconds of this frame: capture time, or video time with ``TIME_SOURCE: video`` (``frame_index / fps``,
@@ -265,15 +267,18 @@ class ZoneAnalyticsPlugin(BusinessPlugin):
         return (int(width), int(height)) if width and height else (1, 1)
 
     # --- drawing --------------------------------------------------------------------------------------------
-    def witness(self, inp: Input, tracked: list[dict[str, Any]] | None = None, highlight: Any = ()) -> Any:
+    def witness(self, inp: Input, tracked: list[Detection] | None = None, highlight: Any = ()) -> Any:
         """The frame (at most ``WITNESS_WIDTH`` wide) with zones, lines, boxes and track ids drawn; None without
         an image. Tracks whose id is in ``highlight`` are drawn thicker, in red."""
         if inp.image is None:
             return None
         return draw_overlay(
-            inp.image, self.monitor, self.last_tracked if tracked is None else tracked,
-            int(self.config["WITNESS_WIDTH"]), set(highlight),
-        )  # fmt: skip
+            inp.image,
+            self.monitor,
+            self.last_tracked if tracked is None else tracked,
+            int(self.config["WITNESS_WIDTH"]),
+            set(highlight),
+        )
 
 
 def _valid_detection(detection: Any) -> bool:
@@ -289,7 +294,7 @@ def _valid_detection(detection: Any) -> bool:
     return box[0] <= box[2] and box[1] <= box[3] and isinstance(score, numbers.Real) and math.isfinite(score)
 
 
-def draw_overlay(image: Any, monitor: Any, tracked: list[dict[str, Any]], max_width: int, highlight: set[int]) -> Any:
+def draw_overlay(image: Any, monitor: Any, tracked: Sequence[Detection], max_width: int, highlight: set[int]) -> Any:
     """A copy of ``image`` scaled to ≤ ``max_width`` with the monitor's zones and lines and the tracks drawn."""
     import cv2
     import numpy as np

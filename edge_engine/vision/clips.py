@@ -58,8 +58,16 @@ class Clip:
 class _Job:
     """One clip: its pre-roll, then its post-roll frames streamed to the encoder through a bounded queue."""
 
-    def __init__(self, name: str, pre: list[tuple[float, Any]], fps: float, until: float, hard_stop: float,
-                 tags: dict[str, Any], backlog: int):  # fmt: skip
+    def __init__(
+        self,
+        name: str,
+        pre: list[tuple[float, Any]],
+        fps: float,
+        until: float,
+        hard_stop: float,
+        tags: dict[str, Any],
+        backlog: int,
+    ):
         self.name, self.pre, self.fps, self.until, self.hard_stop, self.tags = name, pre, fps, until, hard_stop, tags
         self.frames: queue.Queue[tuple[float, Any] | None] = queue.Queue(maxsize=backlog)
         self.skipped = 0  # post-roll frames the encoder was too slow to take
@@ -75,8 +83,15 @@ class _Job:
 class ClipRecorder:
     """Pre-roll ring, post-roll streaming and a background MP4 encoder (one per plugin instance)."""
 
-    def __init__(self, pre_seconds: float = 5.0, post_seconds: float = 5.0, max_width: int = 640,
-                 max_seconds: float = 30.0, max_ring_bytes: int = 64 * 2**20, max_queued: int = 2):  # fmt: skip
+    def __init__(
+        self,
+        pre_seconds: float = 5.0,
+        post_seconds: float = 5.0,
+        max_width: int = 640,
+        max_seconds: float = 30.0,
+        max_ring_bytes: int = 64 * 2**20,
+        max_queued: int = 2,
+    ):
         self.pre_seconds, self.post_seconds, self.max_seconds = pre_seconds, post_seconds, max_seconds
         self.max_width, self.max_ring_bytes = max_width, max_ring_bytes
         self._ring: deque[tuple[float, Any]] = deque()
@@ -216,12 +231,12 @@ class ClipRecorder:
             yield item
         while not self._stop.is_set():
             try:
-                item = job.frames.get(timeout=0.2)
+                queued = job.frames.get(timeout=0.2)
             except queue.Empty:
                 continue
-            if item is None:
+            if queued is None:
                 return
-            yield item
+            yield queued
 
     def _encode(self, job: _Job) -> Clip | None:
         import cv2
@@ -234,7 +249,7 @@ class ClipRecorder:
             for timestamp, frame in self._frames(job):
                 if writer is None:
                     height, width = frame.shape[:2]
-                    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), job.fps, (width, height))
+                    writer = cv2.VideoWriter(path, cv2.VideoWriter.fourcc(*"mp4v"), job.fps, (width, height))
                     if not writer.isOpened():
                         return Clip(job.name, b"", 0, 0.0, timestamp, job.tags, error="no MP4 encoder in OpenCV")
                 if frame.shape[:2] != (height, width):

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -96,7 +96,8 @@ class Track:
     frames_lost: int = 0
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(4))
     predicted: np.ndarray = field(default_factory=lambda: np.zeros(4))
-    detection: dict[str, Any] = field(default_factory=dict)
+    # the last matched detection, tagged with track_id (the tracker passes the first one; empty only if built by hand)
+    detection: Detection = field(default_factory=lambda: cast(Detection, {}))
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready summary (for payloads and overlays)."""
@@ -164,7 +165,7 @@ class Tracker:
             self._start(dets[int(d)], boxes[int(d)], timestamp)
         self.removed = [t for t in self.tracks if t.state == REMOVED]
         self.tracks = [t for t in self.tracks if t.state != REMOVED]
-        return [t.detection for t in self.tracks if t.state == TRACKED and t.frames_lost == 0]  # type: ignore[misc]
+        return [t.detection for t in self.tracks if t.state == TRACKED and t.frames_lost == 0]
 
     def _predict(self) -> None:
         """Every track's expected box this frame: last box + velocity × frames since it was seen."""
@@ -268,9 +269,9 @@ class Tracker:
             last_time=timestamp,
             first_frame=self.frame,
             state=TRACKED if self.config.min_hits <= 1 else TENTATIVE,
+            detection=_tagged(det, self._next_id),
         )
         track.predicted = track.box.copy()
-        track.detection = _tagged(det, track.track_id)
         self._next_id += 1
         self.tracks.append(track)
 

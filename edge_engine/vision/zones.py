@@ -63,7 +63,7 @@ class Region:
     def pixels(self, width: int, height: int) -> np.ndarray:
         """The points in pixels of a ``width`` × ``height`` frame."""
         if self.relative:
-            return self.points * np.asarray([width, height], np.float64)  # type: ignore[no-any-return]
+            return self.points * np.asarray([width, height], np.float64)
         return self.points
 
 
@@ -107,12 +107,18 @@ def parse_regions(items: Any, kind: str, extra_keys: Iterable[str] = ()) -> list
             raise ValueError(f"{where}: DWELL_SECONDS and MAX_COUNT apply to zones, not lines")
         regions.append(
             Region(
-                name=name, kind=kind, points=points, relative=bool(relative),
-                classes=frozenset(str(c) for c in classes), anchor=anchor, margin=float(numbers["MARGIN"]),
-                dwell_seconds=float(numbers["DWELL_SECONDS"]), max_count=int(numbers["MAX_COUNT"]),
+                name=name,
+                kind=kind,
+                points=points,
+                relative=bool(relative),
+                classes=frozenset(str(c) for c in classes),
+                anchor=anchor,
+                margin=float(numbers["MARGIN"]),
+                dwell_seconds=float(numbers["DWELL_SECONDS"]),
+                max_count=int(numbers["MAX_COUNT"]),
                 options={k: v for k, v in item.items() if k not in REGION_KEYS},
             )
-        )  # fmt: skip
+        )
     return regions
 
 
@@ -123,7 +129,7 @@ def _points(value: Any, minimum: int, where: str) -> np.ndarray:
         points = np.zeros((0,))
     if points.ndim != 2 or points.shape[1] != 2 or len(points) < minimum or not np.all(np.isfinite(points)):
         raise ValueError(f"{where}: POINTS must be a list of at least {minimum} [x, y] pairs (got {value!r})")
-    return points  # type: ignore[no-any-return]
+    return points
 
 
 # --- geometry (vectorised over points) -----------------------------------------------------------------------
@@ -163,7 +169,7 @@ def signed_distance_to_polygon(points: np.ndarray, polygon: np.ndarray | Segment
     straddles = (ay > py) != (by > py)
     x_cross = edges.a[:, 0][None] + (py - ay) * edges.slope[None]
     inside = (np.count_nonzero(straddles & (px < x_cross), axis=1) % 2) == 1
-    return np.where(inside, distance, -distance)  # type: ignore[no-any-return]
+    return np.where(inside, distance, -distance)
 
 
 def signed_distance_to_polyline(points: np.ndarray, line: np.ndarray | Segments) -> np.ndarray:
@@ -173,7 +179,7 @@ def signed_distance_to_polyline(points: np.ndarray, line: np.ndarray | Segments)
     nearest = distances.argmin(axis=1)
     seg_a, seg_ab = segs.a[nearest], segs.ab[nearest]
     cross = seg_ab[:, 0] * (points[:, 1] - seg_a[:, 1]) - seg_ab[:, 1] * (points[:, 0] - seg_a[:, 0])
-    return np.where(cross >= 0, 1.0, -1.0) * distances[np.arange(len(points)), nearest]  # type: ignore[no-any-return]
+    return np.where(cross >= 0, 1.0, -1.0) * distances[np.arange(len(points)), nearest]
 
 
 def _segment_distances(points: np.ndarray, segs: Segments) -> np.ndarray:
@@ -182,7 +188,7 @@ def _segment_distances(points: np.ndarray, segs: Segments) -> np.ndarray:
     t = (ap * segs.ab[None]).sum(axis=2) / segs.length2[None]
     np.clip(t, 0, 1, out=t)
     offset = ap - t[..., None] * segs.ab[None]
-    return np.sqrt((offset * offset).sum(axis=2))  # type: ignore[no-any-return]
+    return np.sqrt((offset * offset).sum(axis=2))
 
 
 def path_crosses_polyline(p0: Sequence[float], p1: Sequence[float], line: np.ndarray) -> bool:
@@ -329,9 +335,15 @@ class ZoneMonitor:
         )
 
     def _update_zone(
-        self, zone: Region, tracked: list[Mapping[str, Any]], ids: np.ndarray, boxes: np.ndarray, now: float,
-        size: tuple[int, int], base: dict[str, Any],
-    ) -> list[dict[str, Any]]:  # fmt: skip
+        self,
+        zone: Region,
+        tracked: list[Mapping[str, Any]],
+        ids: np.ndarray,
+        boxes: np.ndarray,
+        now: float,
+        size: tuple[int, int],
+        base: dict[str, Any],
+    ) -> list[dict[str, Any]]:
         """ENTER, EXIT and DWELL of one zone; only tracks whose state changes are visited one by one."""
         events: list[dict[str, Any]] = []
         chosen = self._chosen(zone, tracked)
@@ -346,8 +358,9 @@ class ZoneMonitor:
         for k in np.flatnonzero(entering | leaving).tolist():
             det, track_id = tracked[chosen[k]], chosen_ids[k]
             if entering[k]:
-                state = states[track_id] = _Presence(True, now, False, str(det.get("class_name", "")),
-                                                     int(det.get("class_id", 0)))  # fmt: skip
+                state = states[track_id] = _Presence(
+                    True, now, False, str(det.get("class_name", "")), int(det.get("class_id", 0))
+                )
                 self._add(zone.name, "ENTER", state.class_name)
                 events.append({**base, "EVENT": "ENTER", "REGION": zone.name, **_who(det)})
             else:
@@ -359,18 +372,38 @@ class ZoneMonitor:
                 if not state.dwell_reported and now - state.since >= zone.dwell_seconds:
                     state.dwell_reported = True
                     self._add(zone.name, "DWELL", state.class_name)
-                    events.append({**base, "EVENT": "DWELL", "REGION": zone.name, **_who(tracked[chosen[k]]),
-                                   "DWELL_S": round(now - state.since, 3), "SINCE": round(state.since, 3)})  # fmt: skip
+                    events.append(
+                        {
+                            **base,
+                            "EVENT": "DWELL",
+                            "REGION": zone.name,
+                            **_who(tracked[chosen[k]]),
+                            "DWELL_S": round(now - state.since, 3),
+                            "SINCE": round(state.since, 3),
+                        }
+                    )
         return events
 
     def _exit_event(
-        self, zone: Region, track_id: int, state: _Presence, now: float, base: dict[str, Any],
-        det: Mapping[str, Any] | None = None, reason: str = "left",
-    ) -> dict[str, Any]:  # fmt: skip
+        self,
+        zone: Region,
+        track_id: int,
+        state: _Presence,
+        now: float,
+        base: dict[str, Any],
+        det: Mapping[str, Any] | None = None,
+        reason: str = "left",
+    ) -> dict[str, Any]:
         self._add(zone.name, "EXIT", state.class_name)
         who = _who(det) if det else {"TRACK_ID": track_id, "CLASS_ID": state.class_id, "CLASS_NAME": state.class_name}
-        return {**base, "EVENT": "EXIT", "REGION": zone.name, **who, "DWELL_S": round(now - state.since, 3),
-                "REASON": reason}  # fmt: skip
+        return {
+            **base,
+            "EVENT": "EXIT",
+            "REGION": zone.name,
+            **who,
+            "DWELL_S": round(now - state.since, 3),
+            "REASON": reason,
+        }
 
     def _count_events(self, zone: Region, base: dict[str, Any]) -> list[dict[str, Any]]:
         if zone.max_count <= 0:
@@ -386,9 +419,14 @@ class ZoneMonitor:
         return []
 
     def _update_line(
-        self, line: Region, tracked: list[Mapping[str, Any]], ids: np.ndarray, boxes: np.ndarray,
-        size: tuple[int, int], base: dict[str, Any],
-    ) -> list[dict[str, Any]]:  # fmt: skip
+        self,
+        line: Region,
+        tracked: list[Mapping[str, Any]],
+        ids: np.ndarray,
+        boxes: np.ndarray,
+        size: tuple[int, int],
+        base: dict[str, Any],
+    ) -> list[dict[str, Any]]:
         """CROSS events of one line; only tracks that changed side are visited one by one."""
         events: list[dict[str, Any]] = []
         chosen = self._chosen(line, tracked)
@@ -410,8 +448,16 @@ class ZoneMonitor:
             det = tracked[chosen[k]]
             direction = "IN" if side[k] > 0 else "OUT"
             self._add(line.name, direction, str(det.get("class_name", "")))
-            events.append({**base, "EVENT": "CROSS", "REGION": line.name, "DIRECTION": direction, **_who(det),
-                           "POINT": [round(here[0], 1), round(here[1], 1)]})  # fmt: skip
+            events.append(
+                {
+                    **base,
+                    "EVENT": "CROSS",
+                    "REGION": line.name,
+                    "DIRECTION": direction,
+                    **_who(det),
+                    "POINT": [round(here[0], 1), round(here[1], 1)],
+                }
+            )
         sides.update(zip(chosen_ids, side.tolist(), strict=True))
         last_points.update(zip(chosen_ids, map(tuple, points.tolist()), strict=True))
         return events
