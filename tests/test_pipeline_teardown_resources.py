@@ -120,7 +120,7 @@ def test_open_payload_files_are_bounded(tmp_path: Any) -> None:
     output = LocalOutput(tmp_path / "_output", log_payloads=False)
     before = open_descriptors()
     for index in range(MAX_OPEN_FILES + 50):
-        output.edge_payload(Payload(path=["node", "p", "SIG", f"i{index}"], data={"N": index}, seq=1, created=0.0))
+        output.write_payload(Payload(path=["node", "p", "SIG", f"i{index}"], data={"N": index}, seq=1, created=0.0))
     assert len(list((tmp_path / "_output" / "p").iterdir())) == MAX_OPEN_FILES + 50
     assert open_descriptors() - before <= MAX_OPEN_FILES
     output.close()

@@ -1,11 +1,13 @@
 """The comms service: connects the node to MQTT and carries every message in and out.
 
-It is a hook implementation (``edge_payload``, ``edge_notification``) registered by the node. A producer's
-payload or notification is numbered, encoded (envelope, signature) and stored in the durable outbox before the
-hook returns, so the sinks called after it (the local output writer) never hold a message the outbox lacks; one
-publisher thread publishes what the outbox holds. A heartbeat thread publishes on ``{root}/ctrl``; commands
-arriving on
-``{root}/{address}/config`` are checked and applied by a command thread, never on the network thread.
+The node's message flow (:mod:`edge_engine.node.message_flow`) hands it every payload and notification
+(:meth:`CommsService.accept_payload`, :meth:`CommsService.accept_notification`) before the local output writer.
+A message is numbered as it enters the durable outbox (:meth:`CommsService._enqueue`), encoded (envelope,
+signature) and stored there before the call returns, so the local output never holds a message the outbox lacks
+(decision 38); one publisher thread publishes what the outbox holds. A payload's routing fields and encryption
+target come with it (its :class:`~edge_engine.messages.PayloadIntent`): nothing is looked up in the node again.
+A heartbeat thread publishes on ``{root}/ctrl``; commands arriving on ``{root}/{address}/config`` are checked
+and applied by a command thread, never on the network thread.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import queue
 import threading
 import time
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edge_engine.comms.admin import AdminPipeline
 from edge_engine.comms.broker import EmbeddedBroker, broker_answering
@@ -34,8 +36,11 @@ from edge_engine.comms.signing import CANON_UNVERSIONED, canonical_json, public_
 from edge_engine.constants import OUTBOX_DIR
 from edge_engine.local.allowlist import Allowlist
 from edge_engine.messages import Notification, Payload
-from edge_engine.plugin.hookspecs import hookimpl
 from edge_engine.redact import LocalPaths
+
+if TYPE_CHECKING:
+    from edge_engine.local.identity import Identity
+    from edge_engine.node.seams import CommsHost
 
 log = logging.getLogger(__name__)
 MAX_INLINE_IMAGE = 256 * 1024
@@ -46,8 +51,7 @@ PUBLISH_BATCH = 64
 PUBLISH_WINDOW = 100
 OFFLINE_WAIT = 0.3  # a clean stop waits at most this for the broker's PUBACK of the OFFLINE message
 CHANNEL_TOPICS = {"payloads": "payloads", "notif": "notif", "ctrl": "ctrl"}
-# who deployed the pipeline (copied from its config into every payload's envelope; clear even when encrypted)
-ROUTING_FIELDS = ("SESSION_ID", "INITIATOR_ID", "INITIATOR_ADDR", "MODIFIED_BY_ID", "MODIFIED_BY_ADDR")
+STOP_SECONDS = 1.5  # comms' share of the node's stop: queued messages leave, OFFLINE is said
 
 
 def payload_body(payload: Payload) -> dict[str, Any]:
@@ -120,12 +124,15 @@ def notification_body(notification: Notification) -> dict[str, Any]:
 
 
 class CommsService:
-    """MQTT in and out for one node."""
+    """MQTT in and out for one node; a node service (:class:`edge_engine.node.seams.Service`)."""
 
-    def __init__(self, node: Any, settings: CommsSettings):
+    name = "comms"
+
+    def __init__(self, node: CommsHost, settings: CommsSettings):
+        assert node.identity is not None, "comms starts after the node's identity is loaded"
         self.node = node
         self.settings = settings
-        self.identity = node.identity
+        self.identity: Identity = node.identity
         self.layout = node.layout
         self.outbox: Outbox = self._make_outbox()
         self.envelope = EnvelopeBuilder(node.alias, self.identity.address)
@@ -223,7 +230,7 @@ class CommsService:
         client_id = f"{self.node.alias}-{self.identity.address[-8:]}-{os.getpid()}"
         will = self._offline_message()
         self.transport = MqttTransport(
-            self.settings, self.host, self.port, client_id, self.node.env.supervisor,
+            self.settings, self.host, self.port, client_id, self.node.supervisor,
             on_message=self._on_message, on_connect=self.request_heartbeat, will=(self.topic("ctrl"), will),
             on_published=self._on_published,
         )  # fmt: skip
@@ -237,8 +244,11 @@ class CommsService:
         self.transport.start()
         log.info("comms: broker %s:%d, commands on %s", self.host, self.port, self.command_topic)
 
-    def stop(self, timeout: float = 1.5) -> None:
-        deadline = time.monotonic() + timeout
+    def stop(self, deadline: float | None = None) -> list[str]:
+        """Let queued messages leave, say OFFLINE, disconnect: within ``STOP_SECONDS`` (less when the node's
+        ``deadline`` is nearer, at least 0.3 s). Returns the names of threads still running."""
+        now = time.monotonic()
+        deadline = now + max(0.3, min(STOP_SECONDS, (deadline if deadline is not None else now + STOP_SECONDS) - now))
         if self.transport is not None and self.transport.connected.is_set():
             while (len(self.outbox) or self._publishing or self._unacked) and time.monotonic() < deadline - 0.5:
                 time.sleep(0.02)  # give queued messages a moment to leave
@@ -256,6 +266,22 @@ class CommsService:
         self.replay.flush()
         if self.broker is not None:
             self.broker.stop()
+        return [thread.name for thread in self._threads if thread.is_alive()]
+
+    def snapshot(self) -> dict[str, Any]:
+        """``local_info.json`` › ``comms``: broker and connection state (a lost broker is reported, not fatal), the
+        outbox's figures and the received commands by outcome."""
+        connected = self.transport is not None and self.transport.connected.is_set()
+        return {"broker": f"{self.host}:{self.port}", "connected": connected, "root_topic": self.settings.root_topic,
+                "outbox": self.outbox_stats(), "commands": self._command_stats()}  # fmt: skip
+
+    def _command_stats(self) -> dict[str, Any]:
+        """Counters of received commands: rejections by reason."""
+        stats = self.commands.stats
+        return {"received": stats.received, "accepted": stats.accepted, "rejected": stats.rejected,
+                "rejections_not_notified": stats.rejections_not_notified,
+                "rejections_not_logged": stats.rejections_not_logged, "answers_not_sent": stats.answers_not_sent,
+                "dropped": self.counters.get("commands_dropped", 0), "reasons": dict(stats.reasons)}  # fmt: skip
 
     def _say_offline(self, deadline: float) -> None:
         """A clean stop: publish the last will's ``OFFLINE`` message ourselves (a clean disconnect does not fire the
@@ -276,53 +302,49 @@ class CommsService:
         self.envelope.wrap(body, EVENT_HEARTBEAT, [self.node.alias, None, None, None], 0)
         return sign_to_json(body, self.identity).encode("utf-8")
 
-    # --- hooks ------------------------------------------------------------------------------------------
-    @hookimpl
-    def edge_payload(self, payload: Payload) -> None:
+    # --- the node's message flow -----------------------------------------------------------------------------
+    def accept_payload(self, payload: Payload) -> str | None:
+        """Store ``payload`` in the outbox (numbered, encoded) before returning; why it was not, else None."""
         self.counters["payloads"] += 1
-        routing = self._payload_routing(payload)
-        if routing is None:
-            return
-        self._enqueue(OutboxItem("payloads", routing, list(payload.path), created=payload.created, source=payload))
+        routing, refused = self._payload_routing(payload)
+        if routing is not None:
+            self._enqueue(OutboxItem("payloads", routing, list(payload.path), created=payload.created, source=payload))
+        return refused
 
-    def _payload_routing(self, payload: Payload) -> dict[str, Any] | None:
-        """The envelope fields of ``payload`` known now: its pipeline's initiator fields, and ``EE_IS_ENCRYPTED``
-        with ``EE_DEST`` when its instance has ``ENCRYPT_PAYLOAD`` (the initiator, else the last modifier).
+    def _payload_routing(self, payload: Payload) -> tuple[dict[str, Any] | None, str | None]:
+        """The envelope fields of ``payload`` known now: its intent's routing fields, and ``EE_IS_ENCRYPTED`` with
+        ``EE_DEST`` when its instance has ``ENCRYPT_PAYLOAD`` (the initiator, else the last modifier).
 
-        None when the payload must not be sent: encryption asked and no valid address to encrypt to. It is then
-        counted (``unencryptable``; an error of the instance) and the owner is notified once per instance.
+        ``(None, reason)`` when the payload must not be sent: encryption asked and no valid address to encrypt to.
+        It is then counted (``unencryptable``; the reason is an error of the instance) and the owner is notified
+        once per instance.
         """
+        intent = payload.intent
+        routing = dict(intent.routing)
+        if not intent.encrypt:
+            return routing, None
         _, pipeline, signature, instance_id = payload.path
-        runner = getattr(self.node, "pipelines", {}).get(pipeline)
-        if runner is None:
-            return {}
-        raw = runner.spec.raw
-        routing = {key: raw[key] for key in ROUTING_FIELDS if raw.get(key) is not None}
-        instance = runner.instance(signature, instance_id) if signature and instance_id else None
-        if instance is None or not instance.config.get("ENCRYPT_PAYLOAD"):
-            return routing
         key = (pipeline, signature, instance_id)
-        dest = routing.get("INITIATOR_ADDR") or routing.get("MODIFIED_BY_ADDR")
+        dest = intent.encrypt_to
         problem = "no initiator to encrypt to" if not dest else None
         if dest:
             try:
-                public_key_from_address(str(dest))
+                public_key_from_address(dest)
             except ValueError:
                 problem = f"initiator address {dest!r} is not valid"
         if problem is None:
             self._unencryptable.discard(key)
-            return {**routing, "EE_IS_ENCRYPTED": True, "EE_DEST": dest}
+            return {**routing, "EE_IS_ENCRYPTED": True, "EE_DEST": dest}, None
         self.counters["unencryptable"] += 1
-        instance.stats.error(f"payload not sent: ENCRYPT_PAYLOAD is set and {problem}")
         if key not in self._unencryptable:
             self._unencryptable.add(key)
             text = f"payloads of {signature}/{instance_id} not sent: ENCRYPT_PAYLOAD is set and {problem}"
             log.error("pipeline %r: %s (they are dropped and counted)", pipeline, text)
             self.node.notify("error", text, list(payload.path))
-        return None
+        return None, f"payload not sent: ENCRYPT_PAYLOAD is set and {problem}"
 
-    @hookimpl
-    def edge_notification(self, notification: Notification) -> None:
+    def accept_notification(self, notification: Notification) -> None:
+        """Store ``notification`` in the outbox (numbered, encoded; local paths scrubbed) before returning."""
         self.counters["notifications"] += 1
         body = self.local_paths.scrub(notification_body(notification))  # reasons may quote the node's paths
         self._enqueue(OutboxItem("notif", body, list(notification.path), created=notification.created))

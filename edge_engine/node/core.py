@@ -1,5 +1,10 @@
 """The node: identity, plugins, pipelines, the local cache, and the housekeeping loop that reports on them.
 
+The node starts its services (:class:`edge_engine.node.seams.Service`: storage, comms, the status page, model
+serving, the pipelines, local requests, the reloader, the watchdog) in that order and stops them in the reverse
+order within one shutdown deadline; services see the node through the protocols of :mod:`edge_engine.node.seams`.
+Payloads and notifications reach the node's own sinks through :class:`edge_engine.node.message_flow.MessageFlow`.
+
 The engine API for pipelines lives here: :meth:`Node.add_pipeline` (add or replace),
 :meth:`Node.remove_pipeline`, :meth:`Node.update_instance` and :meth:`Node.instance_command`. Each
 accepted change is written to ``_data/box_configuration/streams/<NAME>.json`` at once, so pipelines come
@@ -15,10 +20,12 @@ import platform
 import re
 import threading
 import time
+from collections.abc import Iterator, Mapping
 from concurrent.futures import Future
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edge_engine import __version__
 from edge_engine import constants as C
@@ -41,6 +48,8 @@ from edge_engine.messages import Notification, utc_iso
 from edge_engine.node.disk_bounds import DiskManager, load_disk_settings
 from edge_engine.node.history import NodeHistory
 from edge_engine.node.local_output import LocalOutput
+from edge_engine.node.message_flow import MessageFlow
+from edge_engine.node.seams import PartService, Service, start_in_order, stop_in_reverse
 from edge_engine.plugin.discovery import PluginLoader
 from edge_engine.plugin.hooks import Hooks, get_plugin_manager
 from edge_engine.plugin.registry import PluginRegistry
@@ -50,6 +59,13 @@ from edge_engine.runtime.pipeline import PipelineRunner
 from edge_engine.runtime.supervisor import RestartPolicy, Supervisor
 from edge_engine.runtime.watchdog import Watchdog
 from edge_engine.serving.manager import ServingManager
+
+if TYPE_CHECKING:
+    from edge_engine.comms.service import CommsService
+    from edge_engine.node.local_deploy import LocalRequestWatcher
+    from edge_engine.observe.http_listeners import ObserveServer
+    from edge_engine.plugin.reload import PluginReloader
+    from edge_engine.storage.service import StorageService
 
 log = logging.getLogger(__name__)
 REMOVE_JOIN_SECONDS = 2.0
@@ -69,7 +85,9 @@ class Node:
         self.settings = settings
         self.layout = settings.layout
         self.pm = get_plugin_manager()
-        self.hooks = Hooks(self.pm)
+        self.output = LocalOutput(self.layout.output)
+        self.flow = MessageFlow(self.output)  # the node's sinks, before any plugin's hook
+        self.hooks = Hooks(self.pm, sinks=self.flow)
         self.registry = PluginRegistry()
         self.pipelines: dict[str, PipelineRunner] = {}
         self.invalid: dict[str, dict[str, Any]] = {}
@@ -80,26 +98,28 @@ class Node:
         self._stop = threading.Event()
         self._stop_reason = ""
         self._lock = threading.RLock()
-        self.output = LocalOutput(self.layout.output)
         self.disk: DiskManager | None = None  # bounds _output and _logs, pauses outputs on a full disk
         self.history: NodeHistory | None = None
         self.env: RuntimeEnv | None = None
         self.serving: ServingManager | None = None
-        self.comms: Any = None
-        self.storage: Any = None  # edge_engine.storage.service.StorageService: witness images and files
+        self.comms: CommsService | None = None
+        self.storage: StorageService | None = None  # witness images and plugin files
         self._restart = threading.Event()
-        self.reloader: Any = None  # edge_engine.plugin.reload.PluginReloader in development mode
+        self.reloader: PluginReloader | None = None  # in development mode
         self.watchdog = Watchdog(self._watched_runners)  # keep-alive deadlines, blocked capture reads
-        self.observe: Any = None  # edge_engine.observe.ObserveServer: the status page and /metrics
-        self.local_requests: Any = None  # edge_engine.node.local_deploy.LocalRequestWatcher: edge-node deploy / delete
+        self.observe: ObserveServer | None = None  # the status page and /metrics
+        self.local_requests: LocalRequestWatcher | None = None  # edge-node deploy / delete
+        self.services: list[Service] = []  # started, in start order (stopped last first)
 
     # --- start ---------------------------------------------------------------------------------------------
     def start(self) -> None:
-        """Load identity and plugins, start every valid pipeline, and write local_info.json."""
+        """Load identity and plugins, start the services in order (pipelines among them), write local_info.json.
+
+        A service that fails to start stops those started before it (reverse order) and the error is raised."""
         self.identity = load_or_create_identity(self.layout.key_file)
         self.alias = self._resolve_alias(self.identity)
         self.write_local_info()  # status "starting": ops commands and the health check can tell
-        self.pm.register(self.output, name="edge_engine.node.local_output")
+        self.pm.register(self.output, name="edge_engine.node.local_output")  # closes files of stopped pipelines
         self._start_disk()
         self._load_plugins()
         startup = self.settings.startup
@@ -110,20 +130,11 @@ class Node:
         self.serving = ServingManager(self.registry, supervisor, self.layout.models, self._model_notification,
                                       storage=lambda: getattr(self.storage, "settings", None))  # fmt: skip
         self.env = RuntimeEnv(self.alias, self.layout, self.hooks, supervisor, serving=self.serving,
-                              wake_watchdog=self.watchdog.poke)  # fmt: skip
-        self._start_storage(supervisor)
+                              wake_watchdog=self.watchdog.poke, pipeline_config=self.pipeline_config)  # fmt: skip
         self.history = NodeHistory(self._identity_fields(), self.layout.root, started_at=self.started_at,
                                    sample_seconds=float(self.settings.startup["SECONDS_HISTORY_SAMPLE"]))  # fmt: skip
         self.history.load(self.layout.local_history)
-        self._start_comms()
-        self._start_observe()
-        if self.settings.first_start:
-            self._seed_pipelines()
-            self.layout.first_start_marker.unlink(missing_ok=True)  # seeded: later starts read the cache only
-        self._load_cached_pipelines()
-        self._start_local_requests()
-        self._start_reloader()
-        self.watchdog.start()
+        start_in_order(self._make_services(), self.services, self._stop_deadline)
         self.status = "running"
         self.write_local_info()
         self.hooks.node_started(
@@ -134,6 +145,38 @@ class Node:
             "node %s (%s) running %d pipeline(s)%s; cache %s", self.alias, self.identity.address, len(self.pipelines),
             f", {len(self.invalid)} invalid" if self.invalid else "", self.layout.root,
         )  # fmt: skip
+
+    def _make_services(self) -> Iterator[Service]:
+        """The services in start order, each made when the ones before it have started."""
+        yield self._make_storage()
+        comms = self._make_comms()
+        if comms is not None:
+            yield comms
+        observe = self._make_observe()
+        if observe is not None:
+            yield observe
+        serving = self.serving
+        assert serving is not None
+        yield PartService("serving", stop=lambda deadline: serving.stop(max(deadline, time.monotonic() + 1.0)),
+                          snapshot=serving.snapshot)  # fmt: skip
+        yield PartService("pipelines", start=self._start_pipelines, stop=self._stop_pipelines,
+                          snapshot=self._pipeline_snapshots)  # fmt: skip
+        yield self._make_local_requests()
+        if self.settings.dev_mode:
+            from edge_engine.plugin.reload import PluginReloader
+
+            self.reloader = PluginReloader(self)  # watches the plugin folders, reloads changed files
+            yield self.reloader
+        yield PartService("watchdog", start=self.watchdog.start, stop=lambda _deadline: self.watchdog.stop())
+
+    @property
+    def supervisor(self) -> Supervisor:
+        """The node's one supervisor (restarts and flapping of every part); set by :meth:`start`."""
+        assert self.env is not None, "the node is not started"
+        return self.env.supervisor
+
+    def _stop_deadline(self) -> float:
+        return time.monotonic() + float(self.settings.startup["SHUTDOWN_SECONDS"]) - 0.5
 
     def _resolve_alias(self, identity: Identity) -> str:
         """The cached alias wins (``config_startup.json``, else the volume's own ``_data/local_info.json``: a Ratio1
@@ -187,7 +230,7 @@ class Node:
         # for the first housekeeping round, off the path to the first heartbeat
         self.disk.check_space()
 
-    def _start_storage(self, supervisor: Supervisor) -> None:
+    def _make_storage(self) -> StorageService:
         """Witness images and plugin files: local paths, and S3 uploads from a disk queue when configured."""
         from edge_engine.storage.service import StorageService
         from edge_engine.storage.storage_settings import load_storage_settings
@@ -195,17 +238,18 @@ class Node:
         settings, issues = load_storage_settings(self.settings.app, self.settings.env)
         if issues:
             raise ConfigError(issues)
-        self.storage = StorageService(self.layout, settings, supervisor, self._node_notification)
+        storage = StorageService(self.layout, settings, self.supervisor, self._node_notification)
+        self.storage = storage
         assert self.env is not None
-        self.env.storage = self.storage
+        self.env.storage = storage
         if self.disk is not None:
             disk = self.disk
-            self.storage.outputs_paused = lambda: disk.paused
-        self.pm.register(self.storage, name="edge_engine.storage")
-        self.storage.start()
+            storage.outputs_paused = lambda: disk.paused
+        self.flow.storage = storage
+        return storage
 
-    def _start_comms(self) -> None:
-        """Start MQTT comms unless disabled (``EE_COMMS=0``); a broker problem never stops the node."""
+    def _make_comms(self) -> CommsService | None:
+        """MQTT comms unless disabled (``EE_COMMS=0``); a broker problem never stops the node."""
         from edge_engine.comms.comms_settings import load_comms_settings
 
         settings, issues = load_comms_settings(self.settings.app, self.settings.startup, self.settings.env)
@@ -213,32 +257,24 @@ class Node:
             raise ConfigError(issues)
         if not settings.enabled:
             log.info("comms disabled (EE_COMMS=0): payloads stay in %s", self.layout.output)
-            return
+            return None
         from edge_engine.comms.service import CommsService
 
         self.comms = CommsService(self, settings)
-        self.pm.register(self.comms, name="edge_engine.comms")
-        self.comms.start()
+        self.flow.outbox = self.comms  # from its start on, every message goes to the outbox before _output/
+        return self.comms
 
-    def _start_observe(self) -> None:
-        """The status page and /metrics (``EE_STATUS_PORT``, ``EE_METRICS_PORT``); a bind failure is only logged."""
-        from edge_engine.observe import start_observe
+    def _make_observe(self) -> ObserveServer | None:
+        """The status page and /metrics (``EE_STATUS_PORT``, ``EE_METRICS_PORT``); a failure is only logged."""
+        from edge_engine.observe import make_observe
 
         try:
-            self.observe = start_observe(self)
+            self.observe = make_observe(self)
         except Exception as exc:  # never stop the node for the page
             log.error("status page failed to start: %s", exc)
+        return self.observe
 
-    def _start_reloader(self) -> None:
-        """Development mode: watch the plugin folders and reload changed files (:mod:`edge_engine.plugin.reload`)."""
-        if not self.settings.dev_mode:
-            return
-        from edge_engine.plugin.reload import PluginReloader
-
-        self.reloader = PluginReloader(self)
-        self.reloader.start()
-
-    def _start_local_requests(self) -> None:
+    def _make_local_requests(self) -> Service:
         """``edge-node deploy`` / ``delete`` without MQTT; a warning for PIPELINES the cache lacks (local_deploy)."""
         from edge_engine.node import local_deploy
 
@@ -246,7 +282,9 @@ class Node:
             for message in local_deploy.unseeded_pipeline_warnings(self.settings.base_dir, self.layout,
                                                                    self.settings.env):  # fmt: skip
                 log.warning("%s", message)
-        self.local_requests = local_deploy.start_watcher(self)
+        watcher = local_deploy.LocalRequestWatcher(self)
+        self.local_requests = watcher
+        return PartService("local requests", start=watcher.start, stop=lambda _deadline: watcher.stop())
 
     def _load_plugins(self) -> None:
         loader = PluginLoader(self.registry, self.pm, self.settings.disabled_plugins)
@@ -308,6 +346,32 @@ class Node:
             return
         atomic_write_json(self.layout.stream_file(name), self._stamp(raw))
         log.info("seeded pipeline %r from %s", name, label)
+
+    def _start_pipelines(self) -> None:
+        """The pipelines' service start: seed the cache at first start, then start every valid cached pipeline."""
+        if self.settings.first_start:
+            self._seed_pipelines()
+            self.layout.first_start_marker.unlink(missing_ok=True)  # seeded: later starts read the cache only
+        with self._lock:
+            self._load_cached_pipelines()
+
+    def _stop_pipelines(self, deadline: float) -> list[str]:
+        """The pipelines' service stop: every pipeline at once, then each joined by ``deadline``."""
+        with self._lock:
+            runners = list(self.pipelines.values())
+            for runner in runners:
+                runner.stop()
+            left: list[str] = []
+            for runner in runners:
+                left.extend(runner.join(deadline))
+                self.hooks.pipeline_stopped(runner.name, "node stopping")
+        if left:
+            log.warning("threads still running at the stop deadline (abandoned): %s", left)
+        return left
+
+    def _pipeline_snapshots(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [runner.snapshot() for runner in self.pipelines.values()]
 
     def _load_cached_pipelines(self) -> None:
         for path in sorted(self.layout.streams.glob("*.json")):
@@ -433,6 +497,50 @@ class Node:
             raise PipelineError(name, "no such pipeline")
         return runner
 
+    # --- for the reloader (edge_engine.node.seams.PipelineHost) -----------------------------------------------
+    @contextmanager
+    def pipelines_locked(self) -> Iterator[None]:
+        """Hold the pipelines still (no add, remove, update or restart) while a reload swaps plugin classes."""
+        with self._lock:
+            yield
+
+    def running_pipelines(self) -> list[PipelineRunner]:
+        with self._lock:
+            return list(self.pipelines.values())
+
+    def replace_pipeline(self, runner: PipelineRunner, spec: PipelineSpec, reason: str) -> None:
+        """Stop ``runner`` (hook ``edge_pipeline_stopped`` with ``reason``) and start ``spec`` in its place."""
+        with self._lock:
+            self._stop_pipeline(runner, reason)
+            self._start_pipeline(spec)
+
+    def start_now_valid(self) -> list[str]:
+        """Start the stored pipelines recorded as invalid (an unknown plugin, say) that validate now; their names."""
+        started: list[str] = []
+        streams = self.layout.streams.resolve()
+        with self._lock:
+            for key, entry in list(self.invalid.items()):
+                file = entry.get("file")
+                if not file or Path(file).resolve().parent != streams:
+                    continue
+                try:
+                    raw = read_json(Path(file))
+                except CacheError:
+                    continue
+                spec, _ = validate_pipeline(raw, self.registry, file)
+                if spec is None or spec.name in self.pipelines:
+                    continue
+                self.invalid.pop(key, None)
+                self._start_pipeline(spec)
+                started.append(spec.name)
+        return started
+
+    def pipeline_config(self, name: str) -> Mapping[str, Any]:
+        """The running pipeline's persisted config (read only; empty when none runs): what the instance stage
+        copies routing fields from into a payload's intent."""
+        runner = self.pipelines.get(name)
+        return runner.spec.raw if runner is not None else {}
+
     def _stamp(self, raw: dict[str, Any]) -> dict[str, Any]:
         stamped = copy.deepcopy(raw)
         stamped["LAST_UPDATE_TIME"] = ratio1_time()
@@ -471,8 +579,8 @@ class Node:
         assert self.identity is not None
         now = time.time()
         uptime = now - self.started_at
+        pipelines = self._pipeline_snapshots()
         with self._lock:
-            pipelines = [runner.snapshot() for runner in self.pipelines.values()]
             invalid = list(self.invalid.values())
         return {
             "address": self.identity.address,
@@ -490,7 +598,7 @@ class Node:
             "refresh_seconds": float(self.settings.startup["SECONDS_LOCAL_INFO"]),
             "cache_dir": str(self.layout.root),
             "evm_net": network_name(self.settings.env),
-            "comms": self._comms_status(),
+            "comms": self.comms.snapshot() if self.comms is not None else None,  # None: comms off
             **self._network_sections(),
             "pipelines": redact(pipelines),
             "invalid_pipelines": invalid,
@@ -503,16 +611,6 @@ class Node:
             "storage": self.storage.snapshot() if self.storage is not None else None,
             "disk": self.disk.snapshot() if self.disk is not None else None,
         }
-
-    def _comms_status(self) -> dict[str, Any] | None:
-        """Broker and connection state (None with comms off): a lost broker is reported here, not fatal."""
-        comms = self.comms
-        if comms is None:
-            return None
-        transport = getattr(comms, "transport", None)
-        connected = transport is not None and transport.connected.is_set()
-        return {"broker": f"{comms.host}:{comms.port}", "connected": connected, "root_topic": comms.settings.root_topic,
-                "outbox": comms.outbox_stats(), "commands": _command_stats(comms)}  # fmt: skip
 
     def _network_sections(self) -> dict[str, Any]:
         """``admin_pipeline`` and ``network`` (the nodes heard on the broker), from comms; none with comms off."""
@@ -608,34 +706,13 @@ class Node:
         self.stop(self._stop_reason or "requested")
 
     def stop(self, reason: str = "requested") -> list[str]:
-        """Stop every pipeline within the shutdown deadline; returns threads that did not finish in time."""
-        deadline = time.monotonic() + float(self.settings.startup["SHUTDOWN_SECONDS"]) - 0.5
+        """Stop every service, last started first, within the shutdown deadline; returns threads that did not
+        finish in time."""
+        deadline = self._stop_deadline()
         self.status = "stopping"
         log.info("node stopping (%s)", reason)
         self.hooks.node_stopping(reason)
-        if self.reloader is not None:
-            self.reloader.stop()
-        if self.local_requests is not None:
-            self.local_requests.stop()
-        self.watchdog.stop()
-        with self._lock:
-            runners = list(self.pipelines.values())
-            for runner in runners:
-                runner.stop()
-            left: list[str] = []
-            for runner in runners:
-                left.extend(runner.join(deadline))
-                self.hooks.pipeline_stopped(runner.name, "node stopping")
-        if left:
-            log.warning("threads still running at the stop deadline (abandoned): %s", left)
-        if self.serving is not None:
-            left.extend(self.serving.stop(max(deadline, time.monotonic() + 1.0)))
-        if self.storage is not None:
-            self.storage.stop()
-        if self.comms is not None:
-            self.comms.stop()
-        if self.observe is not None:
-            self.observe.stop()
+        left = stop_in_reverse(self.services, deadline)
         self.status = "stopped"
         try:
             self.write_local_info()
@@ -646,20 +723,6 @@ class Node:
         self.output.close()
         log.info("node stopped")
         return left
-
-
-def _command_stats(comms: Any) -> dict[str, Any] | None:
-    """Counters of received commands (``local_info.json`` › ``comms`` › ``commands``): rejections by reason."""
-    processor = getattr(comms, "commands", None)
-    stats = getattr(processor, "stats", None)
-    if stats is None:
-        return None
-    return {"received": stats.received, "accepted": stats.accepted, "rejected": stats.rejected,
-            "rejections_not_notified": stats.rejections_not_notified,
-            "rejections_not_logged": getattr(stats, "rejections_not_logged", 0),
-            "answers_not_sent": getattr(stats, "answers_not_sent", 0),
-            "dropped": getattr(comms, "counters", {}).get("commands_dropped", 0),
-            "reasons": dict(stats.reasons)}  # fmt: skip
 
 
 def _hms(seconds: float) -> str:

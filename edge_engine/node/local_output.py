@@ -1,8 +1,9 @@
 """The local output writer: payloads as JSON lines and witness images under ``_output/``, one log line each.
 
-It is an ordinary hook implementation (``edge_payload``, ``edge_notification``) registered by the node,
-so comms and storage can sit beside it without touching the runtime. Its ``edge_payload`` runs last: comms has
-stored the payload in its durable outbox by then, so what ``_output/`` holds was also queued for the broker. Layout:
+The node's message flow (:mod:`edge_engine.node.message_flow`) calls :meth:`LocalOutput.write_payload` and
+:meth:`LocalOutput.write_notification` after the outbox has stored the message, so what ``_output/`` holds was
+also queued for the broker (decision 38); it is not a hook implementation for them, so no hook order decides
+that. Layout:
 ``_output/<pipeline>/<SIGNATURE>_<INSTANCE>/payloads.jsonl`` and ``.../images/<seq>.jpg``;
 notifications go to ``_output/notifications.jsonl``. A pipeline's files are closed when it stops, and at most
 ``MAX_OPEN_FILES`` stay open at once, so generated pipeline names cannot exhaust the node's descriptors.
@@ -20,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from edge_engine.messages import Notification, Payload, utc_iso
+from edge_engine.messages import Notification, Payload, image_file_name, utc_iso
 from edge_engine.plugin.hookspecs import hookimpl
 
 log = logging.getLogger("edge_engine.payloads")
@@ -53,14 +54,9 @@ def summarize(data: dict[str, Any]) -> str:
 
 
 def image_relpath(payload: Payload) -> str:
-    """A witness image's file relative to ``_output/``: ``<pipeline>/<SIG>_<INST>/images/<UTC time>_<seq>.jpg``.
-
-    The creation time (UTC, to the millisecond) keeps names unique across restarts, where payload numbers
-    start again at 1: a newer image never overwrites an older one that a sent payload points to.
-    """
-    _, pipeline, signature, instance = payload.path
-    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(payload.created)) + f".{int(payload.created * 1000) % 1000:03d}"
-    return f"{pipeline}/{signature}_{instance}/images/{stamp}Z_{payload.seq:08d}.jpg"
+    """A witness image's file relative to ``_output/`` (see :func:`edge_engine.messages.image_file_name`): the name
+    the instance stage decided (its intent), else the one its path, time and number give."""
+    return payload.intent.image_name or image_file_name(payload.path, payload.created, payload.seq)
 
 
 class LocalOutput:
@@ -92,8 +88,8 @@ class LocalOutput:
             _close_quietly(self._files.pop(next(iter(self._files))))
         return handle
 
-    @hookimpl(trylast=True)  # after comms: a payload in _output/ is already in the durable outbox (decision 38)
-    def edge_payload(self, payload: Payload) -> None:
+    def write_payload(self, payload: Payload) -> None:
+        """Write the payload's JSON line and witness image (skipped, counted, while the disk is full); log it."""
         image_path = None
         if self.disk is not None and self.disk.paused:
             self.disk.skipped()
@@ -206,8 +202,8 @@ class LocalOutput:
             for key in [k for k in self._files if len(k) == 4 and k[1] == name]:
                 _close_quietly(self._files.pop(key))
 
-    @hookimpl(trylast=True)  # after comms, as for payloads
-    def edge_notification(self, notification: Notification) -> None:
+    def write_notification(self, notification: Notification) -> None:
+        """Log the notification and append it to ``_output/notifications.jsonl``."""
         level = {"error": logging.ERROR, "warning": logging.WARNING}.get(notification.level, logging.INFO)
         where = " › ".join(str(p) for p in notification.path[1:] if p)
         log.log(level, "notification [%s] %s: %s", notification.level, where or "node", notification.message)

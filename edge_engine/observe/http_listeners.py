@@ -26,7 +26,7 @@ from edge_engine.plugin.kinds import LIVE_IMAGE
 from edge_engine.redact import redact
 
 if TYPE_CHECKING:
-    from edge_engine.node.core import Node
+    from edge_engine.node.seams import ObservedNode
 
 log = logging.getLogger(__name__)
 SAFE_SEGMENT = re.compile(r"^[A-Za-z0-9_\-][A-Za-z0-9_.\-]*$")
@@ -149,9 +149,12 @@ class _Server(ThreadingHTTPServer):
 
 
 class ObserveServer:
-    """The status page (and ``/metrics``) of one node, plus the optional metrics-only listener."""
+    """The status page (and ``/metrics``) of one node, plus the optional metrics-only listener; a node service
+    (:class:`edge_engine.node.seams.Service`)."""
 
-    def __init__(self, node: Node, settings: ObserveSettings):
+    name = "observe"
+
+    def __init__(self, node: ObservedNode, settings: ObserveSettings):
         self.node = node
         self.settings = settings
         self.servers: list[_Server] = []
@@ -199,19 +202,30 @@ class ObserveServer:
                 return int(server.server_address[1])
         return 0
 
-    def stop(self) -> None:
+    def stop(self, deadline: float | None = None) -> list[str]:
         for server in self.servers:
             server.shutdown()
             server.server_close()
         self.servers.clear()
+        return []
+
+    def snapshot(self) -> dict[str, int]:
+        """The bound ports (0: not listening)."""
+        return {"status_port": self.port(), "metrics_port": self.port(metrics_only=True)}
 
 
-def start_observe(node: Node) -> ObserveServer | None:
-    """Start the listeners configured in the node's environment; None when both are off."""
+def make_observe(node: ObservedNode) -> ObserveServer | None:
+    """The listeners configured in the node's environment, not started yet; None when both are off."""
     settings = load_observe_settings(node.settings.env)
     if not settings.status_port and not settings.metrics_port:
         log.info("status page off (EE_STATUS_PORT=0)")
         return None
-    server = ObserveServer(node, settings)
-    server.start()
+    return ObserveServer(node, settings)
+
+
+def start_observe(node: ObservedNode) -> ObserveServer | None:
+    """Start the listeners configured in the node's environment; None when both are off."""
+    server = make_observe(node)
+    if server is not None:
+        server.start()
     return server

@@ -1,7 +1,9 @@
 """The plugin manager factory and a typed facade over the node-level hooks.
 
 Runtime code calls hooks only through :class:`Hooks`, never ``pm.hook.<name>`` by string; a hook
-implementation that raises is logged with its plugin's name and does not stop the caller.
+implementation that raises is logged with its plugin's name and does not stop the caller. A node gives the
+facade its own sinks (:class:`EngineSinks`: storage, the outbox, local output, in an order the node fixes);
+they see every payload and notification before any plugin's hook, so hook order never matters.
 Set ``EE_TRACE_HOOKS=1`` to log every hook call.
 """
 
@@ -9,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pluggy
 
@@ -18,7 +20,7 @@ from edge_engine.constants import ENGINE_NAME, ENV_TRACE_HOOKS
 from edge_engine.plugin import hookspecs
 
 if TYPE_CHECKING:
-    from edge_engine.messages import Notification, Payload
+    from edge_engine.messages import Delivery, Notification, Payload
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +35,23 @@ def get_plugin_manager() -> pluggy.PluginManager:
     return pm
 
 
-class Hooks:
-    """One method per node-level hook; failures in implementations are isolated and logged."""
+class EngineSinks(Protocol):
+    """The engine's own receivers of messages (see :class:`edge_engine.node.message_flow.MessageFlow`)."""
 
-    def __init__(self, pm: pluggy.PluginManager):
+    def payload(self, payload: Payload) -> Delivery: ...
+    def notification(self, notification: Notification) -> None: ...
+
+
+class Hooks:
+    """One method per node-level hook; failures in implementations are isolated and logged.
+
+    ``sinks`` (a node's): called first with every payload and notification; plugins' hooks get the payload as
+    the sinks completed it.
+    """
+
+    def __init__(self, pm: pluggy.PluginManager, sinks: EngineSinks | None = None):
         self.pm = pm
+        self.sinks = sinks
 
     def _call(self, hook_name: str, /, **kwargs: Any) -> Any:
         caller = getattr(self.pm.hook, hook_name)
@@ -62,10 +76,25 @@ class Hooks:
     def pipeline_stopped(self, name: str, reason: str) -> None:
         self._call("edge_pipeline_stopped", name=name, reason=reason)
 
-    def payload(self, payload: Payload) -> None:
+    def payload(self, payload: Payload) -> str | None:
+        """Hand ``payload`` to the node's sinks, then to plugins' ``edge_payload``; why the outbox refused it, if it
+        did (the emitting instance's error), else None."""
+        refused = None
+        if self.sinks is not None:
+            try:
+                delivery = self.sinks.payload(payload)
+                payload, refused = delivery.payload, delivery.refused
+            except Exception:  # the plugins' hooks still get it
+                log.exception("the node's payload sinks raised for %s", payload.path)
         self._call("edge_payload", payload=payload)
+        return refused
 
     def notification(self, notification: Notification) -> None:
+        if self.sinks is not None:
+            try:
+                self.sinks.notification(notification)
+            except Exception:
+                log.exception("the node's notification sinks raised for %s", notification.path)
         self._call("edge_notification", notification=notification)
 
     def command_received(self, action: str, payload: Any, sender: str | None) -> Any:

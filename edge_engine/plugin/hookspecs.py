@@ -98,17 +98,24 @@ def edge_pipeline_stopped(name: str, reason: str) -> None:
 def edge_payload(payload: Payload) -> None:
     """A business instance emitted a payload.
 
-    Called in the emitting instance's thread, so keep it fast (queue work elsewhere). The local
-    output writer and (later) comms are implementations of this hook.
+    Called in the emitting instance's thread, so keep it fast (queue work elsewhere). The node's own
+    sinks are not implementations of this hook: before any implementation is called, the payload's
+    witness image is placed (``image_path``, and ``image_url`` with object storage), comms has stored
+    it in the outbox and the local output writer has written it to ``_output/``. So ``tryfirst`` and
+    ``trylast`` order plugins among themselves only. The payload is frozen; ``payload.intent`` holds
+    what its instance decided for it (routing fields, encryption target, image name).
 
-    :param payload: the payload with its path ``(alias, pipeline, signature, instance)``, data and
-        optional witness image (JPEG bytes).
+    :param payload: the payload with its path ``(alias, pipeline, signature, instance)``, data,
+        optional witness image (JPEG bytes) and where it is kept.
     """
 
 
 @hookspec
 def edge_notification(notification: Notification) -> None:
     """A notification was raised (pipeline started/failed, instance error, plugin message).
+
+    Called after the node's own sinks: comms has stored it in the outbox and the local output writer
+    has logged it and written it to ``_output/notifications.jsonl``.
 
     :param notification: level, message, path and extra fields.
     """

@@ -17,6 +17,10 @@ plugin file: nothing measurable when idle). When a plugin file is edited or adde
 A deleted file's classes are unregistered: new pipelines can no longer use them, running ones keep the old
 code until they restart. Serving plugins are swapped in the registry; the serving stage picks them up when
 it next creates them.
+
+The reloader sees the node through :class:`edge_engine.node.seams.PipelineHost`: it holds the pipelines still
+while it swaps classes (``pipelines_locked``), restarts users through ``replace_pipeline`` and the runners'
+``restart_instances``, and asks ``start_now_valid`` for stored pipelines that validate now.
 """
 
 from __future__ import annotations
@@ -34,8 +38,6 @@ from typing import TYPE_CHECKING, Any
 
 from edge_engine.config.pipelines import validate_pipeline
 from edge_engine.constants import KIND_BUSINESS, KIND_CAPTURE, PLUGIN_KINDS
-from edge_engine.errors import CacheError
-from edge_engine.local.cache import read_json
 from edge_engine.plugin.discovery import (
     SKIPPED_FILES,
     PluginLoader,
@@ -47,7 +49,7 @@ from edge_engine.plugin.discovery import (
 from edge_engine.plugin.registry import LoadFailure, PluginRecord
 
 if TYPE_CHECKING:
-    from edge_engine.node.core import Node
+    from edge_engine.node.seams import PipelineHost
 
 log = logging.getLogger(__name__)
 
@@ -108,9 +110,12 @@ def _drop_bytecode(path: Path) -> None:
 
 
 class PluginReloader:
-    """Watches a node's plugin folders and reloads changed files (see the module docstring)."""
+    """Watches a node's plugin folders and reloads changed files (see the module docstring); a node service
+    (:class:`edge_engine.node.seams.Service`)."""
 
-    def __init__(self, node: Node, interval: float = POLL_SECONDS, settle: float = SETTLE_SECONDS):
+    name = "reloader"
+
+    def __init__(self, node: PipelineHost, interval: float = POLL_SECONDS, settle: float = SETTLE_SECONDS):
         self.node = node
         self.interval = interval
         self.settle = settle
@@ -128,10 +133,18 @@ class PluginReloader:
         self._thread.start()
         log.info("development mode: watching %s for plugin changes", ", ".join(str(f) for f in self.folders))
 
-    def stop(self) -> None:
+    def stop(self, deadline: float | None = None) -> list[str]:
         self._stop.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(2.0)
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(2.0)
+            if thread.is_alive():
+                return [thread.name]
+        return []
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        """The last reloads, newest last."""
+        return [vars(report) for report in self.reports]
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
@@ -173,7 +186,7 @@ class PluginReloader:
         module_name = module_name_for(path, root)
         registry = node.registry
         _drop_bytecode(path)
-        with node._lock:
+        with node.pipelines_locked():
             old_records = [r for r in registry.records() if r.source == source]
             previous = [f for f in registry.failures if f.source == source]
             registry.failures[:] = [f for f in registry.failures if f.source != source]
@@ -199,7 +212,7 @@ class PluginReloader:
             new_records = [r for r in registry.records() if r.source == source]
             report = ReloadReport(source, True, reloaded=[f"{r.kind}:{r.signature}" for r in new_records])
             self._restart_users(old_records + new_records, report)
-            self._start_now_valid(report)
+            report.started.extend(node.start_now_valid())
         started = f"; started {', '.join(report.started)}" if report.started else ""
         log.info("reloaded %s: %s; restarted %s%s", path, ", ".join(report.reloaded) or "no plugin classes",
                  ", ".join(report.restarted) or "nothing", started)  # fmt: skip
@@ -212,7 +225,7 @@ class PluginReloader:
         """A plugin file was deleted: unregister its classes and hooks; running users keep the old code."""
         node = self.node
         source = str(path)
-        with node._lock:
+        with node.pipelines_locked():
             removed = node.registry.remove_source(source)
             node.registry.failures[:] = [f for f in node.registry.failures if f.source != source]
             for name, plugin in list(node.pm.list_name_plugin()):
@@ -249,8 +262,8 @@ class PluginReloader:
         node = self.node
         business = {r.signature.upper() for r in records if r.kind == KIND_BUSINESS}
         capture = {r.signature.upper() for r in records if r.kind == KIND_CAPTURE}
-        for name, runner in list(node.pipelines.items()):
-            spec = runner.spec
+        for runner in node.running_pipelines():
+            name, spec = runner.name, runner.spec
             whole = spec.capture.signature.upper() in capture
             if not whole and not any(i.signature.upper() in business for i in spec.instances):
                 continue
@@ -262,27 +275,7 @@ class PluginReloader:
                             [node.alias, name, None, None])  # fmt: skip
                 continue
             if whole:
-                node._stop_pipeline(runner, "reloaded")
-                node._start_pipeline(new_spec)
+                node.replace_pipeline(runner, new_spec, "reloaded")
                 report.restarted.append(name)
             else:
                 report.restarted.extend(f"{name}/{key}" for key in runner.restart_instances(new_spec, business))
-
-    def _start_now_valid(self, report: ReloadReport) -> None:
-        """Start stored pipelines that were invalid (an unknown plugin, say) and now validate."""
-        node = self.node
-        streams = node.layout.streams.resolve()
-        for key, entry in list(node.invalid.items()):
-            file = entry.get("file")
-            if not file or Path(file).resolve().parent != streams:
-                continue
-            try:
-                raw = read_json(Path(file))
-            except CacheError:
-                continue
-            spec, _ = validate_pipeline(raw, node.registry, file)
-            if spec is None or spec.name in node.pipelines:
-                continue
-            node.invalid.pop(key, None)
-            node._start_pipeline(spec)
-            report.started.append(spec.name)

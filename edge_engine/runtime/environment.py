@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,9 @@ class RuntimeEnv:
     serving: Any = None  # the node's ServingManager (None: inputs needing models get a ServingError)
     storage: Any = None  # the node's StorageService (None: plugin files stay local, see PluginContext.save_file)
     wake_watchdog: Callable[[], None] | None = None  # look at the runners now (a source just went away)
+    # a running pipeline's persisted config (the node's): the instance stage copies its routing fields into
+    # every payload's intent (empty without a node: tests, the sandbox)
+    pipeline_config: Callable[[str], Mapping[str, Any]] = lambda _name: {}
 
     def plugin_logger(self, pipeline: str, signature: str, instance_id: str | None) -> logging.Logger:
         name = f"{PLUGIN_LOG_PREFIX}.{pipeline}.{signature}" + (f".{instance_id}" if instance_id else "")

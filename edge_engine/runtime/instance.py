@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edge_engine.config.pipelines import InstanceSpec
-from edge_engine.messages import Payload
+from edge_engine.messages import Payload, PayloadIntent
 from edge_engine.plugin.kinds import BusinessPlugin, Input
 from edge_engine.runtime.environment import ErrorLogLimiter, RuntimeEnv, call_safe_mode
 from edge_engine.runtime.mailbox import BLOCK, CONTROL, DROP_OLDEST, Closed, Mailbox
@@ -214,14 +214,13 @@ class InstanceRunner:
         check_payload(payload)
         jpeg = encode_jpeg(image) if image is not None else None
         self._payload_seq += 1
-        message = Payload(
-            path=[self.env.alias, self.pipeline, self.spec.signature, self.spec.instance_id],
-            data=payload,
-            seq=self._payload_seq,
-            created=time.time(),
-            image_jpeg=jpeg,
-            input_seq=input_seq,
-        )
+        path: list[str | None] = [self.env.alias, self.pipeline, self.spec.signature, self.spec.instance_id]
+        created = time.time()
+        # decided once, here: routing fields, encryption target, image name (the sinks look nothing up again)
+        intent = PayloadIntent.decide(path, created, self._payload_seq, jpeg is not None, self.config,
+                                      self.env.pipeline_config(self.pipeline))  # fmt: skip
+        message = Payload(path=path, data=payload, seq=self._payload_seq, created=created, image_jpeg=jpeg,
+                          input_seq=input_seq, intent=intent)  # fmt: skip
         self.stats.outputs += 1
         refused = self.env.hooks.payload(message)
         if refused is not None:  # the outbox would not take it (ENCRYPT_PAYLOAD with nobody to encrypt to)
