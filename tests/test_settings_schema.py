@@ -177,7 +177,8 @@ def test_ee_trace_hooks_reads_on_like_every_boolean(monkeypatch: pytest.MonkeyPa
 
 
 def test_file_booleans_read_the_same_words() -> None:
-    for word, expected in (("on", True), ("Yes", True), ("off", False), (True, True), (False, False)):
+    cases = (("on", True), ("Yes", True), ("off", False), (True, True), (False, False), (1, True), (0, False))
+    for word, expected in cases:
         settings, issues = load_comms_settings({"COMMUNICATION": {"PARAMS": {"SECURED": word}}}, {}, {})
         assert (settings.tls, issues) == (expected, []), word
         storage, issues = load_storage_settings({"FILE_UPLOAD": {"CONFIG_UPLOADER": {"SECURE": word}}}, {})

@@ -143,18 +143,18 @@ class Setting:
         return self.checked(value)
 
     def parse_file_value(self, value: Any) -> Any:
-        """A config file's value (JSON: a number, a boolean or text) read as this setting; raises ValueError."""
+        """A config file's value (JSON: a number, a boolean or text) read as this setting; raises ValueError.
+        Text reads as in the environment; JSON ``1``/``0`` are booleans too, a number is text where text is expected."""
         if isinstance(value, str):
             return self.parse(value)
-        if self.kind == "bool" and isinstance(value, bool):
+        if isinstance(value, bool) and self.kind == "bool":
             return value
-        if self.kind == "int" and isinstance(value, int) and not isinstance(value, bool):
-            return self.checked(value)
-        if self.kind == "float" and isinstance(value, (int, float)) and not isinstance(value, bool):
-            return self.checked(float(value))
-        if self.kind in ("str", "choice") and isinstance(value, (int, float)) and not isinstance(value, bool):
-            return self.parse(str(value))
-        raise ValueError(self.expected())
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if self.kind == "float":
+                return self.checked(float(value))
+            if self.kind in ("bool", "int", "str", "choice"):
+                return self.parse(str(value))
+        raise ValueError(f"expected {self.expected()}")
 
     def checked(self, value: Any) -> Any:
         """``value`` when within the bounds and accepted by ``check``; else ValueError."""
