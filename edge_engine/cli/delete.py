@@ -23,12 +23,24 @@ from edge_engine.node import local_deploy as L
 def delete(args: argparse.Namespace, outcome: Outcome) -> None:
     name = args.name
     if name.lower() == C.ADMIN_PIPELINE_NAME:
-        outcome.add({"status": "refused", "pipeline": name, "reasons": ["the admin pipeline cannot be deleted"],
-                     "message": "nothing changed"})  # fmt: skip
+        outcome.add(
+            {
+                "status": "refused",
+                "pipeline": name,
+                "reasons": ["the admin pipeline cannot be deleted"],
+                "message": "nothing changed",
+            }
+        )
         return
     if not NAME_PATTERN.match(name):
-        outcome.add({"status": "refused", "pipeline": name, "message": "not a pipeline NAME (letters, digits, '_', "
-                     "'.', '-'; up to 64 characters, starting with a letter or digit); nothing changed"})  # fmt: skip
+        outcome.add(
+            {
+                "status": "refused",
+                "pipeline": name,
+                "message": "not a pipeline NAME (letters, digits, '_', "
+                "'.', '-'; up to 64 characters, starting with a letter or digit); nothing changed",
+            }
+        )
         return
     layout = cache_layout(args)
 

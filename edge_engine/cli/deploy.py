@@ -58,9 +58,13 @@ class Outcome:
 
 
 def add_common_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
-                        help=f"how long to wait for the running node's answer (default {DEFAULT_TIMEOUT:.0f} s)",
-                        )  # fmt: skip
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        metavar="SECONDS",
+        help=f"how long to wait for the running node's answer (default {DEFAULT_TIMEOUT:.0f} s)",
+    )
     parser.add_argument("--json", action="store_true", help="print the results as one JSON object")
     add_node_args(parser)
 
@@ -75,13 +79,20 @@ def settled_state(layout: CacheLayout, timeout: float) -> L.NodeState:
     return state
 
 
-def through_node(layout: CacheLayout, request: dict[str, Any], timeout: float, offline: Callable[[str], dict[str, Any]],
-                 ) -> dict[str, Any]:  # fmt: skip
+def through_node(
+    layout: CacheLayout,
+    request: dict[str, Any],
+    timeout: float,
+    offline: Callable[[str], dict[str, Any]],
+) -> dict[str, Any]:
     """Hand ``request`` to the running node; ``offline(why)`` does the work when no node runs on the cache."""
     state = settled_state(layout, timeout)
     if state.status == "stopping":
-        return {"status": "refused", "reasons": [f"{state.detail} for more than {timeout:.0f} s"],
-                "message": "nothing changed; run the command again once it has stopped"}  # fmt: skip
+        return {
+            "status": "refused",
+            "reasons": [f"{state.detail} for more than {timeout:.0f} s"],
+            "message": "nothing changed; run the command again once it has stopped",
+        }
     if not state.running and state.status != "stale":
         return offline(state.detail)
     try:
@@ -95,11 +106,17 @@ def through_node(layout: CacheLayout, request: dict[str, Any], timeout: float, o
         now = L.node_state(layout)
         if not now.running:
             return offline(now.detail)
-        return {"status": "refused", "reasons": [f"the node did not take the request within {timeout:.0f} s"],
-                "message": "nothing changed (the request was withdrawn)"}  # fmt: skip
+        return {
+            "status": "refused",
+            "reasons": [f"the node did not take the request within {timeout:.0f} s"],
+            "message": "nothing changed (the request was withdrawn)",
+        }
     if result.get("status") == "no_answer":
-        return {"status": "no_answer", "message": f"the node took the request but did not answer within {timeout:.0f} "
-                "s; see get_node_info for what it runs"}  # fmt: skip
+        return {
+            "status": "no_answer",
+            "message": f"the node took the request but did not answer within {timeout:.0f} "
+            "s; see get_node_info for what it runs",
+        }
     return result
 
 
@@ -108,9 +125,12 @@ def deploy_one(layout: CacheLayout, raw: dict[str, Any], source: str, timeout: f
 
     def offline(why: str) -> dict[str, Any]:
         path = L.write_stopped_cache(layout, raw)
-        return {"status": "written", "pipeline": name, "file": display_path(path),
-                "message": f"{why}: pipeline {name!r} written to the cache ({display_path(path)}); it starts with "
-                           "the node"}  # fmt: skip
+        return {
+            "status": "written",
+            "pipeline": name,
+            "file": display_path(path),
+            "message": f"{why}: pipeline {name!r} written to the cache ({display_path(path)}); it starts with the node",
+        }
 
     request = L.new_request("deploy", pipeline=raw, source=source)
     result = through_node(layout, request, timeout, offline)

@@ -97,11 +97,18 @@ def plugin_pipeline(registry: PluginRegistry, signature: str, config: dict[str, 
     business = registry.get(KIND_BUSINESS, signature)
     if business is not None:
         instance = {"INSTANCE_ID": INSTANCE_ID, **config}
-        return {"NAME": PIPELINE_NAME, **source_config(source),
-                "PLUGINS": [{"SIGNATURE": business.signature, "INSTANCES": [instance]}]}  # fmt: skip
+        return {
+            "NAME": PIPELINE_NAME,
+            **source_config(source),
+            "PLUGINS": [{"SIGNATURE": business.signature, "INSTANCES": [instance]}],
+        }
     if capture is not None:
-        return {"NAME": PIPELINE_NAME, "TYPE": capture.signature, **config,
-                "PLUGINS": [{"SIGNATURE": ECHO_SIGNATURE, "INSTANCES": [{"INSTANCE_ID": "inputs"}]}]}  # fmt: skip
+        return {
+            "NAME": PIPELINE_NAME,
+            "TYPE": capture.signature,
+            **config,
+            "PLUGINS": [{"SIGNATURE": ECHO_SIGNATURE, "INSTANCES": [{"INSTANCE_ID": "inputs"}]}],
+        }
     near = registry.suggest(KIND_BUSINESS, signature) or registry.suggest(KIND_CAPTURE, signature)
     hint = f"; did you mean {near!r}?" if near else "; `edge-node plugins` lists them"
     raise ValueError(f"--plugin {signature!r}: no business or capture plugin has this signature{hint}")
@@ -127,7 +134,7 @@ def read_pipeline(path: Path, name: str | None) -> dict[str, Any]:
 def limited_capture(cls: type, limit: int) -> type:
     """A subclass of the capture class whose stream ends after ``limit`` inputs."""
 
-    class Limited(cls):  # type: ignore[misc, valid-type]
+    class Limited(cls):
         _dry_run_read = 0
 
         def read(self) -> Any:
@@ -178,8 +185,17 @@ class Sink:
             image_path.write_bytes(payload.image_jpeg)
             image = str(image_path)
             self.images += 1
-        self.write({"type": "payload", "time": utc_iso(payload.created), "path": payload.path, "seq": payload.seq,
-                    "input_seq": payload.input_seq, "image": image, "data": payload.data})  # fmt: skip
+        self.write(
+            {
+                "type": "payload",
+                "time": utc_iso(payload.created),
+                "path": payload.path,
+                "seq": payload.seq,
+                "input_seq": payload.input_seq,
+                "image": image,
+                "data": payload.data,
+            }
+        )
 
     def notification(self, notification: Notification) -> None:
         self.notifications += 1
@@ -297,8 +313,8 @@ def render_summary(data: dict[str, Any]) -> str:
 
     first = data["first_payload_s"]
     budget = data["first_payload_budget_s"]
-    verdict = "no payload" if first is None else f"{first:.3f} s ({'within' if first <= budget else 'OVER'} the " \
-        f"{budget:g} s budget)"  # fmt: skip
+    within = "within" if first is not None and first <= budget else "OVER"
+    verdict = "no payload" if first is None else f"{first:.3f} s ({within} the {budget:g} s budget)"
     business = " · ".join(f"{name} {ms(t)}" for name, t in data["timings"]["business"].items())
     lines = [
         f"dry run {data['pipeline']!r}: {data['inputs']} inputs, {data['payloads']} payloads, {data['errors']} "
@@ -324,12 +340,20 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--name", help="the pipeline to run when the file holds several")
     parser.add_argument("--plugin", metavar="SIG", help="run this plugin alone (business or capture)")
     parser.add_argument("--config", default="{}", metavar="JSON", help="the plugin's config (with --plugin)")
-    parser.add_argument("--source", default="synthetic", metavar="SRC",
-                        help="with --plugin: synthetic[:MODE], void, a video, an image, a folder, or a URL "
-                             "(default: synthetic)")  # fmt: skip
+    parser.add_argument(
+        "--source",
+        default="synthetic",
+        metavar="SRC",
+        help="with --plugin: synthetic[:MODE], void, a video, an image, a folder, or a URL (default: synthetic)",
+    )
     limits = parser.add_mutually_exclusive_group()
-    limits.add_argument("--inputs", type=int, default=None, metavar="N",
-                        help=f"stop after N inputs (default {DEFAULT_INPUTS}; 0 = until the source ends)")  # fmt: skip
+    limits.add_argument(
+        "--inputs",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"stop after N inputs (default {DEFAULT_INPUTS}; 0 = until the source ends)",
+    )
     limits.add_argument("--seconds", type=float, default=None, metavar="T", help="stop after T seconds")
     parser.add_argument("--images", type=Path, default=None, metavar="DIR", help="folder for witness images")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log lines on stderr (-vv: debug)")
@@ -381,8 +405,15 @@ def run(args: argparse.Namespace, started: float, out: TextIO | None = None, err
     with tempfile.TemporaryDirectory(prefix="edge-dry-run-") as tmp:
         sink = Sink(out, args.images, started)
         models = settings.layout.models if settings.layout.models.is_dir() else None  # the node's models, read only
-        sandbox = Sandbox(registry, Path(tmp) / "cache", on_payload=sink.payload, on_notification=sink.notification,
-                          pm=catalog.pm, alias="dry-run", models_dir=models)  # fmt: skip
+        sandbox = Sandbox(
+            registry,
+            Path(tmp) / "cache",
+            on_payload=sink.payload,
+            on_notification=sink.notification,
+            pm=catalog.pm,
+            alias="dry-run",
+            models_dir=models,
+        )
         try:
             spec = sandbox.build(raw, str(args.pipeline) if args.pipeline else "--plugin")
         except ConfigError as exc:

@@ -120,9 +120,14 @@ def format_node_info(data: dict[str, Any], now: datetime | None = None) -> str:
         rows.append(("plugins", f"{_text(plugins.get('loaded'))} loaded, {len(plugins['failed'])} failed"))
     storage = info.get("storage")
     if storage is not None and storage.get("configured"):
-        rows.append(("uploads", f"{_text(storage.get('bucket'))} on {_text(storage.get('endpoint'))}: "
-                     f"{_text(storage.get('uploaded'))} uploaded, {_text(storage.get('pending'))} pending, "
-                     f"{_text(storage.get('failed_attempts'))} failed attempt(s)"))  # fmt: skip
+        rows.append(
+            (
+                "uploads",
+                f"{_text(storage.get('bucket'))} on {_text(storage.get('endpoint'))}: "
+                f"{_text(storage.get('uploaded'))} uploaded, {_text(storage.get('pending'))} pending, "
+                f"{_text(storage.get('failed_attempts'))} failed attempt(s)",
+            )
+        )
     width = max(len(key) for key, _ in rows)
     lines = [f"{key:<{width}}  {value}" for key, value in rows]
     if plugins is not None:
@@ -148,16 +153,27 @@ def _network_table(network: dict[str, Any] | None, admin: dict[str, Any] | None)
     role = " (supervisor: publishes NET_MON_01)" if admin is not None and admin.get("supervisor") else ""
     total = network.get("total", len(nodes))
     listed = f"; the {len(nodes)} heard from last listed" if isinstance(total, int) and total > len(nodes) else ""
-    lines = ["", f"NETWORK ({_text(network.get('online'))} of {_text(total)} online; offline after "
-                 f"{_text(network.get('offline_after_seconds'))} s{listed}){role}"]  # fmt: skip
+    lines = [
+        "",
+        f"NETWORK ({_text(network.get('online'))} of {_text(total)} online; offline after "
+        f"{_text(network.get('offline_after_seconds'))} s{listed}){role}",
+    ]
     if not nodes:
         return [*lines, "  (no heartbeat heard yet)"]
     rows = [("ALIAS", "ADDRESS", "STATUS", "LAST SEEN", "VERSION", "SECURED")]
     for n in sorted(nodes, key=lambda n: (not n.get("online"), not n.get("self"), _text(n.get("alias")))):
         alias = _text(n.get("alias")) + (" (this node)" if n.get("self") else "")
         seen = f"{_text(n.get('seconds_ago'))} s ago"
-        rows.append((alias, _text(n.get("address")), _text(n.get("status")), seen, _text(n.get("version")),
-                     _text(n.get("secured"))))  # fmt: skip
+        rows.append(
+            (
+                alias,
+                _text(n.get("address")),
+                _text(n.get("status")),
+                seen,
+                _text(n.get("version")),
+                _text(n.get("secured")),
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
     return lines

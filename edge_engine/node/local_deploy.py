@@ -184,8 +184,12 @@ class LocalRequestWatcher:
         spec = self.node.add_pipeline(raw, source=source)
         verb = "replaced" if replaced else "added"
         log.info("pipeline %r %s by a local deploy (%s)", spec.name, verb, source)
-        return {"status": "applied", "pipeline": spec.name, "replaced": replaced,
-                "message": f"pipeline {spec.name!r} {verb} on the running node"}  # fmt: skip
+        return {
+            "status": "applied",
+            "pipeline": spec.name,
+            "replaced": replaced,
+            "message": f"pipeline {spec.name!r} {verb} on the running node",
+        }
 
     def _delete(self, name: str) -> dict[str, Any]:
         if self.node.remove_pipeline(name):
@@ -314,8 +318,9 @@ def _give_to_folder_owner(fd: int, folder: Path) -> None:
     os.fchown(fd, st.st_uid, st.st_gid)
 
 
-def wait_result(layout: CacheLayout, request_id: str, timeout: float, sleep: Callable[[float], None] = time.sleep
-                ) -> dict[str, Any] | None:  # fmt: skip
+def wait_result(
+    layout: CacheLayout, request_id: str, timeout: float, sleep: Callable[[float], None] = time.sleep
+) -> dict[str, Any] | None:
     """The node's answer, or None after ``timeout`` s; a request nobody took by then is withdrawn.
 
     Returns ``{"status": "not_taken"}`` when the request was withdrawn, ``{"status": "no_answer"}`` when the node
@@ -370,7 +375,7 @@ def delete_from_stopped_cache(layout: CacheLayout, name: str) -> list[Path]:
 
 def _files_holding(layout: CacheLayout, name: str) -> list[Path]:
     """Stream files named ``<name>.json`` or whose ``NAME`` is ``name`` (the node starts them under that NAME)."""
-    found = []
+    found: list[Path] = []
     if not layout.streams.is_dir():
         return found
     for path in sorted(layout.streams.glob("*.json")):
@@ -458,8 +463,11 @@ def unseeded_pipeline_warnings(base_dir: Path, layout: CacheLayout, env: dict[st
     for name, where in repository_pipelines(base_dir, env):
         if name in have or name.lower() == C.ADMIN_PIPELINE_NAME:
             continue
-        command = f"edge-node deploy {where}" if not where.startswith((C.ENV_CONFIG, C.STARTUP_CONFIG_FILE)) else (
-            "edge-node deploy FILE")  # fmt: skip
+        command = (
+            f"edge-node deploy {where}"
+            if not where.startswith((C.ENV_CONFIG, C.STARTUP_CONFIG_FILE))
+            else ("edge-node deploy FILE")
+        )
         messages.append(
             f"the startup config lists pipeline {name!r} ({where}) but this node's cache does not have it: "
             f"PIPELINES seeds the cache only at the first start. Add it with `{command}` (or cmds/deploy), or remove "

@@ -77,10 +77,13 @@ def stray_files(folder: Path) -> list[tuple[str, str, bool]]:
         here = Path(current)
         depth = len(here.relative_to(folder).parts)
         dirs[:] = sorted(
-            d for d in dirs
-            if not d.startswith(".") and d not in NOT_SCANNED_DIRS and not (depth == 0 and d in PLUGIN_KINDS)
+            d
+            for d in dirs
+            if not d.startswith(".")
+            and d not in NOT_SCANNED_DIRS
+            and not (depth == 0 and d in PLUGIN_KINDS)
             and depth < STRAY_SCAN_DEPTH
-        )  # fmt: skip
+        )
         budget -= len(dirs) + len(files)
         for name in sorted(files):
             if name.endswith(".py") and not SKIPPED_FILES.match(name):
@@ -177,8 +180,11 @@ class PluginLoader:
         for name, reason, mistake in strays[:STRAY_LOG_LINES]:
             log.log(logging.WARNING if mistake else logging.INFO, "plugin file %s skipped: %s", name, reason)
         if len(strays) > STRAY_LOG_LINES:
-            log.warning("%d more .py files in %s/ outside its kind folders skipped (see edge-node plugins)",
-                        len(strays) - STRAY_LOG_LINES, folder.name)  # fmt: skip
+            log.warning(
+                "%d more .py files in %s/ outside its kind folders skipped (see edge-node plugins)",
+                len(strays) - STRAY_LOG_LINES,
+                folder.name,
+            )
         self.registry.skipped.extend((name, reason) for name, reason, _ in strays)
 
     def load_file(self, path: Path, root: Path) -> int:
@@ -221,8 +227,9 @@ class PluginLoader:
             self._fail(exc.source, exc.name, exc.reason, signature)
             return 0
         except Exception as exc:  # a class that breaks the checks themselves (a property that raises, ...)
-            self._fail(source, getattr(cls, "__qualname__", repr(cls)), f"class cannot be checked: {_describe(exc)}",
-                       signature)  # fmt: skip
+            self._fail(
+                source, getattr(cls, "__qualname__", repr(cls)), f"class cannot be checked: {_describe(exc)}", signature
+            )
             return 0
         return 1
 

@@ -289,7 +289,7 @@ class EdgeClient:
             import ssl
 
             client.tls_set_context(ssl.create_default_context(cafile=self.ca_file))
-        client.reconnect_delay_set(0.2, 5)
+        client.reconnect_delay_set(0.2, 5)  # type: ignore[arg-type]  # paho annotates int seconds; any number works
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
@@ -442,7 +442,8 @@ class EdgeClient:
             return
         streams = data.get("CONFIG_STREAMS")
         if not isinstance(streams, list) or not streams:
-            streams = data.get("PIPELINES_STATUS") if isinstance(data.get("PIPELINES_STATUS"), list) else []
+            status = data.get("PIPELINES_STATUS")
+            streams = status if isinstance(status, list) else []
         whitelist = data.get("EE_WHITELIST")
         info = NodeInfo(
             address=address,
@@ -746,8 +747,9 @@ class EdgeClient:
         Not answered when accepted (it is sent often: every third of the pipeline's ``KEEP_ALIVE_SECONDS`` is a good
         pace); a refused one is answered by a notification (see ``watch``). Returns the message sent.
         """
-        return self.send(node, "PIPELINE_COMMAND", {"NAME": pipeline, "PIPELINE_COMMAND": {"KEEP_ALIVE": True}},
-                         encrypt)  # fmt: skip
+        return self.send(
+            node, "PIPELINE_COMMAND", {"NAME": pipeline, "PIPELINE_COMMAND": {"KEEP_ALIVE": True}}, encrypt
+        )
 
     def stop(self, node: str, timeout: float = DEFAULT_TIMEOUT, encrypt: bool | None = None) -> CommandResult:
         """Stop the node process (``STOP``)."""

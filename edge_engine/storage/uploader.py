@@ -55,14 +55,22 @@ class S3Store:
             ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where(),
             retries=False,  # retries are ours (backoff from the supervisor), not hidden in the client
         )
-        keys = {"access_key": settings.access_key or None, "secret_key": settings.secret_key or None}
-        self.client = Minio(settings.endpoint, **keys, secure=settings.secure, region=settings.region,
-                            http_client=http)  # fmt: skip
+        access, secret = settings.access_key or None, settings.secret_key or None
+        self.client = Minio(
+            settings.endpoint,
+            access_key=access,
+            secret_key=secret,
+            secure=settings.secure,
+            region=settings.region,
+            http_client=http,
+        )
         public, public_secure = split_endpoint(settings.public_endpoint or settings.endpoint, settings.secure)
         self.public_base = f"{'https' if public_secure else 'http'}://{public}"
         self.url_client = self.client
         if (public, public_secure) != (settings.endpoint, settings.secure):
-            self.url_client = Minio(public, **keys, secure=public_secure, region=settings.region)
+            self.url_client = Minio(
+                public, access_key=access, secret_key=secret, secure=public_secure, region=settings.region
+            )
         self.presign = settings.url_mode == "presigned" and bool(settings.access_key)
         self.bucket_ready = False
 
@@ -110,8 +118,9 @@ class S3Store:
 
     def put(self, entry: Entry) -> None:
         with open(entry.path, "rb") as handle:
-            self.client.put_object(self.settings.bucket or "", entry.key, handle, entry.size,
-                                   content_type=content_type(entry.key))  # fmt: skip
+            self.client.put_object(
+                self.settings.bucket or "", entry.key, handle, entry.size, content_type=content_type(entry.key)
+            )
 
 
 class Uploader:
@@ -164,8 +173,12 @@ class Uploader:
                 continue
             if self.unreachable:
                 self.unreachable = False
-                self.notify("info", f"object storage {self.store.settings.endpoint} reachable again: uploads resumed",
-                            PART=PART, PENDING=len(self.queue))  # fmt: skip
+                self.notify(
+                    "info",
+                    f"object storage {self.store.settings.endpoint} reachable again: uploads resumed",
+                    PART=PART,
+                    PENDING=len(self.queue),
+                )
             if self.supervisor.is_flapping(PART):
                 self.supervisor.forget(PART)
             else:
@@ -179,9 +192,14 @@ class Uploader:
             return verdict.delay
         if not self.unreachable:  # once per streak: the owner learns that images wait on the node
             self.unreachable = True
-            self.notify("warning", f"object storage {self.store.settings.endpoint} unreachable: {verdict.failures} "
-                        f"failed uploads in a row; {len(self.queue)} object(s) wait on disk and are retried "
-                        f"(last error: {error})", PART=PART, PENDING=len(self.queue))  # fmt: skip
+            self.notify(
+                "warning",
+                f"object storage {self.store.settings.endpoint} unreachable: {verdict.failures} "
+                f"failed uploads in a row; {len(self.queue)} object(s) wait on disk and are retried "
+                f"(last error: {error})",
+                PART=PART,
+                PENDING=len(self.queue),
+            )
         return self.supervisor.policy.delay(self.supervisor.state(PART).consecutive_failures)
 
     def _upload(self, entry: Entry) -> None:

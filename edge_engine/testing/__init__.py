@@ -39,10 +39,18 @@ DEFAULT_FOLDERS = ("extensions", "plugins")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addini("edge_plugin_folders", type="args", default=list(DEFAULT_FOLDERS),
-                  help="plugin folders the plugin_harness fixture loads (relative to the rootdir)")  # fmt: skip
-    parser.addini("edge_load_entry_points", type="bool", default=False,
-                  help="also load plugins from installed packages' entry points in plugin_harness")  # fmt: skip
+    parser.addini(
+        "edge_plugin_folders",
+        type="args",
+        default=list(DEFAULT_FOLDERS),
+        help="plugin folders the plugin_harness fixture loads (relative to the rootdir)",
+    )
+    parser.addini(
+        "edge_load_entry_points",
+        type="bool",
+        default=False,
+        help="also load plugins from installed packages' entry points in plugin_harness",
+    )
 
 
 @pytest.fixture(scope="session")

@@ -236,8 +236,17 @@ def collector(sink: list[Input], cond: threading.Condition) -> type[BusinessPlug
 class Session:
     """One business plugin instance running in a harness pipeline; feed it, update it, command it."""
 
-    def __init__(self, sandbox: Sandbox, runner: PipelineRunner, items: queue.Queue[Any], probe: Probe,
-                 result: HarnessResult, signature: str, raise_errors: bool, timeout: float):  # fmt: skip
+    def __init__(
+        self,
+        sandbox: Sandbox,
+        runner: PipelineRunner,
+        items: queue.Queue[Any],
+        probe: Probe,
+        result: HarnessResult,
+        signature: str,
+        raise_errors: bool,
+        timeout: float,
+    ):
         self.sandbox = sandbox
         self.runner = runner
         self.items = items
@@ -284,12 +293,17 @@ class Session:
         limit = self.timeout if timeout is None else timeout
 
         def done() -> bool:
-            return (self.probe.processed + instance.stats.dropped >= self.fed or instance.status == "disabled"
-                    or any(e.stage == "on_init" for e in self.probe.errors))  # fmt: skip
+            return (
+                self.probe.processed + instance.stats.dropped >= self.fed
+                or instance.status == "disabled"
+                or any(e.stage == "on_init" for e in self.probe.errors)
+            )
 
         if not self.probe.wait_for(done, limit) and not done():
-            raise TimeoutError(f"{self.signature} processed {self.probe.processed} of {self.fed} inputs in {limit} s "
-                               f"(instance status {instance.status!r})")  # fmt: skip
+            raise TimeoutError(
+                f"{self.signature} processed {self.probe.processed} of {self.fed} inputs in {limit} s "
+                f"(instance status {instance.status!r})"
+            )
         self._check()
 
     def wait(self, seconds: float) -> None:
@@ -377,11 +391,24 @@ class PluginHarness:
         def on_payload(p: Payload) -> None:
             result.payloads.append(EmittedPayload(p.data, p.seq, p.input_seq, p.path, p.image_jpeg))
 
-        return Sandbox(registry, self.workdir / f"run{self._count}", on_payload=on_payload,
-                       on_notification=result.notifications.append, alias="harness", restart_cap=0.5)  # fmt: skip
+        return Sandbox(
+            registry,
+            self.workdir / f"run{self._count}",
+            on_payload=on_payload,
+            on_notification=result.notifications.append,
+            alias="harness",
+            restart_cap=0.5,
+        )
 
-    def start(self, plugin: str | type[BusinessPlugin], config: Mapping[str, Any] | None = None, *,
-              live: bool = False, raise_errors: bool = True, timeout: float | None = None) -> Session:  # fmt: skip
+    def start(
+        self,
+        plugin: str | type[BusinessPlugin],
+        config: Mapping[str, Any] | None = None,
+        *,
+        live: bool = False,
+        raise_errors: bool = True,
+        timeout: float | None = None,
+    ) -> Session:
         """Start a business plugin instance with ``config``; returns a :class:`Session` (a context manager)."""
         registry, signature = self._registry_with(plugin, KIND_BUSINESS)
         items: queue.Queue[Any] = queue.Queue()
@@ -389,8 +416,12 @@ class PluginHarness:
         result = HarnessResult()
         sandbox = self._sandbox(registry, result)
         instance = {"INSTANCE_ID": INSTANCE_ID, **(config or {})}
-        raw = {"NAME": PIPELINE, "TYPE": FEED_SIGNATURE, "LIVE_FEED": live,
-               "PLUGINS": [{"SIGNATURE": signature, "INSTANCES": [instance]}]}  # fmt: skip
+        raw = {
+            "NAME": PIPELINE,
+            "TYPE": FEED_SIGNATURE,
+            "LIVE_FEED": live,
+            "PLUGINS": [{"SIGNATURE": signature, "INSTANCES": [instance]}],
+        }
         try:
             spec = sandbox.build(raw, "test")
         except ConfigError:
@@ -398,16 +429,32 @@ class PluginHarness:
             raise
         probe = Probe()
         record = spec.instances[0].record
+        assert issubclass(record.cls, BusinessPlugin), "the sandbox built a business instance"
         spec = with_classes(spec, business={record.signature.upper(): instrumented(record.cls, probe)})
         runner = sandbox.start(spec)
-        session = Session(sandbox, runner, items, probe, result, record.signature, raise_errors,
-                          self.timeout if timeout is None else timeout)  # fmt: skip
+        session = Session(
+            sandbox,
+            runner,
+            items,
+            probe,
+            result,
+            record.signature,
+            raise_errors,
+            self.timeout if timeout is None else timeout,
+        )
         self._sessions.append(session)
         return session
 
-    def run(self, plugin: str | type[BusinessPlugin], config: Mapping[str, Any] | None = None,
-            inputs: Iterable[Any] = (), *, live: bool = False, raise_errors: bool = True,
-            timeout: float | None = None) -> HarnessResult:  # fmt: skip
+    def run(
+        self,
+        plugin: str | type[BusinessPlugin],
+        config: Mapping[str, Any] | None = None,
+        inputs: Iterable[Any] = (),
+        *,
+        live: bool = False,
+        raise_errors: bool = True,
+        timeout: float | None = None,
+    ) -> HarnessResult:
         """Run a business plugin on ``inputs`` and return what it emitted (after ``on_close``)."""
         session = self.start(plugin, config, live=live, raise_errors=raise_errors, timeout=timeout)
         try:
@@ -416,21 +463,34 @@ class PluginHarness:
         finally:
             session.close()
 
-    def run_capture(self, plugin: str | type[CapturePlugin], config: Mapping[str, Any] | None = None, *,
-                    max_inputs: int = 10, timeout: float | None = None,
-                    raise_errors: bool = True) -> CaptureResult:  # fmt: skip
+    def run_capture(
+        self,
+        plugin: str | type[CapturePlugin],
+        config: Mapping[str, Any] | None = None,
+        *,
+        max_inputs: int = 10,
+        timeout: float | None = None,
+        raise_errors: bool = True,
+    ) -> CaptureResult:
         """Run a capture plugin until ``max_inputs`` inputs, the end of its stream, or a failure."""
         registry, signature = self._registry_with(plugin, KIND_CAPTURE)
         result = CaptureResult()
         cond = threading.Condition()
         registry.add(collector(result.inputs, cond), "edge_engine.testing.harness")
         sandbox = self._sandbox(registry, result)
-        raw = {"NAME": PIPELINE, "TYPE": signature, **(config or {}),
-               "PLUGINS": [{"SIGNATURE": COLLECT_SIGNATURE, "INSTANCES": [{"INSTANCE_ID": INSTANCE_ID}]}]}  # fmt: skip
+        raw = {
+            "NAME": PIPELINE,
+            "TYPE": signature,
+            **(config or {}),
+            "PLUGINS": [{"SIGNATURE": COLLECT_SIGNATURE, "INSTANCES": [{"INSTANCE_ID": INSTANCE_ID}]}],
+        }
         spec = sandbox.build(raw, "test")
         probe = Probe()
-        spec = with_classes(spec, capture=_recording_capture(spec.capture.cls, probe),
-                            capture_config={**spec.capture_config, "RECONNECTABLE": False})  # fmt: skip
+        spec = with_classes(
+            spec,
+            capture=_recording_capture(spec.capture.cls, probe),
+            capture_config={**spec.capture_config, "RECONNECTABLE": False},
+        )
         runner = sandbox.start(spec)
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         collect = next(iter(runner.instances.values()))
@@ -454,7 +514,7 @@ class PluginHarness:
 
 
 def _recording_capture(cls: type, probe: Probe) -> type:
-    class Recording(cls):  # type: ignore[misc, valid-type]
+    class Recording(cls):
         def connect(self) -> None:
             try:
                 super().connect()
