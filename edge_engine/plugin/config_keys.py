@@ -9,6 +9,7 @@ declarations when it is loaded, so a malformed ``CONFIG`` fails that class alone
 
 from __future__ import annotations
 
+import builtins
 import numbers
 import re
 from collections.abc import Mapping
@@ -41,7 +42,7 @@ class Key:
     choices: tuple[Any, ...] | None = None
     doc: str = ""
 
-    def resolved_type(self) -> tuple[type, ...] | None:
+    def resolved_type(self) -> tuple[builtins.type, ...] | None:  # builtins: the field ``type`` shadows the name here
         if self.type is not None:
             types = self.type if isinstance(self.type, tuple) else (self.type,)
             if float in types and int not in types:
