@@ -211,3 +211,23 @@ def test_console_script_and_cmds_executable(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert "OK: checked" in done.stdout
     assert edge_node(["nonsense"]) == 2
+
+
+def test_bad_settings_are_listed_as_the_node_says_them_with_their_defaults(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every group of ``EE_*`` settings (node, comms, status page, disk, storage) and a bad app config value, in the
+    schema's one form; validate goes on with the defaults and says which."""
+    base = make_project(tmp_path, app={"COMMUNICATION": {"PARAMS": {"PORT": 70000}}})
+    env = {"EE_DEMO": "maybe", "EE_MQTT_TLS": "sure", "EE_STATUS_PORT": "99999", "EE_OUTPUT_MAX_MB": "lots",
+           "EE_MINIO_URL_EXPIRY": "0"}  # fmt: skip
+    code, out = run(base, "--json", monkeypatch=monkeypatch, capsys=capsys, env=env)
+    assert code == 1
+    issues = {i["key"]: i for i in json.loads(out)["issues"] if i["file"] != "pipelines/good.json"}
+    assert {key: issue["hint"] for key, issue in issues.items()} == {
+        "EE_DEMO": "default: 1", "EE_MQTT_TLS": "default: 0", "EE_STATUS_PORT": "default: 8089",
+        "EE_OUTPUT_MAX_MB": "default: 1024", "EE_MINIO_URL_EXPIRY": "default: 604800", "PORT": "default: 1883",
+    }  # fmt: skip
+    assert issues["PORT"]["text"] == (".config_app.json › COMMUNICATION › PARAMS › key 'PORT': expected a whole "
+                                      "number from 1 to 65535 (got 70000); default: 1883")  # fmt: skip
+    assert {issue["file"] for key, issue in issues.items() if key.startswith("EE_")} == {"environment"}
