@@ -1,19 +1,21 @@
 """Comms budgets against a real Mosquitto: signed payloads per second, frame → broker latency, launch → heartbeat.
 
 (a) **throughput**: an in-process node (comms on a private Mosquitto) gets ``--messages`` synthetic payloads
-    through its real publish path (``CommsService.edge_payload``: sequence number, envelope, signature and JSON
-    in one pass, appended to the durable outbox on disk before it returns → publisher thread: paho publish,
+    through its real publish path (``CommsService.accept_payload``: sequence number, envelope, signature and
+    JSON in one pass, appended to the durable outbox on disk before it returns → publisher thread: paho publish,
     removal at the PUBACK), at QoS 1 and QoS 0; the same with the in-memory outbox (``EE_OUTBOX_MAX_MB=0``) as
     the baseline of the durable one, and the producer's cost per payload. A separate subscriber process counts
-    arrivals. In the same run, a bare paho client publishes the same pre-serialised bytes (baseline).
-    Also the split of the encode step (µs/message: envelope, canonical JSON, hash + ECDSA) and of paho's
-    ``publish()`` call. Target ≥ 10,000/s.
+    arrivals. In the same run, a bare paho client publishes the same pre-serialised bytes (baseline). The three
+    alternate ``--rounds`` times per QoS (order rotated each round); medians, and the median of the per-round
+    ratios node/bare (goal ≥ 0.9). Also the split of the encode step (µs/message: envelope, canonical JSON,
+    hash + ECDSA) and of paho's ``publish()`` call. Target ≥ 10,000/s.
 (b) **latency**: a SYNTHETIC pipeline at ``--fps`` frames/s into a plugin that emits one payload per frame
     carrying the frame's capture time; the subscriber computes arrival − capture (p50/p99, ms).
 (c) **launch → first heartbeat**: ``python device.py`` (``EE_DEMO=0``, fresh cache: a first start) ``--runs``
     times; the time from launch until its first heartbeat reaches the broker.
 
-    .venv/bin/python benchmarks/bench_comms.py [--messages 20000] [--fps 50] [--seconds 10] [--runs 5] [--check]
+    .venv/bin/python benchmarks/bench_comms.py [--messages 20000] [--rounds 3] [--fps 50] [--seconds 10] [--runs 5]
+        [--check]
 
 Needs the ``mosquitto`` binary (``apt-get install mosquitto``); uses ``mosquitto_sub`` as the subscriber when
 it is installed (``mosquitto-clients``), else a Python subscriber process. Never touches port 1883.
@@ -45,6 +47,7 @@ from _results import record  # noqa: E402
 from plugins_src import payload_plugin  # noqa: E402
 
 TARGET_RATE = 10_000
+RATIO_GOAL = 0.9  # the node's rate against bare paho's, same run (issue 19 item 7)
 LAUNCH_BUDGET_MS = 1000.0
 TOPIC = "naeural/payloads"
 
@@ -266,12 +269,19 @@ def encode_split(node: Any, payloads: list[Any]) -> dict[str, float]:
     }
 
 
+def _producer(comms: Any) -> Callable[[Any], Any]:
+    """The comms entry point a producer's payload goes through (``accept_payload``; ``edge_payload`` before the
+    node's message flow called it directly)."""
+    return getattr(comms, "accept_payload", None) or comms.edge_payload
+
+
 def run_node_publish(node: Any, port: int, qos: int, n: int) -> dict[str, float]:
     """Payloads through the node's outbox; rate measured from the first put to the last arrival."""
     comms = node.comms
     if hasattr(comms.outbox, "max_items"):
         comms.outbox.max_items = n + 1000  # all of them fit: the bench measures the publish path, not the drops
     payloads = synthetic_payloads(node.alias, n)
+    accept = _producer(comms)
     sub = Subscriber(port, TOPIC, qos, n)
     published_before = comms.counters["published"]
     try:
@@ -279,7 +289,7 @@ def run_node_publish(node: Any, port: int, qos: int, n: int) -> dict[str, float]
         cpu0 = time.process_time()
         t0 = time.perf_counter()
         for payload in payloads:
-            comms.edge_payload(payload)
+            accept(payload)
         put_us = (time.perf_counter() - t0) / n * 1e6
         lines = sub.lines(timeout=120)
         while comms.counters["published"] - published_before < n and time.time() - start < 120:
@@ -294,12 +304,14 @@ def run_node_publish(node: Any, port: int, qos: int, n: int) -> dict[str, float]
 
 
 def run_bare_paho(port: int, qos: int, blobs: list[bytes]) -> dict[str, float]:
-    """The same bytes published by a bare paho client (same options as the node's transport)."""
+    """The same bytes published by a bare paho client (the paho options of the node's transport)."""
     import paho.mqtt.client as mqtt
 
+    from edge_engine.comms.mqtt_transport import PAHO_MAX_INFLIGHT, PAHO_MAX_QUEUED
+
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-bare", clean_session=True)
-    client.max_queued_messages_set(0)
-    client.max_inflight_messages_set(1000)
+    client.max_queued_messages_set(PAHO_MAX_QUEUED)
+    client.max_inflight_messages_set(PAHO_MAX_INFLIGHT)
     connected = threading.Event()
     client.on_connect = lambda *_: connected.set()
     client.connect("127.0.0.1", port)
@@ -309,26 +321,51 @@ def run_bare_paho(port: int, qos: int, blobs: list[bytes]) -> dict[str, float]:
     sub = Subscriber(port, TOPIC, qos, n)
     try:
         start = time.time()
+        cpu0 = time.process_time()
         t0 = time.perf_counter()
         for blob in blobs:
             client.publish(TOPIC, blob, qos=qos)
         publish_us = (time.perf_counter() - t0) / n * 1e6
         lines = sub.lines(timeout=120)
+        cpu = time.process_time() - cpu0
     finally:
         sub.stop()
         client.loop_stop()
         client.disconnect()
     got = len(lines)
     end = arrival(lines[-1]) if lines else time.time()
-    return {"received": got, "seconds": end - start, "rate": got / (end - start), "publish_us": publish_us}
+    return {"received": got, "seconds": end - start, "rate": got / (end - start), "publish_us": publish_us,
+            "cpu_us": cpu / n * 1e6}  # fmt: skip
 
 
-def bench_throughput(port: int, n: int, work: Path) -> bool:
+def load_text() -> str:
+    return " ".join(f"{v:.1f}" for v in os.getloadavg())
+
+
+def one_node_run(base: Path, port: int, qos: int, n: int, kind: str) -> dict[str, float]:
+    """A fresh node (``kind`` ``node``: the durable outbox; ``memory``: the in-memory one) through one run."""
+    node = make_node(base, port, qos=qos, outbox_mb="0" if kind == "memory" else "256")
+    try:
+        return run_node_publish(node, port, qos, n)
+    finally:
+        node.stop()
+
+
+def medians(runs: list[dict[str, float]], keys: tuple[str, ...]) -> dict[str, float]:
+    return {key: statistics.median(run[key] for run in runs) for key in keys}
+
+
+def bench_throughput(port: int, n: int, work: Path, rounds: int = 3) -> bool:
+    """``rounds`` interleaved rounds per QoS (node with the durable outbox, node with the memory outbox, bare
+    paho; the order rotates each round); medians and the per-round ratio node/bare."""
     from edge_engine.comms.outbox import OutboxItem
 
-    print(f"(a) signed payloads → Mosquitto, {n} messages per run")
+    print(f"(a) signed payloads → Mosquitto, {n} messages per run, {rounds} interleaved round(s) per QoS")
     ok = True
     for qos in (1, 0):
+        runs: dict[str, list[dict[str, float]]] = {"node": [], "memory": [], "bare": []}
+        ratios: list[float] = []
+        loads: list[float] = []
         node = make_node(work / f"node-qos{qos}", port, qos=qos)
         try:
             split = encode_split(node, synthetic_payloads(node.alias, min(n, 5000)))
@@ -336,46 +373,74 @@ def bench_throughput(port: int, n: int, work: Path) -> bool:
                 OutboxItem("payloads", {}, list(p.path), created=p.created, source=p)
                 for p in synthetic_payloads(node.alias, n)
             ]
-            blobs = [node.comms.encode(item) for item in items]
+            blobs = [node.comms.encode(item) for item in items]  # the bare baseline's bytes
             size = statistics.mean(len(b) for b in blobs)
-            engine = run_node_publish(node, port, qos, n)
         finally:
             node.stop()
-        memory_node = make_node(work / f"node-qos{qos}-memory", port, qos=qos, outbox_mb="0")
-        try:
-            memory = run_node_publish(memory_node, port, qos, n)
-        finally:
-            memory_node.stop()
-        bare = run_bare_paho(port, qos, blobs)
-        verdict = "OK" if engine["rate"] >= TARGET_RATE and engine["received"] == n else "BELOW TARGET"
+        for round_no in range(rounds):
+            loads.append(os.getloadavg()[0])
+            order = ["node", "memory", "bare"]
+            order = order[round_no % 3 :] + order[: round_no % 3]
+            result = {}
+            for name in order:
+                if name == "bare":
+                    result[name] = run_bare_paho(port, qos, blobs)
+                else:
+                    result[name] = one_node_run(work / f"node-qos{qos}-{round_no}-{name}", port, qos, n, name)
+                runs[name].append(result[name])
+            ratios.append(result["node"]["rate"] / result["bare"]["rate"])
+            print(
+                f"  QoS {qos} round {round_no + 1}: node {result['node']['rate']:.0f}/s, memory outbox "
+                f"{result['memory']['rate']:.0f}/s, bare paho {result['bare']['rate']:.0f}/s, ratio node/bare "
+                f"{ratios[-1]:.2f} (load {loads[-1]:.1f})"
+            )
+        loads.append(os.getloadavg()[0])
+
+        engine = medians(runs["node"], ("rate", "cpu_us", "put_us", "seconds"))
+        memory_med = medians(runs["memory"], ("rate", "cpu_us", "put_us"))
+        bare = medians(runs["bare"], ("rate", "cpu_us", "publish_us"))
+        ratio = statistics.median(ratios)
+        received = min(r["received"] for r in runs["node"])
+        verdict = "OK" if engine["rate"] >= TARGET_RATE and received == n else "BELOW TARGET"
         ok = ok and verdict == "OK"
-        print(f"  QoS {qos}: message {size:.0f} bytes")
+        load_range = f"load {min(loads):.1f}-{max(loads):.1f}"
+        print(f"  QoS {qos}: message {size:.0f} bytes, medians of {rounds} round(s), {load_range}")
         print(
-            f"    node publish path   {engine['received']:>6} received  {engine['seconds']:6.2f} s  "
+            f"    node publish path   {received:>6} received  {engine['seconds']:6.2f} s  "
             f"{engine['rate']:8.0f} msg/s   (node process CPU {engine['cpu_us']:.0f} µs/msg)   "
             f"target ≥ {TARGET_RATE}  {verdict}"
         )
         print(
-            f"    memory outbox       {memory['received']:>6} received  {memory['seconds']:6.2f} s  "
-            f"{memory['rate']:8.0f} msg/s   (node process CPU {memory['cpu_us']:.0f} µs/msg)   "
-            f"(EE_OUTBOX_MAX_MB=0; durable/memory {engine['rate'] / memory['rate']:.2f})"
+            f"    memory outbox                                  "
+            f"{memory_med['rate']:8.0f} msg/s   (node process CPU {memory_med['cpu_us']:.0f} µs/msg)   "
+            f"(EE_OUTBOX_MAX_MB=0; durable/memory {engine['rate'] / memory_med['rate']:.2f})"
         )
         print(
-            f"    producer cost of edge_payload(): durable outbox {engine['put_us']:.1f} µs, "
-            f"memory outbox {memory['put_us']:.1f} µs"
+            f"    producer cost of accept_payload(): durable outbox {engine['put_us']:.1f} µs, "
+            f"memory outbox {memory_med['put_us']:.1f} µs"
         )
         print(
-            f"    bare paho baseline  {bare['received']:>6} received  {bare['seconds']:6.2f} s  "
-            f"{bare['rate']:8.0f} msg/s   (same bytes; ratio node/bare {engine['rate'] / bare['rate']:.2f})"
+            f"    bare paho baseline                             "
+            f"{bare['rate']:8.0f} msg/s   (process CPU {bare['cpu_us']:.0f} µs/msg; same bytes)"
+        )
+        print(
+            f"    ratio node/bare: median {ratio:.2f} (rounds: {', '.join(f'{r:.2f}' for r in ratios)})   "
+            f"goal ≥ {RATIO_GOAL}  {'OK' if ratio >= RATIO_GOAL else 'BELOW'}"
         )
         print(
             f"    split µs/msg: envelope {split['envelope']:.1f} | canonical JSON (= the wire text) "
             f"{split['json']:.1f} | hash + ECDSA + signature fields {split['sign']:.1f} || encode() "
             f"{split['encode']:.1f} | paho publish() {bare['publish_us']:.1f}"
         )
+        note = f"{rounds} interleaved rounds, {load_range}"
         record(f"node publish path, QoS {qos}", round(engine["rate"]), "msg/s", goal=f"≥ {TARGET_RATE}",
-               baseline=round(bare["rate"]), baseline_name="bare paho, same bytes")  # fmt: skip
-        record(f"node CPU per message, QoS {qos}", round(engine["cpu_us"]), "µs")
+               samples=[round(r["rate"]) for r in runs["node"]], baseline=round(bare["rate"]),
+               baseline_name="bare paho, same bytes", note=note)  # fmt: skip
+        record(f"node/bare paho ratio, QoS {qos}", round(ratio, 2), "×", goal=f"≥ {RATIO_GOAL}",
+               samples=[round(r, 2) for r in ratios], note=note)  # fmt: skip
+        record(f"node CPU per message, QoS {qos}", round(engine["cpu_us"]), "µs",
+               samples=[round(r["cpu_us"]) for r in runs["node"]], baseline=round(bare["cpu_us"]),
+               baseline_name="bare paho process CPU", note=note)  # fmt: skip
     return ok
 
 
@@ -496,6 +561,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fps", type=int, default=50, help="frame rate of the latency pipeline (default 50)")
     parser.add_argument("--seconds", type=float, default=10.0, help="duration of the latency run (default 10)")
     parser.add_argument("--runs", type=int, default=5, help="device.py launches for (c) (default 5)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per QoS for (a) (default 3)")
     parser.add_argument("--only", choices=("a", "b", "c"), action="append", help="run only these parts")
     parser.add_argument("--check", action="store_true", help="exit 1 when a budget is missed")
     args = parser.parse_args(argv)
@@ -503,14 +569,17 @@ def main(argv: list[str] | None = None) -> int:
 
     import paho.mqtt
 
-    print(f"python {platform.python_version()}, {os.cpu_count()} CPU(s), paho-mqtt {paho.mqtt.__version__}")
+    print(
+        f"python {platform.python_version()}, {os.cpu_count()} CPU(s), paho-mqtt {paho.mqtt.__version__}, "
+        f"load {load_text()}"
+    )
     parts = set(args.only or ("a", "b", "c"))
     work = Path(tempfile.mkdtemp(prefix="bench_comms_"))
     broker, port = start_mosquitto(work)
     results: list[bool] = []
     try:
         steps: list[tuple[str, Callable[[], bool]]] = [
-            ("a", lambda: bench_throughput(port, args.messages, work)),
+            ("a", lambda: bench_throughput(port, args.messages, work, max(1, args.rounds))),
             ("b", lambda: bench_latency(port, args.fps, args.seconds, work)),
             ("c", lambda: bench_launch(port, args.runs, work)),
         ]

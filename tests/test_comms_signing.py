@@ -401,3 +401,75 @@ def test_verify_survives_absurd_nesting() -> None:
     message["A"] = deep
     result = signing.verify(message)
     assert not result.ok and result.reason.startswith("unserializable data")
+
+
+class _Dict(dict[str, Any]):
+    pass
+
+
+class _List(list[Any]):
+    pass
+
+
+@pytest.mark.parametrize(
+    ("data", "plain"),
+    [
+        ({"A": 1, "B": [1, "x", None, 2.5, True]}, True),
+        ({"A": [1, {"B": {"C": [{"D": 1}]}}]}, True),
+        ({"A": [[[[{3: 1}]]]]}, False),  # an int key deep down
+        ({"A": (1, [{"B": 1}], {"C": {None: 1}})}, False),
+        ({"A": _Dict()}, False),  # subclasses go to the recipe
+        ({"A": [1, (_List(),)]}, False),
+        ({"A": np.float32(1.0), "B": datetime(2026, 1, 1)}, True),  # not containers: the encoder refuses them
+        ({}, True),
+    ],
+)
+def test_only_str_keys_looks_into_every_container(data: dict[str, Any], plain: bool) -> None:
+    assert signing._only_str_keys(data) is plain
+
+
+def test_a_message_being_signed_hashes_like_its_copy() -> None:
+    rng = random.Random(38)
+    for _ in range(200):
+        data = {"K" + str(i): _random_value(rng) for i in range(rng.randrange(1, 10))}
+        data[signing.SIGN_CANON_V] = signing.CANON_V2  # as _sign_canonical sets it: hashed as the data itself
+        copied = {k: v for k, v in data.items() if k != signing.SIGN_CANON_V}
+        assert signing.canonical_json(data) == literal_recipe({**copied, signing.SIGN_CANON_V: "v2"})
+        eth = {**data, signing.ETH_SENDER: "0xabc"}
+        assert json.loads(signing.canonical_json(eth, eth_enabled=True)) == json.loads(signing.canonical_json(data))
+
+
+def test_envelope_timestamps_match_ratio1_timestamp() -> None:
+    from edge_engine.comms.envelope import _SecondLabels, ratio1_timestamp
+
+    labels = _SecondLabels()
+    rng = random.Random(7)
+    base = 1_790_000_000.0
+    stamps = [base + rng.uniform(0, 3 * 86400) for _ in range(20_000)]
+    stamps += [base + 0.9999995, base + 0.9999994, base + 5.0000005, base + 5.0000015, base, base + 59.999999]
+    stamps.sort()  # the cache's common case: time moving forward; then out of order
+    for ts in stamps + stamps[::-7]:
+        assert labels(ts) == ratio1_timestamp(ts), ts
+
+
+def test_envelope_message_ids_are_random_uuid4() -> None:
+    import threading
+    import uuid
+
+    from edge_engine.comms.envelope import MessageIds
+
+    ids = MessageIds()
+    found: list[str] = []
+
+    def draw() -> None:
+        found.extend(ids() for _ in range(2000))
+
+    threads = [threading.Thread(target=draw) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(set(found)) == len(found) == 8000
+    for text in found:
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text and parsed.version == 4 and parsed.variant == uuid.RFC_4122

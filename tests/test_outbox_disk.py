@@ -155,6 +155,36 @@ def test_bound_drops_oldest_payloads_keeps_notifications_and_notifies_once(folde
         outbox.close()
 
 
+def file_bytes(folder: Path) -> int:
+    return sum(path.stat().st_size for lane in ("payloads", "notif") for _, path in segment_files(folder, lane))
+
+
+def test_disk_bytes_follow_the_segment_files(folder: Path) -> None:
+    """The byte count behind the bound is kept as segments grow, are compacted, dropped and recovered."""
+    outbox = open_outbox(folder, max_bytes=256 * 1024)  # 16 KiB segments
+    try:
+        for i in range(1, 1201):
+            put(outbox, "payloads", i, pad=250)
+            if i % 50 == 0:
+                put(outbox, "notif", i // 50)
+        assert outbox.dropped > 0 and outbox.disk_bytes == file_bytes(folder)
+        items = drain(outbox)
+        for item in items[: len(items) // 2]:
+            outbox.ack(item)
+        wait_for(lambda: outbox.disk_bytes == file_bytes(folder) < 256 * 1024, timeout=5)
+    finally:
+        outbox.close()
+    reopened = open_outbox(folder, max_bytes=256 * 1024)
+    try:
+        assert reopened.disk_bytes == file_bytes(folder) > 0
+        for item in drain(reopened):
+            reopened.ack(item)
+        wait_for(lambda: reopened.disk_bytes == file_bytes(folder), timeout=5)
+        assert reopened.stats()["bytes"] == reopened.disk_bytes
+    finally:
+        reopened.close()
+
+
 def test_torn_tail_is_cut_off_and_the_rest_delivered(folder: Path) -> None:
     outbox = open_outbox(folder)
     for i in range(1, 51):

@@ -183,6 +183,7 @@ class DiskOutbox:
         self._ctrl: deque[OutboxItem] = deque()
         self._lanes = {name: _Lane(name) for name in LANES}
         self._cached = 0
+        self._disk = 0  # bytes of the segment files (the sum of their sizes, kept as they change)
         self._dropping = False
         self._drop_notice = False
         self._unsynced = False
@@ -318,12 +319,13 @@ class DiskOutbox:
                     os.close(seg.fd)
                 lane.segments.clear()
                 lane.by_sid.clear()
+            self._disk = 0
             os.close(self._dir_fd)
 
     # --- figures ------------------------------------------------------------------------------------------------
     @property
     def disk_bytes(self) -> int:
-        return sum(seg.size for lane in self._lanes.values() for seg in lane.segments)
+        return self._disk
 
     def stats(self) -> dict[str, Any]:
         """Figures for local_info.json, heartbeats and /metrics."""
@@ -441,6 +443,7 @@ class DiskOutbox:
             seg.cache[idx] = data
             self._cached += len(data)
         seg.size += len(blob)
+        self._disk += len(blob)
         seg.unacked += 1
         seg.dirty = True
         lane.pending += 1
@@ -458,6 +461,7 @@ class DiskOutbox:
         os.ftruncate(fd, 0)
         _write_all(fd, MAGIC)
         seg = _Segment(lane.name, sid, path, fd, len(MAGIC), writable=True)
+        self._disk += seg.size
         lane.segments.append(seg)
         lane.by_sid[sid] = seg
         self._new_files = True
@@ -495,6 +499,7 @@ class DiskOutbox:
     def _remove(self, seg: _Segment) -> None:
         lane = self._lanes[seg.lane]
         lane.segments.remove(seg)
+        self._disk -= seg.size
         del lane.by_sid[seg.sid]
         lane.pending -= seg.unacked
         if lane.read_seg is seg:
@@ -645,6 +650,7 @@ class DiskOutbox:
                 seg.seqs.append(seq)
                 seg.acked.append(0)
             seg.unacked = len(records)
+            self._disk += seg.size
             lane.segments.append(seg)
             lane.by_sid[sid] = seg
             lane.pending += len(records)

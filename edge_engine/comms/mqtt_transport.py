@@ -21,6 +21,10 @@ log = logging.getLogger(__name__)
 # A broker that comes back should see its nodes within seconds, not after a 30 s backoff step; reconnect
 # attempts are one cheap TCP connect each, so a lower cap than for plugin restarts costs nothing.
 RECONNECT_CAP_SECONDS = 5.0
+# paho's own queue and in-flight bounds (the comms publisher keeps its own, smaller, window of QoS 1 messages);
+# benchmarks/bench_comms.py gives its bare paho baseline the same
+PAHO_MAX_QUEUED = 0
+PAHO_MAX_INFLIGHT = 1000
 
 
 class NotConnected(Exception):
@@ -63,8 +67,8 @@ class MqttTransport:
         client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True, reconnect_on_failure=False
         )
-        client.max_queued_messages_set(0)
-        client.max_inflight_messages_set(1000)
+        client.max_queued_messages_set(PAHO_MAX_QUEUED)
+        client.max_inflight_messages_set(PAHO_MAX_INFLIGHT)
         if settings.user:
             client.username_pw_set(settings.user, settings.password)
         if settings.tls or settings.ca_file or settings.client_cert:
