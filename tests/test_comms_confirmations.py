@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from conftest import comms_node, wait_for
 from mqtt_broker import Mosquitto
+from plugins_src import synthetic_pipeline
 
 from edge_engine.cli.ops import main_add_allowed
 from edge_engine.comms.commands import ACTIONS, MAX_ANSWERS, PEEK_MAX_BYTES, expected_failures
@@ -28,13 +29,7 @@ from edge_engine.remote.node_client import EdgeClient, Received, load_client_ide
 
 pytestmark = pytest.mark.timeout(60)
 
-STATS = {
-    "NAME": "stats",
-    "TYPE": "SYNTHETIC",
-    "MODE": "messages",
-    "CAP_RESOLUTION": 20,
-    "PLUGINS": [{"SIGNATURE": "FRAME_STATS", "INSTANCES": [{"INSTANCE_ID": "fs", "REPORT_EVERY": 1000}]}],
-}
+STATS = synthetic_pipeline("stats", "FRAME_STATS", {"INSTANCE_ID": "fs", "REPORT_EVERY": 1000}, CAP_RESOLUTION=20)
 # The ACTIONs of Ratio1's command list (reference §5): each is handled, or refused with a reason.
 RATIO1_ACTIONS = (
     "UPDATE_CONFIG", "DELETE_CONFIG", "ARCHIVE_CONFIG", "DELETE_CONFIG_ALL", "ARCHIVE_CONFIG_ALL",

@@ -16,6 +16,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from conftest import comms_node, wait_for
 from mqtt_broker import Mosquitto
+from plugins_src import synthetic_pipeline
 
 from edge_engine.cli.ops import main_add_allowed
 from edge_engine.comms.crypto import DecryptError, decrypt
@@ -49,8 +50,7 @@ CLEAR = {
 
 
 def pipeline(name: str, *instances: dict[str, Any]) -> dict[str, Any]:
-    return {"NAME": name, "TYPE": "SYNTHETIC", "MODE": "messages", "CAP_RESOLUTION": 20,
-            "PLUGINS": [{"SIGNATURE": "TEST_SECRET", "INSTANCES": list(instances)}]}  # fmt: skip
+    return synthetic_pipeline(name, "TEST_SECRET", *instances, CAP_RESOLUTION=20)
 
 
 class Eavesdropper:

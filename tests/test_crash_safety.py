@@ -38,6 +38,7 @@ import pytest
 from cache_state import DRAINING, cache_state, outbox_torn, temp_files, torn_files
 from mqtt_broker import Mosquitto
 from node_runner import REPO, NodeRunner, base_env
+from plugins_src import synthetic_pipeline
 from s3_server import SeaweedS3
 
 from edge_engine.cli.ops import main_add_allowed, main_change_alias
@@ -62,8 +63,7 @@ def counter(name: str, rate: int = 20) -> dict[str, Any]:
 
 def stats(name: str) -> dict[str, Any]:
     instances = [{"INSTANCE_ID": "fs", "REPORT_EVERY": 10}]
-    return {"NAME": name, "TYPE": "SYNTHETIC", "MODE": "messages", "CAP_RESOLUTION": 30,
-            "PLUGINS": [{"SIGNATURE": "FRAME_STATS", "INSTANCES": instances}]}  # fmt: skip
+    return synthetic_pipeline(name, "FRAME_STATS", *instances, CAP_RESOLUTION=30)
 
 
 class Crasher:

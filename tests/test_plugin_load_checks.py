@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from conftest import REPO, EmitTap, wait_for, write_plugin
 from node_runner import NodeRunner, base_env
+from plugins_src import synthetic_pipeline
 
 from edge_engine.api import BusinessPlugin, Key
 from edge_engine.cli import plugins as plugins_cli
@@ -64,8 +65,7 @@ class Counter(BusinessPlugin):
 
 
 def messages(name: str, signature: str, **instance: Any) -> dict[str, Any]:
-    return {"NAME": name, "TYPE": "SYNTHETIC", "MODE": "messages", "CAP_RESOLUTION": 50,
-            "PLUGINS": [{"SIGNATURE": signature, "INSTANCES": [{"INSTANCE_ID": "i", **instance}]}]}  # fmt: skip
+    return synthetic_pipeline(name, signature, {"INSTANCE_ID": "i", **instance}, CAP_RESOLUTION=50)
 
 
 def plugin_class(config: Any, **attrs: Any) -> type:

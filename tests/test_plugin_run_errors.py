@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from conftest import wait_for
+from plugins_src import synthetic_pipeline
 
 MISBEHAVING = """
 import datetime
@@ -51,8 +52,7 @@ class Misbehaving(BusinessPlugin):
 
 
 def pipeline(mode: str) -> dict[str, Any]:
-    return {"NAME": mode, "TYPE": "SYNTHETIC", "MODE": "messages", "CAP_RESOLUTION": 50,
-            "PLUGINS": [{"SIGNATURE": "MISBEHAVING", "INSTANCES": [{"INSTANCE_ID": "i", "MODE": mode}]}]}  # fmt: skip
+    return synthetic_pipeline(mode, "MISBEHAVING", {"INSTANCE_ID": "i", "MODE": mode}, CAP_RESOLUTION=50)
 
 
 MODES = ("list", "emit_list", "object", "datetime", "exit", "numpy")

@@ -24,6 +24,7 @@ import pytest
 from conftest import wait_for
 from mqtt_broker import Mosquitto, require_binary
 from node_runner import NodeRunner
+from plugins_src import synthetic_pipeline
 from sdk_env import sdk_python
 
 from edge_engine.local.identity import load_or_create_identity
@@ -39,13 +40,7 @@ SESSION_START_LIMIT = 5.0  # issue 8: a session starts at once against a supervi
 
 # Already running when the SDK arrives (seeded at the node's first start, beside the default "demo" pipeline):
 # what the attach example attaches to when PIPELINE names it.
-RUNNING = {
-    "NAME": "door",
-    "TYPE": "SYNTHETIC",
-    "MODE": "messages",
-    "CAP_RESOLUTION": 5,
-    "PLUGINS": [{"SIGNATURE": "FRAME_STATS", "INSTANCES": [{"INSTANCE_ID": "seen", "REPORT_EVERY": 5}]}],
-}
+RUNNING = synthetic_pipeline("door", "FRAME_STATS", {"INSTANCE_ID": "seen", "REPORT_EVERY": 5}, CAP_RESOLUTION=5)
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -24,6 +24,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from conftest import EmitTap, wait_for
 from node_runner import NodeRunner, base_env
+from plugins_src import synthetic_pipeline
 
 from edge_engine.cli.ops import format_node_info
 from edge_engine.comms.heartbeat import build_heartbeat, decode_data
@@ -58,9 +59,16 @@ class Imager(BusinessPlugin):
 
 
 def imager_pipeline(count: int, fps: float, name: str = "cam", **keys: Any) -> dict[str, Any]:
-    instance = {"INSTANCE_ID": "i", **keys}
-    return {"NAME": name, "TYPE": "SYNTHETIC", "MODE": "moving_box", "WIDTH": 160, "HEIGHT": 120, "COUNT": count,
-            "CAP_RESOLUTION": fps, "PLUGINS": [{"SIGNATURE": "IMAGER", "INSTANCES": [instance]}]}  # fmt: skip
+    return synthetic_pipeline(
+        name,
+        "IMAGER",
+        {"INSTANCE_ID": "i", **keys},
+        MODE="moving_box",
+        WIDTH=160,
+        HEIGHT=120,
+        COUNT=count,
+        CAP_RESOLUTION=fps,
+    )
 
 
 def local_images(cache: Path, pipeline: str = "cam") -> dict[str, bytes]:

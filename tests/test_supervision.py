@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from conftest import plugin_class, wait_for
 from mqtt_broker import Mosquitto
+from plugins_src import synthetic_pipeline
 
 from edge_engine.cli.ops import main_add_allowed
 from edge_engine.comms.heartbeat import active_plugins
@@ -137,8 +138,7 @@ class FlakySource(CapturePlugin):
 
 def synthetic(name: str, signature: str, *instances: dict[str, Any], **capture: Any) -> dict[str, Any]:
     """A pipeline of SYNTHETIC messages at 100/s (unless ``capture`` says otherwise)."""
-    source = {"TYPE": "SYNTHETIC", "MODE": "messages", "CAP_RESOLUTION": 100, **capture}
-    return {"NAME": name, **source, "PLUGINS": [{"SIGNATURE": signature, "INSTANCES": list(instances)}]}
+    return synthetic_pipeline(name, signature, *instances, **{"CAP_RESOLUTION": 100, **capture})
 
 
 def flaky(name: str, behaviour: str, **capture: Any) -> dict[str, Any]:
