@@ -285,6 +285,7 @@ def summary(result: dict[str, Any], expected: dict[str, list[str]]) -> dict[str,
         "cpu_ms_per_frame": 1000 * result["cpu_s"] / max(1, result["frames"]),
         "rss_mb": round(result["rss_mb"]),
         "rss_each_mb": result.get("rss_each_mb"),
+        "processes": result.get("processes"),
         "text_as_drawn": not wrong and len(result["texts"]) == len(expected),
         "wrong": wrong,
     }
@@ -303,6 +304,7 @@ def main() -> int:
         baseline_child(int(streams), int(threads), Path(folder), Path(models), float(seconds))
         return 0
     sys.path.insert(0, str(Path(__file__).resolve().parent))  # the node's side only (not the baseline's venv)
+    from _results import record
     from _serving_common import make_node, print_json, print_table
 
     counts = [int(s) for s in args.streams.split(",")]
@@ -330,6 +332,17 @@ def main() -> int:
                 report.append({"streams": streams, "baseline": base, "node": ours, "throughput_ratio": ratio,
                                "cpu_efficiency_ratio": cpu_ratio})  # fmt: skip
                 print(f"{streams} stream(s) done: ratio {ratio:.2f}", flush=True)
+                goal = "≥ 1.0" if streams == 1 else "≥ 1.3"
+                record(f"OCR reader {streams} stream(s) throughput vs RapidOCR", round(ratio, 3), "×", goal=goal,
+                       baseline=base["fps"], baseline_name=f"{streams} independent RapidOCR", note="text as drawn"
+                       if same else "TEXT DIFFERS")  # fmt: skip
+                record(f"OCR reader {streams} stream(s) ms/frame", ours["ms_per_frame"], "ms",
+                       baseline=base["ms_per_frame"], baseline_name="RapidOCR")  # fmt: skip
+                record(f"OCR reader {streams} stream(s) p99 latency", ours["p99_ms"], "ms",
+                       baseline=base["p99_ms"], baseline_name="RapidOCR")  # fmt: skip
+                record(f"OCR reader {streams} stream(s) RSS of the node's tree", ours["rss_mb"], "MB",
+                       baseline=base["rss_mb"], baseline_name="RapidOCR processes",
+                       note=f"{ours.get('processes')} processes")  # fmt: skip
         finally:
             node.stop()
     load = os.getloadavg()

@@ -188,14 +188,18 @@ class ServerSettings:
     idle_stop: float
 
     @classmethod
-    def from_engine(cls, engine: EngineSpec) -> ServerSettings:
+    def from_engine(cls, engine: EngineSpec, models_dir: Path | None = None) -> ServerSettings:
         config = engine.config
         workers = int(config.get("WORKERS") or 0)
         if workers <= 0:
             workers = engine.record.cls.default_workers(config, usable_cores())  # type: ignore[attr-defined]
+        max_batch = int(config.get("MAX_BATCH_SIZE") or 0)
+        auto = getattr(engine.record.cls, "default_max_batch", None)
+        if max_batch <= 0 and auto is not None:  # 0: the plugin chooses (the ONNX plugins: from the input size)
+            max_batch = int(auto(config, models_dir))
         return cls(
             workers=max(1, workers),
-            max_batch=max(1, int(config.get("MAX_BATCH_SIZE") or 1)),
+            max_batch=max(1, max_batch),
             max_wait=max(0.0, float(config.get("MAX_WAIT_MS") or 0.0)) / 1000.0,
             window=max(1, int(config.get("MAX_IN_FLIGHT") or 1)),
             inference_timeout=float(config.get("INFERENCE_TIMEOUT") or 30.0),

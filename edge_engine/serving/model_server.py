@@ -68,8 +68,10 @@ LOAD_TIMEOUT = 120.0  # a worker still loading after this long is killed and cou
 STOP_GRACE = 1.0  # seconds a worker gets to exit after "stop" before it is killed
 QUANTUM = 2  # a batch takes up to this many consecutive inputs of one pipeline (fewer wake-ups, same shares)
 WORKER_DEPTH = 2  # batches a worker holds: the one it runs and the next, already in its pipe
+DIRECT_SEND = True  # a pipeline's thread sends a ready batch itself (False: always through the scheduler thread)
 FETCH_RETRY_MAX = 60.0  # seconds between two downloads of a model whose server cannot be reached, at most
 Notify = Callable[[str, str, dict[str, Any]], None]
+Job = tuple["WorkerHandle", int, list[Request]]  # a batch planned for a worker: (worker, batch id, requests)
 
 
 class WorkerState(str, Enum):
@@ -118,6 +120,7 @@ class WorkerHandle:
         self.pid: int | None = None
         self.batches = 0
         self.proven = False  # finished a batch since it last started
+        self.send_lock = threading.Lock()  # the scheduler and the pipelines' threads send on its pipe
 
     @property
     def alive(self) -> bool:
@@ -149,7 +152,7 @@ class ModelServer:
         self.key = engine.key
         self.signature = engine.signature
         self.model = engine.model
-        self.settings = ServerSettings.from_engine(engine)
+        self.settings = ServerSettings.from_engine(engine, models_dir)
         self.supervisor = supervisor
         self.models_dir = models_dir
         self.notify = notify
@@ -169,6 +172,7 @@ class ModelServer:
         self._stop = False
         self._sleeping = False
         self._woken = False
+        self._sleep_until = math.inf  # monotonic: when the sleeping scheduler wakes by itself
         self._warm = False
         self._idle_slots = True  # when the scheduler last looked, some worker could take a batch (or start)
         self.suggested_window = self._window_for(0)
@@ -258,6 +262,7 @@ class ModelServer:
 
     def submit(self, request: Request) -> None:
         client = request.client
+        jobs: list[Job] = []
         with self._lock:
             if self.closed or client.closed:
                 refused = True
@@ -268,9 +273,12 @@ class ModelServer:
                 client.last_submit = request.submitted
                 self.stats.requests += 1
                 if self._idle_slots:  # else the next result wakes the scheduler, which plans then
-                    self._wake_locked()
+                    jobs = self._plan_direct(request)
         if refused:
             request.resolve(self.error("stopping", "the model server is stopping"))
+        elif jobs:
+            for worker, batch_id, batch in jobs:
+                self._send(worker, batch_id, batch)
 
     def submit_many(self, requests: list[Request]) -> None:
         """Queue several requests of one client at once (a frame's cascade crops): one lock, one wake-up, so the
@@ -278,6 +286,7 @@ class ModelServer:
         if not requests:
             return
         client = requests[0].client
+        jobs: list[Job] = []
         with self._lock:
             refused = self.closed or client.closed
             if not refused:
@@ -287,11 +296,13 @@ class ModelServer:
                 client.last_submit = requests[-1].submitted
                 self.stats.requests += len(requests)
                 if self._idle_slots:
-                    self._wake_locked()
+                    jobs = self._plan_direct(requests[0])
         if refused:
             error = self.error("stopping", "the model server is stopping")
             for request in requests:
                 request.resolve(error)
+        for worker, batch_id, batch in jobs:
+            self._send(worker, batch_id, batch)
 
     def error(self, kind: str, message: str) -> ServingError:
         return ServingError(self.signature, kind, message, self.model)
@@ -308,6 +319,20 @@ class ModelServer:
         if self._thread.ident is not None:
             self._thread.join(max(0.0, deadline - time.monotonic()))
         return not self._thread.is_alive()
+
+    def _plan_direct(self, request: Request) -> list[Job]:
+        """Under the lock, on the submitting thread: the batches ready for free workers now, which that thread sends
+        itself (no hop through the scheduler thread: a round trip is one thread hand-off shorter). When none is
+        ready, or frames travel through pipes (a send could wait for the worker), the scheduler is woken instead:
+        it waits for a batch to fill, starts workers, or fails inputs."""
+        jobs = []
+        if DIRECT_SEND and not self._stop and isinstance(request.item[0][0], str):  # a shared-memory frame
+            jobs = self._plan(time.monotonic())
+        if not jobs:
+            self._wake_locked()
+        elif min(worker.since for worker, _, _ in jobs) + self.settings.inference_timeout < self._sleep_until:
+            self._wake_locked()  # the scheduler sleeps past this batch's watchdog deadline: let it set its timer
+        return jobs
 
     def _wake_locked(self) -> None:
         if self._sleeping and not self._woken:
@@ -336,6 +361,7 @@ class ModelServer:
                 jobs = self._plan(now)
                 timeout = None if jobs else self._next_timeout(now)
                 self._sleeping = not jobs and not to_start and not failed
+                self._sleep_until = math.inf if timeout is None else now + timeout
                 self._idle_slots = any(
                     w.state in (WorkerState.READY, WorkerState.STOPPED)
                     or (w.state == WorkerState.BUSY and len(w.queued) < WORKER_DEPTH)
@@ -394,7 +420,7 @@ class ModelServer:
         text = f"no model server process for {self.settings.inference_timeout:g} s (restarting in {retry:.1f} s)"
         return to_start, expired, self.error("unavailable", text)
 
-    def _plan(self, now: float) -> list[tuple[WorkerHandle, int, list[Request]]]:
+    def _plan(self, now: float) -> list[Job]:
         """Under the lock: the batches to send now (see :mod:`edge_engine.serving.batcher`)."""
         if self._queue.size == 0:
             return []
@@ -410,7 +436,7 @@ class ModelServer:
         serving = sum(1 for w in self._workers if w.state in (WorkerState.READY, WorkerState.BUSY))
         target = batcher.batch_target(capacity, serving, settings.max_batch)
         outstanding = sum(c.outstanding for c in clients)
-        jobs = []
+        jobs: list[Job] = []
         for worker in free:
             pending = self._queue.size
             oldest = self._queue.oldest()
@@ -511,8 +537,10 @@ class ModelServer:
         log.info("%s: started server process %s for model %s", worker.part, process.pid, self.model)
 
     def _send(self, worker: WorkerHandle, batch_id: int, batch: list[Request]) -> None:
+        message = RunBatch(batch_id, [r.item for r in batch])
         try:
-            worker.conn.send(RunBatch(batch_id, [r.item for r in batch]))
+            with worker.send_lock:
+                worker.conn.send(message)
         except (OSError, ValueError, AttributeError) as exc:
             log.debug("%s: send failed (%s); the process sentinel reports the death", worker.part, exc)
 
@@ -547,17 +575,21 @@ class ModelServer:
             self._backoff(worker, f"load failed: {self.load_error}", WorkerState.FAILED)
 
     def _take_batch(self, worker: WorkerHandle, batch_id: int) -> list[Request]:
-        """The requests of the batch a worker answered (the first it holds); the next one starts now."""
-        if not worker.queued or worker.queued[0][0] != batch_id:
-            return []
-        _, batch = worker.queued.popleft()
-        now = time.monotonic()
-        if worker.state == WorkerState.BUSY:
-            worker.since = now
-            if not worker.queued:
-                worker.state = WorkerState.READY
-        worker.batches += 1
-        self._last_activity = now
+        """The requests of the batch a worker answered (the first it holds, unless two threads' sends crossed); the
+        next one starts now."""
+        with self._lock:
+            position = next((i for i, (queued, _) in enumerate(worker.queued) if queued == batch_id), None)
+            if position is None:
+                return []
+            batch = worker.queued[position][1]
+            del worker.queued[position]
+            now = time.monotonic()
+            if worker.state == WorkerState.BUSY:
+                worker.since = now
+                if not worker.queued:
+                    worker.state = WorkerState.READY
+            worker.batches += 1
+            self._last_activity = now
         return batch
 
     def _on_result(
@@ -614,8 +646,11 @@ class ModelServer:
     def _died(self, worker: WorkerHandle, kind: str, text: str) -> None:
         if worker.process is None:
             return
-        batch = worker.take_all()
-        was_failed = worker.state == WorkerState.FAILED
+        with self._lock:  # no pipeline's thread sends it a batch from now on
+            batch = worker.take_all()
+            was_failed = worker.state == WorkerState.FAILED
+            if not was_failed:
+                worker.state = WorkerState.BACKOFF
         self._reap(worker)
         if was_failed:
             return  # a load error already scheduled the retry
@@ -694,11 +729,15 @@ class ModelServer:
     def _stop_idle(self) -> bool:
         """Stop the processes after the idle time; True when the server closed for good (no pipeline uses it)."""
         if any(w.alive for w in self._workers):
+            with self._lock:  # an input may have come since the idle check: then keep serving
+                if self._queue.size or any(w.queued for w in self._workers):
+                    return False
+                for worker in self._workers:  # no pipeline's thread sends them a batch from now on
+                    if worker.state != WorkerState.FLAPPING:
+                        worker.state = WorkerState.STOPPED
             log.info("%s: idle for %.0f s: stopping its server processes", self.part, self.settings.idle_stop)
             for worker in self._workers:
                 self._stop_process(worker, STOP_GRACE)
-                if worker.state != WorkerState.FLAPPING:
-                    worker.state = WorkerState.STOPPED
         self._last_activity = time.monotonic()
         return self.on_idle_closed is not None and self.on_idle_closed(self)
 

@@ -26,6 +26,8 @@ from edge_engine.serving.model_fetch import ModelSource, fetched_path, source_of
 from edge_engine.serving.onnx_info import Dim, OnnxFormatError, OnnxIO, TensorInfo, read_onnx_io
 
 CPU = "CPUExecutionProvider"
+AUTO_BATCH_MAX = 8  # the largest batch ``MAX_BATCH_SIZE: 0`` chooses (for the smallest inputs)
+BATCH_PIXELS = 96 * 96 * 8  # ``MAX_BATCH_SIZE: 0``: batches of about this many input pixels (bench_serving_batch)
 GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider", "ROCMExecutionProvider",
                  "DmlExecutionProvider", "CoreMLExecutionProvider", "OpenVINOExecutionProvider")  # fmt: skip
 
@@ -41,6 +43,11 @@ class OnnxServingPlugin(ServingPlugin):
         "INTER_OP_THREADS": Key(1, type=int, min=0, max=256, doc="onnxruntime threads across ops; 0 = default"),
         "MEMORY_ARENA": Key(
             True, type=bool, doc="keep onnxruntime's memory arena (faster; holds the largest batch's memory)"
+        ),
+        "ARENA_SHRINK": Key(
+            False,
+            type=bool,
+            doc="give the arena's memory back after each batch (less steady memory for big inputs; slower)",
         ),
         "EXECUTION_PROVIDERS": Key(
             [CPU], type=list, doc="onnxruntime providers by preference; those not installed are skipped (CUDA, ...)"
@@ -114,6 +121,28 @@ class OnnxServingPlugin(ServingPlugin):
         return max(1, cores)
 
     @classmethod
+    def model_input_size(cls, config: Mapping[str, Any], models_dir: Path | None) -> tuple[int, int] | None:
+        """``(height, width)`` of one input as the model gets it, when known without loading the model (None:
+        unknown, e.g. a detector that keeps the frame's size). Read by :meth:`default_max_batch`."""
+        return None
+
+    @classmethod
+    def default_max_batch(cls, config: Mapping[str, Any], models_dir: Path | None) -> int:
+        """What ``MAX_BATCH_SIZE: 0`` means: a batch size from the input size (:func:`batch_for_input`)."""
+        return batch_for_input(cls.model_input_size(config, models_dir))
+
+    @classmethod
+    def fixed_input_dims(cls, config: Mapping[str, Any], models_dir: Path | None) -> tuple[Dim, ...] | None:
+        """The model file's first input shape, read from its header (None when the file is not here yet)."""
+        try:
+            path = cls.model_location(config, models_dir)
+            if not path.is_absolute() and models_dir is None:
+                return None
+            return read_onnx_io(path).inputs[0].shape if path.is_file() else None
+        except (OnnxFormatError, OSError, ValueError, IndexError, NotImplementedError):
+            return None
+
+    @classmethod
     def check_config(cls, config: Mapping[str, Any], models_dir: Path | None) -> list[str]:
         """The model file exists, is ONNX, and takes what ``pre_process`` gives it."""
         name = cls.model_name(config)
@@ -156,9 +185,13 @@ class OnnxServingPlugin(ServingPlugin):
         options.intra_op_num_threads = int(self.config.get("INTRA_OP_THREADS") or 0)
         options.inter_op_num_threads = int(self.config.get("INTER_OP_THREADS") or 0)
         options.log_severity_level = 3
+        self.run_options: Any = None
         if not self.config.get("MEMORY_ARENA", True):
             options.enable_cpu_mem_arena = False  # memory goes back after each batch: sizes vary, peaks do not stay
             options.enable_mem_pattern = False
+        elif self.config.get("ARENA_SHRINK"):  # the arena's chunks in use go back once the batch is done
+            self.run_options = ort.RunOptions()
+            self.run_options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
         wanted = list(self.config.get("EXECUTION_PROVIDERS") or [CPU])
         providers, self.skipped_providers = choose_providers(wanted, ort.get_available_providers())
         self.model_path = path
@@ -206,9 +239,12 @@ class OnnxServingPlugin(ServingPlugin):
         if self.fixed_batch == 1 and size > 1:
             import numpy as np
 
-            parts = [self.session.run(None, {k: v[i : i + 1] for k, v in feeds.items()}) for i in range(size)]
+            parts = [
+                self.session.run(None, {k: v[i : i + 1] for k, v in feeds.items()}, self.run_options)
+                for i in range(size)
+            ]
             return [np.concatenate([p[j] for p in parts]) for j in range(len(parts[0]))]
-        return self.session.run(None, feeds)  # type: ignore[no-any-return]
+        return self.session.run(None, feeds, self.run_options)  # type: ignore[no-any-return]
 
     def model_info(self) -> dict[str, Any]:
         return {
@@ -220,6 +256,20 @@ class OnnxServingPlugin(ServingPlugin):
             "intra_op_threads": self.config.get("INTRA_OP_THREADS"),
             "inter_op_threads": self.config.get("INTER_OP_THREADS"),
         }
+
+
+def batch_for_input(size: tuple[int, int] | None) -> int:
+    """The batch size for inputs of ``size`` (height, width) on CPU: batches of about :data:`BATCH_PIXELS` pixels, a
+    power of two from 1 to :data:`AUTO_BATCH_MAX`; 1 when the size is unknown (a whole frame, most likely).
+
+    Measured with ``benchmarks/bench_serving_batch.py`` (a convnet, one thread per process): a batch spreads the
+    per-call cost of small inputs, while one big input already keeps the core busy, so a batch of big inputs
+    gains nothing and holds a batch's activations; and a server whose batches take every input in flight leaves
+    its other processes idle."""
+    if size is None or size[0] <= 0 or size[1] <= 0:
+        return 1
+    fit = max(1, min(AUTO_BATCH_MAX, BATCH_PIXELS // (size[0] * size[1])))
+    return 1 << (fit.bit_length() - 1)
 
 
 def choose_providers(wanted: Sequence[str], available: Sequence[str]) -> tuple[list[str], list[str]]:

@@ -149,6 +149,8 @@ def run_worker(spec: WorkerSpec, conn: Any) -> None:
         _send(conn, LoadFailed(f"{type(exc).__name__}: {exc}"))
         return
     info["pid"] = os.getpid()
+    import edge_engine.serving.frame_slots  # noqa: F401  (before Ready: the first batch's watchdog clock runs)
+
     if not _send(conn, Ready(info)):
         return
     try:

@@ -10,7 +10,9 @@ instance's ``STARTUP_AI_ENGINE_PARAMS``::
 Each frame (BGR, as decoded) is converted to ``COLOR_ORDER``, resized to ``INPUT_WIDTH`` × ``INPUT_HEIGHT``
 (stretched, or letterboxed with ``LETTERBOX``), scaled and normalised as ``(pixel * SCALE - MEAN) / STD``
 per channel, laid out as ``NCHW`` or ``NHWC`` and cast to ``INPUT_DTYPE`` (``uint8`` skips the
-normalisation). A width or height of 0 takes the model's own fixed size. The result for each input is
+normalisation). A width or height of 0 takes the model's own fixed size. ``MAX_BATCH_SIZE`` 0 (the default)
+batches by input size: up to 8 small inputs (96×96 or less), 1 full frame (see ``batch_for_input``). The result
+for each input is
 ``{output name: array}``: that input's row of every output whose first dimension is the batch (other
 outputs are given whole). A size, layout or type that does not fit the model's input is refused when the
 pipeline is added, naming the model and both shapes.
@@ -46,6 +48,9 @@ class OnnxModel(OnnxServingPlugin):
         "STD": Key([1.0, 1.0, 1.0], type=list, doc="per-channel divisor after MEAN"),
         "INPUT_DTYPE": Key("float32", type=str, choices=("float32", "float16", "uint8"), doc="input element type"),
         "LETTERBOX": Key(False, type=bool, doc="keep the aspect ratio and pad, instead of stretching"),
+        "MAX_BATCH_SIZE": Key(
+            0, type=int, min=0, doc="largest batch; 0 = from the input size (8 for small inputs, 1 for full frames)"
+        ),
     }
 
     # --- configuration checks (node process) --------------------------------------------------------------------
@@ -93,6 +98,17 @@ class OnnxModel(OnnxServingPlugin):
             except ValueError as exc:
                 problems.append(str(exc))
         return problems
+
+    @classmethod
+    def model_input_size(cls, config: Mapping[str, Any], models_dir: Path | None) -> tuple[int, int] | None:
+        if not (int(config.get("INPUT_HEIGHT") or 0) and int(config.get("INPUT_WIDTH") or 0)):
+            shape = cls.fixed_input_dims(config, models_dir)
+        else:
+            shape = None
+        try:
+            return cls.input_size(config, shape)
+        except ValueError:
+            return None
 
     @classmethod
     def input_size(cls, config: Mapping[str, Any], shape: tuple[Any, ...] | None) -> tuple[int, int]:

@@ -73,6 +73,7 @@ class YoloDetector(OnnxServingPlugin):
         "AGNOSTIC_NMS": Key(False, type=bool, doc="NMS across classes (default: boxes suppress their own class only)"),
         "MAX_DETECTIONS": Key(300, type=int, min=1, max=10000, doc="most detections per frame, best first"),
         "LABELS_FILE": Key("", type=str, doc="class names (.txt one per line, or .json); empty = the model's names"),
+        "MAX_BATCH_SIZE": Key(0, type=int, min=0, doc="largest batch; 0 = from the input size (1 at 640x640)"),
     }
 
     # --- node process: where the model is and whether it fits the config --------------------------------------
@@ -86,6 +87,11 @@ class YoloDetector(OnnxServingPlugin):
     @classmethod
     def expected_input(cls, config: Mapping[str, Any]) -> tuple[Any, ...]:
         return (None, 3, int(config.get("INPUT_HEIGHT") or 0) or None, int(config.get("INPUT_WIDTH") or 0) or None)
+
+    @classmethod
+    def model_input_size(cls, config: Mapping[str, Any], models_dir: Path | None) -> tuple[int, int] | None:
+        fixed = int(config.get("INPUT_HEIGHT") or 0) and int(config.get("INPUT_WIDTH") or 0)
+        return input_size(config, None if fixed else cls.fixed_input_dims(config, models_dir))
 
     @classmethod
     def describe_input(cls, config: Mapping[str, Any]) -> str:
