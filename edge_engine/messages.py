@@ -6,6 +6,7 @@ name) once; the node's payload flow hands it to the sinks (storage, the outbox, 
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -56,15 +57,22 @@ class PayloadIntent:
     ) -> PayloadIntent:  # fmt: skip
         """The intent of a payload of an instance with ``instance_config`` in a pipeline with ``pipeline_config``
         (its persisted JSON: only the routing fields are read)."""
-        routing = {key: pipeline_config[key] for key in ROUTING_FIELDS if pipeline_config.get(key) is not None}
+        routing = tuple([(key, value) for key in ROUTING_FIELDS if (value := pipeline_config.get(key)) is not None])
         encrypt = bool(instance_config.get("ENCRYPT_PAYLOAD"))
-        dest = (routing.get("INITIATOR_ADDR") or routing.get("MODIFIED_BY_ADDR")) if encrypt else None
-        return cls(
-            routing=MappingProxyType(routing) if routing else NO_ROUTING,
-            encrypt=encrypt,
-            encrypt_to=str(dest) if dest else None,
-            image_name=image_file_name(path, created, seq) if has_image else None,
-        )
+        try:
+            shared = _shared_intent(routing, encrypt)  # the same for every payload until a config changes
+        except TypeError:  # a routing value that is not hashable (a list, say): not shared
+            shared = _intent(routing, encrypt)
+        return replace(shared, image_name=image_file_name(path, created, seq)) if has_image else shared
+
+
+def _intent(routing: tuple[tuple[str, Any], ...], encrypt: bool) -> PayloadIntent:
+    fields = dict(routing)
+    dest = (fields.get("INITIATOR_ADDR") or fields.get("MODIFIED_BY_ADDR")) if encrypt else None
+    return PayloadIntent(MappingProxyType(fields) if fields else NO_ROUTING, encrypt, str(dest) if dest else None)
+
+
+_shared_intent = functools.lru_cache(maxsize=1024)(_intent)
 
 
 NO_INTENT = PayloadIntent()

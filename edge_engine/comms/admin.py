@@ -35,7 +35,8 @@ import queue
 import threading
 import time
 import zlib
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from edge_engine import __version__
 from edge_engine.comms.network import NetworkTracker
@@ -44,6 +45,9 @@ from edge_engine.comms.signing import strip_address_prefix
 from edge_engine.constants import ADDRESS_PREFIX
 from edge_engine.messages import utc_iso
 from edge_engine.redact import redact
+
+if TYPE_CHECKING:
+    from edge_engine.comms.service import CommsService
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +151,7 @@ class InstanceStatus:
 class AdminPipeline:
     """The admin pipeline's two instances, run by the comms service on one thread."""
 
-    def __init__(self, comms: Any, verify: Any, decrypt: Any, encrypt: Any):
+    def __init__(self, comms: CommsService, verify: Any, decrypt: Any, encrypt: Any):
         self.comms = comms
         self.node = comms.node
         settings = comms.settings
@@ -322,7 +326,7 @@ class AdminPipeline:
         if result == "new":
             self._netmon_due.set()  # a node appeared (or came back): tell the SDK sessions soon
 
-    def touch_self(self, snapshot: dict[str, Any]) -> None:
+    def touch_self(self, snapshot: Mapping[str, Any]) -> None:
         """Put this node in its own view from a heartbeat's data (whether or not the broker echoes it)."""
         self.tracker.touch_self(
             {

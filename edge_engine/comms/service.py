@@ -93,6 +93,8 @@ def shrink_jpeg(jpeg: bytes, limit: int = MAX_INLINE_IMAGE) -> bytes:
     import numpy as np
 
     image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    if image is None:  # the message is then refused as not encodable (counted), as any encoding error
+        raise ValueError("the witness image is not a JPEG OpenCV can decode")
     while len(jpeg) > limit and min(image.shape[:2]) > 16:
         image = cv2.resize(image, (image.shape[1] // 2, image.shape[0] // 2), interpolation=cv2.INTER_AREA)
         ok, buffer = cv2.imencode(".jpg", image, [int(cv2.IMWRITE_JPEG_QUALITY), 80])

@@ -25,7 +25,7 @@ from concurrent.futures import Future
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 from edge_engine import __version__
 from edge_engine import constants as C
@@ -50,6 +50,7 @@ from edge_engine.node.history import NodeHistory
 from edge_engine.node.local_output import LocalOutput
 from edge_engine.node.message_flow import MessageFlow
 from edge_engine.node.seams import PartService, Service, start_in_order, stop_in_reverse
+from edge_engine.node.snapshot import InvalidPipeline, NodeSnapshot, PipelineSnapshot
 from edge_engine.plugin.discovery import PluginLoader
 from edge_engine.plugin.hooks import Hooks, get_plugin_manager
 from edge_engine.plugin.registry import PluginRegistry
@@ -72,6 +73,13 @@ REMOVE_JOIN_SECONDS = 2.0
 VOLUME_ALIAS = re.compile(r"[A-Za-z0-9_.-]+")  # an alias found in a volume's local_info.json (Ratio1's)
 
 
+class NetworkSections(TypedDict, total=False):
+    """The snapshot's sections from comms (:class:`edge_engine.node.snapshot.NodeSnapshot`); none with comms off."""
+
+    admin_pipeline: dict[str, Any]
+    network: dict[str, Any]
+
+
 def ratio1_time(ts: float | None = None) -> str:
     """Ratio1's ``LAST_UPDATE_TIME`` format (UTC): ``2026-11-23 14:00:00.000000``."""
     moment = datetime.fromtimestamp(time.time() if ts is None else ts, tz=timezone.utc)
@@ -90,7 +98,7 @@ class Node:
         self.hooks = Hooks(self.pm, sinks=self.flow)
         self.registry = PluginRegistry()
         self.pipelines: dict[str, PipelineRunner] = {}
-        self.invalid: dict[str, dict[str, Any]] = {}
+        self.invalid: dict[str, InvalidPipeline] = {}
         self.identity: Identity | None = None
         self.alias = ""
         self.started_at = time.time()
@@ -369,9 +377,9 @@ class Node:
             log.warning("threads still running at the stop deadline (abandoned): %s", left)
         return left
 
-    def _pipeline_snapshots(self) -> list[dict[str, Any]]:
-        with self._lock:
-            return [runner.snapshot() for runner in self.pipelines.values()]
+    def _pipeline_snapshots(self) -> list[PipelineSnapshot]:
+        with self._lock:  # the runners' snapshots are built to PipelineSnapshot's shape (runtime/pipeline.py)
+            return [cast(PipelineSnapshot, runner.snapshot()) for runner in self.pipelines.values()]
 
     def _load_cached_pipelines(self) -> None:
         for path in sorted(self.layout.streams.glob("*.json")):
@@ -574,7 +582,7 @@ class Node:
             "version": f"v{__version__}",
         }
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self) -> NodeSnapshot:
         """What local_info.json holds: Ratio1's fields first, ours beside them."""
         assert self.identity is not None
         now = time.time()
@@ -612,11 +620,11 @@ class Node:
             "disk": self.disk.snapshot() if self.disk is not None else None,
         }
 
-    def _network_sections(self) -> dict[str, Any]:
+    def _network_sections(self) -> NetworkSections:
         """``admin_pipeline`` and ``network`` (the nodes heard on the broker), from comms; none with comms off."""
-        admin = getattr(self.comms, "admin", None)
-        if admin is None:
+        if self.comms is None:
             return {}
+        admin = self.comms.admin
         return {"admin_pipeline": admin.snapshot(), "network": admin.tracker.snapshot()}
 
     def _whitelist(self) -> list[str]:
