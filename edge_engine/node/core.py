@@ -282,7 +282,7 @@ class Node:
             log.error("status page failed to start: %s", exc)
         return self.observe
 
-    def _make_local_requests(self) -> Service:
+    def _make_local_requests(self) -> LocalRequestWatcher:
         """``edge-node deploy`` / ``delete`` without MQTT; a warning for PIPELINES the cache lacks (local_deploy)."""
         from edge_engine.node import local_deploy
 
@@ -290,9 +290,8 @@ class Node:
             for message in local_deploy.unseeded_pipeline_warnings(self.settings.base_dir, self.layout,
                                                                    self.settings.env):  # fmt: skip
                 log.warning("%s", message)
-        watcher = local_deploy.LocalRequestWatcher(self)
-        self.local_requests = watcher
-        return PartService("local requests", start=watcher.start, stop=lambda _deadline: watcher.stop())
+        self.local_requests = local_deploy.LocalRequestWatcher(self)
+        return self.local_requests
 
     def _load_plugins(self) -> None:
         loader = PluginLoader(self.registry, self.pm, self.settings.disabled_plugins)

@@ -33,15 +33,18 @@ import secrets
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edge_engine import constants as C
 from edge_engine.errors import CacheError, ConfigError, EdgeError, PipelineError
 from edge_engine.local.cache import CacheLayout, atomic_write_json, read_json
+
+if TYPE_CHECKING:
+    from edge_engine.node.seams import LocalRequestHost
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +54,7 @@ RESULT_SUFFIX = ".result.json"
 POLL_SECONDS = 0.2
 REQUEST_MAX_AGE = 120.0  # seconds: an older request (its command was killed) is answered "expired", not applied
 MAX_REQUEST_BYTES = 4 * 1024 * 1024
+STOP_SECONDS = 2.0  # the watcher's stop waits this long for a request being handled
 STALE_PERIODS = 3  # local_info.json older than this many refresh periods: the node is not running (as healthcheck)
 ACTIONS = ("deploy", "delete")
 RUNNING_STATES = ("starting", "running")
@@ -69,9 +73,12 @@ def ratio1_time(ts: float | None = None) -> str:
 
 # --- the node's side ------------------------------------------------------------------------------------------
 class LocalRequestWatcher:
-    """Takes the requests the commands leave in ``_data/local_requests`` and answers each with a result file."""
+    """Takes the requests the commands leave in ``_data/local_requests`` and answers each with a result file; a
+    node service (:class:`edge_engine.node.seams.Service`)."""
 
-    def __init__(self, node: Any, poll_seconds: float = POLL_SECONDS):
+    name = "local requests"
+
+    def __init__(self, node: LocalRequestHost, poll_seconds: float = POLL_SECONDS):
         self.node = node
         self.folder = requests_dir(node.layout)
         self.poll_seconds = poll_seconds
@@ -100,10 +107,18 @@ class LocalRequestWatcher:
         self._thread = threading.Thread(target=self._run, name="local-requests", daemon=True)
         self._thread.start()
 
-    def stop(self, timeout: float = 2.0) -> None:
+    def stop(self, deadline: float | None = None) -> list[str]:
+        """Stop polling; waits up to ``STOP_SECONDS`` for a request being handled (the node's ``deadline`` does not
+        cut it: a request half applied is worse than a late stop)."""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        thread = self._thread
+        if thread is None:
+            return []
+        thread.join(STOP_SECONDS)
+        return [thread.name] if thread.is_alive() else []
+
+    def snapshot(self) -> None:
+        return None
 
     def _run(self) -> None:
         while not self._stop.wait(self.poll_seconds):
@@ -228,13 +243,6 @@ def _remove_if_older(path: Path, seconds: float) -> None:
             path.unlink()
     except OSError:
         pass
-
-
-def start_watcher(node: Any) -> LocalRequestWatcher:
-    """Start answering local requests for ``node`` (called once its cached pipelines are loaded)."""
-    watcher = LocalRequestWatcher(node)
-    watcher.start()
-    return watcher
 
 
 # --- the command's side ---------------------------------------------------------------------------------------
@@ -405,7 +413,7 @@ def _chown_if_root(path: Path, owner: tuple[int, int] | None) -> None:
 
 
 # --- the start-up warning ---------------------------------------------------------------------------------------
-def repository_pipelines(base_dir: Path, env: dict[str, str]) -> list[tuple[str, str]]:
+def repository_pipelines(base_dir: Path, env: Mapping[str, str]) -> list[tuple[str, str]]:
     """``(NAME, where)`` of every pipeline the repository's startup config lists in ``PIPELINES``."""
     spec = env.get(C.ENV_CONFIG)
     if spec and spec.lstrip().startswith("{"):
@@ -456,7 +464,7 @@ def cached_pipeline_names(layout: CacheLayout) -> set[str]:
     return names
 
 
-def unseeded_pipeline_warnings(base_dir: Path, layout: CacheLayout, env: dict[str, str]) -> list[str]:
+def unseeded_pipeline_warnings(base_dir: Path, layout: CacheLayout, env: Mapping[str, str]) -> list[str]:
     """One message per pipeline the repository's startup config lists that the cache does not have."""
     have = cached_pipeline_names(layout)
     messages = []

@@ -148,6 +148,16 @@ class PipelineHost(Protocol):
     def notify(self, level: str, message: str, path: list[Any], **fields: Any) -> None: ...
 
 
+class LocalRequestHost(Protocol):
+    """What ``edge-node deploy`` / ``delete`` requests need (:mod:`edge_engine.node.local_deploy`)."""
+
+    layout: CacheLayout
+
+    def pipeline_names(self) -> list[str]: ...
+    def add_pipeline(self, raw: dict[str, Any], source: str = ...) -> Any: ...
+    def remove_pipeline(self, name: str) -> bool: ...
+
+
 class ObservedNode(Protocol):
     """What the status page and ``/metrics`` read (:mod:`edge_engine.observe`)."""
 
