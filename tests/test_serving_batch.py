@@ -59,3 +59,8 @@ def test_yolo_at_640_runs_one_frame_per_batch(registry: PluginRegistry, tmp_path
 
 def test_other_plugins_keep_their_own_default(registry: PluginRegistry, tmp_path: Path) -> None:
     assert settings(registry, "PP_OCR_DIRECTION", {}, tmp_path).max_batch == 4
+
+
+def test_the_direction_classifier_runs_in_one_process_by_default(registry: PluginRegistry, tmp_path: Path) -> None:
+    assert settings(registry, "PP_OCR_DIRECTION", {}, tmp_path).workers == 1  # the OCR reader: one process fewer
+    assert settings(registry, "PP_OCR_DIRECTION", {"WORKERS": 2}, tmp_path).workers == 2
