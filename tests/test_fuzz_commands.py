@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import itertools
 import json
 import os
 import random
@@ -38,8 +39,10 @@ import pytest
 from conftest import wait_for
 from mqtt_broker import Mosquitto
 from node_runner import NodeRunner, base_env, rss_bytes
+from plugins_src import synthetic_pipeline
 
 from edge_engine.cli.ops import main_add_allowed
+from edge_engine.comms.commands import PIPELINE_OK, PLUGIN_CONFIG_OK
 from edge_engine.comms.crypto import encrypt_for
 from edge_engine.comms.signing import sign_to_json
 from edge_engine.local.identity import Identity, identity_from_private_key
@@ -54,13 +57,7 @@ NOTIFICATIONS_PER_SECOND = 10  # DECISIONS 19, per sender
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
 pytestmark = pytest.mark.timeout(180)
 
-KEEP = {
-    "NAME": "keep",
-    "TYPE": "SYNTHETIC",
-    "MODE": "messages",
-    "CAP_RESOLUTION": 5,
-    "PLUGINS": [{"SIGNATURE": "FRAME_STATS", "INSTANCES": [{"INSTANCE_ID": "k", "REPORT_EVERY": 1000}]}],
-}
+KEEP = synthetic_pipeline("keep", "FRAME_STATS", {"INSTANCE_ID": "k", "REPORT_EVERY": 1000}, CAP_RESOLUTION=5)
 BASE = {**KEEP, "NAME": "base"}
 # actions an allowlisted owner could have accepted with a fresh TIME: the fuzzer sends them only in forms that
 # must fail (unsigned, tampered, foreign key, stale, replayed, encrypted wrongly)
@@ -441,7 +438,8 @@ def test_fuzzed_commands_are_all_rejected(fuzz_node: NodeRunner, mosquitto: Mosq
         # the node counts the command once its handler and the edge_command_received hook ran: wait for it
         baseline = wait_for(lambda: commands_seen(runner).get("accepted") and commands_seen(runner), timeout=20)
         assert baseline["accepted"] == 1 and baseline["rejected"] == 0, baseline
-        time.sleep(1.0)  # the deploy's notifications arrive before the fuzz starts
+        # the deploy's notifications (pipeline applied, instance configured) arrive before the fuzz starts
+        wait_for(lambda: {PIPELINE_OK, PLUGIN_CONFIG_OK} <= {n.code for n in list(notes)}, timeout=10)
         with lock:
             notes.clear()
         rss_before = rss_bytes(runner.proc.pid)
@@ -449,23 +447,38 @@ def test_fuzzed_commands_are_all_rejected(fuzz_node: NodeRunner, mosquitto: Mosq
         fuzzer = Fuzzer(random.Random(SEED), node_address, owner, strangers, deployed.command)
         topic = client.command_topic(node_address)
         kinds: Counter[str] = Counter()
-        made = time.monotonic()
-        messages = []
-        for kind, data in fuzzer.messages(FUZZ_COUNT):
-            kinds[kind] += 1
-            messages.append(data)
-        made = time.monotonic() - made
+        stream = fuzzer.messages(FUZZ_COUNT)
+        made = 0.0
+
+        def next_chunk() -> list[bytes]:
+            nonlocal made
+            begun = time.monotonic()
+            chunk = []
+            for kind, data in itertools.islice(stream, CHUNK):
+                kinds[kind] += 1
+                chunk.append(data)
+            made += time.monotonic() - begun
+            return chunk
+
         sent, started = 0, time.monotonic()
         rss_half = 0
-        for first in range(0, len(messages), CHUNK):
-            chunk = messages[first : first + CHUNK]
+        chunk = next_chunk()
+        while chunk:
             blaster.publish_all(topic, chunk)
             sent += len(chunk)
+            chunk = next_chunk()  # made while the node (another process) handles the previous chunk
             wait_counted(runner, baseline["received"] + sent)
             if not rss_half and sent >= FUZZ_COUNT // 2:
                 rss_half = rss_bytes(runner.proc.pid)
         elapsed = time.monotonic() - started
-        time.sleep(1.0)  # the last rejections' notifications
+
+        # the last rejections' notifications: each rejection is notified once or counted as not notified
+        def all_notified() -> bool:
+            seen = commands_seen(runner)
+            handled = bool(seen) and seen["rejected"] >= seen["received"] - 1  # every message but the deploy
+            return handled and len(notes) >= seen["rejected"] - seen["rejections_not_notified"]
+
+        wait_for(all_notified, timeout=30)
         after = commands_seen(runner)
         rss_after = rss_bytes(runner.proc.pid)
         print(f"\nfuzz: {sent} messages (seed {SEED}) made in {made:.1f} s, published and handled in {elapsed:.1f} s "

@@ -309,8 +309,8 @@ def test_idle_node_imports_no_heavy_modules(make_node: Callable[..., NodeRunner]
     node.start("-X", "importtime")
     check = pipeline_running("demo") if demo else None
     first = node.wait_running(check)
-    node.wait_running(lambda i: i["updated_at"] != first["updated_at"])  # a few housekeeping rounds too
-    time.sleep(0.5)
+    second = node.wait_running(lambda i: i["updated_at"] != first["updated_at"])  # a few housekeeping rounds too
+    node.wait_running(lambda i: i["updated_at"] != second["updated_at"])
     assert node.stop()[0] == 0
     modules = imported_modules(node.output())
     assert "edge_engine.node.core" in modules  # the parser sees the engine's own imports

@@ -375,7 +375,9 @@ def test_an_idle_node_imports_no_onnxruntime_and_starts_no_server(tmp_path: Path
         node.start()
         node.add_pipeline({{"NAME": "plain", "TYPE": "SYNTHETIC", "COUNT": 20,
                             "PLUGINS": [{{"SIGNATURE": "FRAME_STATS", "INSTANCES": [{{"INSTANCE_ID": "s"}}]}}]}})
-        time.sleep(0.5)
+        (stage,) = node.pipelines["plain"].instances.values()
+        while stage.stats.inputs < 1:  # the pipeline runs
+            time.sleep(0.02)
         snapshot = node.snapshot()
         print(json.dumps({{"ort": "onnxruntime" in sys.modules, "children": len(psutil.Process().children()),
                           "servers": snapshot["models"]["servers"]}}))
