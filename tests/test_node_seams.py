@@ -82,6 +82,19 @@ def test_a_service_that_fails_to_start_leaves_no_other_running() -> None:
     assert started == [] and not any(s.running for s in services)
 
 
+def test_a_service_that_cannot_be_made_leaves_no_other_running() -> None:
+    """The node makes each service when the ones before it run (a bad setting is found then)."""
+    journal: list[tuple[str, str, Any]] = []
+
+    def services() -> Iterator[Service]:
+        yield FakeService("storage", journal)
+        raise ValueError("comms: EE_MQTT_PORT is not a port")
+
+    with pytest.raises(ValueError, match="EE_MQTT_PORT"):
+        start_in_order(services(), [], lambda: 1.0)
+    assert [(what, name) for what, name, _ in journal] == [("start", "storage"), ("stop", "storage")]
+
+
 def test_a_service_that_fails_to_stop_does_not_keep_the_others_running(caplog: pytest.LogCaptureFixture) -> None:
     journal: list[tuple[str, str, Any]] = []
     broken = FakeService("broken", journal)

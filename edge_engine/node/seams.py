@@ -82,15 +82,17 @@ class PartService:
 
 
 def start_in_order(services: Iterable[Service], started: list[Service], stop_deadline: Callable[[], float]) -> None:
-    """Start ``services`` one after the other, appending each to ``started`` once it is up. When one fails to
-    start, those already started are stopped (reverse order, ``stop_deadline()``) and the error is raised."""
-    for service in services:
-        try:
+    """Start ``services`` one after the other, appending each to ``started`` once it is up. When one fails to be
+    made (``services`` may be a generator that makes each when the ones before it run) or to start, those already
+    started are stopped (reverse order, ``stop_deadline()``) and the error is raised; the failing one cleans up
+    after itself."""
+    try:
+        for service in services:
             service.start()
-        except BaseException:
-            stop_in_reverse(started, stop_deadline())
-            raise
-        started.append(service)
+            started.append(service)
+    except BaseException:
+        stop_in_reverse(started, stop_deadline())
+        raise
 
 
 def stop_in_reverse(started: list[Service], deadline: float) -> list[str]:
