@@ -367,3 +367,53 @@ def test_rate_meter_keeps_its_rate_when_readers_call_in_quick_succession() -> No
     assert meter.update(50, now=102.0) == 25.0
     assert meter.update(51, now=102.01) == 25.0  # a second reader right after: the window is not restarted
     assert meter.update(71, now=103.0) == 21.0  # (71 - 50) / (103 - 102)
+
+
+def test_a_blocked_producer_is_woken_once_half_the_mailbox_is_free() -> None:
+    box = Mailbox(4, BLOCK)
+    for i in range(4):
+        box.put(i)
+    _, producer = start(box.put, 4)
+    assert not producer["done"].wait(0.05)
+    assert box.get() == (INPUT, 0)
+    assert not producer["done"].wait(0.05)  # 3 of 4 still queued: no hand-off for one slot
+    assert box.get() == (INPUT, 1)
+    assert producer["done"].wait(2) and producer["result"] is True  # half free: the producer fills it in a batch
+    assert [item for _, item in drain(box)] == [2, 3, 4]
+
+
+def test_hand_off_keeps_order_and_counts_drops_under_load() -> None:
+    for policy in (BLOCK, DROP_OLDEST):
+        box = Mailbox(4, policy)
+        got: list[int] = []
+
+        def consume(box: Mailbox = box, got: list[int] = got) -> None:
+            try:
+                while True:
+                    message = box.get()
+                    if message is not None:
+                        got.append(message[1])
+            except Closed:
+                pass
+
+        consumer = threading.Thread(target=consume)
+        consumer.start()
+        for i in range(5000):
+            assert box.put(i)
+        box.close()
+        consumer.join(10)
+        assert got == sorted(got) and len(set(got)) == len(got)  # in order, nothing twice
+        assert len(got) + box.dropped == 5000  # every input taken or counted as dropped
+        assert box.dropped == 0 if policy == BLOCK else got[-1] == 4999
+
+
+def test_a_get_that_timed_out_leaves_no_wake_up_behind() -> None:
+    box = Mailbox(2, BLOCK)
+    for _ in range(50):  # a put racing a timing-out get must not make a later get return at once
+        _, getter = start(box.get, 0.001)
+        box.put_control("x")
+        getter["done"].wait(2)
+        drain(box)
+    started = time.monotonic()
+    assert box.get(timeout=0.05) is None
+    assert time.monotonic() - started >= 0.05

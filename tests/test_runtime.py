@@ -614,3 +614,41 @@ def test_url_credentials_never_show(node_factory: Any, caplog: pytest.LogCapture
     assert "secret" not in node.layout.local_info.read_text(encoding="utf-8")
     assert "rtsp://***@127.0.0.1:9/x" in caplog.text
     assert "secret" not in caplog.text
+
+
+# --- hand-off between threads (issue 19) ---------------------------------------------------------------------------
+def test_pipeline_without_models_hands_frames_straight_to_its_instances(node_factory: Any) -> None:
+    video = {"TYPE": "VIDEO_FILE", "URL": str(DEMO_VIDEO)}
+    node = node_factory(plugins=PLUGINS, pipelines=[pipeline("file", probe("slow", SLEEP_S=0.002), probe("fast"),
+                                                             **video)])  # fmt: skip
+    runner = node.pipelines["file"]
+    wait_for(lambda: runner.status() == "finished", timeout=20)
+    assert runner.inlet.direct and runner.dispatcher.ident is None  # no dispatcher thread: one hand-off per frame
+    for name in ("slow", "fast"):
+        assert instance(node, "file", name).stats.inputs == DEMO_FRAMES
+        assert instance(node, "file", name).stats.dropped == 0
+        assert _PROBES[("file", name)].seqs == list(range(1, DEMO_FRAMES + 1))  # every frame, in order
+        assert _PROBES[("file", name)].closed
+    assert runner.capture.stats.dropped == 0
+
+
+def test_a_model_added_live_routes_inputs_through_the_dispatcher_in_order(node_factory: Any) -> None:
+    raw = pipeline("p", probe("a"))
+    node = node_factory(plugins=PLUGINS, pipelines=[raw])
+    capture_running(node, "p")
+    runner = node.pipelines["p"]
+    obj = plugin(node, "p")
+    wait_for(lambda: len(obj.seqs) >= 5)
+    assert runner.inlet.direct and runner.dispatcher.ident is None
+    changed = copy.deepcopy(raw)
+    changed["PLUGINS"][0]["INSTANCES"].append(probe("b", AI_ENGINE="NO_SUCH_ENGINE"))  # needs the serving stage
+    node.add_pipeline(changed)
+    assert node.pipelines["p"] is runner
+    wait_for(lambda: runner.dispatcher.is_alive())
+    assert not runner.inlet.direct
+    other = plugin(node, "p", "b")
+    wait_for(lambda: len(other.seqs) >= 5)
+    grows(lambda: len(obj.seqs))
+    seqs = list(obj.seqs)
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))  # a file-like source: no frame lost, none reordered
+    assert instance(node, "p", "a").stats.dropped == 0

@@ -5,10 +5,16 @@ Inputs follow a policy: ``block`` (the producer waits for room: files lose no fr
 updates, commands, stop) jump ahead of inputs and are never dropped. Closing wakes every waiter, and
 :meth:`Mailbox.wake` wakes a waiting :meth:`~Mailbox.get` with no message (it returns None, as on a timeout): the
 serving stage uses it to tell the dispatcher that the results it waits for are in.
+
+Every frame of a pipeline crosses a mailbox, so a hand-off must be cheap: a waiting thread blocks in C (a
+``SimpleQueue.get``) instead of :class:`threading.Condition`, whose ``wait()`` makes a new lock and runs Python
+code each time (it cost twice as much CPU per frame, see docs/performance.md); and a producer blocked on a full
+mailbox is woken once the consumer has taken half of it (*batch hand-off*), not after every input.
 """
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from collections import deque
@@ -25,8 +31,47 @@ class Closed(Exception):
     """The mailbox was closed and holds nothing more."""
 
 
+class _Waiters:
+    """Threads parked until the mailbox changes; every method is called with the mailbox's lock held.
+
+    A token in ``_tokens`` wakes one parked thread; ``signalled`` counts the tokens not yet taken, so a wake
+    never issues more tokens than there are threads to take them, and a thread whose wait timed out while a token
+    was on its way takes that token back (no stale token wakes a later wait for nothing).
+    """
+
+    __slots__ = ("_tokens", "count", "signalled")
+
+    def __init__(self) -> None:
+        self.count = 0  # threads parked now
+        self.signalled = 0  # tokens put and not yet taken
+        self._tokens: queue.SimpleQueue[None] = queue.SimpleQueue()
+
+    def wait(self, lock: threading.Lock, timeout: float | None) -> None:
+        """Release ``lock``, park until woken or ``timeout``, take ``lock`` again."""
+        self.count += 1
+        lock.release()
+        woken = True
+        try:
+            self._tokens.get(timeout=timeout)
+        except queue.Empty:
+            woken = False
+        finally:
+            lock.acquire()
+            self.count -= 1
+        if woken:
+            self.signalled -= 1
+        elif self.signalled > self.count:  # a token was put for this thread as it timed out: take it back
+            self._tokens.get_nowait()
+            self.signalled -= 1
+
+    def wake_all(self) -> None:
+        for _ in range(self.count - self.signalled):
+            self._tokens.put(None)
+            self.signalled += 1
+
+
 class Mailbox:
-    """Bounded inputs plus unbounded control messages, guarded by one condition variable."""
+    """Bounded inputs plus unbounded control messages, guarded by one lock."""
 
     def __init__(self, maxsize: int, policy: str = BLOCK):
         if policy not in (BLOCK, DROP_OLDEST):
@@ -36,7 +81,9 @@ class Mailbox:
         self.dropped = 0
         self._inputs: deque[Any] = deque()
         self._controls: deque[Any] = deque()
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
+        self._getters = _Waiters()  # consumers waiting for a message
+        self._putters = _Waiters()  # producers waiting for room (BLOCK)
         self._closed = False
         self._woken = False  # wake() was called: the next get() returns None once
 
@@ -49,42 +96,43 @@ class Mailbox:
 
     def set_policy(self, policy: str, maxsize: int | None = None) -> None:
         """Change the policy and bound (for a live config update)."""
-        with self._cond:
+        with self._lock:
             self.policy = policy
             if maxsize is not None:
                 self.maxsize = max(1, int(maxsize))
-            self._cond.notify_all()
+            self._putters.wake_all()
 
     def put(self, item: Any, timeout: float | None = None) -> bool:
         """Add an input. Returns False if the mailbox is closed (or, with ``timeout``, still full)."""
-        with self._cond:
+        with self._lock:
             deadline = None if timeout is None else time.monotonic() + timeout
             # the policy is read again after each wake-up: set_policy(DROP_OLDEST) releases a waiting producer
             while self.policy == BLOCK and len(self._inputs) >= self.maxsize and not self._closed:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
-                self._cond.wait(remaining)
+                self._putters.wait(self._lock, remaining)
             if self._closed:
                 return False
             while len(self._inputs) >= self.maxsize:  # a loop: the bound may have shrunk (set_policy)
                 self._inputs.popleft()
                 self.dropped += 1
             self._inputs.append(item)
-            self._cond.notify_all()
+            if self._getters.count:
+                self._getters.wake_all()
             return True
 
     def put_control(self, item: Any) -> None:
         """Add a control message; it is delivered before any waiting input."""
-        with self._cond:
+        with self._lock:
             self._controls.append(item)
-            self._cond.notify_all()
+            self._getters.wake_all()
 
     def wake(self) -> None:
         """Make the waiting (or the next) :meth:`get` return None at once, whatever is queued."""
-        with self._cond:
+        with self._lock:
             self._woken = True
-            self._cond.notify_all()
+            self._getters.wake_all()
 
     def get(self, timeout: float | None = None, inputs: bool = True) -> tuple[str, Any] | None:
         """The next ``(CONTROL, msg)`` or ``(INPUT, item)``; None on timeout or after :meth:`wake`.
@@ -92,7 +140,7 @@ class Mailbox:
         With ``inputs=False`` only control messages are returned (inputs stay queued).
         Raises :class:`Closed` once the mailbox is closed and (for inputs) drained.
         """
-        with self._cond:
+        with self._lock:
             deadline = None if timeout is None else time.monotonic() + timeout
             while True:
                 if self._woken:
@@ -102,25 +150,28 @@ class Mailbox:
                     return CONTROL, self._controls.popleft()
                 if inputs and self._inputs:
                     item = self._inputs.popleft()
-                    self._cond.notify_all()
+                    # batch hand-off: a producer waiting for room is woken once half the mailbox is free
+                    if self._putters.count and len(self._inputs) <= self.maxsize // 2:
+                        self._putters.wake_all()
                     return INPUT, item
                 if self._closed:
                     raise Closed
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return None
-                self._cond.wait(remaining)
+                self._getters.wait(self._lock, remaining)
 
     def close(self) -> None:
         """Refuse further inputs and wake every waiter; queued items can still be taken."""
-        with self._cond:
+        with self._lock:
             self._closed = True
-            self._cond.notify_all()
+            self._getters.wake_all()
+            self._putters.wake_all()
 
     def clear(self) -> int:
         """Discard waiting inputs; returns how many."""
-        with self._cond:
+        with self._lock:
             count = len(self._inputs)
             self._inputs.clear()
-            self._cond.notify_all()
+            self._putters.wake_all()
             return count
