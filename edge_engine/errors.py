@@ -14,10 +14,22 @@ Configuration errors carry a full location so they can be printed as
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+import enum
+from dataclasses import dataclass
+from typing import Any, Final
 
 _SEP = " › "
+
+
+class _NotGiven(enum.Enum):
+    NOT_GIVEN = "NOT_GIVEN"
+
+    def __repr__(self) -> str:
+        return "NOT_GIVEN"
+
+
+NOT_GIVEN: Final = _NotGiven.NOT_GIVEN
+"""A :class:`ConfigIssue` without a ``got`` value (a missing key): ``None`` is a value the owner may have written."""
 
 
 class EdgeError(Exception):
@@ -34,8 +46,7 @@ class ConfigIssue:
     plugin: str | None = None
     instance: str | None = None
     key: str | None = None
-    got: Any = field(default=None)
-    has_got: bool = False
+    got: Any = NOT_GIVEN
     hint: str | None = None
 
     def location(self) -> str:
@@ -54,7 +65,7 @@ class ConfigIssue:
 
     def __str__(self) -> str:
         text = self.message
-        if self.has_got:
+        if self.got is not NOT_GIVEN:
             text += f" (got {_short(self.got)})"
         if self.hint:
             text += f"; {self.hint}"

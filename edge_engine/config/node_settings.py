@@ -34,8 +34,14 @@ LOG_LEVELS = SETTINGS[C.ENV_LOG_LEVEL].choices
 def _startup_key(setting: Setting, doc: str) -> Key:
     """The startup config's key of an ``EE_*`` setting: its default, type and bounds come from the schema."""
     types: dict[str, type] = {"bool": bool, "int": int, "choice": str, "list": list}
-    return Key(setting.default, type=types.get(setting.kind), min=setting.low, max=setting.high,
-               choices=setting.choices or None, doc=doc)  # fmt: skip
+    return Key(
+        setting.default,
+        type=types.get(setting.kind),
+        min=setting.low,
+        max=setting.high,
+        choices=setting.choices or None,
+        doc=doc,
+    )
 
 
 def _env(name: str, doc: str) -> Key:
@@ -236,7 +242,7 @@ def _read_config_source(spec: str, base: Path, label: str, issues: list[ConfigIs
         issues.append(ConfigIssue(str(exc).replace(f"{path} ", "", 1), file=str(path)))
         return {}, str(path)
     if not isinstance(data, dict):
-        issues.append(ConfigIssue("expected a JSON object", file=str(path), got=type(data).__name__, has_got=True))
+        issues.append(ConfigIssue("expected a JSON object", file=str(path), got=type(data).__name__))
         return {}, str(path)
     return data, str(path)
 
@@ -280,9 +286,16 @@ def _load_startup(
     first_start: bool = False,
 ) -> tuple[dict[str, Any], str | None]:
     raw, label, seed_file = _cached_or_seed(
-        layout.startup_config, env.get(C.ENV_CONFIG), C.ENV_CONFIG, C.STARTUP_CONFIG_FILE, base, issues, seeds, None,
+        layout.startup_config,
+        env.get(C.ENV_CONFIG),
+        C.ENV_CONFIG,
+        C.STARTUP_CONFIG_FILE,
+        base,
+        issues,
+        seeds,
+        None,
         merge_seed=first_start,
-    )  # fmt: skip
+    )
     issues.extend(validate_mapping(raw, STARTUP_SCHEMA, {"file": label}, extra_known=STARTUP_KEYS))
     startup = defaults(STARTUP_SCHEMA)
     startup.update({k: v for k, v in raw.items()})

@@ -19,7 +19,7 @@ from typing import Any
 
 from edge_engine.config.ratio1_keys import INSTANCE_KEYS, PIPELINE_KEYS
 from edge_engine.constants import KIND_BUSINESS, KIND_CAPTURE
-from edge_engine.errors import CacheError, ConfigIssue
+from edge_engine.errors import NOT_GIVEN, CacheError, ConfigIssue
 from edge_engine.local.cache import read_json
 from edge_engine.plugin.config_keys import Key, check_value, defaults, validate_mapping
 from edge_engine.plugin.registry import PluginRecord, PluginRegistry
@@ -46,11 +46,11 @@ def read_pipeline_file(path: Path, role: str = SEED_FILE) -> tuple[list[Any], li
         return [data], []
     if role == CACHE_FILE:
         hint = "a file of the cache holds one pipeline: put each in its own <NAME>.json (lists are for seed files)"
-        return [], [ConfigIssue("expected one pipeline object, not a list", file=label, got=f"a list of {len(data)}",
-                                has_got=True, hint=hint)]  # fmt: skip
+        return [], [
+            ConfigIssue("expected one pipeline object, not a list", file=label, got=f"a list of {len(data)}", hint=hint)
+        ]
     if not data:
-        return [], [ConfigIssue("expected a pipeline object or a non-empty list of them", file=label, got=[],
-                                has_got=True)]  # fmt: skip
+        return [], [ConfigIssue("expected a pipeline object or a non-empty list of them", file=label, got=[])]
     return data, []
 
 
@@ -99,7 +99,7 @@ def validate_pipeline(
     """
     where: dict[str, Any] = {"file": file}
     if not isinstance(raw, dict):
-        return None, [ConfigIssue("a pipeline must be a JSON object", got=type(raw).__name__, has_got=True, **where)]
+        return None, [ConfigIssue("a pipeline must be a JSON object", got=type(raw).__name__, **where)]
     issues: list[ConfigIssue] = []
     name = raw.get("NAME")
     if "NAME" not in raw:
@@ -107,10 +107,13 @@ def validate_pipeline(
     elif not isinstance(name, str) or not NAME_PATTERN.match(name):
         issues.append(
             ConfigIssue(
-                "invalid pipeline name", key="NAME", got=name, has_got=True,
-                hint="use 1-64 letters, digits, '_', '-' or '.'", **where,
+                "invalid pipeline name",
+                key="NAME",
+                got=name,
+                hint="use 1-64 letters, digits, '_', '-' or '.'",
+                **where,
             )
-        )  # fmt: skip
+        )
     where["pipeline"] = name if isinstance(name, str) else None
 
     capture, capture_config = _validate_capture(raw, registry, where, issues)
@@ -119,9 +122,13 @@ def validate_pipeline(
         return None, issues
     assert capture is not None and capture_config is not None
     spec = PipelineSpec(
-        name=name, capture=capture, capture_config=capture_config, instances=tuple(instances),
-        raw=copy.deepcopy(raw), source=file,
-    )  # fmt: skip
+        name=name,
+        capture=capture,
+        capture_config=capture_config,
+        instances=tuple(instances),
+        raw=copy.deepcopy(raw),
+        source=file,
+    )
     return spec, []
 
 
@@ -133,19 +140,22 @@ def _validate_capture(
         issues.append(ConfigIssue("missing required key (the capture plugin's signature)", key="TYPE", **where))
         return None, None
     if not isinstance(type_name, str):
-        issues.append(ConfigIssue("expected str", key="TYPE", got=type_name, has_got=True, **where))
+        issues.append(ConfigIssue("expected str", key="TYPE", got=type_name, **where))
         return None, None
     record = registry.get(KIND_CAPTURE, type_name)
     if record is None:
         hint = _missing_hint(registry, KIND_CAPTURE, type_name)
-        issues.append(
-            ConfigIssue("unknown capture plugin", key="TYPE", got=type_name, has_got=True, hint=hint, **where)
-        )
+        issues.append(ConfigIssue("unknown capture plugin", key="TYPE", got=type_name, hint=hint, **where))
         return None, None
     schema = record.cls.config_schema()
     top_level = {k: v for k, v in raw.items() if k not in PIPELINE_STRUCTURE}
-    found = validate_mapping(top_level, schema, {**where, "plugin": record.signature}, extra_known=PIPELINE_KEYS,
-                             structural=PIPELINE_STRUCTURE)  # fmt: skip
+    found = validate_mapping(
+        top_level,
+        schema,
+        {**where, "plugin": record.signature},
+        extra_known=PIPELINE_KEYS,
+        structural=PIPELINE_STRUCTURE,
+    )
     issues.extend(found)
     config = defaults(schema)
     config.update({k: copy.deepcopy(v) for k, v in top_level.items() if k in schema})
@@ -160,19 +170,25 @@ def _validate_plugins(
     models_dir: Path | None = None,
 ) -> list[InstanceSpec]:
     if not isinstance(plugins, list):
-        issues.append(ConfigIssue("expected a list of plugins", key="PLUGINS", got=plugins, has_got=True, **where))
+        issues.append(ConfigIssue("expected a list of plugins", key="PLUGINS", got=plugins, **where))
         return []
     instances: list[InstanceSpec] = []
     seen_signatures: set[str] = set()
     for index, entry in enumerate(plugins):
         entry_where = {**where, "plugin": f"#{index}"}
         if not isinstance(entry, dict):
-            issues.append(ConfigIssue("expected an object", got=entry, has_got=True, **entry_where))
+            issues.append(ConfigIssue("expected an object", got=entry, **entry_where))
             continue
         signature = entry.get("SIGNATURE")
         if not isinstance(signature, str) or not signature:
-            issues.append(ConfigIssue("missing or invalid SIGNATURE", key="SIGNATURE", got=signature,
-                                      has_got="SIGNATURE" in entry, **entry_where))  # fmt: skip
+            issues.append(
+                ConfigIssue(
+                    "missing or invalid SIGNATURE",
+                    key="SIGNATURE",
+                    got=entry.get("SIGNATURE", NOT_GIVEN),
+                    **entry_where,
+                )
+            )
             continue
         entry_where["plugin"] = signature
         for extra in sorted(set(entry) - PLUGIN_ENTRY_KEYS):
@@ -180,12 +196,16 @@ def _validate_plugins(
         record = registry.get(KIND_BUSINESS, signature)
         if record is None:
             hint = _missing_hint(registry, KIND_BUSINESS, signature)
-            issues.append(ConfigIssue("unknown business plugin", key="SIGNATURE", got=signature, has_got=True,
-                                      hint=hint, **entry_where))  # fmt: skip
+            issues.append(
+                ConfigIssue("unknown business plugin", key="SIGNATURE", got=signature, hint=hint, **entry_where)
+            )
             continue
         if record.signature.upper() in seen_signatures:
-            issues.append(ConfigIssue("plugin listed twice; put all its instances in one INSTANCES list",
-                                      key="SIGNATURE", **entry_where))  # fmt: skip
+            issues.append(
+                ConfigIssue(
+                    "plugin listed twice; put all its instances in one INSTANCES list", key="SIGNATURE", **entry_where
+                )
+            )
             continue
         seen_signatures.add(record.signature.upper())
         instances.extend(_validate_instances(entry.get("INSTANCES"), record, entry_where, issues, registry, models_dir))
@@ -201,8 +221,14 @@ def _validate_instances(
     models_dir: Path | None = None,
 ) -> list[InstanceSpec]:
     if not isinstance(items, list) or not items:
-        issues.append(ConfigIssue("expected a non-empty list of instances", key="INSTANCES", got=items,
-                                  has_got=items is not None, **where))  # fmt: skip
+        issues.append(
+            ConfigIssue(
+                "expected a non-empty list of instances",
+                key="INSTANCES",
+                got=NOT_GIVEN if items is None else items,
+                **where,
+            )
+        )
         return []
     schema = record.cls.config_schema()
     result: list[InstanceSpec] = []
@@ -210,13 +236,19 @@ def _validate_instances(
     for index, item in enumerate(items):
         inst_where = {**where, "instance": f"#{index}"}
         if not isinstance(item, dict):
-            issues.append(ConfigIssue("expected an object", got=item, has_got=True, **inst_where))
+            issues.append(ConfigIssue("expected an object", got=item, **inst_where))
             continue
         instance_id = item.get("INSTANCE_ID")
         if not isinstance(instance_id, str) or not NAME_PATTERN.match(instance_id):
-            issues.append(ConfigIssue("missing or invalid INSTANCE_ID", key="INSTANCE_ID", got=instance_id,
-                                      has_got="INSTANCE_ID" in item, hint="use 1-64 letters, digits, '_', '-' or '.'",
-                                      **inst_where))  # fmt: skip
+            issues.append(
+                ConfigIssue(
+                    "missing or invalid INSTANCE_ID",
+                    key="INSTANCE_ID",
+                    got=item.get("INSTANCE_ID", NOT_GIVEN),
+                    hint="use 1-64 letters, digits, '_', '-' or '.'",
+                    **inst_where,
+                )
+            )
             continue
         inst_where["instance"] = instance_id
         if instance_id in seen:

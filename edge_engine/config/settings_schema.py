@@ -190,14 +190,15 @@ class Setting:
         """The one form of a bad value of this variable: ``environment › key 'EE_X': <problem> (got '<text>');
         default: <default>``."""
         got = "***" if self.secret else text
-        return ConfigIssue(problem, file=ENVIRONMENT, key=self.name, got=got, has_got=True, hint=self.default_hint())
+        return ConfigIssue(problem, file=ENVIRONMENT, key=self.name, got=got, hint=self.default_hint())
 
     def file_issue(self, value: Any, problem: str, where: str | None = None) -> ConfigIssue:
         """A bad value of this setting's file key, in the same form: ``<file> › key 'K': <problem> (got V);
         default: <default>``."""
         got = "***" if self.secret else value
-        return ConfigIssue(problem, file=where or self.file_where(), key=self.file_key, got=got, has_got=True,
-                           hint=self.default_hint())  # fmt: skip
+        return ConfigIssue(
+            problem, file=where or self.file_where(), key=self.file_key, got=got, hint=self.default_hint()
+        )
 
     def default_hint(self) -> str:
         return f"default: {self.default_text() or 'unset'}"

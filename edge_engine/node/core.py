@@ -40,7 +40,7 @@ from edge_engine.config.pipelines import (
     read_pipeline_file,
     validate_pipeline,
 )
-from edge_engine.errors import CacheError, ConfigError, ConfigIssue, PipelineError
+from edge_engine.errors import NOT_GIVEN, CacheError, ConfigError, ConfigIssue, PipelineError
 from edge_engine.local.allowlist import read as read_allowlist
 from edge_engine.local.cache import atomic_write_json, read_json
 from edge_engine.local.identity import Identity, default_alias, load_or_create_identity
@@ -344,11 +344,15 @@ class Node:
         if not isinstance(name, str) or not NAME_PATTERN.match(name):
             hint = "use 1-64 letters, digits, '_', '-' or '.'"
             if not isinstance(raw, dict):
-                issue = ConfigIssue("a pipeline must be a JSON object", file=label, got=type(raw).__name__,
-                                    has_got=True)  # fmt: skip
+                issue = ConfigIssue("a pipeline must be a JSON object", file=label, got=type(raw).__name__)
             else:
-                issue = ConfigIssue("missing or invalid pipeline name", file=label, key="NAME", got=name,
-                                    has_got="NAME" in raw, hint=hint)  # fmt: skip
+                issue = ConfigIssue(
+                    "missing or invalid pipeline name",
+                    file=label,
+                    key="NAME",
+                    got=raw.get("NAME", NOT_GIVEN),
+                    hint=hint,
+                )
             self._record_invalid(f"unnamed:{Path(label).name}" if not isinstance(name, str) else name, label, [issue])
             return
         atomic_write_json(self.layout.stream_file(name), self._stamp(raw))
@@ -413,9 +417,16 @@ class Node:
     def add_pipeline(self, raw: dict[str, Any], source: str = "api") -> PipelineSpec:
         """Add a pipeline, or replace the one with the same NAME. Raises ConfigError and changes nothing."""
         if isinstance(raw, dict) and str(raw.get("NAME", "")).lower() == C.ADMIN_PIPELINE_NAME:
-            raise ConfigError([ConfigIssue("the admin pipeline is built from the startup config (ADMIN_PIPELINE) and "
-                                           "cannot be replaced", file=source, key="NAME", got=raw.get("NAME"),
-                                           has_got=True)])  # fmt: skip
+            raise ConfigError(
+                [
+                    ConfigIssue(
+                        "the admin pipeline is built from the startup config (ADMIN_PIPELINE) and cannot be replaced",
+                        file=source,
+                        key="NAME",
+                        got=raw.get("NAME"),
+                    )
+                ]
+            )
         spec, issues = validate_pipeline(raw, self.registry, source, self.layout.models)
         if spec is None:
             raise ConfigError(issues)

@@ -219,7 +219,7 @@ def validate_mapping(
             problem = (f"the plugin declares this key wrongly ({type(exc).__name__}: {exc})", None)
         if problem:
             message, hint = problem
-            issues.append(ConfigIssue(message, key=name, got=value, has_got=True, hint=hint, **where))
+            issues.append(ConfigIssue(message, key=name, got=value, hint=hint, **where))
     for name, key in schema.items():
         if key.required and name not in values:
             doc = f"{key.doc}" if key.doc else None

@@ -25,11 +25,19 @@ WHERE = f"{C.APP_CONFIG_FILE} › FILE_UPLOAD"
 
 # file key -> (attribute, kind, environment variable); types, bounds and defaults are declared in the schema
 ATTRIBUTES: dict[str, str] = {
-    "ENDPOINT": "endpoint", "ACCESS_KEY": "access_key", "SECRET_KEY": "secret_key", "BUCKET_NAME": "bucket",
-    "SECURE": "secure", "REGION": "region", "PREFIX": "prefix", "URL_MODE": "url_mode",
-    "URL_EXPIRY_SECONDS": "url_expiry_seconds", "CREATE_BUCKET": "create_bucket",
-    "PUBLIC_ENDPOINT": "public_endpoint", "MAX_QUEUE_MB": "max_queue_mb",
-}  # fmt: skip
+    "ENDPOINT": "endpoint",
+    "ACCESS_KEY": "access_key",
+    "SECRET_KEY": "secret_key",
+    "BUCKET_NAME": "bucket",
+    "SECURE": "secure",
+    "REGION": "region",
+    "PREFIX": "prefix",
+    "URL_MODE": "url_mode",
+    "URL_EXPIRY_SECONDS": "url_expiry_seconds",
+    "CREATE_BUCKET": "create_bucket",
+    "PUBLIC_ENDPOINT": "public_endpoint",
+    "MAX_QUEUE_MB": "max_queue_mb",
+}
 SCHEMA = by_file_key("storage")
 FIELDS: dict[str, tuple[str, str, str]] = {key: (ATTRIBUTES[key], s.kind, s.name) for key, s in SCHEMA.items()}
 ENV_FIELDS = {env: (attr, kind) for attr, kind, env in FIELDS.values()}
@@ -93,15 +101,17 @@ def load_storage_settings(
         upload = {}
     kind = str(resolve_env_ref(upload.get("TYPE"), env) or "minio").strip().lower()
     if kind not in ("minio", "s3"):
-        issues.append(ConfigIssue("expected minio (any S3-compatible server)", file=WHERE, key="TYPE", got=kind,
-                                  has_got=True))  # fmt: skip
+        issues.append(ConfigIssue("expected minio (any S3-compatible server)", file=WHERE, key="TYPE", got=kind))
     params = upload.get("CONFIG_UPLOADER", upload.get("CONFIG")) or {}
     params = params if isinstance(params, dict) else {}
     for key, raw in params.items():
         if key not in SCHEMA:
             close = difflib.get_close_matches(str(key), list(SCHEMA), n=1)
-            issues.append(ConfigIssue("unknown key", file=UPLOADER, key=str(key),
-                                      hint=f"did you mean {close[0]!r}?" if close else None))  # fmt: skip
+            issues.append(
+                ConfigIssue(
+                    "unknown key", file=UPLOADER, key=str(key), hint=f"did you mean {close[0]!r}?" if close else None
+                )
+            )
             continue
         setting = SCHEMA[key]
         if isinstance(raw, str) and raw.strip() == f"${setting.name}":
