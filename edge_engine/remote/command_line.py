@@ -24,6 +24,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+from edge_engine.config.settings_schema import read_group
 from edge_engine.remote.node_client import (
     DEFAULT_KEY_FILE,
     DEFAULT_ROOT_TOPIC,
@@ -35,9 +36,20 @@ from edge_engine.remote.node_client import (
 )
 
 
+def _env_defaults() -> dict[str, Any]:
+    """The broker settings from ``EE_*`` (read and checked by the node's settings schema), or exit with its message."""
+    values, issues = read_group("comms", os.environ)
+    if issues:
+        for issue in issues:
+            print(f"edge-client: {issue}", file=sys.stderr)
+        raise SystemExit(2)
+    return values
+
+
 def _common(suppress: bool) -> argparse.ArgumentParser:
     """The connection options; accepted before and after the command (after: no defaults, so none is reset)."""
     common = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS if suppress else None)
+    env = {} if suppress else _env_defaults()
 
     def default(value: Any) -> dict[str, Any]:
         return {} if suppress else {"default": value}
@@ -47,27 +59,27 @@ def _common(suppress: bool) -> argparse.ArgumentParser:
     )
     common.add_argument(
         "--host",
-        **default(os.environ.get("EE_MQTT_HOST") or "127.0.0.1"),
+        **default(env.get("EE_MQTT_HOST") or "127.0.0.1"),
         help="MQTT broker host (default $EE_MQTT_HOST or 127.0.0.1)",
     )
     common.add_argument(
         "--port",
         type=int,
-        **default(int(os.environ.get("EE_MQTT_PORT") or 1883)),
+        **default(env.get("EE_MQTT_PORT", 1883)),
         help="MQTT broker port (default $EE_MQTT_PORT or 1883)",
     )
-    common.add_argument("--user", **default(os.environ.get("EE_MQTT_USER")), help="broker user (default $EE_MQTT_USER)")
+    common.add_argument("--user", **default(env.get("EE_MQTT_USER")), help="broker user (default $EE_MQTT_USER)")
     common.add_argument("--password", help="broker password (default $EE_MQTT)")
     common.add_argument(
         "--ca",
         metavar="FILE",
-        **default(os.environ.get("EE_MQTT_CERT")),
+        **default(env.get("EE_MQTT_CERT")),
         help="CA certificate: connect with TLS (default $EE_MQTT_CERT)",
     )
     common.add_argument("--tls", action="store_true", **default(False), help="TLS with the system CAs")
     common.add_argument(
         "--root-topic",
-        **default(os.environ.get("EE_ROOT_TOPIC") or DEFAULT_ROOT_TOPIC),
+        **default(env.get("EE_ROOT_TOPIC") or DEFAULT_ROOT_TOPIC),
         help=f"topic root (default $EE_ROOT_TOPIC or {DEFAULT_ROOT_TOPIC})",
     )
     common.add_argument(
