@@ -47,7 +47,6 @@ DEFAULT_INPUTS = 100
 PIPELINE_NAME = "dry-run"
 INSTANCE_ID = "dry-run"
 ECHO_SIGNATURE = "DRY_RUN_INPUTS"
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".ts")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from edge_engine import constants as C
 from edge_engine.config.node_settings import network_name
-from edge_engine.config.settings_schema import COMMS_PARAMS, ENVIRONMENT, by_file_key, group, parse_supervisor
+from edge_engine.config.settings_schema import ENVIRONMENT, by_file_key, group, parse_supervisor
 from edge_engine.errors import ConfigIssue
 
 DEFAULT_ROOT_TOPIC = "naeural"
@@ -103,9 +103,6 @@ SCHEMA = group("comms")
 ENV_FIELDS: dict[str, tuple[str, str, float | None, float | None]] = {
     name: (ATTRIBUTES[name], setting.kind, setting.low, setting.high) for name, setting in SCHEMA.items()
 }
-# .config_app.json COMMUNICATION.PARAMS key -> attribute
-FILE_FIELDS: dict[str, str] = {s.file_key: ATTRIBUTES[name] for name, s in SCHEMA.items() if s.file_key}
-APP_WHERE = COMMS_PARAMS
 
 
 def load_comms_settings(

@@ -28,8 +28,6 @@ from edge_engine.errors import CacheError, ConfigError, ConfigIssue
 from edge_engine.local.cache import CacheLayout, atomic_write_json, atomic_write_text, read_json, resolve_cache_dir
 from edge_engine.plugin.config_keys import Key, check_value, defaults, validate_mapping
 
-LOG_LEVELS = SETTINGS[C.ENV_LOG_LEVEL].choices
-
 
 def _startup_key(setting: Setting, doc: str) -> Key:
     """The startup config's key of an ``EE_*`` setting: its default, type and bounds come from the schema."""

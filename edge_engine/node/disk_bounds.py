@@ -266,15 +266,12 @@ class DiskManager:
         self._count(result, self.output_dir)
         return result
 
-    def wrote(self, nbytes: int) -> None:
-        """Kept for writers that do not use :meth:`writing`: their bytes are found by the next rescan."""
-
     def write_failed(self, exc: BaseException, where: str = "") -> bool:
         """Report a failed write; True (and outputs paused) when it failed because the disk is full."""
         if not is_disk_full(exc):
             return False
         self._enospc = True
-        self._enter_full(f"{where or 'a write'} failed: {exc.strerror or exc}")  # type: ignore[union-attr]
+        self._enter_full(f"{where or 'a write'} failed: {getattr(exc, 'strerror', None) or exc}")
         return True
 
     # --- housekeeping ---------------------------------------------------------------------------------

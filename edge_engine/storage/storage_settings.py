@@ -17,10 +17,9 @@ from typing import Any
 
 from edge_engine import constants as C
 from edge_engine.comms.comms_settings import resolve_env_ref
-from edge_engine.config.settings_schema import MAX_PRESIGN_SECONDS, SETTINGS, UPLOADER, by_file_key
+from edge_engine.config.settings_schema import MAX_PRESIGN_SECONDS, UPLOADER, by_file_key
 from edge_engine.errors import ConfigIssue
 
-URL_MODES = SETTINGS["EE_MINIO_URL_MODE"].choices
 WHERE = f"{C.APP_CONFIG_FILE} › FILE_UPLOAD"
 
 # file key -> (attribute, kind, environment variable); types, bounds and defaults are declared in the schema
