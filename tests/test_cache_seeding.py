@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from conftest import REPO
+from plugins_src import synthetic_pipeline
 
 from edge_engine.cli.ops import main_change_alias
 from edge_engine.config.node_settings import load_settings
@@ -21,8 +22,7 @@ from edge_engine.local.identity import load_or_create_identity
 from edge_engine.node.core import Node
 
 ENV = {"EE_COMMS": "0", "EE_STATUS_PORT": "0", "EE_LOAD_ENTRY_POINTS": "0"}
-FRAME_STATS = {"SIGNATURE": "FRAME_STATS", "INSTANCES": [{"INSTANCE_ID": "s", "REPORT_EVERY": 1000}]}
-SEEDED = {"NAME": "seeded", "TYPE": "SYNTHETIC", "MODE": "messages", "CAP_RESOLUTION": 5, "PLUGINS": [FRAME_STATS]}
+SEEDED = synthetic_pipeline("seeded", "FRAME_STATS", {"INSTANCE_ID": "s", "REPORT_EVERY": 1000}, CAP_RESOLUTION=5)
 DEMO = {**SEEDED, "NAME": "demo"}
 R1_ALIAS = "r1-gate-07"
 

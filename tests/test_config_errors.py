@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from conftest import wait_for
+from plugins_src import synthetic_pipeline
 
 from edge_engine.config.node_settings import load_settings
 from edge_engine.config.pipelines import validate_pipeline
@@ -374,13 +375,7 @@ def test_unreadable_cache_version_is_refused(tmp_path: Path) -> None:
 
 # --- the node with one valid and one invalid pipeline -----------------------------------------------------------
 def test_node_starts_valid_pipelines_and_reports_invalid_ones(node_factory: Any) -> None:
-    good = {
-        "NAME": "good",
-        "TYPE": "SYNTHETIC",
-        "MODE": "messages",
-        "CAP_RESOLUTION": 50,
-        "PLUGINS": [{"SIGNATURE": "FRAME_STATS", "INSTANCES": [{"INSTANCE_ID": "s", "REPORT_EVERY": 5}]}],
-    }
+    good = synthetic_pipeline("good", "FRAME_STATS", {"INSTANCE_ID": "s", "REPORT_EVERY": 5}, CAP_RESOLUTION=50)
     bad = {
         "NAME": "bad",
         "TYPE": "SYNTHETIC",

@@ -14,6 +14,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from conftest import wait_for
 from node_runner import NodeRunner, base_env
+from plugins_src import synthetic_pipeline
 
 from edge_engine.cli.ops import main_add_allowed
 from edge_engine.comms.heartbeat import build_heartbeat, decode_data
@@ -22,8 +23,7 @@ from edge_engine.remote.node_client import EdgeClient, load_client_identity
 
 pytestmark = pytest.mark.timeout(90)
 
-FRAME_STATS = {"SIGNATURE": "FRAME_STATS", "INSTANCES": [{"INSTANCE_ID": "fs", "REPORT_EVERY": 5}]}
-STATS = {"NAME": "stats", "TYPE": "SYNTHETIC", "MODE": "messages", "CAP_RESOLUTION": 20, "PLUGINS": [FRAME_STATS]}
+STATS = synthetic_pipeline("stats", "FRAME_STATS", {"INSTANCE_ID": "fs", "REPORT_EVERY": 5}, CAP_RESOLUTION=20)
 BENCH_VIDEO = {"NAME": "BENCH_VIDEO", "TYPE": "VIDEO_FILE", "URL": "bench.mp4",
                "PLUGINS": [{"SIGNATURE": "NO_SUCH_PLUGIN", "INSTANCES": [{"INSTANCE_ID": "a"}]}]}  # fmt: skip
 DETECTOR = {"INSTANCE_ID": "people", "AI_ENGINE": "YOLO", "STARTUP_AI_ENGINE_PARAMS": {"ONNX_MODEL": "missing.onnx"}}

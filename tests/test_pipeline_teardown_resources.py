@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from conftest import wait_for
 from node_runner import NodeRunner, base_env, rss_bytes
+from plugins_src import synthetic_pipeline
 
 from edge_engine.node.core import Node
 
@@ -52,13 +53,7 @@ def rss_mb() -> float:
 
 
 def pipeline(name: str) -> dict[str, Any]:
-    return {
-        "NAME": name,
-        "TYPE": "SYNTHETIC",
-        "MODE": "messages",
-        "COUNT": 3,
-        "PLUGINS": [{"SIGNATURE": "EMIT_EACH", "INSTANCES": [{"INSTANCE_ID": "main"}]}],
-    }
+    return synthetic_pipeline(name, "EMIT_EACH", {"INSTANCE_ID": "main"}, COUNT=3)
 
 
 def deploy_and_delete(node: Node, name: str) -> None:
