@@ -331,7 +331,7 @@ class ModelServer:
         if not jobs:
             self._wake_locked()
         elif min(worker.since for worker, _, _ in jobs) + self.settings.inference_timeout < self._sleep_until:
-            self._wake_locked()  # the scheduler sleeps past this batch's watchdog deadline: let it set its timer
+            self._wake_locked()  # the scheduler sleeps past this batch's watchdog deadline (rare: see _next_timeout)
         return jobs
 
     def _wake_locked(self) -> None:
@@ -463,11 +463,19 @@ class ModelServer:
             oldest = self._queue.oldest()
             if oldest is not None:
                 deadlines.append(oldest + self.settings.inference_timeout)  # held inputs expire
-        if self._queue.size and any(w.state in (WorkerState.READY, WorkerState.BUSY) and len(w.queued) < WORKER_DEPTH
-                                    for w in self._workers):  # fmt: skip
+        if self._queue.size and any(
+            w.state in (WorkerState.READY, WorkerState.BUSY) and len(w.queued) < WORKER_DEPTH for w in self._workers
+        ):
             oldest = self._queue.oldest()
             if oldest is not None:
                 deadlines.append(oldest + self.settings.max_wait)
+        if any(
+            w.state == WorkerState.READY or (w.state == WorkerState.BUSY and len(w.queued) < WORKER_DEPTH)
+            for w in self._workers
+        ):
+            # a pipeline's thread may send a batch any time (see _plan_direct): its watchdog deadline is then
+            # later than this one, so this sleep needs no wake-up for it
+            deadlines.append(now + self.settings.inference_timeout)
         for worker in self._workers:
             if worker.state == WorkerState.BUSY:
                 deadlines.append(worker.since + self.settings.inference_timeout)
