@@ -16,12 +16,13 @@ the node process never imports it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
 from edge_engine.plugin.config_keys import Key
 from edge_engine.plugin.kinds import ServingPlugin
+from edge_engine.serving import providers as execution
 from edge_engine.serving.model_fetch import ModelSource, fetched_path, source_of
 from edge_engine.serving.onnx_info import Dim, OnnxFormatError, OnnxIO, TensorInfo, read_onnx_io
 
@@ -29,7 +30,7 @@ CPU = "CPUExecutionProvider"
 AUTO_BATCH_MAX = 8  # the largest batch ``MAX_BATCH_SIZE: 0`` chooses (for the smallest inputs)
 BATCH_PIXELS = 96 * 96 * 8  # ``MAX_BATCH_SIZE: 0``: batches of about this many input pixels (bench_serving_batch)
 GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider", "ROCMExecutionProvider",
-                 "DmlExecutionProvider", "CoreMLExecutionProvider", "OpenVINOExecutionProvider")  # fmt: skip
+                 "DmlExecutionProvider", "CoreMLExecutionProvider")  # fmt: skip
 
 
 class OnnxServingPlugin(ServingPlugin):
@@ -49,8 +50,15 @@ class OnnxServingPlugin(ServingPlugin):
             type=bool,
             doc="give the arena's memory back after each batch (less steady memory for big inputs; slower)",
         ),
+        "EXECUTION_PROVIDER": Key(
+            "auto",
+            type=str,
+            choices=execution.CHOICES,
+            doc="auto, cpu, openvino, cuda or tensorrt; one the installed onnxruntime lacks is an error (auto: cuda "
+            "if there, else cpu)",
+        ),
         "EXECUTION_PROVIDERS": Key(
-            [CPU], type=list, doc="onnxruntime providers by preference; those not installed are skipped (CUDA, ...)"
+            [], type=list, doc="onnxruntime provider names instead of EXECUTION_PROVIDER (all must be installed)"
         ),
         "MODEL_URL": Key("", type=str, doc="fetch the model from http(s)://... or s3://BUCKET/KEY (or s3:KEY)"),
         "MODEL_SHA256": Key("", type=str, doc="SHA-256 of the file MODEL_URL names (required with it)"),
@@ -66,7 +74,7 @@ class OnnxServingPlugin(ServingPlugin):
         self.input_name = ""
         self.output_names: list[str] = []
         self.fixed_batch: int | None = None
-        self.skipped_providers: list[str] = []
+        self.execution_provider = ""
         self.metadata: dict[str, str] = {}
 
     # --- where the model is and what it takes (class level: also used in the node process) -------------------
@@ -115,8 +123,8 @@ class OnnxServingPlugin(ServingPlugin):
 
     @classmethod
     def default_workers(cls, config: Mapping[str, Any], cores: int) -> int:
-        providers = config.get("EXECUTION_PROVIDERS") or [CPU]
-        if any(p in GPU_PROVIDERS for p in providers):
+        listed = config.get("EXECUTION_PROVIDERS") or []
+        if any(p in GPU_PROVIDERS for p in listed) or execution.uses_gpu(config, execution.installed_build()):
             return 1  # one process feeds the accelerator
         return max(1, cores)
 
@@ -146,6 +154,9 @@ class OnnxServingPlugin(ServingPlugin):
     def check_config(cls, config: Mapping[str, Any], models_dir: Path | None) -> list[str]:
         """The model file exists, is ONNX, and takes what ``pre_process`` gives it."""
         name = cls.model_name(config)
+        unavailable = execution.node_problems(config, name, execution.installed_build())
+        if unavailable:
+            return unavailable
         try:
             source = source_of(config)
             if source is not None and (models_dir is None or not fetched_path(models_dir, source).is_file()):
@@ -192,8 +203,10 @@ class OnnxServingPlugin(ServingPlugin):
         elif self.config.get("ARENA_SHRINK"):  # the arena's chunks in use go back once the batch is done
             self.run_options = ort.RunOptions()
             self.run_options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
-        wanted = list(self.config.get("EXECUTION_PROVIDERS") or [CPU])
-        providers, self.skipped_providers = choose_providers(wanted, ort.get_available_providers())
+        build = f"{execution.installed_build() or 'onnxruntime'} {ort.__version__}"
+        self.execution_provider, providers = execution.load(
+            self.config, ort.get_available_providers(), self.model_name(self.config), build
+        )
         self.model_path = path
         try:
             self.session = ort.InferenceSession(str(path), options, providers=providers)
@@ -250,7 +263,7 @@ class OnnxServingPlugin(ServingPlugin):
         return {
             "path": str(self.model_path or ""),
             "providers": list(self.session.get_providers()) if self.session is not None else [],
-            "skipped_providers": list(self.skipped_providers),
+            "execution_provider": self.execution_provider,
             "inputs": [f"{i.name} {i.element_type} {i.shape_text()}" for i in self.inputs],
             "outputs": [f"{o.name} {o.element_type} {o.shape_text()}" for o in self.outputs],
             "intra_op_threads": self.config.get("INTRA_OP_THREADS"),
@@ -270,15 +283,6 @@ def batch_for_input(size: tuple[int, int] | None) -> int:
         return 1
     fit = max(1, min(AUTO_BATCH_MAX, BATCH_PIXELS // (size[0] * size[1])))
     return 1 << (fit.bit_length() - 1)
-
-
-def choose_providers(wanted: Sequence[str], available: Sequence[str]) -> tuple[list[str], list[str]]:
-    """The wanted providers that are installed, in order, ending with the CPU one; and the skipped ones."""
-    chosen = [p for p in wanted if p in available]
-    skipped = [p for p in wanted if p not in available]
-    if CPU not in chosen:
-        chosen.append(CPU)
-    return chosen, skipped
 
 
 def input_problems(
