@@ -34,8 +34,9 @@ from edge_engine.plugin.kinds import PLUGIN_BASES, BusinessPlugin, CapturePlugin
 DOC = Path("docs") / "plugins.md"
 ENV_TEMPLATE = Path(".env.template")
 SETTINGS_DOC = Path("docs") / "settings.md"
-BLOCK = re.compile(r"(<!-- BEGIN GENERATED: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- END GENERATED: (?P=name) -->)",
-                   re.DOTALL)  # fmt: skip
+BLOCK = re.compile(
+    r"(<!-- BEGIN GENERATED: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- END GENERATED: (?P=name) -->)", re.DOTALL
+)
 KIND_TITLES = {KIND_CAPTURE: "capture", KIND_SERVING: "serving", KIND_BUSINESS: "business"}
 METHODS: list[tuple[type[PluginBase], tuple[str, ...]]] = [
     (PluginBase, ("on_init", "on_config", "on_command", "on_close", "on_safe_mode", "on_resume")),
@@ -94,8 +95,9 @@ def hook_groups() -> dict[str, str]:
     title = ""
     lines = inspect.getsource(hookspecs).splitlines()
     for index, line in enumerate(lines):
-        is_title = (line.startswith("# ") and not line.startswith("# --") and index > 0
-                    and lines[index - 1].startswith("# ---"))  # fmt: skip
+        is_title = (
+            line.startswith("# ") and not line.startswith("# --") and index > 0 and lines[index - 1].startswith("# ---")
+        )
         if is_title:
             title = line[2:].strip()
         match = re.match(r"^def (edge_\w+)\(", line)
@@ -116,8 +118,9 @@ def hooks_section() -> str:
         params = ", ".join(inspect.signature(func).parameters)
         out.append(f"### {name}({params})\n")
         opts = getattr(func, f"{ENGINE_NAME}_spec", {}) or {}
-        flags = [label for key, label in (("historic", "historic"), ("firstresult", "first result wins"))
-                 if opts.get(key)]  # fmt: skip
+        flags = [
+            label for key, label in (("historic", "historic"), ("firstresult", "first result wins")) if opts.get(key)
+        ]
         if flags:
             out.append(f"Flags: {', '.join(flags)}.\n")
         out.append(docstring_markdown(func.__doc__) + "\n")
@@ -185,8 +188,10 @@ def builtins_section(extensions: Path) -> str:
         aliases = f" (also `{'`, `'.join(cls.ALIASES)}`)" if cls.ALIASES else ""
         source = Path(record.source).resolve().relative_to(extensions.resolve().parent)
         out.append(f"### {record.signature}{aliases}\n")
-        out.append(f"{KIND_TITLES[record.kind].capitalize()} plugin, `{source}`, version {record.version}. "
-                   f"{rst_to_md(cls.DESCRIPTION)}\n")  # fmt: skip
+        out.append(
+            f"{KIND_TITLES[record.kind].capitalize()} plugin, `{source}`, version {record.version}. "
+            f"{rst_to_md(cls.DESCRIPTION)}\n"
+        )
         base = PLUGIN_BASES[record.kind].config_schema()
         own = {k: v for k, v in cls.config_schema().items() if k not in base or base[k] != v}
         out.append(key_table(own) if own else "No keys of its own.\n")
@@ -347,11 +352,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     stale = [relative for relative, content in settings_files().items() if _read(repo / relative) != content]
     if args.check:
         if changed:
-            print(f"{path} is out of date ({', '.join(changed)}); run python -m edge_engine.cli.gen_reference",
-                  file=sys.stderr)  # fmt: skip
+            print(
+                f"{path} is out of date ({', '.join(changed)}); run python -m edge_engine.cli.gen_reference",
+                file=sys.stderr,
+            )
         for relative in stale:
-            print(f"{repo / relative} is out of date (settings); run python -m edge_engine.cli.gen_reference",
-                  file=sys.stderr)  # fmt: skip
+            print(
+                f"{repo / relative} is out of date (settings); run python -m edge_engine.cli.gen_reference",
+                file=sys.stderr,
+            )
         return 1 if changed or stale else 0
     if changed:
         path.write_text(new, encoding="utf-8")

@@ -132,8 +132,11 @@ def default_pipeline_sources(settings: NodeSettings) -> list[tuple[str, Any]]:
     if settings.startup.get("DEMO_PIPELINE") and settings.first_start and settings.new_cache and demo.is_file():
         sources.append(("file", demo))
     if settings.layout.streams.is_dir():
-        sources.extend(("file", p) for p in sorted(settings.layout.streams.glob("*.json"))
-                       if p.stem.lower() != C.ADMIN_PIPELINE_NAME)  # the node ignores it too  # fmt: skip
+        sources.extend(
+            ("file", p)
+            for p in sorted(settings.layout.streams.glob("*.json"))
+            if p.stem.lower() != C.ADMIN_PIPELINE_NAME
+        )  # the node ignores it too
     repo = settings.base_dir / REPO_PIPELINES
     if repo.is_dir():
         sources.extend(("file", p) for p in sorted(repo.glob("*.json")))
@@ -159,8 +162,14 @@ def duplicate_names(checks: list[PipelineCheck], streams: Path) -> list[ConfigIs
             continue
         for name in check.names:
             if name in owner:
-                issues.append(ConfigIssue(f"duplicate pipeline NAME (also defined in {owner[name]})", file=check.file,
-                                          pipeline=name, key="NAME"))  # fmt: skip
+                issues.append(
+                    ConfigIssue(
+                        f"duplicate pipeline NAME (also defined in {owner[name]})",
+                        file=check.file,
+                        pipeline=name,
+                        key="NAME",
+                    )
+                )
             else:
                 owner[name] = check.file
     return issues
@@ -202,8 +211,11 @@ def validate(args: argparse.Namespace) -> Report:
     registry = catalog.registry
     report.plugins_loaded = len(registry.records())
     for failure in registry.failures:
-        report.issues.append(ConfigIssue(f"plugin failed to load: {failure.reason}",
-                                         file=display_path(failure.source), plugin=failure.name))  # fmt: skip
+        report.issues.append(
+            ConfigIssue(
+                f"plugin failed to load: {failure.reason}", file=display_path(failure.source), plugin=failure.name
+            )
+        )
     if args.files:
         for path in args.files:
             report.pipelines.append(check_pipeline_file(path, registry, file_role(path, settings)))
@@ -225,8 +237,10 @@ def render(report: Report, seconds: float) -> str:
         lines += [f"ok: {check.file} › {p}" for p in check.plans]
     problems = len(report.all_issues())
     files = len(report.pipelines)
-    summary = (f"checked startup config ({report.startup}), app config ({report.app}), {files} pipeline "
-               f"source(s), {report.plugins_loaded} plugin(s) in {seconds:.2f} s")  # fmt: skip
+    summary = (
+        f"checked startup config ({report.startup}), app config ({report.app}), {files} pipeline "
+        f"source(s), {report.plugins_loaded} plugin(s) in {seconds:.2f} s"
+    )
     lines.append(f"{'OK' if report.ok else f'{problems} problem(s)'}: {summary}")
     return "\n".join(lines)
 
@@ -237,9 +251,13 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         description="Check the startup config, the app config and pipeline JSON without starting anything. "
         "Exit code 0 when valid, 1 when not.",
     )
-    parser.add_argument("files", nargs="*", type=Path, metavar="FILE",
-                        help="pipeline JSON files (default: the startup config's PIPELINES, the cache's streams "
-                             "and pipelines/*.json)")  # fmt: skip
+    parser.add_argument(
+        "files",
+        nargs="*",
+        type=Path,
+        metavar="FILE",
+        help="pipeline JSON files (default: the startup config's PIPELINES, the cache's streams and pipelines/*.json)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     add_node_args(parser)
     return parser

@@ -95,8 +95,9 @@ def admin_pipeline_config(template: dict[str, Any] | None) -> tuple[dict[str, An
         plugins.append({"SIGNATURE": name, "INSTANCES": [{"INSTANCE_ID": instance_id(name), **extra}]})
     for name in SUPPORTED:  # both always run, even when a template leaves one out
         if not any(p["SIGNATURE"] == name for p in plugins):
-            plugins.append({"SIGNATURE": name, "INSTANCES": [{"INSTANCE_ID": instance_id(name),
-                                                               **DEFAULT_TEMPLATE[name]}]})  # fmt: skip
+            plugins.append(
+                {"SIGNATURE": name, "INSTANCES": [{"INSTANCE_ID": instance_id(name), **DEFAULT_TEMPLATE[name]}]}
+            )
     config = {
         "NAME": ADMIN_PIPELINE,
         "TYPE": ADMIN_TYPE,
@@ -166,12 +167,22 @@ class AdminPipeline:
         self.supervisor = bool(settings.supervisor)
         self.netmon_seconds = self._netmon_seconds()
         self.tracker = NetworkTracker(
-            self.identity.address, verify, offline_seconds=settings.netmon_offline_seconds,
-            max_nodes=settings.netmon_max_nodes, verify_seconds=settings.netmon_verify_seconds,
-        )  # fmt: skip
+            self.identity.address,
+            verify,
+            offline_seconds=settings.netmon_offline_seconds,
+            max_nodes=settings.netmon_max_nodes,
+            verify_seconds=settings.netmon_verify_seconds,
+        )
         self.status = {sig: InstanceStatus(sig) for sig in SUPPORTED}
-        self.counters = {"queue_dropped": 0, "config_requests": 0, "config_replies": 0, "config_refused": 0,
-                         "config_not_for_us": 0, "netmon_sent": 0, "netmon_only_online": 0}  # fmt: skip
+        self.counters = {
+            "queue_dropped": 0,
+            "config_requests": 0,
+            "config_replies": 0,
+            "config_refused": 0,
+            "config_not_for_us": 0,
+            "netmon_sent": 0,
+            "netmon_only_online": 0,
+        }
         self._queue: queue.Queue[tuple[str, bytes] | None] = queue.Queue(QUEUE_SIZE)
         self._own = strip_address_prefix(self.identity.address)
         self._own_bytes = self._own.encode("ascii")
@@ -377,8 +388,9 @@ class AdminPipeline:
         body = self.netmon_body()
         if _rough_size(body) > 0.9 * self.settings.max_message_bytes and not self.settings.netmon_only_online:
             if not self.counters["netmon_only_online"]:
-                log.warning("NET_MON_01 of %d nodes near EE_MAX_MESSAGE_BYTES: offline nodes left out",
-                            len(self.tracker))  # fmt: skip
+                log.warning(
+                    "NET_MON_01 of %d nodes near EE_MAX_MESSAGE_BYTES: offline nodes left out", len(self.tracker)
+                )
             self.counters["netmon_only_online"] += 1
             body = self.netmon_body(only_online=True)
         self.comms._enqueue(OutboxItem("payloads", body, self.path(NET_MON)))
@@ -402,8 +414,12 @@ class AdminPipeline:
         if not isinstance(message, dict):
             return
         path = message.get("EE_PAYLOAD_PATH")
-        if not (isinstance(path, list) and len(path) == 4 and str(path[1]).lower() == ADMIN_PIPELINE
-                and str(path[2]).upper() == NET_CONFIG):  # fmt: skip
+        if not (
+            isinstance(path, list)
+            and len(path) == 4
+            and str(path[1]).lower() == ADMIN_PIPELINE
+            and str(path[2]).upper() == NET_CONFIG
+        ):
             return
         sender = message.get("EE_SENDER")
         if not isinstance(sender, str) or strip_address_prefix(sender) == self._own:
@@ -479,8 +495,12 @@ class AdminPipeline:
         body = {"NET_CONFIG_DATA": self.set_config_data(full), **_payload_fields(NET_CONFIG, status.payloads + 1)}
         plaintext = json.dumps(body, separators=(",", ":"), ensure_ascii=False, default=str)
         routing = {k: request[k] for k in ("SESSION_ID", "INITIATOR_ID") if isinstance(request.get(k), str)}
-        wire = {**routing, "EE_IS_ENCRYPTED": True, "EE_DEST": requester,
-                "EE_ENCRYPTED_DATA": self.encrypt(plaintext, self.identity, requester)}  # fmt: skip
+        wire = {
+            **routing,
+            "EE_IS_ENCRYPTED": True,
+            "EE_DEST": requester,
+            "EE_ENCRYPTED_DATA": self.encrypt(plaintext, self.identity, requester),
+        }
         if not self.comms.send_targeted(wire, self.path(NET_CONFIG), self.reply_topic(requester, request)):
             return
         status.payloads += 1

@@ -186,8 +186,9 @@ class RejectionLog:
                 self._windows.clear()
         for bucket, count, seconds, held in summaries:
             kinds = ", ".join(f"{kind}: {n}" for kind, n in sorted(held.items()))
-            log.warning("commands from %s: %d more rejection(s) not logged in %.1f s (%s)", bucket, count, seconds,
-                        kinds)  # fmt: skip
+            log.warning(
+                "commands from %s: %d more rejection(s) not logged in %.1f s (%s)", bucket, count, seconds, kinds
+            )
 
 
 def parse_command_time(text: Any) -> float:
@@ -264,8 +265,9 @@ class CommandProcessor:
             return False, exc.reason
         except Exception as exc:  # a bug met by an odd message: refuse it (counted), keep the command thread going
             log.error("command from %s: internal error", claimed, exc_info=True)
-            self._reject(sender, Rejected(f"internal error: {type(exc).__name__}", kind=INTERNAL_ERROR), context,
-                         claimed)  # fmt: skip
+            self._reject(
+                sender, Rejected(f"internal error: {type(exc).__name__}", kind=INTERNAL_ERROR), context, claimed
+            )
             return False, "internal error"
         self.stats.accepted += 1
         return True, action
@@ -288,8 +290,9 @@ class CommandProcessor:
         if message.get("EE_IS_ENCRYPTED"):
             if self.secured and not self.allowlist.allowed(sender):
                 # decrypting (and inflating up to 64 MB) costs CPU and memory: only for allowed senders
-                raise Rejected(f"sender {sender} is not in authorized_addrs", command=self._peek(message, sender),
-                               kind=NOT_ALLOWED)  # fmt: skip
+                raise Rejected(
+                    f"sender {sender} is not in authorized_addrs", command=self._peek(message, sender), kind=NOT_ALLOWED
+                )
             data = message.get("EE_ENCRYPTED_DATA")
             if not isinstance(data, str):
                 raise Rejected("EE_IS_ENCRYPTED without EE_ENCRYPTED_DATA", kind=MALFORMED)
@@ -328,14 +331,22 @@ class CommandProcessor:
         sent_at = parse_command_time(message.get("TIME"))
         skew = time.time() - sent_at
         if abs(skew) > self.window:
-            raise Rejected(f"TIME outside the accepted window (off by {skew:+.0f} s, window ±{self.window:.0f} s)",
-                           kind=OUTSIDE_WINDOW)  # fmt: skip
+            raise Rejected(
+                f"TIME outside the accepted window (off by {skew:+.0f} s, window ±{self.window:.0f} s)",
+                kind=OUTSIDE_WINDOW,
+            )
         digest = message.get("EE_HASH")
         if not isinstance(digest, str) or not self.replay.check_and_remember(digest):
             raise Rejected("replayed command (this EE_HASH was already accepted)", kind=REPLAYED)
 
-    def _reject(self, sender: str, exc: Rejected, context: dict[str, Any], claimed: str = "unknown",
-                command: tuple[str, Any] | None = None) -> None:  # fmt: skip
+    def _reject(
+        self,
+        sender: str,
+        exc: Rejected,
+        context: dict[str, Any],
+        claimed: str = "unknown",
+        command: tuple[str, Any] | None = None,
+    ) -> None:
         """Count and log a refusal, tell the sender why (rate-limited), then send the failure answers the SDK
         waits for (see :func:`expected_failures`), so its transactions fail at once with the reason."""
         self.stats.rejected += 1
@@ -350,8 +361,15 @@ class CommandProcessor:
             if not self.limiter.allow(sender):
                 self.stats.rejections_not_notified += 1
                 return
-            self._notify("error", f"command rejected: {exc.reason}", exc.code, *exc.path, context, REASON=exc.reason,
-                         KIND=exc.kind)  # fmt: skip
+            self._notify(
+                "error",
+                f"command rejected: {exc.reason}",
+                exc.code,
+                *exc.path,
+                context,
+                REASON=exc.reason,
+                KIND=exc.kind,
+            )
         if command is None or sender == UNVERIFIED:
             return
         action, payload = command
@@ -361,11 +379,28 @@ class CommandProcessor:
             if not self.limiter.allow(sender):
                 self.stats.answers_not_sent += 1
                 return
-            self._notify("error", f"{action} refused: {exc.reason}", code, pipeline, signature, instance, context,
-                         REASON=exc.reason)  # fmt: skip
+            self._notify(
+                "error",
+                f"{action} refused: {exc.reason}",
+                code,
+                pipeline,
+                signature,
+                instance,
+                context,
+                REASON=exc.reason,
+            )
 
-    def _notify(self, level: str, text: str, code: int, pipeline: str | None, signature: str | None,
-                instance: str | None, context: dict[str, Any], **info: Any) -> None:  # fmt: skip
+    def _notify(
+        self,
+        level: str,
+        text: str,
+        code: int,
+        pipeline: str | None,
+        signature: str | None,
+        instance: str | None,
+        context: dict[str, Any],
+        **info: Any,
+    ) -> None:
         fields = {"NOTIFICATION_CODE": code, "NOTIFICATION_TYPE": "NORMAL" if code > 0 else "EXCEPTION", **context}
         if info:
             fields["INFO"] = info
@@ -391,8 +426,9 @@ class CommandProcessor:
             except (TypeError, ValueError, RecursionError):
                 raise Rejected(f"the plugin that handled {action!r} returned a result that is not JSON") from None
             log.info("command %s from %s handled by a plugin", action, sender)
-            self._notify("info", f"command {action} handled by a plugin", PIPELINE_OK, None, None, None, context,
-                         RESULT=result)  # fmt: skip
+            self._notify(
+                "info", f"command {action} handled by a plugin", PIPELINE_OK, None, None, None, context, RESULT=result
+            )
             return
         log.info("command %s from %s", action, sender)
         handler(self, payload, context, sender)
@@ -419,15 +455,30 @@ class CommandProcessor:
         except ConfigError as exc:
             lines = [_short(str(i)) for i in exc.issues[:MAX_ANSWERS]]
             if self.limiter.allow(sender):  # DECISIONS 19: refusals are rate-limited per sender, this one too
-                self._notify("error", _short(f"pipeline {name!r} refused: " + "; ".join(lines)), PIPELINE_FAILED,
-                             name if _text(name) else None, None, None, context, ERRORS=lines)  # fmt: skip
+                self._notify(
+                    "error",
+                    _short(f"pipeline {name!r} refused: " + "; ".join(lines)),
+                    PIPELINE_FAILED,
+                    name if _text(name) else None,
+                    None,
+                    None,
+                    context,
+                    ERRORS=lines,
+                )
             else:
                 self.stats.rejections_not_notified += 1
             raise Rejected("; ".join(lines), PIPELINE_FAILED, notified=True, kind=CONFIG_REFUSED) from exc
         self._notify("info", f"pipeline {spec.name!r} applied", PIPELINE_OK, spec.name, None, None, context)
         for inst in spec.instances:
-            self._notify("info", f"instance {inst.signature}/{inst.instance_id} configured", PLUGIN_CONFIG_OK,
-                         spec.name, inst.signature, inst.instance_id, context)  # fmt: skip
+            self._notify(
+                "info",
+                f"instance {inst.signature}/{inst.instance_id} configured",
+                PLUGIN_CONFIG_OK,
+                spec.name,
+                inst.signature,
+                inst.instance_id,
+                context,
+            )
 
     def _delete_config(self, payload: Any, context: dict[str, Any], sender: str) -> None:
         if not isinstance(payload, str) or not payload:
@@ -435,11 +486,19 @@ class CommandProcessor:
                 f"DELETE_CONFIG needs the pipeline NAME as PAYLOAD (got {payload!r})", PIPELINE_ARCHIVE_FAILED
             )
         if payload.lower() == "admin_pipeline":
-            raise Rejected("the admin pipeline cannot be deleted", PIPELINE_ARCHIVE_FAILED, path=(payload, None, None),
-                           kind=PIPELINE_ERROR)  # fmt: skip
+            raise Rejected(
+                "the admin pipeline cannot be deleted",
+                PIPELINE_ARCHIVE_FAILED,
+                path=(payload, None, None),
+                kind=PIPELINE_ERROR,
+            )
         if not self.node.remove_pipeline(payload):
-            raise Rejected(f"no pipeline named {payload!r}", PIPELINE_ARCHIVE_FAILED, path=(payload, None, None),
-                           kind=PIPELINE_ERROR)  # fmt: skip
+            raise Rejected(
+                f"no pipeline named {payload!r}",
+                PIPELINE_ARCHIVE_FAILED,
+                path=(payload, None, None),
+                kind=PIPELINE_ERROR,
+            )
         self._notify("info", f"pipeline {payload!r} deleted", PIPELINE_ARCHIVE_OK, payload, None, None, context)
 
     def _delete_all(self, payload: Any, context: dict[str, Any], sender: str) -> None:
@@ -449,21 +508,26 @@ class CommandProcessor:
 
     def _update_instance(self, payload: Any, context: dict[str, Any], sender: str) -> None:
         if not isinstance(payload, dict):
-            raise Rejected("UPDATE_PIPELINE_INSTANCE needs {NAME, SIGNATURE, INSTANCE_ID, INSTANCE_CONFIG}",
-                           PLUGIN_CONFIG_FAILED)  # fmt: skip
+            raise Rejected(
+                "UPDATE_PIPELINE_INSTANCE needs {NAME, SIGNATURE, INSTANCE_ID, INSTANCE_CONFIG}", PLUGIN_CONFIG_FAILED
+            )
         missing = [k for k in ("NAME", "SIGNATURE", "INSTANCE_ID", "INSTANCE_CONFIG") if k not in payload]
         if missing:
             raise Rejected(f"UPDATE_PIPELINE_INSTANCE is missing {', '.join(missing)}", PLUGIN_CONFIG_FAILED)
         name, signature, instance = payload["NAME"], payload["SIGNATURE"], payload["INSTANCE_ID"]
         changes = payload["INSTANCE_CONFIG"]
         if not all(isinstance(v, str) for v in (name, signature, instance)) or not isinstance(changes, dict):
-            raise Rejected("NAME, SIGNATURE and INSTANCE_ID must be strings and INSTANCE_CONFIG an object",
-                           PLUGIN_CONFIG_FAILED)  # fmt: skip
+            raise Rejected(
+                "NAME, SIGNATURE and INSTANCE_ID must be strings and INSTANCE_CONFIG an object", PLUGIN_CONFIG_FAILED
+            )
         command = changes.get("INSTANCE_COMMAND")
         config = {k: v for k, v in changes.items() if k != "INSTANCE_COMMAND"}
         if not config and not command:  # else accepted with no answer at all: the SDK would wait out its timeout
-            raise Rejected("INSTANCE_CONFIG has no change and no INSTANCE_COMMAND", PLUGIN_CONFIG_FAILED,
-                           path=(name, signature, instance))  # fmt: skip
+            raise Rejected(
+                "INSTANCE_CONFIG has no change and no INSTANCE_COMMAND",
+                PLUGIN_CONFIG_FAILED,
+                path=(name, signature, instance),
+            )
         try:
             if config:
                 self.node.update_instance(name, signature, instance, config)
@@ -472,15 +536,24 @@ class CommandProcessor:
             kind = CONFIG_REFUSED if isinstance(exc, ConfigError) else PIPELINE_ERROR
             raise Rejected(text, PLUGIN_CONFIG_FAILED, path=(name, signature, instance), kind=kind) from exc
         if config:
-            self._notify("info", f"instance {signature}/{instance} updated", PLUGIN_CONFIG_OK, name, signature,
-                         instance, context, KEYS=sorted(config))  # fmt: skip
+            self._notify(
+                "info",
+                f"instance {signature}/{instance} updated",
+                PLUGIN_CONFIG_OK,
+                name,
+                signature,
+                instance,
+                context,
+                KEYS=sorted(config),
+            )
             self._pipeline_ok(name, context, f"pipeline {name!r} updated")
         if command:
             self._instance_command(name, signature, instance, command, context)
             self._pipeline_ok(name, context, f"pipeline {name!r} ran an instance command")
 
-    def _instance_command(self, name: str, signature: str, instance: str, command: Any,
-                          context: dict[str, Any]) -> None:  # fmt: skip
+    def _instance_command(
+        self, name: str, signature: str, instance: str, command: Any, context: dict[str, Any]
+    ) -> None:
         params: dict[str, Any] = {}
         if isinstance(command, dict) and isinstance(command.get("COMMAND_PARAMS"), dict):
             params = dict(command["COMMAND_PARAMS"])
@@ -494,13 +567,26 @@ class CommandProcessor:
             future = self.node.instance_command(name, signature, instance, command, **params)
             result = future.result(COMMAND_RESULT_TIMEOUT)
         except PipelineError as exc:
-            raise Rejected(str(exc), PLUGIN_INSTANCE_COMMAND_FAILED, path=(name, signature, instance),
-                           kind=PIPELINE_ERROR) from exc  # fmt: skip
+            raise Rejected(
+                str(exc), PLUGIN_INSTANCE_COMMAND_FAILED, path=(name, signature, instance), kind=PIPELINE_ERROR
+            ) from exc
         except Exception as exc:
-            raise Rejected(f"instance command failed: {type(exc).__name__}: {exc}", PLUGIN_INSTANCE_COMMAND_FAILED,
-                           path=(name, signature, instance), kind=INSTANCE_COMMAND_FAILED) from exc  # fmt: skip
-        self._notify("info", f"instance {signature}/{instance} ran the command", PLUGIN_INSTANCE_COMMAND_OK,
-                     name, signature, instance, context, RESULT=result)  # fmt: skip
+            raise Rejected(
+                f"instance command failed: {type(exc).__name__}: {exc}",
+                PLUGIN_INSTANCE_COMMAND_FAILED,
+                path=(name, signature, instance),
+                kind=INSTANCE_COMMAND_FAILED,
+            ) from exc
+        self._notify(
+            "info",
+            f"instance {signature}/{instance} ran the command",
+            PLUGIN_INSTANCE_COMMAND_OK,
+            name,
+            signature,
+            instance,
+            context,
+            RESULT=result,
+        )
 
     def _batch_update(self, payload: Any, context: dict[str, Any], sender: str) -> None:
         if not isinstance(payload, list) or not payload:
@@ -518,8 +604,9 @@ class CommandProcessor:
 
     def _reload(self, payload: Any, context: dict[str, Any], sender: str) -> None:
         """Ratio1's ``RELOAD_CONFIG_FROM_DISK``: every pipeline restarts from its file in the cache."""
-        self._notify("info", f"pipelines reloading from the cache on request of {sender}", PIPELINE_OK, None, None,
-                     None, context)  # fmt: skip
+        self._notify(
+            "info", f"pipelines reloading from the cache on request of {sender}", PIPELINE_OK, None, None, None, context
+        )
         self.node.request_restart(f"RELOAD_CONFIG_FROM_DISK command from {sender}")
 
     def _heartbeat(self, payload: Any, context: dict[str, Any], sender: str) -> None:
@@ -537,8 +624,9 @@ class CommandProcessor:
             isinstance(command, dict) and bool(command.get("KEEP_ALIVE"))
         )
         if not keep_alive:
-            raise Rejected(f"unknown PIPELINE_COMMAND {command!r}; known: KEEP_ALIVE", PIPELINE_FAILED,
-                           kind=PIPELINE_ERROR)  # fmt: skip
+            raise Rejected(
+                f"unknown PIPELINE_COMMAND {command!r}; known: KEEP_ALIVE", PIPELINE_FAILED, kind=PIPELINE_ERROR
+            )
         try:
             self.node.keep_alive(name)
         except PipelineError as exc:
@@ -575,7 +663,8 @@ def expected_failures(action: str, payload: Any) -> list[tuple[int, str, str | N
             if not isinstance(item, dict) or not all(_text(item.get(k)) for k in ("NAME", "SIGNATURE", "INSTANCE_ID")):
                 continue
             name, signature, instance = item["NAME"], item["SIGNATURE"], item["INSTANCE_ID"]
-            changes = item.get("INSTANCE_CONFIG") if isinstance(item.get("INSTANCE_CONFIG"), dict) else {}
+            config = item.get("INSTANCE_CONFIG")
+            changes = config if isinstance(config, dict) else {}
             answers.append((PIPELINE_FAILED, name, None, None))
             if "INSTANCE_COMMAND" in changes:
                 answers.append((PLUGIN_INSTANCE_COMMAND_FAILED, name, signature, instance))

@@ -144,6 +144,11 @@ def _pairs(settings: CommsSettings) -> list[ConfigIssue]:
     issues = []
     if (settings.client_cert is None) != (settings.client_key is None):
         missing = "EE_MQTT_CLIENT_KEY" if settings.client_key is None else "EE_MQTT_CLIENT_CERT"
-        issues.append(ConfigIssue(f"mTLS needs both a client certificate and its key: {missing} is not set",
-                                  file=ENVIRONMENT, key="EE_MQTT_CLIENT_CERT"))  # fmt: skip
+        issues.append(
+            ConfigIssue(
+                f"mTLS needs both a client certificate and its key: {missing} is not set",
+                file=ENVIRONMENT,
+                key="EE_MQTT_CLIENT_CERT",
+            )
+        )
     return issues

@@ -222,8 +222,11 @@ class NetworkTracker:
     def _refuse_full(self) -> None:
         """Count a new node refused by a full view (logged at the first)."""
         if not self.stats.full:
-            log.warning("network view full: %d nodes online (EE_NETMON_MAX_NODES); new nodes are left out until one "
-                        "goes offline (counted as 'full')", self.max_nodes)  # fmt: skip
+            log.warning(
+                "network view full: %d nodes online (EE_NETMON_MAX_NODES); new nodes are left out until one "
+                "goes offline (counted as 'full')",
+                self.max_nodes,
+            )
         self.stats.full += 1
 
     def _oldest(self) -> PeerNode | None:

@@ -57,8 +57,9 @@ def read_disk_settings(env: Mapping[str, str]) -> tuple[DiskSettings, list[Confi
     in for them)."""
     values, issues = read_group("disk", env)
     mb = {name: values.get(name, default) for name, default in DEFAULTS_MB.items()}
-    settings = DiskSettings(int(mb[ENV_OUTPUT_MAX_MB] * MB), int(mb[ENV_LOGS_MAX_MB] * MB),
-                            int(mb[ENV_DISK_MIN_FREE_MB] * MB))  # fmt: skip
+    settings = DiskSettings(
+        int(mb[ENV_OUTPUT_MAX_MB] * MB), int(mb[ENV_LOGS_MAX_MB] * MB), int(mb[ENV_DISK_MIN_FREE_MB] * MB)
+    )
     return settings, issues
 
 
@@ -325,8 +326,12 @@ class DiskManager:
         if result.deleted:
             self.pruned_files += result.deleted
             self.pruned_bytes += result.freed_bytes
-            log.info("%s over its bound: deleted the %d oldest file(s), %.1f MB", folder.name, result.deleted,
-                     result.freed_bytes / MB)  # fmt: skip
+            log.info(
+                "%s over its bound: deleted the %d oldest file(s), %.1f MB",
+                folder.name,
+                result.deleted,
+                result.freed_bytes / MB,
+            )
 
     def _check_space(self) -> None:
         folders = [f for f in (self.output_dir, self.logs_dir) if f.exists()] or [self.output_dir.parent]
@@ -366,8 +371,11 @@ class DiskManager:
             skipped = self.outputs_skipped
             self.full, self.reason, self.full_since, self._enospc = False, None, None, False
         log.info("disk space back (%.1f MB free): outputs resumed", free / MB)
-        self.notify("info", f"disk space back ({free / MB:.0f} MB free): outputs resumed", {"DISK_FULL": False,
-                    "OUTPUTS_SKIPPED": skipped})  # fmt: skip
+        self.notify(
+            "info",
+            f"disk space back ({free / MB:.0f} MB free): outputs resumed",
+            {"DISK_FULL": False, "OUTPUTS_SKIPPED": skipped},
+        )
 
     def snapshot(self) -> dict[str, Any]:
         """The ``disk`` section of local_info.json."""

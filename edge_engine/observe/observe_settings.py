@@ -38,8 +38,11 @@ def read_observe_settings(env: Mapping[str, str]) -> tuple[ObserveSettings, list
     token = values.get("EE_STATUS_TOKEN") or ""
     bind = values.get("EE_STATUS_BIND") or LOOPBACK
     if bind not in LOOPBACK_NAMES and not token:
-        issues.append(SETTINGS["EE_STATUS_BIND"].issue(bind, "a status page beyond loopback needs EE_STATUS_TOKEN; "
-                                                       "set it, or bind to 127.0.0.1"))  # fmt: skip
+        issues.append(
+            SETTINGS["EE_STATUS_BIND"].issue(
+                bind, "a status page beyond loopback needs EE_STATUS_TOKEN; set it, or bind to 127.0.0.1"
+            )
+        )
         bind = LOOPBACK
     settings = ObserveSettings(
         status_port=values.get("EE_STATUS_PORT", DEFAULT_STATUS_PORT),
