@@ -3,7 +3,7 @@
 #
 #   docker/build.sh                          # edge-node:mainnet
 #   docker/build.sh --network devnet         # edge-node:devnet (EE_EVM_NET=devnet)
-#   docker/build.sh --gpu                    # edge-node:mainnet-gpu (onnxruntime-gpu; amd64 only)
+#   docker/build.sh --gpu | --openvino       # edge-node:mainnet-gpu (onnxruntime-gpu) | -openvino (onnxruntime-openvino); amd64
 #   docker/build.sh --platform linux/arm64   # edge-node:mainnet-arm64 on edge-node-base:trixie-arm64; on an
 #                                            # x86 host the build runs under qemu (qemu-user-static)
 #   docker/build.sh --wheelhouse             # install only from docker/wheelhouse/ (no network in the build)
@@ -32,6 +32,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --network) network="$2"; shift 2 ;;
     --gpu) variant=gpu; shift ;;
+    --openvino) variant=openvino; shift ;;  # EXECUTION_PROVIDER "openvino" (docs/serving.md)
     --base) base="$2"; shift 2 ;;
     --wheelhouse) source=wheelhouse; shift ;;
     --ca) cas+=("$2"); shift 2 ;;
@@ -53,7 +54,7 @@ if [ -n "$platform" ]; then
     *) echo "error: --platform must be linux/amd64 or linux/arm64 (got $platform)" >&2; exit 2 ;;
   esac
 fi
-[ "$variant" = cpu ] || [ "$arch" = amd64 ] || { echo "error: the GPU image is amd64 only (onnxruntime-gpu wheels)" >&2; exit 2; }
+[ "$variant" = cpu ] || [ "$arch" = amd64 ] || { echo "error: the $([ "$variant" = gpu ] && echo GPU || echo OpenVINO) image is amd64 only (onnxruntime-$variant wheels)" >&2; exit 2; }
 suffix=""
 [ "$variant" = cpu ] || suffix="-$variant"
 [ -z "$platform" ] || [ "$arch" = "$HOST_ARCH" ] || suffix="$suffix-$arch"
@@ -73,7 +74,7 @@ if [ -z "$base" ]; then
 fi
 if [ "$source" = wheelhouse ] && ! ls docker/wheelhouse/*.whl >/dev/null 2>&1; then
   wheel_options=(--platform "linux/$arch")
-  [ "$variant" = cpu ] || wheel_options+=(--gpu)
+  [ "$variant" = cpu ] || wheel_options+=("--$variant")
   docker/make-wheelhouse.sh "${wheel_options[@]}" >&2
 fi
 [ -z "$platform" ] || extra=(--platform "linux/$arch" ${extra[@]+"${extra[@]}"})

@@ -6,12 +6,13 @@
 #
 #   PIP_SOURCE=index       (default) from the package index; PIP_INDEX_URL / PIP_EXTRA_INDEX_URL pick a mirror
 #   PIP_SOURCE=wheelhouse  only from the wheels in docker/wheelhouse/ (docker/make-wheelhouse.sh), no network
-#   VARIANT=cpu|gpu        onnxruntime or onnxruntime-gpu for the model servers
+#   VARIANT=cpu|gpu|openvino  onnxruntime, onnxruntime-gpu or onnxruntime-openvino for the model servers
 #   EXTRA_CA_CERT          PEM text of a CA to trust besides pip's own (a TLS-intercepting proxy); CA files
 #                          dropped in docker/ca/ (*.crt, *.pem) are trusted too
 #
 # requirements.txt is installed as is; requirements-models.txt (if present) too, except that its rapidocr
-# lines are installed with --no-deps (DECISIONS 15) and, for VARIANT=gpu, onnxruntime becomes onnxruntime-gpu.
+# lines are installed with --no-deps (DECISIONS 15) and, for VARIANT=gpu or openvino, onnxruntime becomes
+# onnxruntime-gpu or onnxruntime-openvino (never two builds in one venv: they are the same `onnxruntime` module).
 set -eu
 B=/tmp/build
 python3 -m venv /opt/venv
@@ -47,7 +48,8 @@ fi
 case "${VARIANT:-cpu}" in
   cpu) ort=onnxruntime ;;
   gpu) ort=onnxruntime-gpu ;;
-  *) echo "error: VARIANT must be cpu or gpu (got ${VARIANT})" >&2; exit 1 ;;
+  openvino) ort=onnxruntime-openvino ;;
+  *) echo "error: VARIANT must be cpu, gpu or openvino (got ${VARIANT})" >&2; exit 1 ;;
 esac
 
 pip_install --upgrade pip "setuptools>=70.1" wheel

