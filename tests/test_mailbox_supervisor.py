@@ -417,3 +417,15 @@ def test_a_get_that_timed_out_leaves_no_wake_up_behind() -> None:
     started = time.monotonic()
     assert box.get(timeout=0.05) is None
     assert time.monotonic() - started >= 0.05
+
+
+def test_every_waiting_getter_is_woken_whatever_it_waits_for() -> None:
+    box = Mailbox(2, BLOCK)
+    _, controls_only = start(lambda: box.get(timeout=5.0, inputs=False))
+    _, any_message = start(lambda: box.get(timeout=5.0))
+    wait_for(lambda: box._getters.count == 2)
+    box.put("frame")  # wakes both: the controls-only getter must not swallow the other's wake-up
+    assert any_message["done"].wait(2)
+    assert any_message["result"] == (INPUT, "frame")
+    box.close()
+    assert controls_only["done"].wait(2)

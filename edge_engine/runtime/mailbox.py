@@ -31,43 +31,57 @@ class Closed(Exception):
     """The mailbox was closed and holds nothing more."""
 
 
+_tokens = threading.local()  # each thread's wake-up queue, reused for every wait of that thread
+
+
+def _token() -> queue.SimpleQueue[None]:
+    token: queue.SimpleQueue[None] | None = getattr(_tokens, "queue", None)
+    if token is None:
+        token = _tokens.queue = queue.SimpleQueue()
+    return token
+
+
 class _Waiters:
     """Threads parked until the mailbox changes; every method is called with the mailbox's lock held.
 
-    A token in ``_tokens`` wakes one parked thread; ``signalled`` counts the tokens not yet taken, so a wake
-    never issues more tokens than there are threads to take them, and a thread whose wait timed out while a token
-    was on its way takes that token back (no stale token wakes a later wait for nothing).
+    Each parked thread waits on its own token queue (made once per thread), so a wake reaches every thread that
+    was parked at that moment and no other; a thread whose wait timed out just as it was woken takes that token
+    back, so no stale token ends a later wait for nothing.
     """
 
-    __slots__ = ("_tokens", "count", "signalled")
+    __slots__ = ("_parked",)
 
     def __init__(self) -> None:
-        self.count = 0  # threads parked now
-        self.signalled = 0  # tokens put and not yet taken
-        self._tokens: queue.SimpleQueue[None] = queue.SimpleQueue()
+        self._parked: list[queue.SimpleQueue[None]] = []
+
+    @property
+    def count(self) -> int:
+        """Threads parked now."""
+        return len(self._parked)
 
     def wait(self, lock: threading.Lock, timeout: float | None) -> None:
         """Release ``lock``, park until woken or ``timeout``, take ``lock`` again."""
-        self.count += 1
+        token = _token()
+        self._parked.append(token)
         lock.release()
         woken = True
         try:
-            self._tokens.get(timeout=timeout)
+            token.get(timeout=timeout)
         except queue.Empty:
             woken = False
         finally:
             lock.acquire()
-            self.count -= 1
         if woken:
-            self.signalled -= 1
-        elif self.signalled > self.count:  # a token was put for this thread as it timed out: take it back
-            self._tokens.get_nowait()
-            self.signalled -= 1
+            return
+        try:
+            self._parked.remove(token)  # timed out, not woken
+        except ValueError:  # woken as the wait timed out: the token is there, take it back
+            token.get_nowait()
 
     def wake_all(self) -> None:
-        for _ in range(self.count - self.signalled):
-            self._tokens.put(None)
-            self.signalled += 1
+        for token in self._parked:
+            token.put(None)
+        self._parked.clear()
 
 
 class Mailbox:
