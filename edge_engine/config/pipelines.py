@@ -120,7 +120,7 @@ def validate_pipeline(
     instances = _validate_plugins(raw.get("PLUGINS", []), registry, where, issues, models_dir)
     if issues:
         return None, issues
-    assert capture is not None and capture_config is not None
+    assert isinstance(name, str) and capture is not None and capture_config is not None  # else an issue above
     spec = PipelineSpec(
         name=name,
         capture=capture,
