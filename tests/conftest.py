@@ -3,10 +3,11 @@
 ``node_factory(plugins={"business/x.py": source}, pipelines=[...], startup={...})`` writes the files,
 starts a :class:`~edge_engine.node.core.Node` in-process with its cache under ``tmp_path`` and returns it;
 every node made is stopped at teardown. ``comms_node(node_factory, broker, ...)`` is the same node talking to a
-broker, returned once connected. ``wait_for(predicate)`` waits on a condition (tests never sleep for a fixed
-time to let something happen); ``load_module(path)`` imports a plugin module (or script) from its file as the
-engine does; ``plugin_class(node, kind, signature)`` is the class a node loaded. The small test plugins and
-SYNTHETIC pipelines are built by :mod:`plugins_src`.
+broker, returned once connected. ``start_snapshot(base, cache)`` is what a node start made of a project folder
+and a cache. ``wait_for(predicate)`` waits on a condition (tests never sleep for a fixed time to let something
+happen). ``load_module(path)`` imports a plugin module (or a script) from its file as the engine does;
+``plugin_class(node, kind, signature)`` is the class a node loaded. The small test plugins and SYNTHETIC
+pipelines are built by :mod:`plugins_src`.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from edge_engine.plugin.hookspecs import hookimpl
 from edge_engine.remote.node_client import load_client_identity
 
 REPO = Path(__file__).resolve().parent.parent
+# what an in-process test node runs without: comms, the status page, installed packages' plugins
+QUIET_ENV = {"EE_LOAD_ENTRY_POINTS": "0", "EE_COMMS": "0", "EE_STATUS_PORT": "0"}
 # Nodes started by tests (in-process or as subprocesses) keep the status page off unless a test picks a port.
 os.environ.setdefault("EE_STATUS_PORT", "0")
 
@@ -136,7 +139,7 @@ def node_factory(tmp_path: Path) -> Iterator[Callable[..., Node]]:
             **(startup or {}),
         }
         (base / ".config_startup.json").write_text(json.dumps(config), encoding="utf-8")
-        env = {"EE_LOAD_ENTRY_POINTS": "0", "EE_COMMS": "0", "EE_STATUS_PORT": "0", **(environ or {})}
+        env = {**QUIET_ENV, **(environ or {})}
         settings = load_settings(base, base / "_local_cache", env)
         node = Node(settings)
         if start:
@@ -148,6 +151,17 @@ def node_factory(tmp_path: Path) -> Iterator[Callable[..., Node]]:
     for node in nodes:
         if node.status == "running":
             node.stop("test teardown")
+
+
+def start_snapshot(base: Path, cache: Path, environ: dict[str, str] | None = None) -> dict[str, Any]:
+    """What a node start makes of the project folder ``base`` and the cache ``cache``: a node is started there
+    (``QUIET_ENV`` and ``environ``), its snapshot taken, and the node stopped."""
+    node = Node(load_settings(base, cache, {**QUIET_ENV, **(environ or {})}))
+    node.start()
+    try:
+        return node.snapshot()
+    finally:
+        node.stop("test")
 
 
 def comms_node(

@@ -13,15 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO
+from conftest import REPO, start_snapshot
 from plugins_src import synthetic_pipeline
 
 from edge_engine.cli.ops import main_change_alias
-from edge_engine.config.node_settings import load_settings
 from edge_engine.local.identity import load_or_create_identity
-from edge_engine.node.core import Node
 
-ENV = {"EE_COMMS": "0", "EE_STATUS_PORT": "0", "EE_LOAD_ENTRY_POINTS": "0"}
 SEEDED = synthetic_pipeline("seeded", "FRAME_STATS", {"INSTANCE_ID": "s", "REPORT_EVERY": 1000}, CAP_RESOLUTION=5)
 DEMO = {**SEEDED, "NAME": "demo"}
 R1_ALIAS = "r1-gate-07"
@@ -49,12 +46,7 @@ def ratio1_volume(cache: Path, alias: str = R1_ALIAS) -> str:
 
 
 def start(base: Path, cache: Path, **env: str) -> dict[str, Any]:
-    node = Node(load_settings(base, cache, {**ENV, **env}))
-    node.start()
-    try:
-        return node.snapshot()
-    finally:
-        node.stop("test")
+    return start_snapshot(base, cache, env)
 
 
 def names(snapshot: dict[str, Any]) -> list[str]:

@@ -10,23 +10,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import start_snapshot
 from test_cli_validate import make_project, run, write_json
-
-from edge_engine.config.node_settings import load_settings
-from edge_engine.node.core import Node
 
 GOOD = {"NAME": "good", "TYPE": "SYNTHETIC", "COUNT": 3,
         "PLUGINS": [{"SIGNATURE": "HELLO", "INSTANCES": [{"INSTANCE_ID": "h1", "NEEDED": "x"}]}]}  # fmt: skip
-ENV = {"EE_COMMS": "0", "EE_STATUS_PORT": "0", "EE_LOAD_ENTRY_POINTS": "0"}
 
 
 def start(base: Path) -> dict[str, Any]:
-    node = Node(load_settings(base, base / "cache", ENV))
-    node.start()
-    try:
-        return node.snapshot()
-    finally:
-        node.stop("test")
+    return start_snapshot(base, base / "cache")
 
 
 def test_an_array_in_the_cache_is_refused_by_validate_and_by_the_node_alike(
