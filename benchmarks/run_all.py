@@ -64,6 +64,7 @@ BENCHES = [
     Bench("cascade", "bench_cascade.py", (), ("--frames", "50", "--repeat", "1"), "detector → second model"),
     Bench("ocr_reader", "bench_ocr_reader.py", (), ("--streams", "1", "--seconds", "10"), "OCR reader"),
     Bench("serving_batch", "bench_serving_batch.py", (), ("--rounds", "1", "--images", "4"), "batch size and arena"),
+    Bench("providers", "bench_providers.py", (), ("--rounds", "1", "--frames", "3"), "CPU vs OpenVINO provider"),
     Bench("soak", "bench_soak.py", ("--minutes", "10"), ("--minutes", "1", "--pipelines", "1"), "soak (10 min)"),
 ]
 

@@ -204,3 +204,16 @@ def test_a_pipeline_naming_a_missing_provider_is_refused_at_once(tmp_path: Path)
     assert "serving plugin 'YOLO'" in text and "'y.onnx'" in text and execution.PACKAGES[choice] in text
     assert check_engines({"AI_ENGINE": "YOLO", "STARTUP_AI_ENGINE_PARAMS": {**params, "EXECUTION_PROVIDER": "auto"}},
                          registry, {}, tmp_path) == []  # fmt: skip
+
+
+def test_the_openvino_image_variant_installs_its_build_and_is_amd64_only() -> None:
+    """``docker/build.sh --openvino``: VARIANT=openvino swaps onnxruntime-openvino in (never both builds in the
+    image's venv); there is no aarch64 wheel, so an arm64 OpenVINO image is refused before anything is built."""
+    import subprocess
+
+    done = subprocess.run(["bash", "docker/build.sh", "--openvino", "--platform", "linux/arm64"], cwd=REPO,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 2 and "OpenVINO image is amd64 only" in done.stderr, done.stderr
+    install = (REPO / "docker" / "install-requirements.sh").read_text(encoding="utf-8")
+    assert "openvino) ort=onnxruntime-openvino ;;" in install
+    assert "onnxruntime-openvino" in (REPO / "requirements-openvino.txt").read_text(encoding="utf-8")
