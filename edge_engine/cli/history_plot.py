@@ -56,7 +56,7 @@ def render_svg(history: Mapping[str, Any], coarse: bool = False) -> str:
 
     def column(source: Mapping[str, Any], name: str, scale: float = 1.0) -> list[float | None]:
         values = _list(source, name, len(stamps))
-        return [None if values[i] is None else values[i] / scale for i in keep]  # type: ignore[operator]
+        return [None if (value := values[i]) is None else value / scale for i in keep]
 
     pipelines = data.get("pipelines") or {}
     if not isinstance(pipelines, Mapping):

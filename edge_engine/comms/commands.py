@@ -351,7 +351,8 @@ class CommandProcessor:
         waits for (see :func:`expected_failures`), so its transactions fail at once with the reason."""
         self.stats.rejected += 1
         exc.reason = _short(exc.reason)  # reasons quote what was sent: an attacker must not size our logs
-        exc.path = tuple(_short(p, MAX_NAME_CHARS) if isinstance(p, str) else p for p in exc.path)  # type: ignore[assignment]
+        pipeline, signature, instance = (_short(p, MAX_NAME_CHARS) if isinstance(p, str) else p for p in exc.path)
+        exc.path = (pipeline, signature, instance)
         key = exc.kind if exc.kind in self.stats.reasons or len(self.stats.reasons) < MAX_REASON_KEYS else "other"
         self.stats.reasons[key] = self.stats.reasons.get(key, 0) + 1
         who = sender if sender != UNVERIFIED else f"{claimed} (unverified)"

@@ -44,6 +44,6 @@ def configure_logging(level: str, log_dir: Path | None, max_bytes: int, backups:
     for handler in handlers:
         handler.setFormatter(formatter)
         handler.addFilter(RedactingFilter())
-        handler._edge_engine = True  # type: ignore[attr-defined]
+        handler._edge_engine = True  # type: ignore[attr-defined]  # our mark on the handler, found again with getattr
         root.addHandler(handler)
     root.setLevel(level.upper())

@@ -164,7 +164,7 @@ class Probe:
 def instrumented(cls: type[BusinessPlugin], probe: Probe) -> type:
     """A subclass that reports to ``probe``; behaviour is unchanged (a returned payload is emitted as before)."""
 
-    class Instrumented(cls):  # type: ignore[misc, valid-type]
+    class Instrumented(cls):  # type: ignore[misc, valid-type]  # a subclass of a class known only at run time
         def on_init(self) -> None:
             try:
                 super().on_init()

@@ -277,9 +277,7 @@ class Tracker:
 
 
 def _tagged(det: Mapping[str, Any], track_id: int) -> Detection:
-    tagged = dict(det)
-    tagged["track_id"] = track_id
-    return tagged  # type: ignore[return-value]
+    return cast(Detection, {**det, "track_id": track_id})  # det is a Detection; the tracker only adds track_id
 
 
 def _boxes_array(dets: Sequence[Mapping[str, Any]]) -> np.ndarray:
