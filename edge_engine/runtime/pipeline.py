@@ -350,8 +350,9 @@ class Inlet:
         if self._direct:
             if self._closed or pipeline.stopping:
                 return False
-            if not pipeline.serving.active:
-                pipeline._offer(inp, None)
+            serving = pipeline.serving
+            if not serving.active:
+                pipeline._offer(serving.run(inp), None)  # run() passes it through (a model added this instant: runs it)
                 return not pipeline.stopping
             if not self.route_through_dispatcher():
                 return False
