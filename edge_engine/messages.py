@@ -52,9 +52,14 @@ class PayloadIntent:
 
     @classmethod
     def decide(
-        cls, path: Sequence[str | None], created: float, seq: int, has_image: bool,
-        instance_config: Mapping[str, Any], pipeline_config: Mapping[str, Any],
-    ) -> PayloadIntent:  # fmt: skip
+        cls,
+        path: Sequence[str | None],
+        created: float,
+        seq: int,
+        has_image: bool,
+        instance_config: Mapping[str, Any],
+        pipeline_config: Mapping[str, Any],
+    ) -> PayloadIntent:
         """The intent of a payload of an instance with ``instance_config`` in a pipeline with ``pipeline_config``
         (its persisted JSON: only the routing fields are read)."""
         routing = tuple([(key, value) for key in ROUTING_FIELDS if (value := pipeline_config.get(key)) is not None])

@@ -101,9 +101,14 @@ class LocalOutput:
         if self.log_payloads:
             _, pipeline, signature, instance = payload.path
             log.info(
-                "payload %s › %s › %s #%d: %s%s", pipeline, signature, instance, payload.seq,
-                summarize(payload.data), f" (+image {image_path})" if image_path else "",
-            )  # fmt: skip
+                "payload %s › %s › %s #%d: %s%s",
+                pipeline,
+                signature,
+                instance,
+                payload.seq,
+                summarize(payload.data),
+                f" (+image {image_path})" if image_path else "",
+            )
 
     def _write_payload(self, payload: Payload) -> str | None:
         """Write the payload's image and its JSON line; returns the image's path under ``_output``."""
@@ -145,8 +150,9 @@ class LocalOutput:
         with self.disk.writing(path, nbytes) as fits:
             if not fits:
                 self.disk.skipped()
-                log.error("a %s of %d bytes is larger than the bound of _output (EE_OUTPUT_MAX_MB): not written",
-                          what, nbytes)  # fmt: skip
+                log.error(
+                    "a %s of %d bytes is larger than the bound of _output (EE_OUTPUT_MAX_MB): not written", what, nbytes
+                )
             yield fits
 
     def _append(self, key: tuple[Any, ...], path: Path, text: str) -> bool:

@@ -214,11 +214,22 @@ class PluginReloader:
             self._restart_users(old_records + new_records, report)
             report.started.extend(node.start_now_valid())
         started = f"; started {', '.join(report.started)}" if report.started else ""
-        log.info("reloaded %s: %s; restarted %s%s", path, ", ".join(report.reloaded) or "no plugin classes",
-                 ", ".join(report.restarted) or "nothing", started)  # fmt: skip
-        node.notify("info", f"plugin file reloaded: {path.name}", [node.alias, None, None, None],
-                    file=display_name(path, root),
-                    plugins=report.reloaded, restarted=report.restarted, started=report.started)  # fmt: skip
+        log.info(
+            "reloaded %s: %s; restarted %s%s",
+            path,
+            ", ".join(report.reloaded) or "no plugin classes",
+            ", ".join(report.restarted) or "nothing",
+            started,
+        )
+        node.notify(
+            "info",
+            f"plugin file reloaded: {path.name}",
+            [node.alias, None, None, None],
+            file=display_name(path, root),
+            plugins=report.reloaded,
+            restarted=report.restarted,
+            started=report.started,
+        )
         return report
 
     def forget_file(self, path: Path) -> ReloadReport:
@@ -232,8 +243,11 @@ class PluginReloader:
                 if getattr(plugin, "__file__", None) == source:
                     node.pm.unregister(name=name)
         names = [f"{r.kind}:{r.signature}" for r in removed]
-        log.warning("plugin file %s deleted: %s unregistered; running instances keep the old code until they "
-                    "restart", path, ", ".join(names) or "nothing")  # fmt: skip
+        log.warning(
+            "plugin file %s deleted: %s unregistered; running instances keep the old code until they restart",
+            path,
+            ", ".join(names) or "nothing",
+        )
         return ReloadReport(source, True, reloaded=[], error=None if removed else "no plugin classes")
 
     # --- helpers ------------------------------------------------------------------------------------------
@@ -253,8 +267,13 @@ class PluginReloader:
         node.registry.failures.append(LoadFailure(str(path), path.name, text))
         log.error("plugin reload failed: %s › %s", path, text)
         name = display_name(path, root)  # the wire names the file by its plugin folder, never the node's path
-        node.notify("error", f"plugin reload failed: {path.name}: {text}", [node.alias, None, None, None],
-                    file=name, reason=reason)  # fmt: skip
+        node.notify(
+            "error",
+            f"plugin reload failed: {path.name}: {text}",
+            [node.alias, None, None, None],
+            file=name,
+            reason=reason,
+        )
         return ReloadReport(str(path), False, error=text)
 
     def _restart_users(self, records: list[PluginRecord], report: ReloadReport) -> None:
@@ -271,8 +290,11 @@ class PluginReloader:
             if new_spec is None:
                 text = "; ".join(str(i) for i in issues)
                 log.error("pipeline %r does not validate with the reloaded plugin, %s: %s", name, KEEPS_RUNNING, text)
-                node.notify("error", f"pipeline does not validate with the reloaded plugin; {KEEPS_RUNNING}: {text}",
-                            [node.alias, name, None, None])  # fmt: skip
+                node.notify(
+                    "error",
+                    f"pipeline does not validate with the reloaded plugin; {KEEPS_RUNNING}: {text}",
+                    [node.alias, name, None, None],
+                )
                 continue
             if whole:
                 node.replace_pipeline(runner, new_spec, "reloaded")

@@ -40,9 +40,12 @@ class StorageService:
     name = "storage"
 
     def __init__(
-        self, layout: CacheLayout, settings: StorageSettings, supervisor: Supervisor,
+        self,
+        layout: CacheLayout,
+        settings: StorageSettings,
+        supervisor: Supervisor,
         notify: Callable[..., None] | None = None,
-    ):  # fmt: skip
+    ):
         self.layout = layout
         self.settings = settings
         self.uploader: Any = None
@@ -65,8 +68,12 @@ class StorageService:
     def start(self) -> None:
         if self.uploader is not None:
             self.uploader.start()
-            log.info("storage: uploads to %s bucket %r (%s URLs)", self.settings.endpoint, self.settings.bucket,
-                     "presigned" if self.store.presign else "plain")  # fmt: skip
+            log.info(
+                "storage: uploads to %s bucket %r (%s URLs)",
+                self.settings.endpoint,
+                self.settings.bucket,
+                "presigned" if self.store.presign else "plain",
+            )
 
     def stop(self, deadline: float | None = None) -> list[str]:
         """Stop the uploader within ``STOP_SECONDS`` (less when the node's ``deadline`` is nearer, at least 0.1 s)."""
