@@ -8,6 +8,7 @@ import pickle
 import threading
 from typing import Any
 
+import pytest
 from conftest import wait_for
 
 from edge_engine.plugin.kinds import Input
@@ -88,3 +89,36 @@ def test_a_result_ends_the_dispatchers_wait_for_inputs_through_the_mailbox() -> 
     waiter.join(5)
     assert not waiter.is_alive() and got == [None]  # woken with no message: nothing was put in the inbox
     assert not box._controls
+
+
+@pytest.mark.parametrize("direct", [True, False])
+def test_a_ready_batch_is_sent_by_the_pipelines_own_thread(node_factory: Any, monkeypatch: Any, direct: bool) -> None:
+    """One frame at a time into one free process: the dispatcher sends the batch itself (no scheduler hop); with
+    ``DIRECT_SEND`` off every batch goes through the scheduler thread, as before."""
+    from test_serving import PLUGINS, const_pipeline, instance_state, mean_model, pipeline_finished
+
+    from edge_engine.serving import model_server
+
+    senders: list[str] = []
+    original = model_server.ModelServer._send
+
+    def send(self: Any, worker: Any, batch_id: int, batch: list[Any]) -> None:
+        senders.append(threading.current_thread().name)
+        original(self, worker, batch_id, batch)
+
+    monkeypatch.setattr(model_server.ModelServer, "_send", send)
+    monkeypatch.setattr(model_server, "DIRECT_SEND", direct)
+    node = node_factory(plugins=PLUGINS, start=False)
+    mean_model(node.layout.models / "mean.onnx")
+    node.start()
+    params = {"ONNX_MODEL": "mean.onnx", "INPUT_WIDTH": 16, "INPUT_HEIGHT": 16, "COLOR_ORDER": "BGR", "SCALE": 1.0,
+              "WORKERS": 1, "MAX_IN_FLIGHT": 1}  # fmt: skip
+    node.add_pipeline(const_pipeline("one", params, COUNT=30))
+    wait_for(lambda: pipeline_finished(node, "one"), timeout=60)
+    rec = instance_state(node, "one")
+    assert len(rec.ok) == 30 and not rec.errors and not rec.wrong
+    by_dispatcher = sum(name == "dispatch:one" for name in senders)
+    if direct:
+        assert by_dispatcher >= 25, senders  # the first waits for the process to load: the scheduler sends it
+    else:
+        assert by_dispatcher == 0 and all(name.startswith("serving:") for name in senders), senders
