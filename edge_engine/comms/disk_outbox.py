@@ -573,8 +573,8 @@ class DiskOutbox:
         try:
             for fd in fds:
                 os.fsync(fd)
-            for lane in self._lanes:
-                path = self.folder / f"{lane}.ack"
+            for name in self._lanes:
+                path = self.folder / f"{name}.ack"
                 if path.exists():
                     fd = os.open(path, os.O_RDONLY)
                     try:
