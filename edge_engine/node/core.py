@@ -57,6 +57,7 @@ from edge_engine.plugin.registry import PluginRegistry
 from edge_engine.redact import redact
 from edge_engine.runtime.environment import RuntimeEnv
 from edge_engine.runtime.pipeline import PipelineRunner
+from edge_engine.runtime.process_group import make_runner, plan_for
 from edge_engine.runtime.supervisor import RestartPolicy, Supervisor
 from edge_engine.runtime.watchdog import Watchdog
 from edge_engine.serving.manager import ServingManager
@@ -566,7 +567,7 @@ class Node:
 
     def _start_pipeline(self, spec: PipelineSpec) -> None:
         assert self.env is not None
-        runner = PipelineRunner(self.env, spec)
+        runner = make_runner(self.env, spec, plan_for(self.settings, self.alias, spec.raw))  # PROCESS: node | worker
         self.pipelines[spec.name] = runner
         runner.start()
         self.watchdog.poke()

@@ -92,6 +92,7 @@ class KeepAlive(TypedDict, total=False):
 class _PipelineOptional(TypedDict, total=False):
     serving: dict[str, Any]
     keep_alive: KeepAlive
+    process: dict[str, Any]  # a pipeline in a worker process (edge_engine.runtime.process_group)
 
 
 class PipelineSnapshot(_PipelineOptional):

@@ -230,6 +230,9 @@ class CapturePlugin(PluginBase):
         "AWAY_PROBE_MAX_SECONDS": Key(
             1.0, min=0.05, max=60, doc="longest wait between two attempts to reach an away source"
         ),
+        "PROCESS": Key(
+            "node", choices=("node", "worker"), doc="node: run in the node's process; worker: in a process of its own"
+        ),
     }
 
     def connect(self) -> None:

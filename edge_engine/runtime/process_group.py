@@ -1,0 +1,281 @@
+"""The node's side of a pipeline that runs in a worker process (pipeline key ``PROCESS: "worker"``; default
+``"node"``: in the node's process, as before).
+
+All business plugins of the node otherwise share one interpreter and one GIL, so a CPU-bound pure-Python plugin
+on 8 pipelines gets one core. A worker pipeline runs whole (capture, serving stage, instances) in a spawned
+process (:mod:`edge_engine.runtime.process_worker`): frames are read and processed there and never cross; what
+comes back through a pipe are payloads and notifications, handed to the node's hooks (its message flow: storage,
+then the outbox, which numbers them, then local output), and the pipeline's snapshot.
+
+:class:`ProcessPipelineRunner` offers the surface the node uses of a
+:class:`~edge_engine.runtime.pipeline.PipelineRunner` (start, stop, join, snapshot, status, keep_alive, watch).
+A monitor thread owns the process: a worker that dies (a crash, SIGKILL, the OOM killer) is a failure of the part
+``<pipeline>/process`` reported to the node's :class:`~edge_engine.runtime.supervisor.Supervisor`, restarted after
+its backoff, and stopped as flapping (with the usual notification) when it fails too often. Stopping sends
+``stop`` with the time left before the node's deadline; a worker still alive half a second before that deadline
+is killed. Any config change restarts the worker with the new config (no live update across the pipe), and
+instance commands are not offered for worker pipelines yet.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import threading
+import time
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any, cast
+
+from edge_engine.config.pipelines import PipelineSpec
+from edge_engine.messages import Notification, Payload, utc_iso
+from edge_engine.runtime.environment import RuntimeEnv
+from edge_engine.runtime.pipeline import PipelineRunner
+from edge_engine.runtime.process_worker import WorkerPlan, from_wire, worker_main
+from edge_engine.runtime.status import Status
+
+log = logging.getLogger(__name__)
+
+PROCESS_KEY = "PROCESS"
+IN_NODE = "node"
+WORKER = "worker"
+PROCESS_MODES = (IN_NODE, WORKER)
+KILL_MARGIN = 0.5  # seconds before the node's stop deadline at which a worker still running is killed
+
+
+def runs_in_worker(spec: PipelineSpec) -> bool:
+    """Whether the pipeline's config asks for a worker process."""
+    return spec.capture_config.get(PROCESS_KEY, IN_NODE) == WORKER
+
+
+def make_runner(env: RuntimeEnv, spec: PipelineSpec, plan: WorkerPlan) -> PipelineRunner:
+    """A worker pipeline's runner where the config asks for one, else the in-process runner.
+
+    Typed as :class:`PipelineRunner` for the node's maps: :class:`ProcessPipelineRunner` answers every method the
+    node calls on a runner (checked by tests/test_process_pipelines.py)."""
+    if runs_in_worker(spec):
+        return cast(PipelineRunner, ProcessPipelineRunner(env, spec, plan))
+    return PipelineRunner(env, spec)
+
+
+class ProcessPipelineRunner:
+    """One pipeline in a worker process, watched, restarted and stopped by a monitor thread of the node."""
+
+    def __init__(self, env: RuntimeEnv, spec: PipelineSpec, plan: WorkerPlan):
+        self.env = env
+        self.spec = spec
+        self.plan = plan
+        self.started_at = time.time()
+        self.part = f"{spec.name}/process"
+        env.supervisor.forget_prefix(f"{spec.name}/")  # started afresh: a flapping worker may run again
+        self.stopping = False
+        self.finished = False
+        self.flapping: dict[str, Any] | None = None
+        self.instances: dict[tuple[str, str], Any] = {}  # none in this process (commands: not offered)
+        self._stop = threading.Event()
+        self._send_lock = threading.Lock()
+        self._process: BaseProcess | None = None
+        self._conn: Connection | None = None
+        self._snapshot: dict[str, Any] | None = None
+        self.pid: int | None = None
+        self.starts = 0
+        self.payloads = 0
+        self.refused = 0
+        self.last_exit: int | None = None
+        self.last_error: str | None = None
+        self.thread = threading.Thread(target=self._monitor, name=f"process:{spec.name}", daemon=True)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    # --- lifecycle ---------------------------------------------------------------------------------------------
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        """Ask the worker to stop (returns at once; :meth:`join` waits and kills at the deadline)."""
+        self.stopping = True
+        self._stop.set()
+
+    def join(self, deadline: float) -> list[str]:
+        """Wait for the worker until shortly before ``deadline``, kill it if it is still there; names still running."""
+        self._send(("stop", max(0.1, deadline - time.monotonic() - 2 * KILL_MARGIN)))
+        process = self._process
+        if process is not None:
+            process.join(max(0.0, deadline - time.monotonic() - KILL_MARGIN))
+            if process.is_alive():
+                log.warning("pipeline %r: worker process %s did not stop in time; killed", self.name, process.pid)
+                process.kill()
+                process.join(max(0.05, deadline - time.monotonic()))
+        self.thread.join(max(0.0, deadline - time.monotonic()))
+        left = [self.thread.name] if self.thread.is_alive() else []
+        if process is not None and process.is_alive():
+            left.append(f"worker process {process.pid}")
+        return left
+
+    def _send(self, message: tuple[Any, ...]) -> bool:
+        conn = self._conn
+        if conn is None:
+            return False
+        try:
+            with self._send_lock:
+                conn.send(message)
+            return True
+        except (OSError, EOFError, ValueError):
+            return False
+
+    # --- the monitor thread ------------------------------------------------------------------------------------
+    def _monitor(self) -> None:
+        while not self._stop.is_set():
+            process, conn = self._spawn()
+            self._read(conn)
+            process.join()
+            self.last_exit = process.exitcode
+            with self._send_lock:
+                self._conn = None
+            conn.close()
+            if self._stop.is_set() or self.finished:
+                break
+            reason = self.last_error or f"worker process exited with code {process.exitcode}"
+            self.last_error = None
+            verdict = self.env.supervisor.record(self.part, reason)
+            if verdict.flapping:
+                self.flapping = self.env.report_flapping(
+                    self.part, f"pipeline {self.name!r}: its worker process", [self.env.alias, self.name, None, None]
+                )
+                break
+            log.warning("pipeline %r: worker process %s ended (%s); restart in %.1f s", self.name, process.pid,
+                        reason, verdict.delay)  # fmt: skip
+            self._stop.wait(verdict.delay)
+
+    def _spawn(self) -> tuple[BaseProcess, Connection]:
+        context = multiprocessing.get_context("spawn")  # never fork a node with threads
+        parent, child = context.Pipe(duplex=True)
+        process = context.Process(target=worker_main, args=(child, self.plan), name=f"worker:{self.name}")
+        process.start()
+        child.close()
+        self._process, self.pid = process, process.pid
+        self.starts += 1
+        with self._send_lock:
+            self._conn = parent
+        if self._stop.is_set():  # stop() came while spawning: join() may have found no pipe to send on
+            self._send(("stop", 1.0))
+        log.info("pipeline %r runs in worker process %s", self.name, process.pid)
+        return process, parent
+
+    def _read(self, conn: Connection) -> None:
+        """Hand what the worker sends to the node until the pipe closes (the worker ended)."""
+        hooks = self.env.hooks
+        while True:
+            try:
+                message = conn.recv()
+            except (EOFError, OSError):
+                return
+            kind = message[0]
+            if kind == "payload":
+                payload: Payload = from_wire(message[1])
+                self.payloads += 1
+                if hooks.payload(payload) is not None:
+                    self.refused += 1
+            elif kind == "notification":
+                notification: Notification = message[1]
+                hooks.notification(notification)
+            elif kind == "snapshot":
+                self._snapshot = message[1]
+            elif kind == "ready":
+                self.env.supervisor.recovered(self.part)
+            elif kind == "finished":
+                self.finished = True
+            elif kind == "error":
+                self.last_error = str(message[1])
+
+    # --- what the node asks of a runner ------------------------------------------------------------------------
+    def can_update_live(self, new: PipelineSpec) -> bool:
+        return False  # the node stops this worker and starts one with the new config
+
+    def update_live(self, new: PipelineSpec) -> dict[str, list[str]]:
+        raise NotImplementedError("a worker pipeline is restarted on update")
+
+    def restart_instances(self, new: PipelineSpec, signatures: set[str]) -> list[str]:
+        return []  # a reloaded class reaches the worker at its next start
+
+    def instance(self, signature: str, instance_id: str) -> None:
+        return None
+
+    def keep_alive(self) -> bool:
+        self._send(("keep_alive",))
+        return False
+
+    def watch(self, now: float) -> float | None:
+        return None  # the worker runs its own watchdog (keep-alive, blocked reads)
+
+    def status(self) -> Status:
+        if self.stopping:
+            return Status.STOPPED
+        if self.flapping is not None:
+            return Status.FLAPPING
+        if self.finished:
+            return Status.FINISHED
+        shown = self._snapshot.get("status") if self._snapshot else None
+        return Status(shown) if shown else Status.STARTING
+
+    def snapshot(self) -> dict[str, Any]:
+        """The worker's last pipeline snapshot (or an empty one before its first), with a ``process`` section."""
+        snap = dict(self._snapshot) if self._snapshot else self._empty_snapshot()
+        snap["status"] = self.status()
+        snap["started_at"] = utc_iso(self.started_at)
+        process = self._process
+        state = self.env.supervisor.state(self.part)
+        snap["process"] = {
+            "mode": WORKER,
+            "pid": self.pid,
+            "alive": bool(process is not None and process.is_alive()),
+            "starts": self.starts,
+            "restarts": state.restarts,
+            "last_error": state.last_error,
+            "last_exit_code": self.last_exit,
+            "payloads": self.payloads,
+            "refused": self.refused,
+            **({"flapping": dict(self.flapping)} if self.flapping is not None else {}),
+        }
+        return snap
+
+    def _empty_snapshot(self) -> dict[str, Any]:
+        from edge_engine.runtime.presence import Presence
+        from edge_engine.runtime.stage_stats import StageStats
+
+        config = self.spec.capture_config
+        lost, probe = float(config.get("STREAM_LOST_SECONDS") or 0), float(config.get("AWAY_PROBE_MAX_SECONDS") or 1)
+        presence = Presence(lost, probe)
+        return {
+            "name": self.name,
+            "type": self.spec.capture.signature,
+            "capture": {
+                "status": Status.STARTING,
+                "queue": 0,
+                **StageStats().snapshot(),
+                "stream": presence.snapshot(),
+            },
+            "instances": [],
+        }
+
+
+def plan_for(settings: Any, alias: str, raw: dict[str, Any]) -> WorkerPlan:
+    """The worker plan of a node's pipeline: the node's plugin folders, cache, restart policy and log level."""
+    startup = settings.startup
+    layout = settings.layout
+    return WorkerPlan(
+        alias=alias,
+        cache_root=os.fspath(layout.root),
+        models_dir=os.fspath(layout.models),
+        plugin_folders=tuple(os.fspath(f) for f in settings.plugin_folders()),
+        disabled_plugins=tuple(settings.disabled_plugins),
+        entry_points=bool(settings.load_entry_points),
+        raw=raw,
+        restart_cap=float(startup["RESTART_BACKOFF_MAX"]),
+        flap_max_failures=int(startup["FLAP_MAX_FAILURES"]),
+        flap_window=float(startup["FLAP_WINDOW_SECONDS"]),
+        log_level=logging.getLogger("edge_engine").getEffectiveLevel(),
+    )

@@ -1,0 +1,164 @@
+"""The child side of a pipeline that runs in a worker process (pipeline key ``PROCESS: "worker"``).
+
+A spawned process loads the node's plugins from the same folders, validates the pipeline's JSON again with them,
+and runs the real :class:`~edge_engine.runtime.pipeline.PipelineRunner` (capture, instances, serving) in its own
+interpreter, so a CPU-bound pure-Python plugin has a GIL, and a core, of its own. Frames never leave the child:
+they are read and processed here. What crosses the pipe to the node is small: payloads and notifications (which
+go into the node's message flow, so storage, the outbox and local output stay in the node), a snapshot of the
+pipeline's counters every ``SNAPSHOT_SECONDS``, and at the end ``finished`` or ``stopped``. The node sends
+``stop`` (with the seconds left before its deadline) and ``keep_alive``. When the node's end of the pipe closes
+(the node died), the child stops too: a worker never outlives its node.
+
+The parent side is :mod:`edge_engine.runtime.process_group`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, replace
+from multiprocessing.connection import Connection
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from edge_engine.messages import NO_ROUTING, Payload
+
+SNAPSHOT_SECONDS = 0.5
+
+
+@dataclass(frozen=True)
+class WorkerPlan:
+    """What a worker process needs to rebuild its pipeline without the node (picklable)."""
+
+    alias: str
+    cache_root: str
+    models_dir: str
+    plugin_folders: tuple[str, ...]
+    disabled_plugins: tuple[str, ...]
+    entry_points: bool
+    raw: dict[str, Any]
+    restart_cap: float
+    flap_max_failures: int
+    flap_window: float
+    log_level: int = logging.WARNING
+
+
+class _Channel:
+    """The child's end of the pipe; sends from several threads (one per instance) are serialised."""
+
+    def __init__(self, conn: Connection):
+        self.conn = conn
+        self._lock = threading.Lock()
+        self.broken = False
+
+    def send(self, message: tuple[Any, ...]) -> None:
+        if self.broken:
+            return
+        try:
+            with self._lock:
+                self.conn.send(message)
+        except (OSError, EOFError, BrokenPipeError):
+            self.broken = True  # the node is gone: the main loop sees EOF and stops
+
+
+def to_wire(payload: Payload) -> Payload:
+    """A payload the pipe can carry: its intent's routing as a plain dict (a read-only mapping does not pickle)."""
+    return replace(payload, intent=replace(payload.intent, routing=dict(payload.intent.routing)))
+
+
+def from_wire(payload: Payload) -> Payload:
+    """The node's side of :func:`to_wire`: the routing read-only again."""
+    routing = payload.intent.routing
+    if not routing:
+        return replace(payload, intent=replace(payload.intent, routing=NO_ROUTING))
+    return replace(payload, intent=replace(payload.intent, routing=MappingProxyType(dict(routing))))
+
+
+def worker_main(conn: Connection, plan: WorkerPlan) -> None:
+    """The worker process's entry point: run one pipeline until told to stop, it finishes, or the node is gone."""
+    logging.basicConfig(level=plan.log_level, format=f"%(asctime)s worker[{os.getpid()}] %(name)s: %(message)s")
+    channel = _Channel(conn)
+    try:
+        _run(channel, plan)
+    except Exception as exc:  # start failed: the node sees a failure with this reason and applies its backoff
+        logging.getLogger(__name__).exception("worker for pipeline %r failed", plan.raw.get("NAME"))
+        channel.send(("error", f"{type(exc).__name__}: {exc}"))
+        raise SystemExit(3) from exc
+    finally:
+        conn.close()
+
+
+def _run(channel: _Channel, plan: WorkerPlan) -> None:
+    # imported here: the spawned child pays for the engine's imports once, after the pipe is up
+    from edge_engine.config.pipelines import validate_pipeline
+    from edge_engine.errors import ConfigError
+    from edge_engine.local.cache import CacheLayout
+    from edge_engine.plugin.hooks import Hooks, get_plugin_manager
+    from edge_engine.runtime.environment import RuntimeEnv
+    from edge_engine.runtime.pipeline import PipelineRunner
+    from edge_engine.runtime.sandbox import _Sink, load_catalog
+    from edge_engine.runtime.status import Status
+    from edge_engine.runtime.supervisor import RestartPolicy, Supervisor
+    from edge_engine.runtime.watchdog import Watchdog
+    from edge_engine.serving.manager import ServingManager
+
+    pm = get_plugin_manager()
+    catalog = load_catalog([Path(f) for f in plan.plugin_folders], plan.disabled_plugins, plan.entry_points, pm)
+    pm.register(_Sink(lambda p: channel.send(("payload", to_wire(p))), lambda n: channel.send(("notification", n))))
+    layout = CacheLayout(Path(plan.cache_root))
+    spec, issues = validate_pipeline(plan.raw, catalog.registry, "worker", Path(plan.models_dir))
+    if spec is None:
+        raise ConfigError(issues)
+    policy = RestartPolicy(cap=plan.restart_cap, flap_max_failures=plan.flap_max_failures,
+                           flap_window=plan.flap_window)  # fmt: skip
+    supervisor = Supervisor(policy)
+    env = RuntimeEnv(plan.alias, layout, Hooks(pm), supervisor, pipeline_config=lambda _name: spec.raw)
+
+    def model_notification(level: str, message: str, fields: dict[str, Any]) -> None:
+        env.notify(level, message, [plan.alias, None, None, None], **fields)
+
+    env.serving = ServingManager(catalog.registry, supervisor, Path(plan.models_dir), model_notification)
+    runner = PipelineRunner(env, spec)
+    watchdog = Watchdog(lambda: [runner])  # keep-alive deadlines and blocked reads, as the node's watchdog does
+    env.wake_watchdog = watchdog.poke
+    runner.start()
+    watchdog.start()
+    channel.send(("ready", os.getpid()))
+    stop_seconds = _serve(channel, runner, Status)
+    deadline = time.monotonic() + max(0.2, stop_seconds)
+    runner.stop()
+    left = runner.join(deadline)
+    watchdog.stop()
+    env.serving.stop(max(deadline, time.monotonic() + 0.2))
+    channel.send(("snapshot", runner.snapshot()))
+    channel.send(("stopped", left))
+
+
+def _serve(channel: _Channel, runner: Any, status: Any) -> float:
+    """Answer the node's messages and send snapshots until a stop (the seconds it allows), the end of the source,
+    or the node's end of the pipe closing."""
+    next_snapshot = 0.0
+    while True:
+        now = time.monotonic()
+        if now >= next_snapshot:
+            snapshot = runner.snapshot()
+            channel.send(("snapshot", snapshot))
+            if snapshot["status"] == status.FINISHED:
+                channel.send(("finished",))
+                return 1.0
+            next_snapshot = now + SNAPSHOT_SECONDS
+        if channel.broken:
+            return 1.0
+        try:
+            if not channel.conn.poll(max(0.0, next_snapshot - time.monotonic())):
+                continue
+            message = channel.conn.recv()
+        except (EOFError, OSError):
+            return 1.0  # the node is gone
+        if message[0] == "stop":
+            return float(message[1])
+        if message[0] == "keep_alive":
+            runner.keep_alive()

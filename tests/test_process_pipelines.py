@@ -1,0 +1,148 @@
+"""Pipelines in worker processes (``PROCESS: "worker"``, issue 19 item 3): real spawned processes, a real broker.
+
+A worker pipeline's payloads come back into the node's message flow (outbox numbering, local output), a worker
+killed with SIGKILL is restarted by the node's supervisor and its pipeline resumes, a node stop ends the worker
+within the stop deadline (a plugin stuck in ``process()`` included), and an unknown process mode is refused
+naming the key and the modes.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+from conftest import comms_node, wait_for
+from plugins_src import message_pipeline, payload_plugin
+
+from edge_engine.errors import ConfigError
+from edge_engine.node import Node
+from edge_engine.runtime.pipeline import PipelineRunner
+from edge_engine.runtime.process_group import ProcessPipelineRunner
+
+PID_PLUGIN = payload_plugin("Pid", "TEST_PID", '{"I": inp.seq, "PID": os.getpid()}', imports="import os")
+STUCK_PLUGIN = payload_plugin(
+    "Stuck", "TEST_STUCK", '{"I": inp.seq, "PID": os.getpid(), "S": time.sleep(3600)}', imports="import os\nimport time"
+)
+PLUGINS = {"business/pid.py": PID_PLUGIN, "business/stuck.py": STUCK_PLUGIN}
+STARTUP = {"RESTART_BACKOFF_MAX": 0.5, "SHUTDOWN_SECONDS": 4}
+
+
+def worker_pipeline(name: str = "w", signature: str = "TEST_PID", fps: int = 40) -> dict[str, Any]:
+    return {**message_pipeline(name, signature, fps), "PROCESS": "worker"}
+
+
+def process_section(node: Node, name: str) -> dict[str, Any]:
+    snap = node.pipelines[name].snapshot()
+    return snap["process"]
+
+
+def output_lines(cache: Path, pipeline: str) -> list[dict[str, Any]]:
+    lines = []
+    for path in (cache / "_output" / pipeline).rglob("payloads*.jsonl"):
+        lines.extend(json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+    return lines
+
+
+class Payloads:
+    """Every payload message the broker carries, decoded."""
+
+    def __init__(self, port: int):
+        self.received: list[dict[str, Any]] = []
+        self._subscribed = threading.Event()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="process-test")
+        self.client.on_connect = lambda c, *_: c.subscribe("naeural/payloads", 1)
+        self.client.on_subscribe = lambda *_: self._subscribed.set()
+        self.client.on_message = lambda _c, _u, m: self.received.append(json.loads(m.payload))
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        assert self._subscribed.wait(5)
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def test_an_unknown_process_mode_is_refused_naming_the_key_and_the_modes(node_factory: Callable[..., Node]) -> None:
+    node = node_factory(plugins=PLUGINS)
+    raw = {**worker_pipeline(), "PROCESS": "threads"}
+    with pytest.raises(ConfigError) as caught:
+        node.add_pipeline(raw)
+    text = str(caught.value)
+    assert "PROCESS" in text and "'node'" in text and "'worker'" in text and "threads" in text, text
+    assert "w" not in node.pipelines
+
+
+def test_the_default_stays_in_the_node_process(node_factory: Callable[..., Node]) -> None:
+    node = node_factory(plugins=PLUGINS, pipelines=[message_pipeline("here", "TEST_PID", 20)])
+    assert type(node.pipelines["here"]) is PipelineRunner
+    assert "process" not in node.pipelines["here"].snapshot()
+
+
+def test_worker_payloads_reach_the_outbox_in_order_and_local_output(
+    node_factory: Callable[..., Node], mosquitto_factory: Any
+) -> None:
+    broker = mosquitto_factory()
+    listener = Payloads(broker.port)
+    try:
+        node = comms_node(node_factory, broker, plugins=PLUGINS, startup=STARTUP, pipelines=[worker_pipeline()])
+        runner = node.pipelines["w"]
+        assert isinstance(runner, ProcessPipelineRunner)
+        wait_for(lambda: len([m for m in listener.received if m.get("I") is not None]) >= 20, timeout=30)
+        mine = [m for m in listener.received if m["EE_PAYLOAD_PATH"][1] == "w"]
+        pids = {m["PID"] for m in mine}
+        assert pids == {runner.pid} and runner.pid != os.getpid(), pids
+        seqs = [m["EE_MESSAGE_SEQ"] for m in mine]
+        assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), seqs  # numbered by the node's outbox, no gap
+        inputs = [m["I"] for m in mine]
+        assert all(b > a for a, b in itertools.pairwise(inputs)), inputs
+        written = {line["data"]["I"] for line in output_lines(node.layout.root, "w")}
+        assert set(inputs) <= written | {inputs[-1]}  # local output writes right after the outbox
+        snap = node.snapshot()
+        (pipe,) = [p for p in snap["pipelines"] if p["name"] == "w"]
+        assert pipe["process"]["pid"] == runner.pid and pipe["process"]["alive"]
+        assert pipe["instances"] and pipe["instances"][0]["payloads"] > 0, pipe  # the worker's own counters
+    finally:
+        listener.close()
+
+
+def test_a_worker_killed_with_sigkill_is_restarted_and_its_pipeline_resumes(node_factory: Callable[..., Node]) -> None:
+    node = node_factory(plugins=PLUGINS, startup=STARTUP, pipelines=[worker_pipeline()])
+    runner = node.pipelines["w"]
+    assert isinstance(runner, ProcessPipelineRunner)
+    wait_for(lambda: runner.payloads >= 5, timeout=30)
+    first = runner.pid
+    assert first is not None
+    os.kill(first, signal.SIGKILL)
+    wait_for(lambda: runner.pid != first and process_section(node, "w")["alive"], timeout=30)
+    before = runner.payloads
+    wait_for(lambda: runner.payloads >= before + 5, timeout=30)
+    section = process_section(node, "w")
+    assert section["restarts"] == 1 and section["starts"] == 2, section
+    assert "-9" in (section["last_error"] or ""), section
+    lines = output_lines(node.layout.root, "w")
+    assert {line["data"]["PID"] for line in lines} >= {first, runner.pid}
+
+
+def test_node_stop_ends_a_stuck_worker_within_the_stop_deadline(node_factory: Callable[..., Node]) -> None:
+    node = node_factory(plugins=PLUGINS, startup=STARTUP, pipelines=[worker_pipeline("s", "TEST_STUCK", 5)])
+    runner = node.pipelines["s"]
+    assert isinstance(runner, ProcessPipelineRunner)
+    wait_for(lambda: (runner._snapshot or {}).get("instances", [{}])[0].get("inputs", 0) >= 1, timeout=30)
+    pid = runner.pid
+    assert pid is not None
+    started = time.monotonic()
+    node.stop("test")
+    took = time.monotonic() - started
+    assert took <= STARTUP["SHUTDOWN_SECONDS"], took
+    assert runner._process is not None and not runner._process.is_alive()
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
