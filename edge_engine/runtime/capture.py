@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from edge_engine.errors import EndOfStream
 from edge_engine.messages import utc_iso
@@ -140,7 +140,7 @@ class CaptureRunner:
                 delay = 0.0
                 try:
                     if plugin is None:
-                        plugin = self.env.create(self.record, self.config, context)  # type: ignore[assignment]
+                        plugin = cast(CapturePlugin, self.env.create(self.record, self.config, context))
                         plugin.on_init()
                         self._safe_applied = None
                     attempt = time.monotonic()
