@@ -32,7 +32,27 @@ PID_PLUGIN = payload_plugin("Pid", "TEST_PID", '{"I": inp.seq, "PID": os.getpid(
 STUCK_PLUGIN = payload_plugin(
     "Stuck", "TEST_STUCK", '{"I": inp.seq, "PID": os.getpid(), "S": time.sleep(3600)}', imports="import os\nimport time"
 )
-PLUGINS = {"business/pid.py": PID_PLUGIN, "business/stuck.py": STUCK_PLUGIN}
+ASKED_PLUGIN = """from typing import Any, ClassVar
+import os
+
+from edge_engine.api import BusinessPlugin, Key
+
+
+class Asked(BusinessPlugin):
+    SIGNATURE = "TEST_ASKED"
+    CONFIG: ClassVar[dict[str, Any]] = {"LABEL": Key("a", type=str, doc="label of the payloads")}
+
+    def process(self, inp):
+        if inp is None:
+            return None
+        return {"I": inp.seq, "PID": os.getpid(), "LABEL": self.config["LABEL"]}
+
+    def on_command(self, command, **params):
+        return {"PID": os.getpid(), "COMMAND": command, "PARAMS": params}
+"""
+CRASH_PLUGIN = payload_plugin("Crash", "TEST_CRASH", '{"X": os._exit(1)}', imports="import os")
+PLUGINS = {"business/pid.py": PID_PLUGIN, "business/stuck.py": STUCK_PLUGIN, "business/asked.py": ASKED_PLUGIN,
+           "business/crash.py": CRASH_PLUGIN}  # fmt: skip
 STARTUP = {"RESTART_BACKOFF_MAX": 0.5, "SHUTDOWN_SECONDS": 4}
 
 
@@ -146,3 +166,47 @@ def test_node_stop_ends_a_stuck_worker_within_the_stop_deadline(node_factory: Ca
     assert runner._process is not None and not runner._process.is_alive()
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+def test_commands_and_config_updates_reach_a_worker_pipeline(node_factory: Callable[..., Node]) -> None:
+    node = node_factory(plugins=PLUGINS, startup=STARTUP, pipelines=[worker_pipeline("a", "TEST_ASKED", 20)])
+    runner = node.pipelines["a"]
+    assert isinstance(runner, ProcessPipelineRunner)
+    wait_for(lambda: runner.payloads >= 2, timeout=30)
+    answer = node.instance_command("a", "TEST_ASKED", "t", "HELLO", X=1).result(20)
+    assert answer == {"PID": runner.pid, "COMMAND": "HELLO", "PARAMS": {"X": 1}}
+    with pytest.raises(ConfigError):
+        node.update_instance("a", "TEST_ASKED", "t", {"LABEL": 5})  # validated in the node, as for any pipeline
+    node.update_instance("a", "TEST_ASKED", "t", {"LABEL": "b"})  # a new worker with the new config
+    updated = node.pipelines["a"]
+    assert isinstance(updated, ProcessPipelineRunner) and updated is not runner
+    assert not runner.thread.is_alive() and runner._process is not None and not runner._process.is_alive()
+    wait_for(lambda: any(line["data"]["LABEL"] == "b" for line in output_lines(node.layout.root, "a")), timeout=30)
+
+
+def test_a_finite_source_finishes_in_its_worker(node_factory: Callable[..., Node]) -> None:
+    raw = {**worker_pipeline("f"), "COUNT": 7}
+    node = node_factory(plugins=PLUGINS, startup=STARTUP, pipelines=[raw])
+    runner = node.pipelines["f"]
+    wait_for(lambda: runner.snapshot()["status"] == "finished", timeout=30)
+    wait_for(lambda: process_section(node, "f")["last_exit_code"] == 0, timeout=10)  # the worker ends once finished
+    assert sorted(line["data"]["I"] for line in output_lines(node.layout.root, "f")) == list(range(1, 8))
+    section = process_section(node, "f")
+    assert section["restarts"] == 0 and section["last_exit_code"] == 0 and not section["alive"], section
+
+
+def test_a_worker_that_keeps_dying_is_stopped_as_flapping_with_a_notification(
+    node_factory: Callable[..., Node],
+) -> None:
+    startup = {**STARTUP, "FLAP_MAX_FAILURES": 3, "FLAP_WINDOW_SECONDS": 120, "RESTART_BACKOFF_MAX": 0.2}
+    node = node_factory(plugins=PLUGINS, startup=startup, pipelines=[worker_pipeline("c", "TEST_CRASH", 20)])
+    runner = node.pipelines["c"]
+    wait_for(lambda: runner.snapshot()["status"] == "flapping", timeout=60)
+    section = process_section(node, "c")
+    assert section["starts"] == 3 and section["flapping"]["failures"] == 3, section
+    assert "code 1" in section["flapping"]["reason"], section
+    assert not runner.thread.is_alive()
+    lines = (node.layout.output / "notifications.jsonl").read_text(encoding="utf-8").splitlines()
+    notes = [json.loads(line) for line in lines if line.strip()]
+    flapping = [n for n in notes if "flapping" in n["message"] and n["path"][1] == "c"]
+    assert len(flapping) == 1 and "worker process" in flapping[0]["message"], flapping

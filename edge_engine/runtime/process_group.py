@@ -13,22 +13,25 @@ A monitor thread owns the process: a worker that dies (a crash, SIGKILL, the OOM
 ``<pipeline>/process`` reported to the node's :class:`~edge_engine.runtime.supervisor.Supervisor`, restarted after
 its backoff, and stopped as flapping (with the usual notification) when it fails too often. Stopping sends
 ``stop`` with the time left before the node's deadline; a worker still alive half a second before that deadline
-is killed. Any config change restarts the worker with the new config (no live update across the pipe), and
-instance commands are not offered for worker pipelines yet.
+is killed. Any config change restarts the worker with the new config (no live update across the pipe);
+instance commands cross the pipe and their futures are answered by the worker (a result must pickle).
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import multiprocessing
 import os
 import threading
 import time
+from concurrent.futures import Future
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any, cast
 
-from edge_engine.config.pipelines import PipelineSpec
+from edge_engine.config.pipelines import InstanceSpec, PipelineSpec
+from edge_engine.errors import PipelineError
 from edge_engine.messages import Notification, Payload, utc_iso
 from edge_engine.runtime.environment import RuntimeEnv
 from edge_engine.runtime.pipeline import PipelineRunner
@@ -72,12 +75,14 @@ class ProcessPipelineRunner:
         self.stopping = False
         self.finished = False
         self.flapping: dict[str, Any] | None = None
-        self.instances: dict[tuple[str, str], Any] = {}  # none in this process (commands: not offered)
+        self.instances: dict[tuple[str, str], Any] = {}  # none in this process (see instance())
         self._stop = threading.Event()
         self._send_lock = threading.Lock()
         self._process: BaseProcess | None = None
         self._conn: Connection | None = None
         self._snapshot: dict[str, Any] | None = None
+        self._commands: dict[int, Future[Any]] = {}  # instance commands sent, waiting for the worker's answer
+        self._command_ids = itertools.count(1)
         self.pid: int | None = None
         self.starts = 0
         self.payloads = 0
@@ -133,6 +138,7 @@ class ProcessPipelineRunner:
             self._read(conn)
             process.join()
             self.last_exit = process.exitcode
+            self._fail_commands()
             with self._send_lock:
                 self._conn = None
             conn.close()
@@ -190,6 +196,8 @@ class ProcessPipelineRunner:
                 self.finished = True
             elif kind == "error":
                 self.last_error = str(message[1])
+            elif kind == "command_result":
+                self._command_done(*message[1:])
 
     # --- what the node asks of a runner ------------------------------------------------------------------------
     def can_update_live(self, new: PipelineSpec) -> bool:
@@ -201,8 +209,36 @@ class ProcessPipelineRunner:
     def restart_instances(self, new: PipelineSpec, signatures: set[str]) -> list[str]:
         return []  # a reloaded class reaches the worker at its next start
 
-    def instance(self, signature: str, instance_id: str) -> None:
-        return None
+    def instance(self, signature: str, instance_id: str) -> RemoteInstance | None:
+        """The instance's spec (for config updates, which restart the worker) and its commands, sent to the worker."""
+        key = (signature.upper(), instance_id)
+        spec = next((i for i in self.spec.instances if i.key == key), None)
+        return RemoteInstance(self, spec) if spec is not None else None
+
+    def _command(self, spec: InstanceSpec, command: Any, params: dict[str, Any]) -> Future[Any]:
+        future: Future[Any] = Future()
+        with self._send_lock:
+            ident = next(self._command_ids)
+            self._commands[ident] = future
+        if not self._send(("command", ident, spec.signature, spec.instance_id, command, params)):
+            self._commands.pop(ident, None)
+            future.set_exception(PipelineError(self.name, "its worker process is not running; try again"))
+        return future
+
+    def _command_done(self, ident: int, error: str | None, result: Any) -> None:
+        future = self._commands.pop(ident, None)
+        if future is None:
+            return
+        if error is None:
+            future.set_result(result)
+        else:
+            future.set_exception(PipelineError(self.name, f"command failed in its worker process: {error}"))
+
+    def _fail_commands(self) -> None:
+        for ident in list(self._commands):
+            future = self._commands.pop(ident, None)
+            if future is not None and not future.done():
+                future.set_exception(PipelineError(self.name, "its worker process ended before answering"))
 
     def keep_alive(self) -> bool:
         self._send(("keep_alive",))
@@ -260,6 +296,18 @@ class ProcessPipelineRunner:
             },
             "instances": [],
         }
+
+
+class RemoteInstance:
+    """What the node asks of an instance of a worker pipeline: its spec, and commands (answered by the worker)."""
+
+    def __init__(self, runner: ProcessPipelineRunner, spec: InstanceSpec):
+        self.spec = spec
+        self._runner = runner
+
+    def command(self, command: Any, params: dict[str, Any] | None = None) -> Future[Any]:
+        """Send a command to the instance's ``on_command`` in the worker; the future holds its result."""
+        return self._runner._command(self.spec, command, params or {})
 
 
 def plan_for(settings: Any, alias: str, raw: dict[str, Any]) -> WorkerPlan:

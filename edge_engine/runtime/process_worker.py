@@ -162,3 +162,26 @@ def _serve(channel: _Channel, runner: Any, status: Any) -> float:
             return float(message[1])
         if message[0] == "keep_alive":
             runner.keep_alive()
+        elif message[0] == "command":
+            _command(channel, runner, *message[1:])
+
+
+def _command(channel: _Channel, runner: Any, ident: int, signature: str, instance_id: str, command: Any,
+             params: dict[str, Any]) -> None:  # fmt: skip
+    """Deliver an instance command; its result (or the error's text) goes back when the instance has run it."""
+    instance = runner.instance(signature, instance_id)
+    if instance is None:
+        channel.send(("command_result", ident, f"no instance {signature}/{instance_id}", None))
+        return
+
+    def done(future: Any) -> None:
+        error = future.exception()
+        if error is not None:
+            channel.send(("command_result", ident, f"{type(error).__name__}: {error}", None))
+            return
+        try:
+            channel.send(("command_result", ident, None, future.result()))
+        except Exception as exc:  # a result the pipe cannot carry (pickle)
+            channel.send(("command_result", ident, f"the result cannot be sent from the worker: {exc}", None))
+
+    instance.command(command, params).add_done_callback(done)
