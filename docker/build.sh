@@ -5,7 +5,11 @@
 #   docker/build.sh --network devnet         # edge-node:devnet (EE_EVM_NET=devnet)
 #   docker/build.sh --gpu | --openvino       # edge-node:mainnet-gpu (onnxruntime-gpu) | -openvino (onnxruntime-openvino); amd64
 #   docker/build.sh --platform linux/arm64   # edge-node:mainnet-arm64 on edge-node-base:trixie-arm64; on an
-#                                            # x86 host the build runs under qemu (qemu-user-static)
+#                                            # x86 host pip installs the aarch64 wheels natively in the build
+#                                            # stage; only the runtime stage's few steps run under qemu
+#                                            # (docker/setup-qemu.sh)
+#   docker/build.sh --platform linux/arm64 --base B --build-base H   # another arm64 base B; H: the same Debian and
+#                                            # Python for this host's architecture (default: B itself)
 #   docker/build.sh --wheelhouse             # install only from docker/wheelhouse/ (no network in the build)
 #   docker/build.sh --ca /etc/ssl/certs/ca-certificates.crt   # trust the host's CAs (intercepting proxy)
 #   docker/build.sh --base python:3.12-slim  # another base; default: python:3.13-slim-trixie if it is present
@@ -27,7 +31,7 @@ cd "$(dirname "$0")/.."
 IMAGE_NAME="${IMAGE_NAME:-edge-node}"
 DEFAULT_BASE="python:3.13-slim-trixie"
 HOST_ARCH="$(dpkg --print-architecture 2>/dev/null || echo amd64)"
-network=mainnet variant=cpu base="${BASE_IMAGE:-}" source=index tag="" cas=() extra=() prune_stage= platform=""
+network=mainnet variant=cpu base="${BASE_IMAGE:-}" build_base="${BUILD_BASE_IMAGE:-}" source=index tag="" cas=() extra=() prune_stage= platform=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --network) network="$2"; shift 2 ;;
@@ -40,7 +44,8 @@ while [ $# -gt 0 ]; do
     --prune-stage) prune_stage=1; shift ;;
     --platform) platform="$2"; shift 2 ;;
     --) shift; extra=("$@"); break ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    --build-base) build_base="$2"; shift 2 ;;
+    -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
     *) echo "error: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -59,11 +64,16 @@ suffix=""
 [ "$variant" = cpu ] || suffix="-$variant"
 [ -z "$platform" ] || [ "$arch" = "$HOST_ARCH" ] || suffix="$suffix-$arch"
 tag="${tag:-$IMAGE_NAME:$network$suffix}"
-OFFLINE_BASE="${OFFLINE_BASE:-edge-node-base:trixie}"
+HOST_OFFLINE_BASE="${OFFLINE_BASE:-edge-node-base:trixie}"
+OFFLINE_BASE="$HOST_OFFLINE_BASE"
 [ "$arch" = "$HOST_ARCH" ] || OFFLINE_BASE="${OFFLINE_BASE}-$arch"
+# The classic builder when BuildKit's buildx plugin is missing (the Dockerfile needs no BuildKit feature).
+classic=""
+docker buildx version >/dev/null 2>&1 || { export DOCKER_BUILDKIT=0; classic=1; }
 
+local_arch() { docker image inspect -f '{{.Architecture}}' "$1" 2>/dev/null; }
 if [ -z "$base" ]; then
-  if docker image inspect "$DEFAULT_BASE" >/dev/null 2>&1 && [ "$(docker image inspect -f '{{.Architecture}}' "$DEFAULT_BASE")" = "$arch" ] \
+  if [ "$(local_arch "$DEFAULT_BASE")" = "$arch" ] \
      || timeout 60 docker pull -q --platform "linux/$arch" "$DEFAULT_BASE" >/dev/null 2>&1; then
     base="$DEFAULT_BASE"
   else
@@ -72,12 +82,36 @@ if [ -z "$base" ]; then
     base="$OFFLINE_BASE"
   fi
 fi
+# The build stage runs on this host's platform: its base is BASE_IMAGE's counterpart for the host's architecture
+# (another architecture's wheels are installed there, see docker/Dockerfile).
+if [ -z "$build_base" ]; then
+  build_base="$base"
+  [ "$arch" = "$HOST_ARCH" ] || [ "$base" != "$OFFLINE_BASE" ] || build_base="$HOST_OFFLINE_BASE"
+fi
+if [ "$arch" != "$HOST_ARCH" ] && [ "$build_base" = "$HOST_OFFLINE_BASE" ] && [ -z "$(local_arch "$build_base")" ]; then
+  docker/build-base.sh "$build_base" >&2
+fi
+base_args=(--build-arg BASE_IMAGE="$base" --build-arg BUILD_BASE_IMAGE="$build_base")
+platform_args=()
+if [ "$arch" != "$HOST_ARCH" ] && [ -n "$classic" ]; then
+  # The classic builder checks every stage against --platform (the build stage is the host's): no --platform; the
+  # image's architecture is its base's. One multi-arch tag (python:3.13-slim-trixie) names one local image at a
+  # time, so both bases are then given by image ID, each pulled for its platform.
+  if [ "$base" = "$build_base" ]; then
+    [ "$(local_arch "$base")" = "$arch" ] || docker pull -q --platform "linux/$arch" "$base" >/dev/null
+    base_id="$(docker image inspect -f '{{.Id}}' "$base")"
+    [ "$(local_arch "$build_base")" = "$HOST_ARCH" ] || docker pull -q --platform "linux/$HOST_ARCH" "$build_base" >/dev/null
+    base_args=(--build-arg BASE_IMAGE="$base_id" --build-arg BUILD_BASE_IMAGE="$(docker image inspect -f '{{.Id}}' "$build_base")")
+  fi
+  [ "$(local_arch "${base_id:-$base}")" = "$arch" ] || { echo "error: the base $base is $(local_arch "$base"), not $arch" >&2; exit 1; }
+elif [ -n "$platform" ]; then
+  platform_args=(--platform "linux/$arch")
+fi
 if [ "$source" = wheelhouse ] && ! ls docker/wheelhouse/*.whl >/dev/null 2>&1; then
   wheel_options=(--platform "linux/$arch")
   [ "$variant" = cpu ] || wheel_options+=("--$variant")
   docker/make-wheelhouse.sh "${wheel_options[@]}" >&2
 fi
-[ -z "$platform" ] || extra=(--platform "linux/$arch" ${extra[@]+"${extra[@]}"})
 copied=()
 cleanup() { [ ${#copied[@]} -eq 0 ] || rm -f "${copied[@]}"; }
 trap cleanup EXIT
@@ -85,9 +119,6 @@ for i in "${!cas[@]}"; do
   [ -f "${cas[$i]}" ] || { echo "error: no CA file ${cas[$i]}" >&2; exit 2; }
   cp "${cas[$i]}" "docker/ca/build-$$-$i.crt"; copied+=("docker/ca/build-$$-$i.crt")
 done
-# The classic builder when BuildKit's buildx plugin is missing (the Dockerfile needs no BuildKit feature).
-classic=""
-docker buildx version >/dev/null 2>&1 || { export DOCKER_BUILDKIT=0; classic=1; }
 version="$(sed -n 's/^__version__ = "\(.*\)"/\1/p' edge_engine/__init__.py)"
 git_revision() {  # the checkout's commit, "-dirty" when tracked files were changed; "unknown" without git
   local rev
@@ -96,12 +127,13 @@ git_revision() {  # the checkout's commit, "-dirty" when tracked files were chan
   echo "$rev"
 }
 revision="${REVISION:-$(git_revision)}"
-args=(--build-arg BASE_IMAGE="$base" --build-arg NETWORK="$network" --build-arg VARIANT="$variant"
+args=("${base_args[@]}" --build-arg BUILD_PLATFORM="linux/$HOST_ARCH" --build-arg TARGETARCH="$arch"
+      --build-arg NETWORK="$network" --build-arg VARIANT="$variant"
       --build-arg PIP_SOURCE="$source"
       ${PIP_INDEX_URL:+--build-arg PIP_INDEX_URL="$PIP_INDEX_URL"}
       ${PIP_EXTRA_INDEX_URL:+--build-arg PIP_EXTRA_INDEX_URL="$PIP_EXTRA_INDEX_URL"})
-echo "building $tag (linux/$arch, base $base, network $network, variant $variant, packages from $source, revision $revision)" >&2
-docker build -f docker/Dockerfile -t "$tag" "${args[@]}" \
+echo "building $tag (linux/$arch, base $base, build stage on linux/$HOST_ARCH from $build_base, network $network, variant $variant, packages from $source, revision $revision)" >&2
+docker build -f docker/Dockerfile -t "$tag" ${platform_args[@]+"${platform_args[@]}"} "${args[@]}" \
   --build-arg VERSION="$version" --build-arg REVISION="$revision" \
   --build-arg CREATED="$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
   ${extra[@]+"${extra[@]}"} . >&2
@@ -110,9 +142,9 @@ if [ -n "$classic" ]; then
   # Dockerfile): name the one this build made (the newest) and delete older ones, including the one it replaces.
   stage="$tag-build"
   previous="$(docker image inspect -f '{{.Id}}' "$stage" 2>/dev/null || true)"
-  # (of this build's architecture: an amd64 and an arm64 build may run side by side)
+  # (of this build's target architecture, a label of the stage: an amd64 and an arm64 build may run side by side)
   mapfile -t stages < <(docker images -q --no-trunc --filter dangling=true --filter label=edge-node.stage=build \
-    | while read -r id; do [ "$(docker image inspect -f '{{.Architecture}}' "$id")" = "$arch" ] && echo "$id"; done)
+    --filter "label=edge-node.stage.target-arch=$arch")
   if [ ${#stages[@]} -gt 0 ]; then
     docker tag "${stages[0]}" "$stage"
     for old in "${stages[@]:1}" ${previous:+"$previous"}; do

@@ -9,6 +9,13 @@
 #   VARIANT=cpu|gpu|openvino  onnxruntime, onnxruntime-gpu or onnxruntime-openvino for the model servers
 #   EXTRA_CA_CERT          PEM text of a CA to trust besides pip's own (a TLS-intercepting proxy); CA files
 #                          dropped in docker/ca/ (*.crt, *.pem) are trusted too
+#   TARGETARCH=amd64|arm64 the image's architecture, when it differs from this build stage's (docker/Dockerfile
+#                          runs the build stage on the build host, e.g. amd64, for an arm64 image): the requirements
+#                          are then installed as that architecture's binary wheels (pip --platform manylinux_*_ARCH
+#                          --only-binary=:all: --python-version of this Python, up to this stage's glibc) and
+#                          moved into the venv's site-packages and bin/. Nothing of them runs here (the image's
+#                          runtime stage imports them); pip, setuptools and wheel (pure Python) install as usual.
+#                          This Python must be the image's (same minor version; the same Debian release).
 #
 # requirements.txt is installed as is; requirements-models.txt (if present) too, except that its rapidocr
 # lines are installed with --no-deps (DECISIONS 15) and, for VARIANT=gpu or openvino, onnxruntime becomes
@@ -40,6 +47,42 @@ case "${PIP_SOURCE:-index}" in
 esac
 # shellcheck disable=SC2086
 pip_install() { "$PY" -m pip install --no-cache-dir --disable-pip-version-check --progress-bar off $source_options "$@"; }
+
+# --- another architecture's wheels (TARGETARCH): installed with --target, then moved into the venv ---------
+build_arch="$(dpkg --print-architecture 2>/dev/null || uname -m)"
+target_arch="${TARGETARCH:-$build_arch}"
+cross=""
+if [ "$target_arch" != "$build_arch" ]; then
+  case "$target_arch" in
+    amd64) machine=x86_64 ;;
+    arm64) machine=aarch64 ;;
+    *) echo "error: TARGETARCH must be amd64 or arm64 (got $target_arch)" >&2; exit 1 ;;
+  esac
+  python_version="$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+  glibc_minor="$("$PY" -c 'import platform; print(platform.libc_ver()[1].split(".")[1])')"
+  cross="--only-binary=:all: --implementation cp --python-version $python_version --platform manylinux2014_$machine"
+  for minor in $(seq 17 "$glibc_minor"); do cross="$cross --platform manylinux_2_${minor}_$machine"; done
+  site="$("$PY" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')"
+  echo "installing the requirements for linux/$target_arch (Python $python_version, glibc up to 2.$glibc_minor) on this $build_arch build stage"
+fi
+cross_targets=0
+# pip_install_target ARGS...: pip_install, or for another architecture into a fresh --target folder
+pip_install_target() {
+  if [ -z "$cross" ]; then pip_install "$@"; return; fi
+  cross_targets=$((cross_targets + 1))
+  # shellcheck disable=SC2086
+  pip_install $cross --target "$B/target-$cross_targets" "$@"
+}
+# move_targets: the --target folders into the venv (scripts, whose #! is already /opt/venv/bin/python, to bin/)
+move_targets() {
+  [ -n "$cross" ] || return 0
+  for target in "$B"/target-*; do
+    [ -d "$target" ] || continue
+    if [ -d "$target/bin" ]; then cp -a "$target/bin/." /opt/venv/bin/; rm -rf "$target/bin"; fi
+    cp -a "$target/." "$site/"
+    rm -rf "$target"
+  done
+}
 if [ $# -gt 0 ]; then
   pip_install "$@"
   exit 0
@@ -53,16 +96,20 @@ case "${VARIANT:-cpu}" in
 esac
 
 pip_install --upgrade pip "setuptools>=70.1" wheel
-pip_install -r "$B/requirements.txt"
+# (for another architecture the node's and the models' requirements are resolved together: one --target folder)
+[ -n "$cross" ] || pip_install -r "$B/requirements.txt"
 if [ -f "$B/requirements-models.txt" ]; then
   grep -v -i -E '^[[:space:]]*rapidocr' "$B/requirements-models.txt" \
     | sed -E "s/^[[:space:]]*onnxruntime([[:space:]]*([<>=!~;[].*)?)$/$ort\1/" >"$B/models.txt"
   grep -q -i -E "^[[:space:]]*$ort([^-a-z]|$)" "$B/models.txt" || echo "$ort" >>"$B/models.txt"
-  pip_install -r "$B/models.txt"
+  if [ -n "$cross" ]; then pip_install_target -r "$B/requirements.txt" -r "$B/models.txt"; else pip_install -r "$B/models.txt"; fi
   nodeps="$(grep -i -E '^[[:space:]]*rapidocr' "$B/requirements-models.txt" || true)"
   # shellcheck disable=SC2086
-  [ -z "$nodeps" ] || pip_install --no-deps $nodeps
+  [ -z "$nodeps" ] || pip_install_target --no-deps $nodeps
 else
-  pip_install "$ort"
+  if [ -n "$cross" ]; then pip_install_target -r "$B/requirements.txt" "$ort"; else pip_install "$ort"; fi
 fi
-"$PY" -m pip check || true
+move_targets
+# (pip check would judge another architecture's packages by this stage's platform: the image's runtime stage
+# imports them instead)
+[ -n "$cross" ] || "$PY" -m pip check || true

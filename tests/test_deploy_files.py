@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -242,7 +243,9 @@ def test_image_layout() -> None:
 
 
 def test_dockerfile_arguments() -> None:
-    args = dict(re.match(r"(\w+)(?:=(.*))?", a).groups() for a in instructions("ARG"))  # type: ignore[union-attr]
+    # (one ARG instruction may define several: ARG A=1 B=2)
+    defined = [a for line in instructions("ARG") for a in shlex.split(line)]
+    args = dict(re.match(r"(\w+)(?:=(.*))?", a).groups() for a in defined)  # type: ignore[union-attr]
     assert args["BASE_IMAGE"] == "python:3.13-slim-trixie"
     assert args["NETWORK"] in C.NETWORKS
     assert args["VARIANT"] == "cpu"

@@ -185,7 +185,9 @@ def test_build_sh_labels_the_commit_and_names_the_build_stage(fake_docker: tuple
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
     assert re.search(rf"--build-arg REVISION={commit}(-dirty)? ", builds[0]), builds[0]
     assert len(builds) == 1
-    assert "images -q --no-trunc --filter dangling=true --filter label=edge-node.stage=build" in calls
+    # (the stage of this build's target architecture: an amd64 and an arm64 build may run side by side)
+    stage_query = "images -q --no-trunc --filter dangling=true --filter label=edge-node.stage=build"
+    assert f"{stage_query} --filter label=edge-node.stage.target-arch=amd64" in calls
     assert "tag sha256:stage-new edge-node:mainnet-build" in calls  # this build's stage gets a name
     assert {"rmi sha256:stage-old", "rmi sha256:prev"} <= set(calls)  # older anonymous ones and the replaced one go
     assert "rmi sha256:stage-new" not in calls and "rmi edge-node:mainnet-build" not in calls

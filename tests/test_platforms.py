@@ -78,27 +78,67 @@ def test_venv_script_picks_python_3_10_to_3_13(stand_in_python, version: tuple[i
 # --- images of two architectures ------------------------------------------------------------------------------
 @pytest.fixture
 def fake_docker(tmp_path: Path) -> tuple[Path, dict[str, str]]:
-    """A ``docker`` that records its calls (no buildx: the classic builder; every image is amd64)."""
+    """A ``docker`` that records its calls: no buildx (the classic builder) unless FAKE_BUILDX is set; an image whose
+    name says arm64 is arm64, any other amd64; an image's ID is ``sha256:`` and its name."""
     log = tmp_path / "docker.log"
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     script = bin_dir / "docker"
     script.write_text(
         f'#!/bin/sh\necho "$*" >> {log}\n'
-        'case "$1" in buildx) exit 1 ;; image) case "$*" in *Architecture*) echo amd64 ;; esac ;; esac\nexit 0\n',
+        "for last; do :; done\n"
+        'case "$1" in buildx) [ -n "$FAKE_BUILDX" ] || exit 1 ;;\n'
+        '  image) case "$*" in *Architecture*arm64*) echo arm64 ;; *Architecture*) echo amd64 ;;\n'
+        '    *.Id*) echo "sha256:$last" ;; esac ;; esac\nexit 0\n',
         encoding="utf-8",
     )
     script.chmod(0o755)
     return log, {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "REVISION": "test"}
 
 
+def build_command(log: Path) -> str:
+    (build,) = [c for c in log.read_text(encoding="utf-8").splitlines() if c.startswith("build ")]
+    return build
+
+
 def test_build_sh_builds_arm64_under_its_own_tag(fake_docker: tuple[Path, dict[str, str]]) -> None:
+    """The build stage runs on the host's platform from the host's base; the image is the arm64 base's."""
     log, env = fake_docker
-    done = run(["docker/build.sh", "--base", "some-base:1", "--platform", "linux/arm64"], env=env)
+    args = ["--base", "base-arm64:1", "--build-base", "base:1", "--platform", "linux/arm64"]
+    done = run(["docker/build.sh", *args], env=env)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "edge-node:mainnet-arm64"
-    (build,) = [c for c in log.read_text(encoding="utf-8").splitlines() if c.startswith("build ")]
-    assert "--platform linux/arm64" in build and "-t edge-node:mainnet-arm64" in build, build
+    build = build_command(log)
+    assert "-t edge-node:mainnet-arm64" in build, build
+    for arg in ["BASE_IMAGE=base-arm64:1", "BUILD_BASE_IMAGE=base:1", "BUILD_PLATFORM=linux/amd64", "TARGETARCH=arm64"]:
+        assert f"--build-arg {arg} " in build, (arg, build)
+    # the classic builder checks every stage against --platform, and the build stage is amd64: none given
+    assert "--platform" not in build, build
+
+
+def test_build_sh_gives_buildkit_the_platform(fake_docker: tuple[Path, dict[str, str]]) -> None:
+    log, env = fake_docker
+    args = ["--base", "base-arm64:1", "--build-base", "base:1", "--platform", "linux/arm64"]
+    done = run(["docker/build.sh", *args], env={**env, "FAKE_BUILDX": "1"})
+    assert done.returncode == 0, done.stderr
+    build = build_command(log)
+    assert "--platform linux/arm64" in build and "--build-arg TARGETARCH=arm64 " in build, build
+
+
+def test_build_sh_refuses_a_base_of_the_wrong_architecture(fake_docker: tuple[Path, dict[str, str]]) -> None:
+    log, env = fake_docker
+    done = run(["docker/build.sh", "--base", "base:1", "--build-base", "other:1", "--platform", "linux/arm64"], env=env)
+    assert done.returncode == 1 and "the base base:1 is amd64, not arm64" in done.stderr, done.stderr
+    assert "build " not in log.read_text(encoding="utf-8")
+
+
+def test_the_native_build_runs_as_before(fake_docker: tuple[Path, dict[str, str]]) -> None:
+    log, env = fake_docker
+    done = run(["docker/build.sh", "--base", "base:1"], env=env)
+    assert done.returncode == 0, done.stderr
+    build = build_command(log)
+    assert "--build-arg BASE_IMAGE=base:1 --build-arg BUILD_BASE_IMAGE=base:1 " in build, build
+    assert "--build-arg TARGETARCH=amd64 " in build and "--platform" not in build, build
 
 
 @pytest.mark.parametrize(
