@@ -303,8 +303,10 @@ class ServingStage:
             before = self._mappings.get(instance, {})
             for signature, key in mapping.items():
                 old_key = before.get(signature)
+                if old_key is None:
+                    continue
                 new = clients.get(key)
-                old = self._clients.get(old_key) if old_key is not None else None
+                old = self._clients.get(old_key)
                 if old is None or old_key == key or new is None or new.server.ready:
                     continue
                 if old.closed or old.server.closed:

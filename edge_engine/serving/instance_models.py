@@ -101,8 +101,8 @@ def resolve_engines(
         problems.extend((record.signature, text) for text in found)
         if found:
             continue
-        key = ModelKey(record.cls, record.signature, json.dumps(config, sort_keys=True, default=str))
-        engines.append(EngineSpec(record.signature, record, config, key))
+        model_key = ModelKey(record.cls, record.signature, json.dumps(config, sort_keys=True, default=str))
+        engines.append(EngineSpec(record.signature, record, config, model_key))
     return engines, unknown, problems
 
 

@@ -285,7 +285,7 @@ class ModelFetcher:
 
         client = S3Store(settings).client
         try:
-            size = int(client.stat_object(bucket, source.key).size)
+            size = int(client.stat_object(bucket, source.key).size or 0)
             if offset >= size:
                 return offset, size, iter(())
             response = client.get_object(bucket, source.key, offset=offset)

@@ -9,8 +9,10 @@ read with a hand-written protobuf wire-format walker. Large fields (weights, nod
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 # field numbers from onnx.proto3
 _MODEL_GRAPH = 7
@@ -109,7 +111,7 @@ def _varint(data: memoryview, pos: int) -> tuple[int, int]:
             raise OnnxFormatError("varint too long")
 
 
-def _fields(data: memoryview, start: int, end: int):  # type: ignore[no-untyped-def]
+def _fields(data: memoryview, start: int, end: int) -> Iterator[tuple[int, int, Any]]:
     """Yield ``(field number, wire type, value)``; a length-delimited value is ``(start, end)``."""
     pos = start
     while pos < end:

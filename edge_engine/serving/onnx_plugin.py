@@ -236,13 +236,13 @@ class OnnxServingPlugin(ServingPlugin):
 
         feeds = {}
         for tensor in self.inputs:
-            dims = tensor.shape[1:] if tensor.shape else None
-            if dims is None or not all(isinstance(d, int) for d in dims):
+            dims = [d for d in tensor.shape[1:] if isinstance(d, int)] if tensor.shape else []
+            if not tensor.shape or len(dims) != len(tensor.shape) - 1:
                 return
             dtype = {"float32": np.float32, "float16": np.float16, "uint8": np.uint8}.get(tensor.element_type)
             if dtype is None:
                 return
-            feeds[tensor.name] = np.zeros((1, *dims), dtype)  # type: ignore[misc]
+            feeds[tensor.name] = np.zeros((1, *dims), dtype)
         self.session.run(None, feeds)
 
     def predict(self, batch: Any) -> list[Any]:
@@ -257,7 +257,7 @@ class OnnxServingPlugin(ServingPlugin):
                 for i in range(size)
             ]
             return [np.concatenate([p[j] for p in parts]) for j in range(len(parts[0]))]
-        return self.session.run(None, feeds, self.run_options)  # type: ignore[no-any-return]
+        return self.session.run(None, feeds, self.run_options)
 
     def model_info(self) -> dict[str, Any]:
         return {

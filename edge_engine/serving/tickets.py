@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from edge_engine.plugin.kinds import Input
     from edge_engine.serving.instance_models import ModelKey
     from edge_engine.serving.model_server import ModelServer
+    from edge_engine.serving.worker import FrameItem
 
 
 class Ticket:
@@ -97,7 +98,7 @@ class Request:
 
     __slots__ = ("answered", "client", "item", "submitted", "ticket")
 
-    def __init__(self, client: ModelClient, ticket: Ticket, item: tuple[Any, ...]):
+    def __init__(self, client: ModelClient, ticket: Ticket, item: FrameItem):
         self.client = client
         self.ticket = ticket
         self.item = item
@@ -124,11 +125,11 @@ class ModelClient:
         self.last_submit = 0.0
         self.closed = False
 
-    def submit(self, ticket: Ticket, item: tuple[Any, ...]) -> None:
+    def submit(self, ticket: Ticket, item: FrameItem) -> None:
         """Queue the ticket's input on the server (never blocks: the pipeline bounds what is in flight)."""
         self.server.submit(Request(self, ticket, item))
 
-    def submit_many(self, entries: list[tuple[Any, tuple[Any, ...]]]) -> None:
+    def submit_many(self, entries: list[tuple[Any, FrameItem]]) -> None:
         """Queue several ``(ticket, item)`` at once (a frame's cascade crops; never blocks)."""
         self.server.submit_many([Request(self, ticket, item) for ticket, item in entries])
 

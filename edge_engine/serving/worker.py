@@ -200,7 +200,7 @@ def _load_class(spec: WorkerSpec) -> type:
     obj: Any = module
     for part in spec.class_name.split("."):
         obj = getattr(obj, part)
-    return obj  # type: ignore[no-any-return]
+    return obj
 
 
 def _serve(plugin: Any, conn: Any) -> None:
