@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up a virtual environment with the test tools (first time only), lint, and run the whole test suite.
+# Set up a virtual environment with the test tools (first time only), lint, type-check, and run the whole test suite.
 # Usage: scripts/run-tests.sh [pytest arguments]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,4 +25,5 @@ if ! /usr/bin/python3 -c "import gi; gi.require_version('GstRtspServer', '1.0');
 fi
 "$VENV/bin/ruff" check .
 "$VENV/bin/ruff" format --check .
+"$VENV/bin/mypy"  # the engine package, settings in pyproject.toml [tool.mypy]
 exec "$VENV/bin/python" -m pytest "$@"
