@@ -152,20 +152,26 @@ def test_a_worker_killed_with_sigkill_is_restarted_and_its_pipeline_resumes(node
     assert {line["data"]["PID"] for line in lines} >= {first, runner.pid}
 
 
-def test_node_stop_ends_a_stuck_worker_within_the_stop_deadline(node_factory: Callable[..., Node]) -> None:
-    node = node_factory(plugins=PLUGINS, startup=STARTUP, pipelines=[worker_pipeline("s", "TEST_STUCK", 5)])
-    runner = node.pipelines["s"]
-    assert isinstance(runner, ProcessPipelineRunner)
-    wait_for(lambda: (runner._snapshot or {}).get("instances", [{}])[0].get("inputs", 0) >= 1, timeout=30)
-    pid = runner.pid
-    assert pid is not None
+def test_node_stop_ends_stuck_workers_within_the_stop_deadline(node_factory: Callable[..., Node]) -> None:
+    pipelines = [worker_pipeline(name, "TEST_STUCK", 5) for name in ("s1", "s2")]
+    node = node_factory(plugins=PLUGINS, startup=STARTUP, pipelines=pipelines)
+    runners = [node.pipelines["s1"], node.pipelines["s2"]]
+    assert all(isinstance(r, ProcessPipelineRunner) for r in runners)
+
+    def stuck(runner: Any) -> bool:  # its plugin sleeps in process() for an hour
+        return bool((runner._snapshot or {}).get("instances", [{}])[0].get("inputs", 0) >= 1)
+
+    wait_for(lambda: all(stuck(r) for r in runners), timeout=30)
+    pids = [r.pid for r in runners]
     started = time.monotonic()
     node.stop("test")
     took = time.monotonic() - started
     assert took <= STARTUP["SHUTDOWN_SECONDS"], took
-    assert runner._process is not None and not runner._process.is_alive()
-    with pytest.raises(ProcessLookupError):
-        os.kill(pid, 0)
+    for runner, pid in zip(runners, pids, strict=True):
+        assert runner._process is not None and not runner._process.is_alive()
+        assert pid is not None
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
 
 
 def test_commands_and_config_updates_reach_a_worker_pipeline(node_factory: Callable[..., Node]) -> None:

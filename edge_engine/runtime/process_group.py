@@ -100,13 +100,15 @@ class ProcessPipelineRunner:
         self.thread.start()
 
     def stop(self) -> None:
-        """Ask the worker to stop (returns at once; :meth:`join` waits and kills at the deadline)."""
+        """Ask the worker to stop within the node's stop budget (returns at once, so that every worker of the node
+        stops at the same time; :meth:`join` waits and kills a worker still there at the deadline)."""
         self.stopping = True
         self._stop.set()
+        self._send(("stop", self.plan.stop_seconds))
 
     def join(self, deadline: float) -> list[str]:
         """Wait for the worker until shortly before ``deadline``, kill it if it is still there; names still running."""
-        self._send(("stop", max(0.1, deadline - time.monotonic() - 2 * KILL_MARGIN)))
+        self._send(("stop", max(0.1, deadline - time.monotonic() - 2 * KILL_MARGIN)))  # sooner, if this is sooner
         process = self._process
         if process is not None:
             process.join(max(0.0, deadline - time.monotonic() - KILL_MARGIN))
@@ -138,6 +140,7 @@ class ProcessPipelineRunner:
             self._read(conn)
             process.join()
             self.last_exit = process.exitcode
+            log.info("pipeline %r: worker process %s exited with code %s", self.name, process.pid, process.exitcode)
             self._fail_commands()
             with self._send_lock:
                 self._conn = None
@@ -166,8 +169,8 @@ class ProcessPipelineRunner:
         self.starts += 1
         with self._send_lock:
             self._conn = parent
-        if self._stop.is_set():  # stop() came while spawning: join() may have found no pipe to send on
-            self._send(("stop", 1.0))
+        if self._stop.is_set():  # stop() came while spawning: it may have found no pipe to send on
+            self._send(("stop", self.plan.stop_seconds))
         log.info("pipeline %r runs in worker process %s", self.name, process.pid)
         return process, parent
 
@@ -326,4 +329,5 @@ def plan_for(settings: Any, alias: str, raw: dict[str, Any]) -> WorkerPlan:
         flap_max_failures=int(startup["FLAP_MAX_FAILURES"]),
         flap_window=float(startup["FLAP_WINDOW_SECONDS"]),
         log_level=logging.getLogger("edge_engine").getEffectiveLevel(),
+        stop_seconds=max(0.2, float(startup["SHUTDOWN_SECONDS"]) - 0.5 - 2 * KILL_MARGIN),
     )
