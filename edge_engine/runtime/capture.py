@@ -106,8 +106,9 @@ class CaptureRunner:
         self.thread = self._new_thread(0, 0.0)
 
     def _new_thread(self, generation: int, delay: float) -> threading.Thread:
-        return threading.Thread(target=self._run, args=(generation, delay), name=f"capture:{self.pipeline}",
-                                daemon=True)  # fmt: skip
+        return threading.Thread(
+            target=self._run, args=(generation, delay), name=f"capture:{self.pipeline}", daemon=True
+        )
 
     def start(self) -> None:
         self.thread.start()
@@ -209,12 +210,20 @@ class CaptureRunner:
         started = presence.failed(text, last_seen)
         self.status = Status.AWAY
         if started:
-            self.env.log.warning("pipeline %r: source away (%s); probing it at most %g s apart", self.pipeline,
-                                 text, presence.probe_max_seconds)  # fmt: skip
+            self.env.log.warning(
+                "pipeline %r: source away (%s); probing it at most %g s apart",
+                self.pipeline,
+                text,
+                presence.probe_max_seconds,
+            )
             self._away_errors.should_log(text)
         elif self._away_errors.should_log(text):
-            self.env.log.warning("pipeline %r: source still away (%s; %d probes)", self.pipeline, text,
-                                 presence.current.probes if presence.current else 0)  # fmt: skip
+            self.env.log.warning(
+                "pipeline %r: source still away (%s; %d probes)",
+                self.pipeline,
+                text,
+                presence.current.probes if presence.current else 0,
+            )
         if started and self.env.wake_watchdog is not None:
             self.env.wake_watchdog()  # it sends the "lost" warning on time even while a probe blocks in connect()
         self.check_lost()
@@ -233,13 +242,23 @@ class CaptureRunner:
 
     def _notify_lost(self, absence: Absence) -> None:
         seconds = time.monotonic() - absence.since
-        message = (f"pipeline {self.pipeline!r}: stream lost: no input from its source for {seconds:.0f} s "
-                   f"({absence.probes} failed attempts; last error: {absence.last_error}); still trying")  # fmt: skip
+        message = (
+            f"pipeline {self.pipeline!r}: stream lost: no input from its source for {seconds:.0f} s "
+            f"({absence.probes} failed attempts; last error: {absence.last_error}); still trying"
+        )
         self.env.log.warning("%s", message)
-        self.env.notify("warning", message, [self.env.alias, self.pipeline, None, None],
-                        NOTIFICATION_TYPE="ABNORMAL FUNCTIONING", STATUS=STREAM_LOST, PART=self.part,
-                        REASON=absence.last_error, AWAY_SECONDS=round(seconds, 1), PROBES=absence.probes,
-                        AWAY_SINCE=utc_iso(absence.since_wall))  # fmt: skip
+        self.env.notify(
+            "warning",
+            message,
+            [self.env.alias, self.pipeline, None, None],
+            NOTIFICATION_TYPE="ABNORMAL FUNCTIONING",
+            STATUS=STREAM_LOST,
+            PART=self.part,
+            REASON=absence.last_error,
+            AWAY_SECONDS=round(seconds, 1),
+            PROBES=absence.probes,
+            AWAY_SINCE=utc_iso(absence.since_wall),
+        )
 
     def _seen(self, now: float) -> None:
         """The source answered: an input, or (for a source that may be quiet) a read() that returned None."""
@@ -250,8 +269,10 @@ class CaptureRunner:
     def _returned(self, now: float) -> None:
         """The first input after an absence: end it, and say so when it had been reported as lost."""
         timing = self.last_connect
-        timings = {"connect_ms": round(timing.get("connect_ms", 0.0), 1),
-                   "first_input_ms": round(1000 * (now - timing.get("connected", now)), 1)}  # fmt: skip
+        timings = {
+            "connect_ms": round(timing.get("connect_ms", 0.0), 1),
+            "first_input_ms": round(1000 * (now - timing.get("connected", now)), 1),
+        }
         with self._report_lock:
             absence = self.presence.returned(timings)
             if absence is None:
@@ -263,10 +284,19 @@ class CaptureRunner:
                 return
             message = f"pipeline {self.pipeline!r}: stream back after {seconds:.1f} s away"
             self.env.log.info("%s", message)
-            self.env.notify("info", message, [self.env.alias, self.pipeline, None, None], NOTIFICATION_TYPE="NORMAL",
-                            STATUS=STREAM_BACK, PART=self.part, AWAY_SECONDS=round(seconds, 1),
-                            PROBES=absence.probes, AWAY_SINCE=utc_iso(absence.since_wall),
-                            CONNECT_MS=timings["connect_ms"], FIRST_INPUT_MS=timings["first_input_ms"])  # fmt: skip
+            self.env.notify(
+                "info",
+                message,
+                [self.env.alias, self.pipeline, None, None],
+                NOTIFICATION_TYPE="NORMAL",
+                STATUS=STREAM_BACK,
+                PART=self.part,
+                AWAY_SECONDS=round(seconds, 1),
+                PROBES=absence.probes,
+                AWAY_SINCE=utc_iso(absence.since_wall),
+                CONNECT_MS=timings["connect_ms"],
+                FIRST_INPUT_MS=timings["first_input_ms"],
+            )
 
     def _flap(self) -> None:
         self.status = Status.FLAPPING

@@ -98,10 +98,17 @@ class RuntimeEnv:
             f"its config is updated or the node restarts. Last error: {info['reason']}"
         )
         self.notify(
-            "error", message, path, NOTIFICATION_TYPE=FLAPPING_NOTIFICATION_TYPE, STATUS="flapping",
-            REASON=info["reason"], FAILURES=info["failures"], WINDOW_SECONDS=info["window_seconds"],
-            FLAPPING_SINCE=info["since"], PART=part,
-        )  # fmt: skip
+            "error",
+            message,
+            path,
+            NOTIFICATION_TYPE=FLAPPING_NOTIFICATION_TYPE,
+            STATUS="flapping",
+            REASON=info["reason"],
+            FAILURES=info["failures"],
+            WINDOW_SECONDS=info["window_seconds"],
+            FLAPPING_SINCE=info["since"],
+            PART=part,
+        )
         return info
 
 

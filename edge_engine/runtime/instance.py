@@ -217,10 +217,18 @@ class InstanceRunner:
         path: list[str | None] = [self.env.alias, self.pipeline, self.spec.signature, self.spec.instance_id]
         created = time.time()
         # decided once, here: routing fields, encryption target, image name (the sinks look nothing up again)
-        intent = PayloadIntent.decide(path, created, self._payload_seq, jpeg is not None, self.config,
-                                      self.env.pipeline_config(self.pipeline))  # fmt: skip
-        message = Payload(path=path, data=payload, seq=self._payload_seq, created=created, image_jpeg=jpeg,
-                          input_seq=input_seq, intent=intent)  # fmt: skip
+        intent = PayloadIntent.decide(
+            path, created, self._payload_seq, jpeg is not None, self.config, self.env.pipeline_config(self.pipeline)
+        )
+        message = Payload(
+            path=path,
+            data=payload,
+            seq=self._payload_seq,
+            created=created,
+            image_jpeg=jpeg,
+            input_seq=input_seq,
+            intent=intent,
+        )
         self.stats.outputs += 1
         refused = self.env.hooks.payload(message)
         if refused is not None:  # the outbox would not take it (ENCRYPT_PAYLOAD with nobody to encrypt to)
@@ -390,8 +398,12 @@ class InstanceRunner:
         if self._errors.should_log(text):
             self.env.log.error(
                 "pipeline %r instance %s/%s: process() raised %s\n%s",
-                self.pipeline, self.spec.signature, self.spec.instance_id, text, traceback.format_exc(),
-            )  # fmt: skip
+                self.pipeline,
+                self.spec.signature,
+                self.spec.instance_id,
+                text,
+                traceback.format_exc(),
+            )
         self._failure_run += 1
         verdict = self.env.supervisor.record(self.part, exc)
         if verdict.flapping:

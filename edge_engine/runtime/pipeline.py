@@ -178,8 +178,9 @@ class PipelineRunner:
             self._tell_safe_mode(None)
         self.env.log.info("pipeline %r: keep-alive received; plugins resume", self.name)
         text = f"pipeline {self.name!r}: keep-alive received again; its plugins resumed their normal mode"
-        self.env.notify("info", text, [self.env.alias, self.name, None, None], NOTIFICATION_TYPE="NORMAL",
-                        SAFE_MODE=False)  # fmt: skip
+        self.env.notify(
+            "info", text, [self.env.alias, self.name, None, None], NOTIFICATION_TYPE="NORMAL", SAFE_MODE=False
+        )
         return True
 
     def _tell_safe_mode(self, reason: str | None) -> None:
@@ -208,9 +209,14 @@ class PipelineRunner:
             self.safe_mode = reason
             self._tell_safe_mode(reason)
         self.env.log.warning("pipeline %r: %s; plugins enter safe mode", self.name, reason)
-        self.env.notify("warning", f"pipeline {self.name!r}: {reason}; its plugins entered their safe mode",
-                        [self.env.alias, self.name, None, None], NOTIFICATION_TYPE="ABNORMAL FUNCTIONING",
-                        SAFE_MODE=True, REASON=reason)  # fmt: skip
+        self.env.notify(
+            "warning",
+            f"pipeline {self.name!r}: {reason}; its plugins entered their safe mode",
+            [self.env.alias, self.name, None, None],
+            NOTIFICATION_TYPE="ABNORMAL FUNCTIONING",
+            SAFE_MODE=True,
+            REASON=reason,
+        )
 
     def instance(self, signature: str, instance_id: str) -> InstanceRunner | None:
         return self.instances.get((signature.upper(), instance_id))

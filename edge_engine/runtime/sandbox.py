@@ -46,9 +46,11 @@ class Catalog:
 
 
 def load_catalog(
-    folders: Iterable[Path], disabled: Iterable[str] = (), entry_points: bool = False,
+    folders: Iterable[Path],
+    disabled: Iterable[str] = (),
+    entry_points: bool = False,
     pm: pluggy.PluginManager | None = None,
-) -> Catalog:  # fmt: skip
+) -> Catalog:
     """Load every plugin of ``folders`` (then installed entry points) as the node does; failures are recorded."""
     started = time.perf_counter()
     pm = pm or get_plugin_manager()

@@ -222,10 +222,17 @@ class ServingStage:
         caps = [c.server.settings.inference_timeout for c in serving.values()]
         runs, cascade_shared, cascade_split = self._cascades(instances, per_instance)
         self.plan = ServingPlan(
-            clients=tuple(serving.values()), shared=shared, per_instance=split, markers=markers, pending=pending,
-            window=max(1, window), wait_cap=LOAD_TIMEOUT + max(caps, default=30.0) + 10.0, cascades=runs,
-            cascade_shared=cascade_shared, cascade_per_instance=cascade_split,
-        )  # fmt: skip
+            clients=tuple(serving.values()),
+            shared=shared,
+            per_instance=split,
+            markers=markers,
+            pending=pending,
+            window=max(1, window),
+            wait_cap=LOAD_TIMEOUT + max(caps, default=30.0) + 10.0,
+            cascades=runs,
+            cascade_shared=cascade_shared,
+            cascade_per_instance=cascade_split,
+        )
         keep = {**clients, **held}
         for key, client in list(self._clients.items()):
             if key not in keep:
@@ -279,8 +286,9 @@ class ServingStage:
             client = None
         if client is None:
             if self.manager is None:
-                return CascadeRun(cascade, on_key, None, ServingError(engine.signature, "unavailable",
-                                                                      "model serving is off"))  # fmt: skip
+                return CascadeRun(
+                    cascade, on_key, None, ServingError(engine.signature, "unavailable", "model serving is off")
+                )
             try:
                 client = self.manager.acquire(engine, self.pipeline, 1)
             except RuntimeError as exc:
@@ -356,8 +364,13 @@ class ServingStage:
         text = f"no serving plugin has the signature {name!r}{hint}"
         if name not in self._warned:
             self._warned.add(name)
-            log.warning("pipeline %r › %s/%s › AI_ENGINE: %s; its inputs get a ServingError", self.pipeline,
-                        spec.signature, spec.instance_id, text)  # fmt: skip
+            log.warning(
+                "pipeline %r › %s/%s › AI_ENGINE: %s; its inputs get a ServingError",
+                self.pipeline,
+                spec.signature,
+                spec.instance_id,
+                text,
+            )
         return ServingError(name, "unknown_engine", text)
 
     # --- per input (the pipeline's dispatcher thread) -----------------------------------------------------------

@@ -154,8 +154,14 @@ class Supervisor:
 
     def _flapping(self, part: str, state: PartState, text: str, count: int, newly: bool) -> Verdict:
         if newly:
-            log.error("%s is flapping: %d failures within %g s (last: %s); it is stopped until its config is "
-                      "updated or the node restarts", part, count, self.policy.flap_window, text)  # fmt: skip
+            log.error(
+                "%s is flapping: %d failures within %g s (last: %s); it is stopped until its config is "
+                "updated or the node restarts",
+                part,
+                count,
+                self.policy.flap_window,
+                text,
+            )
         return Verdict(0.0, True, count)
 
     def failed(self, part: str, error: BaseException | str, cap: float | None = None, flap: bool = True) -> float:

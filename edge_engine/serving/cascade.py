@@ -110,8 +110,17 @@ class CascadeSpec:
 
     def identity(self) -> tuple[Any, ...]:
         """Equal for two instances declaring the same cascade (they then share its crops and results)."""
-        return (self.name, self.on, self.engine.key, self.classes, self.min_score, self.padding, self.max_crops,
-                self.crop, self.max_side)  # fmt: skip
+        return (
+            self.name,
+            self.on,
+            self.engine.key,
+            self.classes,
+            self.min_score,
+            self.padding,
+            self.max_crops,
+            self.crop,
+            self.max_side,
+        )
 
 
 def resolve_cascades(
@@ -128,8 +137,10 @@ def resolve_cascades(
     for index, entry in enumerate(entries):
         spec, found = _resolve_entry(index, entry, firsts, registry)
         if spec is not None and spec.name.upper() in names_taken:
-            found.append(f"{_entry_label(index, entry)} › key 'AS': {spec.name!r} is already an AI_ENGINE or "
-                         "another cascade's name; give this cascade its own AS")  # fmt: skip
+            found.append(
+                f"{_entry_label(index, entry)} › key 'AS': {spec.name!r} is already an AI_ENGINE or "
+                "another cascade's name; give this cascade its own AS"
+            )
         problems.extend(found)
         if spec is not None and not found:
             names_taken.add(spec.name.upper())
@@ -182,10 +193,16 @@ def _resolve_entry(
         return None, [f"{label} › {text}" for text in found]
     classes = tuple(str(c) for c in config["CLASSES"])
     return CascadeSpec(
-        name=config["AS"] or engine.signature, on=on, engine=engine, classes=classes,
-        min_score=float(config["MIN_SCORE"]), padding=float(config["PADDING"]), max_crops=int(config["MAX_CROPS"]),
-        crop=config["CROP"], max_side=int(config["MAX_SIDE"]),
-    ), []  # fmt: skip
+        name=config["AS"] or engine.signature,
+        on=on,
+        engine=engine,
+        classes=classes,
+        min_score=float(config["MIN_SCORE"]),
+        padding=float(config["PADDING"]),
+        max_crops=int(config["MAX_CROPS"]),
+        crop=config["CROP"],
+        max_side=int(config["MAX_SIDE"]),
+    ), []
 
 
 def _resolve_on(on: str, firsts: dict[str, str]) -> str | list[str]:
@@ -205,8 +222,9 @@ def _resolve_on(on: str, firsts: dict[str, str]) -> str | list[str]:
 
 def _second_stage(signature: str, params: Mapping[str, Any], registry: PluginRegistry) -> tuple[Any, list[str]]:
     """The second stage's engine, or the sentences saying why there is none."""
-    engines, unknown, problems = resolve_engines({ENGINE_KEY: [signature], PARAMS_KEY: {signature: dict(params)}},
-                                                 registry)  # fmt: skip
+    engines, unknown, problems = resolve_engines(
+        {ENGINE_KEY: [signature], PARAMS_KEY: {signature: dict(params)}}, registry
+    )
     if unknown:
         near = registry.suggest(KIND_SERVING, signature)
         hint = f"; did you mean {near!r}?" if near else ""
@@ -291,8 +309,9 @@ def crop_quad(image: Any, quad: Sequence[Sequence[float]], padding: float = 0.0,
     return cv2.warpPerspective(image, matrix, (out_w, out_h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
-def crop_detection(image: Any, detection: Mapping[str, Any], padding: float = 0.0, mode: str = "box",
-                   max_side: int = 0) -> Any:  # fmt: skip
+def crop_detection(
+    image: Any, detection: Mapping[str, Any], padding: float = 0.0, mode: str = "box", max_side: int = 0
+) -> Any:
     """A detection's crop as a cascade makes it: ``mode="box"`` (:func:`crop_box`) or ``"quad"``
     (:func:`crop_quad` of its ``quad``; its box when it has none)."""
     if mode == "quad" and detection.get("quad"):
@@ -399,9 +418,13 @@ class _CropTicket:
 
 
 def submit_crops(
-    client: ModelClient, slots: CropSlots, crops: Sequence[Any], cond: threading.Condition, seq: int = 0,
+    client: ModelClient,
+    slots: CropSlots,
+    crops: Sequence[Any],
+    cond: threading.Condition,
+    seq: int = 0,
     timestamp: float = 0.0,
-) -> CropBatch:  # fmt: skip
+) -> CropBatch:
     """Pack ``crops`` into one segment and queue one request per crop on ``client``'s server; never blocks."""
     if not crops:
         return CropBatch(0, cond, None, slots.release)
@@ -431,8 +454,11 @@ def wait_batch(batch: CropBatch, cap: float, stopped: Any = None) -> None:
                 break
             batch.cond.wait(min(left, 0.25) if stopped is not None else left)
     if not batch.done:
-        kind, text = ("stopping", "stopping") if stopped is not None and stopped() else (
-            "unavailable", f"no answer within {cap:g} s")  # fmt: skip
+        kind, text = (
+            ("stopping", "stopping")
+            if stopped is not None and stopped()
+            else ("unavailable", f"no answer within {cap:g} s")
+        )
         batch.give_up(ServingError("?", kind, text))
 
 
@@ -451,9 +477,12 @@ class ModelCaller:
         self._closed = False
 
     def infer(
-        self, signature: str, crops: Sequence[Any], params: Mapping[str, Any] | None = None,
+        self,
+        signature: str,
+        crops: Sequence[Any],
+        params: Mapping[str, Any] | None = None,
         timeout: float | None = None,
-    ) -> list[Any]:  # fmt: skip
+    ) -> list[Any]:
         """Run ``signature`` (configured with ``params``) on each crop; results aligned with ``crops``, a
         ``ServingError`` for each crop that got none. Blocks at most ``timeout`` seconds (default: the model's
         ``INFERENCE_TIMEOUT`` plus the time a model may take to load)."""

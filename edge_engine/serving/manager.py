@@ -69,8 +69,7 @@ class ServingManager:
             if created:
                 if stale is not None:  # pipelines updated or restarted: a flapping server starts afresh
                     stale.stop()
-                server = ModelServer(engine, self.supervisor, self.models_dir, self.notify, self._closing,
-                                     self.fetcher)  # fmt: skip
+                server = ModelServer(engine, self.supervisor, self.models_dir, self.notify, self._closing, self.fetcher)
                 self._servers[engine.key] = server
             assert server is not None
             client = server.add_client(pipeline, window)
@@ -78,8 +77,12 @@ class ServingManager:
                 server.start()
                 log.info(
                     "model server %s (%s) created for pipeline %r: %d process(es), batches up to %d",
-                    server.part, server.model, pipeline, server.settings.workers, server.settings.max_batch,
-                )  # fmt: skip
+                    server.part,
+                    server.model,
+                    pipeline,
+                    server.settings.workers,
+                    server.settings.max_batch,
+                )
         return client
 
     def _closing(self, server: ModelServer) -> bool:

@@ -300,9 +300,19 @@ class ModelFetcher:
 
     # --- progress -------------------------------------------------------------------------------------------------
     def _start(self, source: ModelSource) -> dict[str, Any]:
-        entry = {"model": source.name, "source": source.shown, "sha256": source.sha256, "state": "downloading",
-                 "bytes": 0, "total": None, "attempts": 0, "error": None, "resumed_from": None,
-                 "started": time.time(), "finished": None}  # fmt: skip
+        entry = {
+            "model": source.name,
+            "source": source.shown,
+            "sha256": source.sha256,
+            "state": "downloading",
+            "bytes": 0,
+            "total": None,
+            "attempts": 0,
+            "error": None,
+            "resumed_from": None,
+            "started": time.time(),
+            "finished": None,
+        }
         with self._lock:
             self._progress[source.sha256] = entry
             if source.sha256 in self._order:

@@ -679,13 +679,25 @@ class ModelServer:
             worker.state = WorkerState.FLAPPING  # never restarted: a new server (pipelines updated, node restarted) is
             self.flapping = self.supervisor.flap_fields(worker.part)
             info = self.flapping
-            message = (f"model {self.model}: server process {worker.index} is flapping: {info['failures']} failures "
-                       f"within {info['window_seconds']:g} s; stopped until its pipelines are updated or the node "
-                       f"restarts. Last error: {info['reason']}")  # fmt: skip
+            message = (
+                f"model {self.model}: server process {worker.index} is flapping: {info['failures']} failures "
+                f"within {info['window_seconds']:g} s; stopped until its pipelines are updated or the node "
+                f"restarts. Last error: {info['reason']}"
+            )
             try:
-                self.notify("error", message, {"signature": self.signature, "model": self.model, "STATUS": "flapping",
-                                               "NOTIFICATION_TYPE": "ABNORMAL FUNCTIONING", "REASON": info["reason"],
-                                               "FAILURES": info["failures"], "PART": worker.part})  # fmt: skip
+                self.notify(
+                    "error",
+                    message,
+                    {
+                        "signature": self.signature,
+                        "model": self.model,
+                        "STATUS": "flapping",
+                        "NOTIFICATION_TYPE": "ABNORMAL FUNCTIONING",
+                        "REASON": info["reason"],
+                        "FAILURES": info["failures"],
+                        "PART": worker.part,
+                    },
+                )
             except Exception:
                 log.exception("%s: notification failed", self.part)
             return

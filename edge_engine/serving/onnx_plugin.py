@@ -29,8 +29,13 @@ from edge_engine.serving.onnx_info import Dim, OnnxFormatError, OnnxIO, TensorIn
 CPU = "CPUExecutionProvider"
 AUTO_BATCH_MAX = 8  # the largest batch ``MAX_BATCH_SIZE: 0`` chooses (for the smallest inputs)
 BATCH_PIXELS = 96 * 96 * 8  # ``MAX_BATCH_SIZE: 0``: batches of about this many input pixels (bench_serving_batch)
-GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider", "ROCMExecutionProvider",
-                 "DmlExecutionProvider", "CoreMLExecutionProvider")  # fmt: skip
+GPU_PROVIDERS = (
+    "CUDAExecutionProvider",
+    "TensorrtExecutionProvider",
+    "ROCMExecutionProvider",
+    "DmlExecutionProvider",
+    "CoreMLExecutionProvider",
+)
 
 
 class OnnxServingPlugin(ServingPlugin):
@@ -180,9 +185,12 @@ class OnnxServingPlugin(ServingPlugin):
         if not io.inputs:
             return [f"model {cls.model_name(config)!r}: the graph has no input"]
         return input_problems(
-            cls.model_name(config), io.inputs[0], cls.expected_input(config), cls.input_element_type(config),
+            cls.model_name(config),
+            io.inputs[0],
+            cls.expected_input(config),
+            cls.input_element_type(config),
             cls.describe_input(config),
-        )  # fmt: skip
+        )
 
     # --- in the model-server process --------------------------------------------------------------------------
     def on_init(self) -> None:
@@ -214,10 +222,14 @@ class OnnxServingPlugin(ServingPlugin):
             name = self.model_name(self.config)
             text = str(exc).replace(str(path), name).replace(str(path.parent), "_models")
             raise ValueError(f"model {name!r} does not load: {text}") from None
-        inputs = [TensorInfo(i.name, _ort_type(i.type), tuple(_ort_dim(d) for d in i.shape))
-                  for i in self.session.get_inputs()]  # fmt: skip
-        outputs = [TensorInfo(o.name, _ort_type(o.type), tuple(_ort_dim(d) for d in o.shape))
-                   for o in self.session.get_outputs()]  # fmt: skip
+        inputs = [
+            TensorInfo(i.name, _ort_type(i.type), tuple(_ort_dim(d) for d in i.shape))
+            for i in self.session.get_inputs()
+        ]
+        outputs = [
+            TensorInfo(o.name, _ort_type(o.type), tuple(_ort_dim(d) for d in o.shape))
+            for o in self.session.get_outputs()
+        ]
         metadata = dict(self.session.get_modelmeta().custom_metadata_map or {})
         problems = self.check_io(self.config, OnnxIO(tuple(inputs), tuple(outputs), metadata))
         if problems:

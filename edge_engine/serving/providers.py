@@ -37,8 +37,12 @@ CHOICES = ("auto", *PROVIDERS)
 #: (``benchmarks/bench_providers.py``).
 AUTO_ORDER = ("cuda", "cpu")
 #: the package whose build has each accelerator (what the error says to install)
-PACKAGES = {"cpu": "onnxruntime", "openvino": "onnxruntime-openvino", "cuda": "onnxruntime-gpu",
-            "tensorrt": "onnxruntime-gpu (and NVIDIA's TensorRT libraries)"}  # fmt: skip
+PACKAGES = {
+    "cpu": "onnxruntime",
+    "openvino": "onnxruntime-openvino",
+    "cuda": "onnxruntime-gpu",
+    "tensorrt": "onnxruntime-gpu (and NVIDIA's TensorRT libraries)",
+}
 #: the accelerators each onnxruntime package provides (read in the node process, without importing onnxruntime)
 BUILDS: dict[str, tuple[str, ...]] = {
     "onnxruntime": ("cpu",),

@@ -28,8 +28,7 @@ if TYPE_CHECKING:
 class Ticket:
     """One input waiting for its inferences; completed by the server threads, awaited by the pipeline."""
 
-    __slots__ = ("cond", "done", "held", "inp", "on_done", "on_free", "plan", "remaining", "results", "slot",
-                 "started")  # fmt: skip
+    __slots__ = ("cond", "done", "held", "inp", "on_done", "on_free", "plan", "remaining", "results", "slot", "started")
 
     def __init__(
         self,
