@@ -106,12 +106,27 @@ def worker_cpu(node: Node) -> float:
     return total
 
 
+def worker_rss_mb(node: Node) -> list[float]:
+    """Resident memory of each worker process (MB), from ``/proc/<pid>/status``."""
+    sizes = []
+    for runner in list(node.pipelines.values()):
+        pid = getattr(runner, "pid", None)
+        try:
+            status = Path(f"/proc/{pid}/status").read_text() if pid is not None else ""
+        except OSError:
+            continue
+        sizes.extend(int(line.split()[1]) / 1024 for line in status.splitlines() if line.startswith("VmRSS:"))
+    return sizes
+
+
 @dataclass
 class Run:
     rate: float  # inputs/s over every pipeline
     per_pipeline: list[int]
     node_cores: float  # CPU of the node's process during the window, in cores
     worker_cores: float  # CPU of its worker processes (0 in the node mode)
+    worker_rss: list[float]  # MB per worker process
+    ready_seconds: float  # from the node's start to a payload from every pipeline
 
     @property
     def cpu_per_input_ms(self) -> float:
@@ -139,21 +154,26 @@ def run_once(mode: str, pipelines: int, work: int, seconds: float, warmup: float
         node = Node(load_settings(base, base / "_local_cache", env))
         counter = Counter()
         node.pm.register(counter, name="bench_process_pipelines.counter")
+        began = time.monotonic()
         node.start()
         try:
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline and len(counter.times) < pipelines:
-                time.sleep(0.1)  # a benchmark: the workers' start is not measured
+                time.sleep(0.05)  # a benchmark polls; the engine's tests wait on conditions
+            ready = time.monotonic() - began
             time.sleep(warmup)
             cpu0, workers0, start = time.process_time(), worker_cpu(node), time.monotonic()
             time.sleep(seconds)
             cpu1, workers1, end = time.process_time(), worker_cpu(node), time.monotonic()
             counts = counter.count(start, end)
+            rss = worker_rss_mb(node)
         finally:
             node.stop("benchmark")
         per_pipeline = [counts.get(n, 0) for n in names]
         span = end - start
-        return Run(sum(per_pipeline) / span, per_pipeline, (cpu1 - cpu0) / span, (workers1 - workers0) / span)
+        return Run(
+            sum(per_pipeline) / span, per_pipeline, (cpu1 - cpu0) / span, (workers1 - workers0) / span, rss, ready
+        )
 
 
 def main() -> None:
@@ -176,37 +196,71 @@ def main() -> None:
         runs: dict[str, Run] = {}
         for mode in ("node", "worker"):
             run = runs[mode] = run_once(mode, args.pipelines, args.work, args.seconds, args.warmup)
-            print(f"round {r + 1} {mode:6s}: {run.rate:8.1f} inputs/s  per pipeline {run.per_pipeline}  cores: node "
-                  f"{run.node_cores:.2f} workers {run.worker_cores:.2f}  CPU/input {run.cpu_per_input_ms:.2f} ms  "
-                  f"load {os.getloadavg()[0]:.1f}")  # fmt: skip
+            print(
+                f"round {r + 1} {mode:6s}: {run.rate:8.1f} inputs/s  per pipeline {run.per_pipeline}  cores: node "
+                f"{run.node_cores:.2f} workers {run.worker_cores:.2f}  CPU/input {run.cpu_per_input_ms:.2f} ms  "
+                f"ready {run.ready_seconds:.1f} s  worker RSS {[round(m) for m in run.worker_rss]} MB  "
+                f"load {os.getloadavg()[0]:.1f}"
+            )
         node_rates.append(runs["node"].rate)
         worker_rates.append(runs["worker"].rate)
         ratios.append(runs["worker"].rate / runs["node"].rate if runs["node"].rate else 0.0)
         if runs["node"].cpu_per_input_ms:
             cpu_ratios.append(runs["worker"].cpu_per_input_ms / runs["node"].cpu_per_input_ms)
         parent_us.append(runs["worker"].node_cpu_per_input_us)
-        print(f"round {r + 1} ratio worker/node: throughput {ratios[-1]:.2f}, CPU per input "
-              f"{cpu_ratios[-1] if cpu_ratios else 0:.2f}; the node's CPU per worker payload "
-              f"{parent_us[-1]:.0f} us\n")  # fmt: skip
+        print(
+            f"round {r + 1} ratio worker/node: throughput {ratios[-1]:.2f}, CPU per input "
+            f"{cpu_ratios[-1] if cpu_ratios else 0:.2f}; the node's CPU per worker payload "
+            f"{parent_us[-1]:.0f} us\n"
+        )
     load = os.getloadavg()
     median_ratio = statistics.median(ratios)
-    print(f"CPU per input, worker / node: median {statistics.median(cpu_ratios or [0]):.2f}; the node process's "
-          f"CPU per payload from a worker: median {statistics.median(parent_us):.0f} us")  # fmt: skip
-    print(f"in the node: median {statistics.median(node_rates):.1f} inputs/s; worker processes: median "
-          f"{statistics.median(worker_rates):.1f} inputs/s")  # fmt: skip
-    print(f"ratio worker/node: median {median_ratio:.2f} (min {min(ratios):.2f}, max {max(ratios):.2f}); "
-          f"goal >= {RATIO_GOAL} with 2 pipelines on 2 cores; load average at the end {load}")  # fmt: skip
+    print(
+        f"CPU per input, worker / node: median {statistics.median(cpu_ratios or [0]):.2f}; the node process's "
+        f"CPU per payload from a worker: median {statistics.median(parent_us):.0f} us"
+    )
+    print(
+        f"in the node: median {statistics.median(node_rates):.1f} inputs/s; worker processes: median "
+        f"{statistics.median(worker_rates):.1f} inputs/s"
+    )
+    print(
+        f"ratio worker/node: median {median_ratio:.2f} (min {min(ratios):.2f}, max {max(ratios):.2f}); "
+        f"goal >= {RATIO_GOAL} with 2 pipelines on 2 cores; load average at the end {load}"
+    )
     tag = f"{args.pipelines} pipelines"
     note = f"load {load[0]:.1f} on {os.cpu_count()} cores"
-    record(f"processes: worker / node throughput, {tag}", round(median_ratio, 2), "×", goal=f"≥ {RATIO_GOAL}",
-           samples=[round(r, 3) for r in ratios], note=note)  # fmt: skip
-    record(f"processes: CPU-bound inputs/s in worker processes, {tag}", round(statistics.median(worker_rates), 1),
-           "inputs/s", samples=worker_rates, baseline=round(statistics.median(node_rates), 1),
-           baseline_name="in the node's process", note=note)  # fmt: skip
-    record(f"processes: CPU per input, worker / node, {tag}", round(statistics.median(cpu_ratios or [0]), 2), "×",
-           goal="≈ 1", samples=[round(r, 3) for r in cpu_ratios], note=note)  # fmt: skip
-    record(f"processes: node CPU per payload from a worker, {tag}", round(statistics.median(parent_us)), "µs",
-           samples=parent_us, note=note)  # fmt: skip
+    record(
+        f"processes: worker / node throughput, {tag}",
+        round(median_ratio, 2),
+        "×",
+        goal=f"≥ {RATIO_GOAL}",
+        samples=[round(r, 3) for r in ratios],
+        note=note,
+    )
+    record(
+        f"processes: CPU-bound inputs/s in worker processes, {tag}",
+        round(statistics.median(worker_rates), 1),
+        "inputs/s",
+        samples=worker_rates,
+        baseline=round(statistics.median(node_rates), 1),
+        baseline_name="in the node's process",
+        note=note,
+    )
+    record(
+        f"processes: CPU per input, worker / node, {tag}",
+        round(statistics.median(cpu_ratios or [0]), 2),
+        "×",
+        goal="≈ 1",
+        samples=[round(r, 3) for r in cpu_ratios],
+        note=note,
+    )
+    record(
+        f"processes: node CPU per payload from a worker, {tag}",
+        round(statistics.median(parent_us)),
+        "µs",
+        samples=parent_us,
+        note=note,
+    )
 
 
 if __name__ == "__main__":

@@ -51,8 +51,12 @@ class Asked(BusinessPlugin):
         return {"PID": os.getpid(), "COMMAND": command, "PARAMS": params}
 """
 CRASH_PLUGIN = payload_plugin("Crash", "TEST_CRASH", '{"X": os._exit(1)}', imports="import os")
-PLUGINS = {"business/pid.py": PID_PLUGIN, "business/stuck.py": STUCK_PLUGIN, "business/asked.py": ASKED_PLUGIN,
-           "business/crash.py": CRASH_PLUGIN}  # fmt: skip
+PLUGINS = {
+    "business/pid.py": PID_PLUGIN,
+    "business/stuck.py": STUCK_PLUGIN,
+    "business/asked.py": ASKED_PLUGIN,
+    "business/crash.py": CRASH_PLUGIN,
+}
 STARTUP = {"RESTART_BACKOFF_MAX": 0.5, "SHUTDOWN_SECONDS": 4}
 
 

@@ -77,6 +77,7 @@ class ProcessPipelineRunner:
         self.flapping: dict[str, Any] | None = None
         self.instances: dict[tuple[str, str], Any] = {}  # none in this process (see instance())
         self._stop = threading.Event()
+        self._running = threading.Event()  # a worker process is started and not yet reaped (by the monitor thread)
         self._send_lock = threading.Lock()
         self._process: BaseProcess | None = None
         self._conn: Connection | None = None
@@ -107,18 +108,19 @@ class ProcessPipelineRunner:
         self._send(("stop", self.plan.stop_seconds))
 
     def join(self, deadline: float) -> list[str]:
-        """Wait for the worker until shortly before ``deadline``, kill it if it is still there; names still running."""
+        """Wait for the worker until shortly before ``deadline``, kill it if it is still there; names still running.
+
+        Only the monitor thread waits for (reaps) the process: two threads waiting for one child race, and the
+        loser sees a live process that is gone."""
         self._send(("stop", max(0.1, deadline - time.monotonic() - 2 * KILL_MARGIN)))  # sooner, if this is sooner
+        self.thread.join(max(0.0, deadline - time.monotonic() - KILL_MARGIN))
         process = self._process
-        if process is not None:
-            process.join(max(0.0, deadline - time.monotonic() - KILL_MARGIN))
-            if process.is_alive():
-                log.warning("pipeline %r: worker process %s did not stop in time; killed", self.name, process.pid)
-                process.kill()
-                process.join(max(0.05, deadline - time.monotonic()))
-        self.thread.join(max(0.0, deadline - time.monotonic()))
+        if self._running.is_set() and process is not None:
+            log.warning("pipeline %r: worker process %s did not stop in time; killed", self.name, process.pid)
+            process.kill()
+            self.thread.join(max(0.05, deadline - time.monotonic()))
         left = [self.thread.name] if self.thread.is_alive() else []
-        if process is not None and process.is_alive():
+        if self._running.is_set() and process is not None:
             left.append(f"worker process {process.pid}")
         return left
 
@@ -140,6 +142,7 @@ class ProcessPipelineRunner:
             self._read(conn)
             process.join()
             self.last_exit = process.exitcode
+            self._running.clear()
             log.info("pipeline %r: worker process %s exited with code %s", self.name, process.pid, process.exitcode)
             self._fail_commands()
             with self._send_lock:
@@ -155,8 +158,13 @@ class ProcessPipelineRunner:
                     self.part, f"pipeline {self.name!r}: its worker process", [self.env.alias, self.name, None, None]
                 )
                 break
-            log.warning("pipeline %r: worker process %s ended (%s); restart in %.1f s", self.name, process.pid,
-                        reason, verdict.delay)  # fmt: skip
+            log.warning(
+                "pipeline %r: worker process %s ended (%s); restart in %.1f s",
+                self.name,
+                process.pid,
+                reason,
+                verdict.delay,
+            )
             self._stop.wait(verdict.delay)
 
     def _spawn(self) -> tuple[BaseProcess, Connection]:
@@ -164,6 +172,7 @@ class ProcessPipelineRunner:
         parent, child = context.Pipe(duplex=True)
         process = context.Process(target=worker_main, args=(child, self.plan), name=f"worker:{self.name}")
         process.start()
+        self._running.set()
         child.close()
         self._process, self.pid = process, process.pid
         self.starts += 1
@@ -265,12 +274,11 @@ class ProcessPipelineRunner:
         snap = dict(self._snapshot) if self._snapshot else self._empty_snapshot()
         snap["status"] = self.status()
         snap["started_at"] = utc_iso(self.started_at)
-        process = self._process
         state = self.env.supervisor.state(self.part)
         snap["process"] = {
             "mode": WORKER,
             "pid": self.pid,
-            "alive": bool(process is not None and process.is_alive()),
+            "alive": self._running.is_set(),
             "starts": self.starts,
             "restarts": state.restarts,
             "last_error": state.last_error,

@@ -123,8 +123,7 @@ def _run(channel: _Channel, plan: WorkerPlan) -> None:
     spec, issues = validate_pipeline(plan.raw, catalog.registry, "worker", Path(plan.models_dir))
     if spec is None:
         raise ConfigError(issues)
-    policy = RestartPolicy(cap=plan.restart_cap, flap_max_failures=plan.flap_max_failures,
-                           flap_window=plan.flap_window)  # fmt: skip
+    policy = RestartPolicy(cap=plan.restart_cap, flap_max_failures=plan.flap_max_failures, flap_window=plan.flap_window)
     supervisor = Supervisor(policy)
     env = RuntimeEnv(plan.alias, layout, Hooks(pm), supervisor, pipeline_config=lambda _name: spec.raw)
 
@@ -180,8 +179,9 @@ def _serve(channel: _Channel, runner: Any, status: Any) -> float:
             _command(channel, runner, *message[1:])
 
 
-def _command(channel: _Channel, runner: Any, ident: int, signature: str, instance_id: str, command: Any,
-             params: dict[str, Any]) -> None:  # fmt: skip
+def _command(
+    channel: _Channel, runner: Any, ident: int, signature: str, instance_id: str, command: Any, params: dict[str, Any]
+) -> None:
     """Deliver an instance command; its result (or the error's text) goes back when the instance has run it."""
     instance = runner.instance(signature, instance_id)
     if instance is None:
