@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 DEV=1 source scripts/_venv.sh
 # Ratio1's SDK for the real-SDK tests, in a virtual environment of its own (tests/sdk_env.py)
 "$VENV/bin/python" tests/sdk_env.py >/dev/null
+"$VENV/bin/python" tests/openvino_env.py >/dev/null || echo "no OpenVINO venv: its test says why" >&2  # tests/openvino_env.py
 # Debian packages the integration tests run for real (a broker, a headless browser), as package:binary pairs;
 # installed when the binary is missing and installing is possible.
 apt_install() {

@@ -3,9 +3,10 @@ installed onnxruntime build lacks is refused naming the model (never a silent fa
 each accelerator runs the real models where its build and hardware are there.
 
 onnxruntime has one build per package (``onnxruntime``, ``onnxruntime-openvino``, ``onnxruntime-gpu``), all of them
-the same ``onnxruntime`` module, so one venv holds one: the CI venv has the CPU build, and the OpenVINO tests run in
-a venv made with ``requirements-openvino.txt`` instead (``benchmarks/bench_providers.py --make-venv DIR``); CUDA and
-TensorRT need an NVIDIA GPU. Each skip says which.
+the same ``onnxruntime`` module, so one venv holds one: the CI venv has the CPU build, and the OpenVINO check runs its
+OpenVINO side in a small venv of its own (``tests/openvino_env.py``, made by ``scripts/run-tests.sh``) and compares
+with the CPU provider here; it skips only where onnxruntime-openvino has no wheel (not x86-64). CUDA and TensorRT
+need an NVIDIA GPU. Each skip says which.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import openvino_env
 import pytest
 from conftest import REPO, load_module
 from onnx_models import yolo_model
@@ -28,8 +30,6 @@ from edge_engine.serving import providers as execution
 ort = pytest.importorskip("onnxruntime", reason="model serving needs onnxruntime (requirements-models.txt)")
 AVAILABLE = ort.get_available_providers()
 BUILD = execution.installed_build()
-NO_OPENVINO = "the CPU build of onnxruntime is installed: the OpenVINO tests run in a venv with onnxruntime-openvino "
-NO_OPENVINO += "instead (one onnxruntime build per venv; benchmarks/bench_providers.py --make-venv DIR)"
 NO_GPU = "no NVIDIA GPU and onnxruntime-gpu here: {} is built and mapped (tests above) but cannot run"
 
 yolo = load_module("extensions/serving/yolo.py")
@@ -139,34 +139,53 @@ def test_the_server_refuses_to_load_on_a_provider_onnxruntime_lacks(tmp_path: Pa
     assert str(tmp_path) not in text  # no local path in what goes on the wire (decision 37)
 
 
-@pytest.mark.skipif("OpenVINOExecutionProvider" not in AVAILABLE, reason=NO_OPENVINO)
 def test_openvino_runs_the_models_as_the_cpu_provider_does(tmp_path: Path) -> None:
-    plugin = yolo_plugin(tmp_path, EXECUTION_PROVIDER="openvino")
-    info = plugin.model_info()
-    assert info["providers"][0] == "OpenVINOExecutionProvider" and info["execution_provider"] == "openvino"
+    """The OpenVINO side runs in the OpenVINO venv (tests/openvino_env.py), as a separate process: the plugins'
+    ``predict`` there on the tensors ``pre_process`` made here; both outputs post-processed here, then compared."""
+    if openvino_env.no_wheel_reason():
+        pytest.skip(openvino_env.no_wheel_reason())
     reference = yolo_plugin(tmp_path, EXECUTION_PROVIDER="cpu")
-    got, want = detect(plugin), detect(reference)
-    assert [d["class_id"] for d in got] == [d["class_id"] for d in want] == [0, 0, 1]
-    assert np.allclose([d["box"] for d in got], [d["box"] for d in want], atol=0.5)
+    frame = np.zeros((240, 320, 3), np.uint8)
+    frame[100:160, 40:120] = 255
     pp_ocr = load_module("extensions/serving/pp_ocr.py")
-    try:
-        pp_ocr.rapidocr_models_dir()
-    except FileNotFoundError:
-        return
-    frame = np.full((480, 640, 3), 255, np.uint8)
+    text = np.full((480, 640, 3), 255, np.uint8)
     import cv2
 
-    cv2.putText(frame, "OPENVINO 2026", (40, 200), cv2.FONT_HERSHEY_SIMPLEX, 2.0, (0, 0, 0), 4)
-    found = {}
-    for choice in ("openvino", "cpu"):
-        config = {**defaults(pp_ocr.PpOcrDetector.config_schema()), "WORKERS": 1, "EXECUTION_PROVIDER": choice}
-        context = PluginContext("", "", "PP", None, logging.getLogger("test"), tmp_path, tmp_path, threading.Event())
-        detector = pp_ocr.PpOcrDetector(config, context)
-        detector.on_init()
-        inputs = [Input(image=frame, seq=1)]
-        found[choice] = detector.post_process(detector.predict(detector.pre_process(inputs)), inputs)[0]
-    assert len(found["openvino"]) == len(found["cpu"]) >= 1
-    assert np.allclose([d["box"] for d in found["openvino"]], [d["box"] for d in found["cpu"]], atol=2)
+    cv2.putText(text, "OPENVINO 2026", (40, 200), cv2.FONT_HERSHEY_SIMPLEX, 2.0, (0, 0, 0), 4)
+    context = PluginContext("", "", "PP", None, logging.getLogger("test"), tmp_path, tmp_path, threading.Event())
+    config = {**defaults(pp_ocr.PpOcrDetector.config_schema()), "WORKERS": 1}
+    detector = pp_ocr.PpOcrDetector({**config, "EXECUTION_PROVIDER": "cpu"}, context)
+    detector.on_init()
+    cases = [("yolo", reference, "extensions/serving/yolo.py", "YoloDetector", frame),
+             ("pp_ocr", detector, "extensions/serving/pp_ocr.py", "PpOcrDetector", text)]  # fmt: skip
+    runs, batches = [], {}
+    for name, plugin, file, class_name, image in cases:
+        inputs = [Input(image=image, seq=1)]
+        batch = plugin.pre_process(inputs)
+        batches[name] = (plugin, inputs, batch)
+        np.save(tmp_path / f"{name}.npy", batch[0])
+        runs.append({"plugin": file, "class": class_name, "config": {**plugin.config, "EXECUTION_PROVIDER": "openvino"},
+                     "models_dir": str(tmp_path), "tensor": str(tmp_path / f"{name}.npy"),
+                     "output": str(tmp_path / f"{name}-openvino.npy")})  # fmt: skip
+    runs[1]["rapidocr_models"] = str(pp_ocr.rapidocr_models_dir())
+    try:
+        answers = openvino_env.run_predict({"work": str(tmp_path), "runs": runs})
+    except openvino_env.InstallFailed as failed:
+        pytest.fail(f"the OpenVINO venv could not be made (tests/openvino_env.py): {failed}")
+    found: dict[str, list[Any]] = {}
+    for answer, (name, (plugin, inputs, batch)) in zip(answers, batches.items(), strict=True):
+        assert answer["providers"][0] == "OpenVINOExecutionProvider" and answer["execution_provider"] == "openvino"
+        cpu_output, extra = plugin.predict(batch)
+        openvino_output = np.load(tmp_path / f"{name}-openvino.npy")
+        assert openvino_output.shape == cpu_output.shape
+        assert np.allclose(openvino_output, cpu_output, atol=1e-2), np.abs(openvino_output - cpu_output).max()
+        found[name] = [plugin.post_process((out, extra), inputs)[0] for out in (openvino_output, cpu_output)]
+    got, want = found["yolo"]
+    assert [d["class_id"] for d in got] == [d["class_id"] for d in want] == [0, 0, 1]
+    assert np.allclose([d["box"] for d in got], [d["box"] for d in want], atol=0.5)
+    got, want = found["pp_ocr"]
+    assert len(got) == len(want) >= 1
+    assert np.allclose([d["box"] for d in got], [d["box"] for d in want], atol=2)
 
 
 @pytest.mark.skipif("CUDAExecutionProvider" not in AVAILABLE, reason=NO_GPU.format("CUDA"))
