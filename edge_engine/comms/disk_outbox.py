@@ -333,10 +333,19 @@ class DiskOutbox:
             lanes = {name: lane.pending for name, lane in self._lanes.items()}
             segments = sum(len(lane.segments) for lane in self._lanes.values())
             disk = self.disk_bytes
-        return {"kind": "disk", "pending": len(self), "pending_by_channel": lanes, "bytes": disk,
-                "max_bytes": self.max_bytes, "segments": segments, "dropped": self.dropped,
-                "recovered": self.recovered, "corrupt_tails": self.corrupt, "refused": self.refused,
-                "stale_heartbeats": self.stale_heartbeats}  # fmt: skip
+        return {
+            "kind": "disk",
+            "pending": len(self),
+            "pending_by_channel": lanes,
+            "bytes": disk,
+            "max_bytes": self.max_bytes,
+            "segments": segments,
+            "dropped": self.dropped,
+            "recovered": self.recovered,
+            "corrupt_tails": self.corrupt,
+            "refused": self.refused,
+            "stale_heartbeats": self.stale_heartbeats,
+        }
 
     # --- reading ------------------------------------------------------------------------------------------------
     def _take(self, lane: _Lane) -> OutboxItem | None:

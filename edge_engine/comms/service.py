@@ -146,17 +146,32 @@ class CommsService:
         self.allowlist = Allowlist(self.layout.authorized_addrs, self.identity.address)
         self.replay = ReplayGuard(self.layout.data / "accepted_commands.json", settings.command_window_seconds)
         self.commands = CommandProcessor(
-            node, self.identity, self.allowlist, self.replay, verify, _decrypt,
+            node,
+            self.identity,
+            self.allowlist,
+            self.replay,
+            verify,
+            _decrypt,
             secured=bool(node.settings.startup.get("SECURED", True)),
-            window_seconds=settings.command_window_seconds, max_bytes=settings.max_message_bytes,
+            window_seconds=settings.command_window_seconds,
+            max_bytes=settings.max_message_bytes,
             on_heartbeat_request=self.request_heartbeat,
-        )  # fmt: skip
+        )
         self.stop_event = threading.Event()
         self._heartbeat_now = threading.Event()
         self._command_queue: queue.Queue[bytes | None] = queue.Queue(COMMAND_QUEUE)
-        self.counters = {"payloads": 0, "notifications": 0, "heartbeats": 0, "published": 0, "oversize": 0,
-                         "commands_dropped": 0, "publish_errors": 0, "unencryptable": 0, "delivered": 0,
-                         "targeted_dropped": 0}  # fmt: skip
+        self.counters = {
+            "payloads": 0,
+            "notifications": 0,
+            "heartbeats": 0,
+            "published": 0,
+            "oversize": 0,
+            "commands_dropped": 0,
+            "publish_errors": 0,
+            "unencryptable": 0,
+            "delivered": 0,
+            "targeted_dropped": 0,
+        }
         self._unencryptable: set[tuple[Any, ...]] = set()
         self.broker: EmbeddedBroker | None = None
         self.transport: MqttTransport | None = None
@@ -172,9 +187,13 @@ class CommsService:
         """The durable outbox under ``_data/outbox`` (``EE_OUTBOX_MAX_MB=0``: in memory only)."""
         if self.settings.outbox_max_mb <= 0:
             return MemoryOutbox()
-        return DiskOutbox(self.layout.data / OUTBOX_DIR, self._encode_checked,
-                          max_bytes=int(self.settings.outbox_max_mb * 1024 * 1024),
-                          fsync_seconds=self.settings.outbox_fsync_seconds, on_drop=self._outbox_dropping)  # fmt: skip
+        return DiskOutbox(
+            self.layout.data / OUTBOX_DIR,
+            self._encode_checked,
+            max_bytes=int(self.settings.outbox_max_mb * 1024 * 1024),
+            fsync_seconds=self.settings.outbox_fsync_seconds,
+            on_drop=self._outbox_dropping,
+        )
 
     def _previous_last_seqs(self) -> dict[str, int]:
         """Per durable channel, the highest number stored before this start: what the outbox found, else 0 for a
@@ -193,11 +212,18 @@ class CommsService:
 
     def _outbox_dropping(self, dropped: int) -> None:
         """Called once when the outbox starts dropping (its bound hit while the broker is away)."""
-        text = (f"outbox full ({self.settings.outbox_max_mb:g} MB, EE_OUTBOX_MAX_MB): the oldest payloads are "
-                f"being dropped ({dropped} so far; notifications are kept)")  # fmt: skip
+        text = (
+            f"outbox full ({self.settings.outbox_max_mb:g} MB, EE_OUTBOX_MAX_MB): the oldest payloads are "
+            f"being dropped ({dropped} so far; notifications are kept)"
+        )
         log.warning(text)
-        self.node.notify("warning", text, [self.node.alias, None, None, None],
-                         NOTIFICATION_TYPE="ABNORMAL FUNCTIONING", OUTBOX_DROPPED=dropped)  # fmt: skip
+        self.node.notify(
+            "warning",
+            text,
+            [self.node.alias, None, None, None],
+            NOTIFICATION_TYPE="ABNORMAL FUNCTIONING",
+            OUTBOX_DROPPED=dropped,
+        )
 
     def outbox_stats(self) -> dict[str, Any]:
         """The outbox's figures (local_info.json ``comms.outbox``, heartbeat ``COMM_STATS``, /metrics)."""
@@ -232,14 +258,23 @@ class CommsService:
         client_id = f"{self.node.alias}-{self.identity.address[-8:]}-{os.getpid()}"
         will = self._offline_message()
         self.transport = MqttTransport(
-            self.settings, self.host, self.port, client_id, self.node.supervisor,
-            on_message=self._on_message, on_connect=self.request_heartbeat, will=(self.topic("ctrl"), will),
+            self.settings,
+            self.host,
+            self.port,
+            client_id,
+            self.node.supervisor,
+            on_message=self._on_message,
+            on_connect=self.request_heartbeat,
+            will=(self.topic("ctrl"), will),
             on_published=self._on_published,
-        )  # fmt: skip
+        )
         self.transport.subscribe(self.command_topic, self.settings.command_qos)
         self.admin.start(self.transport)
-        for target, name in ((self._publish_loop, "publisher"), (self._heartbeat_loop, "heartbeat"),
-                             (self._command_loop, "commands")):  # fmt: skip
+        for target, name in (
+            (self._publish_loop, "publisher"),
+            (self._heartbeat_loop, "heartbeat"),
+            (self._command_loop, "commands"),
+        ):
             thread = threading.Thread(target=target, name=f"comms:{name}", daemon=True)
             self._threads.append(thread)
             thread.start()
@@ -274,16 +309,27 @@ class CommsService:
         """``local_info.json`` › ``comms``: broker and connection state (a lost broker is reported, not fatal), the
         outbox's figures and the received commands by outcome."""
         connected = self.transport is not None and self.transport.connected.is_set()
-        return {"broker": f"{self.host}:{self.port}", "connected": connected, "root_topic": self.settings.root_topic,
-                "outbox": self.outbox_stats(), "commands": self._command_stats()}  # fmt: skip
+        return {
+            "broker": f"{self.host}:{self.port}",
+            "connected": connected,
+            "root_topic": self.settings.root_topic,
+            "outbox": self.outbox_stats(),
+            "commands": self._command_stats(),
+        }
 
     def _command_stats(self) -> dict[str, Any]:
         """Counters of received commands: rejections by reason."""
         stats = self.commands.stats
-        return {"received": stats.received, "accepted": stats.accepted, "rejected": stats.rejected,
-                "rejections_not_notified": stats.rejections_not_notified,
-                "rejections_not_logged": stats.rejections_not_logged, "answers_not_sent": stats.answers_not_sent,
-                "dropped": self.counters.get("commands_dropped", 0), "reasons": dict(stats.reasons)}  # fmt: skip
+        return {
+            "received": stats.received,
+            "accepted": stats.accepted,
+            "rejected": stats.rejected,
+            "rejections_not_notified": stats.rejections_not_notified,
+            "rejections_not_logged": stats.rejections_not_logged,
+            "answers_not_sent": stats.answers_not_sent,
+            "dropped": self.counters.get("commands_dropped", 0),
+            "reasons": dict(stats.reasons),
+        }
 
     def _say_offline(self, deadline: float) -> None:
         """A clean stop: publish the last will's ``OFFLINE`` message ourselves (a clean disconnect does not fire the
@@ -378,14 +424,25 @@ class CommsService:
             try:
                 snapshot = self.node.snapshot()
                 outbox = self.outbox_stats()
-                counters = {**self.counters, "interval": interval, "outbox": outbox["pending"],
-                            "outbox_dropped": outbox["dropped"], "outbox_bytes": outbox.get("bytes", 0),
-                            **self._command_counters()}  # fmt: skip
+                counters = {
+                    **self.counters,
+                    "interval": interval,
+                    "outbox": outbox["pending"],
+                    "outbox_dropped": outbox["dropped"],
+                    "outbox_bytes": outbox.get("bytes", 0),
+                    **self._command_counters(),
+                }
                 self.admin.touch_self(snapshot)
-                body = build_heartbeat(snapshot, [self.admin.config, *self.node.pipeline_configs()],
-                                       self.commands.secured, self.settings.hb_contains_pipelines, counters,
-                                       self.admin.supervisor, self.admin.plugin_statuses(),
-                                       self.local_paths)  # fmt: skip
+                body = build_heartbeat(
+                    snapshot,
+                    [self.admin.config, *self.node.pipeline_configs()],
+                    self.commands.secured,
+                    self.settings.hb_contains_pipelines,
+                    counters,
+                    self.admin.supervisor,
+                    self.admin.plugin_statuses(),
+                    self.local_paths,
+                )
                 self._enqueue(OutboxItem("ctrl", body, [self.node.alias, None, None, None]))
                 self.counters["heartbeats"] += 1
             except Exception:
@@ -405,14 +462,21 @@ class CommsService:
 
     def _command_counters(self) -> dict[str, int]:
         stats = self.commands.stats
-        return {"commands_received": stats.received, "commands_accepted": stats.accepted,
-                "commands_rejected": stats.rejected}  # fmt: skip
+        return {
+            "commands_received": stats.received,
+            "commands_accepted": stats.accepted,
+            "commands_rejected": stats.rejected,
+        }
 
     def encode(self, item: OutboxItem) -> bytes:
         """Envelope, sequence number, signature, JSON: the bytes that go on the wire."""
         body = payload_body(item.source) if item.source is not None else item.body
-        event = {"payloads": EVENT_PAYLOAD, "targeted": EVENT_PAYLOAD, "notif": EVENT_NOTIFICATION,
-                 "ctrl": EVENT_HEARTBEAT}[item.channel]  # fmt: skip
+        event = {
+            "payloads": EVENT_PAYLOAD,
+            "targeted": EVENT_PAYLOAD,
+            "notif": EVENT_NOTIFICATION,
+            "ctrl": EVENT_HEARTBEAT,
+        }[item.channel]
         if not item.seq:
             item.seq = self.sequences.next(item.channel)
         if item.source is not None:
@@ -449,8 +513,12 @@ class CommsService:
         """
         transport = self.transport
         assert transport is not None
-        qos = {"payloads": self.settings.payload_qos, "notif": self.settings.payload_qos,
-               "targeted": self.settings.payload_qos, "ctrl": self.settings.heartbeat_qos}  # fmt: skip
+        qos = {
+            "payloads": self.settings.payload_qos,
+            "notif": self.settings.payload_qos,
+            "targeted": self.settings.payload_qos,
+            "ctrl": self.settings.heartbeat_qos,
+        }
         while not self.stop_event.is_set():
             self._settle_acks()
             item = self.outbox.get(timeout=0.1 if self._unacked else None)
@@ -521,8 +589,13 @@ class CommsService:
             return None
         if len(data) > self.settings.max_message_bytes:
             self.counters["oversize"] += 1
-            log.error("message %s › %s refused: %d bytes > %d", item.channel, item.path, len(data),
-                      self.settings.max_message_bytes)  # fmt: skip
+            log.error(
+                "message %s › %s refused: %d bytes > %d",
+                item.channel,
+                item.path,
+                len(data),
+                self.settings.max_message_bytes,
+            )
             return None
         self._seq_prev.pop(item.channel, None)  # said once, on the first message of the channel stored in this run
         return data

@@ -132,28 +132,55 @@ class Node:
         self._start_disk()
         self._load_plugins()
         startup = self.settings.startup
-        policy = RestartPolicy(cap=float(startup["RESTART_BACKOFF_MAX"]),
-                               flap_max_failures=int(startup["FLAP_MAX_FAILURES"]),
-                               flap_window=float(startup["FLAP_WINDOW_SECONDS"]))  # fmt: skip
+        policy = RestartPolicy(
+            cap=float(startup["RESTART_BACKOFF_MAX"]),
+            flap_max_failures=int(startup["FLAP_MAX_FAILURES"]),
+            flap_window=float(startup["FLAP_WINDOW_SECONDS"]),
+        )
         supervisor = Supervisor(policy)
-        self.serving = ServingManager(self.registry, supervisor, self.layout.models, self._model_notification,
-                                      storage=lambda: getattr(self.storage, "settings", None))  # fmt: skip
-        self.env = RuntimeEnv(self.alias, self.layout, self.hooks, supervisor, serving=self.serving,
-                              wake_watchdog=self.watchdog.poke, pipeline_config=self.pipeline_config)  # fmt: skip
-        self.history = NodeHistory(self._identity_fields(), self.layout.root, started_at=self.started_at,
-                                   sample_seconds=float(self.settings.startup["SECONDS_HISTORY_SAMPLE"]))  # fmt: skip
+        self.serving = ServingManager(
+            self.registry,
+            supervisor,
+            self.layout.models,
+            self._model_notification,
+            storage=lambda: getattr(self.storage, "settings", None),
+        )
+        self.env = RuntimeEnv(
+            self.alias,
+            self.layout,
+            self.hooks,
+            supervisor,
+            serving=self.serving,
+            wake_watchdog=self.watchdog.poke,
+            pipeline_config=self.pipeline_config,
+        )
+        self.history = NodeHistory(
+            self._identity_fields(),
+            self.layout.root,
+            started_at=self.started_at,
+            sample_seconds=float(self.settings.startup["SECONDS_HISTORY_SAMPLE"]),
+        )
         self.history.load(self.layout.local_history)
         start_in_order(self._make_services(), self.services, self._stop_deadline)
         self.status = "running"
         self.write_local_info()
         self.hooks.node_started(
-            {"address": self.identity.address, "alias": self.alias, "version": __version__,
-             "cache_dir": str(self.layout.root), "started_at": utc_iso(self.started_at)}
-        )  # fmt: skip
+            {
+                "address": self.identity.address,
+                "alias": self.alias,
+                "version": __version__,
+                "cache_dir": str(self.layout.root),
+                "started_at": utc_iso(self.started_at),
+            }
+        )
         log.info(
-            "node %s (%s) running %d pipeline(s)%s; cache %s", self.alias, self.identity.address, len(self.pipelines),
-            f", {len(self.invalid)} invalid" if self.invalid else "", self.layout.root,
-        )  # fmt: skip
+            "node %s (%s) running %d pipeline(s)%s; cache %s",
+            self.alias,
+            self.identity.address,
+            len(self.pipelines),
+            f", {len(self.invalid)} invalid" if self.invalid else "",
+            self.layout.root,
+        )
 
     def _make_services(self) -> Iterator[Service]:
         """The services in start order, each made when the ones before it have started."""
@@ -166,10 +193,14 @@ class Node:
             yield observe
         serving = self.serving
         assert serving is not None
-        yield PartService("serving", stop=lambda deadline: serving.stop(max(deadline, time.monotonic() + 1.0)),
-                          snapshot=serving.snapshot)  # fmt: skip
-        yield PartService("pipelines", start=self._start_pipelines, stop=self._stop_pipelines,
-                          snapshot=self._pipeline_snapshots)  # fmt: skip
+        yield PartService(
+            "serving",
+            stop=lambda deadline: serving.stop(max(deadline, time.monotonic() + 1.0)),
+            snapshot=serving.snapshot,
+        )
+        yield PartService(
+            "pipelines", start=self._start_pipelines, stop=self._stop_pipelines, snapshot=self._pipeline_snapshots
+        )
         yield self._make_local_requests()
         if self.settings.dev_mode:
             from edge_engine.plugin.reload import PluginReloader
@@ -232,8 +263,13 @@ class Node:
         def alert(level: str, message: str, fields: dict[str, Any]) -> None:
             self.notify(level, message, [self.alias, None, None, None], **fields)
 
-        self.disk = DiskManager(load_disk_settings(self.settings.env), self.layout.output, self.layout.logs, alert,
-                                output_on_delete=self.output.release)  # fmt: skip
+        self.disk = DiskManager(
+            load_disk_settings(self.settings.env),
+            self.layout.output,
+            self.layout.logs,
+            alert,
+            output_on_delete=self.output.release,
+        )
         self.output.disk = self.disk
         # a full disk is known before the first write; the scan of _output and _logs (seconds on a big cache) waits
         # for the first housekeeping round, off the path to the first heartbeat
@@ -288,8 +324,9 @@ class Node:
         from edge_engine.node import local_deploy
 
         if not self.settings.first_start:
-            for message in local_deploy.unseeded_pipeline_warnings(self.settings.base_dir, self.layout,
-                                                                   self.settings.env):  # fmt: skip
+            for message in local_deploy.unseeded_pipeline_warnings(
+                self.settings.base_dir, self.layout, self.settings.env
+            ):
                 log.warning("%s", message)
         self.local_requests = local_deploy.LocalRequestWatcher(self)
         return self.local_requests
@@ -306,9 +343,11 @@ class Node:
             loader.load_entry_points()
         self.pm.check_pending()
         log.info(
-            "loaded %d plugin(s) in %.0f ms%s", len(self.registry.records()), 1000 * (time.perf_counter() - started),
+            "loaded %d plugin(s) in %.0f ms%s",
+            len(self.registry.records()),
+            1000 * (time.perf_counter() - started),
             f"; {len(self.registry.failures)} failed to load" if self.registry.failures else "",
-        )  # fmt: skip
+        )
         for record in self.registry.records():
             log.debug("plugin %s %s v%s from %s", record.kind, record.signature, record.version, record.source)
 
@@ -401,8 +440,11 @@ class Node:
             if spec.name != path.stem:
                 log.warning("%s holds pipeline %r; it is kept under that name", path, spec.name)
             if spec.name in self.pipelines:
-                self._record_invalid(path.stem, str(path), [ConfigIssue(
-                    "duplicate pipeline NAME (another file defines it)", file=str(path), key="NAME")])  # fmt: skip
+                self._record_invalid(
+                    path.stem,
+                    str(path),
+                    [ConfigIssue("duplicate pipeline NAME (another file defines it)", file=str(path), key="NAME")],
+                )
                 continue
             self._start_pipeline(spec)
 
@@ -411,8 +453,12 @@ class Node:
         ``reasons`` (the same without it: what heartbeats carry, decision 37)."""
         for issue in issues:
             log.error("invalid pipeline: %s", issue)
-        self.invalid[name] = {"name": name, "file": file, "errors": [str(i) for i in issues],
-                              "reasons": public_reasons(issues)}  # fmt: skip
+        self.invalid[name] = {
+            "name": name,
+            "file": file,
+            "errors": [str(i) for i in issues],
+            "reasons": public_reasons(issues),
+        }
 
     # --- engine API -----------------------------------------------------------------------------------------
     def add_pipeline(self, raw: dict[str, Any], source: str = "api") -> PipelineSpec:
@@ -498,8 +544,9 @@ class Node:
         with self._lock:
             return list(self.pipelines.values())
 
-    def instance_command(self, pipeline: str, signature: str, instance_id: str, command: Any,
-                         **params: Any) -> Future[Any]:  # fmt: skip
+    def instance_command(
+        self, pipeline: str, signature: str, instance_id: str, command: Any, **params: Any
+    ) -> Future[Any]:
         """Send a command to one instance's ``on_command``; the future holds its result."""
         runner = self._runner(pipeline)
         instance = runner.instance(signature, instance_id)
@@ -509,8 +556,9 @@ class Node:
 
     def _runner(self, name: str) -> PipelineRunner:
         if name.lower() == C.ADMIN_PIPELINE_NAME:
-            raise PipelineError(name, "the admin pipeline is built from the startup config (ADMIN_PIPELINE); "
-                                      "commands cannot change it")  # fmt: skip
+            raise PipelineError(
+                name, "the admin pipeline is built from the startup config (ADMIN_PIPELINE); commands cannot change it"
+            )
         runner = self.pipelines.get(name)
         if runner is None:
             raise PipelineError(name, "no such pipeline")
@@ -578,8 +626,7 @@ class Node:
         runner.stop()
         left = runner.join(time.monotonic() + REMOVE_JOIN_SECONDS)
         if left:
-            log.warning("pipeline %r: threads still finishing after %.0f s: %s", runner.name, REMOVE_JOIN_SECONDS,
-                        left)  # fmt: skip
+            log.warning("pipeline %r: threads still finishing after %.0f s: %s", runner.name, REMOVE_JOIN_SECONDS, left)
         self.pipelines.pop(runner.name, None)
         self.hooks.pipeline_stopped(runner.name, reason)
 
