@@ -32,14 +32,14 @@ NO_WHEEL_MACHINES = "onnxruntime-openvino has no wheel for {} (x86-64 only: requ
 
 
 def requirements() -> list[str]:
-    """The pinned onnxruntime-openvino line of requirements-openvino.txt, and numpy and pluggy as the node has them."""
+    """The pinned onnxruntime-openvino lines of requirements-openvino.txt, and numpy and pluggy as the node has them."""
     wanted = {"onnxruntime-openvino": "requirements-openvino.txt", "numpy": "requirements.txt",
               "pluggy": "requirements.txt"}  # fmt: skip
     lines = []
     for name, file in wanted.items():
         text = (REPO / file).read_text(encoding="utf-8").splitlines()
         found = [line.split("#")[0].strip() for line in text if line.strip().lower().startswith(name)]
-        lines.append(found[0] if found else name)
+        lines.extend(found or [name])  # several lines: one per Python version, by environment marker
     return lines
 
 
