@@ -20,7 +20,8 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
-from conftest import comms_node, wait_for
+from conftest import comms_node, wait_for, write_plugin
+from node_runner import REPO, NodeRunner, base_env
 from plugins_src import message_pipeline, payload_plugin
 
 from edge_engine.errors import ConfigError
@@ -143,6 +144,8 @@ def test_a_worker_killed_with_sigkill_is_restarted_and_its_pipeline_resumes(node
     runner = node.pipelines["w"]
     assert isinstance(runner, ProcessPipelineRunner)
     wait_for(lambda: runner.payloads >= 5, timeout=30)
+    wait_for(lambda: runner.capture.stats.inputs >= 5 and runner.capture.status == "running", timeout=10)
+    assert runner.capture.stats.rate >= 0  # what the node's history samples
     first = runner.pid
     assert first is not None
     os.kill(first, signal.SIGKILL)
@@ -220,3 +223,35 @@ def test_a_worker_that_keeps_dying_is_stopped_as_flapping_with_a_notification(
     notes = [json.loads(line) for line in lines if line.strip()]
     flapping = [n for n in notes if "flapping" in n["message"] and n["path"][1] == "c"]
     assert len(flapping) == 1 and "worker process" in flapping[0]["message"], flapping
+
+
+def test_a_real_node_process_runs_a_worker_pipeline_and_sigterm_ends_both(tmp_path: Path) -> None:
+    """``python device.py``: the worker is spawned from the real entry point (spawn imports the main module
+    again) and ends with the node on SIGTERM, within the stop deadline; no orphan is left."""
+    plugins = tmp_path / "user_plugins"
+    write_plugin(plugins, "business/pid.py", PID_PLUGIN)
+    config = {
+        "PLUGIN_FOLDERS": [str(REPO / "extensions"), str(plugins)],
+        "DEMO_PIPELINE": False,
+        "SECONDS_LOCAL_INFO": 0.5,
+        "SHUTDOWN_SECONDS": STARTUP["SHUTDOWN_SECONDS"],
+        "PIPELINES": [worker_pipeline()],
+    }
+    cache = tmp_path / "work" / "cache"
+    node = NodeRunner(tmp_path / "work", base_env(cache), config)
+    try:
+        node.start()
+
+        def worker_pid(info: dict[str, Any]) -> int | None:
+            return next((p["process"]["pid"] for p in info.get("pipelines", []) if "process" in p), None)
+
+        info = node.wait_running(lambda i: worker_pid(i) is not None, timeout=60)
+        pid = worker_pid(info)
+        assert pid is not None and node.proc is not None and pid != node.proc.pid
+        wait_for(lambda: any(line["data"]["PID"] == pid for line in output_lines(cache, "w")), timeout=30)
+        code, took = node.stop()
+        assert code == 0 and took <= STARTUP["SHUTDOWN_SECONDS"] + 1, (code, took, node.output()[-3000:])
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    finally:
+        node.cleanup()

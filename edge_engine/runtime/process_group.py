@@ -28,6 +28,7 @@ import time
 from concurrent.futures import Future
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
+from types import SimpleNamespace
 from typing import Any, cast
 
 from edge_engine.config.pipelines import InstanceSpec, PipelineSpec
@@ -76,6 +77,7 @@ class ProcessPipelineRunner:
         self.finished = False
         self.flapping: dict[str, Any] | None = None
         self.instances: dict[tuple[str, str], Any] = {}  # none in this process (see instance())
+        self.capture = RemoteCapture(self)  # what the node's history samples (the capture's rate)
         self._stop = threading.Event()
         self._running = threading.Event()  # a worker process is started and not yet reaped (by the monitor thread)
         self._send_lock = threading.Lock()
@@ -307,6 +309,26 @@ class ProcessPipelineRunner:
             },
             "instances": [],
         }
+
+
+class RemoteCapture:
+    """The worker's capture as the node reads it: ``status`` and ``stats`` (``rate``, ``inputs``, ...) from the
+    worker's last snapshot."""
+
+    def __init__(self, runner: ProcessPipelineRunner):
+        self._runner = runner
+
+    def _fields(self) -> dict[str, Any]:
+        snapshot = self._runner._snapshot or self._runner._empty_snapshot()
+        return dict(snapshot["capture"])
+
+    @property
+    def status(self) -> Status:
+        return Status(self._fields()["status"])
+
+    @property
+    def stats(self) -> SimpleNamespace:
+        return SimpleNamespace(**self._fields())
 
 
 class RemoteInstance:
