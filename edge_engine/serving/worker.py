@@ -212,7 +212,7 @@ def _serve(plugin: Any, conn: Any) -> None:
     try:
         while True:
             try:
-                message = conn.recv()
+                message: ToWorker = conn.recv()
             except (EOFError, OSError):
                 return  # the node is gone
             if not isinstance(message, RunBatch):
