@@ -255,3 +255,42 @@ def test_a_real_node_process_runs_a_worker_pipeline_and_sigterm_ends_both(tmp_pa
             os.kill(pid, 0)
     finally:
         node.cleanup()
+
+
+def test_the_runner_answers_what_the_node_asks_of_a_runner(node_factory: Callable[..., Node]) -> None:
+    """The node keeps worker runners in its map of :class:`PipelineRunner` (a cast): every name the node, the
+    reloader and the watchdog use on a runner exists on the worker's runner."""
+    node = node_factory(plugins=PLUGINS, startup=STARTUP, pipelines=[worker_pipeline()])
+    runner = node.pipelines["w"]
+    used = (
+        "capture",
+        "instance",
+        "join",
+        "name",
+        "restart_instances",
+        "snapshot",
+        "spec",
+        "start",
+        "stop",
+        "watch",
+        "can_update_live",
+        "update_live",
+        "stopping",
+        "keep_alive",
+        "status",
+    )
+    assert [name for name in used if not hasattr(runner, name)] == []
+
+
+def test_reloaded_plugin_files_reach_a_worker_when_its_instances_restart(node_factory: Callable[..., Node]) -> None:
+    node = node_factory(plugins=PLUGINS, startup=STARTUP, pipelines=[worker_pipeline()])
+    runner = node.pipelines["w"]
+    assert isinstance(runner, ProcessPipelineRunner)
+    wait_for(lambda: runner.payloads >= 2, timeout=30)
+    first = runner.pid
+    new_source = payload_plugin("Pid", "TEST_PID", '{"I": inp.seq, "PID": os.getpid(), "V": 2}', imports="import os")
+    write_plugin(node.settings.base_dir / "plugins", "business/pid.py", new_source)
+    assert runner.restart_instances(runner.spec, {"TEST_PID"}) == ["TEST_PID/t"]
+    wait_for(lambda: any(line["data"].get("V") == 2 for line in output_lines(node.layout.root, "w")), timeout=30)
+    assert runner.pid != first
+    assert process_section(node, "w")["restarts"] == 0  # asked for, not a failure

@@ -19,6 +19,7 @@ instance commands cross the pipe and their futures are answered by the worker (a
 
 from __future__ import annotations
 
+import copy
 import itertools
 import logging
 import multiprocessing
@@ -26,6 +27,7 @@ import os
 import threading
 import time
 from concurrent.futures import Future
+from dataclasses import replace
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from types import SimpleNamespace
@@ -79,6 +81,7 @@ class ProcessPipelineRunner:
         self.instances: dict[tuple[str, str], Any] = {}  # none in this process (see instance())
         self.capture = RemoteCapture(self)  # what the node's history samples (the capture's rate)
         self._stop = threading.Event()
+        self._respawn = threading.Event()  # the worker is stopping to be started again at once
         self._running = threading.Event()  # a worker process is started and not yet reaped (by the monitor thread)
         self._send_lock = threading.Lock()
         self._process: BaseProcess | None = None
@@ -152,6 +155,9 @@ class ProcessPipelineRunner:
             conn.close()
             if self._stop.is_set() or self.finished:
                 break
+            if self._respawn.is_set():  # asked for (plugin classes reloaded): not a failure
+                self._respawn.clear()
+                continue
             reason = self.last_error or f"worker process exited with code {process.exitcode}"
             self.last_error = None
             verdict = self.env.supervisor.record(self.part, reason)
@@ -221,7 +227,15 @@ class ProcessPipelineRunner:
         raise NotImplementedError("a worker pipeline is restarted on update")
 
     def restart_instances(self, new: PipelineSpec, signatures: set[str]) -> list[str]:
-        return []  # a reloaded class reaches the worker at its next start
+        """Plugin classes were reloaded (development mode): a worker running any of ``signatures`` (upper case) is
+        stopped and started again with ``new``, and loads the changed files afresh. Returns the instances concerned."""
+        restarted = ["/".join(i.key) for i in new.instances if i.key[0] in signatures]
+        if restarted and not self.stopping:
+            self.spec = new
+            self.plan = replace(self.plan, raw=copy.deepcopy(new.raw))
+            self._respawn.set()
+            self._send(("stop", self.plan.stop_seconds))
+        return restarted
 
     def instance(self, signature: str, instance_id: str) -> RemoteInstance | None:
         """The instance's spec (for config updates, which restart the worker) and its commands, sent to the worker."""
