@@ -294,3 +294,20 @@ def test_reloaded_plugin_files_reach_a_worker_when_its_instances_restart(node_fa
     wait_for(lambda: any(line["data"].get("V") == 2 for line in output_lines(node.layout.root, "w")), timeout=30)
     assert runner.pid != first
     assert process_section(node, "w")["restarts"] == 0  # asked for, not a failure
+
+
+def test_keep_alive_deadlines_are_watched_in_the_worker_and_keep_alives_reach_it(
+    node_factory: Callable[..., Node],
+) -> None:
+    raw = {**worker_pipeline("k"), "KEEP_ALIVE_SECONDS": 1.0}
+    node = node_factory(plugins=PLUGINS, startup=STARTUP, pipelines=[raw])
+
+    def notes() -> list[dict[str, Any]]:
+        path = node.layout.output / "notifications.jsonl"
+        text = path.read_text(encoding="utf-8") if path.exists() else ""
+        return [n for n in (json.loads(line) for line in text.splitlines() if line.strip()) if n["path"][1] == "k"]
+
+    wait_for(lambda: any(n.get("SAFE_MODE") is True for n in notes()), timeout=30)
+    wait_for(lambda: node.pipelines["k"].snapshot().get("keep_alive", {}).get("safe_mode") is True, timeout=10)
+    node.keep_alive("k")
+    wait_for(lambda: any(n.get("SAFE_MODE") is False for n in notes()), timeout=10)
