@@ -35,7 +35,6 @@ import queue
 import threading
 import time
 import zlib
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from edge_engine import __version__
@@ -48,6 +47,7 @@ from edge_engine.redact import redact
 
 if TYPE_CHECKING:
     from edge_engine.comms.service import CommsService
+    from edge_engine.node.snapshot import NodeSnapshot
 
 log = logging.getLogger(__name__)
 
@@ -337,18 +337,18 @@ class AdminPipeline:
         if result == "new":
             self._netmon_due.set()  # a node appeared (or came back): tell the SDK sessions soon
 
-    def touch_self(self, snapshot: Mapping[str, Any]) -> None:
-        """Put this node in its own view from a heartbeat's data (whether or not the broker echoes it)."""
+    def touch_self(self, snapshot: NodeSnapshot) -> None:
+        """Put this node in its own view from its snapshot (whether or not the broker echoes its heartbeat)."""
         self.tracker.touch_self(
             {
-                "EE_ADDR": snapshot.get("address"),
-                "EE_ID": snapshot.get("alias"),
-                "EE_ETH_ADDR": snapshot.get("eth_address"),
-                "VERSION": snapshot.get("version_short"),
-                "EE_WHITELIST": snapshot.get("info", {}).get("whitelist", []),
+                "EE_ADDR": snapshot["address"],
+                "EE_ID": snapshot["alias"],
+                "EE_ETH_ADDR": snapshot["eth_address"],
+                "VERSION": snapshot["version_short"],
+                "EE_WHITELIST": snapshot["info"]["whitelist"],
                 "SECURED": self.comms.commands.secured,
                 "EE_IS_SUPER": self.supervisor,
-                "UPTIME": snapshot.get("uptime_seconds"),
+                "UPTIME": snapshot["uptime_seconds"],
             }
         )
 
