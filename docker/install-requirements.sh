@@ -79,6 +79,12 @@ move_targets() {
   for target in "$B"/target-*; do
     [ -d "$target" ] || continue
     if [ -d "$target/bin" ]; then cp -a "$target/bin/." /opt/venv/bin/; rm -rf "$target/bin"; fi
+    # a package the venv has already (e.g. packaging, pulled in again): its old metadata goes, one version stays
+    for info in "$target"/*.dist-info; do
+      [ -d "$info" ] || continue
+      name="$(basename "$info")"; name="${name%%-*}"
+      for old in "$site/$name"-*.dist-info; do [ -d "$old" ] && rm -rf "$old"; done
+    done
     cp -a "$target/." "$site/"
     rm -rf "$target"
   done
