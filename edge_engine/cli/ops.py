@@ -293,7 +293,7 @@ def health(cache: Path, now: datetime | None = None) -> tuple[bool, str]:
     node during a broker outage that its outbox exists to ride out.
     """
     now = now or datetime.now(timezone.utc)
-    info = node_info(cache)
+    info = read_snapshot(node_info(cache))
     name = f"{_text(info.get('alias'))} ({_text(info.get('address'))})"
     status = info.get("status") or "running"
     moment = _parse_time(info.get("updated_at"))
@@ -310,7 +310,7 @@ def health(cache: Path, now: datetime | None = None) -> tuple[bool, str]:
             f"{name}: local_info.json is {age:.0f} s old (limit {limit:.0f} s): the engine loop is stuck or stopped",
         )
     comms = info.get("comms")
-    if isinstance(comms, dict):
+    if comms is not None:
         state = "connected" if comms.get("connected") else "NOT connected (reported, not unhealthy)"
         broker = f"; broker {_text(comms.get('broker'))} {state}"
     else:
