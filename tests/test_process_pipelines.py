@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import os
 import signal
 import threading
@@ -311,3 +312,17 @@ def test_keep_alive_deadlines_are_watched_in_the_worker_and_keep_alives_reach_it
     wait_for(lambda: node.pipelines["k"].snapshot().get("keep_alive", {}).get("safe_mode") is True, timeout=10)
     node.keep_alive("k")
     wait_for(lambda: any(n.get("SAFE_MODE") is False for n in notes()), timeout=10)
+
+
+def test_a_workers_log_records_reach_the_nodes_loggers(
+    node_factory: Callable[..., Node], caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO):  # the worker's level is the node's at its start
+        node = node_factory(plugins=PLUGINS, startup=STARTUP, pipelines=[worker_pipeline("l")])
+        runner = node.pipelines["l"]
+        assert isinstance(runner, ProcessPipelineRunner)
+        wait_for(lambda: runner.payloads >= 2, timeout=30)
+        pid = runner.pid
+        node.remove_pipeline("l")
+    from_worker = [(r.name, r.getMessage()) for r in caplog.records if r.process == pid]
+    assert any(name.endswith("process_worker") and "stopped in" in text for name, text in from_worker), from_worker

@@ -218,6 +218,9 @@ class ProcessPipelineRunner:
                 self.last_error = str(message[1])
             elif kind == "command_result":
                 self._command_done(*message[1:])
+            elif kind == "log":
+                record = logging.makeLogRecord(message[1])
+                logging.getLogger(record.name).handle(record)  # the node's levels and handlers (its _logs/ file)
 
     # --- what the node asks of a runner ------------------------------------------------------------------------
     def can_update_live(self, new: PipelineSpec) -> bool:

@@ -66,6 +66,26 @@ class _Channel:
             self.broken = True  # the node is gone: the main loop sees EOF and stops
 
 
+class _LogForwarder(logging.Handler):
+    """Sends the worker's log records to the node, which hands them to its own loggers (same names)."""
+
+    def __init__(self, channel: _Channel):
+        super().__init__()
+        self.channel = channel
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = record.getMessage()
+            if record.exc_info:
+                message += "\n" + logging.Formatter().formatException(record.exc_info)
+            fields = dict(record.__dict__, msg=message, args=None, exc_info=None, exc_text=None, stack_info=None)
+            self.channel.send(("log", fields))
+            if self.channel.broken:  # the node is gone: stderr (the container's log) is all that is left
+                sys.stderr.write(f"worker[{os.getpid()}] {record.levelname} {record.name}: {message}\n")
+        except Exception:  # a record the pipe cannot carry: say so on stderr, never raise into the plugin
+            self.handleError(record)
+
+
 def to_wire(payload: Payload) -> Payload:
     """A payload the pipe can carry: its intent's routing as a plain dict (a read-only mapping does not pickle)."""
     return replace(payload, intent=replace(payload.intent, routing=dict(payload.intent.routing)))
@@ -81,8 +101,10 @@ def from_wire(payload: Payload) -> Payload:
 
 def worker_main(conn: Connection, plan: WorkerPlan) -> None:
     """The worker process's entry point: run one pipeline until told to stop, it finishes, or the node is gone."""
-    logging.basicConfig(level=plan.log_level, format=f"%(asctime)s worker[{os.getpid()}] %(name)s: %(message)s")
     channel = _Channel(conn)
+    root = logging.getLogger()
+    root.setLevel(plan.log_level)
+    root.addHandler(_LogForwarder(channel))  # into the node's logging: its handlers, its _logs/ file
     code = 0
     try:
         _run(channel, plan)
