@@ -193,34 +193,42 @@ class ProcessPipelineRunner:
 
     def _read(self, conn: Connection) -> None:
         """Hand what the worker sends to the node until the pipe closes (the worker ended)."""
-        hooks = self.env.hooks
         while True:
             try:
                 message = conn.recv()
             except (EOFError, OSError):
                 return
-            kind = message[0]
-            if kind == "payload":
-                payload: Payload = from_wire(message[1])
-                self.payloads += 1
-                if hooks.payload(payload) is not None:
-                    self.refused += 1
-            elif kind == "notification":
-                notification: Notification = message[1]
-                hooks.notification(notification)
-            elif kind == "snapshot":
-                self._snapshot = message[1]
-            elif kind == "ready":
-                self.env.supervisor.recovered(self.part)
-            elif kind == "finished":
-                self.finished = True
-            elif kind == "error":
-                self.last_error = str(message[1])
-            elif kind == "command_result":
-                self._command_done(*message[1:])
-            elif kind == "log":
-                record = logging.makeLogRecord(message[1])
-                logging.getLogger(record.name).handle(record)  # the node's levels and handlers (its _logs/ file)
+            except Exception:  # a message that does not unpickle here; the next one starts at its own boundary
+                log.exception("pipeline %r: a message from the worker could not be read", self.name)
+                continue
+            try:
+                self._handle(message)
+            except Exception:  # never lose the monitor thread (it owns the worker) to one bad message
+                log.exception("pipeline %r: handling %r from the worker failed", self.name, message[0])
+
+    def _handle(self, message: tuple[Any, ...]) -> None:
+        kind = message[0]
+        if kind == "payload":
+            payload: Payload = from_wire(message[1])
+            self.payloads += 1
+            if self.env.hooks.payload(payload) is not None:
+                self.refused += 1
+        elif kind == "notification":
+            notification: Notification = message[1]
+            self.env.hooks.notification(notification)
+        elif kind == "snapshot":
+            self._snapshot = message[1]
+        elif kind == "ready":
+            self.env.supervisor.recovered(self.part)
+        elif kind == "finished":
+            self.finished = True
+        elif kind == "error":
+            self.last_error = str(message[1])
+        elif kind == "command_result":
+            self._command_done(*message[1:])
+        elif kind == "log":
+            record = logging.makeLogRecord(message[1])
+            logging.getLogger(record.name).handle(record)  # the node's levels and handlers (its _logs/ file)
 
     # --- what the node asks of a runner ------------------------------------------------------------------------
     def can_update_live(self, new: PipelineSpec) -> bool:
