@@ -177,7 +177,7 @@ class MqttTransport:
 
     def _on_publish(self, _client: Any, _userdata: Any, mid: int, _reason: Any, _props: Any) -> None:
         """The broker's PUBACK for a QoS 1 message (for QoS 0: the message was written to the socket)."""
-        self.on_published_cb(mid)  # type: ignore[misc]
+        self.on_published_cb(mid)  # type: ignore[misc]  # registered only when on_published was given
 
     def _on_message(self, _client: Any, _userdata: Any, message: Any) -> None:
         try:

@@ -21,7 +21,7 @@ import traceback
 from collections.abc import Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from edge_engine.config.pipelines import InstanceSpec
 from edge_engine.messages import Payload, PayloadIntent
@@ -244,7 +244,7 @@ class InstanceRunner:
             if self.config.get("DISABLED"):
                 return None
             try:
-                plugin = self.env.create(self.spec.record, self.config, context)
+                plugin = cast(BusinessPlugin, self.env.create(self.spec.record, self.config, context))
                 plugin.on_init()
             except (Exception, SystemExit) as exc:  # sys.exit() in plugin code ends nothing but the call
                 text = f"{type(exc).__name__}: {exc}"
@@ -266,8 +266,8 @@ class InstanceRunner:
             size, policy = self._mailbox_policy()
             self.mailbox.set_policy(policy, size)
             if self.safe_mode is not None:
-                self._call_safe_mode(plugin, self.safe_mode)  # type: ignore[arg-type]
-            return plugin  # type: ignore[return-value]
+                self._call_safe_mode(plugin, self.safe_mode)
+            return plugin
         return None
 
     def _flap(self) -> None:

@@ -244,7 +244,7 @@ def check_cascades(
     issues = [ConfigIssue(text, key=CASCADE_KEY, **where) for text in problems]
     for index, spec in enumerate(specs):
         try:
-            found = spec.engine.record.cls.check_config(spec.engine.config, models_dir)  # type: ignore[attr-defined]
+            found = spec.engine.record.cls.check_config(spec.engine.config, models_dir)  # type: ignore[attr-defined]  # a serving plugin's classmethod (the record types its class as PluginBase)
         except Exception as exc:  # a plugin's check must not break validation
             found = [f"check_config raised {type(exc).__name__}: {exc}"]
         label = f"entry {index} ({spec.engine.signature}) › key 'PARAMS': serving plugin {spec.engine.signature!r}"

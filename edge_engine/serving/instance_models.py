@@ -55,7 +55,7 @@ class EngineSpec:
 
     @property
     def model(self) -> str:
-        return self.record.cls.model_name(self.config)  # type: ignore[attr-defined]
+        return self.record.cls.model_name(self.config)  # type: ignore[attr-defined]  # a serving plugin's classmethod (the record types its class as PluginBase)
 
 
 def engine_names(instance_config: Mapping[str, Any]) -> list[str]:
@@ -157,7 +157,7 @@ def check_engines(
     issues = [ConfigIssue(_prefixed(sig, text), key=key, **where) for sig, text in problems]
     for engine in engines:
         try:
-            found = engine.record.cls.check_config(engine.config, models_dir)  # type: ignore[attr-defined]
+            found = engine.record.cls.check_config(engine.config, models_dir)  # type: ignore[attr-defined]  # a serving plugin's classmethod (the record types its class as PluginBase)
         except Exception as exc:  # a plugin's check must not break validation
             found = [f"check_config raised {type(exc).__name__}: {exc}"]
         issues.extend(ConfigIssue(_prefixed(engine.signature, text), key=key, **where) for text in found)
@@ -192,7 +192,7 @@ class ServerSettings:
         config = engine.config
         workers = int(config.get("WORKERS") or 0)
         if workers <= 0:
-            workers = engine.record.cls.default_workers(config, usable_cores())  # type: ignore[attr-defined]
+            workers = engine.record.cls.default_workers(config, usable_cores())  # type: ignore[attr-defined]  # a serving plugin's classmethod (the record types its class as PluginBase)
         max_batch = int(config.get("MAX_BATCH_SIZE") or 0)
         auto = getattr(engine.record.cls, "default_max_batch", None)
         if max_batch <= 0 and auto is not None:  # 0: the plugin chooses (the ONNX plugins: from the input size)
