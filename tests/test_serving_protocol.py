@@ -122,3 +122,30 @@ def test_a_ready_batch_is_sent_by_the_pipelines_own_thread(node_factory: Any, mo
         assert by_dispatcher >= 25, senders  # the first waits for the process to load: the scheduler sends it
     else:
         assert by_dispatcher == 0 and all(name.startswith("serving:") for name in senders), senders
+
+
+class SlowToDie:
+    """A process that outlives its SIGKILL's join (a crowded machine): close() would raise."""
+
+    pid = 4242
+
+    def join(self, timeout: float | None = None) -> None:
+        pass
+
+    def is_alive(self) -> bool:
+        return True
+
+    def kill(self) -> None:
+        pass
+
+    def close(self) -> None:
+        raise ValueError("Cannot close a process while it is still running")
+
+
+def test_reaping_a_process_still_exiting_does_not_end_the_scheduler() -> None:
+    from edge_engine.serving.model_server import ModelServer, WorkerHandle
+
+    worker = WorkerHandle(0, "serving/X/abc/worker0")
+    worker.process = SlowToDie()
+    ModelServer._reap(None, worker, grace=0.0)  # type: ignore[arg-type]  # it reads only the worker
+    assert worker.process is None and worker.pid is None

@@ -724,7 +724,10 @@ class ModelServer:
             if process.is_alive():
                 process.kill()
                 process.join(STOP_GRACE)
-            process.close()
+            if process.is_alive():  # killed but not reaped yet (a crowded machine): multiprocessing reaps it later
+                log.warning("%s: process %s still exiting after SIGKILL", worker.part, process.pid)
+            else:
+                process.close()
 
     def _stop_process(self, worker: WorkerHandle, grace: float) -> None:
         """Ask a worker to exit, then kill it if it does not within ``grace`` seconds."""
