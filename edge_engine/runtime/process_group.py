@@ -12,9 +12,11 @@ then the outbox, which numbers them, then local output), and the pipeline's snap
 A monitor thread owns the process: a worker that dies (a crash, SIGKILL, the OOM killer) is a failure of the part
 ``<pipeline>/process`` reported to the node's :class:`~edge_engine.runtime.supervisor.Supervisor`, restarted after
 its backoff, and stopped as flapping (with the usual notification) when it fails too often. Stopping sends
-``stop`` with the time left before the node's deadline; a worker still alive half a second before that deadline
-is killed. Any config change restarts the worker with the new config (no live update across the pipe);
-instance commands cross the pipe and their futures are answered by the worker (a result must pickle).
+``stop`` at once with the node's stop budget (every worker stops in parallel); a worker still alive half a second
+before the node's deadline is killed. Any config change restarts the worker with the new config (no live update
+across the pipe); instance commands cross the pipe and their futures are answered by the worker (a result must
+pickle); a plugin reload restarts the workers running a reloaded signature. Only the monitor thread reaps the
+process (two threads waiting for one child race).
 """
 
 from __future__ import annotations

@@ -4,10 +4,11 @@ A spawned process loads the node's plugins from the same folders, validates the 
 and runs the real :class:`~edge_engine.runtime.pipeline.PipelineRunner` (capture, instances, serving) in its own
 interpreter, so a CPU-bound pure-Python plugin has a GIL, and a core, of its own. Frames never leave the child:
 they are read and processed here. What crosses the pipe to the node is small: payloads and notifications (which
-go into the node's message flow, so storage, the outbox and local output stay in the node), a snapshot of the
-pipeline's counters every ``SNAPSHOT_SECONDS``, and at the end ``finished`` or ``stopped``. The node sends
-``stop`` (with the seconds left before its deadline) and ``keep_alive``. When the node's end of the pipe closes
-(the node died), the child stops too: a worker never outlives its node.
+go into the node's message flow, so storage, the outbox and local output stay in the node), log records (into
+the node's loggers), a snapshot of the pipeline's counters every ``SNAPSHOT_SECONDS``, answers to instance
+commands, and at the end ``finished`` or ``stopped``. The node sends ``stop`` (with the seconds it allows),
+``keep_alive`` and ``command``. When the node's end of the pipe closes (the node died), the child stops too: a
+worker never outlives its node. A stopped worker leaves with ``os._exit`` (no interpreter teardown).
 
 The parent side is :mod:`edge_engine.runtime.process_group`.
 """
