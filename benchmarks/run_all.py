@@ -56,6 +56,7 @@ BENCHES = [
     Bench("storage", "bench_storage.py", (), ("--images", "60"), "S3 upload"),
     Bench("video_pipeline", "bench_video_pipeline.py", (), ("--repeat", "1", "--frames", "300"), "video decode"),
     Bench("many_cameras", "bench_many_cameras.py", (), ("--counts", "1,8", "--seconds", "3"), "many cameras"),
+    Bench("process_pipelines", "bench_process_pipelines.py", (), ("--rounds", "1", "--seconds", "3"), "many cores"),
     Bench("serving_overhead", "bench_serving_overhead.py", (), ("--frames", "60", "--repeat", "1"), "model server"),
     Bench("serving_sharing", "bench_serving_sharing.py", (), ("--pipelines", "1,4", "--seconds", "3"), "sharing"),
     Bench("serving_memory", "bench_serving_memory.py", (), ("--pipelines", "3", "--settle", "2"), "serving memory"),
