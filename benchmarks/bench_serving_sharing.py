@@ -5,8 +5,8 @@ images) through the same model (``PP_OCR_DIRECTION``, the PP-OCR text-direction 
 the same pre-processing, for ``--seconds`` each, one after the other in this run:
 
 1. **engine**: one node, N pipelines ``SYNTHETIC → BENCH_INFER`` (a business plugin that counts), all using
-   the one shared, batching model server (default settings: one process per core, one onnxruntime thread
-   each, ``MAX_BATCH_SIZE`` 4);
+   the one shared, batching model server (one process per core, set with ``WORKERS`` since the classifier's
+   own default is one process; one onnxruntime thread each, ``MAX_BATCH_SIZE`` 4);
 2. **naive**: N independent processes, each with its own session at onnxruntime's default threads (what
    one model per pipeline gives out of the box), batch 1;
 3. **tuned**: N independent processes, each session with one intra- and one inter-op thread (the best
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
 import sys
 import tempfile
 import time
@@ -39,6 +40,8 @@ from _results import record
 from _serving_common import REPO, instance_plugin, make_node, print_json, print_table, wait_until
 
 ENGINE = "PP_OCR_DIRECTION"
+#: the engine's model server gets one process per core, as the N independent baseline processes have the cores
+CORES = os.cpu_count() or 1
 WIDTH, HEIGHT = 192, 48
 
 
@@ -118,7 +121,8 @@ def run_engine(node: Any, pipelines: int, seconds: float, warmup: float) -> dict
         node.add_pipeline({
             "NAME": name, "TYPE": "SYNTHETIC", "WIDTH": WIDTH, "HEIGHT": HEIGHT, "MODE": "moving_box",
             "PLUGINS": [{"SIGNATURE": "BENCH_INFER", "INSTANCES": [{"INSTANCE_ID": "count", "ENGINE": ENGINE,
-                                                                     "AI_ENGINE": ENGINE}]}],
+                                                                     "AI_ENGINE": ENGINE,
+                                                                     "STARTUP_AI_ENGINE_PARAMS": {"WORKERS": CORES}}]}],
         }, source="benchmark")  # fmt: skip
     wait_until(lambda: all(instance_plugin(node, n) is not None and instance_plugin(node, n).seen for n in names),
                60, "every pipeline's first inference")  # fmt: skip
