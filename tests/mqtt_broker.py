@@ -45,11 +45,16 @@ def mosquitto_binary() -> str | None:
     return None
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 right now (never 1883), below the kernel's ephemeral range when possible.
 
     A port from the ephemeral range can be taken, between this call and the server's bind (or while a server is
-    stopped for an outage test), by any outgoing connection's local end; ports below the range cannot.
+    stopped for an outage test), by any outgoing connection's local end; ports below the range cannot. No port is
+    handed out twice in one test process: a server that asks for several ports at once (SeaweedFS asks for eight)
+    binds them later, so two equal draws would collide inside it (CI saw its volume's gRPC port equal its master's).
     """
     low = _ephemeral_low()
     for _ in range(200):
@@ -60,7 +65,8 @@ def free_port() -> int:
             except OSError:
                 continue
             port = sock.getsockname()[1]
-        if port != 1883:
+        if port != 1883 and port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
             return port
     raise RuntimeError("no free TCP port found on 127.0.0.1")
 
