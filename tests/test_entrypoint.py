@@ -44,8 +44,10 @@ def test_sigterm_is_forwarded_and_the_child_status_returned(tmp_path: Path) -> N
     assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
     started = time.monotonic()
     proc.send_signal(signal.SIGTERM)
-    assert proc.wait(5) == 7
-    assert time.monotonic() - started < 2
+    # The child sleeps 60 s unless the signal reaches it; docker stop's default grace is 10 s. A tighter bound
+    # (5 s) timed out once in the Python 3.13 container at load ~30, with the forwarding itself correct.
+    assert proc.wait(10) == 7
+    assert time.monotonic() - started < 10
 
 
 def test_a_signal_death_is_reported_as_128_plus_the_signal(tmp_path: Path) -> None:
