@@ -53,12 +53,13 @@ def free_port() -> int:
 
     A port from the ephemeral range can be taken, between this call and the server's bind (or while a server is
     stopped for an outage test), by any outgoing connection's local end; ports below the range cannot. No port is
-    handed out twice in one test process: a server that asks for several ports at once (SeaweedFS asks for eight)
+    handed out twice in one test process, nor by two pytest-xdist workers (each draws from its own slice of the
+    range: :func:`_worker_ports`): a server that asks for several ports at once (SeaweedFS asks for eight)
     binds them later, so two equal draws would collide inside it (CI saw its volume's gRPC port equal its master's).
     """
-    low = _ephemeral_low()
+    first, last = _worker_ports(10_000, _ephemeral_low() - 1)
     for _ in range(200):
-        port = random.randint(10_000, low - 1) if low > 10_001 else 0
+        port = random.randint(first, last) if last > first else 0
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             try:
                 sock.bind(("127.0.0.1", port))
@@ -69,6 +70,19 @@ def free_port() -> int:
             _HANDED_OUT.add(port)
             return port
     raise RuntimeError("no free TCP port found on 127.0.0.1")
+
+
+def _worker_ports(first: int, last: int) -> tuple[int, int]:
+    """This test process's share of the ports ``first..last``: under pytest-xdist each worker (``gw0``, ``gw1``...)
+    draws from a slice of its own, so two workers never hand out the same port (each one's bookkeeping only knows
+    its own draws); the whole range in a single process."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    if not worker.startswith("gw") or count < 2 or last - first < 100 * count:
+        return first, last
+    index = int(worker[2:]) % count
+    span = (last - first + 1) // count
+    return first + index * span, first + (index + 1) * span - 1
 
 
 def _ephemeral_low() -> int:
