@@ -216,6 +216,33 @@ def test_video_file_realtime_pacing(tmp_path: Path) -> None:
         plugin.release()
 
 
+def test_video_file_realtime_waits_before_decoding(tmp_path: Path) -> None:
+    """A paced camera holds no decoded frame while it waits: frame k is decoded at its slot, not one slot early."""
+    plugin = make(VideoFile, tmp_path, URL=str(SAMPLE), REALTIME=True)
+    plugin.connect()
+    decoded: list[float] = []
+    cap = plugin._cap
+
+    class Recording:
+        def read(self) -> Any:
+            decoded.append(time.monotonic())
+            return cap.read()
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(cap, name)
+
+    plugin._cap = Recording()
+    try:
+        for _ in range(4):
+            assert plugin.read() is not None
+        start, interval = decoded[0], 1 / 12  # the sample's fps
+        for k, when in enumerate(decoded):
+            assert when - start >= k * interval - 0.01, f"frame {k} decoded {when - start:.3f} s in"
+    finally:
+        plugin._cap = cap
+        plugin.release()
+
+
 def test_video_file_not_paced_by_default(tmp_path: Path) -> None:
     plugin = make(VideoFile, tmp_path, URL=str(SAMPLE))
     plugin.connect()

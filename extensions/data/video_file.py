@@ -89,7 +89,13 @@ class VideoFile(CapturePlugin):
             self.log.warning("REALTIME ignored: %s does not declare its fps", path)
 
     def read(self) -> Input | None:
-        """Decode the next frame; rewind at the end when looping, else raise EndOfStream."""
+        """Decode the next frame; rewind at the end when looping, else raise EndOfStream.
+
+        With ``REALTIME`` the wait for the frame's slot comes before decoding it: a camera that waits holds no
+        decoded frame (0.9 MB at 640x480, for most of its time at 5 fps).
+        """
+        if self._realtime and self._fps and self._pace():
+            return None  # stopping
         ok, frame = self._cap.read()
         if not ok:
             if not self._loop:
@@ -97,8 +103,6 @@ class VideoFile(CapturePlugin):
             frame = self._rewind()
         index = self._index
         self._index = index + 1
-        if self._realtime and self._fps and self._pace():
-            return None  # stopping: the frame would be dropped anyway
         return Input(
             image=frame, metadata={"frame_index": index, "fps": self._fps, "source": self._source, "loop": self._loops}
         )
