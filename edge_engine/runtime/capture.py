@@ -358,6 +358,7 @@ class CaptureRunner:
             self._awaiting_since = None  # waiting for room (back-pressure) is not silence
             if not out.put(inp):
                 return
+            del item, inp  # the next read() may wait for a while: the frame is the consumers' now
             self._awaiting_since = monotonic()
             if out.dropped != before:
                 stats.dropped += out.dropped - before

@@ -359,6 +359,7 @@ class InstanceRunner:
             if delay > 0:
                 next_due = time.monotonic() + delay
             self._process(inp)
+            message = inp = None  # waiting for the next input must not keep this frame alive (0.9 MB at 640x480)
 
     def _empty_wait(self, delay: float) -> float | None:
         if not self.config.get("ALLOW_EMPTY_INPUTS"):

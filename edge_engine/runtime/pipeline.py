@@ -112,6 +112,7 @@ class PipelineRunner:
                     pending.append(serving.submit(message[1]))
                 else:
                     self._offer(serving.run(message[1]), None)  # no model: run() passes the input through
+                message = None  # the next wait must not keep this frame alive
         except Closed:
             while pending and not self.stopping:
                 self._offer(*serving.complete(pending.popleft()))

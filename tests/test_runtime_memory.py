@@ -1,0 +1,97 @@
+"""Memory of many cameras: no thread of a pipeline keeps a frame alive once it has handed it on.
+
+At 64 cameras a frame held by each idle thread (the capture's previous frame while it waits for the next; each
+instance's last frame while it waits in its mailbox) is three 0.9 MB frames per camera that nothing uses.
+"""
+
+from __future__ import annotations
+
+import gc
+from typing import Any
+
+import pytest
+from conftest import wait_for
+
+from edge_engine.node.core import Node
+
+HELD = '''
+import weakref
+
+from edge_engine.api import CapturePlugin, Input, Key
+
+
+class Frame:
+    """Stands in for a decoded image; weak references tell whether anyone still holds it."""
+
+
+class HeldFrames(CapturePlugin):
+    """Gives FRAMES inputs, then blocks in read() as a paced camera waits for its next frame."""
+
+    SIGNATURE = "HELD_FRAMES"
+    CONFIG = {"FRAMES": Key(3, type=int, min=1, doc="inputs before read() blocks")}
+    alive = []  # weak references to every frame handed on
+
+    def connect(self):
+        self.given = 0
+
+    def read(self):
+        if self.given >= self.config["FRAMES"]:
+            self.context.stop_event.wait(30)
+            return None
+        self.given += 1
+        frame = Frame()
+        HeldFrames.alive.append(weakref.ref(frame))
+        return Input(image=frame, metadata={"frame_index": self.given})
+'''
+
+COUNTER = '''
+from edge_engine.api import BusinessPlugin
+
+
+class Counter(BusinessPlugin):
+    """Counts inputs and keeps none of them."""
+
+    SIGNATURE = "COUNTER"
+
+    def on_init(self):
+        self.seen = 0
+
+    def process(self, inp):
+        self.seen += 1
+        return None
+'''
+
+
+def _held_alive(node: Node) -> list[Any]:
+    assert node.pipelines["cam"].capture.status == "running"
+    gc.collect()
+    module = _held_module()
+    return [ref for ref in module.HeldFrames.alive if ref() is not None]
+
+
+def _held_module() -> Any:
+    import sys
+
+    for module in list(sys.modules.values()):
+        cls = getattr(module, "HeldFrames", None)
+        if cls is not None and hasattr(cls, "alive"):
+            return module
+    raise AssertionError("HELD_FRAMES was not loaded")
+
+
+@pytest.mark.parametrize("live", [True, False], ids=["live", "file"])
+def test_idle_threads_hold_no_frame(node_factory: Any, live: bool) -> None:
+    pipe = {
+        "NAME": "cam",
+        "TYPE": "HELD_FRAMES",
+        "FRAMES": 3,
+        "LIVE_FEED": live,
+        "PLUGINS": [{"SIGNATURE": "COUNTER", "INSTANCES": [{"INSTANCE_ID": "a"}, {"INSTANCE_ID": "b"}]}],
+    }
+    node = node_factory(plugins={"data/held.py": HELD, "business/counter.py": COUNTER}, pipelines=[pipe])
+    runners = list(node.pipelines["cam"].instances.values())
+    wait_for(lambda: all(r.stats.inputs + r.stats.dropped == 3 for r in runners))
+    # every frame was processed by both instances; the capture blocks in read(), the instances wait for input:
+    # nothing may hold a frame now
+    wait_for(lambda: not _held_alive(node), timeout=3)
+    assert len(_held_module().HeldFrames.alive) == 3
