@@ -29,8 +29,9 @@ from mqtt_broker import Mosquitto, free_port
 from plugins_src import message_pipeline, payload_plugin
 
 from edge_engine.cli.ops import main_add_allowed, main_remove_allowed
+from edge_engine.comms.disk_outbox import MAGIC_UNSIGNED, RECORD, parse_records, segment_files
 from edge_engine.comms.outbox import OutboxItem
-from edge_engine.comms.signing import verify
+from edge_engine.comms.signing import seal, verify
 from edge_engine.local.identity import Identity, identity_from_private_key
 from edge_engine.messages import Payload
 from edge_engine.node.core import Node
@@ -374,6 +375,41 @@ def test_encode_sends_exactly_what_it_signed(mosquitto, node_factory) -> None:
         "2026-11-23 14:00:00",
     )
     assert message["EE_MESSAGE_SEQ"] >= 1 and message["EE_PAYLOAD_PATH"] == [node.alias, "p", "SIG", "i"]
+
+
+def test_the_outbox_stores_the_text_to_sign_and_the_publisher_signs_it(mosquitto, node_factory) -> None:
+    """The producer's thread stores the message's canonical text (durable before accept_payload returns) and does
+    not sign: the publisher signs it on the way out, into the bytes sign_to_json would have made."""
+    node = start_node(node_factory, mosquitto)
+    received: list[bytes] = []
+    subscribed = threading.Event()
+    sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="seal-watcher")
+    sub.on_connect = lambda c, *_: c.subscribe(node.comms.topic("payloads"), 1)
+    sub.on_subscribe = lambda *_: subscribed.set()
+    sub.on_message = lambda _c, _u, m: received.append(bytes(m.payload))
+    sub.connect("127.0.0.1", mosquitto.port)
+    sub.loop_start()
+    try:
+        assert subscribed.wait(5)
+        payload = Payload([node.alias, "p", "SIG", "i"], {"count": 2, "label": "entrée"}, seq=1)
+        assert node.comms.accept_payload(payload) is None
+        wait_for(lambda: received, timeout=10)
+    finally:
+        sub.loop_stop()
+        sub.disconnect()
+    message = json.loads(received[0])
+    assert verify(message).ok and message["COUNT"] == 2
+    stored = {}
+    for _, path in segment_files(node.comms.outbox.folder, "payloads"):
+        blob = path.read_bytes()
+        assert blob.startswith(MAGIC_UNSIGNED)
+        records, _ = parse_records(blob, len(MAGIC_UNSIGNED))
+        for offset, seq in records:
+            length = RECORD.unpack_from(blob, offset)[0]
+            stored[seq] = blob[offset + RECORD.size : offset + RECORD.size + length]
+    text = stored[message["EE_MESSAGE_SEQ"]]
+    assert b"EE_SIGN" not in text and b"EE_HASH" not in text
+    assert seal(text, node.comms.identity) == received[0]
 
 
 # --- broker outage, embedded broker, last will -----------------------------------------------------------------

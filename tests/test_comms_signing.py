@@ -217,6 +217,17 @@ def test_sign_to_json_is_the_signed_message() -> None:
         assert message["EE_HASH"] == hashlib.sha256(signing.canonical_json(message, eth).encode()).hexdigest()
 
 
+def test_seal_of_the_text_to_sign_is_sign_to_json() -> None:
+    """A message stored as its text to sign and signed later (the durable outbox) gets sign_to_json's bytes."""
+    data = {"B": [1.5, float("nan")], "A": np.float32(0.25), "T": (1, 2), "é": datetime(2026, 1, 2, 3, 4, 5)}
+    for eth in (False, True):
+        text = signing.text_to_sign(dict(data), eth_enabled=eth).encode()
+        wire = signing.seal(text, NODE, eth_enabled=eth)
+        assert wire == signing.sign_to_json(dict(data), NODE, eth_enabled=eth).encode()
+        assert signing.verify(json.loads(wire), eth_enabled=eth).ok
+        assert len(wire) <= len(text) + signing.SEAL_MAX_EXTRA + len(NODE.address) + (0 if not eth else 200)
+
+
 # --- encryption ------------------------------------------------------------------------------------
 
 

@@ -44,8 +44,9 @@ from s3_server import SeaweedS3
 from edge_engine.cli.ops import main_add_allowed, main_change_alias
 from edge_engine.comms.disk_outbox import LANES, DiskOutbox
 from edge_engine.comms.sequence import BLOCK
-from edge_engine.comms.signing import verify
-from edge_engine.constants import OUTBOX_DIR, UPLOADS_DIR
+from edge_engine.comms.signing import seal, verify
+from edge_engine.constants import KEY_FILE, OUTBOX_DIR, UPLOADS_DIR
+from edge_engine.local.identity import load_or_create_identity
 from edge_engine.remote.node_client import EdgeClient, load_client_identity
 
 SEED = int(os.environ.get("EE_TEST_CRASH_SEED", str(int(time.time()))))
@@ -312,16 +313,19 @@ class Subscriber:
 
 def recover_outbox(cache: Path, copy: Path) -> tuple[dict[str, list[tuple[int, bytes]]], DiskOutbox]:
     """What a restart would send, read by the outbox's own recovery (on a copy: the cache is left as the kill left
-    it): per channel ``(seq, wire bytes)`` in delivery order."""
+    it): per channel ``(seq, wire bytes)`` in delivery order (records stored as texts to sign signed with the
+    node's key, as its publisher does: the signature is deterministic)."""
     shutil.copytree(cache / "_data" / OUTBOX_DIR, copy)
     box = DiskOutbox(copy, fsync_seconds=0.05)
+    identity = load_or_create_identity(cache / "_data" / KEY_FILE)
     items = []
     try:
         while (item := box.get(0.2)) is not None:
             items.append(item)
     finally:
         box.close()
-    return {lane: [(i.seq, bytes(i.wire or b"")) for i in items if i.channel == lane] for lane in LANES}, box
+    wire = {id(i): seal(i.wire or b"", identity) if i.unsigned else bytes(i.wire or b"") for i in items}  # as sent
+    return {lane: [(i.seq, wire[id(i)]) for i in items if i.channel == lane] for lane in LANES}, box
 
 
 def image_key(body: dict[str, Any]) -> str:

@@ -15,7 +15,15 @@ from typing import Any
 import pytest
 from conftest import REPO, wait_for
 
-from edge_engine.comms.disk_outbox import ACK_SLOT, MAGIC, RECORD, DiskOutbox, inspect_outbox, segment_files
+from edge_engine.comms.disk_outbox import (
+    ACK_SLOT,
+    MAGIC,
+    MAGIC_UNSIGNED,
+    RECORD,
+    DiskOutbox,
+    inspect_outbox,
+    segment_files,
+)
 from edge_engine.comms.outbox import OutboxItem
 
 pytestmark = pytest.mark.timeout(60)
@@ -58,6 +66,31 @@ def folder(tmp_path: Path) -> Path:
 def open_outbox(folder: Path, **kw: Any) -> DiskOutbox:
     kw.setdefault("fsync_seconds", 0.05)
     return DiskOutbox(folder, encode, **kw)
+
+
+def test_unsigned_records_are_marked_and_older_signed_segments_kept_as_they_are(folder: Path) -> None:
+    """``unsigned=True`` (the node's: texts to sign, signed by the publisher) stores its records in segments of
+    their own header, and hands them out marked ``unsigned``, also after a restart; segments of the signed format
+    (written before) are still delivered as they are, first."""
+    before = open_outbox(folder)
+    put(before, "payloads", 1)
+    before.close()
+    outbox = open_outbox(folder, unsigned=True)
+    try:
+        put(outbox, "payloads", 2)
+        assert [(i.seq, i.unsigned) for i in take(outbox, 2)] == [(1, False), (2, True)]
+    finally:
+        outbox.close()
+    heads = sorted(path.read_bytes()[: len(MAGIC)] for _, path in segment_files(folder, "payloads"))
+    assert heads == [MAGIC, MAGIC_UNSIGNED]
+    assert inspect_outbox(folder)["payloads"]["seqs"] == [1, 2]
+    again = open_outbox(folder, unsigned=True)
+    try:
+        items = drain(again)
+        assert [(i.seq, i.unsigned) for i in items] == [(1, False), (2, True)]
+        assert json.loads(items[1].wire or b"")["n"] == 2
+    finally:
+        again.close()
 
 
 def test_order_per_channel_and_the_wire_bytes(folder: Path) -> None:

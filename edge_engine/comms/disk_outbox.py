@@ -1,18 +1,22 @@
 """The durable outbox: payloads and notifications wait on disk until the broker has acknowledged them.
 
 Behind the :class:`~edge_engine.comms.outbox.Outbox` interface. ``put`` stores before it returns: it encodes
-the message (``encode``: envelope, sequence number, signature, the exact wire bytes) on the caller's thread and
-appends it with one ``write()`` to a segment file under ``_data/outbox/`` (one log per channel, ``payloads`` and
-``notif``). So a message whose ``put`` returned survives a ``kill -9``, and the node's other sinks (the local
-output writer runs after comms) only ever hold what the outbox holds too (decision 38). The publisher ``get``s
-records in order and ``ack``s each one when the broker's PUBACK arrives. Heartbeats (``ctrl``) and replies on a
-requester's topic (``targeted``) stay in memory: stale, they are useless after a restart.
+the message (``encode``) on the caller's thread and appends it with one ``write()`` to a segment file under
+``_data/outbox/`` (one log per channel, ``payloads`` and ``notif``). So a message whose ``put`` returned survives a
+``kill -9``, and the node's other sinks (the local output writer runs after comms) only ever hold what the outbox
+holds too (decision 38). The node's outbox (``unsigned=True``) stores each message's text to sign (envelope and
+sequence number included) and the publisher signs it on the way out (:func:`~edge_engine.comms.signing.seal`:
+deterministic, so a restart sends the same bytes), which keeps the ECDSA signature off the producer's thread; the
+items it hands out say so (``unsigned``). The publisher ``get``s records in order and ``ack``s each one when the
+broker's PUBACK arrives. Heartbeats (``ctrl``) and replies on a requester's topic (``targeted``) stay in memory:
+stale, they are useless after a restart.
 
-Files. A segment ``<channel>-<id>.seg`` starts with a magic line, then records ``[len u32][crc32 u32][seq
-u64][wire bytes]`` (the CRC covers length, seq and bytes). ``<channel>.ack`` holds the ack point (segment id
-and offset of the first record not yet acknowledged) in two alternating CRC-checked slots, so a torn write
-leaves the previous value. On start a torn or corrupt tail is detected (length past the end or CRC mismatch),
-cut off and counted; delivery resumes at the persisted ack point; the next append goes to a new segment.
+Files. A segment ``<channel>-<id>.seg`` starts with a magic line (``EEOUTBOX2``: texts to sign; ``EEOUTBOX1``:
+wire bytes, as written before; both are read), then records ``[len u32][crc32 u32][seq u64][bytes]`` (the CRC
+covers length, seq and bytes). ``<channel>.ack`` holds the ack point (segment id and offset of the first record
+not yet acknowledged) in two alternating CRC-checked slots, so a torn write leaves the previous value. On start a
+torn or corrupt tail is detected (length past the end or CRC mismatch), cut off and counted; delivery resumes at
+the persisted ack point; the next append goes to a new segment.
 
 Durability. Appends are one ``write()`` per message; a second thread fsyncs them, with the ack point, at most
 every ``fsync_seconds`` (group commit; a slow fsync never holds up appends or sending). A killed process loses
@@ -50,7 +54,8 @@ from edge_engine.local.cache import atomic_write_json, read_json
 
 log = logging.getLogger(__name__)
 
-MAGIC = b"EEOUTBOX1\n"
+MAGIC = b"EEOUTBOX1\n"  # records hold the wire bytes
+MAGIC_UNSIGNED = b"EEOUTBOX2\n"  # records hold the text to sign (``unsigned=True``): signed when sent
 RECORD = struct.Struct("<IIQ")  # length of the wire bytes, crc32, EE_MESSAGE_SEQ
 ACK_SLOT = struct.Struct("<QQQI4x")  # generation, segment id, offset, crc32 of the first 24 bytes
 LANES = ("notif", "payloads")  # delivery priority after heartbeats; order is kept within each
@@ -93,8 +98,9 @@ def parse_records(blob: bytes, start: int) -> tuple[list[tuple[int, int]], int]:
 class _Segment:
     """One segment file and the index of its records not yet acknowledged at load time."""
 
-    def __init__(self, lane: str, sid: int, path: Path, fd: int, size: int, writable: bool):
+    def __init__(self, lane: str, sid: int, path: Path, fd: int, size: int, writable: bool, unsigned: bool = False):
         self.lane = lane
+        self.unsigned = unsigned  # records hold the text to sign (MAGIC_UNSIGNED)
         self.sid = sid
         self.path = path
         self.fd = fd
@@ -159,8 +165,10 @@ class DiskOutbox:
         max_bytes: int = 256 * 1024 * 1024,
         fsync_seconds: float = 1.0,
         on_drop: Callable[[int], None] | None = None,
+        unsigned: bool = False,
     ):
         self.folder = Path(folder)
+        self.unsigned = unsigned  # ``encode`` gives the text to sign; the items handed out say so (``unsigned``)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.encode: Encoder = encode or (lambda item: item.wire)
         self.max_bytes = max(int(max_bytes), 64 * 1024)
@@ -375,7 +383,8 @@ class DiskOutbox:
         else:
             start = seg.offsets[idx] + RECORD.size
             data = os.pread(seg.fd, seg.end_of(idx) - start, start)
-        return OutboxItem(lane.name, {}, [], seq=seg.seqs[idx], wire=data, ref=(lane.name, seg.sid, idx))
+        ref = (lane.name, seg.sid, idx)
+        return OutboxItem(lane.name, {}, [], seq=seg.seqs[idx], wire=data, ref=ref, unsigned=seg.unsigned)
 
     # --- drop notices -------------------------------------------------------------------------------------------
     def _notice_loop(self) -> None:
@@ -468,8 +477,9 @@ class DiskOutbox:
         path = self.folder / f"{lane.name}-{sid:012d}.seg"
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
         os.ftruncate(fd, 0)
-        _write_all(fd, MAGIC)
-        seg = _Segment(lane.name, sid, path, fd, len(MAGIC), writable=True)
+        magic = MAGIC_UNSIGNED if self.unsigned else MAGIC
+        _write_all(fd, magic)
+        seg = _Segment(lane.name, sid, path, fd, len(magic), writable=True, unsigned=self.unsigned)
         self._disk += seg.size
         lane.segments.append(seg)
         lane.by_sid[sid] = seg
@@ -628,7 +638,7 @@ class DiskOutbox:
         highest: int | None = None
         for _sid, path in reversed(found):  # newest first: the highest number is in the newest readable segment
             blob = path.read_bytes()
-            if blob.startswith(MAGIC):
+            if _magic(blob):
                 records, _ = parse_records(blob, len(MAGIC))
                 if records:
                     highest = records[-1][1]
@@ -638,7 +648,7 @@ class DiskOutbox:
                 doomed.append(path)  # fully acknowledged before the last stop
                 continue
             blob = path.read_bytes()
-            if not blob.startswith(MAGIC):
+            if not _magic(blob):
                 log.warning("outbox: %s has no header (torn at creation); removed", path.name)
                 self.corrupt += 1 if blob else 0
                 doomed.append(path)
@@ -653,7 +663,7 @@ class DiskOutbox:
                 doomed.append(path)
                 continue
             fd = os.open(path, os.O_RDONLY)
-            seg = _Segment(lane.name, sid, path, fd, end, writable=False)
+            seg = _Segment(lane.name, sid, path, fd, end, writable=False, unsigned=blob.startswith(MAGIC_UNSIGNED))
             for offset, seq in records:
                 seg.offsets.append(offset)
                 seg.seqs.append(seq)
@@ -669,6 +679,11 @@ class DiskOutbox:
         if lane.pending:
             log.info("outbox: %d %s messages from before the restart will be sent", lane.pending, lane.name)
         return highest
+
+
+def _magic(blob: bytes) -> bool:
+    """Whether a segment's bytes start with a header (either kind of record: both headers have one length)."""
+    return blob.startswith(MAGIC) or blob.startswith(MAGIC_UNSIGNED)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -727,7 +742,7 @@ def inspect_outbox(folder: Path) -> dict[str, Any]:
             if sid < ack_sid:
                 continue
             blob = path.read_bytes()
-            if not blob.startswith(MAGIC):
+            if not _magic(blob):
                 torn += 1 if blob else 0
                 continue
             start = max(ack_offset, len(MAGIC)) if sid == ack_sid else len(MAGIC)

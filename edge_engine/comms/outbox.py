@@ -29,6 +29,7 @@ class OutboxItem:
     wire: bytes | None = None  # the encoded message, when the outbox stored it so (sent as is, never re-signed)
     ref: Any = None  # where a durable outbox keeps it (for ack / requeue)
     topic: str | None = None  # an explicit topic (``targeted`` items: a reply on its requester's own topic)
+    unsigned: bool = False  # ``wire`` is the message's text to sign: the publisher signs it (``signing.seal``)
 
 
 class Outbox(Protocol):

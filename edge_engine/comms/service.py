@@ -3,8 +3,9 @@
 The node's message flow (:mod:`edge_engine.node.message_flow`) hands it every payload and notification
 (:meth:`CommsService.accept_payload`, :meth:`CommsService.accept_notification`) before the local output writer.
 A message is numbered as it enters the durable outbox (:meth:`CommsService._enqueue`), encoded (envelope,
-signature) and stored there before the call returns, so the local output never holds a message the outbox lacks
-(decision 38); one publisher thread publishes what the outbox holds. A payload's routing fields and encryption
+canonical text) and stored there before the call returns, so the local output never holds a message the outbox
+lacks (decision 38); one publisher thread signs (ECDSA releases the GIL: producers go on meanwhile) and publishes
+what the outbox holds. A payload's routing fields and encryption
 target come with it (its :class:`~edge_engine.messages.PayloadIntent`): nothing is looked up in the node again.
 A heartbeat thread publishes on ``{root}/ctrl``; commands arriving on ``{root}/{address}/config`` are checked
 and applied by a command thread, never on the network thread.
@@ -19,6 +20,7 @@ import queue
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from edge_engine.comms.admin import AdminPipeline
@@ -32,7 +34,16 @@ from edge_engine.comms.mqtt_transport import MqttTransport, NotConnected
 from edge_engine.comms.outbox import MemoryOutbox, Outbox, OutboxItem
 from edge_engine.comms.replay import ReplayGuard
 from edge_engine.comms.sequence import SequenceStore
-from edge_engine.comms.signing import CANON_UNVERSIONED, canonical_json, public_key_from_address, sign_to_json, verify
+from edge_engine.comms.signing import (
+    CANON_UNVERSIONED,
+    SEAL_MAX_EXTRA,
+    canonical_json,
+    public_key_from_address,
+    seal,
+    sign_to_json,
+    text_to_sign,
+    verify,
+)
 from edge_engine.constants import OUTBOX_DIR
 from edge_engine.local.allowlist import Allowlist
 from edge_engine.messages import Notification, Payload
@@ -189,10 +200,11 @@ class CommsService:
             return MemoryOutbox()
         return DiskOutbox(
             self.layout.data / OUTBOX_DIR,
-            self._encode_checked,
+            self._text_to_sign_checked,
             max_bytes=int(self.settings.outbox_max_mb * 1024 * 1024),
             fsync_seconds=self.settings.outbox_fsync_seconds,
             on_drop=self._outbox_dropping,
+            unsigned=True,
         )
 
     def _previous_last_seqs(self) -> dict[str, int]:
@@ -470,6 +482,21 @@ class CommsService:
 
     def encode(self, item: OutboxItem) -> bytes:
         """Envelope, sequence number, signature, JSON: the bytes that go on the wire."""
+        # one serialisation: the canonical (signed) text is the wire text, so what arrives is exactly what was
+        # hashed (numpy values as numbers, datetime as Ratio1's text, NaN/Inf as null)
+        return sign_to_json(self._message(item), self.identity).encode("utf-8")
+
+    def text_to_sign(self, item: OutboxItem) -> bytes:
+        """What the durable outbox stores: the message's canonical text (envelope, sequence number), signed when
+        it is sent (``seal``: then the same bytes as :meth:`encode`), so the producer's thread does not sign."""
+        return text_to_sign(self._message(item)).encode("utf-8")
+
+    def seal(self, text: bytes) -> bytes:
+        """The wire bytes of a stored text to sign (hash, ECDSA, signature fields; deterministic)."""
+        return seal(text, self.identity)
+
+    def _message(self, item: OutboxItem) -> dict[str, Any]:
+        """The message of ``item`` before signing: body, routing fields, envelope."""
         body = payload_body(item.source) if item.source is not None else item.body
         event = {
             "payloads": EVENT_PAYLOAD,
@@ -488,9 +515,7 @@ class CommsService:
         self.envelope.wrap(body, event, item.path, item.seq, item.created)
         if item.channel in self._seq_prev:
             body["EE_MESSAGE_SEQ_PREV"] = self._seq_prev[item.channel]  # dropped once this message is stored
-        # one serialisation: the canonical (signed) text is the wire text, so what arrives is exactly what was
-        # hashed (numpy values as numbers, datetime as Ratio1's text, NaN/Inf as null)
-        return sign_to_json(body, self.identity).encode("utf-8")
+        return body
 
     def _encrypted(self, body: dict[str, Any], routing: dict[str, Any]) -> dict[str, Any]:
         """Ratio1's encrypted payload: only routing fields stay clear (the envelope, added next, and ``routing``:
@@ -531,8 +556,11 @@ class CommsService:
                 batch.append(more)
             self._publishing = len(batch)
             ready = []
-            for item in batch:
-                data = item.wire if item.wire is not None else self._encode_checked(item)
+            for item in batch:  # signing releases the GIL: producers go on storing meanwhile
+                if item.wire is None:
+                    data = self._encode_checked(item)
+                else:
+                    data = self.seal(item.wire) if item.unsigned else item.wire
                 if data is not None:
                     ready.append((item, data))
                 else:
@@ -581,19 +609,27 @@ class CommsService:
 
     def _encode_checked(self, item: OutboxItem) -> bytes | None:
         """The wire bytes of ``item``, or None (counted and logged) when it cannot be encoded or is too large."""
+        return self._checked(item, self.encode, 0)
+
+    def _text_to_sign_checked(self, item: OutboxItem) -> bytes | None:
+        """:meth:`text_to_sign` of ``item``, or None (counted and logged) when it cannot be encoded or its signed
+        form could exceed the size limit."""
+        return self._checked(item, self.text_to_sign, SEAL_MAX_EXTRA + len(self.identity.address))
+
+    def _checked(self, item: OutboxItem, encode: Callable[[OutboxItem], bytes], extra: int) -> bytes | None:
         try:
-            data = self.encode(item)
+            data = encode(item)
         except Exception:
             self.counters["publish_errors"] += 1
             log.exception("message on %s could not be encoded; dropped", item.channel)
             return None
-        if len(data) > self.settings.max_message_bytes:
+        if len(data) + extra > self.settings.max_message_bytes:
             self.counters["oversize"] += 1
             log.error(
                 "message %s › %s refused: %d bytes > %d",
                 item.channel,
                 item.path,
-                len(data),
+                len(data) + extra,
                 self.settings.max_message_bytes,
             )
             return None

@@ -238,8 +238,7 @@ def compute_hash(data: dict[str, Any], eth_enabled: bool = False, version: str =
 
 def _sign_canonical(data: dict[str, Any], identity: Identity, eth_enabled: bool) -> str:
     """Sign ``data`` in place (canon v2) and return its canonical JSON."""
-    data[SIGN_CANON_V] = CANON_V2
-    text = canonical_json(data, eth_enabled)
+    text = text_to_sign(data, eth_enabled)
     digest = hashlib.sha256(text.encode("utf-8")).digest()
     signature = identity.private_key.sign(digest)  # ECDSA-SHA256 over the digest bytes, low-S
     data[SIGN] = base64.urlsafe_b64encode(signature).decode("ascii")
@@ -249,6 +248,30 @@ def _sign_canonical(data: dict[str, Any], identity: Identity, eth_enabled: bool)
         data[ETH_SENDER] = identity.eth_address
         data[ETH_SIGN] = ETH_SIGN_PLACEHOLDER
     return text
+
+
+def text_to_sign(data: dict[str, Any], eth_enabled: bool = False) -> str:
+    """The canonical JSON that signing ``data`` hashes (canon v2; sets ``SIGN_CANON_V`` in ``data``).
+
+    :func:`seal` of its UTF-8 bytes gives exactly the bytes of :func:`sign_to_json` of ``data``: a message can be
+    stored as this text and signed later (the signature is deterministic, RFC 6979)."""
+    data[SIGN_CANON_V] = CANON_V2
+    return canonical_json(data, eth_enabled)
+
+
+SEAL_MAX_EXTRA = len(f',"{SENDER}":"","{HASH}":"","{SIGN}":""') + 64 + 96  # + the address; DER ≤ 72 B → 96 chars
+
+
+def seal(text: bytes, identity: Identity, eth_enabled: bool = False) -> bytes:
+    """The wire bytes of a message whose :func:`text_to_sign` (UTF-8) is ``text``: hash, ECDSA signature and the
+    signature fields appended, the same bytes as :func:`sign_to_json` gives. At most ``SEAL_MAX_EXTRA`` plus the
+    address's length longer than ``text`` (without eth fields)."""
+    digest = hashlib.sha256(text).digest()
+    signature = base64.urlsafe_b64encode(identity.private_key.sign(digest)).decode("ascii")
+    extra = f',"{SENDER}":"{identity.address}","{HASH}":"{digest.hex()}","{SIGN}":"{signature}"'
+    if eth_enabled:
+        extra += f',"{ETH_SENDER}":"{identity.eth_address}","{ETH_SIGN}":"{ETH_SIGN_PLACEHOLDER}"'
+    return text[:-1] + extra.encode("utf-8") + b"}"
 
 
 def sign(data: dict[str, Any], identity: Identity, eth_enabled: bool = False) -> dict[str, Any]:
@@ -298,7 +321,12 @@ def strip_address_prefix(address: str) -> str:
     return address
 
 
-@lru_cache(maxsize=4096)
+# more than the network view holds (EE_NETMON_MAX_NODES, 10,000 by default): heartbeats come round in a cycle, so
+# an LRU cache smaller than the fleet would miss at every check
+PUBLIC_KEY_CACHE_SIZE = 16_384
+
+
+@lru_cache(maxsize=PUBLIC_KEY_CACHE_SIZE)
 def public_key_from_address(address: str) -> coincurve.PublicKey:
     """The secp256k1 public key of a ``0xai_`` address (cached); ValueError when it is not one."""
     body = strip_address_prefix(address)
