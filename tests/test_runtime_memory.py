@@ -95,3 +95,71 @@ def test_idle_threads_hold_no_frame(node_factory: Any, live: bool) -> None:
     # nothing may hold a frame now
     wait_for(lambda: not _held_alive(node), timeout=3)
     assert len(_held_module().HeldFrames.alive) == 3
+
+
+ARENAS_SCRIPT = r"""
+import ctypes, json, sys, tempfile, threading
+from pathlib import Path
+
+import numpy as np
+
+from edge_engine.config.node_settings import load_settings
+from edge_engine.node.core import Node
+
+def arenas():
+    libc = ctypes.CDLL(None)
+    libc.fopen.restype = ctypes.c_void_p
+    libc.malloc_info.argtypes = [ctypes.c_int, ctypes.c_void_p]
+    libc.fclose.argtypes = [ctypes.c_void_p]
+    with tempfile.NamedTemporaryFile(suffix=".xml") as out:
+        stream = libc.fopen(out.name.encode(), b"w")
+        libc.malloc_info(0, stream)
+        libc.fclose(stream)
+        return Path(out.name).read_text().count("<heap nr=")
+
+base = Path(sys.argv[1])
+config = {"DEMO_PIPELINE": False, "PLUGIN_FOLDERS": [sys.argv[2]], "PIPELINES": []}
+(base / ".config_startup.json").write_text(json.dumps(config))
+env = {"EE_LOAD_ENTRY_POINTS": "0", "EE_COMMS": "0", "EE_STATUS_PORT": "0"}
+node = Node(load_settings(base, base / "_local_cache", env))
+node.start()
+before = arenas()
+node.add_pipeline({"NAME": "cam", "TYPE": "SYNTHETIC", "MODE": "messages", "CAP_RESOLUTION": 20,
+                   "PLUGINS": [{"SIGNATURE": "MOTION_DETECTOR", "INSTANCES": [{"INSTANCE_ID": "m"}]}]})
+# twelve more threads, each holding frame-sized buffers at the same time: glibc's default gives most their own arena
+barrier = threading.Barrier(12)
+def work():
+    frames = [np.ones((480, 640, 3), np.uint8) for _ in range(2)]
+    barrier.wait()
+    barrier.wait()
+threads = [threading.Thread(target=work) for _ in range(12)]
+for thread in threads:
+    thread.start()
+print(before, arenas(), flush=True)
+barrier.abort()
+node.stop("done")
+"""
+
+
+@pytest.mark.parametrize("operator", [None, "8"], ids=["default", "operator"])
+def test_many_threads_share_two_malloc_arenas(tmp_path: Any, operator: str | None) -> None:
+    """From the first pipeline on, new threads get no arena of their own (the node's first threads may have)."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
+    if operator:
+        env["MALLOC_ARENA_MAX"] = operator  # the operator's choice is glibc's, not the node's
+    done = subprocess.run(
+        [sys.executable, "-c", ARENAS_SCRIPT, str(tmp_path), str(REPO / "extensions")],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    before, after = (int(n) for n in done.stdout.split()[-2:])
+    if operator:
+        assert before < after <= 8  # the node did not lower the operator's limit
+    else:
+        assert after <= max(before, 2)

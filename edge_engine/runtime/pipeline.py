@@ -21,6 +21,7 @@ from typing import Any
 from edge_engine.config.pipelines import InstanceSpec, PipelineSpec
 from edge_engine.messages import utc_iso
 from edge_engine.plugin.kinds import Input
+from edge_engine.runtime.allocator import limit_arenas
 from edge_engine.runtime.capture import CaptureRunner
 from edge_engine.runtime.environment import PLUGIN_LOG_PREFIX, RuntimeEnv
 from edge_engine.runtime.instance import InstanceRunner
@@ -33,6 +34,7 @@ class PipelineRunner:
     """Starts, updates and stops the threads of one pipeline."""
 
     def __init__(self, env: RuntimeEnv, spec: PipelineSpec):
+        limit_arenas()  # once per process, before the first pipeline's threads start
         self.env = env
         self.spec = spec
         self.started_at = time.time()
