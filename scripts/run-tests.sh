@@ -27,4 +27,21 @@ fi
 "$VENV/bin/ruff" check .
 "$VENV/bin/ruff" format --check .
 "$VENV/bin/mypy"  # the engine package, settings in pyproject.toml [tool.mypy]
-exec "$VENV/bin/python" -m pytest "$@"
+# pytest-xdist spreads the test files over EE_TEST_WORKERS processes (default 2: CI's cores; EE_TEST_WORKERS=1 runs
+# everything in this one process, as before). A file's tests all run in one worker (--dist loadfile: module fixtures
+# are made once, a file's tests never run beside each other). The tests marked serial (their wall-clock budgets or
+# rates would suffer from another file running beside them; the list is in tests/conftest.py) run after that, alone.
+workers="${EE_TEST_WORKERS:-2}"
+if [ "$workers" = 1 ]; then
+  exec "$VENV/bin/python" -m pytest "$@"
+fi
+if [ $# -gt 0 ]; then  # the files or tests asked for, spread the same way
+  exec "$VENV/bin/python" -m pytest -n "$workers" --dist loadfile "$@"
+fi
+status=0
+"$VENV/bin/python" -m pytest -n "$workers" --dist loadfile -m "not docker and not serial" --durations=20 || status=$?
+serial=0
+"$VENV/bin/python" -m pytest -m "serial and not docker" || serial=$?
+[ "$serial" = 5 ] && serial=0  # 5: no test is marked serial
+[ "$status" != 0 ] || status=$serial
+exit "$status"

@@ -40,6 +40,31 @@ QUIET_ENV = {"EE_LOAD_ENTRY_POINTS": "0", "EE_COMMS": "0", "EE_STATUS_PORT": "0"
 os.environ.setdefault("EE_STATUS_PORT", "0")
 
 
+# Tests whose wall-clock budget or rate another test file running beside them (pytest-xdist, scripts/run-tests.sh)
+# could break, with why: marked serial, they run after the parallel run, alone. "file.py::test" (any parameters).
+SERIAL = {
+    # compares a pipeline's input rate in two 1 s windows
+    "test_supervision.py::test_instance_raising_on_every_frame_flaps_while_other_pipelines_keep_their_rate",
+    # a keep-alive every 0.15 s must hold off a 0.6 s deadline 12 times in a row
+    "test_supervision.py::test_keep_alive_lapse_enters_safe_mode_and_resume_leaves_it",
+    "test_capture_plugins.py::test_video_file_realtime_pacing",  # 5 frames at 12 fps within 1.5 s
+    "test_capture_plugins.py::test_void_returns_none_promptly_on_stop",  # wakes within 0.6 s, returns within 50 ms
+    "test_capture_plugins.py::test_tutorial_counter",  # 5 messages at 50/s within 1 s
+    "test_runtime.py::test_stop_meets_the_deadline_with_a_blocked_plugin",  # within 1 s, 0.5 s to spare
+    # two worker processes stopped within 4 s, 0.5 s to spare
+    "test_process_pipelines.py::test_node_stop_ends_stuck_workers_within_the_stop_deadline",
+    # a node and its worker process end within 5 s of SIGTERM
+    "test_process_pipelines.py::test_a_real_node_process_runs_a_worker_pipeline_and_sigterm_ends_both",
+}
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m selects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.nodeid.rsplit("/", 1)[-1].split("[", 1)[0] in SERIAL:
+            item.add_marker(pytest.mark.serial)
+
+
 def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02) -> Any:
     """Poll ``predicate`` until it returns a truthy value; fail the test after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
