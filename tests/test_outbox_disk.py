@@ -93,6 +93,30 @@ def test_unsigned_records_are_marked_and_older_signed_segments_kept_as_they_are(
         again.close()
 
 
+def test_get_batch_keeps_the_order_and_ack_many_frees_the_records(folder: Path) -> None:
+    """The publisher takes what waits in one call (heartbeats, notifications, payloads: get()'s order) and
+    acknowledges a batch in one call; acknowledged records are not sent again after a restart."""
+    outbox = open_outbox(folder)
+    try:
+        for i in range(1, 6):
+            put(outbox, "payloads", i)
+        put(outbox, "notif", 1)
+        outbox.put(OutboxItem("ctrl", {"beat": 1}, [], seq=1))
+        batch = outbox.get_batch(4, timeout=1)
+        assert [(i.channel, i.seq) for i in batch] == [("ctrl", 1), ("notif", 1), ("payloads", 1), ("payloads", 2)]
+        rest = outbox.get_batch(64, timeout=1)
+        assert seqs(rest, "payloads") == [3, 4, 5] and outbox.get_batch(64, timeout=0.05) == []
+        outbox.ack_many(batch + rest[:1])
+        assert len(outbox) == 2
+    finally:
+        outbox.close()
+    again = open_outbox(folder)
+    try:
+        assert [(i.channel, i.seq) for i in drain(again)] == [("payloads", 4), ("payloads", 5)]
+    finally:
+        again.close()
+
+
 def test_order_per_channel_and_the_wire_bytes(folder: Path) -> None:
     outbox = open_outbox(folder)
     try:

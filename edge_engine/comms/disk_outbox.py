@@ -44,7 +44,7 @@ import time
 import zlib
 from array import array
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -261,21 +261,37 @@ class DiskOutbox:
                     return None
                 self._ready.wait(remaining)
 
+    def get_batch(self, limit: int, timeout: float | None = None) -> list[OutboxItem]:
+        """Up to ``limit`` messages in :meth:`get`'s order: the first as ``get(timeout)`` (empty list when none
+        came), the rest only what already waits, taken under one lock."""
+        first = self.get(timeout)
+        if first is None:
+            return []
+        batch = [first]
+        with self._ready:
+            while len(batch) < limit and not self._closed:
+                if self._ctrl:
+                    batch.append(self._ctrl.popleft())
+                    continue
+                item = next((i for lane in self._lanes.values() if (i := self._take(lane)) is not None), None)
+                if item is None:
+                    break
+                batch.append(item)
+        return batch
+
     def ack(self, item: OutboxItem) -> None:
         """Delivered (the broker's PUBACK for QoS 1): the record may go."""
-        if item.ref is None:
-            return
-        lane_name, sid, idx = item.ref
+        self.ack_many((item,))
+
+    def ack_many(self, items: Iterable[OutboxItem]) -> None:
+        """:meth:`ack` of each of ``items``, under one lock."""
         with self._lock:
-            lane = self._lanes[lane_name]
-            seg = lane.by_sid.get(sid)
-            if seg is None or seg.acked[idx]:
-                return  # dropped meanwhile, or a duplicate acknowledgement
-            seg.acked[idx] = 1
-            seg.unacked -= 1
-            lane.pending -= 1
-            while seg.low < len(seg.offsets) and seg.acked[seg.low]:
-                seg.low += 1
+            acked = False
+            for item in items:
+                if item.ref is not None:
+                    acked = self._ack_locked(item.ref) or acked
+            if not acked:
+                return
             if self._dropping and not self._pending_locked():
                 self._dropping = False  # drained: the next drop raises a new notification
             now = time.monotonic()
@@ -285,6 +301,20 @@ class DiskOutbox:
             wake, self._unsynced = not self._unsynced, True
         if wake:  # the ack point is written and synced within fsync_seconds
             self._wake_syncer()
+
+    def _ack_locked(self, ref: tuple[str, int, int]) -> bool:
+        """Mark one record acknowledged (lock held); False when it was dropped meanwhile or already acknowledged."""
+        lane_name, sid, idx = ref
+        lane = self._lanes[lane_name]
+        seg = lane.by_sid.get(sid)
+        if seg is None or seg.acked[idx]:
+            return False
+        seg.acked[idx] = 1
+        seg.unacked -= 1
+        lane.pending -= 1
+        while seg.low < len(seg.offsets) and seg.acked[seg.low]:
+            seg.low += 1
+        return True
 
     def requeue(self, item: OutboxItem) -> None:
         """Hand ``item`` out again before anything newer of its channel."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -41,7 +42,11 @@ class Outbox(Protocol):
 
     def get(self, timeout: float | None = None) -> OutboxItem | None: ...
 
+    def get_batch(self, limit: int, timeout: float | None = None) -> list[OutboxItem]: ...
+
     def ack(self, item: OutboxItem) -> None: ...
+
+    def ack_many(self, items: Iterable[OutboxItem]) -> None: ...
 
     def requeue(self, item: OutboxItem) -> None: ...
 
@@ -90,7 +95,22 @@ class MemoryOutbox:
                 self._cond.wait(remaining)
             return self._priority.popleft() if self._priority else self._normal.popleft()
 
+    def get_batch(self, limit: int, timeout: float | None = None) -> list[OutboxItem]:
+        """Up to ``limit`` messages: the first as ``get(timeout)`` (empty list when none came), the rest only what
+        already waits."""
+        first = self.get(timeout)
+        if first is None:
+            return []
+        batch = [first]
+        with self._cond:
+            while len(batch) < limit and (self._priority or self._normal):
+                batch.append(self._priority.popleft() if self._priority else self._normal.popleft())
+        return batch
+
     def ack(self, item: OutboxItem) -> None:
+        """Delivered: nothing to keep in memory."""
+
+    def ack_many(self, items: Iterable[OutboxItem]) -> None:
         """Delivered: nothing to keep in memory."""
 
     def requeue(self, item: OutboxItem) -> None:

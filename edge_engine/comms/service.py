@@ -546,16 +546,14 @@ class CommsService:
         }
         while not self.stop_event.is_set():
             self._settle_acks()
-            item = self.outbox.get(timeout=0.1 if self._unacked else None)
-            if item is None:
+            batch = self.outbox.get_batch(PUBLISH_BATCH, timeout=0.1 if self._unacked else None)
+            if not batch:
                 if self.stop_event.is_set():
                     return
                 continue
-            batch = [item]
-            while len(batch) < PUBLISH_BATCH and (more := self.outbox.get(timeout=0)) is not None:
-                batch.append(more)
             self._publishing = len(batch)
             ready = []
+            done: list[OutboxItem] = []  # acknowledged to the outbox together, at the end of the batch
             for item in batch:  # signing releases the GIL: producers go on storing meanwhile
                 if item.wire is None:
                     data = self._encode_checked(item)
@@ -564,7 +562,7 @@ class CommsService:
                 if data is not None:
                     ready.append((item, data))
                 else:
-                    self.outbox.ack(item)
+                    done.append(item)
                     self._publishing -= 1
             for item, data in ready:
                 while not self.stop_event.is_set():
@@ -578,15 +576,16 @@ class CommsService:
                         if level and info is not None:
                             self._unacked[info.mid] = item  # acknowledged at its PUBACK
                         else:
-                            self.outbox.ack(item)
+                            done.append(item)
                         break
                     except NotConnected:
                         if item.channel == "targeted":  # a reply is worth nothing after a reconnection
                             self.counters["targeted_dropped"] += 1
-                            self.outbox.ack(item)
+                            done.append(item)
                             break
                         transport.connected.wait(1.0)
                 self._publishing -= 1
+            self.outbox.ack_many(done)
             self._publishing = 0
 
     def _on_published(self, mid: int) -> None:
@@ -596,11 +595,14 @@ class CommsService:
 
     def _settle_acks(self) -> None:
         """Acknowledge to the outbox the messages whose PUBACK came (publisher thread)."""
+        delivered = []
         while self._acked_mids:
             item = self._unacked.pop(self._acked_mids.popleft(), None)
             if item is not None:
-                self.outbox.ack(item)
-                self.counters["delivered"] += 1
+                delivered.append(item)
+        if delivered:
+            self.outbox.ack_many(delivered)
+            self.counters["delivered"] += len(delivered)
 
     def _wait_acks(self) -> None:
         self._ack_arrived.wait(0.1)
