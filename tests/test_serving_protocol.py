@@ -14,9 +14,19 @@ from conftest import wait_for
 from edge_engine.plugin.kinds import Input
 from edge_engine.runtime.mailbox import Mailbox
 from edge_engine.runtime.serving_stage import ServingStage
+from edge_engine.serving.colocated import Cascaded, CascadeOutcome, ColocatedCascade
 from edge_engine.serving.model_server import ServerState, WorkerState
 from edge_engine.serving.tickets import Ticket
-from edge_engine.serving.worker import BatchDone, BatchFailed, FrameItem, LoadFailed, Ready, RunBatch, StopWorker
+from edge_engine.serving.worker import (
+    BatchDone,
+    BatchFailed,
+    FrameItem,
+    LoadFailed,
+    Ready,
+    RunBatch,
+    StopWorker,
+    WorkerSpec,
+)
 
 
 def test_a_batch_crosses_the_pipe_as_typed_items() -> None:
@@ -26,8 +36,20 @@ def test_a_batch_crosses_the_pipe_as_typed_items() -> None:
     assert back == batch and isinstance(back, RunBatch)
     assert all(isinstance(item, FrameItem) for item in back.items)
     assert [item.seq for item in back.items] == [0, 1, 2] and back.items[0].ref == ref
-    _ref, data, metadata, seq, timestamp = back.items[1]  # still a tuple: the worker unpacks it as one
-    assert (data, metadata, seq, timestamp) == ({"k": 1}, {"m": 2}, 1, 1.5)
+    _ref, data, metadata, seq, timestamp, cascades = back.items[1]  # still a tuple: the worker unpacks it as one
+    assert (data, metadata, seq, timestamp, cascades) == ({"k": 1}, {"m": 2}, 1, 1.5, ())
+
+
+def test_a_colocated_cascade_travels_with_its_frame_and_comes_back_with_the_answer() -> None:
+    spec = WorkerSpec("ONNX", "edge_plugins.onnx", None, "OnnxModel", {"INPUT_WIDTH": 16}, "/models")
+    cascade = ColocatedCascade("k1", "m1", spec, "mean.onnx", ("text",), 0.5, 0.1, 8, "box", 320, 8)
+    item = FrameItem(("/ee_frames_1", (48, 64, 3), "|u1"), None, {}, 3, 1.5, (cascade,))
+    back = pickle.loads(pickle.dumps(RunBatch(1, [item, item]), protocol=pickle.HIGHEST_PROTOCOL))
+    assert back.items[0].cascades == (cascade,)
+    assert back.items[0].cascades[0] is back.items[1].cascades[0]  # read once per process, not once per frame
+    answer = Cascaded([{"box": [0, 0, 1, 1]}], {"k1": CascadeOutcome([{"mean": [1, 2, 3]}], 1, 0)})
+    done = pickle.loads(pickle.dumps(BatchDone(1, [answer], 0.01)))
+    assert done == BatchDone(1, [answer], 0.01) and type(done.results[0]) is Cascaded
 
 
 def test_every_worker_message_pickles_to_itself() -> None:

@@ -90,6 +90,12 @@ ENTRY_SCHEMA: dict[str, Key] = {
     "CROP": Key("box", type=str, choices=("box", "quad"), doc="box: axis-aligned; quad: perspective-warped quad"),
     "MAX_SIDE": Key(320, type=int, min=0, max=8192, doc="downscale crops whose longer side exceeds this; 0 = never"),
     "PARAMS": Key({}, type=dict, doc="the second model's config (as STARTUP_AI_ENGINE_PARAMS would give it)"),
+    "COLOCATE": Key(
+        False,
+        type=bool,
+        doc="run the second model inside the first stage's server processes (one round trip per frame, a copy "
+        "of the second model in each of them)",
+    ),
 }
 
 
@@ -107,6 +113,7 @@ class CascadeSpec:
     max_crops: int
     crop: str
     max_side: int
+    colocate: bool = False  # run in the first stage's server processes (see edge_engine.serving.colocated)
 
     def identity(self) -> tuple[Any, ...]:
         """Equal for two instances declaring the same cascade (they then share its crops and results)."""
@@ -120,6 +127,7 @@ class CascadeSpec:
             self.max_crops,
             self.crop,
             self.max_side,
+            self.colocate,
         )
 
 
@@ -202,6 +210,7 @@ def _resolve_entry(
         max_crops=int(config["MAX_CROPS"]),
         crop=config["CROP"],
         max_side=int(config["MAX_SIDE"]),
+        colocate=bool(config["COLOCATE"]),
     ), []
 
 

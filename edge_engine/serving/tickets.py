@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from edge_engine.errors import ServingError
+from edge_engine.serving.colocated import Cascaded
 
 if TYPE_CHECKING:
     from edge_engine.plugin.kinds import Input
@@ -28,7 +29,20 @@ if TYPE_CHECKING:
 class Ticket:
     """One input waiting for its inferences; completed by the server threads, awaited by the pipeline."""
 
-    __slots__ = ("cond", "done", "held", "inp", "on_done", "on_free", "plan", "remaining", "results", "slot", "started")
+    __slots__ = (
+        "cascaded",
+        "cond",
+        "done",
+        "held",
+        "inp",
+        "on_done",
+        "on_free",
+        "plan",
+        "remaining",
+        "results",
+        "slot",
+        "started",
+    )
 
     def __init__(
         self,
@@ -48,12 +62,18 @@ class Ticket:
         self.on_free: Callable[[int], None] | None = None  # set by hand_back while servers still hold the slot
         self.remaining = expected
         self.results: dict[ModelKey, Any] = {}
+        self.cascaded: dict[ModelKey, dict[str, Any]] = {}  # co-located cascades' outcomes, by first-stage model
         self.done = expected == 0
         self.started = time.perf_counter()
 
     def resolve(self, key: ModelKey, value: Any, served: bool = False) -> None:
         """Record one model's answer (a result or a ServingError); wakes the pipeline when all are in.
-        ``served``: the answer is the server's own (it no longer reads the frame: see :meth:`hand_back`)."""
+        ``served``: the answer is the server's own (it no longer reads the frame: see :meth:`hand_back`). A
+        :class:`~edge_engine.serving.colocated.Cascaded` answer is taken apart: the first stage's result goes to
+        ``results``, its co-located cascades' outcomes to ``cascaded``."""
+        outcomes = None
+        if type(value) is Cascaded:
+            outcomes, value = value.outcomes, value.first
         release = None
         with self.cond:
             if served:
@@ -65,6 +85,8 @@ class Ticket:
                 finished = False
             else:
                 self.results[key] = value
+                if outcomes is not None:
+                    self.cascaded[key] = outcomes
                 self.remaining -= 1
                 finished = self.remaining <= 0 and not self.done
                 if finished:

@@ -40,6 +40,7 @@ class FrameItem(NamedTuple):
     metadata: Any
     seq: int
     timestamp: float
+    cascades: tuple[Any, ...] = ()  # co-located cascades to run on this frame's answer (ColocatedCascade)
 
 
 def _rebuild_batch(batch_id: int, rows: list[tuple[Any, ...]]) -> RunBatch:
@@ -142,7 +143,7 @@ def run_worker(spec: WorkerSpec, conn: Any) -> None:
     )
     log = logging.getLogger(f"edge.serving.{spec.signature}")
     try:
-        plugin = _create_plugin(spec, log)
+        plugin = create_plugin(spec, log)
         plugin.on_init()
         info = dict(plugin.model_info() or {})
     except Exception as exc:
@@ -172,7 +173,8 @@ def _lower_priority(increment: int) -> None:
             pass
 
 
-def _create_plugin(spec: WorkerSpec, log: logging.Logger) -> Any:
+def create_plugin(spec: WorkerSpec, log: logging.Logger) -> Any:
+    """The plugin a spec names, created with its config (``on_init`` not called yet)."""
     from edge_engine.plugin.kinds import PluginContext
 
     cls = _load_class(spec)
@@ -205,9 +207,11 @@ def _load_class(spec: WorkerSpec) -> type:
 
 def _serve(plugin: Any, conn: Any) -> None:
     from edge_engine.plugin.kinds import Input
+    from edge_engine.serving.colocated import SecondStages
     from edge_engine.serving.frame_slots import FrameReader
 
     reader = FrameReader()
+    seconds = SecondStages(logging.getLogger("edge.serving.colocated"))
     perf = time.perf_counter
     try:
         while True:
@@ -220,20 +224,24 @@ def _serve(plugin: Any, conn: Any) -> None:
             batch_id = message.batch_id
             started = perf()
             try:
-                results, lost = _run_batch(plugin, reader, message.items, Input)
+                results, lost = _run_batch(plugin, reader, message.items, Input, seconds)
                 reply: FromWorker = BatchDone(batch_id, results, perf() - started, lost)
             except Exception as exc:
                 reply = BatchFailed(batch_id, f"{type(exc).__name__}: {exc}")
             if not _send(conn, reply) and isinstance(reply, BatchDone):
                 _send(conn, BatchFailed(batch_id, "the results could not be sent (not picklable?)"))
     finally:
+        seconds.close()
         reader.close()
 
 
-def _run_batch(plugin: Any, reader: Any, items: list[FrameItem], input_type: type) -> tuple[list[Any], dict[int, str]]:
-    """One result per item (None for the lost ones), and why each lost item's frame could not be read."""
+def _run_batch(
+    plugin: Any, reader: Any, items: list[FrameItem], input_type: type, seconds: Any = None
+) -> tuple[list[Any], dict[int, str]]:
+    """One result per item (None for the lost ones), and why each lost item's frame could not be read. Items with
+    co-located cascades get their answer wrapped with the cascades' outcomes (see :mod:`.colocated`)."""
     inputs, kept, lost = [], [], {}
-    for index, (ref, data, meta, seq, ts) in enumerate(items):
+    for index, (ref, data, meta, seq, ts, *_) in enumerate(items):
         try:
             image = reader.array(ref)
         except FileNotFoundError:
@@ -247,11 +255,24 @@ def _run_batch(plugin: Any, reader: Any, items: list[FrameItem], input_type: typ
     results: list[Any] = [None] * len(items)
     if inputs:
         answers = list(plugin.post_process(plugin.predict(plugin.pre_process(inputs)), inputs))
+        cascaded = [(i, inp.image, items[i][5]) for i, inp in zip(kept, inputs, strict=True) if len(items[i]) > 5]
         del inputs  # release the shared-memory views before the slots are reused
         if len(answers) != len(kept):
             raise ValueError(f"post_process returned {len(answers)} results for {len(kept)} inputs")
         for index, answer in zip(kept, answers, strict=True):
             results[index] = answer
+        frames = [(index, results[index], image, cascades) for index, image, cascades in cascaded if cascades]
+        del cascaded
+        if frames and seconds is not None:  # co-located cascades: the second model on these frames' boxes
+            from edge_engine.serving.colocated import Cascaded
+
+            try:
+                outcomes = seconds.run(frames, input_type)
+            except Exception as exc:  # the cascades' own failure marks their boxes, never the frames
+                outcomes = seconds.failed(frames, f"{type(exc).__name__}: {exc}")
+            del frames
+            for index, found in outcomes.items():
+                results[index] = Cascaded(results[index], found)
     return results, lost
 
 
