@@ -50,6 +50,7 @@ from edge_engine.serving.cascade import (
     select_boxes,
     submit_crops,
 )
+from edge_engine.serving.colocated import CascadeOutcome, ColocatedCascade
 from edge_engine.serving.frame_slots import FrameSlots
 from edge_engine.serving.instance_models import ModelKey, resolve_engines
 from edge_engine.serving.model_server import LOAD_TIMEOUT
@@ -69,12 +70,13 @@ InstanceKey = tuple[str, str]
 @dataclass(eq=False)
 class CascadeRun:
     """One cascade of the pipeline: which first-stage model's boxes, and the second model's client (None: it could
-    not be had, its boxes get ``error``)."""
+    not be had, its boxes get ``error``; or it runs in the first stage's processes: ``colocated``)."""
 
     spec: CascadeSpec
     on_key: ModelKey
     client: ModelClient | None
     error: ServingError | None = None
+    colocated: ColocatedCascade | None = None
 
 
 class _CascadeJob:
@@ -119,6 +121,7 @@ class ServingPlan:
     cascades: tuple[CascadeRun, ...] = ()
     cascade_shared: dict[str, CascadeRun] = field(default_factory=dict)  # AS -> run, same for every instance
     cascade_per_instance: dict[InstanceKey, dict[str, CascadeRun]] = field(default_factory=dict)
+    colocated: dict[ModelKey, tuple[ColocatedCascade, ...]] = field(default_factory=dict)  # by first-stage model
 
     @property
     def active(self) -> bool:
@@ -232,6 +235,7 @@ class ServingStage:
             cascades=runs,
             cascade_shared=cascade_shared,
             cascade_per_instance=cascade_split,
+            colocated=_colocated_by_model(runs),
         )
         keep = {**clients, **held}
         for key, client in list(self._clients.items()):
@@ -281,6 +285,10 @@ class ServingStage:
 
     def _cascade_run(self, cascade: CascadeSpec, on_key: ModelKey, clients: dict[ModelKey, ModelClient]) -> CascadeRun:
         engine = cascade.engine
+        if cascade.colocate and self.manager is not None:  # no server of its own: the first stage's run it
+            return CascadeRun(
+                cascade, on_key, None, colocated=ColocatedCascade.from_spec(cascade, self.manager.models_dir)
+            )
         client = clients.get(engine.key) or self._cascade_clients.get(engine.key)
         if client is not None and (client.closed or client.server.closed):
             client = None
@@ -399,8 +407,10 @@ class ServingStage:
         if clients:
             item = FrameItem(ref, inp.data, inp.metadata, inp.seq, inp.timestamp)
             self.in_flight += 1
+            colocated = plan.colocated
             for client in clients:
-                client.submit(ticket, item)
+                cascades = colocated.get(client.key) if colocated else None
+                client.submit(ticket, item._replace(cascades=cascades) if cascades else item)
         if plan.cascades:
             self._start_ready_cascades()
             self._cascade_order.append(ticket)
@@ -423,6 +433,8 @@ class ServingStage:
             text = f"{spec.on} did not return a list of detections (got {type(detections).__name__})"
             self._warn_once(f"pipeline {self.pipeline!r} › CASCADE {spec.name}: {text}")
             return _CascadeJob(run, fixed=ServingError(spec.engine.signature, "config", text, spec.engine.model))
+        if run.colocated is not None:
+            return self._colocated_job(ticket, run, len(detections))
         job = _CascadeJob(run, len(detections))
         indices, skipped = select_boxes(detections, spec)
         self.cascade_skipped += skipped
@@ -453,6 +465,20 @@ class ServingStage:
             job.batch = submit_crops(run.client, slots, crops, self._cond, ticket.inp.seq, ticket.inp.timestamp)
             self.cascade_crops += len(crops)
         return job
+
+    def _colocated_job(self, ticket: Ticket, run: CascadeRun, count: int) -> _CascadeJob:
+        """A co-located cascade's outcome, which came back with the first stage's answer."""
+        assert run.colocated is not None
+        outcome = ticket.cascaded.get(run.on_key, {}).get(run.colocated.key)
+        if not isinstance(outcome, CascadeOutcome):
+            text = "the first stage's server did not run the co-located cascade"
+            outcome = CascadeOutcome([run.colocated.error("unavailable", text)] * count)
+        aligned = outcome.aligned
+        self.cascade_crops += outcome.crops
+        self.cascade_skipped += outcome.skipped
+        if isinstance(aligned, list):
+            self.cascade_errors += sum(isinstance(v, ServingError) for v in aligned)
+        return _CascadeJob(run, count, fixed=aligned)
 
     def _finish_cascades(self, ticket: Ticket) -> dict[CascadeRun, Any]:
         """Wait for the input's cascades (starting them, and those of the other inputs ready, first); the aligned
@@ -634,6 +660,15 @@ class ServingStage:
             "skipped_over_max_crops": self.cascade_skipped,
             "box_errors": self.cascade_errors,
         }
+
+
+def _colocated_by_model(runs: tuple[CascadeRun, ...]) -> dict[ModelKey, tuple[ColocatedCascade, ...]]:
+    """The co-located cascades each first-stage model runs on the pipeline's frames."""
+    found: dict[ModelKey, tuple[ColocatedCascade, ...]] = {}
+    for run in runs:
+        if run.colocated is not None:
+            found[run.on_key] = (*found.get(run.on_key, ()), run.colocated)
+    return found
 
 
 def _split_uniform(
