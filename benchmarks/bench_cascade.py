@@ -225,7 +225,7 @@ class HandLoop:
 
 # --- the engine ------------------------------------------------------------------------------------------------------
 def engine_run(node: Any, name: str, frames_file: Path, model: Path, boxes: int, window: int | None,
-               second: str) -> tuple[int, int, float]:  # fmt: skip
+               second: str, colocate: bool = False) -> tuple[int, int, float]:  # fmt: skip
     # PROCESS_NICE 0: the servers get the loop's CPU priority (with the default 5 a loaded machine starves them)
     first = {"MODEL": str(model), "WORKERS": 1, "PROCESS_NICE": 0, **({"MAX_IN_FLIGHT": window} if window else {})}
     pipeline = {
@@ -233,6 +233,7 @@ def engine_run(node: Any, name: str, frames_file: Path, model: Path, boxes: int,
         "PLUGINS": [{"SIGNATURE": "BENCH_CASCADE", "INSTANCES": [{
             "INSTANCE_ID": "count", "AI_ENGINE": ["BENCH_GRID"], "STARTUP_AI_ENGINE_PARAMS": first,
             "CASCADE": [{"SIGNATURE": SECOND_SIGNATURE[second], "AS": "SECOND", "MAX_CROPS": max(1, boxes),
+                         **({"COLOCATE": True} if colocate else {}),
                          "PARAMS": {**SECOND_PARAMS[second](model.parent), "WORKERS": 1, "PROCESS_NICE": 0}}]}]}],
     }  # fmt: skip
     node.add_pipeline(pipeline, source="benchmark")
@@ -272,7 +273,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     counts = [int(v) for v in args.boxes.split(",")]
-    setups = {"engine, serial": 1, "engine, pipelined": None}
+    setups: dict[str, tuple[int | None, bool]] = {  # label -> (MAX_IN_FLIGHT, COLOCATE)
+        "engine, serial": (1, False),
+        "engine, pipelined": (None, False),
+        "engine, serial, co-located": (1, True),
+        "engine, pipelined, co-located": (None, True),
+    }
     with tempfile.TemporaryDirectory(prefix="bench_cascade_") as tmp:
         work = Path(tmp)
         model = build_models(work)
@@ -287,15 +293,15 @@ def main(argv: list[str] | None = None) -> int:
         loop = HandLoop(plugin_dir, model, args.second)
         runs: dict[tuple[str, int], list[tuple[int, int, float]]] = {}
         try:
-            for window in setups.values():  # load the models once (one detector server per MAX_IN_FLIGHT)
-                engine_run(node, f"warmup{window}", frames_file, model, 4, window, args.second)
+            for window, colocate in setups.values():  # load the models once (a detector server per MAX_IN_FLIGHT)
+                engine_run(node, f"warmup{window}{colocate}", frames_file, model, 4, window, args.second, colocate)
             wait_until(lambda: all(s.state == "running" for s in node.serving.servers()), 60, "servers")
             for index in range(max(1, args.repeat)):
                 for boxes in counts:
                     runs.setdefault(("hand-written loop", boxes), []).append(loop.run(frames, boxes))
-                    for label, window in setups.items():
+                    for label, (window, colocate) in setups.items():
                         measured = engine_run(
-                            node, f"run{index}_{boxes}", frames_file, model, boxes, window, args.second
+                            node, f"run{index}_{boxes}", frames_file, model, boxes, window, args.second, colocate
                         )
                         runs.setdefault((label, boxes), []).append(measured)
             second = [v.snapshot() for v in node.serving.servers() if v.signature == SECOND_SIGNATURE[args.second]]
@@ -307,7 +313,12 @@ def main(argv: list[str] | None = None) -> int:
             f"process {info['inference_ms_avg']} ms on average, crop queued → answered {info['latency_ms']} ms"
         )
     rows, results = [], []
-    overheads: dict[str, list[tuple[float, float]]] = {"median": [], "best": []}
+    overheads: dict[str, list[tuple[float, float]]] = {
+        "median": [],
+        "best": [],
+        "median, co-located": [],
+        "best, co-located": [],
+    }
     for boxes in counts:
         loop = [1000 * s for _, _, s in runs[("hand-written loop", boxes)]]
         for label in ("hand-written loop", *setups):
@@ -321,9 +332,10 @@ def main(argv: list[str] | None = None) -> int:
             results.append({"setup": label, "boxes": boxes, "ms_per_frame": round(ms, 3), "best_ms": round(best, 3),
                             "overhead_ms": round(over, 3), "overhead_best_ms": round(over_best, 3)})  # fmt: skip
             rows.append([label, boxes, f"{ms:.2f}", f"{over:+.2f}", f"{best:.2f}", f"{over_best:+.2f}"])
-            if label == "engine, serial" and boxes > 0:  # frames that run a cascade (0: a frame with no box)
-                overheads["median"].append((float(boxes), over))
-                overheads["best"].append((float(boxes), over_best))
+            if label.startswith("engine, serial") and boxes > 0:  # frames with a cascade (0: a frame with no box)
+                suffix = ", co-located" if label.endswith("co-located") else ""
+                overheads["median" + suffix].append((float(boxes), over))
+                overheads["best" + suffix].append((float(boxes), over_best))
     title = f"BENCH_GRID → {SECOND_SIGNATURE[args.second]} ({args.second}) on {args.frames} frames {WIDTH}x{HEIGHT}"
     print_table(
         f"{title}, {args.repeat} alternating runs each (median, and the best run):",
@@ -340,6 +352,9 @@ def main(argv: list[str] | None = None) -> int:
     note = f"{args.second} second stage, {args.frames} frames, {args.repeat} runs; fit over boxes {args.boxes}"
     record("cascade overhead per frame", per_frame, "ms", goal="≤ 1", note=note)
     record("cascade overhead per crop", per_crop, "ms", goal="≤ 0.1", note=note)
+    per_frame, per_crop = summary["median, co-located"]["per_frame_ms"], summary["median, co-located"]["per_crop_ms"]
+    record("cascade overhead per frame (COLOCATE)", per_frame, "ms", goal="≤ 1", note=note)
+    record("cascade overhead per crop (COLOCATE)", per_crop, "ms", goal="≤ 0.1", note=note)
     for boxes in counts:
         loop_times = [1000 * s for _, _, s in runs[("hand-written loop", boxes)]]
         for label in setups:

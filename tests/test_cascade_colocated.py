@@ -1,0 +1,121 @@
+"""Co-located cascades (``CASCADE`` ``COLOCATE``): the second model runs in the first stage's server process, and a
+frame's first-stage answer comes back with its crops' results, in one round trip.
+
+Same real parts as ``test_cascade.py`` (its plugins, the mean-colour ONNX model, real server processes): each
+crop's result is the mean colour of the tile its box covers, so a result aligned with the wrong box, or from
+another frame or pipeline, is caught.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from conftest import instance_state, pipeline_finished, wait_for
+from onnx_models import mean_model
+from test_cascade import MEAN, PLUGINS, pipeline
+
+pytest.importorskip("onnxruntime", reason="model serving needs onnxruntime (requirements.txt)")
+
+BROKEN = """
+    from edge_engine.api import Key, ServingPlugin
+
+
+    class BrokenLoad(ServingPlugin):
+        SIGNATURE = "BROKEN_LOAD"
+        CONFIG = {"WORKERS": Key(1, type=int, min=0)}
+
+        def on_init(self):
+            raise RuntimeError("no such model here")
+
+        def pre_process(self, inputs):
+            return inputs
+
+        def predict(self, batch):
+            return batch
+
+        def post_process(self, predictions, inputs):
+            return predictions
+"""
+
+
+@pytest.fixture
+def colocated_node(node_factory: Any) -> Any:
+    node = node_factory(plugins={**PLUGINS, "serving/broken_load.py": BROKEN}, start=False)
+    mean_model(node.layout.models / "mean.onnx")
+    mean_model(node.layout.models / "tiles.onnx", 8, 8)
+    node.start()
+    return node
+
+
+def test_a_colocated_cascade_runs_in_the_first_stage_process_and_results_match_their_boxes(
+    colocated_node: Any,
+) -> None:
+    node = colocated_node
+    cascade = {"SIGNATURE": "ONNX", "CLASSES": ["even"], "MIN_SCORE": 0.2, "MAX_CROPS": 8, "PARAMS": MEAN}
+    names = ["cam0", "cam1"]
+    for index, name in enumerate(names):
+        node.add_pipeline(pipeline(name, [{**cascade, "COLOCATE": True}], {"COUNT": 30, "BASE": 100 * index}))
+    wait_for(lambda: all(pipeline_finished(node, n) for n in names), timeout=90)
+    for name in names:
+        rec = instance_state(node, name)
+        assert rec.frames == 30 and rec.wrong == [] and rec.errors["ONNX"] == [], name
+        assert rec.results["ONNX"] == 30 * 6, name  # the 6 even tiles of each frame, aligned with their boxes
+        assert all(index % 2 == 1 for index in rec.nones["ONNX"]), name
+        stage = node.pipelines[name].serving
+        assert stage.cascade_crops == 30 * 6 and stage.cascade_errors == 0
+    # no server of its own: the second model ran in the detector's process (one round trip per frame)
+    assert [s.signature for s in node.serving.servers()] == ["TILE_DETECTOR"]
+    assert len(node.serving.pids()) == 1
+
+
+def test_colocated_and_shared_server_cascades_of_one_detector_agree(colocated_node: Any) -> None:
+    node = colocated_node
+    cascade = {"SIGNATURE": "ONNX", "MAX_CROPS": 5, "PARAMS": MEAN}
+    node.add_pipeline(pipeline("near", [{**cascade, "COLOCATE": True}], {"COUNT": 20, "BASE": 3}))
+    node.add_pipeline(pipeline("far", [cascade], {"COUNT": 20, "BASE": 50}))
+    wait_for(lambda: pipeline_finished(node, "near") and pipeline_finished(node, "far"), timeout=90)
+    for name in ("near", "far"):
+        rec = instance_state(node, name)
+        assert rec.frames == 20 and rec.wrong == [] and rec.errors["ONNX"] == [] and rec.results["ONNX"] == 20 * 5
+        assert sorted(set(rec.nones["ONNX"])) == list(range(5, 12))  # the 5 best boxes, the others not cropped
+    servers = {s.signature: s.snapshot() for s in node.serving.servers()}
+    assert servers["ONNX"]["results"] == 20 * 5  # only the shared-server pipeline's crops went there
+
+
+def test_a_failing_colocated_second_stage_marks_its_boxes_never_the_frame(colocated_node: Any) -> None:
+    node = colocated_node
+    cascades = [
+        {"SIGNATURE": "FAILING_CROPS", "AS": "BAD", "CLASSES": ["odd"], "COLOCATE": True},
+        {"SIGNATURE": "BROKEN_LOAD", "AS": "UNLOADED", "MAX_CROPS": 2, "COLOCATE": True},
+        {"SIGNATURE": "ONNX", "AS": "GOOD", "MAX_CROPS": 4, "PARAMS": MEAN, "COLOCATE": True},
+    ]
+    node.add_pipeline(pipeline("cam", cascades, {"COUNT": 10}, NAMES=["BAD", "UNLOADED", "GOOD"]))
+    wait_for(lambda: pipeline_finished(node, "cam"), timeout=60)
+    rec = instance_state(node, "cam")
+    assert rec.frames == 10 and rec.wrong == []  # every frame reached the instance, with its detections
+    assert len(rec.errors["BAD"]) == 10 * 6
+    assert {(i % 2, kind, sig) for i, kind, sig in rec.errors["BAD"]} == {(1, "inference_error", "FAILING_CROPS")}
+    assert sorted({(i, kind, sig) for i, kind, sig in rec.errors["UNLOADED"]}) == [
+        (0, "load_failed", "BROKEN_LOAD"),
+        (1, "load_failed", "BROKEN_LOAD"),
+    ]
+    assert len(rec.errors["UNLOADED"]) == 10 * 2
+    assert rec.results["GOOD"] == 10 * 4 and rec.errors["GOOD"] == []  # the other cascade is not affected
+    stage = node.pipelines["cam"].serving
+    assert stage.errors == 0 and stage.cascade_errors == 10 * (6 + 2)
+    assert [s.signature for s in node.serving.servers()] == ["TILE_DETECTOR"]
+
+
+def test_a_colocated_frame_with_5000_boxes_sends_max_crops(colocated_node: Any) -> None:
+    node = colocated_node
+    grid = {"COLS": 100, "ROWS": 50, "TILE": 4}
+    cascade = {"SIGNATURE": "ONNX", "MAX_CROPS": 16, "PARAMS": MEAN, "COLOCATE": True}
+    node.add_pipeline(pipeline("crowd", [cascade], {"COUNT": 10, **grid}))
+    wait_for(lambda: pipeline_finished(node, "crowd"), timeout=90)
+    rec = instance_state(node, "crowd")
+    assert rec.frames == 10 and rec.wrong == [] and rec.errors["ONNX"] == []
+    assert rec.results["ONNX"] == 10 * 16  # the 16 best boxes of each frame, no more
+    assert len(rec.nones["ONNX"]) == 10 * (5000 - 16) and min(rec.nones["ONNX"]) == 16
+    stage = node.pipelines["crowd"].serving
+    assert stage.cascade_crops == 10 * 16 and stage.cascade_skipped == 10 * (5000 - 16)
