@@ -8,6 +8,7 @@ allowlisted requester, and an admin pipeline that commands can neither delete no
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import queue
@@ -519,6 +520,39 @@ def test_local_info_lists_the_nodes_heard_from_last_and_counts_them_all(monkeypa
     view = net.snapshot()
     assert view["total"] == 6 and view["online"] == 6 and view["listed"] == 4
     assert [n["alias"] for n in view["nodes"]] == ["me", "n2", "n3", "n4"]
+
+
+def test_local_info_stays_small_with_a_thousand_nodes() -> None:
+    """local_info.json is rewritten every few seconds (indented JSON, Python's slow encoder): a 1,000-node view
+    must not put 1,000 rows in it (they cost the main thread about as much as NET_MON_01 itself)."""
+    clock = Clock()
+    net = NetworkTracker("0xai_self", lambda message: SimpleNamespace(ok=True), clock=clock)
+    net.touch_self({"EE_ADDR": "0xai_self", "EE_ID": "me"})
+    for i in range(1000):
+        clock.now += 0.01
+        net.observe({"EE_SENDER": f"0xai_node{i:04d}", "EE_ID": f"n{i:04d}", "EE_WHITELIST": ["0xai_self"],
+                     "VERSION": "v1.0.0", "SECURED": True})  # fmt: skip
+    view = net.snapshot()
+    assert view["total"] == 1001 and view["online"] == 1001
+    assert view["listed"] == len(view["nodes"]) <= 201 and view["nodes"][0]["self"]
+    assert [n["alias"] for n in view["nodes"][1:]] == [f"n{i:04d}" for i in range(1001 - view["listed"], 1000)]
+    assert len(json.dumps(view, indent=2)) < 128 * 1024
+
+
+def test_the_sender_keys_of_a_full_view_stay_cached() -> None:
+    """Heartbeats come round in a cycle: a key cache smaller than the view would miss at every signature check."""
+    from edge_engine.comms.network import DEFAULT_MAX_NODES
+    from edge_engine.comms.signing import public_key_from_address
+
+    keys = (coincurve.PrivateKey.from_int(i + 1).public_key.format() for i in range(DEFAULT_MAX_NODES))
+    addresses = ["0xai_" + base64.urlsafe_b64encode(key).decode("ascii") for key in keys]
+    public_key_from_address.cache_clear()
+    for address in addresses:
+        public_key_from_address(address)
+    misses = public_key_from_address.cache_info().misses
+    for address in addresses:
+        public_key_from_address(address)
+    assert public_key_from_address.cache_info().misses == misses
 
 
 def test_a_costly_net_mon_stretches_the_gap_up_to_four_seconds() -> None:
