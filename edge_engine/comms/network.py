@@ -1,14 +1,18 @@
 """The network view: every node heard on ``{root}/ctrl``, with its identity and whether it is online.
 
 Heartbeats are decoded (Ratio1 v2: ``ENCODED_DATA`` = base64 of zlib JSON) and their signatures checked; to keep
-this cheap on a busy broker a node's signature is checked again only when ``verify_seconds`` have passed since the
-last good check or when its identity fields (alias, whitelist, secured, version, eth address) change, so a forged
-message can at most keep a known node looking alive until the next check. A node is online when its last heartbeat
-is younger than ``offline_seconds`` (60, as the SDK's ``online_timeout``) and it has not sent its ``OFFLINE`` last
-will since. At most ``max_nodes`` nodes are kept: when the view is full, a new node takes the place of the one heard
-from longest ago only if that one is offline; otherwise the newcomer is refused (counted as ``full``), so a fleet
-larger than the view cannot make the nodes evict each other in turn (each eviction would cost a signature check and
-an early NET_MON_01). The nodes are kept in the order they were last heard from, so the oldest is found at once.
+this cheap on a busy broker a node's signature is checked at first sight, for its ``OFFLINE`` last will, whenever its
+identity fields (alias, whitelist, secured, version, eth address, supervisor flag) differ from the last accepted
+ones, and otherwise once ``verify_seconds`` have passed since the last good check. A heartbeat taken unchecked in
+between can change only the node's liveness (last seen), remote time, time zone and uptime: a forged one keeps a
+known node looking alive until the next check fails (then every heartbeat of that node is checked until one passes),
+which a replayed genuine heartbeat does anyway (heartbeats carry no freshness a receiver could check). A node is
+online when its last heartbeat is younger than ``offline_seconds`` (60, as the SDK's ``online_timeout``) and it has
+not sent its ``OFFLINE`` last will since. At most ``max_nodes`` nodes are kept: when the view is full, a new node
+takes the place of the one heard from longest ago only if that one is offline; otherwise the newcomer is refused
+(counted as ``full``), so a fleet larger than the view cannot make the nodes evict each other in turn (each eviction
+would cost a signature check and an early NET_MON_01). The nodes are kept in the order they were last heard from, so
+the oldest is found at once.
 
 The same view gives Ratio1's NET_MON_01 ``CURRENT_NETWORK`` (field names as the SDK reads them).
 """
