@@ -76,6 +76,7 @@ class SeaweedS3:
         return [
             self.binary, "server", f"-dir={self.data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
             f"-master.port={p['master']}", f"-master.port.grpc={p['master.grpc']}", "-master.telemetry=false",
+            "-master.electionTimeout=1s",  # a restarted master leads again after this (default 10 s: outage tests)
             "-master.volumeSizeLimitMB=64", "-volume.max=0",
             f"-volume.port={p['volume']}", f"-volume.port.grpc={p['volume.grpc']}",
             f"-filer.port={p['filer']}", f"-filer.port.grpc={p['filer.grpc']}",
