@@ -20,12 +20,15 @@ medians are reported, for several numbers of boxes per frame (``--boxes``):
    batching, the processes' pipes, the instance);
 3. **engine, pipelined**: the same with the default ``MAX_IN_FLIGHT`` (frames overlap: the detector runs the next
    frame while the second model runs this one's crops).
+4. **engine, serial / pipelined, co-located**: the same two with ``"COLOCATE": true`` on the cascade (the second
+   model runs inside the detector's server process: no server of its own, one round trip per frame).
 
 ms/frame is the steady state: from the first frame handled to the last, divided by the frames between (for the
 engine, when the business instance got them; for the loop, when it finished them), so starting a pipeline is not
 counted. Reported: ms/frame for each, the overhead (engine serial − loop) per box count, and its least-squares fit
-``a + b × crops`` over the box counts above 0 (a frame without boxes sends nothing: its line shows the first
-stage's overhead alone): the per-frame and per-crop overheads. Targets: ≤ 1 ms per frame plus ≤ 0.1 ms per crop. The
+``a + b × crops`` over the box counts above 0, for the shared-server and the co-located cascade (a frame without
+boxes sends nothing: its line shows the first stage's overhead alone): the per-frame and per-crop overheads.
+Targets: ≤ 1 ms per frame plus ≤ 0.1 ms per crop. The
 default second stage (``--second mean``) is the built-in ``ONNX`` plugin on a mean-colour model, which costs almost
 nothing, so the overhead is not lost in the model's own time; ``--second direction`` runs ``PP_OCR_DIRECTION``.
 
