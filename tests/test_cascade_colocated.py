@@ -15,6 +15,8 @@ from conftest import instance_state, pipeline_finished, wait_for
 from onnx_models import mean_model
 from test_cascade import MEAN, PLUGINS, pipeline
 
+from edge_engine.errors import ConfigError
+
 pytest.importorskip("onnxruntime", reason="model serving needs onnxruntime (requirements.txt)")
 
 BROKEN = """
@@ -119,3 +121,13 @@ def test_a_colocated_frame_with_5000_boxes_sends_max_crops(colocated_node: Any) 
     assert len(rec.nones["ONNX"]) == 10 * (5000 - 16) and min(rec.nones["ONNX"]) == 16
     stage = node.pipelines["crowd"].serving
     assert stage.cascade_crops == 10 * 16 and stage.cascade_skipped == 10 * (5000 - 16)
+
+
+def test_colocate_refuses_a_second_model_fetched_from_model_url(colocated_node: Any) -> None:
+    node = colocated_node
+    fetched = {**MEAN, "ONNX_MODEL": "", "MODEL_URL": "http://127.0.0.1:9/mean.onnx", "MODEL_SHA256": "0" * 64}
+    with pytest.raises(ConfigError) as caught:
+        node.add_pipeline(pipeline("bad", [{"SIGNATURE": "ONNX", "COLOCATE": True, "PARAMS": fetched}]))
+    text = str(caught.value)
+    assert "entry 0 (ONNX) › key 'COLOCATE': the second model comes from MODEL_URL" in text, text
+    assert "bad" not in node.pipelines

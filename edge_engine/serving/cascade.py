@@ -21,6 +21,9 @@ Two ways in, one mechanism:
   boxes are not affected), or ``None`` when the box was not cropped (filtered out, or beyond ``MAX_CROPS``).
   When ``ON`` itself failed, ``inp.inferences[AS]`` is ``[]``. The detections themselves are not changed,
   so they stay plain JSON for payloads.
+  With ``"COLOCATE": true`` the second model runs inside the ``ON`` model's server processes instead of a
+  server of its own: same boxes, crops and aligned results, one round trip per frame
+  (:mod:`~edge_engine.serving.colocated`).
 
 * **From a business plugin** (anything else: chains, custom crops, rotations)::
 
@@ -199,6 +202,11 @@ def _resolve_entry(
     engine, found = _second_stage(config["SIGNATURE"], config["PARAMS"], registry)
     if engine is None:
         return None, [f"{label} › {text}" for text in found]
+    if config["COLOCATE"] and _fetched_model(engine):
+        return None, [
+            f"{label} › key 'COLOCATE': the second model comes from MODEL_URL, which only its own server fetches; "
+            "drop COLOCATE (or MODEL_URL: name a file in _models/)"
+        ]
     classes = tuple(str(c) for c in config["CLASSES"])
     return CascadeSpec(
         name=config["AS"] or engine.signature,
@@ -212,6 +220,15 @@ def _resolve_entry(
         max_side=int(config["MAX_SIDE"]),
         colocate=bool(config["COLOCATE"]),
     ), []
+
+
+def _fetched_model(engine: EngineSpec) -> bool:
+    """Whether the engine's model is fetched by its server from ``MODEL_URL``."""
+    reader = getattr(engine.record.cls, "model_source", None)
+    try:
+        return reader is not None and reader(engine.config) is not None
+    except ValueError:
+        return False  # wrong MODEL_URL keys: the plugin's own check says so
 
 
 def _resolve_on(on: str, firsts: dict[str, str]) -> str | list[str]:
