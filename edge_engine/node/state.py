@@ -72,7 +72,8 @@ class NodeState:
 
     @property
     def supervisor(self) -> Supervisor:
-        """The node's one supervisor (restarts and flapping of every part); set by :meth:`start`."""
+        """The node's one supervisor (restarts and flapping of every part); set by
+        :meth:`edge_engine.node.core.Node.start`."""
         assert self.env is not None, "the node is not started"
         return self.env.supervisor
 
