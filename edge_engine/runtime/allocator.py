@@ -3,7 +3,7 @@
 glibc gives each new thread its own malloc arena until there are 8 per core (16 on 2 cores). A node with many
 cameras runs three threads per camera, and a decoded 640x480 frame (0.9 MB) is allocated in the capture thread's
 arena and freed wherever its last consumer lets it go; every arena then keeps the high-water mark of the frames that
-passed through it. At 64 cameras the node's RSS was 418-428 MB with glibc's default and 311-316 MB with two arenas,
+passed through it. At 64 cameras the node's RSS was 340-428 MB with glibc's default and 311-321 MB with two arenas,
 at the same CPU (docs/performance.md). The limit is set once, when the first pipeline is made (before its threads
 start); an arena limit chosen by the operator (``MALLOC_ARENA_MAX`` in the environment, which glibc reads itself) is
 left alone. Elsewhere than glibc this does nothing.
