@@ -8,6 +8,8 @@ lists and dicts, floats, non-ASCII text). For each, the median over ``--repeat``
 * ``sign``: :func:`sign` on a fresh copy, then ``json.dumps`` of the result (what a publisher would do);
 * ``sign_to_json``: signed and serialised in one go (the canonical text is reused as the wire text);
 * ``naive``: literal recipe + sha256 + sign + ``json.dumps`` (the straightforward path of DECISIONS 21);
+* ``text_to_sign`` and ``seal``: ``sign_to_json`` in its two halves, as the durable outbox splits it (the producer
+  stores the text to sign, the publisher seals it into the same bytes);
 * ``sign only``: the ECDSA signature of a 32-byte digest alone (libsecp256k1 through coincurve);
 * ``verify``: :func:`verify` of the parsed message (our low-S signature) and of an OpenSSL high-S one;
 * ``encrypt``/``decrypt``: single-receiver encryption of the message text (shared key cached).
@@ -120,12 +122,16 @@ def bench_message(template: dict[str, Any], node: Any, peer: Any, n: int, r: int
     encrypted = crypto.encrypt_for(wire, node, peer.address)
     fields = signing._hashed_fields(template, False, "v2")
     digest = hashlib.sha256(wire.encode()).digest()
+    text = signing.text_to_sign(dict(template)).encode()
+    assert signing.seal(text, node) == wire.encode()
     results = {
         "canonical": measure(lambda: signing.canonical_json(template), n, r),
         "recipe": measure(lambda: stdlib_recipe(fields), n, r),
         "sign+dumps": measure(lambda: json.dumps(signing.sign(dict(template), node)), n, r),
         "sign_to_json": measure(lambda: signing.sign_to_json(dict(template), node), n, r),
         "naive": measure(lambda: naive_sign(dict(template), node), n, r),
+        "text_to_sign": measure(lambda: signing.text_to_sign(dict(template)), n, r),
+        "seal": measure(lambda: signing.seal(text, node), n, r),
         "sign only": measure(lambda: node.private_key.sign(digest), n, r),
         "verify": measure(lambda: signing.verify(received), n, r),
         "verify high-S": measure(lambda: signing.verify(high), n, r),
@@ -141,6 +147,8 @@ COLUMNS = [
     "sign+dumps",
     "sign_to_json",
     "naive",
+    "text_to_sign",
+    "seal",
     "sign only",
     "verify",
     "verify high-S",
