@@ -41,9 +41,35 @@ BROKEN = """
 """
 
 
+SLOW = """
+    import time
+
+    import numpy as np
+    from edge_engine.api import Key, ServingPlugin
+
+
+    class SlowLoad(ServingPlugin):
+        SIGNATURE = "SLOW_LOAD"
+        CONFIG = {"WORKERS": Key(1, type=int, min=0), "LOAD_SECONDS": Key(2.0)}
+
+        def on_init(self):
+            time.sleep(self.config["LOAD_SECONDS"])  # a model that takes its time to load
+
+        def pre_process(self, inputs):
+            return [np.asarray(i.image, float).reshape(-1, 3).mean(axis=0).tolist() for i in inputs]
+
+        def predict(self, batch):
+            return batch
+
+        def post_process(self, predictions, inputs):
+            return [{"mean": mean} for mean in predictions]
+"""
+
+
 @pytest.fixture
 def colocated_node(node_factory: Any) -> Any:
-    node = node_factory(plugins={**PLUGINS, "serving/broken_load.py": BROKEN}, start=False)
+    plugins = {**PLUGINS, "serving/broken_load.py": BROKEN, "serving/slow_load.py": SLOW}
+    node = node_factory(plugins=plugins, start=False)
     mean_model(node.layout.models / "mean.onnx")
     mean_model(node.layout.models / "tiles.onnx", 8, 8)
     node.start()
@@ -131,3 +157,16 @@ def test_colocate_refuses_a_second_model_fetched_from_model_url(colocated_node: 
     text = str(caught.value)
     assert "entry 0 (ONNX) › key 'COLOCATE': the second model comes from MODEL_URL" in text, text
     assert "bad" not in node.pipelines
+
+
+def test_a_colocated_model_may_load_longer_than_the_first_stage_inference_timeout(colocated_node: Any) -> None:
+    node = colocated_node
+    cascade = {"SIGNATURE": "SLOW_LOAD", "AS": "SLOW", "MAX_CROPS": 3, "COLOCATE": True, "PARAMS": {"LOAD_SECONDS": 2}}
+    quick = {"INFERENCE_TIMEOUT": 0.5}  # the detector's batches: the second model's load is given its own time
+    node.add_pipeline(pipeline("cam", [cascade], {"COUNT": 5}, NAMES=["SLOW"], STARTUP_AI_ENGINE_PARAMS=quick))
+    wait_for(lambda: pipeline_finished(node, "cam"), timeout=60)
+    rec = instance_state(node, "cam")
+    assert rec.frames == 5 and rec.wrong == [] and rec.errors["SLOW"] == [] and rec.results["SLOW"] == 5 * 3
+    (server,) = node.serving.servers()
+    info = server.snapshot()
+    assert info["errors"] == 0 and info["restarts"] == 0, info  # its process was never killed as stuck

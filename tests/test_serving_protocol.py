@@ -22,6 +22,7 @@ from edge_engine.serving.worker import (
     BatchFailed,
     FrameItem,
     LoadFailed,
+    Loading,
     Ready,
     RunBatch,
     StopWorker,
@@ -55,7 +56,7 @@ def test_a_colocated_cascade_travels_with_its_frame_and_comes_back_with_the_answ
 def test_every_worker_message_pickles_to_itself() -> None:
     messages: list[Any] = [StopWorker(), Ready({"providers": ["CPUExecutionProvider"], "pid": 1}),
                            LoadFailed("FileNotFoundError: x.onnx"), BatchDone(3, [{"a": 1}, None], 0.01, {1: "gone"}),
-                           BatchFailed(4, "ValueError: bad")]  # fmt: skip
+                           BatchFailed(4, "ValueError: bad"), Loading(True)]  # fmt: skip
     for message in messages:
         assert pickle.loads(pickle.dumps(message)) == message
 

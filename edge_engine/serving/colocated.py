@@ -9,7 +9,9 @@ stage's result and the aligned crop results together (:class:`Cascaded`). A fram
 round trip between the node and a server process.
 
 The second model is loaded in each first-stage process at the first frame that needs it (one copy per process,
-whatever the number of pipelines), and closed with it. What stays as on the shared-server path: the boxes chosen
+whatever the number of pipelines), and closed with it; while it loads, the batch's watchdog allows the load's
+time (``LOAD_TIMEOUT``, told by a :class:`~edge_engine.serving.worker.Loading` message), not only
+``INFERENCE_TIMEOUT``. What stays as on the shared-server path: the boxes chosen
 (``CLASSES``, ``MIN_SCORE``, the best ``MAX_CROPS``), the crops (``PADDING``, ``CROP``, ``MAX_SIDE``) and the
 answers aligned with the detections; a second model that does not load, raises, or returns the wrong number of
 results marks the boxes with a :class:`~edge_engine.errors.ServingError` (``load_failed``, ``inference_error``),
@@ -22,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import pickle
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from functools import cached_property
 from pathlib import Path
@@ -116,8 +119,9 @@ class Cascaded(NamedTuple):
 class SecondStages:
     """In a first-stage process: the second models it loaded, and the cascades of one batch run on them."""
 
-    def __init__(self, log: logging.Logger):
+    def __init__(self, log: logging.Logger, loading: Callable[[bool], Any] | None = None):
         self.log = log
+        self.loading = loading  # told when a model starts (True) and ends (False) loading: the batch's watchdog
         self._plugins: dict[str, Any] = {}
         self._failed: dict[str, str] = {}
 
@@ -207,6 +211,8 @@ class SecondStages:
         if failed is None:
             from edge_engine.serving.worker import create_plugin
 
+            if self.loading is not None:
+                self.loading(True)
             try:
                 plugin = create_plugin(cascade.worker, self.log)
                 plugin.on_init()
@@ -215,6 +221,9 @@ class SecondStages:
             except Exception as exc:
                 failed = self._failed[cascade.model_key] = f"{type(exc).__name__}: {exc}"
                 self.log.error("co-located model %s failed to load: %s", cascade.model, failed)
+            finally:
+                if self.loading is not None:
+                    self.loading(False)
         return cascade.error("load_failed", failed)
 
     def close(self) -> None:

@@ -56,6 +56,7 @@ from edge_engine.serving.worker import (
     BatchFailed,
     FromWorker,
     LoadFailed,
+    Loading,
     Ready,
     RunBatch,
     StopWorker,
@@ -573,6 +574,11 @@ class ModelServer:
             self._on_result(worker, message.batch_id, message.results, message.seconds, message.lost)
         elif isinstance(message, BatchFailed):
             self._on_batch_error(worker, message.batch_id, message.text)
+        elif isinstance(message, Loading):  # a co-located cascade's model loads within the batch: give it the time
+            with self._lock:
+                if worker.state == WorkerState.BUSY:
+                    extra = LOAD_TIMEOUT - self.settings.inference_timeout if message.started else 0.0
+                    worker.since = time.monotonic() + max(0.0, extra)
         elif isinstance(message, Ready):
             worker.state = WorkerState.READY
             worker.since = time.monotonic()

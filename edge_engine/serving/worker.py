@@ -6,7 +6,8 @@ loaded: the only place onnxruntime is imported). It then answers on its pipe:
 
 * node → server: :class:`RunBatch` (a batch id and one :class:`FrameItem` per input), or :class:`StopWorker`;
 * server → node: :class:`Ready` (the model's info) or :class:`LoadFailed` once, then :class:`BatchDone` (results,
-  seconds, lost inputs) or :class:`BatchFailed` per batch.
+  seconds, lost inputs) or :class:`BatchFailed` per batch, and :class:`Loading` around the load of a co-located
+  cascade's model during a batch (see :mod:`~edge_engine.serving.colocated`).
 
 The messages are frozen dataclasses; a batch travels as plain tuples (its ``__reduce__``), which pickle fastest.
 
@@ -90,6 +91,14 @@ class BatchDone:
 
 
 @dataclass(frozen=True)
+class Loading:
+    """server → node, during a batch: a co-located cascade's model starts loading (``True``: the watchdog gives the
+    batch the load's time, ``LOAD_TIMEOUT``) or has loaded (``False``: the batch's clock starts again)."""
+
+    started: bool
+
+
+@dataclass(frozen=True)
 class BatchFailed:
     """server → node: the batch raised (every input in it gets a ``ServingError``)."""
 
@@ -98,7 +107,7 @@ class BatchFailed:
 
 
 ToWorker = RunBatch | StopWorker
-FromWorker = Ready | LoadFailed | BatchDone | BatchFailed
+FromWorker = Ready | LoadFailed | BatchDone | BatchFailed | Loading
 
 
 @dataclass(frozen=True)
@@ -212,7 +221,7 @@ def _serve(plugin: Any, conn: Any) -> None:
     from edge_engine.serving.frame_slots import FrameReader
 
     reader = FrameReader()
-    seconds = SecondStages(logging.getLogger("edge.serving.colocated"))
+    seconds = SecondStages(logging.getLogger("edge.serving.colocated"), lambda started: _send(conn, Loading(started)))
     perf = time.perf_counter
     try:
         while True:
