@@ -31,7 +31,7 @@ from plugins_src import message_pipeline, payload_plugin
 from edge_engine.cli.ops import main_add_allowed, main_remove_allowed
 from edge_engine.comms.disk_outbox import MAGIC_UNSIGNED, RECORD, parse_records, segment_files
 from edge_engine.comms.outbox import OutboxItem
-from edge_engine.comms.signing import seal, verify
+from edge_engine.comms.signing import SEAL_MAX_EXTRA, seal, verify
 from edge_engine.local.identity import Identity, identity_from_private_key
 from edge_engine.messages import Payload
 from edge_engine.node.core import Node
@@ -410,6 +410,23 @@ def test_the_outbox_stores_the_text_to_sign_and_the_publisher_signs_it(mosquitto
     text = stored[message["EE_MESSAGE_SEQ"]]
     assert b"EE_SIGN" not in text and b"EE_HASH" not in text
     assert seal(text, node.comms.identity) == received[0]
+
+
+def test_a_payload_too_large_once_signed_is_refused_before_it_is_stored(mosquitto, node_factory) -> None:
+    """The outbox stores texts to sign: the size limit counts the signature fields still to come."""
+    node = start_node(node_factory, mosquitto)
+    comms = node.comms
+    payload = Payload([node.alias, "p", "SIG", "i"], {"text": "x" * 2000}, seq=1)
+    text = comms.text_to_sign(OutboxItem("payloads", {}, list(payload.path), seq=1, source=payload))
+    refused, stored = comms.counters["oversize"], comms.outbox.stats()["refused"]
+    comms.settings.max_message_bytes = len(text) + 50  # the text fits, the signed message would not
+    comms.accept_payload(payload)
+    assert comms.counters["oversize"] == refused + 1 and comms.outbox.stats()["refused"] == stored + 1
+    comms.settings.max_message_bytes = len(text) + 50 + SEAL_MAX_EXTRA + len(comms.identity.address)
+    delivered = comms.counters["delivered"]
+    comms.accept_payload(payload)
+    wait_for(lambda: comms.counters["delivered"] > delivered, timeout=10)
+    assert comms.counters["oversize"] == refused + 1
 
 
 # --- broker outage, embedded broker, last will -----------------------------------------------------------------
