@@ -656,6 +656,7 @@ class ServingStage:
     def _cascade_snapshot(self, plan: ServingPlan) -> dict[str, Any]:
         return {
             "names": sorted({run.spec.name for run in plan.cascades}),
+            "colocated": sorted({run.spec.name for run in plan.cascades if run.colocated is not None}),
             "crops": self.cascade_crops,
             "skipped_over_max_crops": self.cascade_skipped,
             "box_errors": self.cascade_errors,
