@@ -16,6 +16,7 @@ from onnx_models import mean_model
 from test_cascade import MEAN, PLUGINS, pipeline
 
 from edge_engine.errors import ConfigError
+from edge_engine.serving.frame_slots import ShmStatus
 
 pytest.importorskip("onnxruntime", reason="model serving needs onnxruntime (requirements.txt)")
 
@@ -170,3 +171,32 @@ def test_a_colocated_model_may_load_longer_than_the_first_stage_inference_timeou
     (server,) = node.serving.servers()
     info = server.snapshot()
     assert info["errors"] == 0 and info["restarts"] == 0, info  # its process was never killed as stuck
+
+
+def test_a_colocated_cascade_works_when_frames_go_through_pipes(node_factory: Any, monkeypatch: Any) -> None:
+    small = ShmStatus(False, 64 * 2**20, 60 * 2**20, "/dev/shm is 64 MB: frames go through pipes")
+    monkeypatch.setattr("edge_engine.serving.manager.check_shm", lambda: small)
+    node = node_factory(plugins=PLUGINS, start=False)
+    mean_model(node.layout.models / "mean.onnx")
+    mean_model(node.layout.models / "tiles.onnx", 8, 8)
+    node.start()
+    cascade = {"SIGNATURE": "ONNX", "PADDING": 0.0, "PARAMS": MEAN, "COLOCATE": True}
+    node.add_pipeline(pipeline("piped", [cascade], {"COUNT": 5}))
+    wait_for(lambda: pipeline_finished(node, "piped"), timeout=60)
+    rec = instance_state(node, "piped")
+    assert rec.frames == 5 and rec.wrong == [] and rec.errors["ONNX"] == [] and rec.results["ONNX"] == 5 * 12
+
+
+def test_the_pipeline_snapshot_says_which_cascades_are_colocated(colocated_node: Any) -> None:
+    node = colocated_node
+    cascades = [
+        {"SIGNATURE": "ONNX", "AS": "NEAR", "MAX_CROPS": 2, "PARAMS": MEAN, "COLOCATE": True},
+        {"SIGNATURE": "ONNX", "AS": "FAR", "MAX_CROPS": 2, "PARAMS": MEAN},
+    ]
+    node.add_pipeline(pipeline("live", cascades, {"COUNT": 100000}, NAMES=["NEAR", "FAR"]))
+    rec = wait_for(lambda: instance_state(node, "live"), timeout=20)
+    wait_for(lambda: rec.results.get("NEAR", 0) >= 10 and rec.results.get("FAR", 0) >= 10, timeout=30)
+    shown = node.pipelines["live"].serving.snapshot()["cascades"]  # what local_info.json shows
+    assert shown["names"] == ["FAR", "NEAR"] and shown["colocated"] == ["NEAR"]
+    assert rec.wrong == [] and rec.errors == {"NEAR": [], "FAR": []}
+    node.remove_pipeline("live")
