@@ -9,9 +9,10 @@ stage's result and the aligned crop results together (:class:`Cascaded`). A fram
 round trip between the node and a server process.
 
 The second model is loaded in each first-stage process at the first frame that needs it (one copy per process,
-whatever the number of pipelines), and closed with it; while it loads, the batch's watchdog allows the load's
-time (``LOAD_TIMEOUT``, told by a :class:`~edge_engine.serving.worker.Loading` message), not only
-``INFERENCE_TIMEOUT``. What stays as on the shared-server path: the boxes chosen
+whatever the number of pipelines), and closed with it; while it loads, the batch's watchdog allows the load's time
+(``LOAD_TIMEOUT``, told by a :class:`~edge_engine.serving.worker.Loading` message), not only ``INFERENCE_TIMEOUT``.
+A model that fails to load is not tried again by that process (its boxes get ``load_failed`` at once) until the
+process restarts or the cascade's ``PARAMS`` change. What stays as on the shared-server path: the boxes chosen
 (``CLASSES``, ``MIN_SCORE``, the best ``MAX_CROPS``), the crops (``PADDING``, ``CROP``, ``MAX_SIDE``) and the
 answers aligned with the detections; a second model that does not load, raises, or returns the wrong number of
 results marks the boxes with a :class:`~edge_engine.errors.ServingError` (``load_failed``, ``inference_error``),
