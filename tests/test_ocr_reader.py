@@ -52,6 +52,7 @@ def models() -> dict[str, Any]:
         "detector": serving(pp_ocr.PpOcrDetector, **reader_module.RAPIDOCR_DETECTOR),
         "direction": serving(pp_ocr.PpOcrDirection),
         "recognizer": serving(pp_ocr.PpOcrRecognizer),
+        "lines": serving(pp_ocr.PpOcrLines),
     }
 
 
@@ -70,12 +71,51 @@ def test_the_three_models_read_what_was_drawn(models: dict[str, Any], case: Text
     assert all(0.8 < line["score"] <= 1.0 for line in lines)
 
 
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_the_lines_server_turns_upside_down_crops_and_reads_what_was_drawn(
+    models: dict[str, Any], case: TextFrame
+) -> None:
+    frame = render(case)
+    (regions,) = run(models["detector"], [frame])
+    crops = [reader_module.crop_line(frame, region) for region in regions]
+    lines = run(models["lines"], crops)
+    assert [line["text"] for line in lines] == expected_text(case)
+    assert [line["direction"] for line in lines] == ["180" if case.upside_down else "0"] * len(crops)
+    assert all(0.8 < line["score"] <= 1.0 for line in lines)
+    if case.upside_down:  # the caller's crops are left as they were
+        assert all(np.array_equal(c, reader_module.crop_line(frame, r)) for c, r in zip(crops, regions, strict=True))
+
+
+def test_the_lines_server_without_direction_loads_no_classifier_and_turns_nothing() -> None:
+    case = next(c for c in CASES if c.upside_down)
+    lines_model = serving(pp_ocr.PpOcrLines, USE_DIRECTION=False)
+    detector = serving(pp_ocr.PpOcrDetector, **reader_module.RAPIDOCR_DETECTOR)
+    frame = render(case)
+    (regions,) = run(detector, [frame])
+    lines = run(lines_model, [reader_module.crop_line(frame, region) for region in regions])
+    assert lines_model.direction is None and {line["direction"] for line in lines} == {"0"}
+    assert [line["text"] for line in lines] != expected_text(case)  # read upside down
+
+
+def test_the_lines_server_defaults_to_one_process_per_four_cores() -> None:
+    assert [pp_ocr.PpOcrLines.default_workers({}, cores) for cores in (1, 2, 4, 8)] == [1, 1, 1, 2]
+
+
+def test_recognizer_runs_each_crop_alone_by_default(models: dict[str, Any]) -> None:
+    """On one CPU thread a group of crops costs more per crop than the crops run alone (benchmarks/README.md)."""
+    crops = [np.full((20, width, 3), 200, np.uint8) for width in (400, 30, 100)]
+    groups = models["recognizer"].pre_process([Input(image=c, seq=i) for i, c in enumerate(crops)])
+    assert [indices for indices, _ in groups] == [[1], [2], [0]]
+    assert [tensor.shape for _, tensor in groups] == [(1, 3, 48, 320), (1, 3, 48, 320), (1, 3, 48, 960)]
+
+
 def test_recognizer_batches_crops_of_any_width_each_as_read_alone(models: dict[str, Any]) -> None:
     frame = render(CASES[1])  # sizes: crops from 60 to 500 px wide
     (regions,) = run(models["detector"], [frame])
     crops = [reader_module.crop_line(frame, region) for region in regions]
+    grouped = serving(pp_ocr.PpOcrRecognizer, GROUP_SIZE=6)
     alone = [run(models["recognizer"], [crop])[0]["text"] for crop in crops]
-    together = [r["text"] for r in run(models["recognizer"], crops[::-1])][::-1]  # one batch, in another order
+    together = [r["text"] for r in run(grouped, crops[::-1])][::-1]  # one group, in another order
     assert together == alone == expected_text(CASES[1])
 
 
@@ -107,6 +147,33 @@ def test_the_recognizer_model_has_its_dictionary(models: dict[str, Any]) -> None
 
 
 # --- the business plugin's logic, with a stand-in infer() -------------------------------------------------------
+def test_a_failing_line_in_one_server_marks_it_and_the_frame_still_reports(models: dict[str, Any]) -> None:
+    frame = render(CASES[3])  # upside down, three lines
+    (regions,) = run(models["detector"], [frame])
+    calls: list[tuple[str, int, Any]] = []
+
+    def infer(signature: str, crops: list[Any], params: Any, timeout: Any) -> list[Any]:
+        calls.append((signature, len(crops), params))
+        if signature != "PP_OCR_LINES":
+            raise AssertionError(f"{signature} asked: the default reads lines in one server")
+        crashed = ServingError(signature, "crashed", "its server process died during the batch")
+        return [crashed if i == 2 else {"text": f"line {i}", "score": 0.97, "direction": "180"} for i in range(3)]
+
+    emitted: list[dict[str, Any]] = []
+    config = {k: v.default for k, v in reader_module.TextReader.config_schema().items()}
+    config.update(DIRECTION_THRESHOLD=0.8, RECOGNIZER_PARAMS={"GROUP_SIZE": 2})
+    plugin = reader_module.TextReader(config, context("TEXT_READER", infer))
+    plugin.context.emit_fn = lambda payload, image=None: emitted.append(payload)
+    plugin.on_init()
+    plugin.process(Input(image=frame, seq=1, inferences={"PP_OCR_DETECTOR": regions}))
+    assert [(signature, count) for signature, count, _ in calls] == [("PP_OCR_LINES", 0), ("PP_OCR_LINES", 3)]
+    assert calls[1][2] == {"GROUP_SIZE": 2, "USE_DIRECTION": True, "DIRECTION_THRESHOLD": 0.8}
+    (payload,) = emitted
+    assert payload["TEXT"] == "line 0\nline 1" and payload["FAILED_LINES"] == 1
+    assert [line["direction"] for line in payload["LINES"][:2]] == ["180", "180"]
+    assert payload["LINES"][2]["text"] is None and "PP_OCR_LINES: crashed" in payload["LINES"][2]["error"]
+
+
 def test_a_failing_second_stage_marks_its_lines_and_the_frame_still_reports(models: dict[str, Any]) -> None:
     frame = render(CASES[0])
     (regions,) = run(models["detector"], [frame])
@@ -121,6 +188,7 @@ def test_a_failing_second_stage_marks_its_lines_and_the_frame_still_reports(mode
 
     emitted: list[dict[str, Any]] = []
     config = {k: v.default for k, v in reader_module.TextReader.config_schema().items()}
+    config["SEPARATE_STAGES"] = True
     plugin = reader_module.TextReader(config, context("TEXT_READER", infer))
     plugin.context.emit_fn = lambda payload, image=None: emitted.append({"payload": payload, "image": image})
     plugin.on_init()
@@ -194,8 +262,8 @@ def test_text_reader_in_a_node_reads_every_rendered_frame(node_factory: Any, tmp
             assert 0 <= x1 < x2 <= 640 and 0 <= y1 < y2 <= 480 and len(line["quad"]) == 4
     witnesses = sorted((out / "images").glob("*.jpg"))
     assert len(witnesses) == len(CASES) and cv2.imread(str(witnesses[0])).shape[1] == 320
-    signatures = {server.signature for server in node.serving.servers()}
-    assert signatures == {"PP_OCR_DETECTOR", "PP_OCR_DIRECTION", "PP_OCR_RECOGNIZER"}
+    servers = {server.signature: server for server in node.serving.servers()}
+    assert set(servers) == {"PP_OCR_DETECTOR", "PP_OCR_LINES"}  # direction and recognizer in one process
 
 
 def test_dry_run_reads_the_bundled_sample(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
@@ -230,7 +298,7 @@ def test_a_recognizer_that_never_answers_marks_the_lines_in_a_node(node_factory:
     node.add_pipeline({
         "NAME": "gate", "TYPE": "IMAGE_FOLDER", "PATH": str(folder), "PATTERN": "*.png",
         "PLUGINS": [{"SIGNATURE": "TEXT_READER", "INSTANCES": [{
-            "INSTANCE_ID": "read", "INFER_TIMEOUT": 3, "RECOGNIZER_PARAMS": unreachable,
+            "INSTANCE_ID": "read", "INFER_TIMEOUT": 3, "RECOGNIZER_PARAMS": unreachable, "SEPARATE_STAGES": True,
             "STARTUP_AI_ENGINE_PARAMS": {"WORKERS": 1, "PP_OCR_DETECTOR": {"LIMIT_TYPE": "min", "LIMIT_SIDE": 736}},
         }]}],
     })  # fmt: skip
@@ -259,4 +327,4 @@ def test_a_wrong_key_for_a_second_stage_fails_the_instance_start_naming_it(node_
     (instance,) = node.pipelines["typo"].instances.values()
     wait_for(lambda: instance.stats.last_error and instance.status in ("error", "flapping"), timeout=30)  # at start
     text = instance.stats.last_error
-    assert "PP_OCR_RECOGNIZER" in text and "'GROUP_SIZ'" in text and "GROUP_SIZE" in text, text
+    assert "PP_OCR_LINES" in text and "'GROUP_SIZ'" in text and "GROUP_SIZE" in text, text

@@ -1,19 +1,20 @@
 """Text reader: a business plugin that reads the text in a frame (full OCR), line by line, with a witness image.
 
-Three models, each in the node's shared model servers (batched with every other pipeline that uses them):
+Three models, in the node's shared model servers (batched with every other pipeline that uses them):
 
 1. ``PP_OCR_DETECTOR`` (its ``AI_ENGINE``) finds text regions, each with its ``quad`` (decision 34);
 2. each region is cut out of the frame along its quad (perspective warp, cubic, to an upright line; a crop
    1.5 times taller than wide is turned a quarter, as RapidOCR does) and the crops go, in one call, to
-   ``PP_OCR_DIRECTION``; a crop classified ``"180"`` with a score above ``DIRECTION_THRESHOLD`` is turned
-   half a turn;
-3. the upright crops go, in one call, to ``PP_OCR_RECOGNIZER``, which gives each its text and score.
+   ``PP_OCR_LINES``: the direction classifier and the recognizer in one server process; a crop classified
+   ``"180"`` with a score above ``DIRECTION_THRESHOLD`` is turned half a turn, then read (text and score).
 
-Steps 2 and 3 run through the engine's cascade call (``self.infer``): the crops travel in shared memory and
-are batched with crops of other frames and pipelines. The defaults are RapidOCR's (detector: shorter side
-enlarged to 736, box threshold 0.5, unclip 1.6; direction threshold 0.9; lines scoring under 0.5 or empty
-are dropped), so the text read is RapidOCR's. Each frame with at least ``MIN_LINES`` lines gives (at most
-one every ``MIN_PAYLOAD_INTERVAL`` seconds) a payload::
+With ``SEPARATE_STAGES`` the crops go to ``PP_OCR_DIRECTION`` first, then (turned where needed) to
+``PP_OCR_RECOGNIZER``: two servers, each scaled on its own (``DIRECTION_PARAMS``, ``RECOGNIZER_PARAMS``), at
+the price of a process and a round trip more per frame. Step 2 runs through the engine's cascade call
+(``self.infer``): the crops travel in shared memory and are batched with crops of other frames and pipelines.
+The defaults are RapidOCR's (detector: shorter side enlarged to 736, box threshold 0.5, unclip 1.6; direction
+threshold 0.9; lines scoring under 0.5 or empty are dropped), so the text read is RapidOCR's. Each frame with
+at least ``MIN_LINES`` lines gives (at most one every ``MIN_PAYLOAD_INTERVAL`` seconds) a payload::
 
     {"TEXT_LINES": 2, "TEXT": "HELLO EDGE\\nInvoice 4711",
      "LINES": [{"text": "HELLO EDGE", "score": 0.99, "box": [x1, y1, x2, y2], "quad": [[x, y] × 4],
@@ -23,7 +24,7 @@ one every ``MIN_PAYLOAD_INTERVAL`` seconds) a payload::
 ``LINES`` are in reading order (top to bottom, then left to right). A line whose second or third stage
 failed (its server crashed, timed out...) is kept with ``"text": null`` and ``"error": "..."`` and counted in
 ``FAILED_LINES``: a failing second stage marks boxes, never the frame (decision 35). When the detector
-itself failed, ``process`` raises its ``ServingError`` (the engine counts it; the next frame goes on). The two
+itself failed, ``process`` raises its ``ServingError`` (the engine counts it; the next frame goes on). The
 other models' servers start with the instance (``on_init``), where a wrong key in their params fails it. The
 witness image is the frame (at most ``WITNESS_WIDTH`` wide) with each line's quad outlined and its text
 written above it (characters OpenCV's fonts lack are drawn as ``?``).
@@ -40,6 +41,7 @@ from edge_engine.api import BusinessPlugin, Detection, Input, Key, ServingError
 DETECTOR = "PP_OCR_DETECTOR"
 DIRECTION = "PP_OCR_DIRECTION"
 RECOGNIZER = "PP_OCR_RECOGNIZER"
+LINES = "PP_OCR_LINES"  # the direction classifier and the recognizer in one server
 RAPIDOCR_DETECTOR = {"LIMIT_TYPE": "min", "LIMIT_SIDE": 736}  # RapidOCR's detector resize
 TEXT_COLOR, BOX_COLOR = (255, 255, 255), (0, 160, 0)
 
@@ -57,8 +59,15 @@ class TextReader(BusinessPlugin):
             type=dict,
             doc="the detector's config; keys that are not a signature's section also go to the two other models",
         ),
-        "DIRECTION_PARAMS": Key({}, type=dict, doc="PP_OCR_DIRECTION's config (e.g. WORKERS, MAX_BATCH_SIZE)"),
-        "RECOGNIZER_PARAMS": Key({}, type=dict, doc="PP_OCR_RECOGNIZER's config (e.g. WORKERS, GROUP_SIZE)"),
+        "SEPARATE_STAGES": Key(
+            False, type=bool, doc="direction and recognizer in two servers (PP_OCR_DIRECTION, PP_OCR_RECOGNIZER)"
+        ),
+        "DIRECTION_PARAMS": Key({}, type=dict, doc="PP_OCR_DIRECTION's config (with SEPARATE_STAGES)"),
+        "RECOGNIZER_PARAMS": Key(
+            {},
+            type=dict,
+            doc="PP_OCR_LINES's config (PP_OCR_RECOGNIZER's with SEPARATE_STAGES): WORKERS, GROUP_SIZE...",
+        ),
         "USE_DIRECTION": Key(True, type=bool, doc="classify each line's direction and turn upside-down ones"),
         "DIRECTION_THRESHOLD": Key(0.9, min=0, max=1, doc="turn a line only when '180' scores more than this"),
         "MIN_DETECTION_SCORE": Key(0.0, min=0, max=1, doc="regions scoring less are not read"),
@@ -83,6 +92,9 @@ class TextReader(BusinessPlugin):
         RECOGNIZER_PARAMS fails the instance's start with the key named, and the models load while the
         detector runs on the first frames."""
         try:
+            if not self.config["SEPARATE_STAGES"]:
+                self.infer(LINES, [], self._params(LINES))
+                return
             if self.config["USE_DIRECTION"]:
                 self.infer(DIRECTION, [], self._params(DIRECTION))
             self.infer(RECOGNIZER, [], self._params(RECOGNIZER))
@@ -114,6 +126,17 @@ class TextReader(BusinessPlugin):
         crops = [crop_line(image, region) for region in regions]
         lines: list[dict[str, Any]] = [_line(region) for region in regions]
         if not crops:
+            return lines
+        if not self.config["SEPARATE_STAGES"]:
+            for line, result in zip(lines, self.infer(LINES, crops, self._params(LINES), self._timeout()), strict=True):
+                if isinstance(result, ServingError):
+                    self._fail(line, result)
+                else:
+                    line["text"], line["score"], line["direction"] = (
+                        result["text"],
+                        result["score"],
+                        result["direction"],
+                    )
             return lines
         pending = list(range(len(crops)))
         if self.config["USE_DIRECTION"]:
@@ -153,11 +176,15 @@ class TextReader(BusinessPlugin):
         self.lines_failed += 1
 
     def _params(self, signature: str) -> dict[str, Any]:
-        """A second stage's config: the shared keys of STARTUP_AI_ENGINE_PARAMS, then its own *_PARAMS."""
+        """A second stage's config: the shared keys of STARTUP_AI_ENGINE_PARAMS, then its own *_PARAMS
+        (``PP_OCR_LINES``: RECOGNIZER_PARAMS, and the reader's USE_DIRECTION and DIRECTION_THRESHOLD)."""
         shared = self.config.get("STARTUP_AI_ENGINE_PARAMS") or {}
         params = {k: v for k, v in shared.items() if not isinstance(v, Mapping)}
         own = self.config["DIRECTION_PARAMS"] if signature == DIRECTION else self.config["RECOGNIZER_PARAMS"]
         params.update(own or {})
+        if signature == LINES:
+            params["USE_DIRECTION"] = self.config["USE_DIRECTION"]
+            params["DIRECTION_THRESHOLD"] = self.config["DIRECTION_THRESHOLD"]
         return params
 
     def _timeout(self) -> float | None:

@@ -15,10 +15,16 @@ OpenCV and numpy only.
   classified upright or upside down: ``{"label": "0" | "180", "score": p}``. Small and fast: the model the
   sharing benchmark batches.
 * ``PP_OCR_RECOGNIZER`` (PP-OCRv6 rec "small", CTC): a text-line crop (upright) is resized to 48 px high with
-  its aspect ratio kept; crops of a batch are sorted by width and run in groups of ``GROUP_SIZE``, each group
-  padded to its widest crop (at least 320 px). Greedy CTC decoding with the character dictionary stored in the
+  its aspect ratio kept; crops of a batch are sorted by width and run in groups of ``GROUP_SIZE`` (default 1:
+  on one CPU thread a group costs more per crop than crops run alone, even at equal widths), each group padded
+  to its widest crop (at least 320 px). Greedy CTC decoding with the character dictionary stored in the
   model's metadata gives ``{"text": "...", "score": p}`` (``score``: the mean probability of the characters
   kept; 0 for an empty line).
+* ``PP_OCR_LINES``: the direction classifier and the recognizer in one process (what ``TEXT_READER`` uses):
+  a text-line crop is classified, turned half a turn when ``"180"`` scores above ``DIRECTION_THRESHOLD``, and
+  read: ``{"text": "...", "score": p, "direction": "0" | "180"}`` (``direction``: whether it was turned). One
+  process instead of two (each holds ~100 MB of Python, onnxruntime and OpenCV besides its model) and one
+  round trip per frame instead of two.
 """
 
 from __future__ import annotations
@@ -310,7 +316,12 @@ class PpOcrRecognizer(_PackagedModel):
     CONFIG: ClassVar[dict[str, Any]] = {
         "MAX_BATCH_SIZE": Key(12, type=int, min=1, doc="largest batch of crops (of any frames and pipelines)"),
         "GROUP_SIZE": Key(
-            6, type=int, min=1, max=64, doc="crops run together once sorted by width, padded to the widest of them"
+            1,
+            type=int,
+            min=1,
+            max=64,
+            doc="crops run together once sorted by width, padded to the widest of them (1: each alone, the least "
+            "CPU on one thread: padding costs more than the call it saves; more for a GPU)",
         ),
     }
 
@@ -400,3 +411,87 @@ def ctc_decode(probabilities: Any, characters: list[str]) -> tuple[str, float]:
     text = "".join(characters[i] for i in best[keep])
     score = round(float(np.mean(probabilities.max(axis=1)[keep])), 5)
     return text, score
+
+
+# --- direction classifier and recognizer in one process ----------------------------------------------------------
+class PpOcrLines(PpOcrRecognizer):
+    """PP-OCR direction classifier then recognizer, both sessions in each worker; see the module docstring."""
+
+    SIGNATURE = "PP_OCR_LINES"
+    VERSION = "1.0.0"
+    DESCRIPTION = "PP-OCR text lines in one process: direction (turned when upside down), then PP-OCRv6 recognition"
+    DIRECTION_FILE = PpOcrDirection.MODEL_FILE
+    CONFIG: ClassVar[dict[str, Any]] = {
+        "USE_DIRECTION": Key(True, type=bool, doc="classify each crop's direction and turn upside-down ones"),
+        "DIRECTION_THRESHOLD": Key(0.9, min=0, max=1, doc="turn a crop only when '180' scores more than this"),
+        "DIRECTION_BATCH": Key(4, type=int, min=1, max=64, doc="crops per direction-classifier run"),
+    }
+
+    def __init__(self, config: Mapping[str, Any], context: Any):
+        super().__init__(config, context)
+        self.direction: Any = None
+
+    @classmethod
+    def default_workers(cls, config: Mapping[str, Any], cores: int) -> int:
+        """One process per four cores (at least one): the lines of a frame cost a fraction of its detection (about
+        an eighth on the PP-OCR test frames), so more processes would mostly hold memory."""
+        return max(1, cores // 4)
+
+    @classmethod
+    def describe_input(cls, config: Mapping[str, Any]) -> str:
+        return "PP_OCR_LINES's pre-processing (3 × 48 × width)"
+
+    def on_init(self) -> None:
+        super().on_init()
+        if self.config["USE_DIRECTION"]:
+            self.direction = self._session(rapidocr_models_dir() / self.DIRECTION_FILE)
+
+    def _session(self, path: Path) -> Any:
+        """A session on ``path`` with the recognizer's threads, memory settings and providers."""
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = int(self.config.get("INTRA_OP_THREADS") or 0)
+        options.inter_op_num_threads = int(self.config.get("INTER_OP_THREADS") or 0)
+        options.log_severity_level = 3
+        if not self.config.get("MEMORY_ARENA", True):
+            options.enable_cpu_mem_arena = False
+            options.enable_mem_pattern = False
+        return ort.InferenceSession(str(path), options, providers=self.session.get_providers())
+
+    def pre_process(self, inputs: list[Input]) -> Any:
+        images = [inp.image for inp in inputs]
+        for inp in inputs:
+            if inp.image is None or inp.image.size == 0:
+                raise ValueError(f"input #{inp.seq} has no image")
+        turned = self.turn_upside_down(images) if self.direction is not None else [False] * len(images)
+        groups = recognizer_groups(images, int(self.config["GROUP_SIZE"]), self.HEIGHT, self.MIN_WIDTH)
+        return groups, turned
+
+    def turn_upside_down(self, images: list[Any]) -> list[bool]:
+        """Classify the crops (in place: those read as upside down are turned); which ones were turned."""
+        import cv2
+
+        size, threshold = int(self.config["DIRECTION_BATCH"]), float(self.config["DIRECTION_THRESHOLD"])
+        name = self.direction.get_inputs()[0].name
+        turned: list[bool] = []
+        for start in range(0, len(images), size):
+            batch = direction_batch(images[start : start + size])
+            for probabilities in self.direction.run(None, {name: batch})[0]:
+                index = len(turned)
+                upside_down = int(probabilities.argmax()) == 1 and float(probabilities[1]) > threshold
+                if upside_down:
+                    images[index] = cv2.rotate(images[index], cv2.ROTATE_180)
+                turned.append(upside_down)
+        return turned
+
+    def predict(self, batch: Any) -> Any:
+        groups, turned = batch
+        return super().predict(groups), turned
+
+    def post_process(self, predictions: Any, inputs: list[Input]) -> list[Any]:
+        read, turned = predictions
+        results = super().post_process(read, inputs)
+        for result, upside_down in zip(results, turned, strict=True):
+            result["direction"] = "180" if upside_down else "0"
+        return results
