@@ -163,3 +163,62 @@ def test_many_threads_share_two_malloc_arenas(tmp_path: Any, operator: str | Non
         assert before < after <= 8  # the node did not lower the operator's limit
     else:
         assert after <= max(before, 2)
+
+
+RELEASE_SCRIPT = r"""
+import json, sys, time
+from pathlib import Path
+
+from edge_engine.config.node_settings import load_settings
+from edge_engine.node.core import Node
+
+def rss():
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+
+base, extensions, video = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+(base / ".config_startup.json").write_text(json.dumps({"DEMO_PIPELINE": False, "PLUGIN_FOLDERS": [extensions]}))
+env = {"EE_LOAD_ENTRY_POINTS": "0", "EE_COMMS": "0", "EE_STATUS_PORT": "0"}
+node = Node(load_settings(base, base / "_local_cache", env))
+node.start()
+import cv2, numpy  # noqa: E401 (loaded by the pipelines; their libraries are not what this measures)
+cv2.VideoCapture(video).read()
+idle = rss()
+names = [f"cam{i}" for i in range(16)]
+for name in names:
+    node.add_pipeline({"NAME": name, "TYPE": "VIDEO_FILE", "URL": video, "LOOP": True, "LIVE_FEED": True,
+                       "DECODE_THREADS": 1, "CAP_RESOLUTION": 50,
+                       "PLUGINS": [{"SIGNATURE": "MOTION_DETECTOR", "INSTANCES": [{"INSTANCE_ID": "m"}]}]})
+deadline = time.monotonic() + 20
+while time.monotonic() < deadline and min(node.pipelines[n].capture.stats.inputs for n in names) < 20:
+    time.sleep(0.05)
+running = rss()
+for name in names:
+    node.remove_pipeline(name)
+deadline = time.monotonic() + 3
+while time.monotonic() < deadline and rss() - idle > (running - idle) / 3:
+    time.sleep(0.05)
+print(round(idle), round(running), round(rss()), flush=True)
+node.stop("done")
+"""
+
+
+def test_removed_pipelines_give_their_memory_back(tmp_path: Any) -> None:
+    """Decoders and frames freed by removed pipelines go back to the system, not into the allocator's free lists."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
+    video = str(REPO / "samples" / "demo.mp4")
+    done = subprocess.run(
+        [sys.executable, "-c", RELEASE_SCRIPT, str(tmp_path), str(REPO / "extensions"), video],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=90,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    idle, running, removed = (int(n) for n in done.stdout.split()[-3:])
+    assert running - idle > 10, (idle, running, removed)  # 16 decoders and their frames took memory
+    assert removed - idle <= (running - idle) / 3, (idle, running, removed)

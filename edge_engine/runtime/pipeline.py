@@ -21,7 +21,7 @@ from typing import Any
 from edge_engine.config.pipelines import InstanceSpec, PipelineSpec
 from edge_engine.messages import utc_iso
 from edge_engine.plugin.kinds import Input
-from edge_engine.runtime.allocator import limit_arenas
+from edge_engine.runtime.allocator import limit_arenas, request_release
 from edge_engine.runtime.capture import CaptureRunner
 from edge_engine.runtime.environment import PLUGIN_LOG_PREFIX, RuntimeEnv
 from edge_engine.runtime.instance import InstanceRunner
@@ -263,6 +263,9 @@ class PipelineRunner:
             if thread.ident is not None:
                 thread.join(max(0.0, deadline - time.monotonic()))
         forget_loggers(self._logger_names)  # a plugin still finishing keeps its logger object; only the name goes
+        request_release()  # its decoder and frames went back to the allocator: the watchdog returns them to the system
+        if self.env.wake_watchdog is not None:
+            self.env.wake_watchdog()
         return [t.name for t in threads if t.is_alive()]
 
     # --- reporting ---------------------------------------------------------------------------------------

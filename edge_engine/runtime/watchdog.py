@@ -2,7 +2,8 @@
 
 It asks each pipeline runner (:meth:`~edge_engine.runtime.pipeline.PipelineRunner.watch`) when it next needs
 a look and sleeps until the earliest of those times, or until :meth:`Watchdog.poke` (a pipeline started).
-A node whose pipelines use neither setting wakes it once a minute only.
+A node whose pipelines use neither setting wakes it once a minute only. It also hands the memory of stopped
+pipelines back to the system (:mod:`edge_engine.runtime.allocator`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
+
+from edge_engine.runtime.allocator import release_if_requested
 
 log = logging.getLogger(__name__)
 MIN_SLEEP = 0.05  # seconds: never spin, even if a runner asks to be looked at again at once
@@ -57,6 +60,7 @@ class Watchdog:
     def _run(self) -> None:
         while not self._stop.is_set():
             next_due = self.check()
+            release_if_requested()  # a pipeline stopped: its memory back to the system (once for a burst)
             timeout = MAX_SLEEP if next_due is None else min(MAX_SLEEP, next_due - time.monotonic())
             self._wake.wait(max(MIN_SLEEP, timeout))
             self._wake.clear()
