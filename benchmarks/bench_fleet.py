@@ -3,11 +3,12 @@
 For each fleet size: a Mosquitto on a free port, a supervisor node as a real process (``python device.py``,
 ``EE_SUPERVISOR=1``, no pipeline), then
 
-1. the node's CPU (user + system of its process tree over ``--seconds``) with no fleet;
+1. the node's CPU (user + system of its process tree over ``--seconds``, ``--rounds`` windows, the median) with no
+   fleet;
 2. the fleet simulator (``benchmarks/fleet_sim.py``, its own process: signed v2 heartbeats of N keys, each node
-   every ``--interval`` s, spread evenly); after one full round and a settle, the node's CPU again over
-   ``--seconds``. The tracker's cost is the difference (receiving, decoding and checking heartbeats, building and
-   publishing NET_MON_01, the larger local_info.json);
+   every ``--interval`` s, spread evenly); after one full round and a settle, the node's CPU again in ``--rounds``
+   windows. The tracker's cost is the difference of the medians (receiving, decoding and checking heartbeats,
+   building and publishing NET_MON_01, the larger local_info.json);
 3. NET_MON_01 as it reaches the broker: its size on the wire (goal: within ``EE_MAX_MESSAGE_BYTES``, 1 MB) and how
    many of the simulated nodes it lists, decoded as the SDK decodes it (v2 ``ENCODED_DATA``);
 4. unless ``--no-sdk``: Ratio1's SDK (its own venv, ``tests/sdk_env.py``) starts a ``Session`` on the same broker:
@@ -15,8 +16,8 @@ For each fleet size: a Mosquitto on a free port, a supervisor node as a real pro
 
 The simulator must keep up for the figures to mean anything: its worst lateness per round is printed.
 
-    .venv/bin/python benchmarks/bench_fleet.py [--nodes 1000 5000] [--seconds 30] [--interval 10] [--no-sdk]
-        [--quick]
+    .venv/bin/python benchmarks/bench_fleet.py [--nodes 1000 5000] [--seconds 30] [--rounds 3] [--interval 10]
+        [--no-sdk] [--quick]
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import argparse
 import base64
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -137,6 +139,11 @@ def node_cpu_pct(run: NodeRun, seconds: float) -> float:
     return figures.cpu_pct
 
 
+def node_cpu_windows(run: NodeRun, seconds: float, rounds: int) -> list[float]:
+    """The node's CPU in ``rounds`` consecutive windows of ``seconds`` (% of a core each)."""
+    return [round(node_cpu_pct(run, seconds), 2) for _ in range(max(1, rounds))]
+
+
 def run_sdk(port: int, home: Path, addresses: Path) -> dict[str, Any]:
     """Ratio1's SDK in its own venv: a Session on this broker, then how many simulated nodes it lists."""
     sys.path.insert(0, str(REPO / "tests"))
@@ -172,11 +179,13 @@ def scenario(nodes: int, args: argparse.Namespace, root: Path) -> dict[str, Any]
                                                 "EE_STATUS_PORT": "0"})  # fmt: skip
     watch = NetmonWatch(port)
     sim: Simulator | None = None
-    figures: dict[str, Any] = {"nodes": nodes, "interval_s": args.interval, "window_s": args.seconds}
+    figures: dict[str, Any] = {"nodes": nodes, "interval_s": args.interval, "window_s": args.seconds,
+                               "rounds": args.rounds}  # fmt: skip
     try:
         run.start_and_time(timeout=120)
         time.sleep(SETTLE_SECONDS)
-        figures["node_cpu_idle_pct"] = round(node_cpu_pct(run, args.seconds), 2)
+        figures["node_cpu_idle_windows"] = node_cpu_windows(run, args.seconds, args.rounds)
+        figures["node_cpu_idle_pct"] = round(statistics.median(figures["node_cpu_idle_windows"]), 2)
         addresses = folder / "addresses.txt"
         sim = Simulator(port, nodes, args.interval, addresses, folder / "simulator.log")
         ready = sim.wait("ready")
@@ -185,8 +194,12 @@ def scenario(nodes: int, args: argparse.Namespace, root: Path) -> dict[str, Any]
         sim.wait("round", 1, timeout=args.interval * 3 + 60)
         time.sleep(SETTLE_SECONDS)
         start = time.monotonic()
-        figures["node_cpu_fleet_pct"] = round(node_cpu_pct(run, args.seconds), 2)
+        figures["node_cpu_fleet_windows"] = node_cpu_windows(run, args.seconds, args.rounds)
+        figures["node_cpu_fleet_pct"] = round(statistics.median(figures["node_cpu_fleet_windows"]), 2)
         figures["tracker_cpu_pct"] = round(figures["node_cpu_fleet_pct"] - figures["node_cpu_idle_pct"], 2)
+        figures["tracker_cpu_windows"] = [round(w - figures["node_cpu_idle_pct"], 2)
+                                          for w in figures["node_cpu_fleet_windows"]]  # fmt: skip
+        figures["load_1min"] = round(os.getloadavg()[0], 1)
         expected = set(addresses.read_text(encoding="utf-8").split())
         seen = watch.since(start)
         if seen:
@@ -216,10 +229,12 @@ def scenario(nodes: int, args: argparse.Namespace, root: Path) -> dict[str, Any]
 def report(figures: dict[str, Any]) -> None:
     n = figures["nodes"]
     print(f"{n} simulated nodes, one heartbeat each every {figures['interval_s']:g} s "
-          f"({figures.get('heartbeat_bytes')} bytes), windows of {figures['window_s']:g} s")  # fmt: skip
+          f"({figures.get('heartbeat_bytes')} bytes), {figures['rounds']} windows of {figures['window_s']:g} s, "
+          f"load {figures.get('load_1min')} at the end")  # fmt: skip
     print(f"  simulator: {figures.get('sim_sign_seconds')} s to sign, worst lateness {figures.get('sim_late_max_s')} s")
     print(f"  node CPU without / with the fleet  {figures.get('node_cpu_idle_pct')} % / "
-          f"{figures.get('node_cpu_fleet_pct')} % of a core")  # fmt: skip
+          f"{figures.get('node_cpu_fleet_pct')} % of a core (medians; windows {figures.get('node_cpu_idle_windows')}"
+          f" / {figures.get('node_cpu_fleet_windows')})")  # fmt: skip
     goal = f"  (goal ≤ {GOAL_CPU_PCT_1000:g} % at 1,000)" if n <= 1000 else ""
     print(f"  tracker CPU                        {figures.get('tracker_cpu_pct')} % of a core{goal}")
     print(f"  NET_MON_01 on the wire             {figures.get('netmon_bytes_max')} bytes max "
@@ -228,7 +243,7 @@ def report(figures: dict[str, Any]) -> None:
     print(f"  tracked {figures.get('tracked')}; tracker {figures.get('tracker_counters')}")
     print(f"  admin {figures.get('admin_counters')}; outbox {figures.get('outbox')}")
     record(f"tracker CPU, {n} nodes every {figures['interval_s']:g} s", figures.get("tracker_cpu_pct"), "% of a core",
-           goal=f"≤ {GOAL_CPU_PCT_1000:g}" if n <= 1000 else None,
+           goal=f"≤ {GOAL_CPU_PCT_1000:g}" if n <= 1000 else None, samples=figures.get("tracker_cpu_windows"),
            note=f"node {figures.get('node_cpu_fleet_pct')} % with the fleet, {figures.get('node_cpu_idle_pct')} % "
            "without")  # fmt: skip
     record(f"NET_MON_01 size, {n} nodes ({figures.get('netmon_version')})", figures.get("netmon_bytes_max"), "bytes",
@@ -246,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--nodes", type=int, nargs="+", default=[1000, 5000], help="fleet sizes (1000 5000)")
     parser.add_argument("--seconds", type=float, default=30.0, help="CPU window (default 30: one verify period)")
+    parser.add_argument("--rounds", type=int, default=3, help="CPU windows with and without the fleet (median; 3)")
     parser.add_argument("--interval", type=float, default=10.0, help="heartbeat interval of each node (10 s)")
     parser.add_argument("--no-sdk", action="store_true", help="leave the SDK session out")
     parser.add_argument("--quick", action="store_true", help="200 and 1000 nodes, 15 s windows, no SDK")
