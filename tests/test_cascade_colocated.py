@@ -8,8 +8,10 @@ another frame or pipeline, is caught.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+import numpy as np
 import pytest
 from conftest import instance_state, pipeline_finished, wait_for
 from onnx_models import mean_model
@@ -200,3 +202,64 @@ def test_the_pipeline_snapshot_says_which_cascades_are_colocated(colocated_node:
     assert shown["names"] == ["FAR", "NEAR"] and shown["colocated"] == ["NEAR"]
     assert rec.wrong == [] and rec.errors == {"NEAR": [], "FAR": []}
     node.remove_pipeline("live")
+
+
+class CropMean:
+    """A second model in numpy (created by the worker's own plugin loader): each crop's mean colour."""
+
+    loads = 0
+
+    def __init__(self, config: dict[str, Any], context: Any) -> None:
+        self.config = config
+
+    def on_init(self) -> None:
+        type(self).loads += 1
+
+    def pre_process(self, inputs: list[Any]) -> list[Any]:
+        return [inp.image.reshape(-1, 3).mean(axis=0).tolist() for inp in inputs]
+
+    def predict(self, batch: list[Any]) -> list[Any]:
+        return batch
+
+    def post_process(self, predictions: list[Any], inputs: list[Any]) -> list[Any]:
+        return [{"mean": mean} for mean in predictions]
+
+
+class BoxesFromMetadata:
+    """A first stage whose detections are the ones each input's metadata names."""
+
+    def pre_process(self, inputs: list[Any]) -> list[Any]:
+        return inputs
+
+    def predict(self, batch: list[Any]) -> list[Any]:
+        return batch
+
+    def post_process(self, predictions: list[Any], inputs: list[Any]) -> list[Any]:
+        return [list(inp.metadata["boxes"]) for inp in inputs]
+
+
+def test_a_frame_without_detections_comes_back_plain_and_loads_no_second_model(tmp_path: Any) -> None:
+    from edge_engine.plugin.kinds import Input
+    from edge_engine.serving.colocated import Cascaded, ColocatedCascade, SecondStages
+    from edge_engine.serving.frame_slots import FrameReader, FrameSlots
+    from edge_engine.serving.worker import FrameItem, WorkerSpec, _run_batch
+
+    spec = WorkerSpec.for_class(CropMean, {}, tmp_path, 0)
+    cascade = ColocatedCascade("k", "crop-mean", spec, "numpy", (), 0.0, 0.0, 8, "box", 0, 8)
+    slots = FrameSlots(2, use_shm=False)  # pipe mode: the frame's bytes travel in its reference
+    frame = np.zeros((8, 8, 3), np.uint8)
+    frame[:4, :4] = (10, 20, 30)
+    box = {"box": [0, 0, 4, 4], "score": 0.9, "class_id": 0, "class_name": "x"}
+    ref = slots.put(slots.acquire(), frame)
+    reader, stages = FrameReader(), SecondStages(logging.getLogger("test"))
+    empty = [FrameItem(ref, None, {"boxes": []}, 0, 0.0, (cascade,))]
+    results, lost = _run_batch(BoxesFromMetadata(), reader, empty, Input, stages)
+    assert results == [[]] and type(results[0]) is list and lost == {}
+    assert CropMean.loads == 0  # nothing to crop: the second model is not even loaded
+    items = [*empty, FrameItem(ref, None, {"boxes": [box]}, 1, 0.0, (cascade,))]
+    results, lost = _run_batch(BoxesFromMetadata(), reader, items, Input, stages)
+    assert results[0] == [] and type(results[1]) is Cascaded and CropMean.loads == 1
+    assert results[1].first == [box] and results[1].outcomes["k"].aligned == [{"mean": [10.0, 20.0, 30.0]}]
+    stages.close()
+    reader.close()
+    slots.close()

@@ -271,7 +271,10 @@ def _run_batch(
             raise ValueError(f"post_process returned {len(answers)} results for {len(kept)} inputs")
         for index, answer in zip(kept, answers, strict=True):
             results[index] = answer
-        frames = [(index, results[index], image, cascades) for index, image, cascades in cascaded if cascades]
+        # a frame without detections has nothing to crop: its plain answer says so (the node aligns [] with it)
+        frames = [
+            (i, results[i], image, cascades) for i, image, cascades in cascaded if cascades and _boxes(results[i])
+        ]
         del cascaded
         if frames and seconds is not None:  # co-located cascades: the second model on these frames' boxes
             from edge_engine.serving.colocated import Cascaded
@@ -284,6 +287,11 @@ def _run_batch(
             for index, found in outcomes.items():
                 results[index] = Cascaded(results[index], found)
     return results, lost
+
+
+def _boxes(answer: Any) -> bool:
+    """Whether a first stage's answer may hold boxes to crop (anything but an empty list)."""
+    return not (type(answer) is list and not answer)
 
 
 def _send(conn: Any, message: FromWorker) -> bool:
