@@ -276,6 +276,9 @@ def main(argv: list[str] | None = None) -> int:
                     step = bench.measure(fps, count, clips[fps], args.seconds, args.warmup)
                     steps.append(step)
                     print_step(step, idle.cpu, steps)
+            time.sleep(1.0)  # the watchdog hands the removed pipelines' memory back to the system
+            rss_end, threads_end = rss_and_threads()
+            print(f"every pipeline removed: {threads_end} threads, RSS {rss_end:.0f} MB (idle node {rss0:.0f} MB)")
         finally:
             bench.close()
     return summarize(steps, idle.cpu, threads0)
