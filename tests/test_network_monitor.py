@@ -495,6 +495,21 @@ def test_a_clean_stop_says_offline_and_a_stop_without_broker_does_not_wait(mosqu
     assert watch.status == "stopped"
 
 
+def test_a_heartbeat_within_the_verify_window_cannot_change_the_version_unchecked() -> None:
+    """A node whose heartbeat has no VERSION is shown with its EE_VERSION: a change of that is an identity change."""
+    clock = Clock()
+    counting = CountingVerify()
+    net = tracker(clock, verify=counting, verify_seconds=30)
+    node = new_identity()
+    assert net.observe(heartbeat(node, "n1", VERSION=None, EE_VERSION="1.0.0")) == "new"
+    clock.now += 5
+    forged = heartbeat(node, "n1", VERSION=None, EE_VERSION="1.0.0")
+    forged["ENCODED_DATA"] = encode_data({"EE_ID": "n1", "EE_WHITELIST": [], "SECURED": True, "DEVICE_STATUS": "ONLINE",
+                                          "VERSION": None, "EE_IS_SUPER": False, "EE_VERSION": "6.6.6"})  # fmt: skip
+    assert net.observe(forged) is None and counting.calls == 2 and net.stats.bad_signature == 1
+    assert net.nodes()[0]["version"] == "1.0.0"
+
+
 def test_the_views_timestamps_are_the_usual_utc_iso_ones() -> None:
     from random import Random
 

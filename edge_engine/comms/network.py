@@ -352,7 +352,7 @@ def _identity(fields: dict[str, Any]) -> tuple[Any, ...]:
         fields.get("EE_ID"),
         tuple(str(a) for a in whitelist) if isinstance(whitelist, list) else None,
         fields.get("SECURED"),
-        fields.get("VERSION"),
+        fields.get("VERSION") or fields.get("EE_VERSION"),  # as the view reads them (_update)
         fields.get("EE_ETH_SENDER") or fields.get("EE_ETH_ADDR"),
         fields.get("EE_IS_SUPER"),
     )
