@@ -43,8 +43,38 @@ class RateMeter:
 
 
 @dataclass
-class StageStats:
-    """Counters of one stage (a capture loop or a business instance)."""
+class RatedStats:
+    """The last error with its time and a rate over one counter: what every counter object keeps.
+
+    A subclass names the counter the rate follows in :meth:`rated_count`.
+    """
+
+    last_error: str | None = None
+    last_error_time: float | None = None
+    _meter: RateMeter = field(default_factory=RateMeter, repr=False)
+
+    def rated_count(self) -> int:
+        """The running count the rate follows."""
+        raise NotImplementedError
+
+    def error(self, text: str) -> None:
+        """Record the last error with its time."""
+        self.last_error = text
+        self.last_error_time = time.time()
+
+    @property
+    def rate(self) -> float:
+        """Counted events per second over the last window (see :class:`RateMeter`)."""
+        return self._meter.rate
+
+    def update_rate(self, now: float | None = None) -> float:
+        """Refresh and return the rate."""
+        return self._meter.update(self.rated_count(), now)
+
+
+@dataclass
+class StageStats(RatedStats):
+    """Counters of one stage (a capture loop or a business instance); the rate is of inputs."""
 
     inputs: int = 0
     outputs: int = 0
@@ -54,9 +84,6 @@ class StageStats:
     busy_seconds: float = 0.0
     busy_count: int = 0
     busy_max: float = 0.0
-    last_error: str | None = None
-    last_error_time: float | None = None
-    _meter: RateMeter = field(default_factory=RateMeter, repr=False)
 
     def timed(self, seconds: float) -> None:
         """Record the duration of one unit of work."""
@@ -66,19 +93,13 @@ class StageStats:
             self.busy_max = seconds
 
     def error(self, text: str) -> None:
-        """Record an error with its time."""
+        """Count an error and record it with its time."""
         self.errors += 1
-        self.last_error = text
-        self.last_error_time = time.time()
+        super().error(text)
 
-    @property
-    def rate(self) -> float:
-        """Inputs per second over the last window (see :class:`RateMeter`)."""
-        return self._meter.rate
-
-    def update_rate(self, now: float | None = None) -> float:
-        """Refresh and return the input rate."""
-        return self._meter.update(self.inputs, now)
+    def rated_count(self) -> int:
+        """Inputs."""
+        return self.inputs
 
     def snapshot(self) -> dict[str, Any]:
         """A JSON-able view for local_info.json."""

@@ -9,19 +9,21 @@ snapshot costs one sort of a small list.
 from __future__ import annotations
 
 import math
-import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from edge_engine.runtime.stage_stats import RateMeter
+from edge_engine.runtime.stage_stats import RatedStats
 
 LATENCY_WINDOW = 2048
 
 
 @dataclass
-class ModelStats:
-    """What ``local_info.json`` reports per model."""
+class ModelStats(RatedStats):
+    """What ``local_info.json`` reports per model; the rate (throughput) is of results.
+
+    Errors are counted as they are answered (:meth:`answered`); :meth:`error` only records the last one.
+    """
 
     requests: int = 0
     results: int = 0
@@ -32,10 +34,7 @@ class ModelStats:
     infer_seconds: float = 0.0
     latency_sum: float = 0.0
     latency_max: float = 0.0
-    last_error: str | None = None
-    last_error_time: float | None = None
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
-    _meter: RateMeter = field(default_factory=RateMeter, repr=False)
 
     def batch_done(self, size: int, seconds: float) -> None:
         self.batches += 1
@@ -52,18 +51,9 @@ class ModelStats:
             self.latency_max = latency
         self.latencies.append(latency)
 
-    def error(self, text: str) -> None:
-        self.last_error = text
-        self.last_error_time = time.time()
-
-    @property
-    def rate(self) -> float:
-        """Results per second over the last window (see :class:`RateMeter`)."""
-        return self._meter.rate
-
-    def update_rate(self, now: float | None = None) -> float:
-        """Refresh and return the throughput."""
-        return self._meter.update(self.results, now)
+    def rated_count(self) -> int:
+        """Results."""
+        return self.results
 
     def snapshot(self) -> dict[str, Any]:
         answered = self.results + self.errors
