@@ -16,7 +16,6 @@ Run with that interpreter as ``python tests/openvino_env.py predict JOB.json``: 
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import platform
@@ -25,8 +24,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-INSTALL_TIMEOUT = 900
+from side_venv import INSTALL_TIMEOUT, REPO, side_python
+
 #: onnxruntime-openvino publishes x86-64 wheels only (Linux and Windows): elsewhere the check cannot run
 NO_WHEEL_MACHINES = "onnxruntime-openvino has no wheel for {} (x86-64 only: requirements-openvino.txt)"
 
@@ -49,33 +48,14 @@ def no_wheel_reason() -> str | None:
     return None if machine in ("x86_64", "amd64") else NO_WHEEL_MACHINES.format(machine or "this machine")
 
 
-def venv_dir() -> Path:
-    """``onnxruntime-openvino`` inside the running virtual environment (``.venv/onnxruntime-openvino`` outside one)."""
-    base = Path(sys.prefix) if sys.prefix != sys.base_prefix else REPO / ".venv"
-    return base / "onnxruntime-openvino"
-
-
 class InstallFailed(RuntimeError):
     """pip could not install the OpenVINO build here (its output is in the message)."""
 
 
 def openvino_python() -> Path:
     """The OpenVINO venv's interpreter, installing it first when it is missing or its requirements changed."""
-    explicit = os.environ.get("EE_TEST_OPENVINO_PYTHON")
-    if explicit:
-        return Path(explicit)
-    folder = venv_dir()
-    python = folder / "bin" / "python"
-    stamp = folder / ".installed"
-    wanted = "\n".join(requirements())
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    with open(folder.parent / ".onnxruntime-openvino.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # one installer at a time
-        if python.exists() and stamp.exists() and stamp.read_text(encoding="utf-8") == wanted:
-            return python
-        print(f"installing {' '.join(requirements())} into {folder}", file=sys.stderr, flush=True)
-        if not python.exists():  # no pip inside: the test venv's pip installs into it (--python)
-            subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(folder)], check=True, timeout=120)
+
+    def install(folder: Path, python: Path) -> None:  # no pip inside: the test venv's pip installs into it
         done = subprocess.run(
             [sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet", "--disable-pip-version-check",
              "--no-deps", *requirements()],
@@ -88,8 +68,11 @@ def openvino_python() -> Path:
                 f"pip could not install {' '.join(requirements())} for Python {python_version} on "
                 f"{platform.machine()} into {folder}:\n{errors.strip()}"
             )
-        stamp.write_text(wanted, encoding="utf-8")
-    return python
+
+    wanted = "\n".join(requirements())
+    return side_python(
+        "onnxruntime-openvino", "EE_TEST_OPENVINO_PYTHON", wanted, " ".join(requirements()), install, with_pip=False
+    )
 
 
 def run_predict(job: dict[str, Any], timeout: float = 300) -> list[dict[str, Any]]:

@@ -9,47 +9,26 @@ the tests do it too when it is missing. ``EE_TEST_SDK_PYTHON`` names another int
 
 from __future__ import annotations
 
-import fcntl
-import os
 import subprocess
-import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from side_venv import INSTALL_TIMEOUT, REPO, side_python
+
 REQUIREMENTS = REPO / "requirements-sdk.txt"
-INSTALL_TIMEOUT = 900
-
-
-def venv_dir() -> Path:
-    """``ratio1-sdk`` inside the running virtual environment (``.venv/ratio1-sdk`` outside one)."""
-    base = Path(sys.prefix) if sys.prefix != sys.base_prefix else REPO / ".venv"
-    return base / "ratio1-sdk"
 
 
 def sdk_python() -> Path:
     """The SDK's interpreter, installing the SDK first when it is missing or its requirements changed."""
-    explicit = os.environ.get("EE_TEST_SDK_PYTHON")
-    if explicit:
-        return Path(explicit)
-    folder = venv_dir()
-    python = folder / "bin" / "python"
-    stamp = folder / ".installed"
-    wanted = REQUIREMENTS.read_text(encoding="utf-8")
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    with open(folder.parent / ".ratio1-sdk.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # one installer at a time
-        if python.exists() and stamp.exists() and stamp.read_text(encoding="utf-8") == wanted:
-            return python
-        print(f"installing the ratio1 SDK ({REQUIREMENTS.name}) into {folder}", file=sys.stderr, flush=True)
-        if not python.exists():
-            subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True, timeout=120)
+
+    def install(folder: Path, python: Path) -> None:
         subprocess.run(
             [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r", str(REQUIREMENTS)],
             check=True,
             timeout=INSTALL_TIMEOUT,
         )
-        stamp.write_text(wanted, encoding="utf-8")
-    return python
+
+    wanted = REQUIREMENTS.read_text(encoding="utf-8")
+    return side_python("ratio1-sdk", "EE_TEST_SDK_PYTHON", wanted, f"the ratio1 SDK ({REQUIREMENTS.name})", install)
 
 
 if __name__ == "__main__":
