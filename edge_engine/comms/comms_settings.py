@@ -16,7 +16,7 @@ from typing import Any
 
 from edge_engine import constants as C
 from edge_engine.config.node_settings import network_name
-from edge_engine.config.settings_schema import ENVIRONMENT, by_file_key, group, parse_supervisor
+from edge_engine.config.settings_schema import ENVIRONMENT, Setting, by_file_key, group, parse_supervisor
 from edge_engine.errors import ConfigIssue
 
 DEFAULT_ROOT_TOPIC = "naeural"
@@ -80,6 +80,26 @@ def resolve_env_ref(value: Any, env: Mapping[str, str]) -> Any:
     return value
 
 
+def set_from_file(
+    settings: Any, attribute: str, setting: Setting, raw: Any, env: Mapping[str, str], issues: list[ConfigIssue]
+) -> None:
+    """Set ``settings.<attribute>`` from a config file's ``raw`` value of ``setting``, with ``"$EE_X"`` resolved.
+
+    An unset, empty or unresolved value leaves the attribute as it is, and so does a reference to the setting's own
+    variable (``"$EE_MQTT_PORT"``): the environment is read after the file and reports that variable itself. A bad
+    value becomes an issue in the schema's form (:meth:`Setting.file_issue`).
+    """
+    if isinstance(raw, str) and raw.strip() == f"${setting.name}":
+        return
+    value = resolve_env_ref(raw, env)
+    if value is None or value == "":
+        return
+    try:
+        setattr(settings, attribute, setting.parse_file_value(value))
+    except ValueError as exc:
+        issues.append(setting.file_issue(value, str(exc)))
+
+
 def _supervisor(text: str, hostname: str | None = None) -> bool:
     """``EE_SUPERVISOR``: a boolean, or ``ordinal-0``: true only on a StatefulSet's first pod (host name ``*-0``)."""
     return parse_supervisor(text, hostname)
@@ -117,26 +137,13 @@ def load_comms_settings(
     comm = app.get("COMMUNICATION") or {}
     params = comm.get("PARAMS") or {} if isinstance(comm, dict) else {}
     for key, setting in by_file_key("comms").items():
-        raw = params.get(key)
-        if _is_own_reference(raw, setting.name):
-            continue  # "$EE_MQTT_PORT": the variable itself is read (and reported) below
-        value = resolve_env_ref(raw, env)
-        if value is None or value == "":
-            continue
-        try:
-            setattr(settings, ATTRIBUTES[setting.name], setting.parse_file_value(value))
-        except ValueError as exc:
-            issues.append(setting.file_issue(value, str(exc)))
+        set_from_file(settings, ATTRIBUTES[setting.name], setting, params.get(key), env, issues)
     for name, setting in SCHEMA.items():
         value = setting.read(env, issues)
         if value is not None:
             setattr(settings, ATTRIBUTES[name], value)
     issues.extend(_pairs(settings))
     return settings, issues
-
-
-def _is_own_reference(raw: Any, name: str) -> bool:
-    return isinstance(raw, str) and raw.strip() == f"${name}"
 
 
 def _pairs(settings: CommsSettings) -> list[ConfigIssue]:

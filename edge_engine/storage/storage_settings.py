@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edge_engine import constants as C
-from edge_engine.comms.comms_settings import resolve_env_ref
+from edge_engine.comms.comms_settings import resolve_env_ref, set_from_file
 from edge_engine.config.settings_schema import MAX_PRESIGN_SECONDS, UPLOADER, by_file_key
 from edge_engine.errors import ConfigIssue
 
@@ -112,16 +112,7 @@ def load_storage_settings(
                 )
             )
             continue
-        setting = SCHEMA[key]
-        if isinstance(raw, str) and raw.strip() == f"${setting.name}":
-            continue  # "$EE_MINIO_SECURE": the variable itself is read (and reported) below
-        value = resolve_env_ref(raw, env)
-        if value is None or value == "":
-            continue
-        try:
-            setattr(settings, ATTRIBUTES[key], setting.parse_file_value(value))
-        except ValueError as exc:
-            issues.append(setting.file_issue(value, str(exc)))
+        set_from_file(settings, ATTRIBUTES[key], SCHEMA[key], raw, env, issues)
     for key, setting in SCHEMA.items():
         value = setting.read(env, issues)
         if value is not None:
