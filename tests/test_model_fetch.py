@@ -77,6 +77,7 @@ def test_a_part_left_by_a_stopped_node_is_resumed_by_the_next(tmp_path: Path, ht
         ("/models/gone.onnx", SHA, 64, "model 'gone.onnx' from http://127.0.0.1:{port}/models/gone.onnx: HTTP 404"),
         ("/models/yolov8n.onnx", SHA, 1, "is over MODEL_MAX_MB (1 MB)"),
     ],
+    ids=["wrong-hash", "not-found", "too-big"],  # SHA is random: ids from it differ between xdist workers
 )
 def test_a_wrong_hash_a_404_or_a_model_too_big_is_a_clear_error_and_leaves_nothing(
     tmp_path: Path, http: ModelHttpServer, path: str, sha: str, max_mb: int, expected: str
