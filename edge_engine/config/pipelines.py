@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from edge_engine.serving.cascade import check_cascades
 from edge_engine.serving.instance_models import check_engines
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+NAME_HINT = "use 1-64 letters, digits, '_', '-' or '.'"
 PIPELINE_STRUCTURE = frozenset({"NAME", "TYPE", "PLUGINS"})
 PLUGIN_ENTRY_KEYS = frozenset({"SIGNATURE", "INSTANCES"})
 CACHE_FILE = "cache"  # one pipeline object per file: _data/box_configuration/streams/<NAME>.json
@@ -110,7 +112,7 @@ def validate_pipeline(
                 "invalid pipeline name",
                 key="NAME",
                 got=name,
-                hint="use 1-64 letters, digits, '_', '-' or '.'",
+                hint=NAME_HINT,
                 **where,
             )
         )
@@ -162,6 +164,38 @@ def _validate_capture(
     return record, config
 
 
+def _named_objects(
+    items: list[Any],
+    level: str,
+    name_key: str,
+    valid: Callable[[str], bool],
+    hint: str | None,
+    where: dict[str, Any],
+    issues: list[ConfigIssue],
+) -> Iterator[tuple[str, dict[str, Any], dict[str, Any]]]:
+    """Each object of ``items`` with its name (its ``name_key``) and where it stands (``level``: that name).
+
+    An item that is not an object, or whose name is missing or not ``valid``, becomes an issue (at ``level``: its
+    position, ``#0``...) and is skipped.
+    """
+    for index, item in enumerate(items):
+        item_where = {**where, level: f"#{index}"}
+        if not isinstance(item, dict):
+            issues.append(ConfigIssue("expected an object", got=item, **item_where))
+            continue
+        name = item.get(name_key)
+        if not isinstance(name, str) or not valid(name):
+            got = item.get(name_key, NOT_GIVEN)
+            issues.append(ConfigIssue(f"missing or invalid {name_key}", key=name_key, got=got, hint=hint, **item_where))
+            continue
+        item_where[level] = name
+        yield name, item, item_where
+
+
+def _is_name(text: str) -> bool:
+    return NAME_PATTERN.match(text) is not None
+
+
 def _validate_plugins(
     plugins: Any,
     registry: PluginRegistry,
@@ -174,23 +208,7 @@ def _validate_plugins(
         return []
     instances: list[InstanceSpec] = []
     seen_signatures: set[str] = set()
-    for index, entry in enumerate(plugins):
-        entry_where = {**where, "plugin": f"#{index}"}
-        if not isinstance(entry, dict):
-            issues.append(ConfigIssue("expected an object", got=entry, **entry_where))
-            continue
-        signature = entry.get("SIGNATURE")
-        if not isinstance(signature, str) or not signature:
-            issues.append(
-                ConfigIssue(
-                    "missing or invalid SIGNATURE",
-                    key="SIGNATURE",
-                    got=entry.get("SIGNATURE", NOT_GIVEN),
-                    **entry_where,
-                )
-            )
-            continue
-        entry_where["plugin"] = signature
+    for signature, entry, entry_where in _named_objects(plugins, "plugin", "SIGNATURE", bool, None, where, issues):
         for extra in sorted(set(entry) - PLUGIN_ENTRY_KEYS):
             issues.append(ConfigIssue("unknown key", key=extra, hint=_near(extra, PLUGIN_ENTRY_KEYS), **entry_where))
         record = registry.get(KIND_BUSINESS, signature)
@@ -233,24 +251,8 @@ def _validate_instances(
     schema = record.cls.config_schema()
     result: list[InstanceSpec] = []
     seen: set[str] = set()
-    for index, item in enumerate(items):
-        inst_where = {**where, "instance": f"#{index}"}
-        if not isinstance(item, dict):
-            issues.append(ConfigIssue("expected an object", got=item, **inst_where))
-            continue
-        instance_id = item.get("INSTANCE_ID")
-        if not isinstance(instance_id, str) or not NAME_PATTERN.match(instance_id):
-            issues.append(
-                ConfigIssue(
-                    "missing or invalid INSTANCE_ID",
-                    key="INSTANCE_ID",
-                    got=item.get("INSTANCE_ID", NOT_GIVEN),
-                    hint="use 1-64 letters, digits, '_', '-' or '.'",
-                    **inst_where,
-                )
-            )
-            continue
-        inst_where["instance"] = instance_id
+    named = _named_objects(items, "instance", "INSTANCE_ID", _is_name, NAME_HINT, where, issues)
+    for instance_id, item, inst_where in named:
         if instance_id in seen:
             issues.append(ConfigIssue("duplicate INSTANCE_ID", key="INSTANCE_ID", **inst_where))
             continue
