@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 _SEP = " › "
+_T = TypeVar("_T")
 
 
 class _NotGiven(enum.Enum):
@@ -96,6 +97,15 @@ class ConfigError(EdgeError):
     def __init__(self, issues: list[ConfigIssue]):
         self.issues = list(issues)
         super().__init__("\n".join(str(i) for i in self.issues))
+
+
+def valid_or_raise(found: tuple[_T, list[ConfigIssue]]) -> _T:
+    """The value of a ``(value, issues)`` pair, as the ``read_*_settings`` functions return; raises
+    :class:`ConfigError` with the issues when there are any."""
+    value, issues = found
+    if issues:
+        raise ConfigError(issues)
+    return value
 
 
 class PluginLoadError(EdgeError):

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_engine.config.settings_schema import group, read_group
-from edge_engine.errors import ConfigError, ConfigIssue
+from edge_engine.errors import ConfigIssue, valid_or_raise
 from edge_engine.messages import utc_iso
 
 log = logging.getLogger(__name__)
@@ -65,10 +65,7 @@ def read_disk_settings(env: Mapping[str, str]) -> tuple[DiskSettings, list[Confi
 
 def load_disk_settings(env: Mapping[str, str]) -> DiskSettings:
     """:func:`read_disk_settings`, raising :class:`ConfigError` on any bad value."""
-    settings, issues = read_disk_settings(env)
-    if issues:
-        raise ConfigError(issues)
-    return settings
+    return valid_or_raise(read_disk_settings(env))
 
 
 def log_file_bytes(logs_max_bytes: int, backups: int, configured: int) -> int:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from edge_engine.config.settings_schema import SETTINGS, read_group
-from edge_engine.errors import ConfigError, ConfigIssue
+from edge_engine.errors import ConfigIssue, valid_or_raise
 
 DEFAULT_STATUS_PORT: int = SETTINGS["EE_STATUS_PORT"].default
 LOOPBACK = "127.0.0.1"
@@ -56,7 +56,4 @@ def read_observe_settings(env: Mapping[str, str]) -> tuple[ObserveSettings, list
 
 def load_observe_settings(env: Mapping[str, str]) -> ObserveSettings:
     """:func:`read_observe_settings`, raising :class:`ConfigError` on any problem (the node does not start)."""
-    settings, issues = read_observe_settings(env)
-    if issues:
-        raise ConfigError(issues)
-    return settings
+    return valid_or_raise(read_observe_settings(env))
