@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from edge_engine.errors import ConfigError
+from edge_engine.errors import valid_or_raise
 from edge_engine.node.disk_bounds import DiskManager, load_disk_settings
 from edge_engine.node.reporting import NodeReporting
 from edge_engine.node.seams import PartService, Service
@@ -78,9 +78,7 @@ class NodeServices(NodeReporting):
         from edge_engine.storage.service import StorageService
         from edge_engine.storage.storage_settings import load_storage_settings
 
-        settings, issues = load_storage_settings(self.settings.app, self.settings.env)
-        if issues:
-            raise ConfigError(issues)
+        settings = valid_or_raise(load_storage_settings(self.settings.app, self.settings.env))
         storage = StorageService(self.layout, settings, self.supervisor, self._node_notification)
         self.storage = storage
         assert self.env is not None
@@ -95,9 +93,7 @@ class NodeServices(NodeReporting):
         """MQTT comms unless disabled (``EE_COMMS=0``); a broker problem never stops the node."""
         from edge_engine.comms.comms_settings import load_comms_settings
 
-        settings, issues = load_comms_settings(self.settings.app, self.settings.startup, self.settings.env)
-        if issues:
-            raise ConfigError(issues)
+        settings = valid_or_raise(load_comms_settings(self.settings.app, self.settings.startup, self.settings.env))
         if not settings.enabled:
             log.info("comms disabled (EE_COMMS=0): payloads stay in %s", self.layout.output)
             return None
