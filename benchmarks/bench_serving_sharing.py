@@ -15,6 +15,10 @@ the same pre-processing, for ``--seconds`` each, one after the other in this run
 Reported per N: aggregate images/s of each, the engine's ratios to both baselines, fairness (slowest
 pipeline's share / fastest's), the engine's p99 latency (input handed to the serving stage → result back)
 and the p99 *added* latency: engine p99 minus the tuned baseline's p99 per-image time (pre-process + run).
+**CPU per image** is also measured in the same run: the engine's node process plus its model processes, against
+the tuned processes' own; their quotient (*CPU ×tuned*, tuned ms over engine ms) is what the throughput ratio
+tends to once both set-ups have the cores to themselves, and moves far less with other work on the box than the
+throughput ratio, which then mostly says how the scheduler shared the cores.
 The JSON line also has ``errors`` (inputs that got no result while measuring) and ``teardown_errors``
 (inputs the model server answered with an error while the pipelines were removed one by one, the others
 still running, over all rounds: must be 0; the inputs a removed pipeline stops waiting for are not errors).
@@ -85,6 +89,7 @@ def baseline_worker(tuned: bool, start_at: float, seconds: float, results: Any) 
         time.sleep(0.001)
     end = perf() + seconds
     count = 0
+    cpu_started = time.process_time()
     while True:
         frame = source.read().image
         began = perf()
@@ -94,8 +99,9 @@ def baseline_worker(tuned: bool, start_at: float, seconds: float, results: Any) 
         count += 1
         if done >= end:
             break
+    cpu = time.process_time() - cpu_started
     latencies.sort()
-    results.put((count, latencies[int(0.99 * (len(latencies) - 1))]))
+    results.put((count, latencies[int(0.99 * (len(latencies) - 1))], cpu))
 
 
 def run_baseline(pipelines: int, tuned: bool, seconds: float) -> dict[str, Any]:
@@ -110,8 +116,27 @@ def run_baseline(pipelines: int, tuned: bool, seconds: float) -> dict[str, Any]:
     got = [results.get(timeout=60 + seconds) for _ in processes]
     for process in processes:
         process.join(10)
-    counts = [c for c, _ in got]
-    return {"throughput": sum(counts) / seconds, "counts": counts, "p99_ms": 1000 * max(p for _, p in got)}
+    counts = [c for c, _, _ in got]
+    return {
+        "throughput": sum(counts) / seconds,
+        "counts": counts,
+        "p99_ms": 1000 * max(p for _, p, _ in got),
+        "cpu_ms": 1000 * sum(c for _, _, c in got) / max(1, sum(counts)),
+    }
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds of these processes (all their threads) so far."""
+    import psutil
+
+    total = 0.0
+    for pid in pids:
+        try:
+            times = psutil.Process(pid).cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
 
 
 # --- the engine -------------------------------------------------------------------------------------------------
@@ -131,9 +156,12 @@ def run_engine(node: Any, pipelines: int, seconds: float, warmup: float) -> dict
     before = {n: instance_plugin(node, n).seen for n in names}
     histogram = dict(server.stats.batch_sizes)
     server.stats.latencies.clear()
+    pids = [os.getpid(), *server.pids()]  # the node (this process) and its model processes
+    cpu_before = _cpu_seconds(pids)
     started = time.perf_counter()
     time.sleep(seconds)
     elapsed = time.perf_counter() - started
+    cpu = _cpu_seconds(pids) - cpu_before
     counts = [instance_plugin(node, n).seen - before[n] for n in names]
     latencies = sorted(server.stats.latencies)
     batches = {k: v - histogram.get(k, 0) for k, v in server.stats.batch_sizes.items()}
@@ -151,6 +179,7 @@ def run_engine(node: Any, pipelines: int, seconds: float, warmup: float) -> dict
         "batch_avg": sum(k * v for k, v in batches.items()) / total_batches,
         "errors": failed,
         "teardown_errors": teardown_errors,
+        "cpu_ms": 1000 * cpu / max(1, sum(counts)),
     }
 
 
@@ -181,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
                     for _ in range(max(1, args.rounds))
                 ]
                 engine, naive, tuned = (_median_run([r[i] for r in rounds]) for i in range(3))
+                round_ratios = [r[0]["throughput"] / r[2]["throughput"] for r in rounds]
+                cpu_ratios = sorted(r[2]["cpu_ms"] / r[0]["cpu_ms"] for r in rounds)
                 result = {
                     "pipelines": pipelines,
                     "engine_ips": round(engine["throughput"], 1),
@@ -188,6 +219,10 @@ def main(argv: list[str] | None = None) -> int:
                     "tuned_ips": round(tuned["throughput"], 1),
                     "vs_naive": round(engine["throughput"] / naive["throughput"], 3),
                     "vs_tuned": round(engine["throughput"] / tuned["throughput"], 3),
+                    "vs_tuned_rounds": [round(x, 3) for x in round_ratios],
+                    "engine_cpu_ms": round(sorted(r[0]["cpu_ms"] for r in rounds)[len(rounds) // 2], 3),
+                    "tuned_cpu_ms": round(sorted(r[2]["cpu_ms"] for r in rounds)[len(rounds) // 2], 3),
+                    "cpu_vs_tuned": round(cpu_ratios[len(cpu_ratios) // 2], 3),
                     "fairness": round(engine["fairness"], 3),
                     "engine_p99_ms": round(engine["p99_ms"], 2) if engine["p99_ms"] is not None else None,
                     "tuned_p99_ms": round(tuned["p99_ms"], 2),
@@ -200,7 +235,8 @@ def main(argv: list[str] | None = None) -> int:
                 results.append(result)
                 rows.append([result[k] for k in ("pipelines", "engine_ips", "naive_ips", "tuned_ips", "vs_naive",
                                                   "vs_tuned", "fairness", "engine_p99_ms", "added_p99_ms",
-                                                  "batch_avg")])  # fmt: skip
+                                                  "batch_avg", "engine_cpu_ms", "tuned_cpu_ms",
+                                                  "cpu_vs_tuned")])  # fmt: skip
         finally:
             node.stop("benchmark done")
     import os
@@ -208,14 +244,15 @@ def main(argv: list[str] | None = None) -> int:
     print_table(
         f"sharing {ENGINE} ({WIDTH}x{HEIGHT} frames), {args.seconds:g} s per set-up, {os.cpu_count()} cores:",
         ["pipelines", "engine img/s", "naive img/s", "tuned img/s", "×naive", "×tuned", "fairness",
-         "p99 ms", "added p99 ms", "batch avg"],
+         "p99 ms", "added p99 ms", "batch avg", "CPU ms/img", "tuned CPU ms/img", "CPU ×tuned"],
         rows,
     )  # fmt: skip
     at4 = next((r for r in results if r["pipelines"] == 4), None)
     if at4:
         print(
             f"at 4 pipelines: {at4['vs_naive']}× naive (target ≥ 1.6), {at4['vs_tuned']}× tuned (target ≥ 0.95), "
-            f"fairness {at4['fairness']} (target ≥ 0.95)"
+            f"fairness {at4['fairness']} (target ≥ 0.95); per round ×tuned {at4['vs_tuned_rounds']}, "
+            f"CPU per image {at4['engine_cpu_ms']} ms against {at4['tuned_cpu_ms']} tuned: {at4['cpu_vs_tuned']}×"
         )
     for r in results:
         record(f"{ENGINE} shared by {r['pipelines']} pipeline(s)", r["engine_ips"], "img/s",
