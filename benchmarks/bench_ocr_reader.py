@@ -348,8 +348,9 @@ def main() -> int:
                                      data["text_as_drawn"]])  # fmt: skip
                     print(f"{streams} stream(s), round {round_index + 1}: ratio {ratio:.2f} (CPU {cpu_ratio:.2f}), "
                           f"load {load_before:.1f} -> {os.getloadavg()[0]:.1f}", flush=True)  # fmt: skip
-                pairs_by_ratio = sorted(pairs, key=lambda p: p[2])  # the median round gives the other figures
-                base, ours, ratio, _ = pairs_by_ratio[len(pairs) // 2]
+                pairs_by_ratio = sorted(pairs, key=lambda p: p[2])  # the (lower) median round gives the other figures
+                base, ours = pairs_by_ratio[(len(pairs) - 1) // 2][:2]
+                ratio = statistics.median(p[2] for p in pairs)
                 cpu_ratio = statistics.median(p[3] for p in pairs)
                 same = all(p[0]["text_as_drawn"] and p[1]["text_as_drawn"] for p in pairs)
                 label = "median " if args.rounds > 1 else ""
