@@ -245,7 +245,7 @@ def run_node(node: Any, streams: int, folder: Path, frames_per_pass: int, second
     for name in names:
         recorder.wrap(_plugin(node, name))
     wait_until(lambda: recorder.frames_read >= 2 * streams * frames_per_pass, 1800, "two warm-up passes")
-    cpu_before = tree_cpu_seconds()
+    cpu_before = tree_cpu_by_pid()
     started = time.perf_counter()
     with recorder.lock:
         first = len(recorder.done)
@@ -253,7 +253,8 @@ def run_node(node: Any, streams: int, folder: Path, frames_per_pass: int, second
     with recorder.lock:
         window = [d for d in recorder.done[first:] if d[0] <= started + seconds]
         recorder.closed = True
-    cpu = tree_cpu_seconds() - cpu_before
+    cpu_after = tree_cpu_by_pid()
+    cpu = sum(seconds - cpu_before.get(pid, 0.0) for pid, seconds in cpu_after.items())
     memory = tree_memory(os.getpid())
     for name in names:
         node.remove_pipeline(name)
@@ -262,19 +263,23 @@ def run_node(node: Any, streams: int, folder: Path, frames_per_pass: int, second
             "cpu_s": cpu, "rss_each_mb": memory["rss_each_mb"]}  # fmt: skip
 
 
-def tree_cpu_seconds() -> float:
-    """User + system CPU seconds of this process (all its threads) and its children (the model servers)."""
+def tree_cpu_by_pid() -> dict[int, float]:
+    """User + system CPU seconds of this process (all its threads) and of each child (the model servers), by pid.
+
+    The window's CPU is taken per process: a model server of an earlier run that exits during this window would
+    otherwise take its whole lifetime's CPU out of the sum (a negative CPU per frame was printed once).
+    """
     import psutil
 
     root = psutil.Process(os.getpid())
-    total = 0.0
+    seconds: dict[int, float] = {}
     for process in [root, *root.children(recursive=True)]:
         try:
             times = process.cpu_times()
         except psutil.NoSuchProcess:
             continue
-        total += times.user + times.system
-    return total
+        seconds[process.pid] = times.user + times.system
+    return seconds
 
 
 def _plugin(node: Any, pipeline: str) -> Any:
