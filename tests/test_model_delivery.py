@@ -135,10 +135,15 @@ def test_an_update_to_a_new_model_version_loses_no_frame_and_a_bad_one_keeps_the
         node.write_local_info()  # (the node's run loop does it every SECONDS_LOCAL_INFO; an in-process node has none)
         return json.loads(node.layout.local_info.read_text())
 
+    def v2_shown(where: Any) -> dict[str, Any] | None:
+        return next((s for s in where()["models"]["servers"] if s["model"] == "v2.onnx"), None)
+
     for where in (local_info, lambda: status_page(port)):  # both show it
-        wait_for(lambda w=where: "v2.onnx" in {s["model"] for s in w()["models"]["servers"]}, timeout=10)
-        (shown,) = [s for s in where()["models"]["servers"] if s["model"] == "v2.onnx"]
-        assert shown["state"] == "downloading" and shown["download"].startswith("downloading 0.0 of 0.0 MB"), shown
+        # "downloading 0.0 MB" until the response's headers give the size, then "0.0 of 0.0 MB" (held by the gate)
+        wait_for(lambda w=where: " of " in ((v2_shown(w) or {}).get("download") or ""), timeout=10)
+        shown = v2_shown(where)
+        assert shown is not None and shown["state"] == "downloading", shown
+        assert shown["download"].startswith("downloading 0.0 of 0.0 MB"), shown
         assert shown["source"] == http.url("/models/v2.onnx") and shown["sha256"] == shas["v2"]
     wait_for(lambda: len(seen_after(node, mark)) >= 10, timeout=30)
     assert {v for _, v in seen_after(node, mark)} == {100}
