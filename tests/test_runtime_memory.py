@@ -196,8 +196,8 @@ while time.monotonic() < deadline and min(node.pipelines[n].capture.stats.inputs
 running = rss()
 for name in names:
     node.remove_pipeline(name)
-deadline = time.monotonic() + 3
-while time.monotonic() < deadline and rss() - idle > (running - idle) / 3:
+deadline = time.monotonic() + 10  # the watchdog trims on its next tick; a loaded machine stretches the ticks
+while time.monotonic() < deadline and rss() - idle > (running - idle) / 2:
     time.sleep(0.05)
 print(round(idle), round(running), round(rss()), flush=True)
 node.stop("done")
@@ -221,4 +221,6 @@ def test_removed_pipelines_give_their_memory_back(tmp_path: Any) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     idle, running, removed = (int(n) for n in done.stdout.split()[-3:])
     assert running - idle > 10, (idle, running, removed)  # 16 decoders and their frames took memory
-    assert removed - idle <= (running - idle) / 3, (idle, running, removed)
+    # kept without the trim: 0.63-0.70 of the growth (Python 3.11, Debian 12); with it 0.14 there and 0.34 on
+    # Python 3.13 / Debian 13's glibc, which hands back less of the arenas' top
+    assert removed - idle <= (running - idle) / 2, (idle, running, removed)
