@@ -239,11 +239,9 @@ def compute_hash(data: dict[str, Any], eth_enabled: bool = False, version: str =
 def _sign_canonical(data: dict[str, Any], identity: Identity, eth_enabled: bool) -> str:
     """Sign ``data`` in place (canon v2) and return its canonical JSON."""
     text = text_to_sign(data, eth_enabled)
-    digest = hashlib.sha256(text.encode("utf-8")).digest()
-    signature = identity.private_key.sign(digest)  # ECDSA-SHA256 over the digest bytes, low-S
-    data[SIGN] = base64.urlsafe_b64encode(signature).decode("ascii")
+    digest_hex, data[SIGN] = _hash_and_signature(text.encode("utf-8"), identity)
     data[SENDER] = identity.address
-    data[HASH] = digest.hex()
+    data[HASH] = digest_hex
     if eth_enabled:
         data[ETH_SENDER] = identity.eth_address
         data[ETH_SIGN] = ETH_SIGN_PLACEHOLDER
@@ -266,12 +264,22 @@ def seal(text: bytes, identity: Identity, eth_enabled: bool = False) -> bytes:
     """The wire bytes of a message whose :func:`text_to_sign` (UTF-8) is ``text``: hash, ECDSA signature and the
     signature fields appended, the same bytes as :func:`sign_to_json` gives. At most ``SEAL_MAX_EXTRA`` plus the
     address's length longer than ``text`` (without eth fields)."""
+    digest_hex, signature = _hash_and_signature(text, identity)
+    return text[:-1] + _signature_fields(identity, digest_hex, signature, eth_enabled).encode("utf-8") + b"}"
+
+
+def _hash_and_signature(text: bytes, identity: Identity) -> tuple[str, str]:
+    """SHA-256 of the canonical text (hex) and the ECDSA signature over the digest bytes (low-S, URL-safe base64)."""
     digest = hashlib.sha256(text).digest()
-    signature = base64.urlsafe_b64encode(identity.private_key.sign(digest)).decode("ascii")
-    extra = f',"{SENDER}":"{identity.address}","{HASH}":"{digest.hex()}","{SIGN}":"{signature}"'
+    return digest.hex(), base64.urlsafe_b64encode(identity.private_key.sign(digest)).decode("ascii")
+
+
+def _signature_fields(identity: Identity, digest_hex: str, signature: str, eth_enabled: bool) -> str:
+    """The signature fields as they follow the canonical text on the wire (leading comma, no closing brace)."""
+    fields = f',"{SENDER}":"{identity.address}","{HASH}":"{digest_hex}","{SIGN}":"{signature}"'
     if eth_enabled:
-        extra += f',"{ETH_SENDER}":"{identity.eth_address}","{ETH_SIGN}":"{ETH_SIGN_PLACEHOLDER}"'
-    return text[:-1] + extra.encode("utf-8") + b"}"
+        fields += f',"{ETH_SENDER}":"{identity.eth_address}","{ETH_SIGN}":"{ETH_SIGN_PLACEHOLDER}"'
+    return fields
 
 
 def sign(data: dict[str, Any], identity: Identity, eth_enabled: bool = False) -> dict[str, Any]:
@@ -294,10 +302,7 @@ def sign_to_json(data: dict[str, Any], identity: Identity, eth_enabled: bool = F
     (the receiver's hash input is exactly what was signed: NaN arrives as ``null``, numpy as numbers).
     """
     text = _sign_canonical(data, identity, eth_enabled)
-    extra = f'"{SENDER}":"{data[SENDER]}","{HASH}":"{data[HASH]}","{SIGN}":"{data[SIGN]}"'
-    if eth_enabled:
-        extra += f',"{ETH_SENDER}":"{data[ETH_SENDER]}","{ETH_SIGN}":"{data[ETH_SIGN]}"'
-    return text[:-1] + "," + extra + "}"
+    return text[:-1] + _signature_fields(identity, data[HASH], data[SIGN], eth_enabled) + "}"
 
 
 # --- verification --------------------------------------------------------------------------------
