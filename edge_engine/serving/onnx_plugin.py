@@ -193,6 +193,19 @@ class OnnxServingPlugin(ServingPlugin):
         )
 
     # --- in the model-server process --------------------------------------------------------------------------
+    def session_options(self) -> Any:
+        """onnxruntime session options from the config (threads, memory arena): for every session the plugin opens."""
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = int(self.config.get("INTRA_OP_THREADS") or 0)
+        options.inter_op_num_threads = int(self.config.get("INTER_OP_THREADS") or 0)
+        options.log_severity_level = 3
+        if not self.config.get("MEMORY_ARENA", True):
+            options.enable_cpu_mem_arena = False  # memory goes back after each batch: sizes vary, peaks do not stay
+            options.enable_mem_pattern = False
+        return options
+
     def on_init(self) -> None:
         """Create the session; raise (a load error naming model and shapes) when the model does not fit."""
         import onnxruntime as ort
@@ -200,15 +213,10 @@ class OnnxServingPlugin(ServingPlugin):
         path = self.model_location(self.config, self.context.models_dir)
         if not path.is_file():
             raise FileNotFoundError(f"model {self.model_name(self.config)!r}: file not found ({path.name})")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = int(self.config.get("INTRA_OP_THREADS") or 0)
-        options.inter_op_num_threads = int(self.config.get("INTER_OP_THREADS") or 0)
-        options.log_severity_level = 3
+        options = self.session_options()
         self.run_options: Any = None
-        if not self.config.get("MEMORY_ARENA", True):
-            options.enable_cpu_mem_arena = False  # memory goes back after each batch: sizes vary, peaks do not stay
-            options.enable_mem_pattern = False
-        elif self.config.get("ARENA_SHRINK"):  # the arena's chunks in use go back once the batch is done
+        if self.config.get("MEMORY_ARENA", True) and self.config.get("ARENA_SHRINK"):
+            # the arena's chunks in use go back once the batch is done
             self.run_options = ort.RunOptions()
             self.run_options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
         build = f"{execution.installed_build() or 'onnxruntime'} {ort.__version__}"

@@ -450,14 +450,7 @@ class PpOcrLines(PpOcrRecognizer):
         """A session on ``path`` with the recognizer's threads, memory settings and providers."""
         import onnxruntime as ort
 
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = int(self.config.get("INTRA_OP_THREADS") or 0)
-        options.inter_op_num_threads = int(self.config.get("INTER_OP_THREADS") or 0)
-        options.log_severity_level = 3
-        if not self.config.get("MEMORY_ARENA", True):
-            options.enable_cpu_mem_arena = False
-            options.enable_mem_pattern = False
-        return ort.InferenceSession(str(path), options, providers=self.session.get_providers())
+        return ort.InferenceSession(str(path), self.session_options(), providers=self.session.get_providers())
 
     def pre_process(self, inputs: list[Input]) -> Any:
         images = [inp.image for inp in inputs]
