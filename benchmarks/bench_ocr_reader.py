@@ -10,16 +10,18 @@ shorter side 736, direction threshold 0.9, text score 0.5), on the same cores:
   RapidOCR needs its dependencies, so it runs in its own virtualenv (``--baseline-venv``; created on first use
   with ``pip install rapidocr==3.10.0`` and the project's own onnxruntime, OpenCV and numpy versions).
 * **node**: one node (in this process, comms off) with ``S`` pipelines, each an ``IMAGE_FOLDER`` looping over
-  the frames into a ``TEXT_READER`` (no witness image: the baseline draws none; queues of 1); the three models
-  run in two of the node's shared model servers, ``PP_OCR_DETECTOR`` (one process per core) and
-  ``PP_OCR_LINES`` (direction classifier and recognizer in one process), one thread each, at the baseline's
-  priority (``PROCESS_NICE`` 0); the crops of all streams are batched together. Each stream keeps as many
-  frames in the detector as its processes need between the streams (:func:`in_flight`), no more: a deeper
-  queue adds latency, not throughput.
+  the frames into a ``TEXT_READER`` (its defaults, no witness image: the baseline draws none; queues of 1); the
+  detector runs in the node's shared ``PP_OCR_DETECTOR`` server (one process per core, one thread each, at the
+  baseline's priority: ``PROCESS_NICE`` 0) and the reader's co-located cascade reads each frame's lines in the
+  same processes (``PP_OCR_LINES``: direction classifier and recognizer), frames of all streams batched
+  together. ``--separate-lines`` gives the lines a server process of their own instead (``COLOCATE: false``,
+  the default before). Each stream keeps as many frames in the detector as its processes need between the
+  streams (:func:`in_flight`), no more: a deeper queue adds latency, not throughput.
 
 Each side first reads every frame once (warm-up, not timed), then runs ``--seconds``; ``--rounds N`` repeats
 the pair (baseline, then node) N times and reports the median ratio (the other figures: that round's).
-Printed: frames/s, ms per frame (wall time / frames), p99 latency per frame (baseline: the engine call; node:
+Printed: frames/s, ms per frame (wall time / frames), CPU ms per frame (the node's also by part: this process
+and each model server), p99 latency per frame (baseline: the engine call; node:
 from capture to the end of ``process``, which includes the time the frame waits in flight), RSS of the process
 tree (the node with its model servers; the baseline's processes), and whether every frame's text equals what
 was drawn and what the other side read. Run from the repository root::
@@ -227,7 +229,9 @@ class Recorder:
             self.frames_read += 1
 
 
-def run_node(node: Any, streams: int, folder: Path, frames_per_pass: int, seconds: float) -> dict[str, Any]:
+def run_node(
+    node: Any, streams: int, folder: Path, frames_per_pass: int, seconds: float, colocate: bool = True
+) -> dict[str, Any]:
     from _serving_common import tree_memory, wait_until
 
     names = [f"ocr{streams}_{i}" for i in range(streams)]
@@ -237,7 +241,7 @@ def run_node(node: Any, streams: int, folder: Path, frames_per_pass: int, second
             "NAME": name, "TYPE": "IMAGE_FOLDER", "PATH": str(folder), "PATTERN": "*.png", "LOOP": True,
             "MAX_INPUTS_QUEUE_SIZE": 1,
             "PLUGINS": [{"SIGNATURE": "TEXT_READER", "INSTANCES": [{
-                "INSTANCE_ID": "read", "WITNESS": False, "MAX_INPUTS_QUEUE_SIZE": 1,
+                "INSTANCE_ID": "read", "WITNESS": False, "MAX_INPUTS_QUEUE_SIZE": 1, "COLOCATE": colocate,
                 "STARTUP_AI_ENGINE_PARAMS": {"PROCESS_NICE": 0,  # the baseline's priority (default: 5, below the node)
                                              "PP_OCR_DETECTOR": {**DETECTOR, "MAX_IN_FLIGHT": in_flight(streams)}}}]}],
         }, source="benchmark")  # fmt: skip
@@ -254,13 +258,26 @@ def run_node(node: Any, streams: int, folder: Path, frames_per_pass: int, second
         window = [d for d in recorder.done[first:] if d[0] <= started + seconds]
         recorder.closed = True
     cpu_after = tree_cpu_by_pid()
-    cpu = sum(seconds - cpu_before.get(pid, 0.0) for pid, seconds in cpu_after.items())
+    cpu_each = {pid: seconds - cpu_before.get(pid, 0.0) for pid, seconds in cpu_after.items()}
+    cpu = sum(cpu_each.values())
+    by_part = cpu_by_part(node, cpu_each)
     memory = tree_memory(os.getpid())
     for name in names:
         node.remove_pipeline(name)
     return {"frames": len(window), "seconds": seconds, "latencies": sorted(lat for _, lat in window),
             "texts": recorder.texts, "rss_mb": memory["rss_mb"], "processes": memory["processes"],
-            "cpu_s": cpu, "rss_each_mb": memory["rss_each_mb"]}  # fmt: skip
+            "cpu_s": cpu, "cpu_s_by_part": by_part, "rss_each_mb": memory["rss_each_mb"]}  # fmt: skip
+
+
+def cpu_by_part(node: Any, cpu_each: dict[int, float]) -> dict[str, float]:
+    """The window's CPU seconds by part of the node: ``node`` (this process: sources, plugins, the serving
+    clients) and each model server by signature (its processes together); ``other`` for any other child."""
+    parts: dict[str, float] = {"node": cpu_each.pop(os.getpid(), 0.0)}
+    for server in node.serving.servers():
+        for pid in server.pids():
+            parts[server.signature] = parts.get(server.signature, 0.0) + cpu_each.pop(pid, 0.0)
+    parts["other"] = sum(cpu_each.values())
+    return parts
 
 
 def tree_cpu_by_pid() -> dict[int, float]:
@@ -301,6 +318,10 @@ def summary(result: dict[str, Any], expected: dict[str, list[str]]) -> dict[str,
         "p50_ms": 1000 * latencies[len(latencies) // 2] if latencies else None,
         "p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))] if latencies else None,
         "cpu_ms_per_frame": 1000 * result["cpu_s"] / max(1, result["frames"]),
+        "cpu_ms_per_frame_by_part": {
+            part: round(1000 * seconds / max(1, result["frames"]), 1)
+            for part, seconds in result.get("cpu_s_by_part", {}).items()
+        },
         "rss_mb": round(result["rss_mb"]),
         "rss_each_mb": result.get("rss_each_mb"),
         "processes": result.get("processes"),
@@ -317,6 +338,8 @@ def main() -> int:
     parser.add_argument("--cores", type=int, default=os.cpu_count() or 1, help="the thread budget (default: cores)")
     parser.add_argument("--baseline-venv", type=Path, default=DEFAULT_VENV, help=f"default {DEFAULT_VENV}")
     parser.add_argument("--baseline-child", nargs=5, help=argparse.SUPPRESS)
+    parser.add_argument("--separate-lines", action="store_true",
+                        help="each round also runs the node with the lines in a server of their own (COLOCATE false)")
     args = parser.parse_args()
     if args.baseline_child:
         streams, threads, folder, models, seconds = args.baseline_child
@@ -338,7 +361,7 @@ def main() -> int:
         node = make_node(Path(tmp) / "node")
         try:
             for streams in counts:
-                pairs = []
+                pairs, separate = [], []
                 for round_index in range(args.rounds):
                     load_before = os.getloadavg()[0]
                     base = summary(run_baseline(python, streams, args.cores, folder, args.seconds), expected)
@@ -347,12 +370,21 @@ def main() -> int:
                     cpu_ratio = base["cpu_ms_per_frame"] / ours["cpu_ms_per_frame"] if ours["frames"] else float("nan")
                     pairs.append((base, ours, ratio, cpu_ratio))
                     tag = f" r{round_index + 1}" if args.rounds > 1 else ""
-                    for side, data in (("RapidOCR", base), ("TEXT_READER", ours)):
+                    sides = [("RapidOCR", base), ("TEXT_READER", ours)]
+                    if args.separate_lines:
+                        apart = summary(run_node(node, streams, folder, len(expected), args.seconds, False), expected)
+                        separate.append(apart["fps"] / base["fps"] if base["fps"] else float("nan"))
+                        sides.append(("TEXT_READER lines apart", apart))
+                        print(f"{streams} stream(s), round {round_index + 1}: lines in their own server: ratio "
+                              f"{separate[-1]:.2f}, node CPU ms/frame by part {apart['cpu_ms_per_frame_by_part']}, "
+                              f"RSS {apart['rss_each_mb']}", flush=True)  # fmt: skip
+                    for side, data in sides:
                         rows.append([f"{streams} x {side}{tag}", data["frames"], data["fps"], data["ms_per_frame"],
                                      data["cpu_ms_per_frame"], data["p50_ms"], data["p99_ms"], data["rss_mb"],
                                      data["text_as_drawn"]])  # fmt: skip
                     print(f"{streams} stream(s), round {round_index + 1}: ratio {ratio:.2f} (CPU {cpu_ratio:.2f}), "
-                          f"load {load_before:.1f} -> {os.getloadavg()[0]:.1f}", flush=True)  # fmt: skip
+                          f"load {load_before:.1f} -> {os.getloadavg()[0]:.1f}; node CPU ms/frame by part "
+                          f"{ours['cpu_ms_per_frame_by_part']}", flush=True)  # fmt: skip
                 pairs_by_ratio = sorted(pairs, key=lambda p: p[2])  # the (lower) median round gives the other figures
                 base, ours = pairs_by_ratio[(len(pairs) - 1) // 2][:2]
                 ratio = statistics.median(p[2] for p in pairs)
@@ -361,8 +393,12 @@ def main() -> int:
                 label = "median " if args.rounds > 1 else ""
                 rows.append([f"{streams} stream(s): {label}node vs RapidOCR", "", ratio, "", cpu_ratio, "", "", "",
                              same])  # fmt: skip
+                if separate:
+                    rows.append([f"{streams} stream(s): {label}lines apart vs RapidOCR", "", statistics.median(separate),
+                                 "", "", "", "", "", ""])  # fmt: skip
                 report.append({"streams": streams, "baseline": base, "node": ours, "throughput_ratio": ratio,
                                "cpu_efficiency_ratio": cpu_ratio, "ratios": [p[2] for p in pairs],
+                               "separate_lines_ratios": separate,
                                "in_flight": in_flight(streams)})  # fmt: skip
                 goal = "≥ 1.0" if streams == 1 else "≥ 1.3"
                 print(f"{streams} stream(s): node processes' RSS (MB, node first) {ours['rss_each_mb']}", flush=True)

@@ -17,7 +17,7 @@ from edge_engine.plugin.kinds import (
     PluginContext,
     ServingPlugin,
 )
-from edge_engine.serving.cascade import crop_box, crop_detection, crop_quad
+from edge_engine.serving.cascade import crop_box, crop_detection, crop_quad, crop_text_line
 from edge_engine.serving.onnx_info import OnnxIO, TensorInfo, read_onnx_io
 from edge_engine.serving.onnx_plugin import OnnxServingPlugin
 from edge_engine.vision.analytics import ZoneAnalyticsPlugin
@@ -71,6 +71,7 @@ __all__ = [
     "crop_box",
     "crop_detection",
     "crop_quad",
+    "crop_text_line",
     "draw_detections",
     "hookimpl",
     "letterbox",

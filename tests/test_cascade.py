@@ -27,6 +27,7 @@ from edge_engine.serving.cascade import (
     crop_box,
     crop_detection,
     crop_quad,
+    crop_text_line,
     select_boxes,
 )
 from edge_engine.serving.frame_slots import FrameReader, ShmStatus
@@ -396,6 +397,29 @@ def test_crops_are_clipped_padded_downscaled_and_warped() -> None:
     assert crop_detection(rotated, det).shape == (80, 100, 3)  # the box
     with pytest.raises(ValueError):
         crop_detection(rotated, det, mode="circle")
+
+
+def test_text_line_crops_are_cut_as_ocr_reads_them_and_vertical_lines_turned_a_quarter() -> None:
+    import cv2
+
+    image = np.zeros((200, 200, 3), np.uint8)
+    quad = [[60, 40], [140, 80], [120, 120], [40, 80]]
+    cv2.fillConvexPoly(image, np.array(quad, np.int32), (0, 255, 0))
+    line = crop_text_line(image, quad)
+    assert line.shape[:2] == (44, 89)  # 44.7 and 89.4 truncated, as PP-OCR's crop does
+    assert line[5:-5, 5:-5, 1].min() >= 250 and line[5:-5, 5:-5, 0].max() == 0
+    det = {"box": [40, 40, 140, 120], "score": 1.0, "class_id": 0, "class_name": "text", "quad": quad}
+    assert np.array_equal(crop_detection(image, det, mode="text_line"), line)
+    # a vertical line (three times taller than wide), its top marked: turned a quarter counter-clockwise
+    column = np.zeros((200, 200, 3), np.uint8)
+    column[20:170, 80:130] = 255
+    column[20:40, 80:130] = (0, 0, 255)
+    upright = crop_text_line(column, [[80, 20], [130, 20], [130, 170], [80, 170]])
+    assert upright.shape[:2] == (50, 150)
+    assert upright[25, 5].tolist() == [0, 0, 255] and upright[25, -5].tolist() == [255, 255, 255]  # the top: left
+    no_quad = {**det, "quad": None, "box": [80, 20, 130, 170]}
+    assert np.array_equal(crop_detection(column, no_quad, mode="text_line"), upright)  # the box's corners
+    assert crop_text_line(column, [[80, 20], [130, 20], [130, 170], [80, 170]], max_side=75).shape[:2] == (25, 75)
 
 
 def test_crops_of_one_request_share_one_segment_and_read_back_at_their_offsets() -> None:

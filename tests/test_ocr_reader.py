@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 import pytest
 
+from edge_engine.api import crop_text_line
 from edge_engine.errors import ServingError
 from edge_engine.plugin.discovery import import_file
 from edge_engine.plugin.kinds import Input, PluginContext
@@ -62,7 +63,7 @@ def test_the_three_models_read_what_was_drawn(models: dict[str, Any], case: Text
     frame = render(case)
     (regions,) = run(models["detector"], [frame])
     assert all(len(r["quad"]) == 4 and r["class_name"] == "text" for r in regions)
-    crops = [reader_module.crop_line(frame, region) for region in regions]
+    crops = [crop_text_line(frame, region["quad"]) for region in regions]
     directions = run(models["direction"], crops)
     assert {d["label"] for d in directions} == ({"180"} if case.upside_down else {"0"})
     crops = [reader_module.turn_half(c) if d["label"] == "180" else c for c, d in zip(crops, directions, strict=True)]
@@ -77,13 +78,32 @@ def test_the_lines_server_turns_upside_down_crops_and_reads_what_was_drawn(
 ) -> None:
     frame = render(case)
     (regions,) = run(models["detector"], [frame])
-    crops = [reader_module.crop_line(frame, region) for region in regions]
+    crops = [crop_text_line(frame, region["quad"]) for region in regions]
     lines = run(models["lines"], crops)
     assert [line["text"] for line in lines] == expected_text(case)
     assert [line["direction"] for line in lines] == ["180" if case.upside_down else "0"] * len(crops)
     assert all(0.8 < line["score"] <= 1.0 for line in lines)
     if case.upside_down:  # the caller's crops are left as they were
-        assert all(np.array_equal(c, reader_module.crop_line(frame, r)) for c, r in zip(crops, regions, strict=True))
+        assert all(np.array_equal(c, crop_text_line(frame, r["quad"])) for c, r in zip(crops, regions, strict=True))
+
+
+def test_the_detector_input_is_the_normalised_frames_padded_to_the_batch_and_its_array_reused(
+    models: dict[str, Any],
+) -> None:
+    detector = models["detector"]
+    big, small = render(CASES[0]), cv2.resize(render(CASES[1]), (320, 240))
+    _, sizes = detector.pre_process([Input(image=big, seq=1), Input(image=small, seq=2)])
+    assert [s[:2] for s in sizes] == [(736, 992), (736, 992)]  # the shorter side enlarged to 736 either way
+    tall = cv2.resize(render(CASES[2]), (480, 640))  # portrait: 992 high, 736 wide; the batch is 992 × 992
+    batch, sizes = detector.pre_process([Input(image=big, seq=1), Input(image=tall, seq=2)])
+    assert batch.shape == (2, 3, 992, 992) and sizes[1][:2] == (992, 736)
+    batch[:] = 5.0  # what a previous batch of this shape left
+    again, _ = detector.pre_process([Input(image=big, seq=3), Input(image=tall, seq=4)])
+    assert again is batch  # same shape: the same array, refilled
+    for index, (frame, (h, w, _, _)) in enumerate(zip([big, tall], sizes, strict=True)):
+        expected = (cv2.resize(frame, (w, h)).astype(np.float32) * (2 / 255.0) - 1.0).transpose(2, 0, 1)
+        assert np.array_equal(batch[index, :, :h, :w], expected)
+        assert not batch[index, :, h:, :].any() and not batch[index, :, :, w:].any()  # zero padding
 
 
 def test_the_lines_server_without_direction_loads_no_classifier_and_turns_nothing() -> None:
@@ -92,7 +112,7 @@ def test_the_lines_server_without_direction_loads_no_classifier_and_turns_nothin
     detector = serving(pp_ocr.PpOcrDetector, **reader_module.RAPIDOCR_DETECTOR)
     frame = render(case)
     (regions,) = run(detector, [frame])
-    lines = run(lines_model, [reader_module.crop_line(frame, region) for region in regions])
+    lines = run(lines_model, [crop_text_line(frame, region["quad"]) for region in regions])
     assert lines_model.direction is None and {line["direction"] for line in lines} == {"0"}
     assert [line["text"] for line in lines] != expected_text(case)  # read upside down
 
@@ -112,7 +132,7 @@ def test_recognizer_runs_each_crop_alone_by_default(models: dict[str, Any]) -> N
 def test_recognizer_batches_crops_of_any_width_each_as_read_alone(models: dict[str, Any]) -> None:
     frame = render(CASES[1])  # sizes: crops from 60 to 500 px wide
     (regions,) = run(models["detector"], [frame])
-    crops = [reader_module.crop_line(frame, region) for region in regions]
+    crops = [crop_text_line(frame, region["quad"]) for region in regions]
     grouped = serving(pp_ocr.PpOcrRecognizer, GROUP_SIZE=6)
     alone = [run(models["recognizer"], [crop])[0]["text"] for crop in crops]
     together = [r["text"] for r in run(grouped, crops[::-1])][::-1]  # one group, in another order
@@ -161,7 +181,7 @@ def test_a_failing_line_in_one_server_marks_it_and_the_frame_still_reports(model
 
     emitted: list[dict[str, Any]] = []
     config = {k: v.default for k, v in reader_module.TextReader.config_schema().items()}
-    config.update(DIRECTION_THRESHOLD=0.8, RECOGNIZER_PARAMS={"GROUP_SIZE": 2})
+    config.update(COLOCATE=False, DIRECTION_THRESHOLD=0.8, RECOGNIZER_PARAMS={"GROUP_SIZE": 2})
     plugin = reader_module.TextReader(config, context("TEXT_READER", infer))
     plugin.context.emit_fn = lambda payload, image=None: emitted.append(payload)
     plugin.on_init()
@@ -172,6 +192,48 @@ def test_a_failing_line_in_one_server_marks_it_and_the_frame_still_reports(model
     assert payload["TEXT"] == "line 0\nline 1" and payload["FAILED_LINES"] == 1
     assert [line["direction"] for line in payload["LINES"][:2]] == ["180", "180"]
     assert payload["LINES"][2]["text"] is None and "PP_OCR_LINES: crashed" in payload["LINES"][2]["error"]
+
+
+def test_the_reader_declares_its_lines_as_a_colocated_cascade_from_its_config() -> None:
+    config = {k: v.default for k, v in reader_module.TextReader.config_schema().items()}
+    user_cascade = {"SIGNATURE": "ONNX", "AS": "LANG", "PARAMS": {"ONNX_MODEL": "lang.onnx"}}
+    config.update(CASCADE=[user_cascade], MAX_LINES=7, MIN_DETECTION_SCORE=0.6, USE_DIRECTION=False,
+                  DIRECTION_THRESHOLD=0.8, RECOGNIZER_PARAMS={"GROUP_SIZE": 2},
+                  STARTUP_AI_ENGINE_PARAMS={"PROCESS_NICE": 0, "PP_OCR_DETECTOR": {"LIMIT_SIDE": 960}})  # fmt: skip
+    declared, own = reader_module.TextReader.cascades(config)
+    assert declared == user_cascade
+    assert own == {
+        "SIGNATURE": "PP_OCR_LINES", "AS": "TEXT_READER_LINES", "CROP": "text_line", "MAX_SIDE": 0,
+        "COLOCATE": True, "MIN_SCORE": 0.6, "MAX_CROPS": 7,
+        "PARAMS": {"PROCESS_NICE": 0, "GROUP_SIZE": 2, "USE_DIRECTION": False, "DIRECTION_THRESHOLD": 0.8},
+    }  # fmt: skip
+    for off in ({"COLOCATE": False}, {"SEPARATE_STAGES": True}):
+        assert reader_module.TextReader.cascades({**config, **off}) == [user_cascade]
+
+
+def test_colocated_lines_come_with_the_detection_and_a_failed_one_marks_its_line(models: dict[str, Any]) -> None:
+    frame = render(CASES[3])  # upside down, three lines
+    (regions,) = run(models["detector"], [frame])
+    regions = [*regions, {**regions[0], "score": 0.1}]  # a fourth region the cascade did not read (None)
+
+    def infer(signature: str, crops: list[Any], params: Any, timeout: Any) -> list[Any]:
+        raise AssertionError(f"{signature} asked: co-located lines need no call")
+
+    emitted: list[dict[str, Any]] = []
+    config = {k: v.default for k, v in reader_module.TextReader.config_schema().items()}
+    plugin = reader_module.TextReader(config, context("TEXT_READER", infer))
+    plugin.context.emit_fn = lambda payload, image=None: emitted.append(payload)
+    plugin.on_init()
+    crashed = ServingError("PP_OCR_LINES", "inference_error", "RuntimeError: out of memory")
+    read = [{"text": "line 0", "score": 0.97, "direction": "180"}, crashed,
+            {"text": "line 2", "score": 0.93, "direction": "0"}, None]  # fmt: skip
+    plugin.process(Input(image=frame, seq=1, inferences={"PP_OCR_DETECTOR": regions, "TEXT_READER_LINES": read}))
+    (payload,) = emitted
+    assert payload["TEXT"] == "line 0\nline 2" and payload["TEXT_LINES"] == 2 and payload["FAILED_LINES"] == 1
+    assert [line["direction"] for line in payload["LINES"]] == ["180", "0", "0"]
+    assert payload["LINES"][1]["text"] is None and "PP_OCR_LINES: inference_error" in payload["LINES"][1]["error"]
+    assert [line["box"] for line in payload["LINES"]] == [[round(v) for v in r["box"]] for r in regions[:3]]
+    assert plugin.lines_failed == 1
 
 
 def test_a_failing_second_stage_marks_its_lines_and_the_frame_still_reports(models: dict[str, Any]) -> None:
@@ -231,7 +293,8 @@ def docs_example() -> dict[str, Any]:
     return json.loads(match.group(1))  # type: ignore[no-any-return]
 
 
-def test_text_reader_in_a_node_reads_every_rendered_frame(node_factory: Any, tmp_path: Path) -> None:
+@pytest.mark.parametrize("colocate", [True, False], ids=["colocated", "own-server"])
+def test_text_reader_in_a_node_reads_every_rendered_frame(node_factory: Any, tmp_path: Path, colocate: bool) -> None:
     folder = tmp_path / "frames"
     folder.mkdir()
     for index, case in enumerate(CASES):
@@ -241,7 +304,7 @@ def test_text_reader_in_a_node_reads_every_rendered_frame(node_factory: Any, tmp
     pipeline.pop("URL")
     (instance,) = pipeline["PLUGINS"][0]["INSTANCES"]
     detector = {"PP_OCR_DETECTOR": {"LIMIT_TYPE": "min", "LIMIT_SIDE": 736}}  # the default, with WORKERS 1 for all
-    instance.update({"INSTANCE_ID": "read", "MIN_PAYLOAD_INTERVAL": 0, "WITNESS_WIDTH": 320,
+    instance.update({"INSTANCE_ID": "read", "MIN_PAYLOAD_INTERVAL": 0, "WITNESS_WIDTH": 320, "COLOCATE": colocate,
                      "STARTUP_AI_ENGINE_PARAMS": {"WORKERS": 1, **detector}})  # fmt: skip
     node.add_pipeline(pipeline)
     out = node.layout.output / "signs" / "TEXT_READER_read"
@@ -262,8 +325,11 @@ def test_text_reader_in_a_node_reads_every_rendered_frame(node_factory: Any, tmp
             assert 0 <= x1 < x2 <= 640 and 0 <= y1 < y2 <= 480 and len(line["quad"]) == 4
     witnesses = sorted((out / "images").glob("*.jpg"))
     assert len(witnesses) == len(CASES) and cv2.imread(str(witnesses[0])).shape[1] == 320
-    servers = {server.signature: server for server in node.serving.servers()}
-    assert set(servers) == {"PP_OCR_DETECTOR", "PP_OCR_LINES"}  # direction and recognizer in one process
+    servers = {server.signature for server in node.serving.servers()}
+    if colocate:  # the lines were read (as drawn, above) in the detector's process: no server of their own
+        assert servers == {"PP_OCR_DETECTOR"}
+    else:
+        assert servers == {"PP_OCR_DETECTOR", "PP_OCR_LINES"}  # direction and recognizer in one process
 
 
 def test_dry_run_reads_the_bundled_sample(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
@@ -312,19 +378,31 @@ def test_a_recognizer_that_never_answers_marks_the_lines_in_a_node(node_factory:
         assert line["direction"] == "180"  # the first two stages answered: only the failing one is marked
 
 
-def test_a_wrong_key_for_a_second_stage_fails_the_instance_start_naming_it(node_factory: Any, tmp_path: Path) -> None:
+@pytest.mark.parametrize("colocate", [True, False], ids=["colocated", "own-server"])
+def test_a_wrong_key_for_a_second_stage_is_refused_naming_it(node_factory: Any, tmp_path: Path, colocate: bool) -> None:
+    """Co-located lines are a cascade of the pipeline: checked with it, so the pipeline is refused; lines in a server
+    of their own fail the instance's start."""
+    from edge_engine.errors import ConfigError
+
     folder = tmp_path / "frames"
     folder.mkdir()
     cv2.imwrite(str(folder / "00.png"), render(CASES[0]))
     node = node_factory()
-    node.add_pipeline({
+    pipeline = {
         "NAME": "typo", "TYPE": "IMAGE_FOLDER", "PATH": str(folder), "PATTERN": "*.png",
         "PLUGINS": [{"SIGNATURE": "TEXT_READER", "INSTANCES": [{
-            "INSTANCE_ID": "read", "RECOGNIZER_PARAMS": {"GROUP_SIZ": 4},
+            "INSTANCE_ID": "read", "RECOGNIZER_PARAMS": {"GROUP_SIZ": 4}, "COLOCATE": colocate,
             "STARTUP_AI_ENGINE_PARAMS": {"WORKERS": 1, "PP_OCR_DETECTOR": {"LIMIT_TYPE": "min", "LIMIT_SIDE": 736}},
         }]}],
-    })  # fmt: skip
-    (instance,) = node.pipelines["typo"].instances.values()
-    wait_for(lambda: instance.stats.last_error and instance.status in ("error", "flapping"), timeout=30)  # at start
-    text = instance.stats.last_error
+    }  # fmt: skip
+    if colocate:
+        with pytest.raises(ConfigError) as refused:
+            node.add_pipeline(pipeline)
+        text = str(refused.value)
+        assert "typo" not in node.pipelines
+    else:
+        node.add_pipeline(pipeline)
+        (instance,) = node.pipelines["typo"].instances.values()
+        wait_for(lambda: instance.stats.last_error and instance.status in ("error", "flapping"), timeout=30)  # start
+        text = instance.stats.last_error
     assert "PP_OCR_LINES" in text and "'GROUP_SIZ'" in text and "GROUP_SIZE" in text, text

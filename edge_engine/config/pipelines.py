@@ -266,7 +266,7 @@ def _validate_instances(
         config.update({k: copy.deepcopy(v) for k, v in overrides.items() if k in schema})
         if registry is not None:
             found = check_engines(config, registry, inst_where, models_dir)
-            found += check_cascades(config, registry, inst_where, models_dir)
+            found += check_cascades(config, registry, inst_where, models_dir, record.cls)
             issues.extend(found)
             if found:
                 continue

@@ -338,6 +338,13 @@ class BusinessPlugin(PluginBase):
         "ENCRYPT_PAYLOAD": Key(False, type=bool, doc="send payloads encrypted to the initiator"),
     }
 
+    @classmethod
+    def cascades(cls, config: Mapping[str, Any]) -> Any:
+        """The cascades an instance with this config runs (entries as ``CASCADE`` takes them): its ``CASCADE``.
+        A plugin whose own work is a cascade adds its entries here (``TEXT_READER``: its text lines); they are
+        validated with the pipeline and run like declared ones (anything but a list is reported as an error)."""
+        return config.get("CASCADE") or []
+
     def process(self, inp: Input | None) -> Mapping[str, Any] | None:
         """Handle one input; return a payload dict or None."""
         raise NotImplementedError

@@ -46,6 +46,7 @@ from edge_engine.serving.cascade import (
     CropBatch,
     CropSlots,
     crop_detection,
+    declared_cascades,
     resolve_cascades,
     select_boxes,
     submit_crops,
@@ -254,9 +255,12 @@ class ServingStage:
         by_instance: dict[InstanceKey, dict[str, CascadeRun]] = {}
         clients: dict[ModelKey, ModelClient] = {}
         for spec in instances:
-            if not spec.config.get("CASCADE"):
-                continue
-            found, problems = resolve_cascades(spec.config, self._registry())
+            try:
+                if not declared_cascades(spec.config, spec.record.cls):
+                    continue
+                found, problems = resolve_cascades(spec.config, self._registry(), spec.record.cls)
+            except Exception as exc:  # a plugin's cascades() raised (only when validation was skipped)
+                found, problems = [], [f"the plugin's cascades() raised {type(exc).__name__}: {exc}"]
             for text in problems:  # only when validation was skipped
                 self._warn_once(f"pipeline {self.pipeline!r} › {spec.signature}/{spec.instance_id} › CASCADE: {text}")
             mapping = {}

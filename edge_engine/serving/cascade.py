@@ -12,7 +12,8 @@ Two ways in, one mechanism:
   For each frame, the detections the ``ON`` engine returned (a list in the detection format, decision 34)
   are filtered (``CLASSES`` by name or id, ``score >= MIN_SCORE``), the best ``MAX_CROPS`` kept, each cropped
   from the frame (``CROP: "box"``: the axis-aligned box grown by ``PADDING`` × its width/height on each side;
-  ``"quad"``: the detection's ``quad`` perspective-warped to an upright rectangle, the box when it has none),
+  ``"quad"``: the detection's ``quad`` perspective-warped to an upright rectangle, the box when it has none;
+  ``"text_line"``: the quad warped as OCR reads a text line, see :func:`crop_text_line`),
   downscaled to ``MAX_SIDE`` pixels on its longer side when bigger (0: never), and sent to the ``SIGNATURE``
   serving plugin configured with ``PARAMS`` (the keys ``STARTUP_AI_ENGINE_PARAMS`` would give it). The
   instance then finds ``inp.inferences[AS]`` (``AS`` defaults to ``SIGNATURE``): a list **aligned with**
@@ -43,7 +44,8 @@ in the node, whatever the number of pipelines): a frame's crops are packed into 
 (:class:`CropSlots`), each crop is one request, so the server's fair cross-pipeline batcher batches crops of
 many frames and pipelines together, and each answer comes back to its crop's index (:class:`CropBatch`).
 The segment is reused only when every crop in it was answered. Crop helpers for plugins:
-:func:`crop_detection` (and :func:`crop_box`, :func:`crop_quad`), exported from :mod:`edge_engine.api`.
+:func:`crop_detection` (and :func:`crop_box`, :func:`crop_quad`, :func:`crop_text_line`), exported from
+:mod:`edge_engine.api`.
 
 The pipeline side is :class:`~edge_engine.runtime.serving_stage.ServingStage`: each time it sends a frame or
 hands one on, it sends the crops of every frame in flight whose first stage is answered (so crops of
@@ -81,6 +83,7 @@ INFER_MAX_CROPS = 1024  # crops of one infer() call
 CROP_ALIGN = 64  # bytes: each crop starts on a cache line of its segment
 LOAD_WAIT = 120.0  # seconds a first crop may wait for its model to load (the server's LOAD_TIMEOUT)
 _PENDING = object()
+CROP_MODES = ("box", "quad", "text_line")
 
 ENTRY_SCHEMA: dict[str, Key] = {
     "SIGNATURE": Key(None, type=str, required=True, doc="the serving plugin run on the crops"),
@@ -90,7 +93,12 @@ ENTRY_SCHEMA: dict[str, Key] = {
     "MIN_SCORE": Key(0.0, min=0, max=1, doc="crop only detections scoring at least this"),
     "PADDING": Key(0.0, min=0, max=10, doc="grow each box by this fraction of its width/height on each side"),
     "MAX_CROPS": Key(32, type=int, min=1, max=1024, doc="crops per frame, best scores first"),
-    "CROP": Key("box", type=str, choices=("box", "quad"), doc="box: axis-aligned; quad: perspective-warped quad"),
+    "CROP": Key(
+        "box",
+        type=str,
+        choices=CROP_MODES,
+        doc="box: axis-aligned; quad: perspective-warped quad; text_line: the quad as OCR crops a line",
+    ),
     "MAX_SIDE": Key(320, type=int, min=0, max=8192, doc="downscale crops whose longer side exceeds this; 0 = never"),
     "PARAMS": Key({}, type=dict, doc="the second model's config (as STARTUP_AI_ENGINE_PARAMS would give it)"),
     "COLOCATE": Key(
@@ -134,11 +142,21 @@ class CascadeSpec:
         )
 
 
+def declared_cascades(instance_config: Mapping[str, Any], plugin_cls: Any = None) -> Any:
+    """The cascade entries an instance runs: its ``CASCADE``, or what its plugin class derives from its config
+    (``BusinessPlugin.cascades``: ``TEXT_READER`` adds its text lines)."""
+    derive = getattr(plugin_cls, "cascades", None)
+    if derive is None:
+        return instance_config.get(CASCADE_KEY) or []
+    return derive(instance_config)
+
+
 def resolve_cascades(
-    instance_config: Mapping[str, Any], registry: PluginRegistry
+    instance_config: Mapping[str, Any], registry: PluginRegistry, plugin_cls: Any = None
 ) -> tuple[list[CascadeSpec], list[str]]:
-    """The instance's cascades, and sentences saying what is wrong with the others (``entry 0 (ONNX) › ...``)."""
-    entries = instance_config.get(CASCADE_KEY) or []
+    """The instance's cascades (:func:`declared_cascades`), and sentences saying what is wrong with the others
+    (``entry 0 (ONNX) › ...``)."""
+    entries = declared_cascades(instance_config, plugin_cls)
     if not isinstance(entries, list):
         return [], ["expected a list of cascades"]
     specs: list[CascadeSpec] = []
@@ -261,12 +279,20 @@ def _second_stage(signature: str, params: Mapping[str, Any], registry: PluginReg
 
 
 def check_cascades(
-    instance_config: Mapping[str, Any], registry: PluginRegistry, where: dict[str, Any], models_dir: Path | None
+    instance_config: Mapping[str, Any],
+    registry: PluginRegistry,
+    where: dict[str, Any],
+    models_dir: Path | None,
+    plugin_cls: Any = None,
 ) -> list[ConfigIssue]:
-    """Configuration issues of an instance's ``CASCADE`` (with the second models' own checks: files, shapes)."""
-    if not instance_config.get(CASCADE_KEY):
-        return []
-    specs, problems = resolve_cascades(instance_config, registry)
+    """Configuration issues of an instance's cascades (:func:`declared_cascades`, with the second models' own
+    checks: files, shapes)."""
+    try:
+        if not declared_cascades(instance_config, plugin_cls):
+            return []
+    except Exception as exc:  # a plugin's cascades() must not break validation
+        return [ConfigIssue(f"the plugin's cascades() raised {type(exc).__name__}: {exc}", key=CASCADE_KEY, **where)]
+    specs, problems = resolve_cascades(instance_config, registry, plugin_cls)
     issues = [ConfigIssue(text, key=CASCADE_KEY, **where) for text in problems]
     for index, spec in enumerate(specs):
         try:
@@ -322,10 +348,7 @@ def crop_quad(image: Any, quad: Sequence[Sequence[float]], padding: float = 0.0,
     import cv2
     import numpy as np
 
-    points = np.asarray(quad, dtype=np.float32).reshape(4, 2)
-    if padding:
-        centre = points.mean(axis=0)
-        points = centre + (points - centre) * (1.0 + 2.0 * padding)
+    points = _grown(np.asarray(quad, dtype=np.float32).reshape(4, 2), padding)
     width = max(np.linalg.norm(points[1] - points[0]), np.linalg.norm(points[2] - points[3]))
     height = max(np.linalg.norm(points[3] - points[0]), np.linalg.norm(points[2] - points[1]))
     scale = min(1.0, max_side / max(width, height)) if max_side and max(width, height) > 0 else 1.0
@@ -335,16 +358,52 @@ def crop_quad(image: Any, quad: Sequence[Sequence[float]], padding: float = 0.0,
     return cv2.warpPerspective(image, matrix, (out_w, out_h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
+def crop_text_line(image: Any, quad: Sequence[Sequence[float]], padding: float = 0.0, max_side: int = 0) -> Any:
+    """A text line's crop as PP-OCR (and RapidOCR) makes it: ``quad`` (grown by ``padding`` around its centre)
+    warped to a rectangle as wide as its longer horizontal side and as high as its longer vertical side (sizes
+    truncated to whole pixels), with cubic interpolation and the frame's border repeated; a crop at least 1.5
+    times taller than wide is vertical text, turned a quarter counter-clockwise; then downscaled to
+    ``max_side`` when bigger (0: never)."""
+    import cv2
+    import numpy as np
+
+    points = _grown(np.asarray(quad, dtype=np.float32).reshape(4, 2), padding)
+    width = max(1, int(max(np.linalg.norm(points[0] - points[1]), np.linalg.norm(points[2] - points[3]))))
+    height = max(1, int(max(np.linalg.norm(points[0] - points[3]), np.linalg.norm(points[1] - points[2]))))
+    target = np.array([[0, 0], [width, 0], [width, height], [0, height]], np.float32)
+    matrix = cv2.getPerspectiveTransform(points, target)
+    crop = cv2.warpPerspective(image, matrix, (width, height), borderMode=cv2.BORDER_REPLICATE, flags=cv2.INTER_CUBIC)
+    if crop.shape[0] >= 1.5 * crop.shape[1]:
+        crop = np.ascontiguousarray(np.rot90(crop))
+    return _fit(crop, max_side)
+
+
+def _grown(points: Any, padding: float) -> Any:
+    """The quad's corners moved away from its centre by ``padding`` × its size on each side."""
+    if not padding:
+        return points
+    centre = points.mean(axis=0)
+    return centre + (points - centre) * (1.0 + 2.0 * padding)
+
+
 def crop_detection(
     image: Any, detection: Mapping[str, Any], padding: float = 0.0, mode: str = "box", max_side: int = 0
 ) -> Any:
-    """A detection's crop as a cascade makes it: ``mode="box"`` (:func:`crop_box`) or ``"quad"``
-    (:func:`crop_quad` of its ``quad``; its box when it has none)."""
+    """A detection's crop as a cascade makes it: ``mode="box"`` (:func:`crop_box`), ``"quad"``
+    (:func:`crop_quad` of its ``quad``) or ``"text_line"`` (:func:`crop_text_line` of its ``quad``); the
+    quad modes take the box's corners when the detection has no quad."""
+    if mode not in CROP_MODES:
+        raise ValueError(f"mode must be one of {', '.join(CROP_MODES)} (got {mode!r})")
+    if mode == "text_line":
+        return crop_text_line(image, detection.get("quad") or _corners(detection["box"]), padding, max_side)
     if mode == "quad" and detection.get("quad"):
         return crop_quad(image, detection["quad"], padding, max_side)
-    if mode not in ("box", "quad"):
-        raise ValueError(f"mode must be 'box' or 'quad' (got {mode!r})")
     return crop_box(image, detection["box"], padding, max_side)
+
+
+def _corners(box: Sequence[float]) -> list[list[float]]:
+    x1, y1, x2, y2 = (float(v) for v in box[:4])
+    return [[x1, y1], [x2, y1], [x2, y2], [x1, y2]]
 
 
 def _fit(crop: Any, max_side: int) -> Any:

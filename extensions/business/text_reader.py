@@ -3,15 +3,23 @@
 Three models, in the node's shared model servers (batched with every other pipeline that uses them):
 
 1. ``PP_OCR_DETECTOR`` (its ``AI_ENGINE``) finds text regions, each with its ``quad`` (decision 34);
-2. each region is cut out of the frame along its quad (perspective warp, cubic, to an upright line; a crop
-   1.5 times taller than wide is turned a quarter, as RapidOCR does) and the crops go, in one call, to
-   ``PP_OCR_LINES``: the direction classifier and the recognizer in one server process; a crop classified
-   ``"180"`` with a score above ``DIRECTION_THRESHOLD`` is turned half a turn, then read (text and score).
+2. each region is cut out of the frame along its quad (:func:`~edge_engine.api.crop_text_line`: perspective
+   warp, cubic, to an upright line; a crop 1.5 times taller than wide is turned a quarter, as RapidOCR does)
+   and the crops go to ``PP_OCR_LINES``: the direction classifier and the recognizer together; a crop
+   classified ``"180"`` with a score above ``DIRECTION_THRESHOLD`` is turned half a turn, then read (text and
+   score).
 
-With ``SEPARATE_STAGES`` the crops go to ``PP_OCR_DIRECTION`` first, then (turned where needed) to
-``PP_OCR_RECOGNIZER``: two servers, each scaled on its own (``DIRECTION_PARAMS``, ``RECOGNIZER_PARAMS``), at
-the price of a process and a round trip more per frame. Step 2 runs through the engine's cascade call
-(``self.infer``): the crops travel in shared memory and are batched with crops of other frames and pipelines.
+By default (``COLOCATE``) step 2 is a co-located cascade the reader declares itself (:meth:`TextReader.cascades`,
+``CROP: "text_line"``): the detector's server processes crop each frame's regions from the frame they already
+hold and run ``PP_OCR_LINES`` on them right after the detection. A frame then costs one round trip, and the
+node runs no server process for the lines: each detector process holds a copy of the two small line models,
+and no third busy process shares the cores with the detector's (benchmarks/README.md). With ``COLOCATE:
+false`` the reader crops in the pipeline and sends the crops, in one call, to a ``PP_OCR_LINES`` server of
+their own (``self.infer``: the crops travel in shared memory and are batched with crops of other frames and
+pipelines), which scales on its own (``RECOGNIZER_PARAMS``' ``WORKERS``). With ``SEPARATE_STAGES`` the crops
+go to ``PP_OCR_DIRECTION`` first, then (turned where needed) to ``PP_OCR_RECOGNIZER``: two servers, each
+scaled on its own (``DIRECTION_PARAMS``, ``RECOGNIZER_PARAMS``), at the price of a process and a round trip
+more per frame (``COLOCATE`` does not apply).
 The defaults are RapidOCR's (detector: shorter side enlarged to 736, box threshold 0.5, unclip 1.6; direction
 threshold 0.9; lines scoring under 0.5 or empty are dropped), so the text read is RapidOCR's. Each frame with
 at least ``MIN_LINES`` lines gives (at most one every ``MIN_PAYLOAD_INTERVAL`` seconds) a payload::
@@ -36,12 +44,13 @@ import time
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from edge_engine.api import BusinessPlugin, Detection, Input, Key, ServingError
+from edge_engine.api import BusinessPlugin, Detection, Input, Key, ServingError, crop_text_line
 
 DETECTOR = "PP_OCR_DETECTOR"
 DIRECTION = "PP_OCR_DIRECTION"
 RECOGNIZER = "PP_OCR_RECOGNIZER"
 LINES = "PP_OCR_LINES"  # the direction classifier and the recognizer in one server
+LINES_RESULTS = "TEXT_READER_LINES"  # inp.inferences key of the co-located lines (the cascade's AS)
 RAPIDOCR_DETECTOR = {"LIMIT_TYPE": "min", "LIMIT_SIDE": 736}  # RapidOCR's detector resize
 TEXT_COLOR, BOX_COLOR = (255, 255, 255), (0, 160, 0)
 
@@ -58,6 +67,11 @@ class TextReader(BusinessPlugin):
             {DETECTOR: dict(RAPIDOCR_DETECTOR)},
             type=dict,
             doc="the detector's config; keys that are not a signature's section also go to the two other models",
+        ),
+        "COLOCATE": Key(
+            True,
+            type=bool,
+            doc="read the lines inside the detector's server processes (one round trip per frame, no lines server)",
         ),
         "SEPARATE_STAGES": Key(
             False, type=bool, doc="direction and recognizer in two servers (PP_OCR_DIRECTION, PP_OCR_RECOGNIZER)"
@@ -80,6 +94,20 @@ class TextReader(BusinessPlugin):
         "INFER_TIMEOUT": Key(0.0, min=0, doc="seconds a frame's crops may wait for a model (0: the engine's default)"),
     }
 
+    @classmethod
+    def cascades(cls, config: Mapping[str, Any]) -> Any:
+        """The instance's ``CASCADE``, and with ``COLOCATE`` the reader's own: ``PP_OCR_LINES`` on the detector's
+        regions (the best ``MAX_LINES`` scoring at least ``MIN_DETECTION_SCORE``), in its server processes."""
+        declared = super().cascades(config)
+        if not colocated(config) or not isinstance(declared, list):
+            return declared
+        own = {
+            "SIGNATURE": LINES, "AS": LINES_RESULTS, "CROP": "text_line", "MAX_SIDE": 0, "COLOCATE": True,
+            "MIN_SCORE": config["MIN_DETECTION_SCORE"], "MAX_CROPS": config["MAX_LINES"],
+            "PARAMS": line_params(config, LINES),
+        }  # fmt: skip
+        return [*declared, own]
+
     def on_init(self) -> None:
         self._last_payload = 0.0
         self.frames = 0
@@ -90,7 +118,10 @@ class TextReader(BusinessPlugin):
     def _start_second_stages(self) -> None:
         """Check the two other models' configs and start their servers now: a wrong key in DIRECTION_PARAMS or
         RECOGNIZER_PARAMS fails the instance's start with the key named, and the models load while the
-        detector runs on the first frames."""
+        detector runs on the first frames. Co-located lines have no server (their config was checked with the
+        pipeline); each detector process loads them at its first frame with text."""
+        if colocated(self.config):
+            return
         try:
             if not self.config["SEPARATE_STAGES"]:
                 self.infer(LINES, [], self._params(LINES))
@@ -109,7 +140,11 @@ class TextReader(BusinessPlugin):
         if isinstance(regions, ServingError):
             raise regions
         self.frames += 1
-        lines = self.read_lines(inp.image, self._regions(regions or []))
+        read = inp.inferences.get(LINES_RESULTS) if colocated(self.config) else None
+        if read is not None:  # the co-located cascade read the lines with the detection
+            lines = self.lines_read(regions or [], read)
+        else:  # not co-located, or outside a node (a plugin test harness runs no cascade): ask the models now
+            lines = self.read_lines(inp.image, self._regions(regions or []))
         lines = [line for line in lines if "error" in line or self._kept(line)]
         if len(lines) < self.config["MIN_LINES"]:  # lines that failed count: their boxes are reported, marked
             return None
@@ -121,9 +156,25 @@ class TextReader(BusinessPlugin):
         self.emit(self._payload(inp, lines), image=self._witness(inp, lines))
         return None
 
+    def lines_read(self, regions: list[Detection], read: Any) -> list[dict[str, Any]]:
+        """The lines of the co-located cascade's results (aligned with ``regions``; None: a region not read)."""
+        if isinstance(read, ServingError):
+            read = [read] * len(regions)
+        lines = []
+        for region, result in zip(regions, read, strict=False):
+            if result is None:
+                continue
+            line = _line(region)
+            if isinstance(result, ServingError):
+                self._fail(line, result)
+            else:
+                line["text"], line["score"], line["direction"] = result["text"], result["score"], result["direction"]
+            lines.append(line)
+        return lines
+
     def read_lines(self, image: Any, regions: list[Detection]) -> list[dict[str, Any]]:
         """Each region's line (text, score, box, quad, direction) or its error, in the regions' order."""
-        crops = [crop_line(image, region) for region in regions]
+        crops = [crop_text_line(image, region.get("quad") or _corners(region["box"])) for region in regions]
         lines: list[dict[str, Any]] = [_line(region) for region in regions]
         if not crops:
             return lines
@@ -176,16 +227,7 @@ class TextReader(BusinessPlugin):
         self.lines_failed += 1
 
     def _params(self, signature: str) -> dict[str, Any]:
-        """A second stage's config: the shared keys of STARTUP_AI_ENGINE_PARAMS, then its own *_PARAMS
-        (``PP_OCR_LINES``: RECOGNIZER_PARAMS, and the reader's USE_DIRECTION and DIRECTION_THRESHOLD)."""
-        shared = self.config.get("STARTUP_AI_ENGINE_PARAMS") or {}
-        params = {k: v for k, v in shared.items() if not isinstance(v, Mapping)}
-        own = self.config["DIRECTION_PARAMS"] if signature == DIRECTION else self.config["RECOGNIZER_PARAMS"]
-        params.update(own or {})
-        if signature == LINES:
-            params["USE_DIRECTION"] = self.config["USE_DIRECTION"]
-            params["DIRECTION_THRESHOLD"] = self.config["DIRECTION_THRESHOLD"]
-        return params
+        return line_params(self.config, signature)
 
     def _timeout(self) -> float | None:
         return float(self.config["INFER_TIMEOUT"]) or None
@@ -209,6 +251,24 @@ class TextReader(BusinessPlugin):
         return draw_lines(inp.image, lines, self.config["WITNESS_WIDTH"])
 
 
+def colocated(config: Mapping[str, Any]) -> bool:
+    """Whether the lines are read in the detector's processes (``COLOCATE``, without ``SEPARATE_STAGES``)."""
+    return bool(config.get("COLOCATE", True)) and not config.get("SEPARATE_STAGES")
+
+
+def line_params(config: Mapping[str, Any], signature: str) -> dict[str, Any]:
+    """A second stage's config: the shared keys of STARTUP_AI_ENGINE_PARAMS, then its own *_PARAMS
+    (``PP_OCR_LINES``: RECOGNIZER_PARAMS, and the reader's USE_DIRECTION and DIRECTION_THRESHOLD)."""
+    shared = config.get("STARTUP_AI_ENGINE_PARAMS") or {}
+    params = {k: v for k, v in shared.items() if not isinstance(v, Mapping)}
+    own = config.get("DIRECTION_PARAMS") if signature == DIRECTION else config.get("RECOGNIZER_PARAMS")
+    params.update(own or {})
+    if signature == LINES:
+        params["USE_DIRECTION"] = config.get("USE_DIRECTION", True)
+        params["DIRECTION_THRESHOLD"] = config.get("DIRECTION_THRESHOLD", 0.9)
+    return params
+
+
 def _line(region: Detection) -> dict[str, Any]:
     quad = region.get("quad") or _corners(region["box"])
     return {
@@ -224,24 +284,6 @@ def _line(region: Detection) -> dict[str, Any]:
 def _corners(box: Any) -> list[list[float]]:
     x1, y1, x2, y2 = (float(v) for v in box)
     return [[x1, y1], [x2, y1], [x2, y2], [x1, y2]]
-
-
-def crop_line(image: Any, region: Detection) -> Any:
-    """The region's text line as an upright crop: its quad (or box) perspective-warped to a rectangle as wide as
-    its longer horizontal side and as high as its longer vertical side (cubic interpolation, borders repeated);
-    a crop at least 1.5 times taller than wide is turned a quarter counter-clockwise (vertical text)."""
-    import cv2
-    import numpy as np
-
-    points = np.asarray(region.get("quad") or _corners(region["box"]), np.float32).reshape(4, 2)
-    width = max(1, int(max(np.linalg.norm(points[0] - points[1]), np.linalg.norm(points[2] - points[3]))))
-    height = max(1, int(max(np.linalg.norm(points[0] - points[3]), np.linalg.norm(points[1] - points[2]))))
-    target = np.array([[0, 0], [width, 0], [width, height], [0, height]], np.float32)
-    matrix = cv2.getPerspectiveTransform(points, target)
-    crop = cv2.warpPerspective(image, matrix, (width, height), borderMode=cv2.BORDER_REPLICATE, flags=cv2.INTER_CUBIC)
-    if crop.shape[0] >= 1.5 * crop.shape[1]:
-        crop = np.ascontiguousarray(np.rot90(crop))
-    return crop
 
 
 def turn_half(crop: Any) -> Any:

@@ -116,11 +116,25 @@ class PpOcrDetector(_PackagedModel):
             resized.append(cv2.resize(image, (new_w, new_h)))
             sizes.append((new_h, new_w, height, width))
         max_h, max_w = max(s[0] for s in sizes), max(s[1] for s in sizes)
-        batch = np.zeros((len(inputs), 3, max_h, max_w), np.float32)
+        batch = self._batch_buffer((len(inputs), 3, max_h, max_w))
         for index, image in enumerate(resized):
             h, w = image.shape[:2]
-            batch[index, :, :h, :w] = (image.astype(np.float32) * (2 / 255.0) - 1.0).transpose(2, 0, 1)
+            if (h, w) != (max_h, max_w):
+                batch[index] = 0.0  # the padding of a smaller frame
+            part = batch[index, :, :h, :w]
+            np.multiply(image.transpose(2, 0, 1), np.float32(2 / 255.0), out=part, dtype=np.float32)
+            np.subtract(part, np.float32(1.0), out=part)
         return batch, sizes
+
+    def _batch_buffer(self, shape: tuple[int, ...]) -> Any:
+        """The network's input array, reused while the batch shape stays the same: a new 8.8 MB array per frame
+        (992×736) costs its page faults each time, about 7 ms of system time per frame on the test machine."""
+        import numpy as np
+
+        buffer = getattr(self, "_buffer", None)
+        if buffer is None or buffer.shape != shape:
+            buffer = self._buffer = np.empty(shape, np.float32)
+        return buffer
 
     def predict(self, batch: Any) -> Any:
         tensor, sizes = batch
