@@ -338,8 +338,11 @@ def main() -> int:
     parser.add_argument("--cores", type=int, default=os.cpu_count() or 1, help="the thread budget (default: cores)")
     parser.add_argument("--baseline-venv", type=Path, default=DEFAULT_VENV, help=f"default {DEFAULT_VENV}")
     parser.add_argument("--baseline-child", nargs=5, help=argparse.SUPPRESS)
-    parser.add_argument("--separate-lines", action="store_true",
-                        help="each round also runs the node with the lines in a server of their own (COLOCATE false)")
+    parser.add_argument(
+        "--separate-lines",
+        action="store_true",
+        help="each round also runs the node with the lines in a server of their own (COLOCATE false)",
+    )
     args = parser.parse_args()
     if args.baseline_child:
         streams, threads, folder, models, seconds = args.baseline_child
@@ -394,8 +397,9 @@ def main() -> int:
                 rows.append([f"{streams} stream(s): {label}node vs RapidOCR", "", ratio, "", cpu_ratio, "", "", "",
                              same])  # fmt: skip
                 if separate:
-                    rows.append([f"{streams} stream(s): {label}lines apart vs RapidOCR", "", statistics.median(separate),
-                                 "", "", "", "", "", ""])  # fmt: skip
+                    apart_ratio = statistics.median(separate)
+                    rows.append([f"{streams} stream(s): {label}lines apart vs RapidOCR", "", apart_ratio, "", "", "",
+                                 "", "", ""])  # fmt: skip
                 report.append({"streams": streams, "baseline": base, "node": ours, "throughput_ratio": ratio,
                                "cpu_efficiency_ratio": cpu_ratio, "ratios": [p[2] for p in pairs],
                                "separate_lines_ratios": separate,
