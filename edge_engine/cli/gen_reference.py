@@ -42,7 +42,7 @@ METHODS: list[tuple[type[PluginBase], tuple[str, ...]]] = [
     (PluginBase, ("on_init", "on_config", "on_command", "on_close", "on_safe_mode", "on_resume")),
     (CapturePlugin, ("connect", "read", "release", "is_live")),
     (ServingPlugin, ("pre_process", "predict", "post_process")),
-    (BusinessPlugin, ("process", "emit", "infer", "notify", "save_file", "publish_live")),
+    (BusinessPlugin, ("process", "emit", "infer", "cascades", "notify", "save_file", "publish_live")),
 ]
 
 
@@ -128,7 +128,8 @@ def hooks_section() -> str:
 
 
 def _signature(cls: type, name: str) -> str:
-    params = list(inspect.signature(getattr(cls, name)).parameters.values())[1:]
+    bound = isinstance(inspect.getattr_static(cls, name), classmethod)  # its cls is already bound: keep all
+    params = list(inspect.signature(getattr(cls, name)).parameters.values())[0 if bound else 1 :]
     text = ", ".join(str(p).split(":")[0].split("=")[0].strip() for p in params)
     return f"{name}({text})"
 
