@@ -202,6 +202,16 @@ def kept_lines(path: Path, ran: set[str]) -> tuple[list[str], list[str]]:
     return rows, notes
 
 
+def previous_machine(path: Path) -> str | None:
+    """The machine the previous table at ``path`` was written on (its "Machine:" line)."""
+    if not path.exists():
+        return None
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("- Machine: "):
+            return line[len("- Machine: ") :].rstrip(".")
+    return None
+
+
 def write_table(path: Path, outcomes: list[Outcome], args: argparse.Namespace, load_before: Any, started: str) -> None:
     load_after = os.getloadavg()
     ran = {o.bench.name for o in outcomes}
@@ -225,8 +235,10 @@ def write_table(path: Path, outcomes: list[Outcome], args: argparse.Namespace, l
     if args.quick:
         lines.append("- `--quick`: shortened runs (a smoke test of the table); do not quote these figures.")
     if old_rows:
+        before = previous_machine(path)
+        where = f"; they were measured on another machine: {before}" if before and before != machine() else ""
         lines.append(f"- Rows of benchmarks other than {', '.join(sorted(ran))} are kept from the previous table "
-                     "(their load column is that run's).")  # fmt: skip
+                     f"(their load column is that run's{where}).")  # fmt: skip
     lines += ["", "| benchmark | figure | goal | median | min–max | baseline | ratio | load |",
               "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     by_bench: dict[str, list[str]] = {}
