@@ -44,7 +44,7 @@ import time
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from edge_engine.api import BusinessPlugin, Detection, Input, Key, ServingError, crop_text_line
+from edge_engine.api import BusinessPlugin, Detection, Input, Key, ServingError, crop_detection
 
 DETECTOR = "PP_OCR_DETECTOR"
 DIRECTION = "PP_OCR_DIRECTION"
@@ -174,7 +174,7 @@ class TextReader(BusinessPlugin):
 
     def read_lines(self, image: Any, regions: list[Detection]) -> list[dict[str, Any]]:
         """Each region's line (text, score, box, quad, direction) or its error, in the regions' order."""
-        crops = [crop_text_line(image, region.get("quad") or _corners(region["box"])) for region in regions]
+        crops = [crop_detection(image, region, mode="text_line") for region in regions]
         lines: list[dict[str, Any]] = [_line(region) for region in regions]
         if not crops:
             return lines
