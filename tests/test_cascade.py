@@ -125,8 +125,16 @@ CHECKER = """
 
     class CascadeChecker(BusinessPlugin):
         SIGNATURE = "CASCADE_CHECKER"
-        CONFIG = {"AI_ENGINE": ["TILE_DETECTOR"], "NAMES": Key(["ONNX"], type=list), "CALL": Key({}, type=dict)}
+        CONFIG = {"AI_ENGINE": ["TILE_DETECTOR"], "NAMES": Key(["ONNX"], type=list), "CALL": Key({}, type=dict),
+                  "OWN": Key({}, type=dict)}
         BY_PIPELINE = {}
+
+        @classmethod
+        def cascades(cls, config):
+            own = config["OWN"]
+            if own.get("RAISE"):
+                raise KeyError("OWN_PARAMS")
+            return [*super().cascades(config), own] if own else super().cascades(config)
 
         def on_init(self):
             type(self).BY_PIPELINE[self.context.pipeline] = self
@@ -352,6 +360,23 @@ def test_cascade_config_errors_name_the_place(cascade_node: Any) -> None:
         assert "pipeline 'bad' › plugin 'CASCADE_CHECKER' › instance 'check' › key 'CASCADE'" in text, text
         assert expected in text, text
     assert "bad" not in node.pipelines
+
+
+def test_a_plugin_declares_its_own_cascade_from_its_config(cascade_node: Any) -> None:
+    node = cascade_node
+    own = {"SIGNATURE": "ONNX", "AS": "MEANS", "CLASSES": ["even"], "COLOCATE": True, "PARAMS": MEAN}
+    node.add_pipeline(pipeline("own", [], {"COUNT": 10}, NAMES=["MEANS"], OWN=own))
+    wait_for(lambda: pipeline_finished(node, "own"), timeout=90)
+    rec = instance_state(node, "own")
+    assert rec.frames == 10 and rec.wrong == [] and rec.results["MEANS"] == 10 * 6 and rec.errors["MEANS"] == []
+    assert [s.signature for s in node.serving.servers()] == ["TILE_DETECTOR"]  # co-located: no server of its own
+    with pytest.raises(ConfigError) as caught:  # the plugin's entries are checked like declared ones
+        node.add_pipeline(pipeline("own2", [], NAMES=["MEANS"], OWN={**own, "MIN_SCORE": 2}))
+    assert "instance 'check' › key 'CASCADE': entry 0 (ONNX) › key 'MIN_SCORE': must be <= 1" in str(caught.value)
+    with pytest.raises(ConfigError) as caught:  # a plugin's cascades() that raises refuses its pipeline, clearly
+        node.add_pipeline(pipeline("own3", [], OWN={"RAISE": True}))
+    assert "key 'CASCADE': the plugin's cascades() raised KeyError: 'OWN_PARAMS'" in str(caught.value)
+    assert "own2" not in node.pipelines and "own3" not in node.pipelines
 
 
 # --- pieces ----------------------------------------------------------------------------------------------------------
