@@ -208,12 +208,16 @@ class CropMean:
     """A second model in numpy (created by the worker's own plugin loader): each crop's mean colour."""
 
     loads = 0
+    closes = 0
 
     def __init__(self, config: dict[str, Any], context: Any) -> None:
         self.config = config
 
     def on_init(self) -> None:
         type(self).loads += 1
+
+    def on_close(self) -> None:
+        type(self).closes += 1
 
     def pre_process(self, inputs: list[Any]) -> list[Any]:
         return [inp.image.reshape(-1, 3).mean(axis=0).tolist() for inp in inputs]
@@ -261,5 +265,42 @@ def test_a_frame_without_detections_comes_back_plain_and_loads_no_second_model(t
     assert results[0] == [] and type(results[1]) is Cascaded and CropMean.loads == 1
     assert results[1].first == [box] and results[1].outcomes["k"].aligned == [{"mean": [10.0, 20.0, 30.0]}]
     stages.close()
+    reader.close()
+    slots.close()
+
+
+def test_a_first_stage_process_keeps_a_bounded_number_of_second_models_least_recently_used_first(
+    tmp_path: Any,
+) -> None:
+    """Each live change of a co-located model's config is a new model key: old copies are closed, not kept."""
+    from edge_engine.plugin.kinds import Input
+    from edge_engine.serving.colocated import ColocatedCascade, SecondStages
+    from edge_engine.serving.frame_slots import FrameReader, FrameSlots
+    from edge_engine.serving.worker import FrameItem, WorkerSpec, _run_batch
+
+    spec = WorkerSpec.for_class(CropMean, {}, tmp_path, 0)
+    cascades = {n: ColocatedCascade(n, f"crop-mean:{n}", spec, "numpy", (), 0.0, 0.0, 8, "box", 0, 8) for n in "abc"}
+    slots = FrameSlots(2, use_shm=False)
+    frame = np.zeros((8, 8, 3), np.uint8)
+    frame[:4, :4] = (10, 20, 30)
+    box = {"box": [0, 0, 4, 4], "score": 0.9, "class_id": 0, "class_name": "x"}
+    ref = slots.put(slots.acquire(), frame)
+    reader, stages = FrameReader(), SecondStages(logging.getLogger("test"), max_loaded=2)
+    loads, closes = CropMean.loads, CropMean.closes
+
+    def run(name: str) -> None:
+        item = FrameItem(ref, None, {"boxes": [box]}, 1, 0.0, (cascades[name],))
+        (result,), _ = _run_batch(BoxesFromMetadata(), reader, [item], Input, stages)
+        assert result.outcomes[name].aligned == [{"mean": [10.0, 20.0, 30.0]}]
+
+    for name in "abc":
+        run(name)
+    assert (CropMean.loads - loads, CropMean.closes - closes) == (3, 1)  # c made room by closing a
+    run("b")  # still loaded: used again, now the most recent
+    assert (CropMean.loads - loads, CropMean.closes - closes) == (3, 1)
+    run("a")  # loaded again, closing c (the least recently used)
+    assert (CropMean.loads - loads, CropMean.closes - closes) == (4, 2)
+    stages.close()
+    assert CropMean.closes - closes == 4  # the two still loaded
     reader.close()
     slots.close()

@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import pickle
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from functools import cached_property
@@ -117,13 +118,22 @@ class Cascaded(NamedTuple):
     outcomes: dict[str, CascadeOutcome]
 
 
-class SecondStages:
-    """In a first-stage process: the second models it loaded, and the cascades of one batch run on them."""
+MAX_LOADED = 4  # second models one first-stage process keeps loaded (the least recently used one goes first)
 
-    def __init__(self, log: logging.Logger, loading: Callable[[bool], Any] | None = None):
+
+class SecondStages:
+    """In a first-stage process: the second models it loaded, and the cascades of one batch run on them.
+
+    A cascade's model is keyed by its plugin class and config, so a live config change (``TEXT_READER``'s
+    ``DIRECTION_THRESHOLD``, say) loads a new copy: at most ``max_loaded`` stay loaded, the least recently used
+    one is closed to make room (and loaded again if a frame needs it later), so repeated changes do not pile up
+    model copies in the process."""
+
+    def __init__(self, log: logging.Logger, loading: Callable[[bool], Any] | None = None, max_loaded: int = MAX_LOADED):
         self.log = log
         self.loading = loading  # told when a model starts (True) and ends (False) loading: the batch's watchdog
-        self._plugins: dict[str, Any] = {}
+        self.max_loaded = max(1, max_loaded)
+        self._plugins: OrderedDict[str, Any] = OrderedDict()  # by model key, least recently used first
         self._failed: dict[str, str] = {}
 
     def run(
@@ -207,6 +217,7 @@ class SecondStages:
         """The second model's plugin, loaded at its first use in this process (or the ServingError it gave)."""
         plugin = self._plugins.get(cascade.model_key)
         if plugin is not None:
+            self._plugins.move_to_end(cascade.model_key)
             return plugin
         failed = self._failed.get(cascade.model_key)
         if failed is None:
@@ -215,6 +226,8 @@ class SecondStages:
             if self.loading is not None:
                 self.loading(True)
             try:
+                while len(self._plugins) >= self.max_loaded:
+                    self._close(self._plugins.popitem(last=False)[1])
                 plugin = create_plugin(cascade.worker, self.log)
                 plugin.on_init()
                 self._plugins[cascade.model_key] = plugin
@@ -228,9 +241,11 @@ class SecondStages:
         return cascade.error("load_failed", failed)
 
     def close(self) -> None:
-        for plugin in self._plugins.values():
-            try:
-                plugin.on_close()
-            except Exception:
-                self.log.exception("on_close of a co-located model raised")
-        self._plugins.clear()
+        while self._plugins:
+            self._close(self._plugins.popitem(last=False)[1])
+
+    def _close(self, plugin: Any) -> None:
+        try:
+            plugin.on_close()
+        except Exception:
+            self.log.exception("on_close of a co-located model raised")
