@@ -332,6 +332,41 @@ def test_text_reader_in_a_node_reads_every_rendered_frame(node_factory: Any, tmp
         assert servers == {"PP_OCR_DETECTOR", "PP_OCR_LINES"}  # direction and recognizer in one process
 
 
+def test_a_live_config_change_reaches_the_colocated_lines(node_factory: Any, tmp_path: Path) -> None:
+    """The reader's own cascade is derived from its config: turning USE_DIRECTION off on the running pipeline
+    reaches the lines read in the detector's processes (an upside-down frame is then read as it is)."""
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    case = next(c for c in CASES if c.upside_down)
+    cv2.imwrite(str(folder / "00.png"), render(case))
+    node = node_factory()
+
+    def pipeline(use_direction: bool) -> dict[str, Any]:
+        return {
+            "NAME": "turn", "TYPE": "IMAGE_FOLDER", "PATH": str(folder), "PATTERN": "*.png", "LOOP": True,
+            "PLUGINS": [{"SIGNATURE": "TEXT_READER", "INSTANCES": [{
+                "INSTANCE_ID": "read", "WITNESS": False, "USE_DIRECTION": use_direction, "MIN_TEXT_SCORE": 0,
+                "STARTUP_AI_ENGINE_PARAMS": {"WORKERS": 1, "PP_OCR_DETECTOR": {"LIMIT_TYPE": "min", "LIMIT_SIDE": 736}},
+            }]}],
+        }  # fmt: skip
+
+    path = node.layout.output / "turn" / "TEXT_READER_read" / "payloads.jsonl"
+
+    def last() -> dict[str, Any] | None:
+        lines = path.read_text().splitlines() if path.exists() else []
+        data = json.loads(lines[-1]) if lines else None
+        return data.get("data", data) if data else None
+
+    node.add_pipeline(pipeline(True))
+    wait_for(lambda: (data := last()) and data["TEXT"].split("\n") == expected_text(case), timeout=120)
+    node.add_pipeline(pipeline(False))  # the same pipeline, updated live
+    wait_for(lambda: (data := last()) and {line["direction"] for line in data["LINES"]} == {"0"}, timeout=60)
+    data = last()
+    assert data is not None and data["TEXT"].split("\n") != expected_text(case) and data["FAILED_LINES"] == 0
+    assert {server.signature for server in node.serving.servers()} == {"PP_OCR_DETECTOR"}
+    node.remove_pipeline("turn")
+
+
 def test_dry_run_reads_the_bundled_sample(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
     from edge_engine.cli import dry_run
 
