@@ -34,6 +34,7 @@ REPO = HERE.parent
 DEFAULT_OUTPUT = HERE / "RESULTS.md"
 TIMEOUT_SECONDS = 3600
 KEPT = " (kept from the previous run)"
+ON_MACHINE = "; machine: "  # each benchmark's line names the machine it ran on
 
 
 @dataclass(frozen=True)
@@ -198,6 +199,9 @@ def kept_lines(path: Path, ran: set[str]) -> tuple[list[str], list[str]]:
             if line.split(" | ")[0][2:] not in ran:
                 rows.append(line)
         elif line.startswith("- `") and line[3:].split("`")[0] not in ran:
+            if ON_MACHINE not in line:  # written before notes named their machine
+                ran_then = not line.endswith(KEPT)  # then it ran on the previous table's machine
+                line = line.removesuffix(KEPT) + ON_MACHINE + ((ran_then and previous_machine(path)) or "not recorded")
             notes.append(line if line.endswith(KEPT) else line + KEPT)
     return rows, notes
 
@@ -235,10 +239,8 @@ def write_table(path: Path, outcomes: list[Outcome], args: argparse.Namespace, l
     if args.quick:
         lines.append("- `--quick`: shortened runs (a smoke test of the table); do not quote these figures.")
     if old_rows:
-        before = previous_machine(path)
-        where = f"; they were measured on another machine: {before}" if before and before != machine() else ""
         lines.append(f"- Rows of benchmarks other than {', '.join(sorted(ran))} are kept from the previous table "
-                     f"(their load column is that run's{where}).")  # fmt: skip
+                     "(their load column is that run's; the list at the end names each one's machine).")  # fmt: skip
     lines += ["", "| benchmark | figure | goal | median | min–max | baseline | ratio | load |",
               "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     by_bench: dict[str, list[str]] = {}
@@ -257,7 +259,7 @@ def write_table(path: Path, outcomes: list[Outcome], args: argparse.Namespace, l
         argv = " ".join(bench.quick if args.quick else bench.args) or "(defaults)"
         status = outcome.status()
         lines.append(f"- `{bench.name}` ({bench.what}): `{bench.script} {argv}`, {len(outcome.runs)} run(s), "
-                     f"{outcome.seconds:.0f} s, {status}")  # fmt: skip
+                     f"{outcome.seconds:.0f} s, {status}{ON_MACHINE}{machine()}")  # fmt: skip
     lines += old_notes
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
