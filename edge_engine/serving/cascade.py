@@ -346,16 +346,11 @@ def crop_quad(image: Any, quad: Sequence[Sequence[float]], padding: float = 0.0,
     ``padding`` around its centre first, downscaled to ``max_side`` when bigger (0: never). Pixels outside the
     frame repeat its border."""
     import cv2
-    import numpy as np
 
-    points = _grown(np.asarray(quad, dtype=np.float32).reshape(4, 2), padding)
-    width = max(np.linalg.norm(points[1] - points[0]), np.linalg.norm(points[2] - points[3]))
-    height = max(np.linalg.norm(points[3] - points[0]), np.linalg.norm(points[2] - points[1]))
+    points, width, height = _quad_sides(quad, padding)
     scale = min(1.0, max_side / max(width, height)) if max_side and max(width, height) > 0 else 1.0
     out_w, out_h = max(1, round(width * scale)), max(1, round(height * scale))
-    target = np.array([[0, 0], [out_w, 0], [out_w, out_h], [0, out_h]], dtype=np.float32)
-    matrix = cv2.getPerspectiveTransform(points.astype(np.float32), target)
-    return cv2.warpPerspective(image, matrix, (out_w, out_h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return _warp(image, points, out_w, out_h, cv2.INTER_LINEAR)
 
 
 def crop_text_line(image: Any, quad: Sequence[Sequence[float]], padding: float = 0.0, max_side: int = 0) -> Any:
@@ -367,31 +362,44 @@ def crop_text_line(image: Any, quad: Sequence[Sequence[float]], padding: float =
     import cv2
     import numpy as np
 
-    points = _grown(np.asarray(quad, dtype=np.float32).reshape(4, 2), padding)
-    width = max(1, int(max(np.linalg.norm(points[0] - points[1]), np.linalg.norm(points[2] - points[3]))))
-    height = max(1, int(max(np.linalg.norm(points[0] - points[3]), np.linalg.norm(points[1] - points[2]))))
-    target = np.array([[0, 0], [width, 0], [width, height], [0, height]], np.float32)
-    matrix = cv2.getPerspectiveTransform(points, target)
-    crop = cv2.warpPerspective(image, matrix, (width, height), borderMode=cv2.BORDER_REPLICATE, flags=cv2.INTER_CUBIC)
+    points, width, height = _quad_sides(quad, padding)
+    crop = _warp(image, points, max(1, int(width)), max(1, int(height)), cv2.INTER_CUBIC)
     if crop.shape[0] >= 1.5 * crop.shape[1]:
         crop = np.ascontiguousarray(np.rot90(crop))
     return _fit(crop, max_side)
 
 
-def _grown(points: Any, padding: float) -> Any:
-    """The quad's corners moved away from its centre by ``padding`` × its size on each side."""
-    if not padding:
-        return points
-    centre = points.mean(axis=0)
-    return centre + (points - centre) * (1.0 + 2.0 * padding)
+def _quad_sides(quad: Sequence[Sequence[float]], padding: float) -> tuple[Any, float, float]:
+    """The quad's corners (moved away from its centre by ``padding`` × its size on each side), its longer
+    horizontal side and its longer vertical side."""
+    import numpy as np
+
+    points = np.asarray(quad, dtype=np.float32).reshape(4, 2)
+    if padding:
+        centre = points.mean(axis=0)
+        points = centre + (points - centre) * (1.0 + 2.0 * padding)
+    width = max(np.linalg.norm(points[1] - points[0]), np.linalg.norm(points[2] - points[3]))
+    height = max(np.linalg.norm(points[3] - points[0]), np.linalg.norm(points[2] - points[1]))
+    return points, float(width), float(height)
+
+
+def _warp(image: Any, points: Any, width: int, height: int, interpolation: int) -> Any:
+    """The quad ``points`` warped to an upright ``width`` × ``height`` rectangle; pixels outside the frame repeat
+    its border."""
+    import cv2
+    import numpy as np
+
+    target = np.array([[0, 0], [width, 0], [width, height], [0, height]], dtype=np.float32)
+    matrix = cv2.getPerspectiveTransform(points.astype(np.float32), target)
+    return cv2.warpPerspective(image, matrix, (width, height), flags=interpolation, borderMode=cv2.BORDER_REPLICATE)
 
 
 def crop_detection(
     image: Any, detection: Mapping[str, Any], padding: float = 0.0, mode: str = "box", max_side: int = 0
 ) -> Any:
     """A detection's crop as a cascade makes it: ``mode="box"`` (:func:`crop_box`), ``"quad"``
-    (:func:`crop_quad` of its ``quad``) or ``"text_line"`` (:func:`crop_text_line` of its ``quad``); the
-    quad modes take the box's corners when the detection has no quad."""
+    (:func:`crop_quad` of its ``quad``; its box, as ``"box"``, when it has none) or ``"text_line"``
+    (:func:`crop_text_line` of its ``quad``; of its box's corners when it has none)."""
     if mode not in CROP_MODES:
         raise ValueError(f"mode must be one of {', '.join(CROP_MODES)} (got {mode!r})")
     if mode == "text_line":
